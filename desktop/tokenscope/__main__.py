@@ -1,0 +1,3 @@
+from tokenscope.cli import main
+
+raise SystemExit(main())

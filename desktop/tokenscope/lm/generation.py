@@ -1,0 +1,180 @@
+"""Token-by-token generation as an iterator of small immutable step records.
+
+    gen = model.generate("Once upon a time", max_tokens=20, sampling=SamplingSettings(seed=1))
+    for step in gen:
+        print(step.text, end="")
+    gen.stop_reason  # "eos", "stop_string", "max_tokens" or "closed"
+
+Each step keeps the distribution it was drawn from (top-k, raw and after sampling) as it was
+when the token was produced, so a viewer never has to recompute it.
+
+Context window: a prompt longer than the window keeps its most recent tokens (how many were
+dropped is in `dropped_prompt_tokens`). When generation fills the window, the oldest half is
+dropped and the rest recomputed; the step where that happened has `context_shifted` set.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+
+from tokenscope.lm.sampling import SamplingSettings, draw, entropy_bits, sampling_distribution
+from tokenscope.lm.tokenizer import IncrementalDecoder
+
+if TYPE_CHECKING:
+    from tokenscope.lm.language_model import LanguageModel
+
+
+@dataclass(frozen=True, slots=True)
+class Alternative:
+    token_id: int
+    display: str
+    probability: float
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationStep:
+    """One generated token and the distribution it came from."""
+
+    index: int  # 0 for the first generated token
+    token_id: int
+    piece: str  # readable label of the token ("␣Jak", "↵", "<E4>")
+    text: str  # text this token completed ("" inside a multi-byte character)
+    probability: float  # under the raw distribution
+    sampled_probability: float  # under the distribution it was drawn from
+    top_raw: tuple[Alternative, ...]
+    top_sampled: tuple[Alternative, ...]
+    entropy: float  # of the raw distribution, in bits
+    elapsed: float  # seconds spent on this step
+    context_shifted: bool = False  # the window was full and the oldest tokens were dropped
+    is_eos: bool = False
+
+
+class Generation(Iterator[GenerationStep]):
+    """An iterator over generated tokens; `close()` (or leaving a for loop) stops the work."""
+
+    def __init__(
+        self,
+        model: LanguageModel,
+        prompt_ids: Sequence[int],
+        *,
+        max_tokens: int,
+        sampling: SamplingSettings,
+        stop: Sequence[str] = (),
+        top_k: int = 10,
+    ) -> None:
+        if max_tokens < 0:
+            raise ValueError(f"max_tokens must be >= 0 (got {max_tokens})")
+        window = model.config.context_length
+        ids = list(prompt_ids)
+        self.dropped_prompt_tokens = max(0, len(ids) - (window - 1))
+        self.prompt_ids = ids[self.dropped_prompt_tokens :]
+        self.steps: list[GenerationStep] = []
+        self.stop_reason: str | None = None
+        self.context_shifts = 0
+        self._model = model
+        self._max_tokens = max_tokens
+        self._sampling = sampling
+        self._stop = tuple(s for s in stop if s)
+        self._top_k = top_k
+        self._text_parts: list[str] = []
+        self._steps = self._run()
+
+    @property
+    def text(self) -> str:
+        """The generated text so far (without a stop string that ended it)."""
+        text = "".join(self._text_parts)
+        if self.stop_reason == "stop_string":
+            cut = min((i for s in self._stop if (i := text.find(s)) >= 0), default=len(text))
+            text = text[:cut]
+        return text
+
+    @property
+    def token_ids(self) -> list[int]:
+        return [s.token_id for s in self.steps]
+
+    def __next__(self) -> GenerationStep:
+        return next(self._steps)
+
+    def close(self) -> None:
+        """Stop generating; safe to call at any time, more than once."""
+        if self.stop_reason is None:
+            self.stop_reason = "closed"
+        self._steps.close()
+
+    def __enter__(self) -> Generation:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _alternatives(self, probs: torch.Tensor) -> tuple[Alternative, ...]:
+        k = min(self._top_k, int((probs > 0).sum()))
+        values, ids = torch.topk(probs, k)
+        display = self._model.tokenizer.display
+        return tuple(
+            Alternative(i, display(i), p)
+            for i, p in zip(ids.tolist(), values.tolist(), strict=True)
+        )
+
+    def _run(self) -> Iterator[GenerationStep]:
+        model, tokenizer = self._model, self._model.tokenizer
+        transformer = model.transformer
+        window = model.config.context_length
+        generator = None
+        if self._sampling.seed is not None:
+            generator = torch.Generator().manual_seed(self._sampling.seed)
+        decoder = IncrementalDecoder(tokenizer)
+        context = list(self.prompt_ids)  # what the cache holds, plus the token to feed next
+        cache = transformer.new_cache()
+        pending = context
+        with torch.inference_mode():
+            for index in range(self._max_tokens):
+                started = time.perf_counter()
+                shifted = False
+                if cache.length + len(pending) > window:
+                    # Keep the most recent half of the window and recompute its cache.
+                    context = context[-(window // 2) :]
+                    cache.reset()
+                    pending = context
+                    shifted = True
+                    self.context_shifts += 1
+                ids = torch.tensor([pending], device=cache.keys.device)
+                logits = transformer(ids, cache, last_only=True)[0, -1]  # (V,)
+                raw, sampled = sampling_distribution(logits, self._sampling, context)
+                token = draw(sampled, generator)
+                is_eos = token == tokenizer.eos_id
+                text = "" if is_eos else decoder.feed(token)
+                step = GenerationStep(
+                    index=index,
+                    token_id=token,
+                    piece=tokenizer.display(token),
+                    text=text,
+                    probability=float(raw[token]),
+                    sampled_probability=float(sampled[token]),
+                    top_raw=self._alternatives(raw),
+                    top_sampled=self._alternatives(sampled),
+                    entropy=entropy_bits(raw),
+                    elapsed=time.perf_counter() - started,
+                    context_shifted=shifted,
+                    is_eos=is_eos,
+                )
+                self.steps.append(step)
+                self._text_parts.append(text)
+                context.append(token)
+                pending = [token]
+                if is_eos:
+                    self.stop_reason = "eos"
+                elif self._stop and any(s in "".join(self._text_parts) for s in self._stop):
+                    self.stop_reason = "stop_string"
+                yield step
+                if self.stop_reason is not None:
+                    return
+            tail = decoder.flush()
+            if tail:
+                self._text_parts.append(tail)
+            self.stop_reason = "max_tokens"

@@ -1,0 +1,62 @@
+"""Key/value cache for incremental decoding.
+
+Keys and values of past positions are kept so that each new token costs one position of
+attention work instead of re-running the whole prefix. The cache can be cut back to a prefix,
+which is how the playground reuses work when only the end of the prompt changes.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class KVCache:
+    """Preallocated keys and values for every layer: (n_layer, B, n_kv_head, capacity, head_dim)."""
+
+    def __init__(
+        self,
+        n_layer: int,
+        n_kv_head: int,
+        head_dim: int,
+        capacity: int,
+        *,
+        batch_size: int = 1,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        shape = (n_layer, batch_size, n_kv_head, capacity, head_dim)
+        self.keys = torch.zeros(shape, dtype=dtype, device=device)
+        self.values = torch.zeros(shape, dtype=dtype, device=device)
+        self.capacity = capacity
+        self.length = 0  # positions filled and committed
+        self._pending = 0  # positions being written by the forward pass in progress
+
+    def update(
+        self, layer: int, k: torch.Tensor, v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store this layer's new keys/values (B, n_kv, T, hs); return all of them so far."""
+        t = k.shape[2]
+        end = self.length + t
+        if end > self.capacity:
+            raise ValueError(
+                f"KV cache overflow: {self.length} cached + {t} new > capacity {self.capacity}"
+            )
+        self.keys[layer, :, :, self.length : end] = k
+        self.values[layer, :, :, self.length : end] = v
+        self._pending = t
+        return self.keys[layer, :, :, :end], self.values[layer, :, :, :end]
+
+    def commit(self) -> None:
+        """Called once per forward pass, after every layer has written its new positions."""
+        self.length += self._pending
+        self._pending = 0
+
+    def truncate(self, length: int) -> None:
+        """Forget every position from `length` on (keep the prefix)."""
+        if not 0 <= length <= self.length:
+            raise ValueError(f"cannot truncate a cache of length {self.length} to {length}")
+        self.length = length
+        self._pending = 0
+
+    def reset(self) -> None:
+        self.truncate(0)

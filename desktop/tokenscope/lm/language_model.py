@@ -1,0 +1,295 @@
+"""LanguageModel: a Transformer and its tokenizer, with the API the app and the CLI speak.
+
+model = tokenscope.load_model("builtin")
+dist = model.predict_next_token_probabilities("The capital of Indonesia is")
+model.get_most_likely_token(dist)     # " Jak"
+dist.probability_of(" Jakarta")       # product over the continuation's tokens
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from tokenscope.lm.config import ModelConfig
+from tokenscope.lm.distribution import NextTokenDistribution
+from tokenscope.lm.generation import Generation
+from tokenscope.lm.kv_cache import KVCache
+from tokenscope.lm.model import Transformer
+from tokenscope.lm.sampling import SamplingSettings, sampling_distribution
+from tokenscope.lm.tokenizer import Tokenizer
+
+_LN2 = math.log(2)
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """A token of a tokenized text and the characters it covers (text[start:end]).
+
+    `text` is the token's own text; a token that holds only part of a character's bytes
+    shows U+FFFD there and shares that character's span with its neighbours.
+    """
+
+    token_id: int
+    text: str
+    display: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True, slots=True)
+class TokenScore:
+    token_id: int
+    display: str
+    logprob: float | None  # natural log of P(token | text before it); None if nothing came before
+    surprisal: float | None  # -log2 P, in bits
+
+    @property
+    def probability(self) -> float | None:
+        return None if self.logprob is None else math.exp(self.logprob)
+
+
+@dataclass(frozen=True, slots=True)
+class TextScore:
+    """How probable a text is under the model, token by token."""
+
+    tokens: tuple[TokenScore, ...]
+
+    @property
+    def total_logprob(self) -> float:
+        return sum(t.logprob for t in self.tokens if t.logprob is not None)
+
+    @property
+    def mean_surprisal(self) -> float:
+        """Average bits per scored token; 2 ** this is the perplexity."""
+        scored = [t.surprisal for t in self.tokens if t.surprisal is not None]
+        return sum(scored) / len(scored) if scored else float("nan")
+
+    @property
+    def perplexity(self) -> float:
+        return 2.0**self.mean_surprisal
+
+
+class LanguageModel:
+    """A Transformer with its tokenizer. Not thread-safe: use it from one thread at a time."""
+
+    def __init__(
+        self,
+        transformer: Transformer,
+        tokenizer: Tokenizer,
+        *,
+        name: str = "model",
+        source: str | None = None,
+        add_bos: bool = False,
+    ) -> None:
+        if tokenizer.vocab_size > transformer.config.vocab_size:
+            raise ValueError(
+                f"the tokenizer has {tokenizer.vocab_size} tokens but the model only "
+                f"{transformer.config.vocab_size} output rows"
+            )
+        self.transformer = transformer.eval()
+        self.tokenizer = tokenizer
+        self.name = name
+        self.source = source  # where it was loaded from, if anywhere
+        self.add_bos = add_bos  # prepend BOS to every context (models trained that way)
+        self._prefix_ids: list[int] = []  # what _prefix_cache holds
+        self._prefix_cache: KVCache | None = None
+
+    # ----- facts ---------------------------------------------------------------------------
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.transformer.config
+
+    @property
+    def device(self) -> torch.device:
+        return self.transformer.embed.weight.device
+
+    @property
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.transformer.parameters())
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (
+            f"LanguageModel({self.name!r}, {self.parameter_count:,} parameters, "
+            f"{c.n_layer} layers, vocabulary {self.tokenizer.vocab_size}, "
+            f"context {c.context_length})"
+        )
+
+    # ----- text <-> tokens -----------------------------------------------------------------
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text)
+
+    def tokenize(self, text: str) -> list[Token]:
+        """The text split into tokens, each with its id, readable label and character span."""
+        tok = self.tokenizer
+        return [
+            Token(i, tok.token_text(i), tok.display(i), start, end)
+            for i, start, end in tok.encode_with_offsets(text)
+        ]
+
+    def _context_ids(self, context: str | Sequence[int]) -> list[int]:
+        ids = self.encode(context) if isinstance(context, str) else list(context)
+        bos = self.tokenizer.bos_id
+        if self.add_bos and bos is not None and (not ids or ids[0] != bos):
+            ids.insert(0, bos)
+        if not ids:
+            # Nothing to condition on: start from the document boundary the model was trained on.
+            start = bos if bos is not None else self.tokenizer.eos_id
+            if start is None:
+                raise ValueError("the context is empty and the tokenizer has no BOS or EOS token")
+            ids = [start]
+        return ids
+
+    # ----- the next token ------------------------------------------------------------------
+
+    def forget_cache(self) -> None:
+        """Drop the cached prefix (call after changing the weights in place)."""
+        self._prefix_ids, self._prefix_cache = [], None
+
+    @torch.inference_mode()
+    def next_token_logits(self, ids: Sequence[int]) -> torch.Tensor:
+        """Logits (V,) for the token after `ids`, reusing the cached work for a shared prefix.
+
+        `ids` must fit the context window. Typing at the end of a long prompt therefore costs
+        only the new tokens.
+        """
+        ids = list(ids)
+        window = self.config.context_length
+        if not 0 < len(ids) <= window:
+            raise ValueError(f"need 1 to {window} token ids (got {len(ids)})")
+        cache = self._prefix_cache
+        if cache is None:
+            cache = self._prefix_cache = self.transformer.new_cache()
+        shared = 0
+        for a, b in zip(self._prefix_ids, ids, strict=False):
+            if a != b:
+                break
+            shared += 1
+        shared = min(shared, len(ids) - 1)  # always run at least the last position
+        cache.truncate(min(shared, cache.length))
+        new = torch.tensor([ids[cache.length :]], device=self.device)
+        try:
+            logits = self.transformer(new, cache, last_only=True)[0, -1]
+        except BaseException:
+            self.forget_cache()
+            raise
+        self._prefix_ids = ids
+        return logits
+
+    def predict_next_token_probabilities(
+        self,
+        context: str | Sequence[int],
+        *,
+        sampling: SamplingSettings | None = None,
+        top_k: int = 10,
+    ) -> NextTokenDistribution:
+        """P(next token | context) over the whole vocabulary.
+
+        A context longer than the window keeps its most recent tokens; the distribution's
+        `dropped_tokens` says how many were cut. With `sampling`, the distribution also
+        carries what sampling with those knobs would draw from.
+        """
+        ids = self._context_ids(context)
+        dropped = max(0, len(ids) - self.config.context_length)
+        ids = ids[dropped:]
+        logits = self.next_token_logits(ids)
+        raw, sampled = sampling_distribution(logits, sampling or SamplingSettings(), ids)
+        return NextTokenDistribution(
+            raw, sampled, model=self, context_ids=ids, dropped_tokens=dropped, top_k=top_k
+        )
+
+    def get_most_likely_token(self, distribution: NextTokenDistribution) -> str:
+        """The text of the most likely next token, e.g. " Jak"."""
+        return distribution.most_likely.text
+
+    # ----- scoring -------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def _logprobs(self, ids: Sequence[int]) -> torch.Tensor:
+        """log P(ids[i+1] | ids[..i]) for each i, in one forward pass; (len(ids) - 1,)."""
+        x = torch.tensor([list(ids)], device=self.device)
+        logits = self.transformer(x)[0, :-1].float()  # (T-1, V)
+        logp = torch.log_softmax(logits, dim=-1)
+        return logp.gather(1, x[0, 1:, None])[:, 0]
+
+    def continuation_logprobs(
+        self, context_ids: Sequence[int], continuation_ids: Sequence[int]
+    ) -> list[float]:
+        """log P of each continuation token given the context and the tokens before it."""
+        window = self.config.context_length
+        cont = list(continuation_ids)
+        if len(cont) >= window:
+            raise ValueError(f"a continuation of {len(cont)} tokens does not fit window {window}")
+        ids = (list(context_ids) + cont)[-window:]
+        return self._logprobs(ids)[-len(cont) :].tolist()
+
+    def score(self, text: str) -> TextScore:
+        """Log probability and surprisal of every token of `text` given the tokens before it.
+
+        The first token is scored after BOS (or EOS) when the tokenizer has one; otherwise it
+        has no score. Texts longer than the window are scored in overlapping windows, each token
+        seeing at least half a window of context.
+        """
+        ids = self.encode(text)
+        start = self.tokenizer.bos_id if self.tokenizer.bos_id is not None else None
+        start = start if start is not None else self.tokenizer.eos_id
+        full = ([start] if start is not None else []) + ids
+        offset = 1 if start is not None else 0
+        logprobs: list[float | None] = [None] * len(full)
+        window = self.config.context_length
+        stride = max(1, window // 2)
+        begin = 0
+        while True:
+            chunk = full[begin : begin + window]
+            if len(chunk) > 1:
+                values = self._logprobs(chunk).tolist()
+                first_new = 1 if begin == 0 else window - stride
+                for j in range(first_new, len(chunk)):
+                    logprobs[begin + j] = values[j - 1]
+            if begin + window >= len(full):
+                break
+            begin += stride
+        tok = self.tokenizer
+        scores = []
+        for i, token_id in enumerate(ids):
+            lp = logprobs[i + offset]
+            scores.append(
+                TokenScore(token_id, tok.display(token_id), lp, None if lp is None else -lp / _LN2)
+            )
+        return TextScore(tuple(scores))
+
+    # ----- generation ----------------------------------------------------------------------
+
+    def generate(
+        self,
+        prompt: str | Sequence[int],
+        *,
+        max_tokens: int = 64,
+        sampling: SamplingSettings | None = None,
+        stop: Sequence[str] = (),
+        top_k: int = 10,
+    ) -> Generation:
+        """An iterator of GenerationStep records; see tokenscope.lm.generation."""
+        return Generation(
+            self,
+            self._context_ids(prompt),
+            max_tokens=max_tokens,
+            sampling=sampling or SamplingSettings(),
+            stop=stop,
+            top_k=top_k,
+        )
+
+    # ----- saving --------------------------------------------------------------------------
+
+    def save(self, folder: str | Path) -> Path:
+        """Write a native checkpoint folder (config.json, model.safetensors, tokenizer.json)."""
+        from tokenscope.lm.checkpoint import save_checkpoint
+
+        return save_checkpoint(self, folder)

@@ -1,0 +1,143 @@
+"""Sampling as pure functions: logits in, probability distributions out.
+
+The raw distribution is softmax(logits): what the model believes. The sampled distribution is
+what a token is actually drawn from after the knobs are applied, in this order:
+
+    repetition penalty -> temperature -> top-k -> top-p -> min-p -> renormalise
+
+Temperature 0 means greedy: all mass on the most likely token (after the repetition penalty).
+Each filter keeps at least one token, so the sampled distribution always sums to 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """The knobs. The defaults leave the distribution untouched (plain sampling)."""
+
+    temperature: float = 1.0
+    top_k: int = 0  # 0: off
+    top_p: float = 1.0  # 1.0: off
+    min_p: float = 0.0  # 0.0: off
+    repetition_penalty: float = 1.0  # 1.0: off
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0 (got {self.temperature})")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0 (got {self.top_k})")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"top_p must be in (0, 1] (got {self.top_p})")
+        if not 0.0 <= self.min_p <= 1.0:
+            raise ValueError(f"min_p must be in [0, 1] (got {self.min_p})")
+        if self.repetition_penalty <= 0:
+            raise ValueError(f"repetition_penalty must be > 0 (got {self.repetition_penalty})")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+    @property
+    def is_identity(self) -> bool:
+        """True when the sampled distribution equals the raw one."""
+        return (
+            self.temperature == 1.0
+            and self.top_k == 0
+            and self.top_p == 1.0
+            and self.min_p == 0.0
+            and self.repetition_penalty == 1.0
+        )
+
+
+GREEDY = SamplingSettings(temperature=0.0)
+
+
+def softmax(logits: torch.Tensor) -> torch.Tensor:
+    """Probabilities from logits (V,), computed in float32 whatever the model's dtype."""
+    return torch.softmax(logits.float(), dim=-1)
+
+
+def apply_repetition_penalty(
+    logits: torch.Tensor, previous_ids: Iterable[int], penalty: float
+) -> torch.Tensor:
+    """Make tokens already seen less likely: positive logits divided by, negative multiplied by,
+    the penalty (the CTRL paper's rule). Returns a new tensor."""
+    ids = torch.tensor(sorted(set(previous_ids)), dtype=torch.long, device=logits.device)
+    if penalty == 1.0 or ids.numel() == 0:
+        return logits
+    out = logits.clone()
+    seen = out[ids]
+    out[ids] = torch.where(seen > 0, seen / penalty, seen * penalty)
+    return out
+
+
+def top_k_filter(probs: torch.Tensor, k: int) -> torch.Tensor:
+    """Keep the k most likely tokens (ties at the edge broken by index), renormalised."""
+    if k <= 0 or k >= probs.numel():
+        return probs
+    kept = torch.topk(probs, k).indices
+    out = torch.zeros_like(probs)
+    out[kept] = probs[kept]
+    return out / out.sum()
+
+
+def top_p_filter(probs: torch.Tensor, p: float) -> torch.Tensor:
+    """Keep the smallest set of most likely tokens whose mass reaches p, renormalised."""
+    if p >= 1.0:
+        return probs
+    sorted_probs, order = torch.sort(probs, descending=True)
+    mass_before = torch.cumsum(sorted_probs, dim=0) - sorted_probs
+    keep_sorted = mass_before < p  # a token is kept while the mass before it is short of p
+    keep_sorted[0] = True
+    keep = torch.zeros_like(keep_sorted)
+    keep[order] = keep_sorted
+    out = torch.where(keep, probs, torch.zeros_like(probs))
+    return out / out.sum()
+
+
+def min_p_filter(probs: torch.Tensor, min_p: float) -> torch.Tensor:
+    """Keep tokens at least min_p times as likely as the most likely one, renormalised."""
+    if min_p <= 0.0:
+        return probs
+    threshold = min_p * probs.max()
+    out = torch.where(probs >= threshold, probs, torch.zeros_like(probs))
+    return out / out.sum()
+
+
+def sampling_distribution(
+    logits: torch.Tensor,
+    settings: SamplingSettings,
+    previous_ids: Iterable[int] = (),
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(raw, sampled) distributions over the vocabulary for one position's logits (V,)."""
+    raw = softmax(logits)
+    if settings.is_identity:
+        return raw, raw
+    x = apply_repetition_penalty(logits.float(), previous_ids, settings.repetition_penalty)
+    if settings.greedy:
+        sampled = torch.zeros_like(raw)
+        sampled[int(torch.argmax(x))] = 1.0
+        return raw, sampled
+    probs = softmax(x / settings.temperature)
+    probs = top_k_filter(probs, settings.top_k)
+    probs = top_p_filter(probs, settings.top_p)
+    probs = min_p_filter(probs, settings.min_p)
+    return raw, probs
+
+
+def draw(probs: torch.Tensor, generator: torch.Generator | None = None) -> int:
+    """Draw one token id from a distribution; a one-hot distribution returns its token."""
+    return int(torch.multinomial(probs, 1, generator=generator))
+
+
+def entropy_bits(probs: torch.Tensor) -> float:
+    """Shannon entropy in bits (0 for a certain outcome; log2(V) for a uniform one)."""
+    p = probs[probs > 0]
+    return float(-(p * torch.log2(p)).sum())

@@ -1,0 +1,42 @@
+"""Shared fixtures: tiny models trained or built here, never downloaded."""
+
+from __future__ import annotations
+
+import pytest
+
+CORPUS = (
+    "The capital of Indonesia is Jakarta. The capital of France is Paris.\n"
+    "A language model predicts the next token. 语言模型预测下一个词。 👍🏽\n"
+    "def add(a, b):\n\treturn a + b\n"
+) * 8
+
+
+@pytest.fixture(scope="session")
+def bpe_tokenizer():
+    from tokenscope.lm import Tokenizer
+
+    return Tokenizer.train_bpe([CORPUS], vocab_size=320)
+
+
+@pytest.fixture(scope="session")
+def make_model(bpe_tokenizer):
+    """make_model(preset_name="tiny", seed=0, **config_overrides) -> LanguageModel."""
+    from tokenscope.lm import LanguageModel, Transformer, preset
+
+    def make(name: str = "tiny", seed: int = 0, tokenizer=None, **overrides):
+        tok = tokenizer or bpe_tokenizer
+        config = preset(name, vocab_size=tok.vocab_size, **overrides)
+        return LanguageModel(Transformer(config).init_weights(seed=seed), tok, name=f"test-{name}")
+
+    return make
+
+
+@pytest.fixture
+def tiny_model(make_model):
+    return make_model("tiny")
+
+
+@pytest.fixture
+def checkpoint(tmp_path, tiny_model):
+    """A native checkpoint folder of the tiny model."""
+    return tiny_model.save(tmp_path / "tiny-checkpoint")
