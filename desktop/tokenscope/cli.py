@@ -3,6 +3,8 @@
     tokenscope                          the window (not in this version yet: says so)
     tokenscope predict "PROMPT"         the next-token distribution, as text bars or --json
     tokenscope generate "PROMPT"        tokens streamed as they are produced, or JSON lines
+    tokenscope train --config run.json  train a model (see tokenscope.train.cli)
+    tokenscope export MODEL OUT         save a model as a Hugging Face folder
 
 Heavy imports (torch) happen inside the commands so that `--help` answers at once.
 """
@@ -158,6 +160,21 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from tokenscope.lm import load_model
+    from tokenscope.train.export import export_hugging_face
+
+    folder = export_hugging_face(load_model(args.model), args.out)
+    print(f"wrote a Hugging Face folder to {folder}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from tokenscope.train.cli import run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tokenscope",
@@ -182,6 +199,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sampling_options(g, default_temperature=1.0)
     g.add_argument("--json", action="store_true", help="print one JSON object per token")
     g.set_defaults(run=_cmd_generate)
+
+    e = sub.add_parser("export", help="save a model as a Hugging Face folder")
+    e.add_argument("model", help="a checkpoint folder or model name")
+    e.add_argument("out", help="the folder to write")
+    e.add_argument("--format", choices=["hf"], default="hf", help="only 'hf' for now")
+    e.set_defaults(run=_cmd_export)
+
+    t = sub.add_parser("train", help="train a language model (same as python -m tokenscope.train)")
+    from tokenscope.train.cli import add_arguments
+
+    add_arguments(t)
+    t.set_defaults(run=_cmd_train)
     return parser
 
 

@@ -40,7 +40,7 @@ EXPECTED = (
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 
 
-def _atomic_write(path: Path, write: Any) -> None:
+def atomic_write(path: Path, write: Any) -> None:
     """Write through a temporary file in the same folder, then rename over the target."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -54,24 +54,38 @@ def _atomic_write(path: Path, write: Any) -> None:
         raise
 
 
-def save_checkpoint(model: LanguageModel, folder: str | Path) -> Path:
-    """Save a model as a native checkpoint folder; each file is replaced atomically."""
+def write_checkpoint(
+    folder: str | Path,
+    transformer: Transformer,
+    tokenizer: Tokenizer,
+    *,
+    name: str,
+    add_bos: bool = False,
+) -> Path:
+    """Write a native checkpoint folder; each file is replaced atomically."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous().cpu() for k, v in model.transformer.state_dict().items()}
-    _atomic_write(folder / WEIGHTS_FILE, lambda p: save_file(state, p, metadata={"format": FORMAT}))
-    _atomic_write(folder / TOKENIZER_FILE, lambda p: model.tokenizer.save(p))
+    state = {k: v.detach().contiguous().cpu() for k, v in transformer.state_dict().items()}
+    atomic_write(folder / WEIGHTS_FILE, lambda p: save_file(state, p, metadata={"format": FORMAT}))
+    atomic_write(folder / TOKENIZER_FILE, lambda p: tokenizer.save(p))
     config = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "name": model.name,
+        "name": name,
         "created_by": f"tokenscope {__version__}",
-        "model": model.config.to_dict(),
-        "tokenizer": {"bos_id": model.tokenizer.bos_id, "eos_id": model.tokenizer.eos_id},
-        "add_bos": model.add_bos,
+        "model": transformer.config.to_dict(),
+        "tokenizer": {"bos_id": tokenizer.bos_id, "eos_id": tokenizer.eos_id},
+        "add_bos": add_bos,
     }
-    _atomic_write(folder / CONFIG_FILE, lambda p: Path(p).write_text(json.dumps(config, indent=2)))
+    atomic_write(folder / CONFIG_FILE, lambda p: Path(p).write_text(json.dumps(config, indent=2)))
     return folder
+
+
+def save_checkpoint(model: LanguageModel, folder: str | Path) -> Path:
+    """Save a model as a native checkpoint folder."""
+    return write_checkpoint(
+        folder, model.transformer, model.tokenizer, name=model.name, add_bos=model.add_bos
+    )
 
 
 def read_checkpoint_config(folder: Path) -> dict[str, Any]:

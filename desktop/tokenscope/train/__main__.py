@@ -1,0 +1,3 @@
+from tokenscope.train.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,182 @@
+"""Two older kinds of language model, trained on the same tokens as a run, for comparison.
+
+- An n-gram model: counts of token trigrams, bigrams and unigrams with interpolated absolute
+  discounting (the smoothing behind Kneser-Ney), so unseen sequences still get probability.
+- A small LSTM language model, trained with the same batches, optimiser and schedule.
+
+Each reports its validation perplexity per token as a `baseline` event in the run's
+events.jsonl, beside the Transformer's `eval` events.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tokenscope.train.config import TrainConfig
+from tokenscope.train.corpus import TokenDataset
+from tokenscope.train.events import EventWriter
+from tokenscope.train.loop import learning_rate
+
+DISCOUNT = 0.75
+
+
+class NGramModel:
+    """Interpolated absolute-discounting trigram model over token ids (vectorised with NumPy)."""
+
+    def __init__(self, vocab_size: int, order: int = 3) -> None:
+        self.vocab_size = vocab_size
+        self.order = order
+
+    def _keys(self, tokens: np.ndarray, n: int) -> np.ndarray:
+        key = np.zeros(len(tokens) - n + 1, dtype=np.int64)
+        for i in range(n):
+            key = key * self.vocab_size + tokens[i : len(tokens) - n + 1 + i]
+        return key
+
+    def fit(self, tokens: np.ndarray) -> NGramModel:
+        tokens = np.asarray(tokens, dtype=np.int64)
+        self.unigram = np.bincount(tokens, minlength=self.vocab_size).astype(np.float64)
+        self.total = self.unigram.sum()
+        # For each order n >= 2: sorted n-gram keys with counts, and per-context totals and
+        # the number of distinct followers (how much mass the discount frees).
+        self.tables = {}
+        for n in range(2, self.order + 1):
+            keys, counts = np.unique(self._keys(tokens, n), return_counts=True)
+            contexts = keys // self.vocab_size
+            ctx_keys, first = np.unique(contexts, return_index=True)
+            ctx_totals = np.add.reduceat(counts, first)
+            ctx_types = np.diff(np.append(first, len(keys)))
+            self.tables[n] = (keys, counts, ctx_keys, ctx_totals, ctx_types)
+        return self
+
+    @staticmethod
+    def _lookup(sorted_keys: np.ndarray, values: np.ndarray, query: np.ndarray) -> np.ndarray:
+        pos = np.searchsorted(sorted_keys, query)
+        pos = np.minimum(pos, len(sorted_keys) - 1)
+        found = sorted_keys[pos] == query
+        return np.where(found, values[pos], 0)
+
+    def probabilities(self, tokens: np.ndarray) -> np.ndarray:
+        """P(tokens[i] | up to order-1 tokens before it) for i >= order - 1."""
+        tokens = np.asarray(tokens, dtype=np.int64)
+        start = self.order - 1
+        target = tokens[start:]
+        # Add-one unigram floor, so a token never seen in training is not impossible.
+        p = (self.unigram[target] + 1.0) / (self.total + self.vocab_size)
+        for n in range(2, self.order + 1):
+            keys, counts, ctx_keys, ctx_totals, ctx_types = self.tables[n]
+            full = self._keys(tokens, n)[start - (n - 1) :]
+            ctx = full // self.vocab_size
+            c = self._lookup(keys, counts, full).astype(np.float64)
+            total = self._lookup(ctx_keys, ctx_totals, ctx).astype(np.float64)
+            types = self._lookup(ctx_keys, ctx_types, ctx).astype(np.float64)
+            seen = total > 0
+            safe = np.where(seen, total, 1.0)
+            interpolated = np.maximum(c - DISCOUNT, 0) / safe + DISCOUNT * types / safe * p
+            p = np.where(seen, interpolated, p)
+        return p
+
+    def perplexity(self, tokens: np.ndarray) -> float:
+        p = self.probabilities(tokens)
+        return float(math.exp(-np.mean(np.log(p))))
+
+
+class LstmLanguageModel(nn.Module):
+    def __init__(self, vocab_size: int, width: int, layers: int) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, width)
+        self.lstm = nn.LSTM(width, width, num_layers=layers, batch_first=True)
+        self.head = nn.Linear(width, vocab_size)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        hidden, _ = self.lstm(self.embed(ids))  # (B, T, width)
+        return self.head(hidden)  # (B, T, V)
+
+
+def train_lstm(
+    config: TrainConfig,
+    train: TokenDataset,
+    val: TokenDataset,
+    vocab: int,
+    context: int,
+    *,
+    width: int = 256,
+    layers: int = 1,
+    steps: int | None = None,
+) -> tuple[LstmLanguageModel, float]:
+    """Train an LSTM on the run's batches; return it and its validation perplexity."""
+    torch.manual_seed(config.seed)
+    model = LstmLanguageModel(vocab, width, layers)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.0)
+    steps = steps or config.steps
+    for step in range(steps):
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step, config.replace(steps=steps))
+        x, y = train.batch(
+            train.window_starts(config.seed, step, config.batch_size, context), context
+        )
+        logits = model(torch.from_numpy(x))
+        loss = F.cross_entropy(logits.reshape(-1, vocab), torch.from_numpy(y).reshape(-1))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+    model.eval()
+    losses = []
+    with torch.no_grad():
+        length = min(context, len(val) - 1)
+        for i in range(config.eval_batches):
+            starts = val.window_starts(config.seed, 1_000_003 + i, config.batch_size, length)
+            x, y = val.batch(starts, length)
+            logits = model(torch.from_numpy(x))
+            losses.append(
+                float(F.cross_entropy(logits.reshape(-1, vocab), torch.from_numpy(y).reshape(-1)))
+            )
+    return model, math.exp(sum(losses) / len(losses))
+
+
+def run_baselines(config: TrainConfig, *, lstm_steps: int | None = None) -> bool:
+    """Train both baselines on a run's token files and append their results to its events."""
+    run_dir = Path(config.out_dir)
+    events = EventWriter(run_dir / "events.jsonl")
+    try:
+        from tokenscope.lm.tokenizer import Tokenizer
+
+        tokenizer = Tokenizer.from_file(run_dir / "tokenizer.json")
+        vocab = tokenizer.vocab_size
+        train = TokenDataset(run_dir / "data" / "train.bin", vocab)
+        val = TokenDataset(run_dir / "data" / "val.bin", vocab)
+        started = time.perf_counter()
+        ngram = NGramModel(vocab).fit(np.asarray(train.tokens))
+        ppl = ngram.perplexity(np.asarray(val.tokens))
+        events.emit(
+            "baseline",
+            model="ngram",
+            order=ngram.order,
+            val_perplexity=ppl,
+            val_loss=math.log(ppl),
+            seconds=time.perf_counter() - started,
+        )
+        started = time.perf_counter()
+        context = min(config.context or 128, len(train) - 1)
+        _, ppl = train_lstm(config, train, val, vocab, context, steps=lstm_steps)
+        events.emit(
+            "baseline",
+            model="lstm",
+            val_perplexity=ppl,
+            val_loss=math.log(ppl),
+            seconds=time.perf_counter() - started,
+        )
+        return True
+    except (OSError, ValueError) as e:
+        events.emit("error", message=f"baselines need a prepared run folder: {e}")
+        return False
+    finally:
+        events.close()

@@ -1,0 +1,132 @@
+"""Training checkpoints: a native checkpoint folder plus what resuming needs.
+
+    RUN/checkpoints/step-000200/   config.json, model.safetensors, tokenizer.json  (loadable
+                                   by tokenscope.load_model as any checkpoint) and
+                                   optimizer.safetensors, training_state.json
+    RUN/checkpoints/best.json      which step had the lowest validation loss
+
+A checkpoint is written into a hidden temporary folder and renamed into place, so a run
+killed at any moment leaves the previous checkpoint intact. Data order and dropout depend
+only on (seed, step), so the step number is all the random state a resume needs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from tokenscope.lm.checkpoint import atomic_write, write_checkpoint
+from tokenscope.lm.model import Transformer
+from tokenscope.lm.tokenizer import Tokenizer
+
+STATE_FILE, OPTIMIZER_FILE, BEST_FILE = "training_state.json", "optimizer.safetensors", "best.json"
+
+
+def checkpoint_dir(run_dir: Path) -> Path:
+    return run_dir / "checkpoints"
+
+
+def step_folder(run_dir: Path, step: int) -> Path:
+    return checkpoint_dir(run_dir) / f"step-{step:06d}"
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    """Complete checkpoints of a run, oldest first (temporary folders are ignored)."""
+    folder = checkpoint_dir(run_dir)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.glob("step-*") if p.is_dir() and (p / STATE_FILE).is_file())
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    found = list_checkpoints(run_dir)
+    return found[-1] if found else None
+
+
+def best_checkpoint(run_dir: Path) -> Path | None:
+    try:
+        best = json.loads((checkpoint_dir(run_dir) / BEST_FILE).read_text())
+        path = checkpoint_dir(run_dir) / best["checkpoint"]
+        return path if path.is_dir() else None
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    state = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for index, values in state["state"].items():
+        for key, value in values.items():
+            if torch.is_tensor(value):
+                tensors[f"{index}.{key}"] = value.detach().contiguous().cpu()
+            else:
+                scalars.setdefault(str(index), {})[key] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def save_training_checkpoint(
+    run_dir: Path,
+    step: int,
+    transformer: Transformer,
+    tokenizer: Tokenizer,
+    optimizer: torch.optim.Optimizer,
+    state: dict[str, Any],
+    *,
+    name: str,
+    keep: int,
+) -> Path:
+    """Write the checkpoint for `step` (completed steps), then prune old ones."""
+    final = step_folder(run_dir, step)
+    tmp = final.with_name(f".tmp-{final.name}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    write_checkpoint(tmp, transformer, tokenizer, name=name)
+    tensors, optimizer_meta = _optimizer_tensors(optimizer)
+    atomic_write(tmp / OPTIMIZER_FILE, lambda p: save_file(tensors, p))
+    payload = {**state, "step": step, "optimizer": optimizer_meta}
+    atomic_write(tmp / STATE_FILE, lambda p: Path(p).write_text(json.dumps(payload, indent=2)))
+    if final.exists():  # re-saving a step (e.g. stopped right after a periodic save)
+        old = final.with_name(f".old-{final.name}")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+    _prune(run_dir, keep)
+    return final
+
+
+def mark_best(run_dir: Path, checkpoint: Path, val_loss: float) -> None:
+    payload = {"checkpoint": checkpoint.name, "val_loss": val_loss}
+    atomic_write(
+        checkpoint_dir(run_dir) / BEST_FILE, lambda p: Path(p).write_text(json.dumps(payload))
+    )
+
+
+def _prune(run_dir: Path, keep: int) -> None:
+    best = best_checkpoint(run_dir)
+    for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
+        if best is None or old.name != best.name:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def load_training_state(checkpoint: Path, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """Restore the optimizer from a checkpoint and return its training state (step, best...)."""
+    payload = json.loads((checkpoint / STATE_FILE).read_text())
+    tensors = load_file(str(checkpoint / OPTIMIZER_FILE))
+    meta = payload.pop("optimizer")
+    per_param: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        index, name = key.split(".", 1)
+        per_param.setdefault(int(index), {})[name] = value
+    for index, values in meta["scalars"].items():
+        per_param.setdefault(int(index), {}).update(values)
+    optimizer.load_state_dict({"state": per_param, "param_groups": meta["param_groups"]})
+    return payload

@@ -1,0 +1,88 @@
+"""`python -m tokenscope.train` and `tokenscope train`: start, resume, or compare a run.
+
+    python -m tokenscope.train --config run.json           a new run (or --resume it)
+    python -m tokenscope.train --recipe default --out DIR  a shipped recipe
+    python -m tokenscope.train --run DIR --resume          continue a run from its folder
+    python -m tokenscope.train --run DIR --baselines       n-gram and LSTM beside the run
+    torchrun --nproc-per-node 2 -m tokenscope.train ...    the same, with several processes
+
+Progress is one JSON event per line on stdout (see tokenscope.train.events).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", type=Path, help="a run config (JSON)")
+    source.add_argument("--recipe", help="a recipe shipped with Tokenscope, e.g. 'default'")
+    source.add_argument("--run", type=Path, help="an existing run folder (uses its run.json)")
+    p.add_argument("--out", type=Path, help="the run folder (overrides the config's out_dir)")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    p.add_argument("--stop-at-step", type=int, help="save and stop after this step")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        help="override a config field, e.g. --set steps=200 --set 'model={\"n_layer\": 2}'",
+    )
+    p.add_argument("--baselines", action="store_true", help="train the n-gram and LSTM baselines")
+
+
+def _load_config(args: argparse.Namespace):
+    from tokenscope.train.config import TrainConfig, recipe_path
+
+    if args.config:
+        config = TrainConfig.from_file(args.config)
+    elif args.recipe:
+        config = TrainConfig.from_file(recipe_path(args.recipe))
+        # A recipe's run goes under the current folder, never inside the installed package.
+        config = config.replace(out_dir=str(Path.cwd() / "runs" / args.recipe))
+    else:
+        config = TrainConfig.from_file(args.run / "run.json")
+        config = config.replace(out_dir=str(args.run))
+    changes = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set needs KEY=VALUE (got {item!r})")
+        try:
+            changes[key] = json.loads(value)
+        except json.JSONDecodeError:
+            changes[key] = value  # a bare string
+    if args.out:
+        changes["out_dir"] = str(args.out)
+    if changes:
+        config = TrainConfig.from_dict({**config.to_dict(), **changes})
+    return config
+
+
+def run(args: argparse.Namespace) -> int:
+    from tokenscope.lm.errors import TokenscopeError
+
+    try:
+        config = _load_config(args)
+    except (ValueError, TypeError, TokenscopeError) as e:
+        print(f"tokenscope train: error: {e}", file=sys.stderr)
+        return 2
+    if args.baselines:
+        from tokenscope.train.baselines import run_baselines
+
+        return 0 if run_baselines(config) else 1
+    from tokenscope.train.loop import Trainer
+
+    status = Trainer(config, resume=args.resume, stop_at_step=args.stop_at_step).run()
+    return {"completed": 0, "stopped": 0}.get(status, 1)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tokenscope.train", description=__doc__)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))

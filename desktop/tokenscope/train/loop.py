@@ -1,0 +1,529 @@
+"""The training loop: one process, or several under torchrun (PyTorch DDP, chosen by environment).
+
+    python -m tokenscope.train --config run.json
+    torchrun --nproc-per-node 2 -m tokenscope.train --config run.json
+
+Every process draws the same global batch for a step (it depends only on seed and step) and
+takes its share of rows, so N processes follow the same trajectory as one. Rank 0 alone writes
+events and checkpoints.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from tokenscope.lm.errors import TokenscopeError
+from tokenscope.lm.language_model import LanguageModel
+from tokenscope.lm.model import Transformer
+from tokenscope.lm.sampling import SamplingSettings
+from tokenscope.lm.tokenizer import Tokenizer
+from tokenscope.train import checkpoints as ckpt
+from tokenscope.train.config import TrainConfig
+from tokenscope.train.corpus import (
+    CorpusError,
+    TokenDataset,
+    find_files,
+    iter_corpus_text,
+    summarize,
+    tokenize_corpus,
+)
+from tokenscope.train.events import EventWriter
+
+EVAL_SEED_OFFSET = 1_000_003  # eval batches come from their own stream, the same every time
+STOP_FILE = "STOP"
+
+
+@dataclass(frozen=True)
+class Runtime:
+    rank: int
+    world: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def _runtime(config: TrainConfig) -> Runtime:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if config.device == "auto":
+        device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    else:
+        device = torch.device(config.device)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return Runtime(rank, world, device)
+
+
+def learning_rate(step: int, config: TrainConfig) -> float:
+    """Linear warmup to the peak, then cosine decay to the minimum at the last step."""
+    if step < config.warmup_steps:
+        return config.learning_rate * (step + 1) / config.warmup_steps
+    span = max(1, config.steps - config.warmup_steps)
+    progress = min(1.0, (step - config.warmup_steps) / span)
+    cosine = 0.5 * (1 + math.cos(math.pi * progress))
+    return config.min_learning_rate + cosine * (config.learning_rate - config.min_learning_rate)
+
+
+def _autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
+    if config.precision == "fp32":
+        return None
+    if config.precision == "bf16":
+        return torch.bfloat16
+    if config.precision == "fp16":
+        return torch.float16
+    if device.type == "cuda":  # auto
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return None  # auto on CPU: float32 is the fast and exact choice there
+
+
+def peak_flops(device: torch.device, threads: int) -> float:
+    """A rough peak for the MFU estimate (stated in the start event, so it can be judged)."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        for key, value in (("H200", 989e12), ("H100", 989e12), ("A100", 312e12), ("L4", 121e12)):
+            if key in name:
+                return value
+        return 100e12
+    return threads * 100e9  # ~AVX-512 FMA throughput of one core, float32
+
+
+class StopRequested:
+    """Set by SIGTERM/SIGINT or a STOP file in the run folder; checked between steps."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.flag = False
+        self.stop_file = run_dir / STOP_FILE
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread (e.g. called from a test thread)
+                pass
+
+    def uninstall(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.flag = True
+
+    def requested(self) -> bool:
+        return self.flag or self.stop_file.exists()
+
+
+class Trainer:
+    """One training run. `run()` returns the final status: completed, stopped or failed."""
+
+    def __init__(
+        self, config: TrainConfig, *, resume: bool = False, stop_at_step: int | None = None
+    ) -> None:
+        self.config = config
+        self.resume = resume
+        self.stop_at_step = stop_at_step
+        self.run_dir = Path(config.out_dir)
+        self.rt = _runtime(config)
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        if self.rt.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.events = EventWriter(self.run_dir / "events.jsonl", enabled=self.rt.is_main)
+        self.stop = StopRequested(self.run_dir)
+
+    # ----- set-up --------------------------------------------------------------------------
+
+    def _barrier(self) -> None:
+        if self.rt.world > 1:
+            dist.barrier()
+
+    def _prepare_data(self) -> Tokenizer:
+        """Tokenizer and token files, made by rank 0 (or reused when resuming)."""
+        c = self.config
+        data_dir = self.run_dir / "data"
+        tok_path = self.run_dir / "tokenizer.json"
+        reuse = self.resume and tok_path.is_file() and (data_dir / "val.bin").is_file()
+        if self.rt.is_main and not reuse:
+            (self.run_dir / STOP_FILE).unlink(missing_ok=True)
+            data = list(c.data)
+            if c.corpus_recipe:
+                from tokenscope.train import default_corpus
+
+                data.append(str(default_corpus.write(self.run_dir / "corpus" / "default.txt")))
+            files, skipped = find_files(data)
+            for path, reason in skipped:
+                self.events.emit("warning", message=f"skipped {path}: {reason}")
+            if not files:
+                raise CorpusError(
+                    "the corpus is empty: no readable text files in " + ", ".join(data)
+                )
+            tokenizer = self._make_tokenizer(files)
+            tokenizer.save(tok_path)
+            last = [0.0]
+
+            def progress(done: int, total: int) -> None:
+                now = time.monotonic()
+                if now - last[0] > 0.5 or done == total:
+                    last[0] = now
+                    self.events.emit("progress", stage="tokenize", done=done, total=total)
+
+            summary = summarize([])
+            summary.files = files
+            corpus = tokenize_corpus(
+                files,
+                tokenizer,
+                data_dir,
+                val_fraction=c.val_fraction,
+                summary=summary,
+                progress=progress,
+            )
+            if summary.invalid_bytes:
+                self.events.emit(
+                    "warning",
+                    message=f"{summary.invalid_bytes} bytes were not valid UTF-8 and were replaced",
+                )
+            self.corpus_info = {
+                "files": len(files),
+                "skipped": len(skipped),
+                "bytes": summary.bytes,
+                "characters": summary.characters,
+                "invalid_bytes": summary.invalid_bytes,
+                "train_tokens": corpus.train_tokens,
+                "val_tokens": corpus.val_tokens,
+            }
+        self._barrier()
+        if not hasattr(self, "corpus_info"):
+            self.corpus_info = {}
+        return self._load_tokenizer(tok_path)
+
+    def _load_tokenizer(self, path: Path) -> Tokenizer:
+        return Tokenizer.from_file(path)
+
+    def _make_tokenizer(self, files: list[Path]) -> Tokenizer:
+        c = self.config
+        if c.tokenizer == "model":
+            from tokenscope.lm.loading import load_model
+
+            return load_model(c.init_from).tokenizer
+        self.events.emit("progress", stage="tokenizer", done=0, total=1)
+        if c.tokenizer == "char":
+            tokenizer = Tokenizer.train_chars(iter_corpus_text(files))
+        else:
+            tokenizer = Tokenizer.train_bpe(iter_corpus_text(files), vocab_size=c.vocab_size)
+        self.events.emit("progress", stage="tokenizer", done=1, total=1)
+        return tokenizer
+
+    def _build_model(self, tokenizer: Tokenizer, resume_from: Path | None) -> Transformer:
+        c = self.config
+        if resume_from is not None:
+            from tokenscope.lm.checkpoint import load_checkpoint
+
+            model = load_checkpoint(resume_from).transformer
+        elif c.init_from:
+            from tokenscope.lm.loading import load_model
+
+            loaded = load_model(c.init_from)
+            if loaded.tokenizer.vocab_size != tokenizer.vocab_size:
+                raise TokenscopeError(
+                    'fine-tuning keeps the model\'s vocabulary: use tokenizer "model"'
+                )
+            model = loaded.transformer
+        else:
+            model = Transformer(c.model_config(tokenizer.vocab_size)).init_weights(seed=c.seed)
+        return model.to(self.rt.device).train()
+
+    def _optimizer(self, model: Transformer) -> torch.optim.Optimizer:
+        c = self.config
+        decay = [p for p in model.parameters() if p.dim() >= 2]
+        no_decay = [p for p in model.parameters() if p.dim() < 2]
+        groups = [
+            {"params": decay, "weight_decay": c.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+        return torch.optim.AdamW(groups, lr=c.learning_rate, betas=(c.beta1, c.beta2))
+
+    # ----- batches and losses --------------------------------------------------------------
+
+    def _rows(self, data: TokenDataset, stream: int, count: int, length: int) -> np.ndarray:
+        return data.window_starts(self.config.seed, stream, count, length)
+
+    def _loss(self, model: torch.nn.Module, x: np.ndarray, y: np.ndarray) -> torch.Tensor:
+        device = self.rt.device
+        xt = torch.from_numpy(x).to(device, non_blocking=True)
+        yt = torch.from_numpy(y).to(device, non_blocking=True)
+        dtype = self.autocast_dtype
+        ctx = torch.autocast(device.type, dtype=dtype) if dtype else nullcontext()
+        with ctx:
+            logits = model(xt)  # (B, T, V)
+        return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), yt.reshape(-1))
+
+    @torch.no_grad()
+    def _evaluate(self, model: Transformer, train: TokenDataset, val: TokenDataset) -> dict:
+        model.eval()
+        out = {}
+        for name, data in (("train", train), ("val", val)):
+            length = min(self.context, len(data) - 1)
+            losses = []
+            for i in range(self.config.eval_batches):
+                starts = self._rows(data, EVAL_SEED_OFFSET + i, self.micro_global, length)
+                losses.append(float(self._loss(model, *data.batch(starts, length))))
+            out[f"{name}_loss"] = sum(losses) / len(losses)
+        model.train()
+        out["val_perplexity"] = math.exp(min(out["val_loss"], 50.0))
+        return out
+
+    def _report_samples(self, step: int, model: Transformer, tokenizer: Tokenizer) -> None:
+        c = self.config
+        lm = LanguageModel(model, tokenizer, name=c.name)
+        for i, prompt in enumerate(c.sample_prompts):
+            gen = lm.generate(
+                prompt,
+                max_tokens=c.sample_tokens,
+                sampling=SamplingSettings(temperature=0.8, top_k=40, seed=c.seed + i),
+            )
+            for _ in gen:
+                pass
+            self.events.emit("sample", step=step, prompt=prompt, text=gen.text)
+        model.train()
+        model._head_copy = None  # do not keep an inference copy of the head while training
+
+    def _report_probes(self, step: int, model: Transformer, tokenizer: Tokenizer) -> None:
+        lm = LanguageModel(model, tokenizer, name=self.config.name)
+        for probe in self.config.probes:
+            ids = tokenizer.encode(probe.continuation)
+            logprob = sum(lm.continuation_logprobs(lm.encode(probe.prompt) or [0], ids))
+            self.events.emit(
+                "probe",
+                step=step,
+                prompt=probe.prompt,
+                continuation=probe.continuation,
+                probability=math.exp(logprob),
+                tokens=len(ids),
+            )
+        model.train()
+        model._head_copy = None
+
+    # ----- the run -------------------------------------------------------------------------
+
+    def run(self) -> str:
+        self.stop.install()
+        try:
+            return self._run()
+        except TokenscopeError as e:
+            self.events.emit("error", message=str(e))
+            self.events.emit("done", status="failed", message=str(e))
+            return "failed"
+        except torch.OutOfMemoryError as e:
+            message = f"out of memory: {str(e).splitlines()[0]}; try a smaller batch or model"
+            self.events.emit("error", message=message)
+            self.events.emit("done", status="failed", message=message)
+            return "failed"
+        except Exception as e:
+            self.events.emit("error", message=f"{type(e).__name__}: {e}")
+            self.events.emit("done", status="failed", message=f"{type(e).__name__}: {e}")
+            raise
+        finally:
+            self.stop.uninstall()
+            self.events.close()
+            if self.rt.world > 1 and dist.is_initialized():
+                dist.destroy_process_group()
+
+    def _run(self) -> str:
+        c, rt = self.config, self.rt
+        resume_from = ckpt.latest_checkpoint(self.run_dir) if self.resume else None
+        if self.resume and resume_from is None and rt.is_main:
+            self.events.emit("warning", message="nothing to resume: starting a new run")
+        tokenizer = self._prepare_data()
+        if rt.is_main and resume_from is None:
+            (self.run_dir / "run.json").write_text(c.to_json())
+        model = self._build_model(tokenizer, resume_from)
+        self.context = min(c.context or model.config.context_length, model.config.context_length)
+        self.micro_global = c.batch_size // c.grad_accum
+        if self.micro_global % rt.world:
+            raise TokenscopeError(
+                f"batch_size / grad_accum = {self.micro_global} must divide evenly over "
+                f"{rt.world} processes"
+            )
+        self.autocast_dtype = _autocast_dtype(c, rt.device)
+        vocab = model.config.vocab_size
+        train = TokenDataset(self.run_dir / "data" / "train.bin", vocab)
+        val = TokenDataset(self.run_dir / "data" / "val.bin", vocab)
+        if len(train) <= self.context:
+            raise CorpusError(
+                f"the training split has {len(train)} tokens; the context is {self.context}: "
+                "use more text or a shorter context"
+            )
+        optimizer = self._optimizer(model)
+        start_step, best_val = 0, math.inf
+        if resume_from is not None:
+            state = ckpt.load_training_state(resume_from, optimizer)
+            start_step = state["step"]
+            best_val = state.get("best_val_loss") or math.inf
+        ddp_model: torch.nn.Module = model
+        if rt.world > 1:
+            ddp_model = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None
+            )
+        scaler = torch.amp.GradScaler(enabled=self.autocast_dtype == torch.float16)
+        threads = torch.get_num_threads()
+        params = model.config.parameter_count()
+        flops_per_token = 3 * model.config.flops_per_token(context=self.context)
+        peak = peak_flops(rt.device, threads) * rt.world
+        tokens_per_step = c.batch_size * self.context
+        self.events.emit(
+            "start",
+            config=c.to_dict(),
+            model=model.config.to_dict(),
+            parameters=params,
+            device=str(rt.device),
+            world_size=rt.world,
+            threads=threads,
+            precision=str(self.autocast_dtype or torch.float32).replace("torch.", ""),
+            peak_flops=peak,
+            tokens_per_step=tokens_per_step,
+            resumed_from=start_step if resume_from else None,
+            corpus=self.corpus_info,
+            run_dir=str(self.run_dir),
+        )
+
+        bad_steps = 0
+        step_times: list[float] = []
+        last_loss = math.nan
+        step = start_step
+        status = "completed"
+        while step < c.steps:
+            started = time.perf_counter()
+            lr = learning_rate(step, c)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            torch.manual_seed(c.seed * 7919 + step)  # dropout masks depend on the step alone
+            total = torch.zeros((), device=rt.device)
+            for micro in range(c.grad_accum):
+                starts = self._rows(
+                    train, step * c.grad_accum + micro, self.micro_global, self.context
+                )
+                x, y = train.batch(starts[rt.rank :: rt.world], self.context)
+                sync = micro == c.grad_accum - 1 or rt.world == 1
+                ctx = nullcontext() if sync else ddp_model.no_sync()
+                with ctx:
+                    loss = self._loss(ddp_model, x, y) / c.grad_accum
+                    scaler.scale(loss).backward()
+                total += loss.detach()
+            if rt.world > 1:
+                dist.all_reduce(total)
+                total /= rt.world
+            loss_value = float(total)
+            if not math.isfinite(loss_value):
+                optimizer.zero_grad(set_to_none=True)
+                bad_steps += 1
+                self.events.emit(
+                    "warning", step=step, message=f"loss is {loss_value}: step skipped"
+                )
+                if bad_steps >= c.max_bad_steps:
+                    raise TokenscopeError(
+                        f"the loss was not finite for {bad_steps} steps in a row (at step {step}); "
+                        "try a lower learning rate"
+                    )
+                step += 1
+                continue
+            bad_steps = 0
+            scaler.unscale_(optimizer)
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip))
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            last_loss = loss_value
+            step_times.append(time.perf_counter() - started)
+            recent = step_times[-20:]
+            seconds = sum(recent) / len(recent)
+            tokens_per_s = tokens_per_step / seconds
+            if step % c.log_every == 0 or step == c.steps:
+                self.events.emit(
+                    "step",
+                    step=step,
+                    loss=loss_value,
+                    lr=lr,
+                    grad_norm=grad_norm,
+                    tokens_per_s=tokens_per_s,
+                    mfu=flops_per_token * tokens_per_s / peak,
+                    eta_s=seconds * (c.steps - step),
+                    tokens=step * tokens_per_step,
+                )
+            is_last = step == c.steps
+            improved = False
+            if rt.is_main and (step % c.eval_every == 0 or is_last):
+                metrics = self._evaluate(model, train, val)
+                improved = metrics["val_loss"] < best_val
+                best_val = min(best_val, metrics["val_loss"])
+                self.events.emit("eval", step=step, **metrics, best=improved)
+                self._report_probes(step, model, tokenizer)
+            if rt.is_main and c.sample_prompts and (step % c.sample_every == 0 or is_last):
+                self._report_samples(step, model, tokenizer)
+            stop_now = self._agree(self.stop.requested() or step == self.stop_at_step)
+            if step % c.checkpoint_every == 0 or is_last or stop_now or improved:
+                self._save(step, model, tokenizer, optimizer, best_val, improved)
+            self._barrier()
+            if stop_now and not is_last:
+                status = "stopped"
+                break
+        self.events.emit(
+            "done",
+            status=status,
+            step=step,
+            loss=last_loss,
+            best_val_loss=best_val,
+            checkpoint=str(ckpt.latest_checkpoint(self.run_dir) or ""),
+            best_checkpoint=str(ckpt.best_checkpoint(self.run_dir) or ""),
+        )
+        return status
+
+    def _agree(self, flag: bool) -> bool:
+        """Every process stops at the same step if any was asked to."""
+        if self.rt.world == 1:
+            return flag
+        t = torch.tensor([1.0 if flag else 0.0], device=self.rt.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item())
+
+    def _save(
+        self,
+        step: int,
+        model: Transformer,
+        tokenizer: Tokenizer,
+        optimizer: torch.optim.Optimizer,
+        best_val: float,
+        is_best: bool,
+    ) -> None:
+        if not self.rt.is_main:
+            return
+        path = ckpt.save_training_checkpoint(
+            self.run_dir,
+            step,
+            model,
+            tokenizer,
+            optimizer,
+            {"best_val_loss": best_val if math.isfinite(best_val) else None},
+            name=self.config.name,
+            keep=self.config.keep_checkpoints,
+        )
+        if is_best:
+            ckpt.mark_best(self.run_dir, path, best_val)
+        self.events.emit("checkpoint", step=step, path=str(path))

@@ -1,0 +1,54 @@
+"""Two processes under real torchrun (gloo on CPU) follow the same trajectory as one."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tokenscope.train.events import parse_event
+
+
+def _torchrun() -> list[str]:
+    script = Path(sys.executable).with_name("torchrun")
+    found = str(script) if script.exists() else shutil.which("torchrun")
+    assert found, "torchrun ships with torch and must be on the path"
+    return [found]
+
+
+def test_two_processes_match_one_with_the_same_global_batch(tmp_path, tools):
+    single = tools.run_config(tmp_path / "one", steps=12, eval_every=6, sample_every=1000)
+    events_one, _ = tools.train("--config", single)
+
+    double = tools.run_config(tmp_path / "two", steps=12, eval_every=6, sample_every=1000)
+    proc = subprocess.run(
+        [
+            *_torchrun(),
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            "-m",
+            "tokenscope.train",
+            "--config",
+            str(double),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    events_two = [e for line in proc.stdout.splitlines() if (e := parse_event(line))]
+    # Rank 0 alone writes: one start, one done, one line per step.
+    assert len(tools.of_kind(events_two, "start")) == 1
+    assert tools.of_kind(events_two, "start")[0]["world_size"] == 2
+    assert events_two[-1]["status"] == "completed"
+    one = [e["loss"] for e in tools.of_kind(events_one, "step")]
+    two = [e["loss"] for e in tools.of_kind(events_two, "step")]
+    assert len(one) == len(two) == 12
+    assert two == pytest.approx(one, rel=1e-3)
+    val_one = tools.of_kind(events_one, "eval")[-1]["val_loss"]
+    val_two = tools.of_kind(events_two, "eval")[-1]["val_loss"]
+    assert val_two == pytest.approx(val_one, rel=1e-3)
