@@ -68,8 +68,10 @@ def test_folder_without_config(tmp_path):
 
 
 def test_hugging_face_folder_is_named_as_such(tmp_path):
+    # Hugging Face folders load (tests/lm/formats/test_hf_folder.py); one with only a
+    # config.json is named for what it is and what it lacks.
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
-    with pytest.raises(ModelFormatError, match=r"Hugging Face model folder .*'gpt2'"):
+    with pytest.raises(ModelFormatError, match=r"Hugging Face model folder without weights"):
         load_model(tmp_path)
 
 
@@ -168,3 +170,8 @@ def test_unknown_file_type(tmp_path):
     path.write_bytes(b"\x08\x01")
     with pytest.raises(ModelFormatError, match=r"not a model Tokenscope can open \(\.onnx\)"):
         load_model(path)
+
+
+def test_saved_files_are_readable_by_others(checkpoint):
+    for name in ("config.json", "model.safetensors", "tokenizer.json"):
+        assert (checkpoint / name).stat().st_mode & 0o044 == 0o044, name

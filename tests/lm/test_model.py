@@ -147,3 +147,19 @@ def test_config_refuses_bad_values_and_unknown_keys():
         ModelConfig.from_dict({**preset("tiny").to_dict(), "n_embd": 3})
     with pytest.raises(ValueError, match="unknown preset 'huge'"):
         preset("huge")
+
+
+def test_the_cache_grows_as_needed_and_stays_exact():
+    model = _model(VARIANTS["llama-gqa"])
+    ids = torch.randint(
+        0, model.config.vocab_size, (1, 40), generator=torch.Generator().manual_seed(2)
+    )
+    with torch.no_grad():
+        full = model(ids)
+        cache = model.new_cache(capacity=3)
+        assert cache.capacity == 3
+        parts = [model(ids[:, :5], cache)] + [model(ids[:, i : i + 1], cache) for i in range(5, 40)]
+    assert cache.capacity >= 40 and cache.capacity <= model.config.context_length
+    assert (torch.cat(parts, dim=1) - full).abs().max().item() < 1e-5
+    with pytest.raises(ValueError, match="exceed the context length"):
+        model(torch.zeros(1, model.config.context_length, dtype=torch.long), cache)

@@ -1,22 +1,37 @@
 """The Qt-free inference engine: configs, the Transformer, tokenizers, sampling, generation.
 
 Nothing here imports Qt; the window and the command line are both clients of this package.
+The names below are imported on first use, so that `tokenscope.lm.registry` or
+`tokenscope.lm.errors` can be read without importing torch (the window starts faster).
 """
 
-from tokenscope.lm.config import PRESETS, ModelConfig, preset
-from tokenscope.lm.distribution import NextTokenDistribution, TokenProbability
-from tokenscope.lm.errors import (
-    ContextTooLongError,
-    ModelFormatError,
-    ModelNotFoundError,
-    TokenscopeError,
-)
-from tokenscope.lm.generation import Generation, GenerationStep
-from tokenscope.lm.language_model import LanguageModel, TextScore, Token, TokenScore
-from tokenscope.lm.loading import load_model
-from tokenscope.lm.model import Transformer
-from tokenscope.lm.sampling import GREEDY, SamplingSettings
-from tokenscope.lm.tokenizer import Tokenizer
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_WHERE = {
+    "PRESETS": "config",
+    "ModelConfig": "config",
+    "preset": "config",
+    "NextTokenDistribution": "distribution",
+    "TokenProbability": "distribution",
+    "ContextTooLongError": "errors",
+    "ModelFormatError": "errors",
+    "ModelNotFoundError": "errors",
+    "TokenscopeError": "errors",
+    "Generation": "generation",
+    "GenerationStep": "generation",
+    "LanguageModel": "language_model",
+    "TextScore": "language_model",
+    "Token": "language_model",
+    "TokenScore": "language_model",
+    "load_model": "loading",
+    "Transformer": "model",
+    "GREEDY": "sampling",
+    "SamplingSettings": "sampling",
+    "Tokenizer": "tokenizer",
+}
 
 __all__ = [
     "GREEDY",
@@ -40,3 +55,32 @@ __all__ = [
     "load_model",
     "preset",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'tokenscope.lm' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"tokenscope.lm.{_WHERE[name]}"), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:
+    from tokenscope.lm.config import PRESETS, ModelConfig, preset
+    from tokenscope.lm.distribution import NextTokenDistribution, TokenProbability
+    from tokenscope.lm.errors import (
+        ContextTooLongError,
+        ModelFormatError,
+        ModelNotFoundError,
+        TokenscopeError,
+    )
+    from tokenscope.lm.generation import Generation, GenerationStep
+    from tokenscope.lm.language_model import LanguageModel, TextScore, Token, TokenScore
+    from tokenscope.lm.loading import load_model
+    from tokenscope.lm.model import Transformer
+    from tokenscope.lm.sampling import GREEDY, SamplingSettings
+    from tokenscope.lm.tokenizer import Tokenizer

@@ -44,7 +44,9 @@ class NextTokenDistribution:
         context_ids: Sequence[int],
         dropped_tokens: int = 0,
         top_k: int = 10,
+        logits: torch.Tensor | None = None,
     ) -> None:
+        self.logits = logits  # what raw came from, so other knob settings can be tried on it
         self.raw = raw
         self.sampled = sampled
         self.model = model

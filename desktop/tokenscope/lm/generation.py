@@ -130,7 +130,7 @@ class Generation(Iterator[GenerationStep]):
             generator = torch.Generator().manual_seed(self._sampling.seed)
         decoder = IncrementalDecoder(tokenizer)
         context = list(self.prompt_ids)  # what the cache holds, plus the token to feed next
-        cache = transformer.new_cache()
+        cache = transformer.new_cache(len(context) + self._max_tokens)
         pending = context
         with torch.inference_mode():
             for index in range(self._max_tokens):

@@ -11,7 +11,11 @@ import torch
 
 
 class KVCache:
-    """Preallocated keys and values for every layer: (n_layer, B, n_kv_head, capacity, head_dim)."""
+    """Keys and values for every layer: (n_layer, B, n_kv_head, capacity, head_dim).
+
+    It starts small and doubles when full, up to `max_capacity` (the context length), so a
+    short prompt on a model with an 8192-token window does not hold memory for 8192 positions.
+    """
 
     def __init__(
         self,
@@ -20,10 +24,12 @@ class KVCache:
         head_dim: int,
         capacity: int,
         *,
+        max_capacity: int | None = None,
         batch_size: int = 1,
         dtype: torch.dtype = torch.float32,
         device: torch.device | str = "cpu",
     ) -> None:
+        self.max_capacity = max(capacity, max_capacity or capacity)
         shape = (n_layer, batch_size, n_kv_head, capacity, head_dim)
         self.keys = torch.zeros(shape, dtype=dtype, device=device)
         self.values = torch.zeros(shape, dtype=dtype, device=device)
@@ -31,12 +37,23 @@ class KVCache:
         self.length = 0  # positions filled and committed
         self._pending = 0  # positions being written by the forward pass in progress
 
+    def _grow(self, needed: int) -> None:
+        capacity = min(self.max_capacity, max(needed, 2 * self.capacity))
+        for name in ("keys", "values"):
+            old = getattr(self, name)
+            new = old.new_zeros((*old.shape[:3], capacity, old.shape[4]))
+            new[:, :, :, : self.capacity] = old
+            setattr(self, name, new)
+        self.capacity = capacity
+
     def update(
         self, layer: int, k: torch.Tensor, v: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Store this layer's new keys/values (B, n_kv, T, hs); return all of them so far."""
         t = k.shape[2]
         end = self.length + t
+        if end > self.capacity and layer == 0 and end <= self.max_capacity:
+            self._grow(end)
         if end > self.capacity:
             raise ValueError(
                 f"KV cache overflow: {self.length} cached + {t} new > capacity {self.capacity}"

@@ -225,14 +225,19 @@ class Transformer(nn.Module):
         return self
 
     def new_cache(self, capacity: int | None = None, batch_size: int = 1) -> KVCache:
-        """An empty KV cache for up to `capacity` positions (default: the context length)."""
+        """An empty KV cache that grows as needed up to the context length.
+
+        `capacity` is the room to allocate at once (default: up to 256 positions).
+        """
         c = self.config
         p = self.embed.weight
+        start = min(capacity or 256, c.context_length)
         return KVCache(
             c.n_layer,
             c.kv_heads,
             c.head_dim,
-            min(capacity or c.context_length, c.context_length),
+            start,
+            max_capacity=c.context_length,
             batch_size=batch_size,
             dtype=p.dtype,
             device=p.device,
