@@ -18,14 +18,16 @@ if TYPE_CHECKING:
     from tokenscope.lm.language_model import LanguageModel
 
 
-def load_model(name_or_path: str = "builtin", *, device: str = "cpu") -> LanguageModel:
-    """Load a model by name ("builtin") or from a native checkpoint folder.
+def load_model(
+    name_or_path: str = "builtin", *, device: str = "cpu", dtype: str | None = None
+) -> LanguageModel:
+    """Load a model by name ("builtin", "smollm2-135m") or from a folder or .gguf file.
 
-    See :func:`tokenscope.lm.loading.load_model` for the names and formats understood.
+    See :func:`tokenscope.lm.loading.load_model` for the names, formats and dtypes understood.
     """
     from tokenscope.lm.loading import load_model as _load
 
-    return _load(name_or_path, device=device)
+    return _load(name_or_path, device=device, dtype=dtype)
 
 
 __all__ = ["__version__", "load_model"]

@@ -72,6 +72,78 @@ LLAMA_RULES: tuple[Rule, ...] = (
     ("head.weight", ("lm_head.weight",), "t"),
 )
 
+# ----- GGUF (llama.cpp) names -----------------------------------------------------------------
+# GGUF stores every matrix as nn.Linear does, (out, in) in NumPy order, even GPT-2's (the
+# converter transposes its Conv1D weights), so every matrix takes "t" or "cat_t" here.
+
+_BLK = "blk.{i}"
+GGUF_LLAMA_RULES: tuple[Rule, ...] = (
+    ("embed.weight", ("token_embd.weight",), "copy"),
+    ("blocks.{i}.attn_norm.weight", (f"{_BLK}.attn_norm.weight",), "copy"),
+    (
+        "blocks.{i}.attn.qkv.weight",
+        (f"{_BLK}.attn_q.weight", f"{_BLK}.attn_k.weight", f"{_BLK}.attn_v.weight"),
+        "cat_t",
+    ),
+    (
+        "blocks.{i}.attn.qkv.bias",
+        (f"{_BLK}.attn_q.bias", f"{_BLK}.attn_k.bias", f"{_BLK}.attn_v.bias"),
+        "cat",
+    ),
+    ("blocks.{i}.attn.out.weight", (f"{_BLK}.attn_output.weight",), "t"),
+    ("blocks.{i}.attn.out.bias", (f"{_BLK}.attn_output.bias",), "copy"),
+    ("blocks.{i}.mlp_norm.weight", (f"{_BLK}.ffn_norm.weight",), "copy"),
+    (
+        "blocks.{i}.mlp.gate_up.weight",
+        (f"{_BLK}.ffn_gate.weight", f"{_BLK}.ffn_up.weight"),
+        "cat_t",
+    ),
+    ("blocks.{i}.mlp.down.weight", (f"{_BLK}.ffn_down.weight",), "t"),
+    ("final_norm.weight", ("output_norm.weight",), "copy"),
+    ("head.weight", ("output.weight",), "t"),
+)
+
+GGUF_GPT2_RULES: tuple[Rule, ...] = (
+    ("embed.weight", ("token_embd.weight",), "copy"),
+    ("pos_embed.weight", ("position_embd.weight",), "copy"),
+    ("blocks.{i}.attn_norm.weight", (f"{_BLK}.attn_norm.weight",), "copy"),
+    ("blocks.{i}.attn_norm.bias", (f"{_BLK}.attn_norm.bias",), "copy"),
+    ("blocks.{i}.attn.qkv.weight", (f"{_BLK}.attn_qkv.weight",), "t"),
+    ("blocks.{i}.attn.qkv.bias", (f"{_BLK}.attn_qkv.bias",), "copy"),
+    ("blocks.{i}.attn.out.weight", (f"{_BLK}.attn_output.weight",), "t"),
+    ("blocks.{i}.attn.out.bias", (f"{_BLK}.attn_output.bias",), "copy"),
+    ("blocks.{i}.mlp_norm.weight", (f"{_BLK}.ffn_norm.weight",), "copy"),
+    ("blocks.{i}.mlp_norm.bias", (f"{_BLK}.ffn_norm.bias",), "copy"),
+    ("blocks.{i}.mlp.up.weight", (f"{_BLK}.ffn_up.weight",), "t"),
+    ("blocks.{i}.mlp.up.bias", (f"{_BLK}.ffn_up.bias",), "copy"),
+    ("blocks.{i}.mlp.down.weight", (f"{_BLK}.ffn_down.weight",), "t"),
+    ("blocks.{i}.mlp.down.bias", (f"{_BLK}.ffn_down.bias",), "copy"),
+    ("final_norm.weight", ("output_norm.weight",), "copy"),
+    ("final_norm.bias", ("output_norm.bias",), "copy"),
+    ("head.weight", ("output.weight",), "t"),
+)
+
+
+GGUF_ARCHITECTURES: dict[str, dict[str, Any]] = {
+    # rows_permuted: llama.cpp's converter reorders the rows of Q and K for its interleaved
+    # RoPE; the loader puts them back into the "rotate half" order our model uses.
+    "llama": {
+        "rules": GGUF_LLAMA_RULES,
+        "style": "llama",
+        "rows_permuted": True,
+        "qkv_bias": False,
+    },
+    "qwen2": {
+        "rules": GGUF_LLAMA_RULES,
+        "style": "llama",
+        "rows_permuted": False,
+        "qkv_bias": True,
+    },
+    "gpt2": {"rules": GGUF_GPT2_RULES, "style": "gpt2", "rows_permuted": False},
+}
+"""GGUF `general.architecture` values Tokenscope loads and how (Mistral 7B is "llama")."""
+
+
 RULES: dict[str, tuple[Rule, ...]] = {
     "gpt2": GPT2_RULES,
     "llama": LLAMA_RULES,
@@ -172,6 +244,20 @@ def convert_state_dict(
         raise ModelFormatError(
             f"architecture {model_type!r} is not supported (supported: {supported})"
         ) from None
+    return apply_rules(hf_state, rules, config, targets)
+
+
+def apply_rules(
+    source: Mapping[str, torch.Tensor],
+    rules: tuple[Rule, ...],
+    config: ModelConfig,
+    targets: set[str],
+) -> dict[str, torch.Tensor]:
+    """Build each of our tensors in `targets` from `source` tensors by a rule table.
+
+    `source` may be any mapping, including one that reads (and dequantizes) a tensor only
+    when it is looked up, so that a file's tensors are converted one at a time.
+    """
     out: dict[str, torch.Tensor] = {}
     for target, sources, op in rules:
         layers = range(config.n_layer) if "{i}" in target else [None]
@@ -180,8 +266,8 @@ def convert_state_dict(
             if name not in targets:
                 continue
             names = [s.format(i=i) if i is not None else s for s in sources]
-            missing = [s for s in names if s not in hf_state]
+            missing = [s for s in names if s not in source]
             if missing:
                 raise ModelFormatError(f"the checkpoint lacks {', '.join(missing)} (for {name})")
-            out[name] = _OPS[op]([hf_state[s] for s in names]).contiguous()
+            out[name] = _OPS[op]([source[s] for s in names]).contiguous()
     return out

@@ -85,6 +85,9 @@ class LanguageModel:
         name: str = "model",
         source: str | None = None,
         add_bos: bool = False,
+        chat_template: str | None = None,
+        architecture: str | None = None,
+        quantization: str | None = None,
     ) -> None:
         if tokenizer.vocab_size > transformer.config.vocab_size:
             raise ValueError(
@@ -96,6 +99,9 @@ class LanguageModel:
         self.name = name
         self.source = source  # where it was loaded from, if anywhere
         self.add_bos = add_bos  # prepend BOS to every context (models trained that way)
+        self.chat_template = chat_template  # Jinja text from the model file, if it has one
+        self.architecture = architecture  # e.g. "llama", "gpt2" for models loaded from files
+        self.quantization = quantization  # how the file stored the weights, e.g. "Q4_1"
         self._prefix_ids: list[int] = []  # what _prefix_cache holds
         self._prefix_cache: KVCache | None = None
 
@@ -146,6 +152,25 @@ class LanguageModel:
                 raise ValueError("the context is empty and the tokenizer has no BOS or EOS token")
             ids = [start]
         return ids
+
+    def chat_prompt(self, prompt: str, *, system: str | None = None) -> str:
+        """`prompt` as a user turn in the model's chat template, ready for the reply.
+
+        Raises ValueError when the model has no chat template (it is not an instruct model).
+        """
+        if not self.chat_template:
+            raise ValueError(f"{self.name} has no chat template; use the prompt as it is")
+        from tokenscope.lm.formats.chat_template import render_chat
+
+        messages = [{"role": "system", "content": system}] if system else []
+        messages.append({"role": "user", "content": prompt})
+        tok = self.tokenizer
+        return render_chat(
+            self.chat_template,
+            messages,
+            bos_token=tok.token_text(tok.bos_id) if tok.bos_id is not None else "",
+            eos_token=tok.token_text(tok.eos_id) if tok.eos_id is not None else "",
+        )
 
     # ----- the next token ------------------------------------------------------------------
 
@@ -202,7 +227,13 @@ class LanguageModel:
         logits = self.next_token_logits(ids)
         raw, sampled = sampling_distribution(logits, sampling or SamplingSettings(), ids)
         return NextTokenDistribution(
-            raw, sampled, model=self, context_ids=ids, dropped_tokens=dropped, top_k=top_k
+            raw,
+            sampled,
+            model=self,
+            context_ids=ids,
+            dropped_tokens=dropped,
+            top_k=top_k,
+            logits=logits,
         )
 
     def get_most_likely_token(self, distribution: NextTokenDistribution) -> str:

@@ -5,11 +5,17 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
+import torch
+
 from tokenscope.lm.checkpoint import EXPECTED, PICKLE_SUFFIXES, load_checkpoint
 from tokenscope.lm.errors import ModelFormatError, ModelNotFoundError
 from tokenscope.lm.language_model import LanguageModel
+from tokenscope.lm.registry import KNOWN_MODELS, resolve_known
 
 BUILTIN = "builtin"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+# Not a dtype of the whole model: float32, with the blocks' matrices stored as int8.
+INT8 = "int8"
 
 
 def builtin_model_path() -> Path:
@@ -17,38 +23,100 @@ def builtin_model_path() -> Path:
     return Path(str(resources.files("tokenscope.resources"))) / "models" / "default"
 
 
-def load_model(name_or_path: str | Path = BUILTIN, *, device: str = "cpu") -> LanguageModel:
+def _is_gguf(path: Path) -> bool:
+    if path.suffix.lower() == ".gguf":
+        return True
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"GGUF"
+    except OSError:
+        return False
+
+
+def _load_folder(path: Path, device: str, dtype: torch.dtype | None) -> LanguageModel:
+    from tokenscope.lm.formats.hf_folder import is_hf_folder, load_hf_folder
+
+    if is_hf_folder(path):
+        return load_hf_folder(path, device=device, dtype=dtype)
+    ggufs = sorted(path.glob("*.gguf"))
+    if not (path / "config.json").exists() and len(ggufs) == 1:
+        return _load_file(ggufs[0], device, dtype)
+    model = load_checkpoint(path, device=device)
+    if dtype is not None:
+        model.transformer.to(dtype=dtype)
+    return model
+
+
+def _load_file(path: Path, device: str, dtype: torch.dtype | None) -> LanguageModel:
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        raise ModelFormatError(
+            f"{path} is a pickle file; Tokenscope never loads pickles because opening one "
+            "can run arbitrary code. Convert it to safetensors."
+        )
+    if _is_gguf(path):
+        from tokenscope.lm.formats.gguf_model import load_gguf
+
+        return load_gguf(path, device=device, dtype=dtype)
+    if path.name in ("config.json", "model.safetensors", "tokenizer.json"):
+        return _load_folder(path.parent, device, dtype)
+    raise ModelFormatError(
+        f"{path} is not a model Tokenscope can open ({path.suffix or 'no extension'}); "
+        f"{EXPECTED}, a Hugging Face folder (config.json, *.safetensors, tokenizer.json), "
+        "or a .gguf file."
+    )
+
+
+def load_model(
+    name_or_path: str | Path = BUILTIN,
+    *,
+    device: str = "cpu",
+    dtype: str | torch.dtype | None = None,
+) -> LanguageModel:
     """Load a model.
 
     - "builtin": the default model bundled with Tokenscope;
-    - a path to a native checkpoint folder (config.json, model.safetensors, tokenizer.json).
+    - a known name such as "smollm2-135m" (see tokenscope.lm.registry; `tokenscope models
+      pull NAME` installs it);
+    - a path to a native checkpoint folder (config.json, model.safetensors, tokenizer.json),
+      a Hugging Face folder (config.json, *.safetensors, tokenizer.json) or a .gguf file.
 
-    Raises ModelNotFoundError or ModelFormatError with a message meant for a person.
+    Weights are float32 unless `dtype` says "bfloat16" (half the memory, slightly different
+    numbers) or "int8" (weight-only int8 in the blocks: faster decoding on the CPU, see
+    tokenscope.lm.formats.int8). Raises ModelNotFoundError or ModelFormatError with a
+    message meant for a person.
     """
-    if str(name_or_path) == BUILTIN:
+    if dtype == INT8:
+        from tokenscope.lm.formats.int8 import quantize_blocks_int8
+
+        model = load_model(name_or_path, device=device)
+        quantize_blocks_int8(model.transformer)
+        model.quantization = f"{model.quantization or 'F32'} -> int8"
+        return model
+    if isinstance(dtype, str):
+        if dtype not in DTYPES:
+            choices = ", ".join([*DTYPES, INT8])
+            raise ValueError(f"dtype must be one of {choices} (got {dtype!r})")
+        dtype = DTYPES[dtype]
+    name = str(name_or_path)
+    if name == BUILTIN:
         path = builtin_model_path()
         if not (path / "config.json").is_file():
             raise ModelNotFoundError(
                 f"the bundled default model is not in this installation ({path} is missing); "
                 "open a checkpoint folder instead"
             )
-        return load_checkpoint(path, device=device)
+        return _load_folder(path, device, dtype)
+    if name in KNOWN_MODELS:
+        model = _load_file(resolve_known(name), device, dtype)
+        model.name = name
+        return model
     path = Path(name_or_path).expanduser()
     if not path.exists():
+        known = ", ".join(repr(n) for n in (BUILTIN, *sorted(KNOWN_MODELS)))
         raise ModelNotFoundError(
-            f"no model named {str(name_or_path)!r}: it is neither a known name ({BUILTIN!r}) "
+            f"no model named {name!r}: it is neither a known name ({known}) "
             "nor an existing file or folder"
         )
     if path.is_file():
-        if path.suffix.lower() in PICKLE_SUFFIXES:
-            raise ModelFormatError(
-                f"{path} is a pickle file; Tokenscope never loads pickles because opening one "
-                "can run arbitrary code. Convert it to safetensors."
-            )
-        if path.name in ("config.json", "model.safetensors", "tokenizer.json"):
-            return load_checkpoint(path.parent, device=device)
-        raise ModelFormatError(
-            f"{path} is not a model Tokenscope can open ({path.suffix or 'no extension'}); "
-            f"{EXPECTED}."
-        )
-    return load_checkpoint(path, device=device)
+        return _load_file(path, device, dtype)
+    return _load_folder(path, device, dtype)

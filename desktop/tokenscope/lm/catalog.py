@@ -1,0 +1,72 @@
+"""The catalogue of models a person can open: bundled, installed by name, recently opened.
+
+One list for every client: `tokenscope models list` prints it, the window's Models tab and
+model picker show it. Reading it opens only file headers, never weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tokenscope.lm.formats.summary import ModelSummary, summarize
+from tokenscope.lm.loading import BUILTIN, builtin_model_path
+from tokenscope.lm.registry import KNOWN_MODELS, known_model_path, recent_models
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    name: str  # what load_model accepts for bundled and installed models; the path for recent
+    kind: str  # "bundled", "installed", "available" (can be pulled) or "recent"
+    path: str | None = None
+    size_bytes: int | None = None
+    parameters: int | None = None
+    architecture: str | None = None
+    quantization: str | None = None
+    context_length: int | None = None
+    note: str | None = None  # why it cannot be opened, or how to install it
+
+    @property
+    def openable(self) -> bool:
+        return self.kind in ("bundled", "installed", "recent") and self.note is None
+
+    @property
+    def target(self) -> str:
+        """What to hand to load_model."""
+        return self.path if self.kind == "recent" and self.path else self.name
+
+
+def _entry(name: str, kind: str, s: ModelSummary) -> CatalogEntry:
+    return CatalogEntry(
+        name=name,
+        kind=kind,
+        path=str(s.path),
+        size_bytes=s.size_bytes,
+        parameters=s.parameters,
+        architecture=s.architecture,
+        quantization=s.quantization,
+        context_length=getattr(s, "context_length", None),
+        note=f"cannot open: {s.problem}" if s.problem else None,
+    )
+
+
+def catalog() -> list[CatalogEntry]:
+    """Every model worth listing, bundled first, then installed, then recently opened."""
+    entries = []
+    builtin = builtin_model_path()
+    if builtin.exists():
+        entries.append(_entry(BUILTIN, "bundled", summarize(builtin)))
+    else:
+        entries.append(CatalogEntry(BUILTIN, "bundled", note="not in this installation"))
+    for name in sorted(KNOWN_MODELS):
+        path = known_model_path(name)
+        if path is None:
+            entries.append(
+                CatalogEntry(
+                    name, "available", note=f"not installed: tokenscope models pull {name}"
+                )
+            )
+        else:
+            entries.append(_entry(name, "installed", summarize(path)))
+    for path in recent_models():
+        entries.append(_entry(path, "recent", summarize(path)))
+    return entries

@@ -1,0 +1,251 @@
+"""Load a GGUF file (llama.cpp's format) into our Transformer, dequantized to float32.
+
+The metadata gives the shape (`{arch}.block_count`, `{arch}.rope.freq_base`, ...), the
+tokenizer and the chat template; the tensors are mapped onto ours by the tables in
+tokenscope.lm.hf_names (GGUF_ARCHITECTURES). Nothing in the file is ever executed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from gguf import GGMLQuantizationType, LlamaFileType
+
+from tokenscope.lm.config import ModelConfig
+from tokenscope.lm.errors import ModelFormatError
+from tokenscope.lm.formats.dequantize import dequantize
+from tokenscope.lm.formats.empty_model import empty_transformer
+from tokenscope.lm.formats.gguf_file import GGUFFile, TensorInfo
+from tokenscope.lm.formats.gguf_tokenizer import tokenizer_from_gguf
+from tokenscope.lm.hf_names import GGUF_ARCHITECTURES, apply_rules
+from tokenscope.lm.language_model import LanguageModel
+from tokenscope.lm.model import RotaryEmbedding
+
+
+class _Meta:
+    """Typed lookups of `{arch}.*` metadata with messages that name the missing key."""
+
+    def __init__(self, meta: Mapping[str, Any], arch: str, path: Path) -> None:
+        self.meta, self.arch, self.path = meta, arch, path
+
+    def get(self, key: str, kind: type, default: Any = ...) -> Any:
+        full = f"{self.arch}.{key}"
+        value = self.meta.get(full, default)
+        if value is ...:
+            raise ModelFormatError(f"{self.path} lacks the metadata {full!r}")
+        if hasattr(value, "tolist"):  # per-layer arrays: accepted when every layer agrees
+            values = set(value.tolist())
+            if len(values) != 1:
+                raise ModelFormatError(f"{self.path}: {full} differs between layers: unsupported")
+            value = values.pop()
+        try:
+            return kind(value)
+        except (TypeError, ValueError):
+            raise ModelFormatError(
+                f"{self.path}: {full} = {value!r} is not a {kind.__name__}"
+            ) from None
+
+
+def architecture_of(meta: Mapping[str, Any], path: Path) -> str:
+    """`general.architecture`, or a message naming it and what is supported."""
+    arch = meta.get("general.architecture")
+    if arch not in GGUF_ARCHITECTURES:
+        supported = ", ".join(sorted(GGUF_ARCHITECTURES))
+        raise ModelFormatError(
+            f"{path}: architecture {arch!r} is not supported (supported: {supported}; "
+            "Llama 2/3, SmolLM, Mistral and TinyLlama files say 'llama')"
+        )
+    return arch
+
+
+def quantization_of(meta: Mapping[str, Any], tensors: Mapping[str, TensorInfo]) -> str:
+    """A label such as "Q4_1": the file type it declares, else its most common matrix type."""
+    file_type = meta.get("general.file_type")
+    try:
+        return LlamaFileType(int(file_type)).name.removeprefix("MOSTLY_")
+    except (TypeError, ValueError):
+        pass
+    kinds = [t.qtype.name for t in tensors.values() if len(t.shape) == 2]
+    return max(set(kinds), key=kinds.count) if kinds else "unknown"
+
+
+def _llama3_scaling(gf: GGUFFile, m: _Meta, config: ModelConfig) -> dict[str, float] | None:
+    """Llama 3.1+ store RoPE scaling as a tensor of per-frequency divisors (rope_freqs).
+
+    Our model computes those divisors from four numbers; take them from the metadata (or
+    Llama 3's published defaults) and accept them only if they reproduce the tensor.
+    """
+    info = gf.tensors.get("rope_freqs.weight")
+    if info is None:
+        return None
+    divisors = dequantize(gf.tensor_bytes(info), info.qtype, info.shape, info.name).double()
+    scaling = {
+        "factor": float(divisors.max()),
+        "low_freq_factor": 1.0,
+        "high_freq_factor": 4.0,
+        "original_context_length": float(m.get("rope.scaling.original_context_length", int, 8192)),
+    }
+    plain = RotaryEmbedding(config)._inverse_frequencies()
+    scaled = RotaryEmbedding(config.replace(rope_scaling=scaling))._inverse_frequencies()
+    if divisors.shape != plain.shape or not torch.allclose(plain / scaled, divisors, rtol=1e-3):
+        raise ModelFormatError(
+            f"{gf.path}: its RoPE frequency factors (rope_freqs) are not Llama 3's scaling; "
+            "this kind of RoPE scaling is not supported"
+        )
+    return scaling
+
+
+def config_from_gguf(gf: GGUFFile, arch: str, name: str) -> ModelConfig:
+    """Our ModelConfig from a GGUF file's metadata and tensor shapes."""
+    m = _Meta(gf.metadata, arch, gf.path)
+    spec = GGUF_ARCHITECTURES[arch]
+    embed = gf.tensors.get("token_embd.weight")
+    if embed is None or len(embed.shape) != 2:
+        raise ModelFormatError(f"{gf.path} has no token embedding (token_embd.weight)")
+    n_head = m.get("attention.head_count", int)
+    common: dict[str, Any] = {
+        "name": name,
+        "vocab_size": embed.shape[0],
+        "context_length": m.get("context_length", int),
+        "n_layer": m.get("block_count", int),
+        "n_head": n_head,
+        "d_model": m.get("embedding_length", int),
+        "d_ff": m.get("feed_forward_length", int),
+        "tie_embeddings": _tied(gf),
+    }
+    try:
+        if spec["style"] == "gpt2":
+            return ModelConfig(
+                **common,
+                norm_eps=m.get("attention.layer_norm_epsilon", float, 1e-5),
+                gelu_approximate="tanh",
+            )
+        head_dim = common["d_model"] // n_head
+        for key in ("rope.dimension_count", "attention.key_length", "attention.value_length"):
+            value = m.get(key, int, head_dim)
+            if value != head_dim:
+                raise ModelFormatError(
+                    f"{gf.path}: {arch}.{key} = {value} differs from the head size {head_dim} "
+                    "(partial rotary or uneven heads are not supported)"
+                )
+        scaling_type = gf.metadata.get(f"{arch}.rope.scaling.type", "none")
+        if scaling_type not in ("none", "linear") or (
+            scaling_type == "linear" and m.get("rope.scaling.factor", float, 1.0) != 1.0
+        ):
+            raise ModelFormatError(f"{gf.path}: RoPE scaling {scaling_type!r} is not supported")
+        if m.get("attention.sliding_window", int, 0):
+            raise ModelFormatError(f"{gf.path}: sliding-window attention is not supported")
+        config = ModelConfig(
+            **common,
+            n_kv_head=m.get("attention.head_count_kv", int, n_head),
+            position="rope",
+            norm="rmsnorm",
+            mlp="swiglu",
+            norm_eps=m.get("attention.layer_norm_rms_epsilon", float, 1e-5),
+            rope_base=m.get("rope.freq_base", float, 10000.0),
+            qkv_bias=spec["qkv_bias"] or "blk.0.attn_q.bias" in gf.tensors,
+            out_bias="blk.0.attn_output.bias" in gf.tensors,
+        )
+        return config.replace(rope_scaling=_llama3_scaling(gf, m, config))
+    except ValueError as e:
+        raise ModelFormatError(f"{gf.path}: {e}") from None
+
+
+def _tied(gf: GGUFFile) -> bool:
+    """Whether the output head is the embedding: no output.weight, or a byte-equal copy."""
+    out, embed = gf.tensors.get("output.weight"), gf.tensors["token_embd.weight"]
+    if out is None:
+        return True
+    # GPT-2's converter writes the tied matrix twice; keeping one copy halves its memory.
+    return (out.qtype, out.shape) == (embed.qtype, embed.shape) and bool(
+        (gf.tensor_bytes(out) == gf.tensor_bytes(embed)).all()
+    )
+
+
+class _Tensors(Mapping[str, torch.Tensor]):
+    """The file's tensors by GGUF name, dequantized when looked up.
+
+    With `rows_permuted`, Q and K come back in Hugging Face's row order: llama.cpp's converter
+    interleaves each head's two rotary halves (row h*hs + 2i + j holds HF row h*hs + j*hs/2 + i).
+    """
+
+    def __init__(self, gf: GGUFFile, config: ModelConfig, rows_permuted: bool) -> None:
+        self.gf, self.config, self.rows_permuted = gf, config, rows_permuted
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        info = self.gf.tensors[name]
+        w = dequantize(self.gf.tensor_bytes(info), info.qtype, info.shape, name)
+        if self.rows_permuted and name.endswith(("attn_q.weight", "attn_k.weight")):
+            heads = self.config.n_head if "attn_q" in name else self.config.kv_heads
+            rows, cols = w.shape
+            w = w.reshape(heads, rows // heads // 2, 2, cols).transpose(1, 2).reshape(rows, cols)
+        return w
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.gf.tensors
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.gf.tensors)
+
+    def __len__(self) -> int:
+        return len(self.gf.tensors)
+
+
+def load_gguf(
+    path: str | Path, *, device: str = "cpu", dtype: torch.dtype | None = None
+) -> LanguageModel:
+    """A LanguageModel from a GGUF file; float32 weights unless `dtype` says otherwise."""
+    from tokenscope.lm.checkpoint import match_state_dict
+
+    path = Path(path)
+    with GGUFFile(path) as gf:
+        arch = architecture_of(gf.metadata, path)
+        name = str(gf.metadata.get("general.name") or path.stem)
+        config = config_from_gguf(gf, arch, name)
+        tokenizer, add_bos = tokenizer_from_gguf(gf.metadata)
+        transformer = empty_transformer(config)
+        source = _Tensors(gf, config, GGUF_ARCHITECTURES[arch]["rows_permuted"])
+        state = apply_rules(
+            source, GGUF_ARCHITECTURES[arch]["rules"], config, set(transformer.state_dict())
+        )
+        quantization = quantization_of(gf.metadata, gf.tensors)
+        template = gf.metadata.get("tokenizer.chat_template")
+    unused = _unused_weights(gf, config)
+    if unused:
+        raise ModelFormatError(
+            f"{path} has tensors Tokenscope does not know how to use ({', '.join(unused[:4])}); "
+            "loading without them would give wrong predictions"
+        )
+    match_state_dict(transformer, state, path)
+    if dtype is not None or device != "cpu":
+        transformer.to(device=device, dtype=dtype)
+    try:
+        return LanguageModel(
+            transformer,
+            tokenizer,
+            name=name,
+            source=str(path),
+            add_bos=add_bos,
+            chat_template=template if isinstance(template, str) else None,
+            architecture=arch,
+            quantization=quantization,
+        )
+    except ValueError as e:
+        raise ModelFormatError(f"{path}: {e}") from None
+
+
+def _unused_weights(gf: GGUFFile, config: ModelConfig) -> list[str]:
+    """Tensors in the file that no rule reads: a sign of an architecture variant we would
+    silently get wrong (e.g. extra norms). rope_freqs is read by the config instead."""
+    arch = architecture_of(gf.metadata, gf.path)
+    used = {"rope_freqs.weight"}
+    for _, sources, _ in GGUF_ARCHITECTURES[arch]["rules"]:
+        for s in sources:
+            used.update(s.format(i=i) for i in range(config.n_layer)) if "{i}" in s else used.add(s)
+    return sorted(n for n in gf.tensors if n not in used)
+
+
+__all__ = ["GGMLQuantizationType", "config_from_gguf", "load_gguf", "quantization_of"]
