@@ -1,0 +1,543 @@
+"""Few-shot prompts: build a prompt from parts and measure how examples change the answer.
+
+    prompt = FewShotPrompt.load(preset_path("english-indonesian"))
+    prompt.with_shots(3).assemble().text     # "Translate English to Indonesian:\\n...cloud =>"
+    score_answer(model, prompt, "awan")      # P(" awan" | prompt), all of its tokens
+    sweep(model, prompt)                     # the same for 0, 1, ..., k shots
+
+Qt-free: the window's few-shot tab and `tokenscope fewshot` are both clients of this module.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields, replace
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+    from tokenscope.lm.language_model import LanguageModel
+    from tokenscope.lm.tokenizer import Tokenizer
+
+INPUT = "{input}"
+OUTPUT = "{output}"
+PART_KINDS = ("instruction", "example", "header", "query")
+
+
+@dataclass(frozen=True)
+class Example:
+    """One demonstration: an input and the output the model should learn to give."""
+
+    input: str
+    output: str
+
+
+@dataclass(frozen=True)
+class PromptPart:
+    """Where one part of an assembled prompt lies, in characters and (optionally) tokens.
+
+    `kind` is "instruction", "example", "header" or "query"; `index` is the example's index for
+    "example" parts, else 0. The character span is text[start:end]. The token span indexes
+    `tokenizer.encode(text)` (no BOS) and covers every token that overlaps the characters, so
+    a token straddling two parts (e.g. a separator merged into a word) belongs to both; it is
+    None when the prompt was assembled without a tokenizer.
+    """
+
+    kind: str
+    index: int
+    start: int
+    end: int
+    token_start: int | None = None
+    token_end: int | None = None
+
+
+@dataclass(frozen=True)
+class AssembledPrompt:
+    """The prompt's text, where each part lies in it, and its length in tokens (None: unknown).
+
+    Whether it fits a model's context window is reported where it matters, when scoring:
+    see `AnswerScore.dropped_tokens`.
+    """
+
+    text: str
+    parts: tuple[PromptPart, ...]
+    token_count: int | None = None
+
+    def part_text(self, part: PromptPart) -> str:
+        """The characters of one part."""
+        return self.text[part.start : part.end]
+
+
+def _check_template(template: str) -> None:
+    if not isinstance(template, str):
+        raise ValueError(f"the template must be text (got {type(template).__name__})")
+    for name in (INPUT, OUTPUT):
+        count = template.count(name)
+        if count != 1:
+            raise ValueError(
+                f"the template must contain {name} exactly once (found {count}): {template!r}"
+            )
+    if template.index(INPUT) > template.index(OUTPUT):
+        # The query is the template cut at {output}: its input must come before the cut.
+        raise ValueError(f"the template must put {INPUT} before {OUTPUT}: {template!r}")
+
+
+def _render(template: str, input_text: str, output_text: str) -> str:
+    # Plain substitution, not str.format: user text and templates may hold other braces.
+    before, after = template.split(OUTPUT, 1)
+    return before.replace(INPUT, input_text) + output_text + after.replace(INPUT, input_text)
+
+
+@dataclass(frozen=True)
+class FewShotPrompt:
+    """An instruction, demonstrations and a query, assembled into one prompt.
+
+    The assembled text joins, with `separator`: the instruction (if any), each example through
+    `template`, the query header (if any), and the query through the template cut at
+    {output} with its trailing whitespace removed. That whitespace starts the answer instead
+    (see `answer_text`), because tokenizers usually attach a space to the following word.
+    """
+
+    instruction: str = ""
+    examples: tuple[Example, ...] = ()
+    query: str = ""
+    template: str = "{input} => {output}"
+    separator: str = "\n"
+    query_header: str = ""
+    expected: str = ""
+    candidates: tuple[str, ...] = ()
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        _check_template(self.template)
+        for f in ("instruction", "query", "separator", "query_header", "expected", "name"):
+            value = getattr(self, f)
+            if not isinstance(value, str):
+                raise ValueError(f"{f} must be text (got {type(value).__name__})")
+        examples = tuple(self.examples)
+        for e in examples:
+            if not isinstance(e, Example):
+                raise ValueError(f"examples must be Example objects (got {type(e).__name__})")
+        candidates = tuple(self.candidates)
+        for c in candidates:
+            if not isinstance(c, str):
+                raise ValueError(f"candidates must be text (got {type(c).__name__})")
+        # Frozen, yet callers may pass lists; tuples keep the prompt hashable and immutable.
+        object.__setattr__(self, "examples", examples)
+        object.__setattr__(self, "candidates", candidates)
+
+    # ----- variants ------------------------------------------------------------------------
+
+    def with_examples(self, examples: Iterable[Example]) -> FewShotPrompt:
+        """The same prompt with other examples."""
+        return replace(self, examples=tuple(examples))
+
+    def with_shots(self, k: int) -> FewShotPrompt:
+        """The same prompt with only its first k examples (k = 0: zero-shot)."""
+        if k < 0:
+            raise ValueError(f"the number of shots cannot be negative (got {k})")
+        return replace(self, examples=self.examples[:k])
+
+    # ----- text ----------------------------------------------------------------------------
+
+    def _query_split(self) -> tuple[str, str]:
+        """(the query as it ends the prompt, the whitespace moved in front of the answer)."""
+        before = self.template.split(OUTPUT, 1)[0].replace(INPUT, self.query)
+        stripped = before.rstrip()
+        return stripped, before[len(stripped) :]
+
+    def answer_text(self, answer: str) -> str:
+        """The continuation to score for `answer`: " awan" for "awan" with "{input} => {output}"."""
+        return self._query_split()[1] + answer
+
+    def assemble(self, tokenizer: Tokenizer | None = None) -> AssembledPrompt:
+        """The prompt's text and its parts; token spans and count only with a tokenizer."""
+        pieces: list[tuple[str, int, str]] = []  # (kind, index, text)
+        if self.instruction:
+            pieces.append(("instruction", 0, self.instruction))
+        for i, e in enumerate(self.examples):
+            pieces.append(("example", i, _render(self.template, e.input, e.output)))
+        if self.query_header:
+            pieces.append(("header", 0, self.query_header))
+        pieces.append(("query", 0, self._query_split()[0]))
+
+        spans: list[tuple[str, int, int, int]] = []
+        position = 0
+        for n, (kind, index, text) in enumerate(pieces):
+            if n:
+                position += len(self.separator)
+            spans.append((kind, index, position, position + len(text)))
+            position += len(text)
+        text = self.separator.join(piece for _, _, piece in pieces)
+
+        if tokenizer is None:
+            parts = tuple(PromptPart(k, i, s, e) for k, i, s, e in spans)
+            return AssembledPrompt(text, parts, None)
+        # One tokenization of the whole text: parts tokenized alone would split differently.
+        offsets = tokenizer.encode_with_offsets(text)
+        parts = tuple(PromptPart(k, i, s, e, *_token_span(offsets, s, e)) for k, i, s, e in spans)
+        return AssembledPrompt(text, parts, len(offsets))
+
+    # ----- files ---------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict; `from_dict` reads it back."""
+        return {
+            "name": self.name,
+            "instruction": self.instruction,
+            "template": self.template,
+            "separator": self.separator,
+            "examples": [{"input": e.input, "output": e.output} for e in self.examples],
+            "query_header": self.query_header,
+            "query": self.query,
+            "expected": self.expected,
+            "candidates": list(self.candidates),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> FewShotPrompt:
+        """A prompt from `to_dict`'s format; missing keys take their defaults.
+
+        Raises ValueError for unknown keys (usually a typo that would silently do nothing)
+        and for values of the wrong shape.
+        """
+        if not isinstance(d, Mapping):
+            raise ValueError(f"a few-shot prompt must be a JSON object (got {type(d).__name__})")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown key(s) {', '.join(map(repr, unknown))}; "
+                f"expected some of: {', '.join(sorted(known))}"
+            )
+        values = dict(d)
+        if "examples" in values:
+            values["examples"] = tuple(_example(e, n) for n, e in enumerate(values["examples"]))
+        if "candidates" in values:
+            if isinstance(values["candidates"], str) or not isinstance(
+                values["candidates"], Sequence
+            ):
+                raise ValueError("candidates must be a list of texts")
+            values["candidates"] = tuple(values["candidates"])
+        return cls(**values)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the prompt as JSON (UTF-8); returns the path."""
+        path = Path(path)
+        path.write_text(
+            json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> FewShotPrompt:
+        """Read a prompt saved by `save` (or a preset); ValueError naming the file if it is bad."""
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise ValueError(f"cannot read the few-shot prompt {path}: {e}") from e
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path} is not valid JSON: {e}") from e
+        try:
+            return cls.from_dict(data)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{path} is not a valid few-shot prompt: {e}") from e
+
+
+def _example(item: Any, n: int) -> Example:
+    if (
+        isinstance(item, Mapping)
+        and set(item) == {"input", "output"}
+        and all(isinstance(v, str) for v in item.values())
+    ):
+        return Example(item["input"], item["output"])
+    raise ValueError(f"example {n} must be an object with exactly 'input' and 'output' texts")
+
+
+def _token_span(offsets: Sequence[tuple[int, int, int]], start: int, end: int) -> tuple[int, int]:
+    """Indices [first, last + 1) of the tokens whose characters overlap [start, end)."""
+    hits = [i for i, (_, s, e) in enumerate(offsets) if s < end and e > start]
+    if hits:
+        return hits[0], hits[-1] + 1
+    # An empty part: an empty span where it would begin.
+    at = next((i for i, (_, s, _) in enumerate(offsets) if s >= start), len(offsets))
+    return at, at
+
+
+# ----- presets -----------------------------------------------------------------------------
+
+
+def _presets_folder() -> Path:
+    return Path(str(resources.files("tokenscope.resources"))) / "presets"
+
+
+def list_presets() -> list[str]:
+    """Names of the bundled few-shot presets, e.g. ["capitals", "english-indonesian", ...]."""
+    folder = _presets_folder()
+    return sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
+
+
+def preset_path(name: str) -> Path:
+    """The JSON file of a bundled preset; ValueError listing the presets for an unknown name."""
+    path = _presets_folder() / f"{name}.json"
+    if not path.is_file():
+        raise ValueError(
+            f"no few-shot preset named {name!r}; presets: {', '.join(list_presets()) or 'none'}"
+        )
+    return path
+
+
+def load_prompt(name_or_path: str | Path) -> FewShotPrompt:
+    """A bundled preset by name (e.g. "english-indonesian"), or a prompt from a JSON file."""
+    path = Path(name_or_path).expanduser()
+    if path.suffix.lower() == ".json" or path.exists():
+        return FewShotPrompt.load(path)
+    return FewShotPrompt.load(preset_path(str(name_or_path)))
+
+
+# ----- scoring -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AnswerScore:
+    """How probable an answer is after a prompt.
+
+    `probability` is the whole continuation's: the product over all of its tokens, each given
+    the prompt and the tokens before it. `first_token_rank` and the top prediction describe the
+    distribution right after the prompt. `dropped_tokens` counts prompt tokens cut from the
+    front so that the prompt and the answer fit the model's context window (0: it fits).
+    """
+
+    answer: str
+    continuation: str
+    probability: float
+    logprob: float
+    token_probabilities: tuple[float, ...]
+    first_token_rank: int
+    top_prediction: str
+    top_probability: float
+    dropped_tokens: int = 0
+
+
+def _prompt_text(prompt: FewShotPrompt | str) -> str:
+    return prompt.assemble().text if isinstance(prompt, FewShotPrompt) else prompt
+
+
+def _continuation(prompt: FewShotPrompt | str, answer: str) -> str:
+    # A plain-text prompt has no template to say where the whitespace goes: score as given.
+    return prompt.answer_text(answer) if isinstance(prompt, FewShotPrompt) else answer
+
+
+def _log_softmax(logits: torch.Tensor) -> torch.Tensor:
+    import torch
+
+    return torch.log_softmax(logits.float(), dim=-1)
+
+
+def _score_continuation(
+    model: LanguageModel, text: str, answer: str, continuation: str
+) -> AnswerScore:
+    cont = model.encode(continuation)
+    if not cont:
+        raise ValueError("the answer is empty")
+    window = model.config.context_length
+    if len(cont) > window:
+        raise ValueError(f"an answer of {len(cont)} tokens does not fit the window {window}")
+    # The engine builds the context (BOS, an empty prompt, the window) and caches it, so the
+    # next answer scored after the same prompt costs only its own tokens.
+    dist = model.predict_next_token_probabilities(text, top_k=1)
+    context = list(dist.context_ids)
+    dropped = dist.dropped_tokens
+    # Every answer token but the last is also input: keep the most recent tokens that fit.
+    overflow = len(context) + len(cont) - 1 - window
+    if overflow > 0:
+        context = context[overflow:]
+        dropped += overflow
+        first = _log_softmax(model.next_token_logits(context))
+    elif dist.logits is not None:
+        first = _log_softmax(dist.logits)
+    else:
+        first = dist.raw.float().log()
+    logprobs = [float(first[cont[0]])]
+    for i in range(1, len(cont)):
+        # The model's prefix cache makes each step cost one position.
+        step = _log_softmax(model.next_token_logits(context + cont[:i]))
+        logprobs.append(float(step[cont[i]]))
+    top_id = int(first.argmax())
+    total = sum(logprobs)
+    return AnswerScore(
+        answer=answer,
+        continuation=continuation,
+        probability=math.exp(total),
+        logprob=total,
+        token_probabilities=tuple(math.exp(lp) for lp in logprobs),
+        first_token_rank=1 + int((first > first[cont[0]]).sum()),
+        top_prediction=model.tokenizer.token_text(top_id),
+        top_probability=math.exp(float(first[top_id])),
+        dropped_tokens=dropped,
+    )
+
+
+def score_answer(model: LanguageModel, prompt: FewShotPrompt | str, answer: str) -> AnswerScore:
+    """P(answer | prompt) over all of the answer's tokens, with its first token's rank.
+
+    For a FewShotPrompt the scored continuation is `prompt.answer_text(answer)` (" awan");
+    a plain-text prompt is followed by `answer` exactly as given.
+    """
+    return _score_continuation(model, _prompt_text(prompt), answer, _continuation(prompt, answer))
+
+
+def _normalise(logprobs: Sequence[float]) -> list[float]:
+    """Softmax over log probabilities: p_i / sum(p), safe when every p underflows to 0."""
+    if not logprobs:
+        return []
+    top = max(logprobs)
+    weights = [math.exp(lp - top) for lp in logprobs]
+    total = sum(weights)
+    return [w / total for w in weights]
+
+
+def _score_all(
+    model: LanguageModel, prompt: FewShotPrompt | str, answers: Sequence[str]
+) -> list[AnswerScore]:
+    text = _prompt_text(prompt)  # assembled once for all answers
+    return [_score_continuation(model, text, a, _continuation(prompt, a)) for a in answers]
+
+
+def score_candidates(
+    model: LanguageModel, prompt: FewShotPrompt | str, candidates: Sequence[str]
+) -> list[tuple[str, float, float]]:
+    """(candidate, P(candidate | prompt), P normalised over the candidates) per candidate.
+
+    The normalised values sum to 1 and keep the order of the raw probabilities: the model's
+    choice among the label words, as a classifier would report it.
+    """
+    scores = _score_all(model, prompt, list(candidates))
+    shares = _normalise([s.logprob for s in scores])
+    return [(s.answer, s.probability, n) for s, n in zip(scores, shares, strict=True)]
+
+
+# ----- sweeps ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """The expected answer after `shots` examples taken in example order `order`.
+
+    Order 0 is the examples as given; orders 1.. are seeded shuffles (see `reorder`).
+    `normalised` is P(expected) normalised over the prompt's candidates (None without them);
+    `dropped_tokens` as in AnswerScore.
+    """
+
+    shots: int
+    order: int
+    probability: float
+    rank: int
+    top_prediction: str
+    top_probability: float
+    normalised: float | None = None
+    dropped_tokens: int = 0
+
+
+def reorder(prompt: FewShotPrompt, order: int, seed: int = 0) -> FewShotPrompt:
+    """The prompt with its examples in sweep order `order`: 0 as given, 1.. shuffled.
+
+    Each (seed, order) gives the same shuffle every time, whatever other orders are asked for.
+    """
+    if order < 0:
+        raise ValueError(f"the order cannot be negative (got {order})")
+    if order == 0:
+        return prompt
+    # A string seed is hashed with SHA-512 by random, so it is stable across runs and versions.
+    rng = random.Random(f"tokenscope-fewshot/{seed}/{order}")
+    examples = list(prompt.examples)
+    rng.shuffle(examples)
+    return prompt.with_examples(examples)
+
+
+def sweep(
+    model: LanguageModel,
+    prompt: FewShotPrompt,
+    *,
+    max_shots: int | None = None,
+    orders: int = 1,
+    seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+    cancelled: Callable[[], bool] | None = None,
+) -> list[SweepPoint]:
+    """P(expected answer) for 0..k shots (k = max_shots or all examples) in each example order.
+
+    Order 0 uses the examples as given; orders 1..orders-1 shuffle all the examples (seeded,
+    see `reorder`) and take the first k. Points come sorted by (order, shots).
+    `progress(done, total)` is called after each point; when `cancelled()` returns True the
+    sweep stops and returns the points so far. With candidates, each point also carries
+    P(expected) normalised over them (the expected answer joins them if it is missing).
+    """
+    if not prompt.expected:
+        raise ValueError("the prompt has no expected answer to sweep")
+    if orders < 1:
+        raise ValueError(f"need at least one order (got {orders})")
+    available = len(prompt.examples)
+    k = available if max_shots is None else max_shots
+    if not 0 <= k <= available:
+        raise ValueError(f"max_shots must be between 0 and {available} (got {max_shots})")
+    answers = list(prompt.candidates)
+    if answers and prompt.expected not in answers:
+        answers.append(prompt.expected)
+    total = orders * (k + 1)
+    points: list[SweepPoint] = []
+    for order in range(orders):
+        shuffled = reorder(prompt, order, seed)
+        for shots in range(k + 1):
+            if cancelled is not None and cancelled():
+                return points
+            shot_prompt = shuffled.with_shots(shots)
+            if answers:
+                scores = _score_all(model, shot_prompt, answers)
+                shares = _normalise([s.logprob for s in scores])
+                at = answers.index(prompt.expected)
+                score, normalised = scores[at], shares[at]
+            else:
+                score, normalised = score_answer(model, shot_prompt, prompt.expected), None
+            points.append(
+                SweepPoint(
+                    shots=shots,
+                    order=order,
+                    probability=score.probability,
+                    rank=score.first_token_rank,
+                    top_prediction=score.top_prediction,
+                    top_probability=score.top_probability,
+                    normalised=normalised,
+                    dropped_tokens=score.dropped_tokens,
+                )
+            )
+            if progress is not None:
+                progress(len(points), total)
+    return points
+
+
+__all__ = [
+    "PART_KINDS",
+    "AnswerScore",
+    "AssembledPrompt",
+    "Example",
+    "FewShotPrompt",
+    "PromptPart",
+    "SweepPoint",
+    "list_presets",
+    "load_prompt",
+    "preset_path",
+    "reorder",
+    "score_answer",
+    "score_candidates",
+    "sweep",
+]
