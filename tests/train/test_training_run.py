@@ -74,6 +74,9 @@ def test_a_stop_file_saves_and_stops(tmp_path, tools):
     saved = [e for e in seen if e["event"] == "checkpoint"]
     assert saved and saved[-1]["step"] == done["step"] >= 3
     assert tokenscope.load_model(saved[-1]["path"]).config.name == "tiny"
+    # Resuming is a new request: the old STOP file does not stop it at once.
+    more, _ = tools.train("--config", config, "--resume", "--stop-at-step", done["step"] + 3)
+    assert more[-1]["status"] == "stopped" and more[-1]["step"] == done["step"] + 3
 
 
 def test_sigterm_saves_and_stops(tmp_path, tools):

@@ -24,38 +24,26 @@ from safetensors.torch import load_file, save_file
 from tokenscope.lm.checkpoint import atomic_write, write_checkpoint
 from tokenscope.lm.model import Transformer
 from tokenscope.lm.tokenizer import Tokenizer
+from tokenscope.train.run_folder import (
+    BEST_FILE,
+    STATE_FILE,
+    best_checkpoint,
+    checkpoint_dir,
+    latest_checkpoint,
+    list_checkpoints,
+    step_folder,
+)
 
-STATE_FILE, OPTIMIZER_FILE, BEST_FILE = "training_state.json", "optimizer.safetensors", "best.json"
+__all__ = [
+    "best_checkpoint",
+    "latest_checkpoint",
+    "list_checkpoints",
+    "load_training_state",
+    "mark_best",
+    "save_training_checkpoint",
+]
 
-
-def checkpoint_dir(run_dir: Path) -> Path:
-    return run_dir / "checkpoints"
-
-
-def step_folder(run_dir: Path, step: int) -> Path:
-    return checkpoint_dir(run_dir) / f"step-{step:06d}"
-
-
-def list_checkpoints(run_dir: Path) -> list[Path]:
-    """Complete checkpoints of a run, oldest first (temporary folders are ignored)."""
-    folder = checkpoint_dir(run_dir)
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.glob("step-*") if p.is_dir() and (p / STATE_FILE).is_file())
-
-
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    found = list_checkpoints(run_dir)
-    return found[-1] if found else None
-
-
-def best_checkpoint(run_dir: Path) -> Path | None:
-    try:
-        best = json.loads((checkpoint_dir(run_dir) / BEST_FILE).read_text())
-        path = checkpoint_dir(run_dir) / best["checkpoint"]
-        return path if path.is_dir() else None
-    except (OSError, ValueError, KeyError):
-        return None
+OPTIMIZER_FILE = "optimizer.safetensors"
 
 
 def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:

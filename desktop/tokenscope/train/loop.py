@@ -161,7 +161,6 @@ class Trainer:
         tok_path = self.run_dir / "tokenizer.json"
         reuse = self.resume and tok_path.is_file() and (data_dir / "val.bin").is_file()
         if self.rt.is_main and not reuse:
-            (self.run_dir / STOP_FILE).unlink(missing_ok=True)
             data = list(c.data)
             if c.corpus_recipe:
                 from tokenscope.train import default_corpus
@@ -347,6 +346,9 @@ class Trainer:
 
     def _run(self) -> str:
         c, rt = self.config, self.rt
+        if rt.is_main:
+            # A STOP file asks the run in progress to stop; a run starting now is a new request.
+            (self.run_dir / STOP_FILE).unlink(missing_ok=True)
         resume_from = ckpt.latest_checkpoint(self.run_dir) if self.resume else None
         if self.resume and resume_from is None and rt.is_main:
             self.events.emit("warning", message="nothing to resume: starting a new run")
