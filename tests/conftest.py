@@ -11,6 +11,14 @@ CORPUS = (
 ) * 8
 
 
+@pytest.fixture(autouse=True)
+def private_home(tmp_path, monkeypatch):
+    """Settings, recent models and runs go to a folder of the test's own (subprocesses too)."""
+    home = tmp_path / "tokenscope-home"
+    monkeypatch.setenv("TOKENSCOPE_HOME", str(home))
+    return home
+
+
 @pytest.fixture(scope="session")
 def bpe_tokenizer():
     from tokenscope.lm import Tokenizer

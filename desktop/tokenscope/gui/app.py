@@ -1,0 +1,52 @@
+"""Start the window: `tokenscope` with no arguments.
+
+The window appears before torch is imported; the model loads in its own thread right after
+the first paint. TOKENSCOPE_QUIT_AFTER_MS closes the window after that many milliseconds
+(smoke tests of installed and frozen builds).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+BROKEN_PYSIDE = ("6.12.0",)  # aborts with "none_dealloc" on Python 3.11 (see FIELD_NOTES)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    for name in ("stdout", "stderr"):
+        if getattr(sys, name) is None:  # a windowed frozen app has no console streams
+            setattr(sys, name, open(os.devnull, "w"))  # noqa: SIM115 (lives as long as the app)
+    import PySide6
+    from PySide6.QtCore import QTimer
+    from PySide6.QtGui import QIcon
+    from PySide6.QtWidgets import QApplication
+
+    if PySide6.__version__ in BROKEN_PYSIDE:
+        print(
+            f"tokenscope: PySide6 {PySide6.__version__} is known to crash; "
+            "install PySide6-Essentials 6.11.x",
+            file=sys.stderr,
+        )
+        return 1
+    app = QApplication.instance() or QApplication(list(argv or sys.argv[:1]))
+    app.setApplicationName("Tokenscope")
+    app.setOrganizationName("Tokenscope")
+    from tokenscope.gui.main_window import MainWindow
+    from tokenscope.gui.resources import icon_path
+
+    icon = icon_path()
+    if icon is not None:
+        app.setWindowIcon(QIcon(str(icon)))
+    window = MainWindow()
+    window.show()
+    QTimer.singleShot(0, window.start)
+    quit_after = os.environ.get("TOKENSCOPE_QUIT_AFTER_MS")
+    if quit_after:
+        QTimer.singleShot(int(quit_after), window.close)
+    code = app.exec()
+    from PySide6.QtCore import QThreadPool
+
+    QThreadPool.globalInstance().waitForDone(10_000)
+    return code

@@ -1,0 +1,213 @@
+"""The structured few-shot editor: instruction, example pairs, query, template and answers.
+
+Examples can be added, removed, duplicated, reordered by dragging and pasted from a
+spreadsheet (tab-separated rows). Any edit emits `prompt_changed`; `prompt()` reads the
+fields as a tokenscope.lm.fewshot.FewShotPrompt.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QGuiApplication, QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFormLayout,
+    QHBoxLayout,
+    QLineEdit,
+    QPushButton,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+ITEM_FLAGS = (
+    Qt.ItemFlag.ItemIsSelectable
+    | Qt.ItemFlag.ItemIsEditable
+    | Qt.ItemFlag.ItemIsEnabled
+    | Qt.ItemFlag.ItemIsDragEnabled  # not drop-enabled: an example never becomes a child
+)
+
+
+class ExamplesTable(QTreeWidget):
+    """Two columns (input, output); rows move by drag and drop."""
+
+    #: () — a row was added, removed, edited or moved (GUI thread)
+    rows_changed = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("examplesTable")
+        self.setAccessibleName("Examples")
+        self.setColumnCount(2)
+        self.setHeaderLabels(["input", "output"])
+        self.setRootIsDecorated(False)
+        self.setDragDropMode(QAbstractItemView.DragDropMode.InternalMove)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.itemChanged.connect(lambda *_: self.rows_changed.emit())
+        self.model().rowsMoved.connect(lambda *_: self.rows_changed.emit())
+
+    def add_row(self, inp: str = "", out: str = "", at: int | None = None) -> QTreeWidgetItem:
+        item = QTreeWidgetItem([inp, out])
+        item.setFlags(ITEM_FLAGS)
+        if at is None:
+            self.addTopLevelItem(item)
+        else:
+            self.insertTopLevelItem(at, item)
+        self.rows_changed.emit()
+        return item
+
+    def rows(self) -> list[tuple[str, str]]:
+        return [
+            (self.topLevelItem(i).text(0), self.topLevelItem(i).text(1))
+            for i in range(self.topLevelItemCount())
+        ]
+
+    def set_rows(self, rows: list[tuple[str, str]]) -> None:
+        self.blockSignals(True)
+        self.clear()
+        for inp, out in rows:
+            item = QTreeWidgetItem([inp, out])
+            item.setFlags(ITEM_FLAGS)
+            self.addTopLevelItem(item)
+        self.blockSignals(False)
+        self.rows_changed.emit()
+
+    def move_row(self, source: int, target: int) -> None:
+        """What a drag does, for keyboard users (and tests): move row `source` to `target`."""
+        item = self.takeTopLevelItem(source)
+        self.insertTopLevelItem(target, item)
+        self.setCurrentItem(item)
+        self.rows_changed.emit()
+
+    def dropEvent(self, event: Any) -> None:
+        super().dropEvent(event)
+        self.rows_changed.emit()
+
+
+def parse_rows(text: str) -> list[tuple[str, str]]:
+    """Rows pasted from a spreadsheet: one per line, input and output separated by a tab."""
+    rows = []
+    for line in text.splitlines():
+        if "\t" in line:
+            inp, out = line.split("\t", 1)
+            rows.append((inp.strip(), out.split("\t")[0].strip()))
+    return rows
+
+
+class FewShotEditor(QWidget):
+    #: () — any part of the prompt changed (GUI thread)
+    prompt_changed = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.instruction = self._line("fewshotInstruction", "Instruction")
+        self.examples = ExamplesTable()
+        self.query = self._line("fewshotQuery", "Query")
+        self.template = self._line("fewshotTemplate", "Template")
+        self.template.setText("{input} => {output}")
+        self.header = self._line("fewshotHeader", "Header before the query")
+        self.expected = self._line("fewshotExpected", "Expected answer")
+        self.candidates = self._line("fewshotCandidates", "Candidate answers")
+        self.candidates.setPlaceholderText("label words, separated by commas (optional)")
+        self.add_button = QPushButton("Add", objectName="addExampleButton")
+        self.remove_button = QPushButton("Remove", objectName="removeExampleButton")
+        self.duplicate_button = QPushButton("Duplicate", objectName="duplicateExampleButton")
+        self.paste_button = QPushButton("Paste rows", objectName="pasteExamplesButton")
+        self.paste_button.setToolTip("Paste tab-separated rows (input, output) from a spreadsheet")
+        buttons = QHBoxLayout()
+        for b in (self.add_button, self.remove_button, self.duplicate_button, self.paste_button):
+            b.setAccessibleName(b.text())
+            buttons.addWidget(b)
+        form = QFormLayout()
+        form.addRow("Instruction", self.instruction)
+        form.addRow("Template", self.template)
+        form.addRow("Header before the query", self.header)
+        form.addRow("Query", self.query)
+        form.addRow("Expected answer", self.expected)
+        form.addRow("Candidates", self.candidates)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.examples, 1)
+        layout.addLayout(buttons)
+        layout.addLayout(form)
+        self.add_button.clicked.connect(self._on_add)
+        self.remove_button.clicked.connect(self._on_remove)
+        self.duplicate_button.clicked.connect(self._on_duplicate)
+        self.paste_button.clicked.connect(self.paste_rows)
+        QShortcut(QKeySequence.StandardKey.Paste, self.examples, self.paste_rows)
+        self.examples.rows_changed.connect(self.prompt_changed)
+        for w in (
+            self.instruction,
+            self.query,
+            self.template,
+            self.header,
+            self.expected,
+            self.candidates,
+        ):
+            w.textChanged.connect(self.prompt_changed)
+
+    def _line(self, name: str, label: str) -> QLineEdit:
+        edit = QLineEdit(objectName=name)
+        edit.setAccessibleName(label)
+        return edit
+
+    def _on_add(self) -> None:
+        item = self.examples.add_row("input", "output")
+        self.examples.setCurrentItem(item)
+        self.examples.editItem(item, 0)
+
+    def _on_remove(self) -> None:
+        row = self.examples.indexOfTopLevelItem(self.examples.currentItem())
+        if row >= 0:
+            self.examples.takeTopLevelItem(row)
+            self.examples.rows_changed.emit()
+
+    def _on_duplicate(self) -> None:
+        item = self.examples.currentItem()
+        if item is not None:
+            row = self.examples.indexOfTopLevelItem(item)
+            self.examples.add_row(item.text(0), item.text(1), at=row + 1)
+
+    def paste_rows(self) -> None:
+        rows = parse_rows(QGuiApplication.clipboard().text())
+        for inp, out in rows:
+            self.examples.add_row(inp, out)
+
+    # ----- FewShotPrompt in and out --------------------------------------------------------
+
+    def prompt(self) -> Any:
+        from tokenscope.lm.fewshot import Example, FewShotPrompt
+
+        return FewShotPrompt(
+            instruction=self.instruction.text(),
+            examples=tuple(Example(i, o) for i, o in self.examples.rows()),
+            query=self.query.text(),
+            template=self.template.text(),
+            query_header=self.header.text(),
+            expected=self.expected.text(),
+            candidates=tuple(c.strip() for c in self.candidates.text().split(",") if c.strip()),
+        )
+
+    def set_prompt(self, p: Any) -> None:
+        widgets = (
+            self.instruction,
+            self.query,
+            self.template,
+            self.header,
+            self.expected,
+            self.candidates,
+        )
+        for w in widgets:
+            w.blockSignals(True)
+        self.instruction.setText(p.instruction)
+        self.query.setText(p.query)
+        self.template.setText(p.template)
+        self.header.setText(p.query_header)
+        self.expected.setText(p.expected)
+        self.candidates.setText(", ".join(p.candidates))
+        for w in widgets:
+            w.blockSignals(False)
+        self.examples.set_rows([(e.input, e.output) for e in p.examples])

@@ -1,0 +1,341 @@
+"""The Few-shot tab: edit a prompt from parts, watch the answer's probability, sweep 0..k shots."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QSplitter,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
+
+from tokenscope.gui.fewshot_editor import FewShotEditor
+from tokenscope.gui.fewshot_worker import FewShotPreview, FewShotWorker
+from tokenscope.gui.next_token_chart import ChartData, ChartRow, NextTokenChart
+
+PART_COLORS = {
+    "instruction": "#ede9fe",
+    "example": "#dbeafe",
+    "header": "#ede9fe",
+    "query": "#fde68a",
+}
+LINE_COLORS = ((30, 100, 200), (220, 100, 30), (40, 160, 80), (160, 60, 160))
+
+
+class FewShotTab(QWidget):
+    #: (request id, FewShotPrompt) — queued into the model thread
+    preview_requested = Signal(int, object)
+    #: (request id, FewShotPrompt, max shots, orders, other model or "")
+    sweep_requested = Signal(int, object, int, int, str)
+    #: (message) — for the status bar
+    message = Signal(str)
+
+    def __init__(self, worker: FewShotWorker, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("fewshotTab")
+        self.worker = worker
+        self.model_ready = False
+        self._preview_id = 0
+        self._sweep_id = 0
+        self.preview: FewShotPreview | None = None
+        self.sweeps: dict[str, list] = {}  # model name -> SweepPoint list
+        self._build()
+        self._connect()
+
+    def _build(self) -> None:
+        self.presets = QComboBox(objectName="presetPicker")
+        self.presets.setAccessibleName("Preset")
+        self.open_button = QPushButton("Open…", objectName="openPresetButton")
+        self.save_button = QPushButton("Save…", objectName="savePresetButton")
+        self.editor = FewShotEditor()
+        self.assembled = QTextBrowser(objectName="assembledPrompt")
+        self.assembled.setAccessibleName("Assembled prompt")
+        self.token_info = QLabel(objectName="promptTokenInfo")
+        self.answers = QLabel(objectName="answerProbabilities", wordWrap=True)
+        self.answers.setTextFormat(Qt.TextFormat.RichText)
+        self.chart = NextTokenChart()
+        self.chart.setObjectName("fewshotChart")
+        self.max_shots = QSpinBox(objectName="maxShotsControl", minimum=0, maximum=64, value=8)
+        self.orders = QSpinBox(objectName="ordersControl", minimum=1, maximum=20, value=1)
+        self.orders.setToolTip("1: the examples in the order given; more: also random orders")
+        self.compare = QComboBox(objectName="compareModel")
+        self.compare.setAccessibleName("Compare with model")
+        self.sweep_button = QPushButton("Run sweep", objectName="sweepButton")
+        self.cancel_button = QPushButton("Cancel", objectName="cancelSweepButton", enabled=False)
+        self.progress = QProgressBar(objectName="sweepProgress")
+        self.sweep_plot = pg.PlotWidget(background="w")
+        self.sweep_plot.setObjectName("sweepChart")
+        self.sweep_plot.setAccessibleName("Probability of the expected answer against shots")
+        item = self.sweep_plot.getPlotItem()
+        item.setLabel("bottom", "examples in the prompt (shots)")
+        item.setLabel("left", "P(expected answer)")
+        item.setYRange(0, 1)
+        self.legend = item.addLegend()
+        self.sweep_table = QTextBrowser(objectName="sweepTable", maximumHeight=150)
+        for b in (self.open_button, self.save_button, self.sweep_button, self.cancel_button):
+            b.setAccessibleName(b.text())
+
+        top = QHBoxLayout()
+        top.addWidget(QLabel("Preset"))
+        top.addWidget(self.presets, 1)
+        top.addWidget(self.open_button)
+        top.addWidget(self.save_button)
+        left = QWidget()
+        lv = QVBoxLayout(left)
+        lv.addLayout(top)
+        lv.addWidget(self.editor, 1)
+
+        middle = QWidget()
+        mv = QVBoxLayout(middle)
+        mv.addWidget(QLabel("Assembled prompt"))
+        mv.addWidget(self.assembled, 1)
+        mv.addWidget(self.token_info)
+        mv.addWidget(self.answers)
+        mv.addWidget(self.chart, 1)
+
+        right = QWidget()
+        rv = QVBoxLayout(right)
+        controls = QHBoxLayout()
+        for w in (
+            QLabel("up to"),
+            self.max_shots,
+            QLabel("shots,"),
+            self.orders,
+            QLabel("orders"),
+            QLabel("compare with"),
+            self.compare,
+        ):
+            controls.addWidget(w)
+        rv.addLayout(controls)
+        run_row = QHBoxLayout()
+        run_row.addWidget(self.sweep_button)
+        run_row.addWidget(self.cancel_button)
+        run_row.addWidget(self.progress, 1)
+        rv.addLayout(run_row)
+        rv.addWidget(self.sweep_plot, 2)
+        rv.addWidget(self.sweep_table, 1)
+
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        for w in (left, middle, right):
+            splitter.addWidget(w)
+        layout = QVBoxLayout(self)
+        layout.addWidget(splitter)
+
+    def _connect(self) -> None:
+        self._debounce = QTimer(self, singleShot=True, interval=60)
+        self._debounce.timeout.connect(self.request_preview)
+        self.editor.prompt_changed.connect(self._debounce.start)
+        self.presets.activated.connect(self._on_preset_picked)
+        self.open_button.clicked.connect(self.open_dialog)
+        self.save_button.clicked.connect(self.save_dialog)
+        self.sweep_button.clicked.connect(self.run_sweep)
+        self.cancel_button.clicked.connect(self.cancel_sweep)
+        self.preview_requested.connect(self.worker.preview)
+        self.sweep_requested.connect(self.worker.sweep)
+        self.worker.preview_ready.connect(self._on_worker_preview_ready)
+        self.worker.sweep_progress.connect(self._on_worker_sweep_progress)
+        self.worker.sweep_result.connect(self._on_worker_sweep_result)
+        self.worker.sweep_finished.connect(self._on_worker_sweep_finished)
+        self.worker.request_failed.connect(lambda _id, text: self.message.emit(text))
+        from tokenscope.lm.fewshot import list_presets
+
+        for name in list_presets():
+            self.presets.addItem(name)
+        if self.presets.count():
+            self.load_preset(self.presets.itemText(0))
+
+    # ----- presets -------------------------------------------------------------------------
+
+    def load_preset(self, name: str) -> None:
+        from tokenscope.lm.fewshot import FewShotPrompt, preset_path
+
+        self.editor.set_prompt(FewShotPrompt.load(preset_path(name)))
+        self.presets.setCurrentText(name)
+
+    def _on_preset_picked(self, index: int) -> None:
+        self.load_preset(self.presets.itemText(index))
+
+    def open_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open few-shot prompt", "", "JSON (*.json)")
+        if path:
+            self.open_file(path)
+
+    def open_file(self, path: str) -> None:
+        from tokenscope.lm.fewshot import FewShotPrompt
+
+        try:
+            self.editor.set_prompt(FewShotPrompt.load(path))
+        except (OSError, ValueError) as e:
+            self.message.emit(str(e))
+
+    def save_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Save few-shot prompt", "fewshot.json", "JSON (*.json)"
+        )
+        if path:
+            self.editor.prompt().save(path)
+
+    def set_compare_choices(self, entries: list[tuple[str, str]]) -> None:
+        """(label, model id) pairs offered for comparison; the first item compares with none."""
+        self.compare.clear()
+        self.compare.addItem("(no second model)", "")
+        for label, target in entries:
+            self.compare.addItem(label, target)
+
+    # ----- preview -------------------------------------------------------------------------
+
+    def on_model_loaded(self) -> None:
+        self.model_ready = True
+        self.request_preview()
+
+    def request_preview(self) -> None:
+        if not self.model_ready:
+            return
+        try:
+            prompt = self.editor.prompt()
+        except ValueError as e:  # e.g. a template without {output}
+            self.token_info.setText(str(e))
+            return
+        self._preview_id += 1
+        self.worker.latest_preview = self._preview_id
+        self.preview_requested.emit(self._preview_id, prompt)
+
+    def _on_worker_preview_ready(self, request_id: int, p: FewShotPreview) -> None:
+        if request_id != self._preview_id:
+            return
+        self.preview = p
+
+        def shown(text: str) -> str:
+            return html.escape(text).replace("\n", "↵<br>")
+
+        cells, position = [], 0
+        for part in p.parts:  # each part highlighted; separators between them shown plain
+            color = PART_COLORS.get(part.kind, "#eee")
+            cells.append(shown(p.text[position : part.start]))
+            cells.append(
+                f'<span style="background-color:{color}">'
+                f"{shown(p.text[part.start : part.end])}</span>"
+            )
+            position = part.end
+        cells.append(shown(p.text[position:]))
+        self.assembled.setHtml('<div style="white-space: pre-wrap">' + "".join(cells) + "</div>")
+        fits = p.token_count <= p.context_length
+        self.token_info.setText(
+            f"{p.token_count} tokens of {p.context_length} in the context"
+            + ("" if fits else " — too long: the model sees only the most recent tokens")
+        )
+        lines = []
+        if p.expected is not None:
+            e = p.expected
+            lines.append(
+                f"P(<b>{html.escape(e.continuation)!s}</b>) = {e.probability:.4f} "
+                f"(first token rank {e.first_token_rank}); the model's top: "
+                f"{html.escape(repr(e.top_prediction))} {e.top_probability:.3f}"
+            )
+        if p.candidates:
+            lines.append(
+                " · ".join(f"{html.escape(c)}: {norm:.1%}" for c, _raw, norm in p.candidates)
+            )
+        self.answers.setText("<br>".join(lines))
+        self.chart.show_data(self._chart(p))
+
+    @staticmethod
+    def _chart(p: FewShotPreview) -> ChartData:
+        import torch
+
+        from tokenscope.lm.sampling import entropy_bits, softmax
+
+        probs = softmax(torch.from_numpy(p.logits))
+        values, ids = torch.topk(probs, min(10, probs.numel()))
+        rows = tuple(
+            ChartRow(r + 1, i, p.labels[i] if i < len(p.labels) else f"<{i}>", v, v)
+            for r, (i, v) in enumerate(zip(ids.tolist(), values.tolist(), strict=True))
+        )
+        return ChartData("next token after the prompt", rows, entropy_bits(probs), 0.0)
+
+    # ----- sweep ---------------------------------------------------------------------------
+
+    def run_sweep(self) -> None:
+        if not self.model_ready:
+            return
+        prompt = self.editor.prompt()
+        if not prompt.expected:
+            self.message.emit("Write the expected answer first: the sweep charts its probability.")
+            return
+        self._sweep_id += 1
+        self.sweeps.clear()
+        self.sweep_plot.getPlotItem().clear()
+        self.legend.clear()
+        self.sweep_table.clear()
+        self.progress.setRange(0, 0)
+        self.sweep_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        # Cleared here, before the request is queued, so a Cancel right after Run still counts.
+        self.worker.cancel_sweep.clear()
+        self.sweep_requested.emit(
+            self._sweep_id,
+            prompt,
+            self.max_shots.value(),
+            self.orders.value(),
+            self.compare.currentData() or "",
+        )
+
+    def cancel_sweep(self) -> None:
+        self.worker.cancel_sweep.set()  # a threading.Event: safe from the GUI thread
+
+    def _on_worker_sweep_progress(self, request_id: int, name: str, done: int, total: int) -> None:
+        if request_id == self._sweep_id:
+            self.progress.setRange(0, max(total, 1))
+            self.progress.setValue(done)
+            self.progress.setFormat(f"{name}: {done}/{total}" if total else f"loading {name}…")
+
+    def _on_worker_sweep_result(self, request_id: int, name: str, points: list) -> None:
+        if request_id != self._sweep_id:
+            return
+        self.sweeps[name] = points
+        color = LINE_COLORS[(len(self.sweeps) - 1) % len(LINE_COLORS)]
+        by_shots: dict[int, list[float]] = {}
+        for pt in points:
+            by_shots.setdefault(pt.shots, []).append(pt.probability)
+        xs = sorted(by_shots)
+        ys = [sum(by_shots[x]) / len(by_shots[x]) for x in xs]
+        self.sweep_plot.plot(
+            xs, ys, pen=pg.mkPen(color, width=2), symbol="o", symbolBrush=color, name=name
+        )
+        rows = "".join(
+            f"<tr><td>{html.escape(n)}</td><td>{p.order}</td><td>{p.shots}</td>"
+            f"<td>{p.probability:.4f}</td><td>{p.rank}</td><td>{html.escape(repr(p.top_prediction))}</td></tr>"
+            for n, pts in self.sweeps.items()
+            for p in pts
+        )
+        self.sweep_table.setHtml(
+            "<table cellspacing=4><tr><th>model</th><th>order</th><th>shots</th>"
+            f"<th>P(expected)</th><th>rank</th><th>top prediction</th></tr>{rows}</table>"
+        )
+
+    def _on_worker_sweep_finished(self, request_id: int, status: str) -> None:
+        if request_id != self._sweep_id:
+            return
+        self.sweep_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        self.progress.setRange(0, 1)
+        self.progress.setValue(1 if status == "completed" else 0)
+        self.progress.setFormat(status)
+        if status != "completed":
+            self.message.emit(f"Sweep {status}.")
+
+    def sweep_points(self) -> dict[str, list[Any]]:
+        """What the sweep chart shows, by model (for tests and exports)."""
+        return dict(self.sweeps)

@@ -1,0 +1,323 @@
+"""The main window: composes the toolbar, the tabs and the status bar; owns the model thread."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from PySide6.QtCore import QSettings, Qt, QThreadPool, QTimer, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QProgressBar,
+    QPushButton,
+    QTabWidget,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
+
+from tokenscope.gui.fewshot_tab import FewShotTab
+from tokenscope.gui.fewshot_worker import FewShotWorker
+from tokenscope.gui.model_worker import ModelInfo, ModelWorker, WorkerThread
+from tokenscope.gui.models_tab import ModelsTab
+from tokenscope.gui.playground import Playground
+from tokenscope.gui.training_tab import TrainingTab
+
+OPEN_OTHER = "Open file or folder…"
+
+
+def settings_store() -> QSettings:
+    """Settings in the data folder (TOKENSCOPE_HOME when set, as in tests)."""
+    from tokenscope.lm.registry import data_dir
+
+    return QSettings(str(data_dir() / "settings.ini"), QSettings.Format.IniFormat)
+
+
+class MainWindow(QMainWindow):
+    #: (request id, name or path) — queued into the model thread
+    load_requested = Signal(int, str)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setWindowTitle("Tokenscope")
+        self.setObjectName("mainWindow")
+        self.settings = settings_store()
+        # Background reads (model headers, corpus summaries) mostly wait on files: let a few
+        # run at once even on a 2-core machine, so one slow read does not hold up the rest.
+        pool = QThreadPool.globalInstance()
+        pool.setMaxThreadCount(max(4, pool.maxThreadCount()))
+        self.worker = ModelWorker()
+        self.thread_ = WorkerThread(self.worker)
+        self.thread_.start()
+        self.model_info: ModelInfo | None = None
+        self.model_id = ""
+        self._load_id = 0
+        self._loading_name = ""
+        self._closing = False
+        self._build()
+        self._connect()
+        self._restore()
+
+    # ----- layout --------------------------------------------------------------------------
+
+    def _build(self) -> None:
+        toolbar = QToolBar("Model", objectName="modelToolbar", movable=False)
+        self.addToolBar(toolbar)
+        self.picker = QComboBox(objectName="modelPicker", minimumContentsLength=28)
+        self.picker.setAccessibleName("Model")
+        self.picker.setToolTip("The model to look inside")
+        toolbar.addWidget(QLabel(" Model "))
+        toolbar.addWidget(self.picker)
+        self.load_progress = QProgressBar(
+            objectName="loadProgress", maximumWidth=160, visible=False
+        )
+        self.load_progress.setRange(0, 0)
+        self.cancel_load = QPushButton("Cancel", objectName="cancelLoadButton", visible=False)
+        self.load_label = QLabel(objectName="loadStatus")
+        # A widget in a toolbar is shown and hidden through its action.
+        self._loading_actions = [toolbar.addWidget(self.load_progress),
+                                 toolbar.addWidget(self.cancel_load)]  # fmt: skip
+        self._show_loading(False)
+        toolbar.addWidget(self.load_label)
+
+        self.banner = QLabel(objectName="errorBanner", wordWrap=True, visible=False)
+        self.banner.setStyleSheet("background:#fde2e1; color:#7a1212; padding:6px;")
+        self.banner.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.banner_close = QPushButton("Dismiss", objectName="dismissErrorButton", visible=False)
+        self.playground = Playground(self.worker)
+        self.fewshot_worker = FewShotWorker(self.worker)
+        self.fewshot_worker.moveToThread(self.thread_)  # beside the model it uses
+        self.fewshot = FewShotTab(self.fewshot_worker)
+        self.models = ModelsTab()
+        self.tabs = QTabWidget(objectName="tabs")
+        self.tabs.addTab(self.playground, "Playground")
+        self.tabs.addTab(self.fewshot, "Few-shot")
+        self.training = TrainingTab()
+        self.tabs.addTab(self.training, "Training")
+        self.tabs.addTab(self.models, "Models")
+        central = QWidget()
+        layout = QVBoxLayout(central)
+        banner_row = QHBoxLayout()
+        banner_row.addWidget(self.banner, 1)
+        banner_row.addWidget(self.banner_close)
+        layout.addLayout(banner_row)
+        layout.addWidget(self.tabs)
+        self.setCentralWidget(central)
+
+        self.status_model = QLabel("no model", objectName="modelStatus")
+        self.status_speed = QLabel("", objectName="speedStatus")
+        self.statusBar().addPermanentWidget(self.status_model)
+        self.statusBar().addPermanentWidget(self.status_speed)
+
+        menu = self.menuBar().addMenu("&File")
+        self._action(menu, "&Open model…", "Ctrl+O", self.browse_for_model)
+        self._action(menu, "Open &session…", "Ctrl+Shift+O", self.open_session_dialog)
+        self._action(menu, "&Save session…", "Ctrl+S", self.save_session_dialog)
+        self._action(menu, "&Export chart…", "Ctrl+E", self.export_chart_dialog)
+        menu.addSeparator()
+        self._action(menu, "&Quit", "Ctrl+Q", self.close)
+
+    def _action(self, menu, text: str, shortcut: str, slot) -> QAction:
+        action = QAction(text, self)
+        action.setShortcut(QKeySequence(shortcut))
+        action.triggered.connect(slot)
+        menu.addAction(action)
+        return action
+
+    def _connect(self) -> None:
+        self.load_requested.connect(self.worker.load)
+        self.worker.loading_progress.connect(self._on_worker_loading_progress)
+        self.worker.model_loaded.connect(self._on_worker_model_loaded)
+        self.worker.loading_failed.connect(self._on_worker_loading_failed)
+        self.picker.activated.connect(self._on_picker_activated)
+        self.cancel_load.clicked.connect(self.cancel_loading)
+        self.banner_close.clicked.connect(self.hide_error)
+        self.models.open_requested.connect(self.load_model)
+        self.models.browse_requested.connect(self.browse_for_model)
+        self.models.catalog_refreshed.connect(self._fill_picker)
+        self.playground.speed_changed.connect(
+            lambda rate: self.status_speed.setText(f"{rate:.1f} tokens/s")
+        )
+        self.playground.message.connect(self.statusBar().showMessage)
+        self.fewshot.message.connect(self.statusBar().showMessage)
+        self.training.open_in_playground.connect(self._on_training_open_in_playground)
+
+    # ----- settings ------------------------------------------------------------------------
+
+    def _restore(self) -> None:
+        geometry = self.settings.value("window/geometry")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1280, 820)
+        try:
+            sampling = json.loads(str(self.settings.value("playground/sampling", "{}")))
+            self.playground.sampling.set_values(sampling if isinstance(sampling, dict) else {})
+        except (ValueError, TypeError):
+            pass  # unreadable settings: keep the defaults
+        prompt = self.settings.value("playground/prompt", "The capital of Indonesia is")
+        self.playground.prompt.setPlainText(str(prompt))
+
+    def _save(self) -> None:
+        self.settings.setValue("window/geometry", self.saveGeometry())
+        self.settings.setValue("playground/sampling", json.dumps(self.playground.sampling.values()))
+        self.settings.setValue("playground/prompt", self.playground.prompt.toPlainText())
+        if self.model_id:
+            self.settings.setValue("model/last", self.model_id)
+        self.settings.sync()
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self._closing = True  # results still queued from the model thread are ignored
+        self._save()
+        self.models.shutdown()
+        self.training.shutdown()
+        self.thread_.shutdown()
+        QThreadPool.globalInstance().waitForDone(10_000)  # background reads finish first
+        super().closeEvent(event)
+
+    # ----- models --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """After the first paint: list models and open the last one (or the bundled one)."""
+        self.models.refresh()
+        self.load_model(str(self.settings.value("model/last", "builtin")))
+
+    def _fill_picker(self) -> None:
+        self.picker.blockSignals(True)
+        self.picker.clear()
+        for e in self.models.entries:
+            if e.openable:
+                label = Path(e.name).name if e.kind == "recent" else e.name
+                self.picker.addItem(f"{label}  ({e.kind})", e.target)
+        self.picker.addItem(OPEN_OTHER, OPEN_OTHER)
+        self.fewshot.set_compare_choices(
+            [
+                (self.picker.itemText(i), self.picker.itemData(i))
+                for i in range(self.picker.count() - 1)
+            ]
+        )
+        index = self.picker.findData(self.model_id)
+        if index >= 0:
+            self.picker.setCurrentIndex(index)
+        self.picker.blockSignals(False)
+
+    def _on_picker_activated(self, index: int) -> None:
+        value = self.picker.itemData(index)
+        if value == OPEN_OTHER:
+            self.browse_for_model()
+        elif value:
+            self.load_model(value)
+
+    def browse_for_model(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self,
+            "Open a model",
+            str(Path.home()),
+            "Models (*.gguf *.safetensors config.json);;All files (*)",
+        )
+        if path:
+            p = Path(path)
+            self.load_model(str(p.parent if p.name in ("config.json", "model.safetensors") else p))
+
+    def load_model(self, name: str) -> None:
+        self._load_id += 1
+        self.worker.latest_load = self._load_id
+        self._loading_name = name
+        self._show_loading(True)
+        self.load_label.setText(f"loading {name}…")
+        self.load_requested.emit(self._load_id, name)
+
+    def _show_loading(self, on: bool) -> None:
+        for action in self._loading_actions:
+            action.setVisible(on)
+
+    def cancel_loading(self) -> None:
+        """Forget the load in progress; its result is dropped and the current model stays."""
+        self._load_id += 1
+        self.worker.latest_load = self._load_id
+        self._end_loading("loading cancelled")
+
+    def _end_loading(self, text: str) -> None:
+        self._show_loading(False)
+        self.load_label.setText(text)
+
+    def _on_worker_loading_progress(self, request_id: int, stage: str) -> None:
+        if request_id == self._load_id:
+            self.load_label.setText(stage + "…")
+
+    def _on_worker_model_loaded(self, request_id: int, info: ModelInfo) -> None:
+        if request_id != self._load_id or self._closing:
+            return
+        self.model_info, self.model_id = info, self._loading_name
+        self._end_loading("")
+        self.hide_error()
+        self.status_model.setText(
+            f"{info.name} · {info.parameters / 1e6:,.2f} M parameters · {info.architecture} · "
+            f"context {info.context_length} · {info.device}"
+        )
+        self.setWindowTitle(f"Tokenscope — {info.name}")
+        if self.model_id not in ("builtin",) and Path(self.model_id).exists():
+            from tokenscope.lm.registry import remember
+
+            remember(self.model_id)
+            QTimer.singleShot(0, self.models.refresh)
+        self._fill_picker()
+        self.playground.on_model_loaded()
+        self.fewshot.on_model_loaded()
+
+    def _on_worker_loading_failed(self, request_id: int, message: str) -> None:
+        if request_id != self._load_id:
+            return
+        self._end_loading("")
+        kept = f" Still using {self.model_info.name}." if self.model_info else ""
+        self.show_error(f"Could not open {self._loading_name}: {message}{kept}")
+        self._fill_picker()
+
+    def _on_training_open_in_playground(self, checkpoint: str) -> None:
+        self.load_model(checkpoint)
+        self.tabs.setCurrentWidget(self.playground)
+
+    def show_error(self, message: str) -> None:
+        self.banner.setText(message)
+        self.banner.setVisible(True)
+        self.banner_close.setVisible(True)
+
+    def hide_error(self) -> None:
+        self.banner.setVisible(False)
+        self.banner_close.setVisible(False)
+
+    # ----- sessions and exports ------------------------------------------------------------
+
+    def save_session_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save session", "session.json", "JSON (*.json)")
+        if path:
+            self.playground.save_session(path, self.model_id)
+
+    def open_session_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open session", "", "JSON (*.json)")
+        if path:
+            self.open_session(path)
+
+    def open_session(self, path: str) -> None:
+        try:
+            model_id = self.playground.open_session(path)
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            self.show_error(f"Could not open the session {path}: {e}")
+            return
+        if model_id and model_id != self.model_id:
+            self.load_model(model_id)
+
+    def export_chart_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Export chart", "next-token.png", "PNG (*.png);;SVG (*.svg);;CSV (*.csv)"
+        )
+        if path:
+            if path.lower().endswith(".csv"):
+                self.playground.chart.export_csv(path)
+            else:
+                self.playground.chart.export_image(path)

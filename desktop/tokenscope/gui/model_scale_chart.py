@@ -1,0 +1,160 @@
+"""Where the planned model sits among well-known language models: parameters on a log scale.
+
+The reference points come from resources/reference/model_sizes.json, which names a source
+for each count. Positions are plotted as log10(parameters), with tick labels in plain units
+(1K ... 1T), so a factor of ten is the same distance anywhere on the axis.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import pyqtgraph as pg
+from PySide6.QtWidgets import QVBoxLayout, QWidget
+
+KNOWN_COLOR = (70, 130, 200)
+PLANNED_COLOR = (220, 60, 40)
+# Labels of one year are spread over these offsets from the year (in years).
+LANES = (0.0, 0.25, -0.25, 0.5, -0.5)
+DECADES_PER_CHAR = 0.09  # a label's width on the log axis, per character (at a typical size)
+UNITS = ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K"))
+
+
+@dataclass(frozen=True)
+class ReferenceModel:
+    """A well-known model: its name, parameter count, year and where the count comes from."""
+
+    name: str
+    parameters: int
+    year: int
+    source: str
+
+
+def reference_path() -> Path:
+    """The bundled data file of model sizes."""
+    return Path(str(resources.files("tokenscope.resources"))) / "reference" / "model_sizes.json"
+
+
+def load_reference_models(path: Path | None = None) -> list[ReferenceModel]:
+    """The reference models in the data file (an unreadable file gives an empty list)."""
+    try:
+        data = json.loads((path or reference_path()).read_text(encoding="utf-8"))
+        return [ReferenceModel(**entry) for entry in data["models"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
+def format_count(n: float) -> str:
+    """A parameter count a person can read: 135M, 1.5B, 7K."""
+    for scale, unit in UNITS:
+        if n >= scale:
+            value = n / scale
+            return f"{value:.0f}{unit}" if value >= 10 else f"{value:.1f}{unit}".replace(".0", "")
+    return f"{n:.0f}"
+
+
+class ModelScaleChart(QWidget):
+    """A scatter of reference models (x: parameters, log scale; y: year) plus the planned one."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("modelScaleChart")
+        self.setAccessibleName("Model size compared with well-known models")
+        self.references = load_reference_models()
+        self.planned_parameters: int | None = None
+        self.plot = pg.PlotWidget(background="w")
+        self.plot.setMinimumHeight(300)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.plot)
+        item = self.plot.getPlotItem()
+        item.setMenuEnabled(False)
+        item.setMouseEnabled(x=False, y=False)
+        item.hideButtons()
+        item.showGrid(x=True, y=False, alpha=0.25)
+        item.setLabel("bottom", "parameters (log scale)")
+        item.setLabel("left", "year")
+        item.setTitle("Your model among well-known language models", size="9pt")
+        ticks = [(e, format_count(10**e)) for e in range(3, 13)]
+        item.getAxis("bottom").setTicks([ticks])
+        self._scatter = pg.ScatterPlotItem(
+            size=8, brush=pg.mkBrush(*KNOWN_COLOR), pen=pg.mkPen(None)
+        )
+        item.addItem(self._scatter)
+        self._labels: list[pg.TextItem] = []
+        spots = []
+        for ref, y, show_label in self._layout():
+            x = math.log10(ref.parameters)
+            spots.append({"pos": (x, y), "data": ref.name})
+            label = pg.TextItem(ref.name, color=(60, 60, 60), anchor=(0, 0.5))
+            label.setPos(x + 0.05, y)
+            label.setVisible(show_label)
+            label.setToolTip(
+                f"{ref.name}: {ref.parameters:,} parameters ({ref.year})\n{ref.source}"
+            )
+            item.addItem(label)
+            self._labels.append(label)
+        self._scatter.addPoints(spots)
+        self._planned_line = pg.InfiniteLine(angle=90, pen=pg.mkPen(PLANNED_COLOR, width=2))
+        self._planned_dot = pg.ScatterPlotItem(
+            size=14, symbol="star", brush=pg.mkBrush(*PLANNED_COLOR), pen=pg.mkPen(None)
+        )
+        self._planned_label = pg.TextItem("", color=PLANNED_COLOR, anchor=(0, 1))
+        for thing in (self._planned_line, self._planned_dot, self._planned_label):
+            thing.setVisible(False)
+            item.addItem(thing)
+        years = [r.year for r in self.references] or [datetime.date.today().year]
+        self._year_range = (min(years) - 1, max(max(years), datetime.date.today().year) + 1)
+        self._fit_view()
+
+    def set_planned(self, parameters: int | None) -> None:
+        """Show the planned model at `parameters` (None hides it)."""
+        self.planned_parameters = parameters
+        visible = bool(parameters and parameters > 0)
+        for thing in (self._planned_line, self._planned_dot, self._planned_label):
+            thing.setVisible(visible)
+        if visible:
+            x = math.log10(parameters)
+            year = datetime.date.today().year
+            self._planned_line.setValue(x)
+            self._planned_dot.setData([x], [year])
+            self._planned_label.setText(f"your model: {format_count(parameters)}")
+            self._planned_label.setPos(x + 0.05, year)
+        self._fit_view()
+
+    def points(self) -> list[tuple[str, int]]:
+        """(name, parameters) of every point shown, reference models first, then the planned one."""
+        shown = [(r.name, r.parameters) for r in self.references]
+        if self.planned_parameters:
+            shown.append(("your model", self.planned_parameters))
+        return shown
+
+    def _layout(self) -> list[tuple[ReferenceModel, float, bool]]:
+        """A y position near its year for each model, so that labels of one year do not overlap;
+        a label with no free lane is hidden (its point keeps a tooltip)."""
+        placed = []
+        for year in sorted({r.year for r in self.references}):
+            lane_end = dict.fromkeys(LANES, -math.inf)  # where each lane's last label ends
+            for ref in sorted(
+                (r for r in self.references if r.year == year), key=lambda r: r.parameters
+            ):
+                x = math.log10(ref.parameters)
+                lane = next((lane for lane in LANES if lane_end[lane] < x), None)
+                if lane is not None:
+                    lane_end[lane] = x + 0.1 + DECADES_PER_CHAR * len(ref.name)
+                placed.append((ref, year + (lane or 0.0), lane is not None))
+        return placed
+
+    def _fit_view(self) -> None:
+        xs = [math.log10(r.parameters) for r in self.references]
+        if self.planned_parameters:
+            xs.append(math.log10(self.planned_parameters))
+        low, high = (min(xs), max(xs)) if xs else (3.0, 12.0)
+        # Room on the right for the labels of the largest models.
+        self.plot.setXRange(math.floor(low) - 0.3, math.ceil(high) + 1.5, padding=0)
+        self.plot.setYRange(*self._year_range, padding=0)

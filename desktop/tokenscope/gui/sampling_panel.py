@@ -1,0 +1,102 @@
+"""The sampling knobs: temperature, top-k, top-p, min-p, repetition penalty and seed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QCheckBox, QDoubleSpinBox, QFormLayout, QGroupBox, QSpinBox, QWidget
+
+DEFAULTS: dict[str, Any] = {
+    "temperature": 1.0,
+    "top_k": 0,
+    "top_p": 1.0,
+    "min_p": 0.0,
+    "repetition_penalty": 1.0,
+    "seed": 0,
+    "use_seed": True,
+}
+
+
+class SamplingPanel(QGroupBox):
+    """Emits `settings_changed` whenever a knob moves (GUI thread)."""
+
+    #: () — a knob changed; read `values()` or `settings()`
+    settings_changed = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("Sampling", parent)
+        form = QFormLayout(self)
+        self.temperature = self._double("temperatureControl", 0.0, 5.0, 0.05, 2, "Temperature")
+        self.temperature.setToolTip("0 is greedy: always the most likely token")
+        self.top_k = QSpinBox(objectName="topKControl", minimum=0, maximum=100000)
+        self.top_k.setSpecialValueText("off")
+        self.top_k.setAccessibleName("Top-k")
+        self.top_k.setToolTip("keep only the k most likely tokens (0: off)")
+        self.top_p = self._double("topPControl", 0.01, 1.0, 0.05, 2, "Top-p")
+        self.top_p.setToolTip("keep the most likely tokens until their mass reaches p")
+        self.min_p = self._double("minPControl", 0.0, 1.0, 0.01, 2, "Min-p")
+        self.min_p.setToolTip("drop tokens less likely than min-p times the best one")
+        self.penalty = self._double(
+            "repetitionPenaltyControl", 0.1, 5.0, 0.05, 2, "Repetition penalty"
+        )
+        self.penalty.setToolTip("above 1 makes tokens already in the text less likely")
+        self.seed = QSpinBox(objectName="seedControl", minimum=0, maximum=2**31 - 1)
+        self.seed.setAccessibleName("Seed")
+        self.use_seed = QCheckBox("fixed seed", objectName="useSeedControl")
+        self.use_seed.setToolTip("the same seed draws the same tokens again")
+        form.addRow("Temperature", self.temperature)
+        form.addRow("Top-k", self.top_k)
+        form.addRow("Top-p", self.top_p)
+        form.addRow("Min-p", self.min_p)
+        form.addRow("Repetition penalty", self.penalty)
+        form.addRow(self.use_seed, self.seed)
+        self.set_values(DEFAULTS)
+        for w in (self.temperature, self.top_p, self.min_p, self.penalty):
+            w.valueChanged.connect(self.settings_changed)
+        self.top_k.valueChanged.connect(self.settings_changed)
+        self.seed.valueChanged.connect(self.settings_changed)
+        self.use_seed.toggled.connect(self.settings_changed)
+
+    def _double(
+        self, name: str, lo: float, hi: float, step: float, decimals: int, label: str
+    ) -> QDoubleSpinBox:
+        box = QDoubleSpinBox(objectName=name, minimum=lo, maximum=hi, singleStep=step)
+        box.setDecimals(decimals)
+        box.setAccessibleName(label)
+        return box
+
+    def values(self) -> dict[str, Any]:
+        return {
+            "temperature": self.temperature.value(),
+            "top_k": self.top_k.value(),
+            "top_p": self.top_p.value(),
+            "min_p": self.min_p.value(),
+            "repetition_penalty": self.penalty.value(),
+            "seed": self.seed.value(),
+            "use_seed": self.use_seed.isChecked(),
+        }
+
+    def set_values(self, values: dict[str, Any]) -> None:
+        v = {**DEFAULTS, **values}
+        self.temperature.setValue(float(v["temperature"]))
+        self.top_k.setValue(int(v["top_k"]))
+        self.top_p.setValue(float(v["top_p"]))
+        self.min_p.setValue(float(v["min_p"]))
+        self.penalty.setValue(float(v["repetition_penalty"]))
+        self.seed.setValue(int(v["seed"]))
+        self.use_seed.setChecked(bool(v["use_seed"]))
+
+    def settings(self, seed_offset: int = 0) -> Any:
+        """The knobs as tokenscope.lm.SamplingSettings (imports the engine: call after loading)."""
+        from tokenscope.lm.sampling import SamplingSettings
+
+        v = self.values()
+        return SamplingSettings(
+            temperature=v["temperature"],
+            top_k=v["top_k"],
+            top_p=v["top_p"],
+            min_p=v["min_p"],
+            repetition_penalty=v["repetition_penalty"],
+            seed=(v["seed"] + seed_offset) if v["use_seed"] else None,
+        )

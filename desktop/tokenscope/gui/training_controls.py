@@ -1,0 +1,44 @@
+"""The Training tab's row of actions: start, stop, resume, open in the playground, baselines."""
+
+from __future__ import annotations
+
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QPushButton, QWidget
+
+
+def _button(text: str, name: str, tip: str) -> QPushButton:
+    b = QPushButton(text, objectName=name, toolTip=tip)
+    b.setAccessibleName(text)
+    return b
+
+
+class TrainingControls(QWidget):
+    """Buttons only: the tab connects them and decides when each is enabled."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("trainingControls")
+        self.start = _button("Start", "startTrainingButton", "Start a new run")
+        self.stop = _button(
+            "Stop", "stopTrainingButton", "Save a checkpoint and stop (twice: end it now)"
+        )
+        self.resume = _button(
+            "Resume", "resumeTrainingButton", "Continue the run from its last checkpoint"
+        )
+        self.checkpoint_choice = QComboBox(objectName="checkpointChoice")
+        self.checkpoint_choice.addItem("best checkpoint", "best")
+        self.checkpoint_choice.addItem("latest checkpoint", "latest")
+        self.checkpoint_choice.setAccessibleName("Which checkpoint to open")
+        self.playground = _button(
+            "Open in Playground", "openInPlaygroundButton", "Look inside the trained model"
+        )
+        self.baselines = _button(
+            "Compare with baselines",
+            "baselinesButton",
+            "Train an n-gram model and an LSTM on the same tokens; compare validation perplexity",
+        )
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        for w in (self.start, self.stop, self.resume, self.checkpoint_choice, self.playground,
+                  self.baselines):  # fmt: skip
+            layout.addWidget(w)
+        layout.addStretch(1)

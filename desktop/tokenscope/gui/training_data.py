@@ -1,0 +1,325 @@
+"""The data and tokenizer part of the Training tab: text files and folders, what they hold,
+which tokenizer to train, and how a sample sentence splits under it.
+
+Reading a corpus and training a preview tokenizer can take seconds, so both run in the thread
+pool (run_in_background); each request carries an id and a result older than the latest
+request is dropped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from tokenscope.gui.background import run_in_background
+
+PREVIEW_SAMPLE_CHARS = 1 << 20  # the preview tokenizer learns from the first MB of the corpus
+PREVIEW_DEBOUNCE_MS = 300
+DEFAULT_SENTENCE = "The capital of Indonesia is Jakarta."
+KINDS = (("Characters", "char"), ("Byte-level BPE", "bpe"), ("A model's tokenizer", "model"))
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return ""
+
+
+def preview_tokens(
+    paths: list[str], kind: str, vocab_size: int, init_from: str, sentence: str
+) -> tuple[list[str], int]:
+    """How `sentence` splits under the tokenizer the run would make (from a corpus sample):
+    the token labels and the tokenizer's vocabulary size. Runs in a pool thread."""
+    from tokenscope.lm.tokenizer import Tokenizer
+    from tokenscope.train.corpus import find_files, iter_corpus_text
+
+    if kind == "model":
+        folder = Path(init_from).expanduser()
+        if (folder / "tokenizer.json").is_file():
+            tokenizer = Tokenizer.from_file(folder / "tokenizer.json")
+        else:
+            from tokenscope.lm.loading import load_model
+
+            tokenizer = load_model(init_from).tokenizer
+    else:
+        files, _ = find_files(paths)
+        sample: list[str] = []
+        total = 0
+        for chunk in iter_corpus_text(files):
+            if total >= PREVIEW_SAMPLE_CHARS:
+                break
+            sample.append(chunk)
+            total += len(chunk)
+        if not sample:
+            raise ValueError("the corpus has no readable text yet")
+        if kind == "char":
+            tokenizer = Tokenizer.train_chars(sample)
+        else:
+            tokenizer = Tokenizer.train_bpe(sample, vocab_size=vocab_size)
+    ids = tokenizer.encode(sentence)
+    return [tokenizer.display(i) for i in ids], tokenizer.vocab_size
+
+
+class TrainingData(QGroupBox):
+    """Pick text files and folders (or drop them here), see the corpus summary, pick a tokenizer."""
+
+    #: (CorpusSummary or None) — the corpus was read again (None: no files, or it failed);
+    #: GUI thread
+    corpus_summarized = Signal(object)
+    #: (vocabulary size) — the tokenizer the run would make has this many tokens; GUI thread
+    vocabulary_estimated = Signal(int)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("Data and tokenizer", parent)
+        self.setObjectName("trainingData")
+        self.setAcceptDrops(True)
+        self.summary: Any = None  # the latest CorpusSummary
+        self.preview: list[str] = []  # labels of the sample sentence's tokens
+        self.preview_vocab: int | None = None
+        self._summary_id = 0
+        self._preview_id = 0
+        self._build()
+
+    def _build(self) -> None:
+        self.files = QListWidget(objectName="corpusFiles")
+        self.files.setAccessibleName("Corpus files and folders")
+        self.files.setToolTip("Text files and folders to train on; drop them here too")
+        self.files.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.files.setMaximumHeight(90)
+        self.add_files = QPushButton("Add files…", objectName="addFilesButton")
+        self.add_folder = QPushButton("Add folder…", objectName="addFolderButton")
+        self.remove = QPushButton("Remove", objectName="removeFilesButton")
+        buttons = QHBoxLayout()
+        for b in (self.add_files, self.add_folder, self.remove):
+            b.setAccessibleName(b.text().rstrip("…"))
+            buttons.addWidget(b)
+        buttons.addStretch(1)
+        self.summary_label = QLabel(
+            "Add text files or folders (or drop them here).", objectName="corpusSummary"
+        )
+        self.summary_label.setWordWrap(True)
+        self.summary_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+
+        self.kind = QComboBox(objectName="tokenizerKind")
+        self.kind.setAccessibleName("Tokenizer")
+        for label, value in KINDS:
+            self.kind.addItem(label, value)
+        self.kind.setCurrentIndex(1)
+        self.vocab = QSpinBox(objectName="vocabSize", minimum=260, maximum=65536, value=2048)
+        self.vocab.setSingleStep(256)
+        self.vocab.setAccessibleName("BPE vocabulary size")
+        self.init_from = QLineEdit("builtin", objectName="initFromControl")
+        self.init_from.setAccessibleName("Model whose tokenizer (and weights) to start from")
+        self.init_from.setToolTip(
+            "A model name (builtin, smollm2-135m) or a checkpoint folder: the run fine-tunes it"
+        )
+        self.sentence = QLineEdit(DEFAULT_SENTENCE, objectName="previewSentence")
+        self.sentence.setAccessibleName("Sample sentence to split into tokens")
+        self.preview_label = QLabel(objectName="tokenPreview", wordWrap=True)
+        self.preview_label.setTextFormat(Qt.TextFormat.PlainText)
+        form = QFormLayout()
+        form.addRow("Tokenizer", self.kind)
+        form.addRow("Vocabulary size", self.vocab)
+        form.addRow("Start from model", self.init_from)
+        form.addRow("Sample sentence", self.sentence)
+        form.addRow("Splits into", self.preview_label)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.files)
+        layout.addLayout(buttons)
+        layout.addWidget(self.summary_label)
+        layout.addLayout(form)
+
+        self.preview_timer = QTimer(self, singleShot=True, interval=PREVIEW_DEBOUNCE_MS)
+        self.preview_timer.timeout.connect(self._on_preview_timer_timeout)
+        self.add_files.clicked.connect(self._on_add_files_clicked)
+        self.add_folder.clicked.connect(self._on_add_folder_clicked)
+        self.remove.clicked.connect(self._on_remove_clicked)
+        self.kind.currentIndexChanged.connect(self._on_kind_changed)
+        self.vocab.valueChanged.connect(self.preview_timer.start)
+        self.init_from.editingFinished.connect(self.preview_timer.start)
+        self.sentence.textChanged.connect(self.preview_timer.start)
+        self._on_kind_changed()
+
+    # ----- what the run uses ----------------------------------------------------------------
+
+    def paths(self) -> list[str]:
+        """The files and folders in the list, in order."""
+        return [self.files.item(i).text() for i in range(self.files.count())]
+
+    def tokenizer_kind(self) -> str:
+        """char, bpe or model (the TrainConfig's tokenizer field)."""
+        return str(self.kind.currentData())
+
+    def estimated_vocabulary(self) -> int:
+        """The vocabulary size the model will be built for (best guess before the run)."""
+        if self.tokenizer_kind() == "bpe":
+            # A small corpus supports fewer merges than asked for; the preview knows when it
+            # saw the whole corpus.
+            small = (
+                self.preview_vocab is not None
+                and self.summary is not None
+                and (self.summary.characters <= PREVIEW_SAMPLE_CHARS)
+            )
+            return min(self.vocab.value(), self.preview_vocab) if small else self.vocab.value()
+        return self.preview_vocab or 256
+
+    def add_paths(self, paths: list[str]) -> None:
+        """Add files or folders (duplicates are ignored), then read the corpus again."""
+        known = set(self.paths())
+        for p in paths:
+            if p and p not in known:
+                self.files.addItem(p)
+                known.add(p)
+        self.refresh()
+
+    def set_paths(self, paths: list[str]) -> None:
+        """Replace the list (e.g. with a past run's data)."""
+        self.files.clear()
+        self.add_paths(paths)
+
+    def refresh(self) -> None:
+        """Read the corpus again in the background, then redo the tokenizer preview."""
+        from tokenscope.train.corpus import summarize
+
+        self._summary_id += 1
+        request, paths = self._summary_id, self.paths()
+        if not paths:
+            self.summary = None
+            self.summary_label.setText("Add text files or folders (or drop them here).")
+            self.corpus_summarized.emit(None)
+            self.preview_timer.start()
+            return
+        self.summary_label.setText("Reading the corpus…")
+        run_in_background(
+            lambda: summarize(paths),
+            lambda result, error: self._on_corpus_read(request, result, error),
+            self,
+        )
+
+    # ----- corpus summary -------------------------------------------------------------------
+
+    def _on_corpus_read(self, request: int, summary: Any, error: str | None) -> None:
+        if request != self._summary_id:
+            return  # the list changed since: a newer summary is on its way
+        self.summary = summary
+        if error:
+            self.summary_label.setText(f"Cannot read the corpus: {error.split(': ', 1)[-1]}")
+            self.corpus_summarized.emit(None)
+            self.preview_timer.start()
+            return
+        self.summary_label.setText(self.describe(summary))
+        self.corpus_summarized.emit(summary)
+        self.preview_timer.start()
+
+    def describe(self, s: Any) -> str:
+        """The summary in words: files, size, characters, estimated tokens, problems found."""
+        tokens = s.characters if self.tokenizer_kind() == "char" else s.estimated_tokens
+        parts = [
+            f"{len(s.files)} text file{'s' if len(s.files) != 1 else ''}, {_size(s.bytes)}, "
+            f"{s.characters:,} characters, about {tokens:,} tokens."
+        ]
+        if s.invalid_bytes:
+            parts.append(f"Encoding: {s.invalid_bytes:,} bytes were not valid UTF-8 (replaced).")
+        else:
+            parts.append("Encoding: all valid UTF-8.")
+        for path, reason in s.skipped[:5]:
+            parts.append(f"Skipped {Path(path).name}: {reason}.")
+        if len(s.skipped) > 5:
+            parts.append(f"…and {len(s.skipped) - 5} more skipped.")
+        if not s.files:
+            parts.append("There is no text to train on.")
+        return " ".join(parts)
+
+    # ----- tokenizer preview ----------------------------------------------------------------
+
+    def _on_kind_changed(self, _index: int = 0) -> None:
+        kind = self.tokenizer_kind()
+        self.vocab.setEnabled(kind == "bpe")
+        self.init_from.setEnabled(kind == "model")
+        if self.summary is not None:
+            self.summary_label.setText(self.describe(self.summary))
+        self.preview_timer.start()
+
+    def _on_preview_timer_timeout(self) -> None:
+        self._preview_id += 1
+        request = self._preview_id
+        args = (
+            self.paths(),
+            self.tokenizer_kind(),
+            self.vocab.value(),
+            self.init_from.text().strip() or "builtin",
+            self.sentence.text(),
+        )
+        if args[1] != "model" and not args[0]:
+            self.preview, self.preview_vocab = [], None
+            self.preview_label.setText("(add text to see how this sentence splits)")
+            return
+        self.preview_label.setText("(training a preview tokenizer…)")
+        run_in_background(
+            lambda: preview_tokens(*args),
+            lambda result, error: self._on_preview_made(request, result, error),
+            self,
+        )
+
+    def _on_preview_made(self, request: int, result: Any, error: str | None) -> None:
+        if request != self._preview_id:
+            return
+        if error:
+            self.preview, self.preview_vocab = [], None
+            self.preview_label.setText(f"(no preview: {error.split(': ', 1)[-1]})")
+            return
+        self.preview, self.preview_vocab = result
+        self.preview_label.setText(
+            " | ".join(self.preview) + f"   ({len(self.preview)} tokens; "
+            f"vocabulary {self.preview_vocab:,})"
+        )
+        self.vocabulary_estimated.emit(self.estimated_vocabulary())
+
+    # ----- adding files ---------------------------------------------------------------------
+
+    def _on_add_files_clicked(self) -> None:
+        files, _ = QFileDialog.getOpenFileNames(
+            self, "Text files to train on", "", "Text (*.txt *.md *.csv *.tsv *.json);;All (*)"
+        )
+        self.add_paths(files)
+
+    def _on_add_folder_clicked(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "A folder of text files")
+        if folder:
+            self.add_paths([folder])
+
+    def _on_remove_clicked(self) -> None:
+        for item in self.files.selectedItems():
+            self.files.takeItem(self.files.row(item))
+        self.refresh()
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # Qt's name
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # Qt's name
+        paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        if paths:
+            self.add_paths(paths)
+            event.acceptProposedAction()

@@ -1,0 +1,295 @@
+"""The model and budget part of the Training tab: a preset or custom shape, steps, batch,
+processes; and, as they change, parameters, memory, FLOPs per token, the compute for the
+planned tokens and a rough time on the detected device.
+
+The estimates are arithmetic on ModelConfig (no torch). Detecting the device needs torch, so
+it runs once in the thread pool and the time estimate appears when it answers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from tokenscope.gui.background import run_in_background
+from tokenscope.gui.model_scale_chart import format_count
+from tokenscope.gui.training_process import trainer_threads
+from tokenscope.lm.config import PRESETS, ModelConfig, preset
+
+CUSTOM = "custom"
+# Small models reach only a fraction of a device's peak (kernel launches, memory traffic);
+# the run's measured tokens/s replaces this guess once it starts.
+ASSUMED_UTILIZATION = {"cpu": 0.1, "cuda": 0.3}
+ADAM_BYTES_PER_PARAMETER = 16  # float32 weights, gradients and two Adam moments
+
+
+def format_duration(seconds: float) -> str:
+    """A time span a person reads at a glance: 40 s, 12 min, 3.5 h, 2.0 days."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return ""
+
+
+def detect_device(processes: int) -> dict[str, Any]:
+    """The device a run would use and its rough peak FLOP/s for `processes` processes.
+    Runs in a pool thread (it imports torch)."""
+    import torch
+
+    from tokenscope.train.loop import peak_flops
+
+    threads = trainer_threads(processes)
+    if torch.cuda.is_available():
+        device = torch.device("cuda:0")
+        gpus = min(processes, torch.cuda.device_count())
+        name = torch.cuda.get_device_name(device)
+        return {"kind": "cuda", "label": f"{gpus} × {name}", "peak": peak_flops(device, 1) * gpus}
+    label = f"CPU, {processes} × {threads} thread{'s' if threads > 1 else ''}"
+    return {"kind": "cpu", "label": label, "peak": peak_flops(torch.device("cpu"), threads)
+            * processes}  # fmt: skip
+
+
+class TrainingPlan(QGroupBox):
+    """Model shape, training budget and the estimates that follow from them."""
+
+    #: (ModelConfig or None) — the planned model changed (None: the shape is invalid);
+    #: GUI thread
+    plan_changed = Signal(object)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("Model and budget", parent)
+        self.setObjectName("trainingPlan")
+        self.vocab_size = 2048
+        self.device: dict[str, Any] | None = None
+        self._base = "small"  # the preset a custom shape starts from (GPT-2 or Llama style)
+        self._device_id = 0
+        self._build()
+        self._on_preset_changed()
+
+    def _build(self) -> None:
+        def spin(name: str, low: int, high: int, value: int, accessible: str) -> QSpinBox:
+            box = QSpinBox(objectName=name, minimum=low, maximum=high, value=value)
+            box.setAccessibleName(accessible)
+            return box
+
+        self.preset = QComboBox(objectName="modelPreset")
+        self.preset.setAccessibleName("Model preset")
+        for name in PRESETS:
+            self.preset.addItem(name, name)
+        self.preset.addItem(CUSTOM, CUSTOM)
+        self.preset.setCurrentIndex(self.preset.findData("small"))
+        self.layers = spin("layersControl", 1, 96, 4, "Layers")
+        self.heads = spin("headsControl", 1, 128, 4, "Attention heads")
+        self.width = spin("widthControl", 8, 16384, 256, "Width (d_model)")
+        self.width.setSingleStep(32)
+        self.context = spin("contextControl", 8, 131072, 256, "Context length")
+        self.steps = spin("stepsControl", 1, 10_000_000, 1000, "Training steps")
+        self.batch = spin("batchControl", 1, 4096, 16, "Batch size (sequences per step)")
+        self.eval_every = spin("evalEveryControl", 1, 1_000_000, 100, "Evaluate every N steps")
+        self.processes = spin("processesControl", 1, 64, 1, "Processes")
+        self.processes.setToolTip("More than one runs the trainer under torchrun (DDP)")
+        self.lr = QDoubleSpinBox(objectName="learningRateControl", decimals=5, minimum=1e-5)
+        self.lr.setRange(1e-5, 1.0)
+        self.lr.setSingleStep(1e-4)
+        self.lr.setValue(3e-3)
+        self.lr.setAccessibleName("Peak learning rate")
+        self.threads_label = QLabel(objectName="threadsInfo")
+        self.estimates = QLabel(objectName="modelEstimates", wordWrap=True)
+
+        shape = QFormLayout()
+        shape.addRow("Preset", self.preset)
+        shape.addRow("Layers", self.layers)
+        shape.addRow("Heads", self.heads)
+        shape.addRow("Width", self.width)
+        shape.addRow("Context", self.context)
+        budget = QFormLayout()
+        budget.addRow("Steps", self.steps)
+        budget.addRow("Batch", self.batch)
+        budget.addRow("Learning rate", self.lr)
+        budget.addRow("Evaluate every", self.eval_every)
+        budget.addRow("Processes", self.processes)
+        columns = QHBoxLayout()
+        columns.addLayout(shape)
+        columns.addLayout(budget)
+        layout = QVBoxLayout(self)
+        layout.addLayout(columns)
+        layout.addWidget(self.threads_label)
+        layout.addWidget(self.estimates)
+
+        self.preset.currentIndexChanged.connect(self._on_preset_changed)
+        for box in (self.layers, self.heads, self.width, self.context):
+            box.valueChanged.connect(self._on_shape_edited)
+        for box in (self.steps, self.batch):
+            box.valueChanged.connect(self._on_budget_changed)
+        self.processes.valueChanged.connect(self._on_processes_changed)
+
+    # ----- what the run uses ----------------------------------------------------------------
+
+    def base_preset(self) -> str:
+        """The preset the run starts from (a custom shape keeps its base's style)."""
+        name = str(self.preset.currentData())
+        return self._base if name == CUSTOM else name
+
+    def model_overrides(self) -> dict[str, Any]:
+        """ModelConfig fields that differ from the base preset (sent as the run's `model`)."""
+        base = PRESETS[self.base_preset()]
+        overrides: dict[str, Any] = {
+            "n_layer": self.layers.value(),
+            "n_head": self.heads.value(),
+            "d_model": self.width.value(),
+            "context_length": self.context.value(),
+        }
+        if base.n_kv_head and self.heads.value() % base.n_kv_head:
+            overrides["n_kv_head"] = self.heads.value()  # plain multi-head attention then
+        if base.d_ff is not None and self.width.value() != base.d_model:
+            overrides["d_ff"] = None  # the preset's FFN width belongs to its own width
+        return {k: v for k, v in overrides.items() if getattr(base, k) != v}
+
+    def model_config(self, vocab_size: int | None = None) -> ModelConfig:
+        """The planned model; raises ValueError when the shape is not valid."""
+        return preset(
+            self.base_preset(), vocab_size=vocab_size or self.vocab_size, **self.model_overrides()
+        )
+
+    def planned_tokens(self) -> int:
+        """Tokens the run will train on: steps × batch × context."""
+        return self.steps.value() * self.batch.value() * self.context.value()
+
+    def config_fields(self) -> dict[str, Any]:
+        """The TrainConfig fields this panel decides."""
+        steps = self.steps.value()
+        eval_every = min(self.eval_every.value(), steps)
+        return {
+            "preset": self.base_preset(),
+            "model": self.model_overrides(),
+            "steps": steps,
+            "batch_size": self.batch.value(),
+            "context": self.context.value(),
+            "learning_rate": self.lr.value(),
+            "min_learning_rate": self.lr.value() / 10,
+            "warmup_steps": max(1, min(100, steps // 20)),
+            # About 500 loss points per run: enough for a smooth curve, few enough events.
+            "log_every": max(1, steps // 500),
+            "eval_every": eval_every,
+            "sample_every": eval_every * max(1, steps // eval_every // 5),
+            "checkpoint_every": eval_every,
+            "threads": trainer_threads(self.processes.value()),
+        }
+
+    def set_vocabulary(self, vocab_size: int) -> None:
+        """The tokenizer's size changed: the embedding and head change with it."""
+        self.vocab_size = max(1, vocab_size)
+        self._update_estimates()
+
+    # ----- reacting to edits ----------------------------------------------------------------
+
+    def _on_preset_changed(self, _index: int = 0) -> None:
+        name = str(self.preset.currentData())
+        if name == CUSTOM:
+            self._update_estimates()
+            return
+        self._base = name
+        config = PRESETS[name]
+        for box, value in (
+            (self.layers, config.n_layer),
+            (self.heads, config.n_head),
+            (self.width, config.d_model),
+            (self.context, config.context_length),
+        ):
+            box.blockSignals(True)  # one estimate for the whole preset, not four
+            box.setValue(value)
+            box.blockSignals(False)
+        self._update_estimates()
+
+    def _on_shape_edited(self, _value: int) -> None:
+        base = PRESETS[self._base]
+        shape = (self.layers.value(), self.heads.value(), self.width.value(), self.context.value())
+        same = shape == (base.n_layer, base.n_head, base.d_model, base.context_length)
+        self.preset.blockSignals(True)
+        self.preset.setCurrentIndex(self.preset.findData(self._base if same else CUSTOM))
+        self.preset.blockSignals(False)
+        self._update_estimates()
+
+    def _on_budget_changed(self, _value: int) -> None:
+        self._update_estimates()
+
+    def _on_processes_changed(self, _value: int) -> None:
+        self.device = None  # the peak depends on processes and threads
+        self._update_estimates()
+        self.detect_device()
+
+    def detect_device(self) -> None:
+        """Find the device (and its peak) in the background; the estimate follows."""
+        self._device_id += 1
+        request, processes = self._device_id, self.processes.value()
+        run_in_background(
+            lambda: detect_device(processes),
+            lambda result, error: self._on_device_detected(request, result, error),
+            self,
+        )
+
+    def _on_device_detected(self, request: int, result: Any, error: str | None) -> None:
+        if request == self._device_id and not error:
+            self.device = result
+            self._update_estimates()
+
+    def _update_estimates(self) -> None:
+        processes = self.processes.value()
+        threads = trainer_threads(processes)
+        self.threads_label.setText(
+            f"{processes} process{'es' if processes > 1 else ''} × {threads} torch "
+            f"thread{'s' if threads > 1 else ''} (one core is left for the window)"
+        )
+        try:
+            config = self.model_config()
+        except ValueError as e:
+            self.estimates.setText(f"Not a valid model: {str(e).split(': ', 1)[-1]}")
+            self.plan_changed.emit(None)
+            return
+        params = config.parameter_count()
+        per_token = config.flops_per_token(context=self.context.value())
+        tokens = self.planned_tokens()
+        compute = 3 * per_token * tokens  # forward + backward ≈ 3 forward passes
+        weights = config.memory_bytes()["weights"]
+        lines = [
+            f"Parameters: {params:,} ({format_count(params)}), vocabulary {self.vocab_size:,}",
+            f"Memory: {_bytes(weights)} of float32 weights; about "
+            f"{_bytes(params * ADAM_BYTES_PER_PARAMETER)} to train (weights, gradients, Adam)",
+            f"FLOPs per token (forward): {per_token:,.0f}",
+            f"Planned: {tokens:,} tokens ({self.steps.value():,} steps × {self.batch.value()} × "
+            f"{self.context.value()}) = {compute:.2e} FLOPs of training compute",
+        ]
+        if self.device is None:
+            lines.append("Time: detecting the device…")
+        else:
+            utilization = ASSUMED_UTILIZATION[self.device["kind"]]
+            seconds = compute / (self.device["peak"] * utilization)
+            lines.append(
+                f"Time: about {format_duration(seconds)} on {self.device['label']} (a rough guess "
+                f"at {utilization:.0%} of its peak; the run measures the real speed)"
+            )
+        self.estimates.setText("\n".join(lines))
+        self.plan_changed.emit(config)

@@ -1,0 +1,124 @@
+"""Plain-language notes on what a learner should notice in a run, made from its events.
+
+No Qt here: the tab feeds events in and shows the notes that come out, so the rules are
+easy to test and to read.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+SPIKE_RATIO = 1.5  # a step loss this many times the recent average counts as a spike
+SPIKE_WARMUP = 10  # step points before spikes are judged (early losses fall fast anyway)
+EMA = 0.9
+OVERFIT_EVALS = 2  # validation rises this many evals in a row while training loss falls
+OVERFIT_MIN_RISE = 0.02  # ...and by at least this fraction of its value
+
+
+@dataclass
+class LearningNotes:
+    """Turns events into notes; each kind of note is said once per episode, not per event."""
+
+    _average: float | None = None
+    _points: int = 0
+    _last_spike_step: int = -1_000_000
+    _evals: list[tuple[int, float, float]] = field(default_factory=list)  # (step, train, val)
+    _overfit_said: bool = False
+    _probe_said: set[str] = field(default_factory=set)
+    _start_said: bool = False
+
+    def reset(self) -> None:
+        """Forget everything (a different run is shown)."""
+        self.__init__()  # type: ignore[misc]
+
+    def feed(self, event: dict[str, Any]) -> list[str]:
+        """New notes caused by this event (usually none)."""
+        kind = event.get("event")
+        if kind == "start":
+            return self._on_start(event)
+        if kind == "step":
+            return self._on_step(event)
+        if kind == "eval":
+            return self._on_eval(event)
+        if kind == "probe":
+            return self._on_probe(event)
+        return []
+
+    def _on_start(self, event: dict[str, Any]) -> list[str]:
+        if event.get("resumed_from") is not None:
+            # The curve before the resume is kept; the averages start over from here.
+            self._average, self._points = None, 0
+            return [f"Resumed from the checkpoint at step {event['resumed_from']}."]
+        vocab = (event.get("model") or {}).get("vocab_size")
+        if self._start_said or not vocab:
+            return []
+        self._start_said = True
+        return [
+            f"At the start the model guesses: with {vocab} tokens, a uniform guess has a loss "
+            f"of ln({vocab}) = {math.log(vocab):.2f}. Watch the loss fall below that as it "
+            "learns which tokens are common, then which follow which."
+        ]
+
+    def _on_step(self, event: dict[str, Any]) -> list[str]:
+        loss, step = event.get("loss"), int(event.get("step", 0))
+        if not isinstance(loss, (int, float)) or not math.isfinite(loss):
+            return []
+        notes = []
+        average = self._average
+        if (
+            average is not None
+            and self._points >= SPIKE_WARMUP
+            and loss > SPIKE_RATIO * average
+            and step - self._last_spike_step > 20
+        ):
+            self._last_spike_step = step
+            notes.append(
+                f"Loss spike at step {step}: {loss:.2f} against a recent average of "
+                f"{average:.2f}. A learning rate that is too high or an unusual batch can do "
+                "this; if the loss comes back down, training recovered."
+            )
+            return notes  # a spike does not enter the average, so the next one is judged fairly
+        self._average = loss if average is None else EMA * average + (1 - EMA) * loss
+        self._points += 1
+        return notes
+
+    def _on_eval(self, event: dict[str, Any]) -> list[str]:
+        train, val = event.get("train_loss"), event.get("val_loss")
+        if not isinstance(train, (int, float)) or not isinstance(val, (int, float)):
+            return []
+        self._evals.append((int(event.get("step", 0)), float(train), float(val)))
+        recent = self._evals[-(OVERFIT_EVALS + 1) :]
+        if len(recent) <= OVERFIT_EVALS:
+            return []
+        val_rising = all(b[2] > a[2] for a, b in itertools.pairwise(recent))
+        train_falling = all(b[1] < a[1] for a, b in itertools.pairwise(recent))
+        # Tiny wobbles on a plateau are noise, not overfitting: the rise must be visible.
+        val_rising = val_rising and recent[-1][2] - recent[0][2] > OVERFIT_MIN_RISE * recent[0][2]
+        if val_rising and train_falling:
+            if self._overfit_said:
+                return []
+            self._overfit_said = True
+            return [
+                f"Validation loss is rising while training loss falls (since step "
+                f"{recent[0][0]}): the model is likely overfitting, memorising its training "
+                "text instead of learning what carries over. More text, dropout or the best "
+                "checkpoint (lowest validation loss) help."
+            ]
+        if not val_rising:
+            self._overfit_said = False  # a later episode is worth saying again
+        return []
+
+    def _on_probe(self, event: dict[str, Any]) -> list[str]:
+        p = event.get("probability")
+        key = f"{event.get('prompt')}\u241f{event.get('continuation')}"
+        if not isinstance(p, (int, float)) or p < 0.5 or key in self._probe_said:
+            return []
+        self._probe_said.add(key)
+        return [
+            f"At step {event.get('step')} the model gives {event.get('continuation')!r} after "
+            f"{event.get('prompt')!r} a probability of {p:.0%}: it has learned this fact "
+            "from the text."
+        ]

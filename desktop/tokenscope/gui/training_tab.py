@@ -1,0 +1,415 @@
+"""The Training tab: set up a run, start / stop / resume it as a separate process, watch it learn.
+
+The trainer runs as `python -m tokenscope.train` (under torchrun for several processes) in a
+QProcess; this tab only reads its events and plots them. Whatever happens to that process,
+the window stays up: a failure is an error message here, with the trainer's log beside it.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt, QThreadPool, QTimer, Signal
+from PySide6.QtGui import QShowEvent
+from PySide6.QtWidgets import (
+    QLabel,
+    QListWidget,
+    QPlainTextEdit,
+    QScrollArea,
+    QSplitter,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from tokenscope.gui.background import run_in_background
+from tokenscope.gui.model_scale_chart import ModelScaleChart
+from tokenscope.gui.training_charts import TrainingCharts
+from tokenscope.gui.training_controls import TrainingControls
+from tokenscope.gui.training_data import TrainingData
+from tokenscope.gui.training_model import TrainingPlan, format_duration
+from tokenscope.gui.training_notes import LearningNotes
+from tokenscope.gui.training_process import TrainingProcess, train_command, trainer_threads
+from tokenscope.gui.training_run_options import RunOptions
+from tokenscope.gui.training_runs import TrainingRuns, runs_root
+from tokenscope.train import run_folder as ckpt
+from tokenscope.train.events import read_events
+
+STATUS_MS = 33
+LOG_LINES = 5000
+
+
+class TrainingTab(QWidget):
+    """Train small models from the window and watch them learn."""
+
+    #: (checkpoint folder) — the person asked to open this checkpoint in the playground;
+    #: GUI thread
+    open_in_playground = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("trainingTab")
+        self.run_dir: Path | None = None  # the run shown (and trained, when a process runs)
+        self.mode: str | None = None  # "train" or "baselines" while a process runs
+        self.done_event: dict[str, Any] | None = None  # the running process's `done`
+        self.last_error: str | None = None
+        self.notes = LearningNotes()
+        self._last_step: dict[str, Any] | None = None
+        self._status_dirty = False
+        self._shown_once = False
+        self._plan_valid = True
+        self._read_id = 0
+        self._steps_total: int | None = None
+        self._baseline_ppl: dict[str, float] = {}
+        self.process = TrainingProcess(self)
+        self._build()
+        self._connect()
+        self._update_buttons()
+        self.runs.refresh()
+
+    # ----- layout ------------------------------------------------------------------------------
+
+    def _build(self) -> None:
+        self.data = TrainingData()
+        self.plan = TrainingPlan()
+        self.scale_chart = ModelScaleChart()
+        self.options = RunOptions()
+        setup = QWidget()
+        column = QVBoxLayout(setup)
+        for w in (self.data, self.plan, self.options, self.scale_chart):
+            column.addWidget(w)
+        scroll = QScrollArea(widgetResizable=True)
+        scroll.setWidget(setup)
+
+        self.controls = TrainingControls()
+        self.start_button = self.controls.start
+        self.stop_button = self.controls.stop
+        self.resume_button = self.controls.resume
+        self.checkpoint_choice = self.controls.checkpoint_choice
+        self.playground_button = self.controls.playground
+        self.baselines_button = self.controls.baselines
+        self.status = QLabel("No run yet.", objectName="trainingStatus", wordWrap=True)
+        self.error = QLabel(objectName="trainingError", wordWrap=True, visible=False)
+        self.error.setStyleSheet("background:#fde2e1; color:#7a1212; padding:6px;")
+        self.baselines_label = QLabel(objectName="baselinesResult", wordWrap=True)
+        self.charts = TrainingCharts()
+        self.notes_view = QListWidget(objectName="trainingNotes")
+        self.notes_view.setAccessibleName("Notes on what to notice")
+        self.notes_view.setWordWrap(True)
+        self.samples = QPlainTextEdit(objectName="trainingSamples", readOnly=True)
+        self.samples.setAccessibleName("Samples")
+        self.log = QPlainTextEdit(objectName="trainingLog", readOnly=True)
+        self.log.setAccessibleName("Trainer log")
+        self.log.setMaximumBlockCount(LOG_LINES)
+        self.runs = TrainingRuns()
+        self.bottom = QTabWidget(objectName="trainingDetails")
+        self.bottom.addTab(self.notes_view, "Notes")
+        self.bottom.addTab(self.samples, "Samples")
+        self.bottom.addTab(self.log, "Log")
+        self.bottom.addTab(self.runs, "Runs")
+        right = QWidget()
+        rlayout = QVBoxLayout(right)
+        rlayout.addWidget(self.controls)
+        for w in (self.status, self.error, self.baselines_label):
+            rlayout.addWidget(w)
+        inner = QSplitter(Qt.Orientation.Vertical)
+        inner.addWidget(self.charts)
+        inner.addWidget(self.bottom)
+        inner.setStretchFactor(0, 3)
+        inner.setStretchFactor(1, 2)
+        rlayout.addWidget(inner, 1)
+        splitter = QSplitter(objectName="trainingSplitter")
+        splitter.addWidget(scroll)
+        splitter.addWidget(right)
+        splitter.setStretchFactor(1, 1)
+        layout = QVBoxLayout(self)
+        layout.addWidget(splitter)
+        self.status_timer = QTimer(self, interval=STATUS_MS)
+        self.status_timer.timeout.connect(self._on_status_timer_timeout)
+        self.status_timer.start()
+
+    def _connect(self) -> None:
+        self.data.vocabulary_estimated.connect(self.plan.set_vocabulary)
+        self.plan.plan_changed.connect(self._on_plan_changed)
+        self.plan.set_vocabulary(self.data.estimated_vocabulary())
+        self.start_button.clicked.connect(self.start)
+        self.stop_button.clicked.connect(self.stop)
+        self.resume_button.clicked.connect(self.resume)
+        self.playground_button.clicked.connect(self._on_playground_clicked)
+        self.baselines_button.clicked.connect(self.run_baselines)
+        self.process.event_received.connect(self._on_process_event)
+        self.process.log_received.connect(self._on_process_log)
+        self.process.process_finished.connect(self._on_process_finished)
+        self.process.start_failed.connect(self._on_process_start_failed)
+        self.runs.run_chosen.connect(self.open_run)
+
+    def showEvent(self, event: QShowEvent) -> None:  # Qt's name
+        super().showEvent(event)
+        if not self._shown_once:  # torch is imported for this: only once someone looks
+            self._shown_once = True
+            self.plan.detect_device()
+
+    # ----- actions -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start a new run from the settings on the left."""
+        from tokenscope.train.config import TrainConfig
+
+        if self.process.is_running():
+            return
+        paths = self.data.paths()
+        if not paths:
+            self.show_error("Add some text to train on first (files or folders).")
+            return
+        processes = self.plan.processes.value()
+        name = self.options.run_name()
+        run_dir = runs_root() / name
+        suffix = 2
+        while run_dir.exists():  # never train into another run's folder
+            run_dir = runs_root() / f"{name}-{suffix}"
+            suffix += 1
+        fields: dict[str, Any] = {
+            "data": paths,
+            "out_dir": str(run_dir),
+            "tokenizer": self.data.tokenizer_kind(),
+            "vocab_size": self.data.vocab.value(),
+            **self.options.config_fields(),
+            "name": run_dir.name,
+            **self.plan.config_fields(),
+        }
+        if fields["tokenizer"] == "model":
+            fields["init_from"] = self.data.init_from.text().strip() or "builtin"
+        try:
+            config = TrainConfig.from_dict(fields)
+            self.plan.model_config()
+            if (config.batch_size // config.grad_accum) % processes:
+                raise ValueError(f"the batch ({config.batch_size}) must divide evenly over "
+                                 f"{processes} processes")  # fmt: skip
+        except (ValueError, TypeError) as e:
+            self.show_error(f"Cannot start: {e}")
+            return
+        run_dir.mkdir(parents=True)
+        (run_dir / "run.json").write_text(config.to_json(), encoding="utf-8")
+        self._show_run(run_dir)
+        self._launch("train", ["--config", str(run_dir / "run.json")], processes)
+
+    def stop(self) -> None:
+        """Ask the run to save a checkpoint and stop (a second click ends it at once)."""
+        if not self.process.is_running():
+            return
+        if self.mode == "baselines":
+            self.process.kill()
+            return
+        self.status.setText("Stopping: saving a checkpoint… (click Stop again to end it now)")
+        self.process.request_stop()
+
+    def resume(self) -> None:
+        """Continue the shown run from its last checkpoint, adding to its curves."""
+        if self.process.is_running() or self.run_dir is None:
+            return
+        processes = self.plan.processes.value()
+        threads = trainer_threads(processes)
+        args = ["--run", str(self.run_dir), "--resume", "--set", f"threads={threads}"]
+        self._launch("train", args, processes)
+
+    def run_baselines(self) -> None:
+        """Train the n-gram and LSTM baselines on the shown run's tokens."""
+        if self.process.is_running() or self.run_dir is None:
+            return
+        self.baselines_label.setText("Training the baselines (n-gram, then LSTM)…")
+        self._launch("baselines", ["--run", str(self.run_dir), "--baselines"], 1)
+
+    def checkpoint_to_open(self) -> Path | None:
+        """The best or latest checkpoint of the shown run, as chosen beside the button."""
+        if self.run_dir is None:
+            return None
+        best = ckpt.best_checkpoint(self.run_dir)
+        latest = ckpt.latest_checkpoint(self.run_dir)
+        return (best or latest) if self.checkpoint_choice.currentData() == "best" else latest
+
+    def _on_playground_clicked(self) -> None:
+        path = self.checkpoint_to_open()
+        if path is not None:
+            self.open_in_playground.emit(str(path))
+
+    def _launch(self, mode: str, args: list[str], processes: int) -> None:
+        assert self.run_dir is not None
+        self.mode, self.done_event, self._last_step = mode, None, None
+        self.hide_error()
+        command = train_command(args, processes)
+        self.log.appendPlainText("$ " + " ".join(command))
+        self.process.start(command, self.run_dir, trainer_threads(processes))
+        self.status.setText("Starting the trainer…" if mode == "train" else self.status.text())
+        self._update_buttons()
+
+    def shutdown(self) -> None:
+        """Stop any run (it saves a checkpoint) and background work; the window is closing."""
+        self.process.shutdown()
+        self.status_timer.stop()
+        self.charts.shutdown()
+        QThreadPool.globalInstance().waitForDone(10_000)
+
+    # ----- showing a run -----------------------------------------------------------------------
+
+    def _show_run(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.charts.clear()
+        self.notes.reset()
+        self.notes_view.clear()
+        self.samples.clear()
+        self.baselines_label.clear()
+        self._baseline_ppl = {}
+        self._last_step = self.done_event = None
+        self.hide_error()
+
+    def open_run(self, path: str) -> None:
+        """Show a past run: its curves, samples and notes from its events file."""
+        if self.process.is_running():
+            self.status.setText("A process is running: stop it before opening another run.")
+            return
+        self._show_run(Path(path))
+        self.status.setText(f"Reading {Path(path).name}…")
+        self._read_id += 1
+        request, events_file = self._read_id, Path(path) / "events.jsonl"
+        run_in_background(
+            lambda: read_events(events_file),
+            lambda result, error: self._on_events_read(request, result, error),
+            self,
+        )
+
+    def _on_events_read(self, request: int, events: Any, error: str | None) -> None:
+        if request != self._read_id:
+            return
+        if error:
+            self.show_error(f"Cannot read the run's events: {error}")
+            return
+        for event in events or []:
+            self._handle_event(event, live=False)
+        name = self.run_dir.name if self.run_dir else ""
+        self.status.setText(f"Run {name}: {self._describe_end()}")
+        self._update_buttons()
+
+    def _describe_end(self) -> str:
+        step = (self._last_step or {}).get("step", 0)
+        done = self.done_event or {}
+        return f"step {step}, {done.get('status', 'interrupted or never finished')}"
+
+    # ----- events ------------------------------------------------------------------------------
+
+    def _on_process_event(self, event: dict[str, Any]) -> None:
+        self._handle_event(event, live=True)
+
+    def _handle_event(self, event: dict[str, Any], *, live: bool) -> None:
+        kind = event["event"]
+        self.charts.add_event(event)
+        for note in self.notes.feed(event):
+            self.notes_view.addItem(note)
+            self.notes_view.scrollToBottom()
+        if kind == "step":
+            self._last_step = event
+            self._status_dirty = True
+        elif kind == "start":
+            self.done_event = None
+            self.last_error = None
+            self._steps_total = (event.get("config") or {}).get("steps")
+            self.log.appendPlainText(
+                f"start: {event.get('parameters', 0):,} parameters on {event.get('device')} "
+                f"({event.get('world_size', 1)} process(es), {event.get('threads')} threads)"
+            )
+        elif kind == "progress" and live:
+            total = event.get("total") or 1
+            self.status.setText(f"Preparing data ({event.get('stage')}): "
+                                f"{event.get('done', 0) / total:.0%}")  # fmt: skip
+        elif kind == "sample":
+            self.samples.appendPlainText(
+                f"step {event.get('step')}: {event.get('prompt', '')}{event.get('text', '')}"
+            )
+        elif kind in ("checkpoint", "warning"):
+            what = event.get("path") or event.get("message")
+            self.log.appendPlainText(f"{kind} (step {event.get('step', '-')}): {what}")
+            if kind == "checkpoint" and live:
+                self._update_buttons()
+        elif kind == "error":
+            self.show_error(f"The trainer reported an error: {event.get('message')}")
+        elif kind == "baseline":
+            self._show_baseline(event)
+        elif kind == "done":
+            self.done_event = event
+            self.log.appendPlainText(f"done: {event.get('status')} at step {event.get('step')}")
+
+    def _show_baseline(self, event: dict[str, Any]) -> None:
+        ppl = self._baseline_ppl
+        ppl[str(event.get("model"))] = float(event.get("val_perplexity") or math.nan)
+        val = [p for _, p in self.charts.curve_points("val")]
+        parts = [f"{model}: {p:,.2f}" for model, p in ppl.items()]
+        if val:
+            parts.append(f"this run (best): {math.exp(min(val)):,.2f}")
+        self.baselines_label.setText("Validation perplexity (lower is better) — "
+                                     + "; ".join(parts))  # fmt: skip
+
+    def _on_process_log(self, line: str) -> None:
+        self.log.appendPlainText(line)
+
+    def _on_process_finished(self, code: int, crashed: bool) -> None:
+        mode, self.mode = self.mode, None
+        done = self.done_event
+        if mode == "train" and (done is None or crashed):
+            tail = "\n".join(self.log.toPlainText().splitlines()[-8:])
+            how = "was killed" if crashed else f"ended with exit code {code}"
+            self.show_error(f"The trainer {how} before finishing. Its last output:\n{tail}")
+        elif mode == "train" and done is not None and done.get("status") == "failed":
+            if not self.error.isVisible():
+                self.show_error(f"The run failed: {done.get('message', 'see the log')}")
+        elif mode == "baselines" and code != 0 and not self.error.isVisible():
+            self.show_error(f"The baselines ended with exit code {code}; see the log.")
+        if mode == "train":
+            self.status.setText(f"Run {self.run_dir.name if self.run_dir else ''}: "
+                                + self._describe_end())  # fmt: skip
+        self._update_buttons()
+        self.runs.refresh()
+
+    def _on_process_start_failed(self, message: str) -> None:
+        self.mode = None
+        self.show_error(f"Could not start the trainer: {message}")
+        self._update_buttons()
+
+    def show_error(self, message: str) -> None:
+        """Show an error above the charts (kept until the next start)."""
+        self.last_error = message
+        self.error.setText(message)
+        self.error.setVisible(True)
+
+    def hide_error(self) -> None:
+        self.error.setVisible(False)
+
+    # ----- repainting --------------------------------------------------------------------------
+
+    def _on_status_timer_timeout(self) -> None:
+        if not self._status_dirty or self._last_step is None or not self.process.is_running():
+            return
+        self._status_dirty = False
+        e = self._last_step
+        total = self._steps_total
+        of = f"/{total:,}" if total else ""
+        eta = format_duration(e.get("eta_s") or 0)
+        self.status.setText(
+            f"Step {e.get('step', 0):,}{of} · loss {e.get('loss') or float('nan'):.3f} · "
+            f"{e.get('tokens_per_s') or 0:,.0f} tokens/s · ETA {eta}"
+        )
+
+    def _update_buttons(self) -> None:
+        running = self.process.is_running()
+        has_checkpoint = self.run_dir is not None and ckpt.latest_checkpoint(self.run_dir)
+        has_tokens = self.run_dir is not None and (self.run_dir / "data" / "val.bin").is_file()
+        self.start_button.setEnabled(not running and self._plan_valid)
+        self.stop_button.setEnabled(running)
+        self.resume_button.setEnabled(not running and bool(has_checkpoint))
+        self.playground_button.setEnabled(bool(has_checkpoint))
+        self.baselines_button.setEnabled(not running and bool(has_tokens))
+
+    def _on_plan_changed(self, config: Any) -> None:
+        self._plan_valid = config is not None
+        self.scale_chart.set_planned(config.parameter_count() if config is not None else None)
+        self._update_buttons()

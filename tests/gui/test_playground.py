@@ -1,0 +1,197 @@
+"""The Playground driven as a person would: typing, knobs, generating, clicking, branching."""
+
+import json
+import re
+
+import pytest
+from PySide6.QtCore import Qt
+
+import tokenscope
+
+
+def _expected_top(checkpoint, text, k=1):
+    model = tokenscope.load_model(str(checkpoint))
+    return [t.display for t in model.predict_next_token_probabilities(text).top(k)]
+
+
+def _chart_labels(window):
+    data = window.playground.chart.current_data()
+    return [r.label for r in data.rows] if data else []
+
+
+def test_typing_a_prompt_shows_the_models_top_token(qtbot, window, checkpoint):
+    editor = window.findChild(type(window.playground.prompt), "promptEditor")
+    editor.clear()
+    qtbot.keyClicks(editor, "The capital of Indonesia is")
+    expected = _expected_top(checkpoint, "The capital of Indonesia is", 10)
+    qtbot.waitUntil(lambda: _chart_labels(window) == expected, timeout=10_000)
+    data = window.playground.chart.current_data()
+    assert data.rows[0].raw >= data.rows[1].raw
+    assert data.entropy_bits > 0
+    tokens = window.playground.tokens.spans
+    assert [s.display for s in tokens][:2] == ["The", "␣capital"]
+
+
+def test_changing_temperature_changes_the_sampled_distribution_without_the_model(qtbot, window):
+    qtbot.waitUntil(lambda: window.playground.chart.current_data() is not None, timeout=10_000)
+    before = window.playground.chart.current_data()
+    predictions = window.playground._predict_id
+    window.playground.sampling.temperature.setValue(0.3)
+    qtbot.waitUntil(
+        lambda: (
+            window.playground.chart.current_data().rows[0].sampled > before.rows[0].sampled + 1e-6
+        ),
+        timeout=5_000,
+    )
+    after = window.playground.chart.current_data()
+    assert [r.raw for r in after.rows] == [r.raw for r in before.rows]  # the model's view is fixed
+    assert window.playground._predict_id == predictions  # no new model request
+    window.playground.sampling.top_k.setValue(2)
+    qtbot.waitUntil(
+        lambda: sum(r.sampled > 0 for r in window.playground.chart.current_data().rows) == 2,
+        timeout=5_000,
+    )
+    assert window.playground.chart.current_data().removed_mass > 0
+
+
+def test_generate_shows_n_coloured_tokens_and_the_captured_distribution(qtbot, window):
+    pg = window.playground
+    pg.max_tokens.setValue(12)
+    qtbot.mouseClick(pg.generate_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: pg.generate_button.isEnabled(), timeout=20_000)
+    steps = pg.branches[pg.current].steps
+    assert len(steps) == 12 or steps[-1].is_eos
+    assert pg.text.token_count() == len(steps)
+    from tokenscope.gui.generated_text import probability_color
+
+    shown = re.findall(
+        r'href="#t(\d+)"><span style="[^"]*background-color:(#[0-9a-f]{6})', pg.text.toHtml()
+    )
+    assert [int(i) for i, _ in shown] == list(range(len(steps)))
+    assert [c for _, c in shown] == [probability_color(s.probability) for s in steps]
+    assert pg.strip.shown == len(steps)
+    # Click the third token: the chart shows the distribution captured when it was drawn.
+    rect = pg.text.token_rect(2)
+    qtbot.mouseClick(pg.text.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    qtbot.waitUntil(lambda: pg.selected == 2, timeout=5_000)
+    data = pg.chart.current_data()
+    step = steps[2]
+    k = pg.chart_k.value()
+    assert [r.token_id for r in data.rows] == [a.token_id for a in step.top_raw[:k]]
+    assert "captured" in data.title
+    assert pg.alternatives.count() == len(step.top_raw)
+
+
+def test_stop_ends_generation_within_a_token(qtbot, window):
+    pg = window.playground
+    pg.max_tokens.setValue(4000)
+    pg.generate()
+    qtbot.waitUntil(lambda: len(pg.branches[pg.current].steps) >= 3, timeout=20_000)
+    qtbot.keyClick(pg, Qt.Key.Key_Escape)
+    qtbot.waitUntil(lambda: pg.generate_button.isEnabled(), timeout=10_000)
+    assert len(pg.branches[pg.current].steps) < 4000
+
+
+def test_branching_keeps_earlier_branches(qtbot, window):
+    pg = window.playground
+    pg.max_tokens.setValue(6)
+    pg.generate()
+    qtbot.waitUntil(lambda: pg.generate_button.isEnabled(), timeout=20_000)
+    first = list(pg.branches[0].steps)
+    pg.select_token(2)
+    chosen = first[2].token_id
+    row = next(i for i, a in enumerate(first[2].top_raw) if a.token_id != chosen)
+    pg.alternatives.setCurrentRow(row)
+    qtbot.mouseClick(pg.branch_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: pg.generate_button.isEnabled() and pg.current == 1, timeout=20_000)
+    second = pg.branches[1].steps
+    assert [s.token_id for s in second[:2]] == [s.token_id for s in first[:2]]
+    assert second[2].token_id == first[2].top_raw[row].token_id
+    assert second[2].entropy == first[2].entropy  # the same captured distribution
+    assert pg.branch_picker.count() == 2
+    pg.branch_picker.setCurrentIndex(0)
+    pg._on_branch_picked(0)
+    assert pg.branches[0].steps == first  # the first branch is untouched
+
+
+def test_step_mode_adds_one_token_at_a_time(qtbot, window):
+    pg = window.playground
+    for n in (1, 2, 3):
+        qtbot.mouseClick(pg.step_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(
+            lambda n=n: pg.generate_button.isEnabled() and len(pg.branches[pg.current].steps) == n,
+            timeout=10_000,
+        )
+    assert len(pg.branches) == 1
+
+
+def test_a_corrupt_model_shows_an_error_and_the_app_keeps_working(qtbot, window, tmp_path):
+    bad = tmp_path / "broken.safetensors"
+    bad.write_bytes(b"\x00" * 10)
+    window.load_model(str(tmp_path))
+    qtbot.waitUntil(lambda: window.banner.isVisible(), timeout=10_000)
+    assert "Could not open" in window.banner.text()
+    assert window.model_info is not None  # the previous model stays
+    pg = window.playground
+    pg.max_tokens.setValue(3)
+    pg.generate()
+    qtbot.waitUntil(
+        lambda: (
+            pg.generate_button.isEnabled()
+            and pg.current >= 0
+            and len(pg.branches[pg.current].steps) == 3
+        ),
+        timeout=20_000,
+    )
+
+
+def test_session_round_trip(qtbot, window, tmp_path):
+    pg = window.playground
+    pg.max_tokens.setValue(4)
+    pg.generate()
+    qtbot.waitUntil(lambda: pg.generate_button.isEnabled(), timeout=20_000)
+    path = tmp_path / "session.json"
+    pg.save_session(path, window.model_id)
+    saved = json.loads(path.read_text())
+    assert saved["branches"][0]["steps"][0]["top_raw"]
+    steps = list(pg.branches[0].steps)
+    pg.branches.clear()
+    assert pg.open_session(path) == window.model_id
+    assert pg.branches[0].steps == steps
+
+
+def test_chart_exports(qtbot, window, tmp_path):
+    qtbot.waitUntil(lambda: window.playground.chart.current_data() is not None, timeout=10_000)
+    chart = window.playground.chart
+    chart.export_csv(tmp_path / "chart.csv")
+    lines = (tmp_path / "chart.csv").read_text().splitlines()
+    assert lines[0] == "rank,token_id,label,raw,sampled"
+    assert len(lines) == 1 + len(chart.current_data().rows)
+    chart.export_image(tmp_path / "chart.png")
+    chart.export_image(tmp_path / "chart.svg")
+    assert (tmp_path / "chart.png").read_bytes()[:4] == b"\x89PNG"
+    assert "<svg" in (tmp_path / "chart.svg").read_text()[:500]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "modelPicker",
+        "promptEditor",
+        "nextTokenChart",
+        "temperatureControl",
+        "topKControl",
+        "topPControl",
+        "seedControl",
+        "generateButton",
+        "stepButton",
+        "stopButton",
+        "generatedText",
+    ],
+)
+def test_widgets_have_stable_object_and_accessible_names(window, name):
+    from PySide6.QtWidgets import QWidget
+
+    widget = window.findChild(QWidget, name)
+    assert widget is not None
+    assert widget.accessibleName()
