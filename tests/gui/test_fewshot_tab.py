@@ -82,6 +82,10 @@ def test_sweep_charts_every_shot_count_and_compares_two_models(qtbot, window, ch
     a, b = points.values()  # the same weights give the same curve
     assert [p.probability for p in a] == [p.probability for p in b]
     assert len(tab.sweep_plot.getPlotItem().listDataItems()) == 2
+    # Each point of the given order is labelled with the model's top prediction there.
+    for name, series in points.items():
+        expected = [(name, p.shots, p.top_prediction) for p in series if p.order == 0]
+        assert [lab for lab in tab.sweep_labels if lab[0] == name] == expected
     assert tab.progress.format() == "completed"
 
 

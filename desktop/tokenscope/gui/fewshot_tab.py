@@ -51,6 +51,7 @@ class FewShotTab(QWidget):
         self._sweep_id = 0
         self.preview: FewShotPreview | None = None
         self.sweeps: dict[str, list] = {}  # model name -> SweepPoint list
+        self.sweep_labels: list[tuple[str, int, str]] = []  # (model, shots, top prediction)
         self._build()
         self._connect()
 
@@ -276,6 +277,7 @@ class FewShotTab(QWidget):
             return
         self._sweep_id += 1
         self.sweeps.clear()
+        self.sweep_labels.clear()
         self.sweep_plot.getPlotItem().clear()
         self.legend.clear()
         self.sweep_table.clear()
@@ -314,6 +316,13 @@ class FewShotTab(QWidget):
         self.sweep_plot.plot(
             xs, ys, pen=pg.mkPen(color, width=2), symbol="o", symbolBrush=color, name=name
         )
+        # The model's top prediction at each point (examples in the given order) beside it.
+        for pt in points:
+            if pt.order == 0:
+                label = pg.TextItem(repr(pt.top_prediction), color=color, anchor=(0, 1))
+                label.setPos(pt.shots, pt.probability)
+                self.sweep_plot.addItem(label)
+                self.sweep_labels.append((name, pt.shots, pt.top_prediction))
         rows = "".join(
             f"<tr><td>{html.escape(n)}</td><td>{p.order}</td><td>{p.shots}</td>"
             f"<td>{p.probability:.4f}</td><td>{p.rank}</td><td>{html.escape(repr(p.top_prediction))}</td></tr>"
