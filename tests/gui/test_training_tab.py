@@ -265,3 +265,20 @@ def test_notes_explain_spikes_and_overfitting():
     for step, train, val in evals:
         said += notes.feed({"event": "eval", "step": step, "train_loss": train, "val_loss": val})
     assert len(said) == 1 and "overfitting" in said[0]
+
+
+def test_resume_can_train_a_finished_run_further(qtbot, tab, tmp_path, private_home):
+    corpus = write_corpus(tmp_path / "corpus")
+    plan_tiny_run(qtbot, tab, corpus, steps=10, name="longer", eval_every=5)
+    click(qtbot, tab.start_button)
+    qtbot.waitUntil(lambda: finished(tab) and tab.done_event is not None, timeout=RUN_TIMEOUT)
+    assert tab.done_event["status"] == "completed" and tab.done_event["step"] == 10
+    tab.plan.steps.setValue(16)  # ask for more steps, then Resume
+    click(qtbot, tab.resume_button)
+    qtbot.waitUntil(
+        lambda: finished(tab) and tab.done_event is not None and tab.done_event["step"] == 16,
+        timeout=RUN_TIMEOUT,
+    )
+    assert tab.done_event["status"] == "completed"
+    steps = [s for s, _ in tab.charts.curve_points("train")]
+    assert steps[-1] == 16 and steps == sorted(set(steps))

@@ -7,6 +7,7 @@ the window stays up: a failure is an error message here, with the trainer's log 
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -206,12 +207,22 @@ class TrainingTab(QWidget):
         self.process.request_stop()
 
     def resume(self) -> None:
-        """Continue the shown run from its last checkpoint, adding to its curves."""
+        """Continue the shown run from its last checkpoint, adding to its curves.
+
+        When the Steps box asks for more steps than the run had, the run trains on to that
+        step (the learning-rate schedule is stretched to the new end).
+        """
         if self.process.is_running() or self.run_dir is None:
             return
         processes = self.plan.processes.value()
         threads = trainer_threads(processes)
         args = ["--run", str(self.run_dir), "--resume", "--set", f"threads={threads}"]
+        try:
+            planned = int(json.loads((self.run_dir / "run.json").read_text())["steps"])
+        except (OSError, ValueError, KeyError, TypeError):
+            planned = 0
+        if self.plan.steps.value() > planned > 0:
+            args += ["--set", f"steps={self.plan.steps.value()}"]
         self._launch("train", args, processes)
 
     def run_baselines(self) -> None:
