@@ -8,9 +8,7 @@ the latest prediction and the current generation are shown.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,29 +34,11 @@ from tokenscope.gui.model_worker import ModelWorker, Prediction
 from tokenscope.gui.next_token_chart import ChartData, ChartRow, NextTokenChart
 from tokenscope.gui.probability_strip import ProbabilityStrip
 from tokenscope.gui.sampling_panel import SamplingPanel
+from tokenscope.gui.session import Branch, read_session, write_session
 from tokenscope.gui.token_view import TokenView
 
 DEBOUNCE_MS = 15  # coalesces a burst of keys; stale requests are skipped anyway
 REFRESH_MS = 33
-
-
-@dataclass
-class Branch:
-    """One line of generated text; a new branch starts where an alternative was chosen."""
-
-    prompt: str
-    prompt_ids: list[int] = field(default_factory=list)
-    steps: list[Any] = field(default_factory=list)  # GenerationStep records
-    parent: int | None = None
-    fork_at: int | None = None
-
-    def label(self, index: int) -> str:
-        where = (
-            f" from #{self.parent + 1} at token {self.fork_at + 1}"
-            if self.parent is not None
-            else ""
-        )
-        return f"#{index + 1}: {len(self.steps)} tokens{where}"
 
 
 class Playground(QWidget):
@@ -441,60 +421,24 @@ class Playground(QWidget):
 
     # ----- sessions ------------------------------------------------------------------------
 
-    def session(self, model_id: str) -> dict[str, Any]:
-        """Everything needed to see this session again: prompt, knobs, model, branches."""
-        return {
-            "format": "tokenscope-session",
-            "version": 1,
+    def save_session(self, path: str | Path, model_id: str) -> None:
+        """Save the prompt, knobs, model and every branch (with captured distributions)."""
+        fields = {
             "model": model_id,
             "prompt": self.prompt.toPlainText(),
             "watch": self.watch.text(),
             "sampling": self.sampling.values(),
             "current": self.current,
-            "branches": [
-                {
-                    "prompt": b.prompt,
-                    "prompt_ids": b.prompt_ids,
-                    "parent": b.parent,
-                    "fork_at": b.fork_at,
-                    "steps": [dataclasses.asdict(s) for s in b.steps],
-                }
-                for b in self.branches
-            ],
         }
-
-    def save_session(self, path: str | Path, model_id: str) -> None:
-        Path(path).write_text(
-            json.dumps(self.session(model_id), indent=1, ensure_ascii=False), encoding="utf-8"
-        )
+        write_session(path, fields, self.branches)
 
     def open_session(self, path: str | Path) -> str:
         """Restore a saved session; returns the model id it was made with."""
-        from tokenscope.lm.generation import Alternative, GenerationStep
-
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-        if data.get("format") != "tokenscope-session":
-            raise ValueError(f"{path} is not a Tokenscope session file")
-
-        def step(d: dict) -> GenerationStep:
-            d = dict(d)
-            d["top_raw"] = tuple(Alternative(**a) for a in d["top_raw"])
-            d["top_sampled"] = tuple(Alternative(**a) for a in d["top_sampled"])
-            return GenerationStep(**d)
-
+        data, branches = read_session(path)
         self.prompt.setPlainText(data["prompt"])
         self.watch.setText(data.get("watch", ""))
         self.sampling.set_values(data.get("sampling", {}))
-        self.branches = [
-            Branch(
-                b["prompt"],
-                list(b["prompt_ids"]),
-                [step(s) for s in b["steps"]],
-                b.get("parent"),
-                b.get("fork_at"),
-            )
-            for b in data["branches"]
-        ]
+        self.branches = branches
         self.branch_picker.clear()
         for i, b in enumerate(self.branches):
             self.branch_picker.addItem(b.label(i))

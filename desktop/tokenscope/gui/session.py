@@ -1,0 +1,81 @@
+"""Playground sessions: branches of generated text, and their JSON file.
+
+A session file keeps the prompt, the knobs, the model, and every branch with the top-k
+distribution captured at each token, so opening it shows exactly what was seen.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+FORMAT, VERSION = "tokenscope-session", 1
+
+
+@dataclass
+class Branch:
+    """One line of generated text; a new branch starts where an alternative was chosen."""
+
+    prompt: str
+    prompt_ids: list[int] = field(default_factory=list)
+    steps: list[Any] = field(default_factory=list)  # GenerationStep records
+    parent: int | None = None
+    fork_at: int | None = None
+
+    def label(self, index: int) -> str:
+        where = (
+            f" from #{self.parent + 1} at token {self.fork_at + 1}"
+            if self.parent is not None
+            else ""
+        )
+        return f"#{index + 1}: {len(self.steps)} tokens{where}"
+
+
+def write_session(path: str | Path, fields: dict[str, Any], branches: list[Branch]) -> None:
+    """Save `fields` (prompt, watch, sampling, model, current) and the branches as JSON."""
+    data = {
+        "format": FORMAT,
+        "version": VERSION,
+        **fields,
+        "branches": [
+            {
+                "prompt": b.prompt,
+                "prompt_ids": b.prompt_ids,
+                "parent": b.parent,
+                "fork_at": b.fork_at,
+                "steps": [dataclasses.asdict(s) for s in b.steps],
+            }
+            for b in branches
+        ],
+    }
+    Path(path).write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
+
+
+def read_session(path: str | Path) -> tuple[dict[str, Any], list[Branch]]:
+    """The fields and branches of a session file; ValueError if it is not one."""
+    from tokenscope.lm.generation import Alternative, GenerationStep
+
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a Tokenscope session file")
+
+    def step(d: dict) -> GenerationStep:
+        d = dict(d)
+        d["top_raw"] = tuple(Alternative(**a) for a in d["top_raw"])
+        d["top_sampled"] = tuple(Alternative(**a) for a in d["top_sampled"])
+        return GenerationStep(**d)
+
+    branches = [
+        Branch(
+            b["prompt"],
+            list(b["prompt_ids"]),
+            [step(s) for s in b["steps"]],
+            b.get("parent"),
+            b.get("fork_at"),
+        )
+        for b in data["branches"]
+    ]
+    return data, branches
