@@ -166,9 +166,35 @@ def match_state_dict(
     model.load_state_dict(state, assign=True, strict=True)
 
 
+def assemble_model(
+    transformer: Transformer,
+    state: dict[str, torch.Tensor],
+    tokenizer: Tokenizer,
+    source: str | Path,
+    *,
+    device: str = "cpu",
+    dtype: torch.dtype | None = None,
+    **info: Any,
+) -> LanguageModel:
+    """The last step of every loader: fill an empty model, place it, pair it with its tokenizer.
+
+    `info` goes to LanguageModel (name, add_bos, chat_template, ...). Problems are reported as
+    ModelFormatError naming `source`.
+    """
+    from tokenscope.lm.language_model import LanguageModel
+
+    match_state_dict(transformer, state, source)
+    if dtype is not None or device != "cpu":
+        transformer.to(device=device, dtype=dtype)
+    try:
+        return LanguageModel(transformer, tokenizer, source=str(source), **info)
+    except ValueError as e:
+        raise ModelFormatError(f"{source}: {e}") from None
+
+
 def load_checkpoint(folder: str | Path, *, device: str = "cpu") -> LanguageModel:
     """Load a native checkpoint folder written by save_checkpoint (or by training)."""
-    from tokenscope.lm.language_model import LanguageModel
+    from tokenscope.lm.formats.empty_model import empty_transformer
 
     folder = Path(folder)
     config = read_checkpoint_config(folder)
@@ -181,9 +207,6 @@ def load_checkpoint(folder: str | Path, *, device: str = "cpu") -> LanguageModel
     weights = folder / WEIGHTS_FILE
     _check_weights_file(weights)
     state = _load_state(weights, device)
-    with torch.device("meta"):
-        transformer = Transformer(model_config)
-    match_state_dict(transformer, state, weights)
     tok_meta = config.get("tokenizer") or {}
     tokenizer_path = folder / TOKENIZER_FILE
     if not tokenizer_path.is_file():
@@ -191,13 +214,11 @@ def load_checkpoint(folder: str | Path, *, device: str = "cpu") -> LanguageModel
     tokenizer = Tokenizer.from_file(
         tokenizer_path, bos_id=tok_meta.get("bos_id"), eos_id=tok_meta.get("eos_id")
     )
-    try:
-        return LanguageModel(
-            transformer,
-            tokenizer,
-            name=str(config.get("name") or folder.name),
-            source=str(folder),
-            add_bos=bool(config.get("add_bos", False)),
-        )
-    except ValueError as e:
-        raise ModelFormatError(f"{folder}: {e}") from None
+    return assemble_model(
+        empty_transformer(model_config),
+        state,
+        tokenizer,
+        folder,
+        name=str(config.get("name") or folder.name),
+        add_bos=bool(config.get("add_bos", False)),
+    )

@@ -198,7 +198,7 @@ def load_gguf(
     path: str | Path, *, device: str = "cpu", dtype: torch.dtype | None = None
 ) -> LanguageModel:
     """A LanguageModel from a GGUF file; float32 weights unless `dtype` says otherwise."""
-    from tokenscope.lm.checkpoint import match_state_dict
+    from tokenscope.lm.checkpoint import assemble_model
 
     path = Path(path)
     with GGUFFile(path) as gf:
@@ -219,22 +219,19 @@ def load_gguf(
             f"{path} has tensors Tokenscope does not know how to use ({', '.join(unused[:4])}); "
             "loading without them would give wrong predictions"
         )
-    match_state_dict(transformer, state, path)
-    if dtype is not None or device != "cpu":
-        transformer.to(device=device, dtype=dtype)
-    try:
-        return LanguageModel(
-            transformer,
-            tokenizer,
-            name=name,
-            source=str(path),
-            add_bos=add_bos,
-            chat_template=template if isinstance(template, str) else None,
-            architecture=arch,
-            quantization=quantization,
-        )
-    except ValueError as e:
-        raise ModelFormatError(f"{path}: {e}") from None
+    return assemble_model(
+        transformer,
+        state,
+        tokenizer,
+        path,
+        device=device,
+        dtype=dtype,
+        name=name,
+        add_bos=add_bos,
+        chat_template=template if isinstance(template, str) else None,
+        architecture=arch,
+        quantization=quantization,
+    )
 
 
 def _unused_weights(gf: GGUFFile, config: ModelConfig) -> list[str]:

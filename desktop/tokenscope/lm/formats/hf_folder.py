@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 
-from tokenscope.lm.checkpoint import PICKLE_SUFFIXES, match_state_dict
+from tokenscope.lm.checkpoint import PICKLE_SUFFIXES, assemble_model
 from tokenscope.lm.errors import ModelFormatError
 from tokenscope.lm.formats.empty_model import empty_transformer
 from tokenscope.lm.hf_names import RULES, config_from_hf, convert_state_dict
@@ -198,19 +198,16 @@ def load_hf_folder(
         source = _SafetensorsTensors(files, stack)
         stored = source.dtypes()
         state = convert_state_dict(source, model_type, config, set(transformer.state_dict()))
-    match_state_dict(transformer, state, folder)
-    if dtype is not None or device != "cpu":
-        transformer.to(device=device, dtype=dtype)
-    try:
-        return LanguageModel(
-            transformer,
-            tokenizer,
-            name=folder.name,
-            source=str(folder),
-            add_bos=add_bos,
-            chat_template=_chat_template(folder, tok_config),
-            architecture=model_type,
-            quantization="/".join(sorted(d.replace("torch.", "") for d in stored)) or None,
-        )
-    except ValueError as e:
-        raise ModelFormatError(f"{folder}: {e}") from None
+    return assemble_model(
+        transformer,
+        state,
+        tokenizer,
+        folder,
+        device=device,
+        dtype=dtype,
+        name=folder.name,
+        add_bos=add_bos,
+        chat_template=_chat_template(folder, tok_config),
+        architecture=model_type,
+        quantization="/".join(sorted(d.replace("torch.", "") for d in stored)) or None,
+    )
