@@ -53,10 +53,11 @@ def test_tokenized_files_hold_the_whole_text(tmp_path, monkeypatch):
         tok,
         tmp_path / "data",
         val_fraction=0.1,
-        summary=summarize([]),
         progress=lambda done, total: seen.append((done, total)),
     )
     assert seen[-1][0] == seen[-1][1] == len(text.encode())
+    assert result.summary.bytes == len(text.encode())
+    assert result.summary.characters == len(text) and result.summary.invalid_bytes == 0
     train = np.fromfile(result.train_path, dtype=np.uint16)
     val = np.fromfile(result.val_path, dtype=np.uint16)
     assert len(train) == result.train_tokens and len(val) == result.val_tokens

@@ -8,7 +8,6 @@ skipped with a reason; a corpus with no text is an error that says so.
 from __future__ import annotations
 
 import codecs
-import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,7 +149,7 @@ def tokenize_corpus(
     out_dir: Path,
     *,
     val_fraction: float,
-    summary: CorpusSummary,
+    skipped: list[tuple[Path, str]] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> TokenizedCorpus:
     """Tokenize files into out_dir/train.bin and out_dir/val.bin (raw ids, native endianness).
@@ -168,7 +167,7 @@ def tokenize_corpus(
     chunk_index = 0
     eos = tokenizer.eos_id
     paths = (out_dir / "train.bin", out_dir / "val.bin")
-    summary.bytes = summary.characters = summary.invalid_bytes = 0
+    summary = CorpusSummary(files=list(files), skipped=list(skipped or []))
     with open(paths[0], "wb") as train_f, open(paths[1], "wb") as val_f:
         outs = (train_f, val_f)
         for f in files:
@@ -225,7 +224,3 @@ class TokenDataset:
             [np.asarray(self.tokens[s : s + length + 1], dtype=np.int64) for s in starts]
         )
         return rows[:, :-1], rows[:, 1:]
-
-
-def corpus_size_bytes(files: Iterable[Path]) -> int:
-    return sum(os.path.getsize(f) for f in files)

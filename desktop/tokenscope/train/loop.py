@@ -36,7 +36,6 @@ from tokenscope.train.corpus import (
     TokenDataset,
     find_files,
     iter_corpus_text,
-    summarize,
     tokenize_corpus,
 )
 from tokenscope.train.events import EventWriter
@@ -147,6 +146,7 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         self.events = EventWriter(self.run_dir / "events.jsonl", enabled=self.rt.is_main)
         self.stop = StopRequested(self.run_dir)
+        self.corpus_info: dict[str, Any] = {}  # what the corpus held, when prepared in this run
 
     # ----- set-up --------------------------------------------------------------------------
 
@@ -183,16 +183,15 @@ class Trainer:
                     last[0] = now
                     self.events.emit("progress", stage="tokenize", done=done, total=total)
 
-            summary = summarize([])
-            summary.files = files
             corpus = tokenize_corpus(
                 files,
                 tokenizer,
                 data_dir,
                 val_fraction=c.val_fraction,
-                summary=summary,
+                skipped=skipped,
                 progress=progress,
             )
+            summary = corpus.summary
             if summary.invalid_bytes:
                 self.events.emit(
                     "warning",
@@ -208,8 +207,6 @@ class Trainer:
                 "val_tokens": corpus.val_tokens,
             }
         self._barrier()
-        if not hasattr(self, "corpus_info"):
-            self.corpus_info = {}
         return self._load_tokenizer(tok_path)
 
     def _load_tokenizer(self, path: Path) -> Tokenizer:
