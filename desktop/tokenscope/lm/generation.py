@@ -80,6 +80,7 @@ class Generation(Iterator[GenerationStep]):
         self._max_tokens = max_tokens
         self._sampling = sampling
         self._stop = tuple(s for s in stop if s)
+        self._stop_reach = max((len(s) for s in self._stop), default=0)
         self._top_k = top_k
         self._text_parts: list[str] = []
         self._steps = self._run()
@@ -111,6 +112,18 @@ class Generation(Iterator[GenerationStep]):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _stop_in_tail(self, new_chars: int) -> bool:
+        """Whether a stop string ends in the text just added (only the tail is searched, so a
+        long generation does not rescan all its text at every token)."""
+        tail, need = [], new_chars + self._stop_reach - 1
+        for part in reversed(self._text_parts):
+            tail.append(part)
+            need -= len(part)
+            if need <= 0:
+                break
+        recent = "".join(reversed(tail))
+        return any(s in recent for s in self._stop)
 
     def _alternatives(self, probs: torch.Tensor) -> tuple[Alternative, ...]:
         k = min(self._top_k, int((probs > 0).sum()))
@@ -169,7 +182,7 @@ class Generation(Iterator[GenerationStep]):
                 pending = [token]
                 if is_eos:
                     self.stop_reason = "eos"
-                elif self._stop and any(s in "".join(self._text_parts) for s in self._stop):
+                elif self._stop and self._stop_in_tail(len(text)):
                     self.stop_reason = "stop_string"
                 yield step
                 if self.stop_reason is not None:
