@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import QObject, Signal, Slot
 
-from tokenscope.gui.model_worker import ModelWorker, _message
+from tokenscope.gui.model_worker import ModelWorker, describe_error
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ class FewShotWorker(QObject):
                 ),
             )
         except Exception as e:
-            self.request_failed.emit(request_id, _message(e))
+            self.request_failed.emit(request_id, describe_error(e))
 
     @Slot(int, object, int, int, str)
     def sweep(self, request_id: int, prompt: Any, max_shots: int, orders: int, other: str) -> None:
@@ -112,6 +112,6 @@ class FewShotWorker(QObject):
                     status = "cancelled"
                     break
         except Exception as e:
-            self.request_failed.emit(request_id, _message(e))
+            self.request_failed.emit(request_id, describe_error(e))
             status = "failed"
         self.sweep_finished.emit(request_id, status)

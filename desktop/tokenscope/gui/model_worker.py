@@ -102,7 +102,7 @@ class ModelWorker(QObject):
             self.loading_progress.emit(request_id, "preparing the vocabulary")
             labels = tuple(model.tokenizer.display(i) for i in range(model.tokenizer.vocab_size))
         except Exception as e:  # shown to the person; the previous model stays
-            self.loading_failed.emit(request_id, _message(e))
+            self.loading_failed.emit(request_id, describe_error(e))
             return
         if request_id != self.latest_load:
             return  # cancelled or superseded while loading: keep the current model
@@ -134,7 +134,7 @@ class ModelWorker(QObject):
                 ),
             )
         except Exception as e:
-            self.request_failed.emit(request_id, _message(e))
+            self.request_failed.emit(request_id, describe_error(e))
 
     @Slot(int, str)
     def tokenize(self, request_id: int, text: str) -> None:
@@ -146,7 +146,7 @@ class ModelWorker(QObject):
             ]
             self.tokens_ready.emit(request_id, spans)
         except Exception as e:
-            self.request_failed.emit(request_id, _message(e))
+            self.request_failed.emit(request_id, describe_error(e))
 
     # ----- generation ----------------------------------------------------------------------
 
@@ -183,7 +183,7 @@ class ModelWorker(QObject):
                 gen.close()
             reason = gen.stop_reason or "closed"
         except Exception as e:
-            self.request_failed.emit(request_id, _message(e))
+            self.request_failed.emit(request_id, describe_error(e))
             reason = "failed"
         seconds = time.perf_counter() - started
         self.generation_finished.emit(request_id, reason, count / seconds if seconds > 0 else 0.0)
@@ -205,7 +205,8 @@ class ModelWorker(QObject):
         )
 
 
-def _message(e: Exception) -> str:
+def describe_error(e: Exception) -> str:
+    """What to show a person: our own errors as they are, anything else with its origin."""
     from tokenscope.lm.errors import TokenscopeError
 
     if isinstance(e, (TokenscopeError, ValueError, OSError)):
