@@ -39,6 +39,14 @@ def make_model(bpe_tokenizer):
     return make
 
 
+@pytest.fixture(scope="session")
+def endless_model(make_model):
+    """A tiny model whose tokenizer has no end-of-text token: generation never ends by itself."""
+    from tokenscope.lm import Tokenizer
+
+    return make_model("tiny", tokenizer=Tokenizer.train_bpe([CORPUS], 320, special_tokens=()))
+
+
 @pytest.fixture
 def tiny_model(make_model):
     return make_model("tiny")

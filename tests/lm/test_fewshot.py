@@ -11,6 +11,7 @@ import torch
 from tokenscope.lm.fewshot import (
     Example,
     FewShotPrompt,
+    iter_sweep,
     list_presets,
     load_prompt,
     preset_path,
@@ -18,6 +19,7 @@ from tokenscope.lm.fewshot import (
     score_answer,
     score_candidates,
     sweep,
+    sweep_size,
 )
 
 SEED_TEXT = (
@@ -218,18 +220,9 @@ def test_score_candidates_normalises_and_keeps_the_order(long_model):
 
 def test_sweep_shape_order_and_given_order(long_model):
     prompt = load_prompt("english-indonesian")
-    calls = []
-    points = sweep(
-        long_model,
-        prompt,
-        max_shots=3,
-        orders=2,
-        seed=7,
-        progress=lambda d, t: calls.append((d, t)),
-    )
-    assert len(points) == 2 * 4
+    points = sweep(long_model, prompt, max_shots=3, orders=2, seed=7)
+    assert sweep_size(prompt, max_shots=3, orders=2) == len(points) == 2 * 4
     assert [(p.order, p.shots) for p in points] == [(o, s) for o in range(2) for s in range(4)]
-    assert calls == [(n, 8) for n in range(1, 9)]
     for p in points[:4]:  # order 0: the examples as given
         direct = score_answer(long_model, prompt.with_shots(p.shots), "awan")
         assert p.probability == pytest.approx(direct.probability, rel=1e-5)
@@ -274,18 +267,18 @@ def test_sweep_normalises_over_candidates(long_model):
         assert p.normalised == pytest.approx(results[prompt.expected], rel=1e-5)
 
 
-def test_cancelled_sweep_stops_early(tiny_model):
+def test_a_sweep_is_computed_one_point_at_a_time_and_stops_when_closed(tiny_model, monkeypatch):
     prompt = load_prompt("english-indonesian")
-    done = []
-    points = sweep(
-        tiny_model,
-        prompt,
-        orders=2,
-        progress=lambda d, t: done.append(d),
-        cancelled=lambda: len(done) >= 3,
+    scored = []
+    original = tiny_model.score_continuation
+    monkeypatch.setattr(
+        tiny_model, "score_continuation", lambda *a: scored.append(a) or original(*a)
     )
-    assert len(points) == 3 and done == [1, 2, 3]
-    assert [p.shots for p in points] == [0, 1, 2]
+    points = iter_sweep(tiny_model, prompt, orders=2)
+    first = [next(points) for _ in range(3)]
+    points.close()
+    assert [p.shots for p in first] == [0, 1, 2]
+    assert len(scored) == 3  # nothing computed ahead of what was asked for
 
 
 def test_sweep_refuses_what_it_cannot_do(tiny_model):

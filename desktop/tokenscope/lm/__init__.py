@@ -16,12 +16,12 @@ _WHERE = {
     "preset": "config",
     "NextTokenDistribution": "distribution",
     "TokenProbability": "distribution",
-    "ContextTooLongError": "errors",
     "ModelFormatError": "errors",
     "ModelNotFoundError": "errors",
     "TokenscopeError": "errors",
     "Generation": "generation",
     "GenerationStep": "generation",
+    "ContinuationScore": "language_model",
     "LanguageModel": "language_model",
     "TextScore": "language_model",
     "Token": "language_model",
@@ -36,7 +36,7 @@ _WHERE = {
 __all__ = [
     "GREEDY",
     "PRESETS",
-    "ContextTooLongError",
+    "ContinuationScore",
     "Generation",
     "GenerationStep",
     "LanguageModel",
@@ -73,13 +73,18 @@ if TYPE_CHECKING:
     from tokenscope.lm.config import PRESETS, ModelConfig, preset
     from tokenscope.lm.distribution import NextTokenDistribution, TokenProbability
     from tokenscope.lm.errors import (
-        ContextTooLongError,
         ModelFormatError,
         ModelNotFoundError,
         TokenscopeError,
     )
     from tokenscope.lm.generation import Generation, GenerationStep
-    from tokenscope.lm.language_model import LanguageModel, TextScore, Token, TokenScore
+    from tokenscope.lm.language_model import (
+        ContinuationScore,
+        LanguageModel,
+        TextScore,
+        Token,
+        TokenScore,
+    )
     from tokenscope.lm.loading import load_model
     from tokenscope.lm.model import Transformer
     from tokenscope.lm.sampling import GREEDY, SamplingSettings

@@ -26,6 +26,7 @@ from tokenscope import __version__
 from tokenscope.lm.config import ModelConfig
 from tokenscope.lm.errors import ModelFormatError
 from tokenscope.lm.model import Transformer
+from tokenscope.lm.progress import report
 from tokenscope.lm.tokenizer import Tokenizer
 
 if TYPE_CHECKING:
@@ -183,6 +184,7 @@ def assemble_model(
     """
     from tokenscope.lm.language_model import LanguageModel
 
+    report("placing the weights")
     match_state_dict(transformer, state, source)
     if dtype is not None or device != "cpu":
         transformer.to(device=device, dtype=dtype)
@@ -206,11 +208,13 @@ def load_checkpoint(folder: str | Path, *, device: str = "cpu") -> LanguageModel
         ) from None
     weights = folder / WEIGHTS_FILE
     _check_weights_file(weights)
+    report("reading the weights")
     state = _load_state(weights, device)
     tok_meta = config.get("tokenizer") or {}
     tokenizer_path = folder / TOKENIZER_FILE
     if not tokenizer_path.is_file():
         raise ModelFormatError(f"{folder} has no {TOKENIZER_FILE}; {EXPECTED}.")
+    report("building the tokenizer")
     tokenizer = Tokenizer.from_file(
         tokenizer_path, bos_id=tok_meta.get("bos_id"), eos_id=tok_meta.get("eos_id")
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -10,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from tokenscope.lm.sampling import entropy_bits
+from tokenscope.lm.sampling import SamplingSettings, entropy_bits, sampling_distribution
 
 if TYPE_CHECKING:
     from tokenscope.lm.language_model import LanguageModel
@@ -99,6 +98,21 @@ class NextTokenDistribution:
         """Raw probability of the tokens that the sampling knobs made impossible."""
         return float(self.raw[self.sampled == 0].sum())
 
+    def with_sampling(self, sampling: SamplingSettings) -> NextTokenDistribution:
+        """The same prediction seen through other sampling knobs; the model is not run again."""
+        if self.logits is None:
+            raise ValueError("this distribution keeps no logits to apply other knobs to")
+        raw, sampled = sampling_distribution(self.logits, sampling, self.context_ids)
+        return NextTokenDistribution(
+            raw,
+            sampled,
+            model=self.model,
+            context_ids=self.context_ids,
+            dropped_tokens=self.dropped_tokens,
+            top_k=self.top_k,
+            logits=self.logits,
+        )
+
     def vector(self, *, sampled: bool = False) -> np.ndarray:
         """The full distribution over the vocabulary as a float32 NumPy array (a copy)."""
         return (self.sampled if sampled else self.raw).detach().cpu().numpy().copy()
@@ -118,5 +132,4 @@ class NextTokenDistribution:
             raise ValueError("the continuation is empty")
         if len(ids) == 1:
             return float(self.raw[ids[0]])
-        logprobs = self.model.continuation_logprobs(self.context_ids, ids)
-        return math.exp(sum(logprobs))
+        return self.model.score_continuation(self.context_ids, ids).probability

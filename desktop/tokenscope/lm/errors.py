@@ -13,7 +13,3 @@ class ModelFormatError(TokenscopeError):
 
 class ModelNotFoundError(TokenscopeError):
     """A model name or path does not lead to any model."""
-
-
-class ContextTooLongError(TokenscopeError):
-    """Input does not fit the model's context window and truncation was not allowed."""

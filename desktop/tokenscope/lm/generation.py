@@ -15,6 +15,7 @@ dropped and the rest recomputed; the step where that happened has `context_shift
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from tokenscope.lm.sampling import SamplingSettings, draw, entropy_bits, sampling_distribution
-from tokenscope.lm.tokenizer import IncrementalDecoder
+from tokenscope.lm.tokenizer import IncrementalDecoder, Tokenizer
 
 if TYPE_CHECKING:
     from tokenscope.lm.language_model import LanguageModel
@@ -52,6 +53,24 @@ class GenerationStep:
     elapsed: float  # seconds spent on this step
     context_shifted: bool = False  # the window was full and the oldest tokens were dropped
     is_eos: bool = False
+    removed_mass: float = 0.0  # raw probability of the tokens the knobs made impossible
+
+
+def choose_alternative(step: GenerationStep, token_id: int, tokenizer: Tokenizer) -> GenerationStep:
+    """The record of choosing `token_id` where `step` was generated: the same distribution
+    (captured then, not recomputed), another token. A branch starts with it."""
+    raw = {a.token_id: a.probability for a in step.top_raw}
+    sampled = {a.token_id: a.probability for a in step.top_sampled}
+    return dataclasses.replace(
+        step,
+        token_id=token_id,
+        piece=tokenizer.display(token_id),
+        text=tokenizer.token_text(token_id),
+        probability=raw.get(token_id, 0.0),
+        sampled_probability=sampled.get(token_id, 0.0),
+        elapsed=0.0,
+        is_eos=token_id == tokenizer.eos_id,
+    )
 
 
 class Generation(Iterator[GenerationStep]):
@@ -140,14 +159,19 @@ class Generation(Iterator[GenerationStep]):
         window = model.config.context_length
         generator = None
         if self._sampling.seed is not None:
-            generator = torch.Generator().manual_seed(self._sampling.seed)
+            # On the device the distribution lives on: torch.multinomial refuses a CPU
+            # generator for a CUDA tensor.
+            generator = torch.Generator(device=model.device).manual_seed(self._sampling.seed)
         decoder = IncrementalDecoder(tokenizer)
         context = list(self.prompt_ids)  # what the cache holds, plus the token to feed next
         cache = transformer.new_cache(len(context) + self._max_tokens)
         pending = context
-        with torch.inference_mode():
-            for index in range(self._max_tokens):
-                started = time.perf_counter()
+        for index in range(self._max_tokens):
+            started = time.perf_counter()
+            # Inference mode only around the work, never across the yield: code that runs
+            # while this generator is suspended (another job on the same thread, a model
+            # being loaded) must not find itself in inference mode.
+            with torch.inference_mode():
                 shifted = False
                 if cache.length + len(pending) > window:
                     # Keep the most recent half of the window and recompute its cache.
@@ -175,19 +199,20 @@ class Generation(Iterator[GenerationStep]):
                     elapsed=time.perf_counter() - started,
                     context_shifted=shifted,
                     is_eos=is_eos,
+                    removed_mass=0.0 if sampled is raw else float(raw[sampled == 0].sum()),
                 )
-                self.steps.append(step)
-                self._text_parts.append(text)
-                context.append(token)
-                pending = [token]
-                if is_eos:
-                    self.stop_reason = "eos"
-                elif self._stop and self._stop_in_tail(len(text)):
-                    self.stop_reason = "stop_string"
-                yield step
-                if self.stop_reason is not None:
-                    return
-            tail = decoder.flush()
-            if tail:
-                self._text_parts.append(tail)
-            self.stop_reason = "max_tokens"
+            self.steps.append(step)
+            self._text_parts.append(text)
+            context.append(token)
+            pending = [token]
+            if is_eos:
+                self.stop_reason = "eos"
+            elif self._stop and self._stop_in_tail(len(text)):
+                self.stop_reason = "stop_string"
+            yield step
+            if self.stop_reason is not None:
+                return
+        tail = decoder.flush()
+        if tail:
+            self._text_parts.append(tail)
+        self.stop_reason = "max_tokens"

@@ -21,6 +21,7 @@ import torch
 
 from tokenscope.lm.config import ModelConfig
 from tokenscope.lm.errors import ModelFormatError
+from tokenscope.lm.progress import report
 
 Rule = tuple[str, tuple[str, ...], str]
 
@@ -259,12 +260,14 @@ def apply_rules(
     when it is looked up, so that a file's tensors are converted one at a time.
     """
     out: dict[str, torch.Tensor] = {}
+    total = len(targets)
     for target, sources, op in rules:
         layers = range(config.n_layer) if "{i}" in target else [None]
         for i in layers:
             name = target.format(i=i) if i is not None else target
             if name not in targets:
                 continue
+            report("converting the weights", len(out), total)
             names = [s.format(i=i) if i is not None else s for s in sources]
             missing = [s for s in names if s not in source]
             if missing:

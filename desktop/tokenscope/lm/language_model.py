@@ -74,6 +74,26 @@ class TextScore:
         return 2.0**self.mean_surprisal
 
 
+@dataclass(frozen=True, slots=True)
+class ContinuationScore:
+    """log P of each token of a continuation, and what the model preferred at its first token."""
+
+    token_ids: tuple[int, ...]
+    logprobs: tuple[float, ...]  # natural log, one per continuation token
+    first_rank: int  # 1 when the continuation's first token was the most likely one
+    top_token_id: int  # the most likely token where the continuation starts
+    top_probability: float
+    dropped_tokens: int = 0  # context tokens cut so that everything fits the window
+
+    @property
+    def logprob(self) -> float:
+        return sum(self.logprobs)
+
+    @property
+    def probability(self) -> float:
+        return math.exp(self.logprob)
+
+
 class LanguageModel:
     """A Transformer with its tokenizer. Not thread-safe: use it from one thread at a time."""
 
@@ -250,16 +270,48 @@ class LanguageModel:
         logp = torch.log_softmax(logits, dim=-1)
         return logp.gather(1, x[0, 1:, None])[:, 0]
 
+    @torch.inference_mode()
+    def score_continuation(
+        self, context: str | Sequence[int], continuation: str | Sequence[int]
+    ) -> ContinuationScore:
+        """How probable `continuation` is right after `context`, token by token.
+
+        The one routine behind `NextTokenDistribution.probability_of`, few-shot answers and
+        the trainer's probes. It runs through the prefix cache, so scoring after the prompt
+        last predicted from costs only the continuation's own tokens. When the context and
+        the continuation do not fit the window together, the context's oldest tokens are
+        dropped (`dropped_tokens` says how many).
+        """
+        cont = self.encode(continuation) if isinstance(continuation, str) else list(continuation)
+        if not cont:
+            raise ValueError("the continuation is empty")
+        window = self.config.context_length
+        if len(cont) > window:
+            raise ValueError(f"a continuation of {len(cont)} tokens does not fit window {window}")
+        ids = self._context_ids(context)
+        # Every continuation token but the last is also input: keep what fits.
+        dropped = max(0, len(ids) + len(cont) - 1 - window)
+        ids = ids[dropped:]
+        first = torch.log_softmax(self.next_token_logits(ids).float(), dim=-1)
+        logprobs = [float(first[cont[0]])]
+        for i in range(1, len(cont)):
+            step = torch.log_softmax(self.next_token_logits(ids + cont[:i]).float(), dim=-1)
+            logprobs.append(float(step[cont[i]]))
+        top = int(first.argmax())
+        return ContinuationScore(
+            token_ids=tuple(cont),
+            logprobs=tuple(logprobs),
+            first_rank=1 + int((first > first[cont[0]]).sum()),
+            top_token_id=top,
+            top_probability=math.exp(float(first[top])),
+            dropped_tokens=dropped,
+        )
+
     def continuation_logprobs(
-        self, context_ids: Sequence[int], continuation_ids: Sequence[int]
+        self, context: str | Sequence[int], continuation: str | Sequence[int]
     ) -> list[float]:
         """log P of each continuation token given the context and the tokens before it."""
-        window = self.config.context_length
-        cont = list(continuation_ids)
-        if len(cont) >= window:
-            raise ValueError(f"a continuation of {len(cont)} tokens does not fit window {window}")
-        ids = (list(context_ids) + cont)[-window:]
-        return self._logprobs(ids)[-len(cont) :].tolist()
+        return list(self.score_continuation(context, continuation).logprobs)
 
     def score(self, text: str) -> TextScore:
         """Log probability and surprisal of every token of `text` given the tokens before it.

@@ -10,6 +10,7 @@ import torch
 from tokenscope.lm.checkpoint import EXPECTED, PICKLE_SUFFIXES, load_checkpoint
 from tokenscope.lm.errors import ModelFormatError, ModelNotFoundError
 from tokenscope.lm.language_model import LanguageModel
+from tokenscope.lm.progress import Reporter, reporting
 from tokenscope.lm.registry import KNOWN_MODELS, resolve_known
 
 BUILTIN = "builtin"
@@ -71,6 +72,7 @@ def load_model(
     *,
     device: str = "cpu",
     dtype: str | torch.dtype | None = None,
+    progress: Reporter | None = None,
 ) -> LanguageModel:
     """Load a model.
 
@@ -84,7 +86,13 @@ def load_model(
     numbers) or "int8" (weight-only int8 in the blocks: faster decoding on the CPU, see
     tokenscope.lm.formats.int8). Raises ModelNotFoundError or ModelFormatError with a
     message meant for a person.
+
+    `progress(stage, done, total)` is called as the load goes on (see tokenscope.lm.progress);
+    an exception it raises stops the load and comes out of this call.
     """
+    if progress is not None:
+        with reporting(progress):
+            return load_model(name_or_path, device=device, dtype=dtype)
     if dtype == INT8:
         from tokenscope.lm.formats.int8 import quantize_blocks_int8
 

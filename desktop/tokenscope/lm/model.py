@@ -255,7 +255,9 @@ class Transformer(nn.Module):
         e = self.embed.weight
         if torch.is_grad_enabled() and e.requires_grad:
             return e.t()
-        key = (id(e), e._version, e.device, e.dtype)
+        # Tensors made in inference mode keep no version counter (and cannot change in place).
+        version = 0 if e.is_inference() else e._version
+        key = (id(e), version, e.device, e.dtype)
         if self._head_copy is None or self._head_copy[0] != key:
             self._head_copy = (key, e.detach().t().contiguous())
         return self._head_copy[1]

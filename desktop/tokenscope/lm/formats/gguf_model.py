@@ -23,6 +23,7 @@ from tokenscope.lm.formats.gguf_tokenizer import tokenizer_from_gguf
 from tokenscope.lm.hf_names import GGUF_ARCHITECTURES, apply_rules
 from tokenscope.lm.language_model import LanguageModel
 from tokenscope.lm.model import RotaryEmbedding
+from tokenscope.lm.progress import report
 
 
 class _Meta:
@@ -201,10 +202,12 @@ def load_gguf(
     from tokenscope.lm.checkpoint import assemble_model
 
     path = Path(path)
+    report("reading the file's header")
     with GGUFFile(path) as gf:
         arch = architecture_of(gf.metadata, path)
         name = str(gf.metadata.get("general.name") or path.stem)
         config = config_from_gguf(gf, arch, name)
+        report("building the tokenizer")
         tokenizer, add_bos = tokenizer_from_gguf(gf.metadata)
         transformer = empty_transformer(config)
         source = _Tensors(gf, config, GGUF_ARCHITECTURES[arch]["rows_permuted"])

@@ -27,6 +27,7 @@ from tokenscope.lm.errors import ModelFormatError
 from tokenscope.lm.formats.empty_model import empty_transformer
 from tokenscope.lm.hf_names import RULES, config_from_hf, convert_state_dict
 from tokenscope.lm.language_model import LanguageModel
+from tokenscope.lm.progress import report
 from tokenscope.lm.tokenizer import Tokenizer
 
 WEIGHTS, INDEX, TOKENIZER = "model.safetensors", "model.safetensors.index.json", "tokenizer.json"
@@ -180,6 +181,7 @@ def load_hf_folder(
         raise ModelFormatError(
             f"{folder / 'config.json'} is incomplete or invalid: {e!r}"
         ) from None
+    report("building the tokenizer")
     tokenizer = Tokenizer.from_file(folder / TOKENIZER)
     tok_config = read_json(folder / "tokenizer_config.json", required=False)
     gen_config = read_json(folder / "generation_config.json", required=False)

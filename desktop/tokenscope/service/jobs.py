@@ -1,0 +1,111 @@
+"""The jobs the model service runs: small frozen records saying what is asked.
+
+`interactive` jobs are short (one forward pass or so) and run as soon as they arrive, even
+between the tokens of a long generation; the others are long and advance a unit at a time,
+taking turns. `needs_model` jobs belong to the model epoch they were asked for: if another
+model has been loaded since, they are dropped instead of run on the wrong model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from tokenscope.lm.fewshot import FewShotPrompt
+    from tokenscope.lm.generation import GenerationStep
+    from tokenscope.lm.sampling import SamplingSettings
+
+
+@dataclass(frozen=True)
+class Job:
+    interactive: ClassVar[bool] = False
+    needs_model: ClassVar[bool] = True
+
+    @property
+    def kind(self) -> str:
+        return type(self).__name__.lower()
+
+
+@dataclass(frozen=True)
+class Load(Job):
+    """Load a model (a name, a file or a folder) and make it the current one (a new epoch).
+
+    Yields LoadProgress records; finishes with ModelInfo. If it fails or is cancelled, the
+    current model stays.
+    """
+
+    needs_model: ClassVar[bool] = False
+
+    target: str
+    dtype: str | None = None
+    threads: int | None = None  # torch threads for this model; None: chosen from its size
+
+
+@dataclass(frozen=True)
+class Predict(Job):
+    """The next-token distribution after `text`, as chart rows. Asking again for the same text
+    with other knobs re-applies them to the kept logits: the model is not run again."""
+
+    interactive: ClassVar[bool] = True
+
+    text: str
+    sampling: SamplingSettings | None = None
+    top_k: int = 10
+    watch: str = ""  # a continuation whose probability to report ("" for none)
+
+
+@dataclass(frozen=True)
+class Tokenize(Job):
+    """The text's tokens with their ids, labels and character spans."""
+
+    interactive: ClassVar[bool] = True
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Generate(Job):
+    """Generate from `prompt` (text, or token ids to continue a branch).
+
+    `forced` = (step, token id) starts by choosing that token where `step` was generated
+    (continuing with an alternative), reusing the distribution captured then. Yields
+    GenerationStarted, then one GenerationStep per token; finishes with GenerationDone.
+    """
+
+    prompt: str | tuple[int, ...]
+    max_tokens: int = 64
+    sampling: SamplingSettings | None = None
+    forced: tuple[GenerationStep, int] | None = None
+    top_k: int = 20
+
+
+@dataclass(frozen=True)
+class Score(Job):
+    """Every token of `text` scored given the text before it (surprisal, perplexity)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class FewShotPreview(Job):
+    """The assembled prompt, its next-token chart and the answers' probabilities."""
+
+    interactive: ClassVar[bool] = True
+
+    prompt: FewShotPrompt
+    top_k: int = 10
+
+
+@dataclass(frozen=True)
+class Sweep(Job):
+    """P(expected answer) for 0..k shots on the current model, then on each of `others`
+    (models loaded just for this sweep and let go afterwards). Yields SweepProgress after
+    each point and SweepSeries when a model is done."""
+
+    prompt: FewShotPrompt
+    max_shots: int | None = None
+    orders: int = 1
+    seed: int = 0
+    others: Sequence[str] = ()

@@ -1,0 +1,115 @@
+"""What the model service hands back: small frozen records, ready to display, never tensors.
+
+Generation steps are the engine's own GenerationStep records (already display-ready: the
+token, its label and the top alternatives captured when it was drawn); tokens are the
+engine's Token records; few-shot scores are AnswerScore and SweepPoint records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """The model that is now loaded, and the epoch that names it."""
+
+    epoch: int
+    target: str  # what was asked for: a name, a file or a folder
+    name: str
+    source: str
+    parameters: int
+    layers: int
+    context_length: int
+    vocab_size: int
+    device: str
+    architecture: str
+    quantization: str | None
+    has_chat_template: bool
+    threads: int  # torch threads the model runs with
+
+
+@dataclass(frozen=True)
+class LoadProgress:
+    """Where a load is: a stage ("converting the weights") and, when known, done of total."""
+
+    stage: str
+    done: int = 0
+    total: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRow:
+    """One bar of a next-token chart."""
+
+    rank: int  # 1 for the most likely token under the raw distribution
+    token_id: int
+    label: str  # readable: "␣Jak", "↵", "<E4>"
+    raw: float  # probability under the model
+    sampled: float  # probability after the sampling knobs
+
+
+@dataclass(frozen=True)
+class NextTokenView:
+    """A next-token distribution, reduced to what a chart shows."""
+
+    rows: tuple[TokenRow, ...]  # the top tokens by raw probability
+    entropy_bits: float  # of the raw distribution
+    removed_mass: float  # raw probability the knobs made impossible
+    context_ids: tuple[int, ...]  # what the model saw (after BOS and cutting to the window)
+    dropped_tokens: int = 0  # prompt tokens cut from the front to fit the window
+    watch_text: str = ""
+    watch_probability: float | None = None
+    seconds: float = 0.0
+    recomputed: bool = True  # False when only the knobs changed and the model did not run
+
+
+@dataclass(frozen=True)
+class GenerationStarted:
+    """Generation has begun; the model sees these prompt ids (after BOS and the window)."""
+
+    prompt_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class GenerationDone:
+    """Generation ended: "eos", "stop_string" or "max_tokens"."""
+
+    reason: str
+    tokens: int
+    seconds: float
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class FewShotView:
+    """A few-shot prompt as the model sees it, and how it scores the answers."""
+
+    text: str
+    parts: tuple[Any, ...]  # PromptPart records
+    token_count: int
+    context_length: int
+    chart: NextTokenView  # the next token after the assembled prompt
+    expected: Any  # AnswerScore, or None without an expected answer
+    candidates: tuple[tuple[str, float, float], ...]  # (candidate, probability, normalised)
+
+
+@dataclass(frozen=True)
+class SweepProgress:
+    """A sweep is at point `done` of `total` on `model` (total 0: the model is loading)."""
+
+    model: str
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class SweepSeries:
+    """Every point of one model's sweep."""
+
+    model: str
+    points: tuple[Any, ...]  # SweepPoint records
