@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from tokenscope import __version__
+from tokenscope.units import format_bytes
 
 if TYPE_CHECKING:
     from tokenscope.lm import LanguageModel, SamplingSettings
@@ -276,14 +277,6 @@ def _cmd_fewshot(args: argparse.Namespace) -> int:
     return 0
 
 
-def _human_size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} GB"
-
-
 def _cmd_models_list(args: argparse.Namespace) -> int:
     from tokenscope.lm.catalog import catalog
 
@@ -298,7 +291,7 @@ def _cmd_models_list(args: argparse.Namespace) -> int:
             print(f"{e.name:<{width}}  {e.kind:<9}  {e.note}")
             continue
         params = f"{e.parameters / 1e6:,.1f}M" if e.parameters is not None else "?"
-        size = _human_size(e.size_bytes) if e.size_bytes is not None else "?"
+        size = format_bytes(e.size_bytes) or "?"
         print(
             f"{e.name:<{width}}  {e.kind:<9}  {size:>8}  {params:>10}  "
             f"{e.architecture or '?':<12}  {e.quantization or '?'}"

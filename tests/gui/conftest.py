@@ -21,4 +21,4 @@ def window(qtbot, checkpoint):
     qtbot.waitUntil(lambda: w.model_info is not None, timeout=30_000)
     yield w
     w.close()
-    assert not w.thread_.isRunning()  # no thread outlives its test
+    assert not w.bridge.thread_.isRunning()  # no thread outlives its test

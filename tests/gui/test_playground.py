@@ -35,7 +35,7 @@ def test_typing_a_prompt_shows_the_models_top_token(qtbot, window, checkpoint):
 def test_changing_temperature_changes_the_sampled_distribution_without_the_model(qtbot, window):
     qtbot.waitUntil(lambda: window.playground.chart.current_data() is not None, timeout=10_000)
     before = window.playground.chart.current_data()
-    predictions = window.playground._predict_id
+    predictions = window.playground.predictions
     window.playground.sampling.temperature.setValue(0.3)
     qtbot.waitUntil(
         lambda: (
@@ -45,7 +45,7 @@ def test_changing_temperature_changes_the_sampled_distribution_without_the_model
     )
     after = window.playground.chart.current_data()
     assert [r.raw for r in after.rows] == [r.raw for r in before.rows]  # the model's view is fixed
-    assert window.playground._predict_id == predictions  # no new model request
+    assert window.playground.predictions == predictions  # the model did not run again
     window.playground.sampling.top_k.setValue(2)
     qtbot.waitUntil(
         lambda: sum(r.sampled > 0 for r in window.playground.chart.current_data().rows) == 2,
@@ -62,7 +62,7 @@ def test_generate_shows_n_coloured_tokens_and_the_captured_distribution(qtbot, w
     steps = pg.branches[pg.current].steps
     assert len(steps) == 12 or steps[-1].is_eos
     assert pg.text.token_count() == len(steps)
-    from tokenscope.gui.generated_text import probability_color
+    from tokenscope.gui.playground.generated_text import probability_color
 
     shown = re.findall(
         r'href="#t(\d+)"><span style="[^"]*background-color:(#[0-9a-f]{6})', pg.text.toHtml()
@@ -151,7 +151,7 @@ def test_session_round_trip(qtbot, window, tmp_path):
     pg.generate()
     qtbot.waitUntil(lambda: pg.generate_button.isEnabled(), timeout=20_000)
     path = tmp_path / "session.json"
-    pg.save_session(path, window.model_id)
+    pg.save_session(path)
     saved = json.loads(path.read_text())
     assert saved["branches"][0]["steps"][0]["top_raw"]
     steps = list(pg.branches[0].steps)

@@ -34,8 +34,8 @@ def write_corpus(folder: Path, lines: int = 1500, seed: int = 0) -> Path:
 @pytest.fixture
 def tab(qtbot, monkeypatch):
     """A Training tab on its own; one torch thread per trainer whatever the machine."""
-    from tokenscope.gui import training_process
-    from tokenscope.gui.training_tab import TrainingTab
+    from tokenscope.gui.training import training_process
+    from tokenscope.gui.training.training_tab import TrainingTab
 
     monkeypatch.setattr(training_process, "cpu_cores", lambda: 2)
     t = TrainingTab()
@@ -125,7 +125,7 @@ def test_a_run_plots_stops_resumes_reopens_and_compares(qtbot, tab, tmp_path, pr
     assert (Path(opened.args[0]) / "model.safetensors").is_file()
 
     # The runs list reopens the run with the same curves (here in a fresh tab).
-    from tokenscope.gui.training_tab import TrainingTab
+    from tokenscope.gui.training.training_tab import TrainingTab
 
     again = TrainingTab()
     qtbot.addWidget(again)
@@ -216,7 +216,7 @@ def test_the_estimates_follow_the_model_shape(qtbot, tab):
 
 
 def test_the_scale_chart_places_the_model_among_known_ones(tab):
-    from tokenscope.gui.model_scale_chart import load_reference_models
+    from tokenscope.gui.training.model_scale_chart import load_reference_models
 
     refs = {r.name: r for r in load_reference_models()}
     for name in ("BERT-Large", "GPT-2", "GPT-3", "Chinchilla", "Llama 2 70B", "SmolLM2-135M"):
@@ -251,7 +251,7 @@ def test_dropping_files_adds_them_and_summarises_the_corpus(qtbot, tab, tmp_path
 
 
 def test_notes_explain_spikes_and_overfitting():
-    from tokenscope.gui.training_notes import LearningNotes
+    from tokenscope.gui.training.learning_notes import LearningNotes
 
     notes = LearningNotes()
     said = notes.feed({"event": "start", "model": {"vocab_size": 100}})

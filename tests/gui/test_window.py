@@ -20,11 +20,12 @@ def test_models_tab_lists_the_opened_model_and_opens_it_again(qtbot, window, che
     # The picker offers the same model; choosing it loads it again.
     index = window.picker.findData(str(checkpoint.resolve()))
     assert index >= 0
-    before = window._load_id
+    before = window.bridge.epoch
     window.picker.setCurrentIndex(index)
     window._on_picker_activated(index)
     qtbot.waitUntil(
-        lambda: window._load_id > before and not window.load_progress.isVisible(), timeout=15_000
+        lambda: window.bridge.epoch > before and not window.load_progress.isVisible(),
+        timeout=15_000,
     )
     assert window.model_info.source == str(checkpoint.resolve())
 

@@ -33,11 +33,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     app = QApplication.instance() or QApplication(list(argv or sys.argv[:1]))
     app.setApplicationName("Tokenscope")
     app.setOrganizationName("Tokenscope")
+    from tokenscope.files import resource_path
     from tokenscope.gui.main_window import MainWindow
-    from tokenscope.gui.resources import icon_path
 
-    icon = icon_path()
-    if icon is not None:
+    icon = resource_path("icons", "tokenscope-256.png")
+    if icon.is_file():
         app.setWindowIcon(QIcon(str(icon)))
     window = MainWindow()
     window.show()

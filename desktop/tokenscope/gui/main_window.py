@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, Qt, QThreadPool, QTimer, Signal
+from PySide6.QtCore import QSettings, Qt, QThreadPool, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
@@ -21,12 +21,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from tokenscope.gui.fewshot_tab import FewShotTab
-from tokenscope.gui.fewshot_worker import FewShotWorker
-from tokenscope.gui.model_worker import ModelInfo, ModelWorker, WorkerThread
-from tokenscope.gui.models_tab import ModelsTab
-from tokenscope.gui.playground import Playground
-from tokenscope.gui.training_tab import TrainingTab
+from tokenscope.gui.fewshot.fewshot_tab import FewShotTab
+from tokenscope.gui.models.models_tab import ModelsTab
+from tokenscope.gui.playground.playground import Playground
+from tokenscope.gui.service_bridge import JobHandle, ServiceBridge
+from tokenscope.gui.training.training_tab import TrainingTab
+from tokenscope.service.records import LoadProgress, ModelInfo
 
 OPEN_OTHER = "Open file or folder…"
 
@@ -39,9 +39,6 @@ def settings_store() -> QSettings:
 
 
 class MainWindow(QMainWindow):
-    #: (request id, name or path) — queued into the model thread
-    load_requested = Signal(int, str)
-
     def __init__(self) -> None:
         super().__init__()
         self.setWindowTitle("Tokenscope")
@@ -51,14 +48,11 @@ class MainWindow(QMainWindow):
         # run at once even on a 2-core machine, so one slow read does not hold up the rest.
         pool = QThreadPool.globalInstance()
         pool.setMaxThreadCount(max(4, pool.maxThreadCount()))
-        self.worker = ModelWorker()
-        self.thread_ = WorkerThread(self.worker)
-        self.thread_.start()
+        self.bridge = ServiceBridge(self)
         self.model_info: ModelInfo | None = None
         self.model_id = ""
-        self._load_id = 0
+        self._load: JobHandle | None = None
         self._loading_name = ""
-        self._closing = False
         self._build()
         self._connect()
         self._restore()
@@ -77,6 +71,7 @@ class MainWindow(QMainWindow):
             objectName="loadProgress", maximumWidth=160, visible=False
         )
         self.load_progress.setRange(0, 0)
+        self.load_progress.setTextVisible(False)
         self.cancel_load = QPushButton("Cancel", objectName="cancelLoadButton", visible=False)
         self.load_label = QLabel(objectName="loadStatus")
         # A widget in a toolbar is shown and hidden through its action.
@@ -89,10 +84,8 @@ class MainWindow(QMainWindow):
         self.banner.setStyleSheet("background:#fde2e1; color:#7a1212; padding:6px;")
         self.banner.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.banner_close = QPushButton("Dismiss", objectName="dismissErrorButton", visible=False)
-        self.playground = Playground(self.worker)
-        self.fewshot_worker = FewShotWorker(self.worker)
-        self.fewshot_worker.moveToThread(self.thread_)  # beside the model it uses
-        self.fewshot = FewShotTab(self.fewshot_worker)
+        self.playground = Playground(self.bridge)
+        self.fewshot = FewShotTab(self.bridge)
         self.models = ModelsTab()
         self.tabs = QTabWidget(objectName="tabs")
         self.tabs.addTab(self.playground, "Playground")
@@ -130,10 +123,7 @@ class MainWindow(QMainWindow):
         return action
 
     def _connect(self) -> None:
-        self.load_requested.connect(self.worker.load)
-        self.worker.loading_progress.connect(self._on_worker_loading_progress)
-        self.worker.model_loaded.connect(self._on_worker_model_loaded)
-        self.worker.loading_failed.connect(self._on_worker_loading_failed)
+        self.bridge.model_loaded.connect(self._on_bridge_model_loaded)
         self.picker.activated.connect(self._on_picker_activated)
         self.cancel_load.clicked.connect(self.cancel_loading)
         self.banner_close.clicked.connect(self.hide_error)
@@ -172,12 +162,13 @@ class MainWindow(QMainWindow):
         self.settings.sync()
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        self._closing = True  # results still queued from the model thread are ignored
+        """Save, then stop everything and wait for it: nothing is left running or destroyed."""
         self._save()
+        self.hide()  # the person asked to close: the joins below are not theirs to watch
         self.models.shutdown()
         self.training.shutdown()
-        self.thread_.shutdown()
-        QThreadPool.globalInstance().waitForDone(10_000)  # background reads finish first
+        self.bridge.shutdown()  # cancels every job and joins the model's thread
+        QThreadPool.globalInstance().waitForDone()  # background reads finish first
         super().closeEvent(event)
 
     # ----- models --------------------------------------------------------------------------
@@ -225,58 +216,62 @@ class MainWindow(QMainWindow):
             self.load_model(str(p.parent if p.name in ("config.json", "model.safetensors") else p))
 
     def load_model(self, name: str) -> None:
-        self._load_id += 1
-        self.worker.latest_load = self._load_id
+        """Switch to another model: whatever runs on the current one stops first."""
         self._loading_name = name
         self._show_loading(True)
+        self.load_progress.setRange(0, 0)
         self.load_label.setText(f"loading {name}…")
-        self.load_requested.emit(self._load_id, name)
+        self._load = self.bridge.load(
+            name,
+            on_yield=self._on_load_progress,
+            on_done=self._on_load_done,
+            on_error=self._on_load_failed,
+        )
 
     def _show_loading(self, on: bool) -> None:
         for action in self._loading_actions:
             action.setVisible(on)
 
     def cancel_loading(self) -> None:
-        """Forget the load in progress; its result is dropped and the current model stays."""
-        self._load_id += 1
-        self.worker.latest_load = self._load_id
-        self._end_loading("loading cancelled")
+        """Stop the load in progress; the current model stays."""
+        if self._load is not None:
+            self._load.cancel()
 
-    def _end_loading(self, text: str) -> None:
+    def _on_load_progress(self, p: LoadProgress) -> None:
+        if p.total:
+            self.load_progress.setRange(0, p.total)
+            self.load_progress.setValue(p.done)
+        else:
+            self.load_progress.setRange(0, 0)
+        self.load_label.setText(f"{p.stage}…")
+
+    def _on_load_done(self, _info: ModelInfo | None, outcome: str) -> None:
         self._show_loading(False)
-        self.load_label.setText(text)
+        self.load_label.setText("loading cancelled" if outcome == "cancelled" else "")
+        if outcome != "completed":
+            self._fill_picker()  # the picker goes back to the model still in use
 
-    def _on_worker_loading_progress(self, request_id: int, stage: str) -> None:
-        if request_id == self._load_id:
-            self.load_label.setText(stage + "…")
-
-    def _on_worker_model_loaded(self, request_id: int, info: ModelInfo) -> None:
-        if request_id != self._load_id or self._closing:
-            return
-        self.model_info, self.model_id = info, self._loading_name
-        self._end_loading("")
+    def _on_bridge_model_loaded(self, info: ModelInfo) -> None:
+        self.model_info, self.model_id = info, info.target
         self.hide_error()
         self.status_model.setText(
             f"{info.name} · {info.parameters / 1e6:,.2f} M parameters · {info.architecture} · "
-            f"context {info.context_length} · {info.device}"
+            f"context {info.context_length} · {info.device} · {info.threads} "
+            f"thread{'s' if info.threads != 1 else ''}"
         )
         self.setWindowTitle(f"Tokenscope — {info.name}")
-        if self.model_id not in ("builtin",) and Path(self.model_id).exists():
+        if self.model_id != "builtin" and Path(self.model_id).exists():
             from tokenscope.lm.registry import remember
 
             remember(self.model_id)
             QTimer.singleShot(0, self.models.refresh)
         self._fill_picker()
-        self.playground.on_model_loaded()
+        self.playground.on_model_loaded(self.model_id)
         self.fewshot.on_model_loaded()
 
-    def _on_worker_loading_failed(self, request_id: int, message: str) -> None:
-        if request_id != self._load_id:
-            return
-        self._end_loading("")
+    def _on_load_failed(self, message: str) -> None:
         kept = f" Still using {self.model_info.name}." if self.model_info else ""
         self.show_error(f"Could not open {self._loading_name}: {message}{kept}")
-        self._fill_picker()
 
     def _on_training_open_in_playground(self, checkpoint: str) -> None:
         self.load_model(checkpoint)
@@ -296,7 +291,7 @@ class MainWindow(QMainWindow):
     def save_session_dialog(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Save session", "session.json", "JSON (*.json)")
         if path:
-            self.playground.save_session(path, self.model_id)
+            self.playground.save_session(path)
 
     def open_session_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open session", "", "JSON (*.json)")

@@ -13,8 +13,6 @@ reported as a ModelFormatError that names the file and what was expected.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +21,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from tokenscope import __version__
+from tokenscope.files import atomic_write
 from tokenscope.lm.config import ModelConfig
 from tokenscope.lm.errors import ModelFormatError
 from tokenscope.lm.model import Transformer
@@ -41,21 +40,6 @@ EXPECTED = (
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 
 
-def atomic_write(path: Path, write: Any) -> None:
-    """Write through a temporary file in the same folder, then rename over the target."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes files private; a model is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_checkpoint(
     folder: str | Path,
     transformer: Transformer,
@@ -69,7 +53,7 @@ def write_checkpoint(
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in transformer.state_dict().items()}
     atomic_write(folder / WEIGHTS_FILE, lambda p: save_file(state, p, metadata={"format": FORMAT}))
-    atomic_write(folder / TOKENIZER_FILE, lambda p: tokenizer.save(p))
+    tokenizer.save(folder / TOKENIZER_FILE)
     config = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
 import torch
 
+from tokenscope.files import resource_path
 from tokenscope.lm.checkpoint import EXPECTED, PICKLE_SUFFIXES, load_checkpoint
 from tokenscope.lm.errors import ModelFormatError, ModelNotFoundError
 from tokenscope.lm.language_model import LanguageModel
@@ -21,7 +21,7 @@ INT8 = "int8"
 
 def builtin_model_path() -> Path:
     """Where the bundled default model lives inside the installed package."""
-    return Path(str(resources.files("tokenscope.resources"))) / "models" / "default"
+    return resource_path("models", "default")
 
 
 def _is_gguf(path: Path) -> bool:

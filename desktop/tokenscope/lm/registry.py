@@ -19,11 +19,12 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from tokenscope.files import atomic_write_text
+from tokenscope.launch import is_frozen
 from tokenscope.lm.errors import ModelNotFoundError
 
 RECENT_FILE = "recent.json"
@@ -60,9 +61,17 @@ KNOWN_MODELS: dict[str, KnownModel] = {
 }
 
 
+def packages_dir() -> Path:
+    """Where a frozen app (no Python of its own to run pip with) installs model packages."""
+    return data_dir() / "packages"
+
+
 def known_model_path(name: str) -> Path | None:
     """Where the known model's file is installed, or None when its package is not."""
     model = KNOWN_MODELS[name]
+    private = packages_dir() / model.package / model.file
+    if private.is_file():
+        return private
     try:
         spec = importlib.util.find_spec(model.package)
     except (ImportError, ValueError):
@@ -101,6 +110,17 @@ def pull(name: str) -> int:
         raise ModelNotFoundError(
             f"no known model named {name!r} (known: {', '.join(sorted(KNOWN_MODELS))})"
         )
+    if is_frozen():
+        # A frozen app carries pip but no interpreter to run `python -m pip` with: pip runs
+        # in this process and installs into Tokenscope's own folder.
+        from pip._internal.cli.main import main as pip_main
+
+        model = KNOWN_MODELS[name]
+        target = packages_dir()
+        target.mkdir(parents=True, exist_ok=True)
+        return pip_main(
+            ["install", "--no-deps", "--upgrade", "--target", str(target), model.requirement]
+        )
     return subprocess.run(pull_command(name), check=False).returncode
 
 
@@ -133,11 +153,4 @@ def remember(path: str | Path) -> None:
     items = [entry] + [p for p in recent_models() if p != entry]
     folder = data_dir()
     folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{RECENT_FILE}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump({"recent": items[:RECENT_LIMIT]}, f, indent=2)
-        os.replace(tmp, folder / RECENT_FILE)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(folder / RECENT_FILE, json.dumps({"recent": items[:RECENT_LIMIT]}, indent=2))

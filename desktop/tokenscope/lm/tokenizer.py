@@ -10,12 +10,10 @@ replacement character for a character that is merely not finished yet.
 from __future__ import annotations
 
 import codecs
-import contextlib
 import json
 import operator
 import os
 import re
-import tempfile
 import unicodedata
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -24,6 +22,7 @@ from typing import Any
 import tokenizers
 from tokenizers import Regex, decoders, models, pre_tokenizers, trainers
 
+from tokenscope.files import atomic_write_text
 from tokenscope.lm.errors import ModelFormatError
 
 __all__ = ["IncrementalDecoder", "Tokenizer", "display_bytes"]
@@ -353,21 +352,7 @@ class Tokenizer:
             target = target / _FILE_NAME
         text = self.backend.to_str(pretty=True)
         # A crash half-way must never leave a truncated tokenizer.json where a good one was.
-        fd, temp_name = tempfile.mkstemp(
-            dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"
-        )
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
-            # mkstemp makes the file private; a saved tokenizer is an ordinary document.
-            os.chmod(temp_name, 0o644)
-            os.replace(temp_name, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temp_name)
-            raise
+        atomic_write_text(target, text)
 
     def to_str(self) -> str:
         """Return the tokenizer as tokenizer.json text."""

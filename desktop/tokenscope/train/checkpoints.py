@@ -21,7 +21,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from tokenscope.lm.checkpoint import atomic_write, write_checkpoint
+from tokenscope.files import atomic_write
+from tokenscope.lm.checkpoint import write_checkpoint
 from tokenscope.lm.model import Transformer
 from tokenscope.lm.tokenizer import Tokenizer
 from tokenscope.train.run_folder import (

@@ -9,10 +9,10 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+from tokenscope.files import resource_path
 from tokenscope.lm.config import ModelConfig, preset
 
 TokenizerKind = Literal["char", "bpe", "model"]
@@ -150,7 +150,7 @@ class TrainConfig:
 
 def recipe_path(name: str) -> Path:
     """A named recipe shipped in resources/recipes (e.g. "default": the bundled model)."""
-    path = Path(str(resources.files("tokenscope.resources"))) / "recipes" / f"{name}.json"
+    path = resource_path("recipes", f"{name}.json")
     if not path.is_file():
         raise ValueError(f"no recipe named {name!r} (looked for {path})")
     return path

@@ -16,8 +16,9 @@ import argparse
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
+
+from tokenscope.files import resource_path
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class Word:
 
 
 def _rows(name: str) -> list[list[str]]:
-    text = (resources.files("tokenscope.resources") / "corpus" / name).read_text(encoding="utf-8")
+    text = resource_path("corpus", name).read_text(encoding="utf-8")
     return [line.split("\t") for line in text.splitlines() if line and not line.startswith("#")]
 
 

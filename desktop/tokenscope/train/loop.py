@@ -39,9 +39,9 @@ from tokenscope.train.corpus import (
     tokenize_corpus,
 )
 from tokenscope.train.events import EventWriter
+from tokenscope.train.run_folder import STOP_FILE
 
 EVAL_SEED_OFFSET = 1_000_003  # eval batches come from their own stream, the same every time
-STOP_FILE = "STOP"
 
 
 @dataclass(frozen=True)

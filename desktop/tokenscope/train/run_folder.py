@@ -9,6 +9,9 @@ import json
 from pathlib import Path
 
 STATE_FILE, BEST_FILE = "training_state.json", "best.json"
+# A file that asks the run in progress to save a checkpoint and stop; every rank checks for it
+# between steps, also under torchrun.
+STOP_FILE = "STOP"
 
 
 def checkpoint_dir(run_dir: Path) -> Path:

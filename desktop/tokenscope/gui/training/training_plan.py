@@ -24,34 +24,15 @@ from PySide6.QtWidgets import (
 )
 
 from tokenscope.gui.background import run_in_background
-from tokenscope.gui.model_scale_chart import format_count
-from tokenscope.gui.training_process import trainer_threads
+from tokenscope.gui.training.training_process import trainer_threads
 from tokenscope.lm.config import PRESETS, ModelConfig, preset
+from tokenscope.units import format_bytes, format_count, format_duration
 
 CUSTOM = "custom"
 # Small models reach only a fraction of a device's peak (kernel launches, memory traffic);
 # the run's measured tokens/s replaces this guess once it starts.
 ASSUMED_UTILIZATION = {"cpu": 0.1, "cuda": 0.3}
 ADAM_BYTES_PER_PARAMETER = 16  # float32 weights, gradients and two Adam moments
-
-
-def format_duration(seconds: float) -> str:
-    """A time span a person reads at a glance: 40 s, 12 min, 3.5 h, 2.0 days."""
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 48 * 3600:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} days"
-
-
-def _bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return ""
 
 
 def detect_device(processes: int) -> dict[str, Any]:
@@ -276,8 +257,8 @@ class TrainingPlan(QGroupBox):
         weights = config.memory_bytes()["weights"]
         lines = [
             f"Parameters: {params:,} ({format_count(params)}), vocabulary {self.vocab_size:,}",
-            f"Memory: {_bytes(weights)} of float32 weights; about "
-            f"{_bytes(params * ADAM_BYTES_PER_PARAMETER)} to train (weights, gradients, Adam)",
+            f"Memory: {format_bytes(weights)} of float32 weights; about "
+            f"{format_bytes(params * ADAM_BYTES_PER_PARAMETER)} to train (weights, gradients, Adam)",
             f"FLOPs per token (forward): {per_token:,.0f}",
             f"Planned: {tokens:,} tokens ({self.steps.value():,} steps × {self.batch.value()} × "
             f"{self.context.value()}) = {compute:.2e} FLOPs of training compute",

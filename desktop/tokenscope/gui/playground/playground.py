@@ -1,13 +1,12 @@
 """The Playground tab: type a prompt, watch the next-token chart, turn knobs, generate.
 
-The tab never touches the model: it sends requests to the ModelWorker (through the signals
-below, queued into the worker's thread) and shows what comes back. Requests carry ids; only
-the latest prediction and the current generation are shown.
+The tab never touches the model: it sends jobs to the model service through the bridge and
+shows the records that come back. Each kind of request has its lane, so a newer prediction
+supersedes an older one and a stale answer never reaches the chart.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -29,43 +28,39 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from tokenscope.gui.generated_text import GeneratedTextView
-from tokenscope.gui.model_worker import ModelWorker, Prediction
-from tokenscope.gui.next_token_chart import ChartData, ChartRow, NextTokenChart
-from tokenscope.gui.probability_strip import ProbabilityStrip
-from tokenscope.gui.sampling_panel import SamplingPanel
-from tokenscope.gui.session import Branch, read_session, write_session
-from tokenscope.gui.token_view import TokenView
+from tokenscope.gui.playground.generated_text import GeneratedTextView
+from tokenscope.gui.playground.probability_strip import ProbabilityStrip
+from tokenscope.gui.playground.sampling_panel import SamplingPanel
+from tokenscope.gui.playground.session import Branch, read_session, write_session
+from tokenscope.gui.playground.token_view import TokenView
+from tokenscope.gui.service_bridge import JobHandle, ServiceBridge
+from tokenscope.gui.widgets.next_token_chart import ChartData, NextTokenChart
+from tokenscope.service.jobs import Generate, Predict, Tokenize
+from tokenscope.service.records import GenerationDone, GenerationStarted, NextTokenView, TokenRow
 
-DEBOUNCE_MS = 15  # coalesces a burst of keys; stale requests are skipped anyway
+DEBOUNCE_MS = 15  # coalesces a burst of keys; superseded requests are dropped anyway
 REFRESH_MS = 33
 
 
 class Playground(QWidget):
-    #: (request id, prompt text, watch text) — asks the worker for a prediction
-    predict_requested = Signal(int, str, str)
-    #: (request id, text) — asks the worker for the prompt's tokens
-    tokenize_requested = Signal(int, str)
-    #: (request id, prompt text or ids, max tokens, SamplingSettings, forced step or None)
-    generate_requested = Signal(int, object, int, object, object)
-    #: (tokens per second) — live generation speed, for the status bar
+    #: (tokens per second) — generation speed, for the status bar; GUI thread
     speed_changed = Signal(float)
-    #: (message) — something the person should read (shown in the status bar)
+    #: (message) — something the person should read (shown in the status bar); GUI thread
     message = Signal(str)
 
-    def __init__(self, worker: ModelWorker, parent: QWidget | None = None) -> None:
+    def __init__(self, bridge: ServiceBridge, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("playground")
-        self.worker = worker
+        self.bridge = bridge
         self.model_ready = False
-        self._predict_id = 0
-        self._generate_id = 0
-        self._prediction: Prediction | None = None
-        self._prediction_id_shown = 0
+        self.model_id = ""  # what the loaded model was opened as (a name or a path)
+        self.predictions = 0  # predictions that ran the model (not only re-applied knobs)
+        self._prediction: NextTokenView | None = None
         self.branches: list[Branch] = []
         self.current = -1
         self.selected: int | None = None  # index of the clicked token in the current branch
-        self._generating = False
+        self._generation: JobHandle | None = None
+        self._gen_branch = -1
         self._gen_started = 0.0
         self._gen_count = 0
         self._build()
@@ -149,7 +144,7 @@ class Playground(QWidget):
         splitter.setStretchFactor(1, 2)
         layout = QVBoxLayout(self)
         layout.addWidget(splitter)
-        self._set_generating(False)
+        self._update_buttons()
 
     def _connect(self) -> None:
         self._debounce = QTimer(self, singleShot=True, interval=DEBOUNCE_MS)
@@ -159,63 +154,73 @@ class Playground(QWidget):
         self.prompt.textChanged.connect(self._debounce.start)
         self.prompt.textChanged.connect(self._on_prompt_edited)
         self.watch.textChanged.connect(self._debounce.start)
-        self.chart_k.valueChanged.connect(self.refresh_chart)
-        self.sampling.settings_changed.connect(self.refresh_chart)
+        self.chart_k.valueChanged.connect(self._on_view_changed)
+        self.sampling.settings_changed.connect(self._on_view_changed)
         self.generate_button.clicked.connect(self.generate)
         self.step_button.clicked.connect(self.step)
         self.stop_button.clicked.connect(self.stop)
         self.branch_button.clicked.connect(self.continue_with_alternative)
         self.branch_picker.activated.connect(self._on_branch_picked)
         self.text.token_clicked.connect(self.select_token)
-        self.alternatives.currentRowChanged.connect(lambda _row: self._set_generating(False))
+        self.alternatives.currentRowChanged.connect(self._update_buttons)
         QShortcut(QKeySequence("Ctrl+Return"), self, self.generate)
         QShortcut(QKeySequence("Ctrl+Enter"), self, self.generate)
         QShortcut(QKeySequence("Ctrl+Right"), self, self.step)
         QShortcut(QKeySequence(Qt.Key.Key_Escape), self, self.stop)
-        w = self.worker
-        self.predict_requested.connect(w.predict)
-        self.tokenize_requested.connect(w.tokenize)
-        self.generate_requested.connect(w.generate)
-        w.prediction_ready.connect(self._on_worker_prediction_ready)
-        w.tokens_ready.connect(self._on_worker_tokens_ready)
-        w.token_generated.connect(self._on_worker_token_generated)
-        w.generation_started.connect(self._on_worker_generation_started)
-        w.generation_finished.connect(self._on_worker_generation_finished)
-        w.request_failed.connect(self._on_worker_request_failed)
 
     # ----- predictions ---------------------------------------------------------------------
 
-    def on_model_loaded(self) -> None:
+    def on_model_loaded(self, model_id: str) -> None:
+        """Another model is in place: what was shown belongs to the old one."""
         self.model_ready = True
+        self.model_id = model_id
         self._prediction = None
         self.selected = None
+        self.alternatives.clear()
         self.chart.clear()
-        self._set_generating(False)
+        for i, branch in enumerate(self.branches):
+            self.branch_picker.setItemText(i, branch.label(i, model_id))
+        self._update_buttons()
         self.request_prediction()
+        self._refresh_generation()
 
     def request_prediction(self) -> None:
+        """Ask for the live chart of the prompt as it is (and its tokens)."""
         if not self.model_ready:
             return
-        self._predict_id += 1
-        self.worker.latest_predict = self._predict_id  # lets the worker skip stale requests
-        self.predict_requested.emit(self._predict_id, self.prompt.toPlainText(), self.watch.text())
-        self.tokenize_requested.emit(self._predict_id, self.prompt.toPlainText())
+        text = self.prompt.toPlainText()
+        self.bridge.submit(
+            Predict(text, self._settings(), top_k=self.chart_k.value(), watch=self.watch.text()),
+            lane="playground.predict",
+            on_done=self._on_prediction_done,
+            on_error=self.message.emit,
+        )
+        self.bridge.submit(Tokenize(text), lane="playground.tokenize", on_done=self._on_tokens_done)
 
-    def _on_worker_prediction_ready(self, request_id: int, prediction: Prediction) -> None:
-        if request_id != self._predict_id:
-            return  # a newer request is on its way
-        self._prediction = prediction
-        self._prediction_id_shown = request_id
-        if prediction.dropped_tokens:
+    def _settings(self) -> Any:
+        from tokenscope.lm.sampling import SamplingSettings
+
+        try:
+            return self.sampling.settings()
+        except ValueError as e:
+            self.message.emit(str(e))
+            return SamplingSettings()
+
+    def _on_prediction_done(self, view: NextTokenView | None, outcome: str) -> None:
+        if outcome != "completed" or view is None:
+            return
+        self._prediction = view
+        self.predictions += view.recomputed
+        if view.dropped_tokens:
             self.message.emit(
-                f"The prompt is longer than the context: its first {prediction.dropped_tokens} "
+                f"The prompt is longer than the context: its first {view.dropped_tokens} "
                 "tokens are not seen by the model."
             )
-        self.refresh_chart()  # a clicked token keeps the chart until the prompt is edited
+        self.refresh_chart()
 
-    def _on_worker_tokens_ready(self, request_id: int, spans: list) -> None:
-        if request_id == self._predict_id:
-            self.tokens.set_tokens(spans)
+    def _on_tokens_done(self, tokens: Any, outcome: str) -> None:
+        if outcome == "completed":
+            self.tokens.set_tokens(tokens)
 
     def _on_prompt_edited(self) -> None:
         """Typing brings the chart back to the live prediction for the prompt."""
@@ -225,100 +230,106 @@ class Playground(QWidget):
             self._refresh_generation()
 
     def refresh_chart(self) -> None:
-        """Redraw the chart from what is known; never runs the model."""
+        """Redraw the chart from what is known: the clicked token's captured distribution, or
+        the live prediction. Never runs the model."""
         if self.selected is not None and 0 <= self.current < len(self.branches):
             steps = self.branches[self.current].steps
             if self.selected < len(steps):
-                data = self._captured_chart(self.selected, steps[self.selected])
-                rows = data.rows[: self.chart_k.value()]
-                self.chart.show_data(dataclasses.replace(data, rows=rows))
+                self.chart.show_data(
+                    self._captured_chart(self.selected, steps[self.selected], self.chart_k.value())
+                )
                 return
-        if self._prediction is None:
-            return
-        self.chart.show_data(self._live_chart(self._prediction))
-
-    def _live_chart(self, p: Prediction) -> ChartData:
-        import torch
-
-        from tokenscope.lm.sampling import entropy_bits, sampling_distribution
-
-        logits = torch.from_numpy(p.logits)
-        try:
-            settings = self.sampling.settings()
-        except ValueError as e:
-            self.message.emit(str(e))
-            from tokenscope.lm.sampling import SamplingSettings
-
-            settings = SamplingSettings()
-        raw, sampled = sampling_distribution(logits, settings, p.context_ids)
-        k = min(self.chart_k.value(), raw.numel())
-        top = torch.topk(raw, k).indices.tolist()
-        rows = tuple(
-            ChartRow(
-                rank + 1,
-                i,
-                p.labels[i] if i < len(p.labels) else f"<{i}>",
-                float(raw[i]),
-                float(sampled[i]),
+        view = self._prediction
+        if view is not None:
+            self.chart.show_data(
+                ChartData(
+                    "next token",
+                    view.rows,
+                    view.entropy_bits,
+                    view.removed_mass,
+                    view.watch_text,
+                    view.watch_probability,
+                )
             )
-            for rank, i in enumerate(top)
-        )
-        removed = float(raw[sampled == 0].sum())
-        return ChartData(
-            "next token", rows, entropy_bits(raw), removed, p.watch_text, p.watch_probability
-        )
+
+    def _on_view_changed(self) -> None:
+        """Knobs or the number of bars changed: the service re-applies them to the logits it
+        kept for this prompt, without running the model again."""
+        self.refresh_chart()
+        if self.selected is None:
+            self.request_prediction()
 
     @staticmethod
-    def _captured_chart(index: int, step: Any) -> ChartData:
+    def _captured_chart(index: int, step: Any, k: int) -> ChartData:
         sampled = {a.token_id: a.probability for a in step.top_sampled}
         rows = tuple(
-            ChartRow(rank + 1, a.token_id, a.display, a.probability, sampled.get(a.token_id, 0.0))
-            for rank, a in enumerate(step.top_raw)
+            TokenRow(rank + 1, a.token_id, a.display, a.probability, sampled.get(a.token_id, 0.0))
+            for rank, a in enumerate(step.top_raw[:k])
         )
-        kept = sum(a.probability for a in step.top_raw if a.token_id in sampled)
-        removed = max(0.0, 1.0 - kept) if len(sampled) < len(step.top_raw) else 0.0
         title = f"token {index + 1} {step.piece!r} (captured when generated)"
-        return ChartData(title, rows, step.entropy, removed)
+        return ChartData(title, rows, step.entropy, step.removed_mass)
 
     # ----- generation ----------------------------------------------------------------------
 
-    def _set_generating(self, on: bool) -> None:
-        self._generating = on
-        ready = self.model_ready and not on
+    @property
+    def generating(self) -> bool:
+        return self._generation is not None and not self._generation.finished
+
+    def _update_buttons(self) -> None:
+        ready = self.model_ready and not self.generating
         self.generate_button.setEnabled(ready)
         self.step_button.setEnabled(ready)
-        self.stop_button.setEnabled(on)
+        self.stop_button.setEnabled(self.generating)
         self.branch_button.setEnabled(ready and self.alternatives.currentRow() >= 0)
 
     def generate(self) -> None:
         """A new branch from the prompt, max-tokens long."""
-        if not self.model_ready or self._generating:
+        if not self.model_ready or self.generating:
             return
-        self._start_branch(Branch(self.prompt.toPlainText()))
+        self._start_branch(Branch(self.prompt.toPlainText(), model=self.model_id))
         self._request(self.prompt.toPlainText(), self.max_tokens.value(), None)
 
     def step(self) -> None:
         """One more token on the current branch (or the first token of a new one)."""
-        if not self.model_ready or self._generating:
+        if not self.model_ready or self.generating:
             return
         branch = self.branches[self.current] if self.current >= 0 else None
-        if branch is None or branch.prompt != self.prompt.toPlainText() or not branch.prompt_ids:
-            self._start_branch(Branch(self.prompt.toPlainText()))
-            self._request(self.prompt.toPlainText(), 1, None)
+        prompt = self.prompt.toPlainText()
+        if branch is not None and branch.model != self.model_id and branch.prompt == prompt:
+            self.message.emit(
+                f"Branch #{self.current + 1} was made by {branch.model}; stepping with "
+                f"{self.model_id} starts a new branch."
+            )
+        if (
+            branch is None
+            or branch.prompt != prompt
+            or not branch.prompt_ids
+            or (branch.model != self.model_id)
+        ):
+            self._start_branch(Branch(prompt, model=self.model_id))
+            self._request(prompt, 1, None)
         else:
-            ids = branch.prompt_ids + [s.token_id for s in branch.steps]
-            self._request(ids, 1, None)
+            self._request(tuple(branch.prompt_ids + [s.token_id for s in branch.steps]), 1, None)
 
     def stop(self) -> None:
-        if self._generating:
-            self.worker.stop_generation.set()  # a threading.Event: safe from this thread
+        """Stop the generation in progress; no token drawn after this reaches the text."""
+        if self.generating:
+            self._generation.cancel()
 
     def continue_with_alternative(self) -> None:
         """Branch at the selected token with the chosen alternative, then keep generating."""
         row = self.alternatives.currentRow()
-        if self.selected is None or row < 0 or self._generating:
+        if self.selected is None or row < 0 or self.generating:
             return
         source = self.branches[self.current]
+        if source.model != self.model_id:
+            self.message.emit(
+                f"Branch #{self.current + 1} was made by {source.model}, not by the loaded "
+                f"model ({self.model_id}): its tokens are ids in another vocabulary, so "
+                f"{self.model_id} cannot continue it. Open {source.model} again to continue "
+                "this branch, or generate a new one."
+            )
+            return
         step = source.steps[self.selected]
         alternative = step.top_raw[row]
         branch = Branch(
@@ -327,9 +338,10 @@ class Playground(QWidget):
             list(source.steps[: self.selected]),
             parent=self.current,
             fork_at=self.selected,
+            model=self.model_id,
         )
         self._start_branch(branch)
-        ids = branch.prompt_ids + [s.token_id for s in branch.steps]
+        ids = tuple(branch.prompt_ids + [s.token_id for s in branch.steps])
         self._request(ids, self.max_tokens.value(), (step, alternative.token_id))
 
     def _start_branch(self, branch: Branch) -> None:
@@ -337,7 +349,7 @@ class Playground(QWidget):
         self.current = len(self.branches) - 1
         self.selected = None
         self.alternatives.clear()
-        self.branch_picker.addItem(branch.label(self.current))
+        self.branch_picker.addItem(branch.label(self.current, self.model_id))
         self.branch_picker.setCurrentIndex(self.current)
         self._refresh_generation()
 
@@ -347,40 +359,39 @@ class Playground(QWidget):
         except ValueError as e:
             self.message.emit(str(e))
             return
-        self._generate_id += 1
+        self._gen_branch = self.current
         self._gen_started, self._gen_count = time.perf_counter(), 0
-        self._set_generating(True)
-        # Cleared here, before the request is queued, so Esc right after Generate still stops it.
-        self.worker.stop_generation.clear()
-        self.generate_requested.emit(self._generate_id, prompt, max_tokens, settings, forced)
+        self._generation = self.bridge.submit(
+            Generate(prompt, max_tokens, settings, forced),
+            lane="playground.generate",
+            on_yield=self._on_generation_record,
+            on_done=self._on_generation_done,
+            on_error=self._on_generation_failed,
+        )
+        self._update_buttons()
 
-    def _on_worker_generation_started(self, request_id: int, prompt_ids: list) -> None:
-        if request_id == self._generate_id and self.current >= 0:
-            branch = self.branches[self.current]
+    def _on_generation_record(self, record: Any) -> None:
+        branch = self.branches[self._gen_branch]
+        if isinstance(record, GenerationStarted):
             if not branch.prompt_ids:
-                branch.prompt_ids = list(prompt_ids)
-
-    def _on_worker_token_generated(self, request_id: int, step: Any) -> None:
-        if request_id != self._generate_id or self.current < 0:
+                branch.prompt_ids = list(record.prompt_ids)
             return
-        self.branches[self.current].steps.append(step)
+        branch.steps.append(record)
         self._gen_count += 1
         if not self._refresh.isActive():
             self._refresh.start()
 
-    def _on_worker_generation_finished(self, request_id: int, reason: str, rate: float) -> None:
-        if request_id != self._generate_id:
-            return
-        self._set_generating(False)
+    def _on_generation_done(self, result: Any, outcome: str) -> None:
+        self._update_buttons()
         self._refresh_generation()
-        self.speed_changed.emit(rate)
-        if reason == "eos":
-            self.message.emit("The model ended the text (end-of-text token).")
+        if isinstance(result, GenerationDone):
+            if result.tokens > 1:  # one token says nothing about speed
+                self.speed_changed.emit(result.tokens_per_second)
+            if result.reason == "eos":
+                self.message.emit("The model ended the text (end-of-text token).")
 
-    def _on_worker_request_failed(self, request_id: int, message: str) -> None:
-        if request_id == self._generate_id and self._generating:
-            self._set_generating(False)
-        self.message.emit(message)
+    def _on_generation_failed(self, message: str) -> None:
+        self.message.emit(f"Generation failed: {message}")
 
     def _refresh_generation(self) -> None:
         if self.current < 0:
@@ -390,14 +401,14 @@ class Playground(QWidget):
         branch = self.branches[self.current]
         self.text.set_content(branch.prompt, branch.steps, self.selected)
         self.strip.set_steps(branch.steps)
-        self.branch_picker.setItemText(self.current, branch.label(self.current))
-        if self._generating:
+        self.branch_picker.setItemText(self.current, branch.label(self.current, self.model_id))
+        if self.generating and self._gen_count > 1:
             elapsed = time.perf_counter() - self._gen_started
             if elapsed > 0:
                 self.speed_changed.emit(self._gen_count / elapsed)
 
     def _on_branch_picked(self, index: int) -> None:
-        if self._generating or not 0 <= index < len(self.branches):
+        if self.generating or not 0 <= index < len(self.branches):
             return
         self.current = index
         self.selected = None
@@ -421,10 +432,10 @@ class Playground(QWidget):
 
     # ----- sessions ------------------------------------------------------------------------
 
-    def save_session(self, path: str | Path, model_id: str) -> None:
+    def save_session(self, path: str | Path) -> None:
         """Save the prompt, knobs, model and every branch (with captured distributions)."""
         fields = {
-            "model": model_id,
+            "model": self.model_id,
             "prompt": self.prompt.toPlainText(),
             "watch": self.watch.text(),
             "sampling": self.sampling.values(),
@@ -441,7 +452,7 @@ class Playground(QWidget):
         self.branches = branches
         self.branch_picker.clear()
         for i, b in enumerate(self.branches):
-            self.branch_picker.addItem(b.label(i))
+            self.branch_picker.addItem(b.label(i, self.model_id))
         self.current = min(int(data.get("current", -1)), len(self.branches) - 1)
         self.branch_picker.setCurrentIndex(self.current)
         self.selected = None

@@ -30,19 +30,12 @@ from PySide6.QtWidgets import (
 )
 
 from tokenscope.gui.background import run_in_background
+from tokenscope.units import format_bytes
 
 PREVIEW_SAMPLE_CHARS = 1 << 20  # the preview tokenizer learns from the first MB of the corpus
 PREVIEW_DEBOUNCE_MS = 300
 DEFAULT_SENTENCE = "The capital of Indonesia is Jakarta."
 KINDS = (("Characters", "char"), ("Byte-level BPE", "bpe"), ("A model's tokenizer", "model"))
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return ""
 
 
 def preview_tokens(
@@ -236,7 +229,7 @@ class TrainingData(QGroupBox):
         """The summary in words: files, size, characters, estimated tokens, problems found."""
         tokens = s.characters if self.tokenizer_kind() == "char" else s.estimated_tokens
         parts = [
-            f"{len(s.files)} text file{'s' if len(s.files) != 1 else ''}, {_size(s.bytes)}, "
+            f"{len(s.files)} text file{'s' if len(s.files) != 1 else ''}, {format_bytes(s.bytes)}, "
             f"{s.characters:,} characters, about {tokens:,} tokens."
         ]
         if s.invalid_bytes:

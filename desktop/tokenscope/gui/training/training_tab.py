@@ -26,17 +26,18 @@ from PySide6.QtWidgets import (
 )
 
 from tokenscope.gui.background import run_in_background
-from tokenscope.gui.model_scale_chart import ModelScaleChart
-from tokenscope.gui.training_charts import TrainingCharts
-from tokenscope.gui.training_controls import TrainingControls
-from tokenscope.gui.training_data import TrainingData
-from tokenscope.gui.training_model import TrainingPlan, format_duration
-from tokenscope.gui.training_notes import LearningNotes
-from tokenscope.gui.training_process import TrainingProcess, train_command, trainer_threads
-from tokenscope.gui.training_run_options import RunOptions
-from tokenscope.gui.training_runs import TrainingRuns, runs_root
+from tokenscope.gui.training.learning_notes import LearningNotes
+from tokenscope.gui.training.model_scale_chart import ModelScaleChart
+from tokenscope.gui.training.run_options import RunOptions
+from tokenscope.gui.training.training_charts import TrainingCharts
+from tokenscope.gui.training.training_controls import TrainingControls
+from tokenscope.gui.training.training_data import TrainingData
+from tokenscope.gui.training.training_plan import TrainingPlan
+from tokenscope.gui.training.training_process import TrainingProcess, train_command, trainer_threads
+from tokenscope.gui.training.training_runs import TrainingRuns, runs_root
 from tokenscope.train import run_folder as ckpt
 from tokenscope.train.events import read_events
+from tokenscope.units import format_duration
 
 STATUS_MS = 33
 LOG_LINES = 5000

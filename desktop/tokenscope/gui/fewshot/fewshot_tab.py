@@ -21,9 +21,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from tokenscope.gui.fewshot_editor import FewShotEditor
-from tokenscope.gui.fewshot_worker import FewShotPreview, FewShotWorker
-from tokenscope.gui.next_token_chart import ChartData, ChartRow, NextTokenChart
+from tokenscope.gui.fewshot.fewshot_editor import FewShotEditor
+from tokenscope.gui.service_bridge import JobHandle, ServiceBridge
+from tokenscope.gui.widgets.next_token_chart import ChartData, NextTokenChart
+from tokenscope.service.jobs import FewShotPreview, Sweep
+from tokenscope.service.records import FewShotView, SweepProgress, SweepSeries
 
 PART_COLORS = {
     "instruction": "#ede9fe",
@@ -35,21 +37,17 @@ LINE_COLORS = ((30, 100, 200), (220, 100, 30), (40, 160, 80), (160, 60, 160))
 
 
 class FewShotTab(QWidget):
-    #: (request id, FewShotPrompt) — queued into the model thread
-    preview_requested = Signal(int, object)
-    #: (request id, FewShotPrompt, max shots, orders, other model or "")
-    sweep_requested = Signal(int, object, int, int, str)
-    #: (message) — for the status bar
+    #: (message) — for the status bar; GUI thread
     message = Signal(str)
 
-    def __init__(self, worker: FewShotWorker, parent: QWidget | None = None) -> None:
+    def __init__(self, bridge: ServiceBridge, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("fewshotTab")
-        self.worker = worker
+        self.bridge = bridge
         self.model_ready = False
-        self._preview_id = 0
-        self._sweep_id = 0
-        self.preview: FewShotPreview | None = None
+        self.preview: FewShotView | None = None
+        self._sweep: JobHandle | None = None
+        self._sweep_error = ""
         self.sweeps: dict[str, list] = {}  # model name -> SweepPoint list
         self.sweep_labels: list[tuple[str, int, str]] = []  # (model, shots, top prediction)
         self._build()
@@ -143,13 +141,6 @@ class FewShotTab(QWidget):
         self.save_button.clicked.connect(self.save_dialog)
         self.sweep_button.clicked.connect(self.run_sweep)
         self.cancel_button.clicked.connect(self.cancel_sweep)
-        self.preview_requested.connect(self.worker.preview)
-        self.sweep_requested.connect(self.worker.sweep)
-        self.worker.preview_ready.connect(self._on_worker_preview_ready)
-        self.worker.sweep_progress.connect(self._on_worker_sweep_progress)
-        self.worker.sweep_result.connect(self._on_worker_sweep_result)
-        self.worker.sweep_finished.connect(self._on_worker_sweep_finished)
-        self.worker.request_failed.connect(lambda _id, text: self.message.emit(text))
         from tokenscope.lm.fewshot import list_presets
 
         for name in list_presets():
@@ -198,7 +189,9 @@ class FewShotTab(QWidget):
     # ----- preview -------------------------------------------------------------------------
 
     def on_model_loaded(self) -> None:
+        """Another model is in place (a sweep of the old one was stopped by the switch)."""
         self.model_ready = True
+        self._update_sweep_buttons()
         self.request_preview()
 
     def request_preview(self) -> None:
@@ -209,12 +202,15 @@ class FewShotTab(QWidget):
         except ValueError as e:  # e.g. a template without {output}
             self.token_info.setText(str(e))
             return
-        self._preview_id += 1
-        self.worker.latest_preview = self._preview_id
-        self.preview_requested.emit(self._preview_id, prompt)
+        self.bridge.submit(
+            FewShotPreview(prompt),
+            lane="fewshot.preview",
+            on_done=self._on_preview_done,
+            on_error=self.token_info.setText,
+        )
 
-    def _on_worker_preview_ready(self, request_id: int, p: FewShotPreview) -> None:
-        if request_id != self._preview_id:
+    def _on_preview_done(self, p: FewShotView | None, outcome: str) -> None:
+        if outcome != "completed" or p is None:
             return
         self.preview = p
 
@@ -250,21 +246,10 @@ class FewShotTab(QWidget):
                 " · ".join(f"{html.escape(c)}: {norm:.1%}" for c, _raw, norm in p.candidates)
             )
         self.answers.setText("<br>".join(lines))
-        self.chart.show_data(self._chart(p))
-
-    @staticmethod
-    def _chart(p: FewShotPreview) -> ChartData:
-        import torch
-
-        from tokenscope.lm.sampling import entropy_bits, softmax
-
-        probs = softmax(torch.from_numpy(p.logits))
-        values, ids = torch.topk(probs, min(10, probs.numel()))
-        rows = tuple(
-            ChartRow(r + 1, i, p.labels[i] if i < len(p.labels) else f"<{i}>", v, v)
-            for r, (i, v) in enumerate(zip(ids.tolist(), values.tolist(), strict=True))
+        c = p.chart
+        self.chart.show_data(
+            ChartData("next token after the prompt", c.rows, c.entropy_bits, c.removed_mass)
         )
-        return ChartData("next token after the prompt", rows, entropy_bits(probs), 0.0)
 
     # ----- sweep ---------------------------------------------------------------------------
 
@@ -275,37 +260,57 @@ class FewShotTab(QWidget):
         if not prompt.expected:
             self.message.emit("Write the expected answer first: the sweep charts its probability.")
             return
-        self._sweep_id += 1
         self.sweeps.clear()
         self.sweep_labels.clear()
         self.sweep_plot.getPlotItem().clear()
         self.legend.clear()
         self.sweep_table.clear()
+        self._sweep_error = ""
         self.progress.setRange(0, 0)
-        self.sweep_button.setEnabled(False)
-        self.cancel_button.setEnabled(True)
-        # Cleared here, before the request is queued, so a Cancel right after Run still counts.
-        self.worker.cancel_sweep.clear()
-        self.sweep_requested.emit(
-            self._sweep_id,
-            prompt,
-            self.max_shots.value(),
-            self.orders.value(),
-            self.compare.currentData() or "",
+        other = self.compare.currentData() or ""
+        self._sweep = self.bridge.submit(
+            Sweep(
+                prompt,
+                max_shots=self.max_shots.value(),
+                orders=self.orders.value(),
+                others=(other,) if other else (),
+            ),
+            lane="fewshot.sweep",
+            on_yield=self._on_sweep_record,
+            on_done=self._on_sweep_done,
+            on_error=self._on_sweep_failed,
         )
+        self._update_sweep_buttons()
+
+    @property
+    def sweeping(self) -> bool:
+        return self._sweep is not None and not self._sweep.finished
+
+    def _update_sweep_buttons(self) -> None:
+        self.sweep_button.setEnabled(self.model_ready and not self.sweeping)
+        self.cancel_button.setEnabled(self.sweeping)
 
     def cancel_sweep(self) -> None:
-        self.worker.cancel_sweep.set()  # a threading.Event: safe from the GUI thread
+        if self.sweeping:
+            self._sweep.cancel()
 
-    def _on_worker_sweep_progress(self, request_id: int, name: str, done: int, total: int) -> None:
-        if request_id == self._sweep_id:
+    def _on_sweep_record(self, record: Any) -> None:
+        if isinstance(record, SweepProgress):
+            total = record.total
             self.progress.setRange(0, max(total, 1))
-            self.progress.setValue(done)
-            self.progress.setFormat(f"{name}: {done}/{total}" if total else f"loading {name}…")
+            self.progress.setValue(record.done)
+            name = record.model
+            self.progress.setFormat(
+                f"{name}: {record.done}/{total}" if total else f"loading {name}…"
+            )
+        elif isinstance(record, SweepSeries):
+            self._add_series(record)
 
-    def _on_worker_sweep_result(self, request_id: int, name: str, points: list) -> None:
-        if request_id != self._sweep_id:
-            return
+    def _add_series(self, series: SweepSeries) -> None:
+        name = series.model
+        while name in self.sweeps:  # the same model twice still gets two lines
+            name += " (2)"
+        points = list(series.points)
         self.sweeps[name] = points
         color = LINE_COLORS[(len(self.sweeps) - 1) % len(LINE_COLORS)]
         by_shots: dict[int, list[float]] = {}
@@ -334,16 +339,17 @@ class FewShotTab(QWidget):
             f"<th>P(expected)</th><th>rank</th><th>top prediction</th></tr>{rows}</table>"
         )
 
-    def _on_worker_sweep_finished(self, request_id: int, status: str) -> None:
-        if request_id != self._sweep_id:
-            return
-        self.sweep_button.setEnabled(True)
-        self.cancel_button.setEnabled(False)
+    def _on_sweep_failed(self, message: str) -> None:
+        self._sweep_error = message
+        self.message.emit(f"Sweep failed: {message}")
+
+    def _on_sweep_done(self, _result: Any, outcome: str) -> None:
+        self._update_sweep_buttons()
         self.progress.setRange(0, 1)
-        self.progress.setValue(1 if status == "completed" else 0)
-        self.progress.setFormat(status)
-        if status != "completed":
-            self.message.emit(f"Sweep {status}.")
+        self.progress.setValue(1 if outcome == "completed" else 0)
+        self.progress.setFormat(outcome)
+        if outcome == "cancelled":
+            self.message.emit("Sweep cancelled.")
 
     def sweep_points(self) -> dict[str, list[Any]]:
         """What the sweep chart shows, by model (for tests and exports)."""
