@@ -1,7 +1,13 @@
-"""DESIGN rules checked in fresh interpreters: the engine is Qt-free; importing is cheap."""
+"""DESIGN rules: the engine, training and the service are Qt-free; importing is cheap.
 
+The rules are import-linter contracts in pyproject.toml, checked here statically; the fresh
+interpreters below check what actually gets loaded at run time.
+"""
+
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 QT_PREFIXES = ("PySide6", "PyQt5", "PyQt6", "shiboken6", "pyqtgraph", "tokenscope.gui")
 
@@ -12,16 +18,25 @@ def _fresh(code: str) -> str:
     return proc.stdout.strip()
 
 
-def test_engine_loads_no_qt(checkpoint):
+def test_the_import_contracts_hold():
+    lint = shutil.which("lint-imports", path=str(Path(sys.executable).parent)) or shutil.which(
+        "lint-imports"
+    )
+    assert lint, "import-linter is part of the test extras"
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([lint], cwd=root, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "3 kept, 0 broken" in proc.stdout
+
+
+def test_engine_training_and_service_load_no_qt(checkpoint):
     code = f"""
 import sys, pkgutil, importlib
-import tokenscope.lm
-for m in pkgutil.walk_packages(tokenscope.lm.__path__, "tokenscope.lm."):
-    importlib.import_module(m.name)
-try:
-    import tokenscope.train  # the training engine, once it exists
-except ModuleNotFoundError:
-    pass
+import tokenscope.lm, tokenscope.train, tokenscope.service
+for package in (tokenscope.lm, tokenscope.train, tokenscope.service):
+    for m in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+        if not m.name.endswith("__main__"):
+            importlib.import_module(m.name)
 model = tokenscope.load_model({str(checkpoint)!r})
 list(model.generate("The", max_tokens=2))
 print(",".join(sorted(m for m in sys.modules if m.startswith({QT_PREFIXES!r}))))

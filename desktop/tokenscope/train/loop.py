@@ -15,7 +15,7 @@ import os
 import signal
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +127,27 @@ class StopRequested:
 
     def requested(self) -> bool:
         return self.flag or self.stop_file.exists()
+
+
+@dataclass
+class _RunState:
+    """What a run carries from step to step."""
+
+    model: Transformer
+    tokenizer: Tokenizer
+    optimizer: torch.optim.Optimizer
+    train: TokenDataset
+    val: TokenDataset
+    resumed_from: Path | None = None
+    ddp_model: torch.nn.Module | None = None
+    scaler: Any = None
+    step: int = 0
+    best_val: float = math.inf
+    last_loss: float = math.nan
+    lr: float = 0.0
+    grad_norm: float = 0.0
+    bad_steps: int = 0
+    step_times: list[float] = field(default_factory=list)
 
 
 class Trainer:
@@ -342,6 +363,24 @@ class Trainer:
                 dist.destroy_process_group()
 
     def _run(self) -> str:
+        state = self._set_up()
+        self._announce(state)
+        status = self._train(state)
+        self.events.emit(
+            "done",
+            status=status,
+            step=state.step,
+            loss=state.last_loss,
+            best_val_loss=state.best_val,
+            checkpoint=str(ckpt.latest_checkpoint(self.run_dir) or ""),
+            best_checkpoint=str(ckpt.best_checkpoint(self.run_dir) or ""),
+        )
+        return status
+
+    # ----- the run's stages ----------------------------------------------------------------
+
+    def _set_up(self) -> _RunState:
+        """Data, tokenizer, model, optimizer and the step to start from."""
         c, rt = self.config, self.rt
         if rt.is_main:
             # A STOP file asks the run in progress to stop; a run starting now is a new request.
@@ -370,129 +409,136 @@ class Trainer:
                 "use more text or a shorter context"
             )
         optimizer = self._optimizer(model)
-        start_step, best_val = 0, math.inf
+        state = _RunState(model, tokenizer, optimizer, train, val, resumed_from=resume_from)
         if resume_from is not None:
-            state = ckpt.load_training_state(resume_from, optimizer)
-            start_step = state["step"]
-            best_val = state.get("best_val_loss") or math.inf
-        ddp_model: torch.nn.Module = model
+            saved = ckpt.load_training_state(resume_from, optimizer)
+            state.step = saved["step"]
+            state.best_val = saved.get("best_val_loss") or math.inf
+        state.ddp_model = model
         if rt.world > 1:
-            ddp_model = torch.nn.parallel.DistributedDataParallel(
+            state.ddp_model = torch.nn.parallel.DistributedDataParallel(
                 model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None
             )
-        scaler = torch.amp.GradScaler(enabled=self.autocast_dtype == torch.float16)
+        state.scaler = torch.amp.GradScaler(enabled=self.autocast_dtype == torch.float16)
+        return state
+
+    def _announce(self, state: _RunState) -> None:
+        """The start event: what is trained, where, how fast it could go."""
+        c, rt, config = self.config, self.rt, state.model.config
         threads = torch.get_num_threads()
-        params = model.config.parameter_count()
-        flops_per_token = 3 * model.config.flops_per_token(context=self.context)
-        peak = peak_flops(rt.device, threads) * rt.world
-        tokens_per_step = c.batch_size * self.context
+        self.flops_per_token = 3 * config.flops_per_token(context=self.context)
+        self.peak = peak_flops(rt.device, threads) * rt.world
+        self.tokens_per_step = c.batch_size * self.context
         self.events.emit(
             "start",
             config=c.to_dict(),
-            model=model.config.to_dict(),
-            parameters=params,
+            model=config.to_dict(),
+            parameters=config.parameter_count(),
             device=str(rt.device),
             world_size=rt.world,
             threads=threads,
             precision=str(self.autocast_dtype or torch.float32).replace("torch.", ""),
-            peak_flops=peak,
-            tokens_per_step=tokens_per_step,
-            resumed_from=start_step if resume_from else None,
+            peak_flops=self.peak,
+            tokens_per_step=self.tokens_per_step,
+            resumed_from=state.step if state.resumed_from else None,
             corpus=self.corpus_info,
             run_dir=str(self.run_dir),
         )
 
-        bad_steps = 0
-        step_times: list[float] = []
-        last_loss = math.nan
-        step = start_step
-        status = "completed"
-        while step < c.steps:
+    def _train(self, state: _RunState) -> str:
+        """Steps until the end or a stop; "completed" or "stopped"."""
+        c = self.config
+        while state.step < c.steps:
             started = time.perf_counter()
-            lr = learning_rate(step, c)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            torch.manual_seed(c.seed * 7919 + step)  # dropout masks depend on the step alone
-            total = torch.zeros((), device=rt.device)
-            for micro in range(c.grad_accum):
-                starts = self._rows(
-                    train, step * c.grad_accum + micro, self.micro_global, self.context
-                )
-                x, y = train.batch(starts[rt.rank :: rt.world], self.context)
-                sync = micro == c.grad_accum - 1 or rt.world == 1
-                ctx = nullcontext() if sync else ddp_model.no_sync()
-                with ctx:
-                    loss = self._loss(ddp_model, x, y) / c.grad_accum
-                    scaler.scale(loss).backward()
-                total += loss.detach()
-            if rt.world > 1:
-                dist.all_reduce(total)
-                total /= rt.world
-            loss_value = float(total)
-            if not math.isfinite(loss_value):
-                optimizer.zero_grad(set_to_none=True)
-                bad_steps += 1
-                self.events.emit(
-                    "warning", step=step, message=f"loss is {loss_value}: step skipped"
-                )
-                if bad_steps >= c.max_bad_steps:
-                    raise TokenscopeError(
-                        f"the loss was not finite for {bad_steps} steps in a row (at step {step}); "
-                        "try a lower learning rate"
-                    )
-                step += 1
+            stepped = self._optimizer_step(state)
+            state.step += 1
+            if not stepped:
                 continue
-            bad_steps = 0
-            scaler.unscale_(optimizer)
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip))
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            last_loss = loss_value
-            step_times.append(time.perf_counter() - started)
-            recent = step_times[-20:]
-            seconds = sum(recent) / len(recent)
-            tokens_per_s = tokens_per_step / seconds
-            if step % c.log_every == 0 or step == c.steps:
-                self.events.emit(
-                    "step",
-                    step=step,
-                    loss=loss_value,
-                    lr=lr,
-                    grad_norm=grad_norm,
-                    tokens_per_s=tokens_per_s,
-                    mfu=flops_per_token * tokens_per_s / peak,
-                    eta_s=seconds * (c.steps - step),
-                    tokens=step * tokens_per_step,
+            state.step_times.append(time.perf_counter() - started)
+            if self._after_step(state):
+                return "stopped"
+        return "completed"
+
+    def _optimizer_step(self, state: _RunState) -> bool:
+        """One step over a global batch (with accumulation); False when it was skipped
+        because the loss was not finite."""
+        c, rt, step = self.config, self.rt, state.step
+        state.lr = learning_rate(step, c)
+        for group in state.optimizer.param_groups:
+            group["lr"] = state.lr
+        torch.manual_seed(c.seed * 7919 + step)  # dropout masks depend on the step alone
+        total = torch.zeros((), device=rt.device)
+        for micro in range(c.grad_accum):
+            starts = self._rows(
+                state.train, step * c.grad_accum + micro, self.micro_global, self.context
+            )
+            x, y = state.train.batch(starts[rt.rank :: rt.world], self.context)
+            sync = micro == c.grad_accum - 1 or rt.world == 1
+            ctx = nullcontext() if sync else state.ddp_model.no_sync()
+            with ctx:
+                loss = self._loss(state.ddp_model, x, y) / c.grad_accum
+                state.scaler.scale(loss).backward()
+            total += loss.detach()
+        if rt.world > 1:
+            dist.all_reduce(total)
+            total /= rt.world
+        loss_value = float(total)
+        if not math.isfinite(loss_value):
+            state.optimizer.zero_grad(set_to_none=True)
+            state.bad_steps += 1
+            self.events.emit("warning", step=step, message=f"loss is {loss_value}: step skipped")
+            if state.bad_steps >= c.max_bad_steps:
+                raise TokenscopeError(
+                    f"the loss was not finite for {state.bad_steps} steps in a row "
+                    f"(at step {step}); try a lower learning rate"
                 )
-            is_last = step == c.steps
-            improved = False
-            if rt.is_main and (step % c.eval_every == 0 or is_last):
-                metrics = self._evaluate(model, train, val)
-                improved = metrics["val_loss"] < best_val
-                best_val = min(best_val, metrics["val_loss"])
-                self.events.emit("eval", step=step, **metrics, best=improved)
-                self._report_probes(step, model, tokenizer)
-            if rt.is_main and c.sample_prompts and (step % c.sample_every == 0 or is_last):
-                self._report_samples(step, model, tokenizer)
-            stop_now = self._agree(self.stop.requested() or step == self.stop_at_step)
-            if step % c.checkpoint_every == 0 or is_last or stop_now or improved:
-                self._save(step, model, tokenizer, optimizer, best_val, improved)
-            self._barrier()
-            if stop_now and not is_last:
-                status = "stopped"
-                break
-        self.events.emit(
-            "done",
-            status=status,
-            step=step,
-            loss=last_loss,
-            best_val_loss=best_val,
-            checkpoint=str(ckpt.latest_checkpoint(self.run_dir) or ""),
-            best_checkpoint=str(ckpt.best_checkpoint(self.run_dir) or ""),
+            return False
+        state.bad_steps = 0
+        state.scaler.unscale_(state.optimizer)
+        state.grad_norm = float(
+            torch.nn.utils.clip_grad_norm_(state.model.parameters(), c.grad_clip)
         )
-        return status
+        state.scaler.step(state.optimizer)
+        state.scaler.update()
+        state.optimizer.zero_grad(set_to_none=True)
+        state.last_loss = loss_value
+        return True
+
+    def _after_step(self, state: _RunState) -> bool:
+        """Report, evaluate, sample, probe and save as the schedule says; True to stop now."""
+        c, rt, step = self.config, self.rt, state.step
+        recent = state.step_times[-20:]
+        seconds = sum(recent) / len(recent)
+        tokens_per_s = self.tokens_per_step / seconds
+        if step % c.log_every == 0 or step == c.steps:
+            self.events.emit(
+                "step",
+                step=step,
+                loss=state.last_loss,
+                lr=state.lr,
+                grad_norm=state.grad_norm,
+                tokens_per_s=tokens_per_s,
+                mfu=self.flops_per_token * tokens_per_s / self.peak,
+                eta_s=seconds * (c.steps - step),
+                tokens=step * self.tokens_per_step,
+            )
+        is_last = step == c.steps
+        improved = False
+        if rt.is_main and (step % c.eval_every == 0 or is_last):
+            metrics = self._evaluate(state.model, state.train, state.val)
+            improved = metrics["val_loss"] < state.best_val
+            state.best_val = min(state.best_val, metrics["val_loss"])
+            self.events.emit("eval", step=step, **metrics, best=improved)
+            self._report_probes(step, state.model, state.tokenizer)
+        if rt.is_main and c.sample_prompts and (step % c.sample_every == 0 or is_last):
+            self._report_samples(step, state.model, state.tokenizer)
+        stop_now = self._agree(self.stop.requested() or step == self.stop_at_step)
+        if step % c.checkpoint_every == 0 or is_last or stop_now or improved:
+            self._save(
+                step, state.model, state.tokenizer, state.optimizer, state.best_val, improved
+            )
+        self._barrier()
+        return stop_now and not is_last
 
     def _agree(self, flag: bool) -> bool:
         """Every process stops at the same step if any was asked to."""

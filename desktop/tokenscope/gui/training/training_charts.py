@@ -141,11 +141,6 @@ class TrainingCharts(QWidget):
         self._baselines.clear()
         self._dirty = True
 
-    def add_events(self, events: list[dict[str, Any]]) -> None:
-        """Many events at once (a run's history read from its events file)."""
-        for event in events:
-            self.add_event(event)
-
     def add_event(self, event: dict[str, Any]) -> None:
         """Store what this event adds to a curve; the repaint happens on the timer."""
         kind = event.get("event")

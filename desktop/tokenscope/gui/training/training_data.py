@@ -76,9 +76,6 @@ def preview_tokens(
 class TrainingData(QGroupBox):
     """Pick text files and folders (or drop them here), see the corpus summary, pick a tokenizer."""
 
-    #: (CorpusSummary or None) — the corpus was read again (None: no files, or it failed);
-    #: GUI thread
-    corpus_summarized = Signal(object)
     #: (vocabulary size) — the tokenizer the run would make has this many tokens; GUI thread
     vocabulary_estimated = Signal(int)
 
@@ -200,7 +197,6 @@ class TrainingData(QGroupBox):
         if not paths:
             self.summary = None
             self.summary_label.setText("Add text files or folders (or drop them here).")
-            self.corpus_summarized.emit(None)
             self.preview_timer.start()
             return
         self.summary_label.setText("Reading the corpus…")
@@ -218,11 +214,9 @@ class TrainingData(QGroupBox):
         self.summary = summary
         if error:
             self.summary_label.setText(f"Cannot read the corpus: {error.split(': ', 1)[-1]}")
-            self.corpus_summarized.emit(None)
             self.preview_timer.start()
             return
         self.summary_label.setText(self.describe(summary))
-        self.corpus_summarized.emit(summary)
         self.preview_timer.start()
 
     def describe(self, s: Any) -> str:

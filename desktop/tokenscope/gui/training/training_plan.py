@@ -258,7 +258,8 @@ class TrainingPlan(QGroupBox):
         lines = [
             f"Parameters: {params:,} ({format_count(params)}), vocabulary {self.vocab_size:,}",
             f"Memory: {format_bytes(weights)} of float32 weights; about "
-            f"{format_bytes(params * ADAM_BYTES_PER_PARAMETER)} to train (weights, gradients, Adam)",
+            f"{format_bytes(params * ADAM_BYTES_PER_PARAMETER)} to train "
+            "(weights, gradients, Adam)",
             f"FLOPs per token (forward): {per_token:,.0f}",
             f"Planned: {tokens:,} tokens ({self.steps.value():,} steps × {self.batch.value()} × "
             f"{self.context.value()}) = {compute:.2e} FLOPs of training compute",

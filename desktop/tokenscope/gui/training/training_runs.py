@@ -103,8 +103,6 @@ class TrainingRuns(QGroupBox):
 
     #: (run folder) — the person chose this run to look at; GUI thread
     run_chosen = Signal(str)
-    #: () — the list was read again; GUI thread
-    runs_listed = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("Runs", parent)
@@ -153,7 +151,6 @@ class TrainingRuns(QGroupBox):
                 self.list.setCurrentItem(item)
         if error:
             self.list.addItem(f"(cannot list the runs: {error})")
-        self.runs_listed.emit()
 
     def selected_path(self) -> str | None:
         """The folder of the selected run, if any."""
