@@ -56,3 +56,15 @@ def tiny_model(make_model):
 def checkpoint(tmp_path, tiny_model):
     """A native checkpoint folder of the tiny model."""
     return tiny_model.save(tmp_path / "tiny-checkpoint")
+
+
+@pytest.fixture
+def endless_checkpoint(tmp_path, endless_model):
+    """A checkpoint folder of a model that never emits end-of-text."""
+    return endless_model.save(tmp_path / "endless")
+
+
+@pytest.fixture
+def other_checkpoint(tmp_path, make_model):
+    """A second tiny model with other weights (a different curve, a different answer)."""
+    return make_model("tiny", seed=7).save(tmp_path / "other-checkpoint")

@@ -10,15 +10,39 @@ import pytest
 
 
 @pytest.fixture
-def window(qtbot, checkpoint):
-    """The main window with the tiny test model loaded (a real load in the model thread)."""
+def make_window(qtbot):
+    """make_window(model_path) -> the main window with that model loaded (a real load in the
+    model thread). Every window made is closed after the test, its threads joined."""
     from tokenscope.gui.main_window import MainWindow
 
-    w = MainWindow()
-    qtbot.addWidget(w)
-    w.show()
-    w.load_model(str(checkpoint))
-    qtbot.waitUntil(lambda: w.model_info is not None, timeout=30_000)
-    yield w
-    w.close()
-    assert not w.bridge.thread_.isRunning()  # no thread outlives its test
+    made = []
+
+    def make(model_path):
+        w = MainWindow()
+        qtbot.addWidget(w)
+        made.append(w)
+        w.show()
+        w.activateWindow()
+        w.load_model(str(model_path))
+        qtbot.waitUntil(
+            lambda: w.model_info is not None and w.model_info.target == str(model_path),
+            timeout=30_000,
+        )
+        return w
+
+    yield make
+    for w in made:
+        w.close()
+        assert not w.bridge.thread_.isRunning()  # no thread outlives its test
+
+
+@pytest.fixture
+def window(make_window, checkpoint):
+    """The main window with the tiny test model loaded."""
+    return make_window(checkpoint)
+
+
+@pytest.fixture
+def endless_window(make_window, endless_checkpoint):
+    """The main window on a model that never ends a text by itself."""
+    return make_window(endless_checkpoint)

@@ -64,28 +64,37 @@ def test_pasting_rows_from_a_spreadsheet(qtbot, window):
     qtbot.waitUntil(lambda: "moon => bulan" in tab.preview.text, timeout=10_000)
 
 
-def test_sweep_charts_every_shot_count_and_compares_two_models(qtbot, window, checkpoint):
+def test_sweep_charts_every_shot_count_and_compares_two_models(
+    qtbot, window, other_checkpoint
+):
+    import tokenscope
+    from tokenscope.lm.fewshot import sweep
+
     tab = _open_tab(qtbot, window)
     tab.max_shots.setValue(3)
     tab.orders.setValue(2)
-    window.fewshot.set_compare_choices([("second copy", str(checkpoint))])
+    window.fewshot.set_compare_choices([("other", str(other_checkpoint))])
     tab.compare.setCurrentIndex(1)
     qtbot.mouseClick(tab.sweep_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: tab.sweep_button.isEnabled(), timeout=60_000)
     points = tab.sweep_points()
-    assert len(points) == 2  # two lines on the chart
+    assert list(points)[1] == str(other_checkpoint)  # two lines on the chart
     for series in points.values():
         assert sorted((p.order, p.shots) for p in series) == [
             (o, s) for o in (0, 1) for s in range(4)
         ]
         assert all(0 <= p.probability <= 1 for p in series)
-    a, b = points.values()  # the same weights give the same curve
-    assert [p.probability for p in a] == [p.probability for p in b]
+    a, b = points.values()  # other weights, another curve: the engine's own sweep of each
+    assert [p.probability for p in a] != [p.probability for p in b]
+    expected = sweep(
+        tokenscope.load_model(str(other_checkpoint)), tab.editor.prompt(), max_shots=3, orders=2
+    )
+    assert [p.probability for p in b] == [p.probability for p in expected]
     assert len(tab.sweep_plot.getPlotItem().listDataItems()) == 2
     # Each point of the given order is labelled with the model's top prediction there.
     for name, series in points.items():
-        expected = [(name, p.shots, p.top_prediction) for p in series if p.order == 0]
-        assert [lab for lab in tab.sweep_labels if lab[0] == name] == expected
+        expected_labels = [(name, p.shots, p.top_prediction) for p in series if p.order == 0]
+        assert [lab for lab in tab.sweep_labels if lab[0] == name] == expected_labels
     assert tab.progress.format() == "completed"
 
 

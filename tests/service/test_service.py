@@ -28,11 +28,6 @@ from tokenscope.service.records import (
 )
 
 
-@pytest.fixture
-def endless_checkpoint(tmp_path, endless_model):
-    return endless_model.save(tmp_path / "endless")
-
-
 def test_load_reports_stages_and_makes_a_new_epoch(harness, checkpoint, tiny_model):
     ticket = harness.submit(Load(str(checkpoint)))
     done = harness.finished(ticket)
@@ -192,9 +187,9 @@ def test_a_job_before_any_model_says_so(harness):
     assert harness.of(ticket, "errored")[0].payload == "no model is loaded yet"
 
 
-def test_a_sweep_reports_each_point_and_each_model(harness, checkpoint, tmp_path, make_model):
+def test_a_sweep_reports_each_point_and_each_model(harness, checkpoint, other_checkpoint):
     harness.load(checkpoint)
-    other = make_model("tiny", seed=7).save(tmp_path / "other")
+    other = other_checkpoint
     prompt = load_prompt("english-indonesian")
     ticket = harness.submit(Sweep(prompt, max_shots=2, others=(str(other),)))
     assert harness.finished(ticket).outcome == "completed"
