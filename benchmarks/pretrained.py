@@ -190,28 +190,34 @@ def main() -> None:
     )
     print()
     print(
-        "| tool | load (s) | decode (tok/s) | vs transformers | peak RSS (MB) | accuracy vs f32 |"
+        "| tool | load (s) | decode (tok/s) | vs transformers | vs llama.cpp | peak RSS (MB) "
+        "| accuracy vs f32 |"
     )
-    print("|---|---:|---:|---:|---:|---|")
-    base = results.get("transformers-f32") or []
-    base_rate = statistics.median(r["tok_s"] for r in base) if base else None
+    print("|---|---:|---:|---:|---:|---:|---|")
+
+    def median_rate(tool: str) -> float | None:
+        runs = results.get(tool) or []
+        return statistics.median(r["tok_s"] for r in runs) if runs else None
+
+    base_rate, llama_rate = median_rate("transformers-f32"), median_rate("llama.cpp")
     for tool in TOOLS:
         runs = results.get(tool)
         if not runs:
             why = "not installed" if tool not in tools else "failed"
-            print(f"| {tool} | - | - | - | - | not measured ({why}) |")
+            print(f"| {tool} | - | - | - | - | - | not measured ({why}) |")
             continue
         rate = statistics.median(r["tok_s"] for r in runs)
         load = statistics.median(r["load_s"] for r in runs)
         peak = statistics.median(r["peak_mb"] for r in runs)
         ratio = f"{rate / base_rate:.2f}x" if base_rate else "-"
+        vs_llama = f"{rate / llama_rate:.2f}x" if llama_rate else "-"
         acc = accuracy.get(tool)
         note = (
             f"max dP {acc['max_prob_diff']:.3f}, greedy {acc['greedy_same']}/{acc['of']} same"
             if acc
             else ("reference" if tool == "tokenscope-f32" else "")
         )
-        print(f"| {tool} | {load:.2f} | {rate:.1f} | {ratio} | {peak:.0f} | {note} |")
+        print(f"| {tool} | {load:.2f} | {rate:.1f} | {ratio} | {vs_llama} | {peak:.0f} | {note} |")
     print()
     for tool in tools:
         if results[tool]:

@@ -120,17 +120,27 @@ def main() -> None:
         run = tmp / "run"
         cfg = config(run, corpus, args.steps, args.threads)
         ours(config(tmp / "prepare", corpus, 2, args.threads))  # warm file caches
-        ours_rates, plain_rates = [], []
-        for _ in range(args.rounds):
-            started = time.perf_counter()
-            ours_rates.append(ours(cfg))
-            plain_rates.append(plain(run, args.steps, args.threads))
-            print(f"round done in {time.perf_counter() - started:.0f} s", file=sys.stderr)
-            shutil.rmtree(run / "checkpoints", ignore_errors=True)
-        one = statistics.median(ours_rates)
+        ours_rates, plain_rates, singles, pairs = [], [], [], []
+        cfg1 = config(tmp / "one", corpus, args.steps, 1)
         cfg2 = config(tmp / "two", corpus, args.steps, 1)
-        two = ours(cfg2, world=2)
-        one_single = ours(config(tmp / "one", corpus, args.steps, 1))
+        for i in range(args.rounds):
+            started = time.perf_counter()
+            # Who goes first alternates, so that drift in the machine's load hits both alike.
+            if i % 2:
+                plain_rates.append(plain(run, args.steps, args.threads))
+                ours_rates.append(ours(cfg))
+                pairs.append(ours(cfg2, world=2))
+                singles.append(ours(cfg1))
+            else:
+                ours_rates.append(ours(cfg))
+                plain_rates.append(plain(run, args.steps, args.threads))
+                singles.append(ours(cfg1))
+                pairs.append(ours(cfg2, world=2))
+            print(f"round done in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+            for folder in (run, tmp / "one", tmp / "two"):
+                shutil.rmtree(folder / "checkpoints", ignore_errors=True)
+        one = statistics.median(ours_rates)
+        one_single, two = statistics.median(singles), statistics.median(pairs)
 
     p = statistics.median(plain_rates)
     print(

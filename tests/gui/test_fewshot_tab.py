@@ -64,9 +64,7 @@ def test_pasting_rows_from_a_spreadsheet(qtbot, window):
     qtbot.waitUntil(lambda: "moon => bulan" in tab.preview.text, timeout=10_000)
 
 
-def test_sweep_charts_every_shot_count_and_compares_two_models(
-    qtbot, window, other_checkpoint
-):
+def test_sweep_charts_every_shot_count_and_compares_two_models(qtbot, window, other_checkpoint):
     import tokenscope
     from tokenscope.lm.fewshot import sweep
 

@@ -64,11 +64,9 @@ def test_generate_shows_n_coloured_tokens_and_the_captured_distribution(qtbot, w
     assert pg.text.token_count() == len(steps)
     from tokenscope.gui.playground.generated_text import probability_color
 
-    shown = re.findall(
-        r'href="#t(\d+)"><span style="[^"]*background-color:(#[0-9a-f]{6})', pg.text.toHtml()
-    )
-    assert [int(i) for i, _ in shown] == list(range(len(steps)))
-    assert [c for _, c in shown] == [probability_color(s.probability) for s in steps]
+    shown = pg.text.shown_tokens()
+    assert [i for i, _, _ in shown] == list(range(len(steps)))
+    assert [c for _, _, c in shown] == [probability_color(s.probability) for s in steps]
     assert pg.strip.shown == len(steps)
     # Click the third token: the chart shows the distribution captured when it was drawn.
     rect = pg.text.token_rect(2)
@@ -80,6 +78,38 @@ def test_generate_shows_n_coloured_tokens_and_the_captured_distribution(qtbot, w
     assert [r.token_id for r in data.rows] == [a.token_id for a in step.top_raw[:k]]
     assert "captured" in data.title
     assert pg.alternatives.count() == len(step.top_raw)
+
+
+def test_generated_text_keeps_its_spaces_and_its_font(qtbot, make_window):
+    pg = make_window("builtin").playground  # the bundled model writes real words
+    pg.prompt.setPlainText("The capital of Indonesia is")
+    pg.sampling.temperature.setValue(0)
+    pg.max_tokens.setValue(8)
+    size = pg.text.document().defaultFont().pointSize()
+    for press in (pg.generate, pg.step, pg.step):  # appended as they come, then stepped
+        press()
+        qtbot.waitUntil(lambda: pg.generate_button.isEnabled(), timeout=20_000)
+    steps = pg.branches[pg.current].steps
+    generated = "".join(s.text or s.piece for s in steps)
+    assert generated.startswith(" Jakarta")  # the space belongs to the token
+    pg.text.flush()  # what the next repaint tick shows
+    expected = ("The capital of Indonesia is" + generated).replace("\n", "↵\n")
+    assert pg.text.toPlainText() == expected
+    assert [t for _, t, _ in pg.text.shown_tokens()] == [
+        (s.text or s.piece).replace("\n", "↵\n") for s in steps
+    ]
+    fonts = {f.charFormat().font().pointSize() for f in _fragments(pg.text.document())}
+    assert fonts <= {size, -1} and size == 12
+
+
+def _fragments(doc):
+    block = doc.begin()
+    while block.isValid():
+        it = block.begin()
+        while not it.atEnd():
+            yield it.fragment()
+            it += 1
+        block = block.next()
 
 
 def test_branching_keeps_earlier_branches(qtbot, window):

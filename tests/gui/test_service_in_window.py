@@ -75,7 +75,9 @@ def test_switching_models_stops_generation_and_old_branches_stay_readable(
     # The new model generates a branch of its own.
     pg.max_tokens.setValue(3)
     pg.generate()
-    qtbot.waitUntil(lambda: pg.generate_button.isEnabled() and len(pg.branches) == 2, timeout=20_000)
+    qtbot.waitUntil(
+        lambda: pg.generate_button.isEnabled() and len(pg.branches) == 2, timeout=20_000
+    )
     assert pg.branches[1].model == str(checkpoint)
 
 

@@ -215,6 +215,15 @@ def test_the_estimates_follow_the_model_shape(qtbot, tab):
     assert not tab.start_button.isEnabled()
 
 
+def test_the_thread_count_leaves_a_core_for_the_window_or_says_it_cannot(tab):
+    plan = tab.plan  # the fixture makes this a 2-core machine
+    plan.processes.setValue(1)
+    assert plan.threads_label.text().startswith("1 process × 1 torch thread on 2 cores")
+    assert "one core is left for the window" in plan.threads_label.text()
+    plan.processes.setValue(2)
+    assert "no core is left for the window" in plan.threads_label.text()
+
+
 def test_the_scale_chart_places_the_model_among_known_ones(tab):
     from tokenscope.gui.training.model_scale_chart import load_reference_models
 

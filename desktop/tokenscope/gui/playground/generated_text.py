@@ -6,12 +6,11 @@ Setting new tokens only marks the view dirty; a timer redraws at most ~30 times 
 
 from __future__ import annotations
 
-import html
 from collections.abc import Sequence
 from typing import Any
 
 from PySide6.QtCore import QPoint, QRect, QTimer, QUrl, Signal
-from PySide6.QtGui import QColor, QCursor, QTextCursor
+from PySide6.QtGui import QColor, QCursor, QFont, QTextCharFormat, QTextCursor
 from PySide6.QtWidgets import QTextBrowser, QToolTip, QWidget
 
 REPAINT_MS = 33
@@ -23,8 +22,9 @@ def probability_color(p: float) -> str:
     return QColor.fromHslF(hue, 0.75, 0.82).name()
 
 
-def _escape(text: str) -> str:
-    return html.escape(text).replace("\n", "↵<br>").replace("\t", "⇥&nbsp;&nbsp;&nbsp;")
+def _shown(text: str) -> str:
+    """Text as drawn: a newline keeps its mark (↵) so that a newline token can be seen."""
+    return text.replace("\n", "↵\n")
 
 
 class GeneratedTextView(QTextBrowser):
@@ -38,11 +38,15 @@ class GeneratedTextView(QTextBrowser):
         self.setOpenLinks(False)
         self.setOpenExternalLinks(False)
         self.setMouseTracking(True)
+        font = self.document().defaultFont()
+        font.setPointSize(12)
+        self.document().setDefaultFont(font)
         self.anchorClicked.connect(self._on_anchor_clicked)
         self.highlighted.connect(self._on_highlighted)
         self._prompt = ""
         self._steps: Sequence[Any] = ()
         self._selected: int | None = None
+        self._spans: list[tuple[int, int]] = []  # document positions of each token
         self._dirty = False
         self._timer = QTimer(self, singleShot=True, interval=REPAINT_MS)
         self._timer.timeout.connect(self._render)
@@ -70,38 +74,62 @@ class GeneratedTextView(QTextBrowser):
 
     # ----- drawing -------------------------------------------------------------------------
 
-    def _token_html(self, i: int, step: Any) -> str:
-        text = step.text if step.text else step.piece
-        border = "border-bottom: 2px solid #1a56db;" if i == self._selected else ""
-        weight = "font-weight:bold;" if i == self._selected else ""
-        return (
-            f'<a href="#t{i}" style="color:#111; text-decoration:none; {border}{weight}'
-            f'background-color:{probability_color(step.probability)}">{_escape(text)}</a>'
-        )
+    def _token_format(self, i: int, step: Any) -> QTextCharFormat:
+        f = QTextCharFormat()
+        f.setAnchor(True)
+        f.setAnchorHref(f"#t{i}")
+        f.setForeground(QColor("#111111"))
+        f.setBackground(QColor(probability_color(step.probability)))
+        if i == self._selected:
+            f.setFontWeight(QFont.Weight.Bold)
+            f.setFontUnderline(True)
+            f.setUnderlineColor(QColor("#1a56db"))
+        return f
+
+    def _insert_tokens(self, cursor: QTextCursor, indices: range) -> None:
+        # Plain text with a format per token, never HTML: HTML would fold the spaces that
+        # start most tokens (" Jakarta") and change the font where it is inserted.
+        for i in indices:
+            step = self._steps[i]
+            start = cursor.position()
+            cursor.insertText(_shown(step.text if step.text else step.piece),
+                              self._token_format(i, step))  # fmt: skip
+            self._spans.append((start, cursor.position()))
 
     def _render(self) -> None:
         self._dirty = False
         scrollbar = self.verticalScrollBar()
         at_bottom = scrollbar.value() >= scrollbar.maximum() - 4
         same_start = (self._prompt, self._selected, self._steps_id) == self._rendered_key
+        cursor = QTextCursor(self.document())
         if same_start and self._shown_count <= len(self._steps):
             # Tokens only arrived at the end: append them, the document stays as it is. Laying
             # out the whole text again on every tick would stall the window while generating.
-            cursor = QTextCursor(self.document())
             cursor.movePosition(QTextCursor.MoveOperation.End)
-            new = range(self._shown_count, len(self._steps))
-            cursor.insertHtml("".join(self._token_html(i, self._steps[i]) for i in new))
+            self._insert_tokens(cursor, range(self._shown_count, len(self._steps)))
         else:
-            parts = [f'<span style="color:#555">{_escape(self._prompt)}</span>']
-            parts += [self._token_html(i, step) for i, step in enumerate(self._steps)]
-            self.setHtml(
-                f'<div style="white-space: pre-wrap; font-size: 12pt">{"".join(parts)}</div>'
-            )
+            self.document().clear()
+            self._spans = []
+            prompt = QTextCharFormat()
+            prompt.setForeground(QColor("#555555"))
+            cursor.insertText(_shown(self._prompt), prompt)
+            self._insert_tokens(cursor, range(len(self._steps)))
             self._rendered_key = (self._prompt, self._selected, self._steps_id)
         if at_bottom:
             scrollbar.setValue(scrollbar.maximum())
         self._shown_count = len(self._steps)
         self.repaints += 1
+
+    def shown_tokens(self) -> list[tuple[int, str, str]]:
+        """(token index, text, background colour) of every generated token on screen."""
+        self.flush()
+        text = self.document().toPlainText()
+        cursor = QTextCursor(self.document())
+        out = []
+        for i, (start, end) in enumerate(self._spans):
+            cursor.setPosition(start + 1)  # the format of the character after `start`
+            out.append((i, text[start:end], cursor.charFormat().background().color().name()))
+        return out
 
     _rendered_key: tuple = ()
     _steps_id = 0
@@ -135,21 +163,12 @@ class GeneratedTextView(QTextBrowser):
     def token_rect(self, index: int) -> QRect:
         """Where token `index` is drawn, in viewport coordinates (for clicking it)."""
         self.flush()
-        doc = self.document()
-        block = doc.begin()
-        while block.isValid():
-            it = block.begin()
-            while not it.atEnd():
-                fragment = it.fragment()
-                if fragment.charFormat().anchorHref() == f"#t{index}":
-                    cursor = QTextCursor(doc)
-                    cursor.setPosition(fragment.position())
-                    start = self.cursorRect(cursor)
-                    cursor.setPosition(fragment.position() + max(1, fragment.length() // 2))
-                    middle = self.cursorRect(cursor)
-                    return QRect(
-                        start.topLeft(), QPoint(max(middle.x(), start.x() + 2), start.bottom())
-                    )
-                it += 1
-            block = block.next()
-        raise IndexError(f"token {index} is not shown")
+        if not 0 <= index < len(self._spans):
+            raise IndexError(f"token {index} is not shown")
+        start, end = self._spans[index]
+        cursor = QTextCursor(self.document())
+        cursor.setPosition(start)
+        first = self.cursorRect(cursor)
+        cursor.setPosition(start + max(1, (end - start) // 2))
+        middle = self.cursorRect(cursor)
+        return QRect(first.topLeft(), QPoint(max(middle.x(), first.x() + 2), first.bottom()))

@@ -8,6 +8,7 @@ supersedes an older one and a stale answer never reaches the chart.
 from __future__ import annotations
 
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,7 @@ class Playground(QWidget):
         self.model_ready = False
         self.model_id = ""  # what the loaded model was opened as (a name or a path)
         self.predictions = 0  # predictions that ran the model (not only re-applied knobs)
+        self.predicted_text: str | None = None  # the prompt the live chart belongs to
         self._prediction: NextTokenView | None = None
         self.branches: list[Branch] = []
         self.current = -1
@@ -192,7 +194,7 @@ class Playground(QWidget):
         self.bridge.submit(
             Predict(text, self._settings(), top_k=self.chart_k.value(), watch=self.watch.text()),
             lane="playground.predict",
-            on_done=self._on_prediction_done,
+            on_done=partial(self._on_prediction_done, text),
             on_error=self.message.emit,
         )
         self.bridge.submit(Tokenize(text), lane="playground.tokenize", on_done=self._on_tokens_done)
@@ -206,10 +208,10 @@ class Playground(QWidget):
             self.message.emit(str(e))
             return SamplingSettings()
 
-    def _on_prediction_done(self, view: NextTokenView | None, outcome: str) -> None:
+    def _on_prediction_done(self, text: str, view: NextTokenView | None, outcome: str) -> None:
         if outcome != "completed" or view is None:
             return
-        self._prediction = view
+        self._prediction, self.predicted_text = view, text
         self.predictions += view.recomputed
         if view.dropped_tokens:
             self.message.emit(

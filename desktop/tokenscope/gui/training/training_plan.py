@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from tokenscope.gui.background import run_in_background
-from tokenscope.gui.training.training_process import trainer_threads
+from tokenscope.gui.training.training_process import threads_note, trainer_threads
 from tokenscope.lm.config import PRESETS, ModelConfig, preset
 from tokenscope.units import format_bytes, format_count, format_duration
 
@@ -239,11 +239,7 @@ class TrainingPlan(QGroupBox):
 
     def _update_estimates(self) -> None:
         processes = self.processes.value()
-        threads = trainer_threads(processes)
-        self.threads_label.setText(
-            f"{processes} process{'es' if processes > 1 else ''} × {threads} torch "
-            f"thread{'s' if threads > 1 else ''} (one core is left for the window)"
-        )
+        self.threads_label.setText(threads_note(processes))
         try:
             config = self.model_config()
         except ValueError as e:

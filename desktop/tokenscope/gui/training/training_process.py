@@ -20,8 +20,20 @@ SHUTDOWN_WAIT_MS = 15_000
 
 
 def trainer_threads(processes: int) -> int:
-    """Torch threads per trainer process, leaving one core for the window."""
+    """Torch threads per trainer process, leaving one core for the window where there is one."""
     return max(1, (cpu_cores() - 1) // max(1, processes))
+
+
+def threads_note(processes: int) -> str:
+    """What the processes and threads of a run take from this machine, in words."""
+    cores, threads = cpu_cores(), trainer_threads(processes)
+    text = (
+        f"{processes} process{'es' if processes > 1 else ''} × {threads} torch "
+        f"thread{'s' if threads > 1 else ''} on {cores} core{'s' if cores > 1 else ''}"
+    )
+    if cores - processes * threads >= 1:
+        return text + " (one core is left for the window)"
+    return text + " — no core is left for the window: it will answer slowly while training"
 
 
 def train_command(args: list[str], processes: int = 1) -> list[str]:
