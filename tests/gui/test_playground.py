@@ -1,7 +1,6 @@
 """The Playground driven as a person would: typing, knobs, generating, clicking, branching."""
 
 import json
-import re
 
 import pytest
 from PySide6.QtCore import Qt
