@@ -285,16 +285,19 @@ def _cmd_models_list(args: argparse.Namespace) -> int:
         print(json.dumps([vars(e) for e in entries], ensure_ascii=False))
         return 0
     width = max(len(e.name) for e in entries)
-    print(f"{'name':<{width}}  {'kind':<9}  {'size':>8}  {'parameters':>10}  architecture  quant")
+    print(
+        f"{'name':<{width}}  {'kind':<9}  {'size':>8}  {'parameters':>10}  architecture  "
+        f"{'quant':<8}  where"
+    )
     for e in entries:
         if e.note:
-            print(f"{e.name:<{width}}  {e.kind:<9}  {e.note}")
+            print(f"{e.name:<{width}}  {e.kind:<9}  {e.note}" + (f"  {e.path}" if e.path else ""))
             continue
         params = f"{e.parameters / 1e6:,.1f}M" if e.parameters is not None else "?"
         size = format_bytes(e.size_bytes) or "?"
         print(
             f"{e.name:<{width}}  {e.kind:<9}  {size:>8}  {params:>10}  "
-            f"{e.architecture or '?':<12}  {e.quantization or '?'}"
+            f"{e.architecture or '?':<12}  {e.quantization or '?':<8}  {e.path or ''}"
         )
     return 0
 

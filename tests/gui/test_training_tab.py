@@ -273,7 +273,35 @@ def test_notes_explain_spikes_and_overfitting():
     said = []
     for step, train, val in evals:
         said += notes.feed({"event": "eval", "step": step, "train_loss": train, "val_loss": val})
-    assert len(said) == 1 and "overfitting" in said[0]
+    assert len(said) == 2
+    assert said[0].startswith("First evaluation (step 10)") and "perplexity of 8.2" in said[0]
+    assert "overfitting" in said[1]
+
+
+def test_notes_follow_epochs_probes_and_the_baselines():
+    from tokenscope.gui.training.learning_notes import LearningNotes
+
+    notes = LearningNotes()
+    notes.feed({"event": "start", "model": {"vocab_size": 50}, "corpus": {"train_tokens": 1000}})
+    said = notes.feed({"event": "step", "step": 5, "loss": 3.0, "tokens": 999})
+    assert said == []
+    (once,) = notes.feed({"event": "step", "step": 6, "loss": 3.0, "tokens": 1200})
+    assert "whole training text once" in once
+    (ten,) = notes.feed({"event": "step", "step": 50, "loss": 3.0, "tokens": 10_000})
+    assert "10 passes" in ten
+    probe = {"event": "probe", "prompt": "The capital of Indonesia is", "continuation": " Jakarta"}
+    assert notes.feed({**probe, "step": 10, "probability": 0.001}) == []
+    (rising,) = notes.feed({**probe, "step": 20, "probability": 0.02})
+    assert "risen from 0.10% to 2.00%" in rising
+    (learned,) = notes.feed({**probe, "step": 30, "probability": 0.8})
+    assert "has learned this fact" in learned
+    notes.feed({"event": "eval", "step": 100, "train_loss": 3.0, "val_loss": 4.0})
+    (ngram,) = notes.feed({"event": "baseline", "model": "ngram", "val_loss": 3.5})
+    assert "n-gram (trigram) model beats the Transformer" in ngram and "small" in ngram
+    (lstm,) = notes.feed({"event": "baseline", "model": "lstm", "val_loss": 4.5})
+    assert lstm.startswith("The Transformer beats the LSTM")
+    (passed,) = notes.feed({"event": "eval", "step": 200, "train_loss": 2.0, "val_loss": 3.4})
+    assert "now below the n-gram (trigram) model's (3.50)" in passed
 
 
 def test_resume_can_train_a_finished_run_further(qtbot, tab, tmp_path, private_home):

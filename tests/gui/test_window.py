@@ -14,7 +14,7 @@ def test_models_tab_lists_the_opened_model_and_opens_it_again(qtbot, window, che
     assert recent.path == str(checkpoint.resolve())
     assert recent.parameters == window.model_info.parameters
     row = tab.entries.index(recent)
-    assert tab.table.item(row, 0).text() == recent.name
+    assert tab.table.item(row, 0).text() == f"● {recent.name}"  # the model in use
     assert tab.table.item(row, 5).text() == str(window.model_info.context_length)
     assert {e.kind for e in tab.entries} >= {"bundled", "recent"}
     # The picker offers the same model; choosing it loads it again.

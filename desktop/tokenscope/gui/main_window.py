@@ -29,6 +29,7 @@ from tokenscope.gui.training.training_tab import TrainingTab
 from tokenscope.service.records import LoadProgress, ModelInfo
 
 OPEN_OTHER = "Open file or folder…"
+MESSAGE_MS = 12_000
 
 
 def settings_store() -> QSettings:
@@ -133,8 +134,8 @@ class MainWindow(QMainWindow):
         self.playground.speed_changed.connect(
             lambda rate: self.status_speed.setText(f"{rate:.1f} tokens/s")
         )
-        self.playground.message.connect(self.statusBar().showMessage)
-        self.fewshot.message.connect(self.statusBar().showMessage)
+        self.playground.message.connect(self.show_message)
+        self.fewshot.message.connect(self.show_message)
         self.training.open_in_playground.connect(self._on_training_open_in_playground)
 
     # ----- settings ------------------------------------------------------------------------
@@ -183,8 +184,7 @@ class MainWindow(QMainWindow):
         self.picker.clear()
         for e in self.models.entries:
             if e.openable:
-                label = Path(e.name).name if e.kind == "recent" else e.name
-                self.picker.addItem(f"{label}  ({e.kind})", e.target)
+                self.picker.addItem(f"{e.name}  ({e.kind})", e.target)
         self.picker.addItem(OPEN_OTHER, OPEN_OTHER)
         self.fewshot.set_compare_choices(
             [
@@ -192,10 +192,19 @@ class MainWindow(QMainWindow):
                 for i in range(self.picker.count() - 1)
             ]
         )
-        index = self.picker.findData(self.model_id)
-        if index >= 0:
-            self.picker.setCurrentIndex(index)
+        loading = self._load is not None and not self._load.finished
+        shown = self._loading_name if loading else self.model_id
+        if shown:
+            self._select_in_picker(shown)
         self.picker.blockSignals(False)
+
+    def _select_in_picker(self, target: str) -> None:
+        """Show `target` in the picker (adding it if the model list has not been read yet)."""
+        index = self.picker.findData(target)
+        if index < 0:
+            self.picker.insertItem(0, Path(target).name or target, target)
+            index = 0
+        self.picker.setCurrentIndex(index)
 
     def _on_picker_activated(self, index: int) -> None:
         value = self.picker.itemData(index)
@@ -218,6 +227,7 @@ class MainWindow(QMainWindow):
     def load_model(self, name: str) -> None:
         """Switch to another model: whatever runs on the current one stops first."""
         self._loading_name = name
+        self._select_in_picker(name)
         self._show_loading(True)
         self.load_progress.setRange(0, 0)
         self.load_label.setText(f"loading {name}…")
@@ -266,6 +276,7 @@ class MainWindow(QMainWindow):
             remember(self.model_id)
             QTimer.singleShot(0, self.models.refresh)
         self._fill_picker()
+        self.models.set_loaded(self.model_id)
         self.playground.on_model_loaded(self.model_id)
         self.fewshot.on_model_loaded()
 
@@ -276,6 +287,10 @@ class MainWindow(QMainWindow):
     def _on_training_open_in_playground(self, checkpoint: str) -> None:
         self.load_model(checkpoint)
         self.tabs.setCurrentWidget(self.playground)
+
+    def show_message(self, message: str) -> None:
+        """A passing remark in the status bar; it goes away by itself so it cannot go stale."""
+        self.statusBar().showMessage(message, MESSAGE_MS)
 
     def show_error(self, message: str) -> None:
         self.banner.setText(message)

@@ -7,6 +7,7 @@ model picker show it. Reading it opens only file headers, never weights.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from tokenscope.lm.formats.summary import ModelSummary, summarize
 from tokenscope.lm.loading import BUILTIN, builtin_model_path
@@ -15,7 +16,7 @@ from tokenscope.lm.registry import KNOWN_MODELS, known_model_path, recent_models
 
 @dataclass(frozen=True)
 class CatalogEntry:
-    name: str  # what load_model accepts for bundled and installed models; the path for recent
+    name: str  # what load_model accepts for bundled and installed models; a file or folder name
     kind: str  # "bundled", "installed", "available" (can be pulled) or "recent"
     path: str | None = None
     size_bytes: int | None = None
@@ -34,12 +35,17 @@ class CatalogEntry:
         """What to hand to load_model."""
         return self.path if self.kind == "recent" and self.path else self.name
 
+    @property
+    def removable(self) -> bool:
+        """Whether the person can forget it from the list or delete its files here."""
+        return self.kind == "recent"
 
-def _entry(name: str, kind: str, s: ModelSummary) -> CatalogEntry:
+
+def _entry(name: str, kind: str, s: ModelSummary, path: str | None = None) -> CatalogEntry:
     return CatalogEntry(
         name=name,
         kind=kind,
-        path=str(s.path),
+        path=path or str(s.path),
         size_bytes=s.size_bytes,
         parameters=s.parameters,
         architecture=s.architecture,
@@ -67,6 +73,17 @@ def catalog() -> list[CatalogEntry]:
             )
         else:
             entries.append(_entry(name, "installed", summarize(path)))
+    listed = {_same_file(e.path) for e in entries if e.path}
     for path in recent_models():
-        entries.append(_entry(path, "recent", summarize(path)))
+        if _same_file(path) in listed:
+            continue  # opened by its path, but it is the bundled or an installed model
+        listed.add(_same_file(path))
+        entries.append(_entry(Path(path).name or path, "recent", summarize(path), path))
     return entries
+
+
+def _same_file(path: str) -> str:
+    try:
+        return str(Path(path).resolve())
+    except OSError:
+        return path

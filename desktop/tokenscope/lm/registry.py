@@ -154,3 +154,12 @@ def remember(path: str | Path) -> None:
     folder = data_dir()
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / RECENT_FILE, json.dumps({"recent": items[:RECENT_LIMIT]}, indent=2))
+
+
+def forget(path: str | Path) -> None:
+    """Take a model off the recently opened list (its files stay where they are)."""
+    entry = str(Path(path).expanduser().resolve())
+    items = [p for p in recent_models() if p not in (entry, str(path))]
+    folder = data_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(folder / RECENT_FILE, json.dumps({"recent": items}, indent=2))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ from tokenscope.train.events import EventWriter
 from tokenscope.train.loop import learning_rate
 
 DISCOUNT = 0.75
+PROGRESS_EVERY_S = 0.5
 
 
 class NGramModel:
@@ -110,8 +112,11 @@ def train_lstm(
     width: int = 256,
     layers: int = 1,
     steps: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[LstmLanguageModel, float]:
-    """Train an LSTM on the run's batches; return it and its validation perplexity."""
+    """Train an LSTM on the run's batches; return it and its validation perplexity.
+
+    `progress(done, total)` is called after every step."""
     torch.manual_seed(config.seed)
     model = LstmLanguageModel(vocab, width, layers)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.0)
@@ -128,6 +133,8 @@ def train_lstm(
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
+        if progress is not None:
+            progress(step + 1, steps)
     model.eval()
     losses = []
     with torch.no_grad():
@@ -154,6 +161,7 @@ def run_baselines(config: TrainConfig, *, lstm_steps: int | None = None) -> bool
         train = TokenDataset(run_dir / "data" / "train.bin", vocab)
         val = TokenDataset(run_dir / "data" / "val.bin", vocab)
         started = time.perf_counter()
+        events.emit("progress", stage="ngram", done=0, total=1)
         ngram = NGramModel(vocab).fit(np.asarray(train.tokens))
         ppl = ngram.perplexity(np.asarray(val.tokens))
         events.emit(
@@ -166,7 +174,17 @@ def run_baselines(config: TrainConfig, *, lstm_steps: int | None = None) -> bool
         )
         started = time.perf_counter()
         context = min(config.context or 128, len(train) - 1)
-        _, ppl = train_lstm(config, train, val, vocab, context, steps=lstm_steps)
+        last = [0.0]
+
+        def progress(done: int, total: int) -> None:
+            now = time.perf_counter()
+            if now - last[0] >= PROGRESS_EVERY_S or done == total:
+                last[0] = now
+                eta = (now - started) / done * (total - done)
+                events.emit("progress", stage="lstm", done=done, total=total, eta_s=eta)
+
+        _, ppl = train_lstm(config, train, val, vocab, context, steps=lstm_steps,
+                            progress=progress)  # fmt: skip
         events.emit(
             "baseline",
             model="lstm",

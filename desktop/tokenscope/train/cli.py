@@ -4,6 +4,7 @@
     python -m tokenscope.train --recipe default --out DIR  a shipped recipe
     python -m tokenscope.train --run DIR --resume          continue a run from its folder
     python -m tokenscope.train --run DIR --baselines       n-gram and LSTM beside the run
+    python -m tokenscope.train --config run.json --measure-steps 3   time a few steps
     torchrun --nproc-per-node 2 -m tokenscope.train ...    the same, with several processes
 
 Progress is one JSON event per line on stdout (see tokenscope.train.events).
@@ -34,6 +35,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="override a config field, e.g. --set steps=200 --set 'model={\"n_layer\": 2}'",
     )
     p.add_argument("--baselines", action="store_true", help="train the n-gram and LSTM baselines")
+    p.add_argument(
+        "--measure-steps",
+        type=int,
+        metavar="N",
+        help="time N training steps of this config's model on random tokens, print one JSON "
+        "line and exit (the Training tab's estimate)",
+    )
 
 
 def _load_config(args: argparse.Namespace):
@@ -72,6 +80,14 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, TypeError, TokenscopeError) as e:
         print(f"tokenscope train: error: {e}", file=sys.stderr)
         return 2
+    if args.measure_steps:
+        from tokenscope.train.measure import seconds_per_step
+
+        # The vocabulary the tokenizer would have; the window passes it with --set.
+        seconds = seconds_per_step(config, config.vocab_size, args.measure_steps)
+        print(json.dumps({"event": "measure", "seconds_per_step": seconds,
+                          "threads": config.threads, "steps": args.measure_steps}))  # fmt: skip
+        return 0
     if args.baselines:
         from tokenscope.train.baselines import run_baselines
 

@@ -47,7 +47,6 @@ class FewShotTab(QWidget):
         self.model_ready = False
         self.preview: FewShotView | None = None
         self._sweep: JobHandle | None = None
-        self._sweep_error = ""
         self.sweeps: dict[str, list] = {}  # model name -> SweepPoint list
         self.sweep_labels: list[tuple[str, int, str]] = []  # (model, shots, top prediction)
         self._build()
@@ -74,6 +73,7 @@ class FewShotTab(QWidget):
         self.sweep_button = QPushButton("Run sweep", objectName="sweepButton")
         self.cancel_button = QPushButton("Cancel", objectName="cancelSweepButton", enabled=False)
         self.progress = QProgressBar(objectName="sweepProgress")
+        self.sweep_status = QLabel(objectName="sweepStatus", wordWrap=True)
         self.sweep_plot = pg.PlotWidget(background="w")
         self.sweep_plot.setObjectName("sweepChart")
         self.sweep_plot.setAccessibleName("Probability of the expected answer against shots")
@@ -123,6 +123,7 @@ class FewShotTab(QWidget):
         run_row.addWidget(self.cancel_button)
         run_row.addWidget(self.progress, 1)
         rv.addLayout(run_row)
+        rv.addWidget(self.sweep_status)
         rv.addWidget(self.sweep_plot, 2)
         rv.addWidget(self.sweep_table, 1)
 
@@ -136,6 +137,7 @@ class FewShotTab(QWidget):
         self._debounce = QTimer(self, singleShot=True, interval=60)
         self._debounce.timeout.connect(self.request_preview)
         self.editor.prompt_changed.connect(self._debounce.start)
+        self.editor.prompt_changed.connect(self._on_examples_changed)
         self.presets.activated.connect(self._on_preset_picked)
         self.open_button.clicked.connect(self.open_dialog)
         self.save_button.clicked.connect(self.save_dialog)
@@ -153,8 +155,16 @@ class FewShotTab(QWidget):
     def load_preset(self, name: str) -> None:
         from tokenscope.lm.fewshot import FewShotPrompt, preset_path
 
-        self.editor.set_prompt(FewShotPrompt.load(preset_path(name)))
+        self._set_prompt(FewShotPrompt.load(preset_path(name)))
         self.presets.setCurrentText(name)
+
+    def _set_prompt(self, prompt: Any) -> None:
+        """Another task: its own examples, and no sweep of the one before."""
+        self.cancel_sweep()
+        self.clear_sweep()
+        self.editor.set_prompt(prompt)
+        self.max_shots.setMaximum(len(prompt.examples))
+        self.max_shots.setValue(len(prompt.examples))
 
     def _on_preset_picked(self, index: int) -> None:
         self.load_preset(self.presets.itemText(index))
@@ -168,7 +178,7 @@ class FewShotTab(QWidget):
         from tokenscope.lm.fewshot import FewShotPrompt
 
         try:
-            self.editor.set_prompt(FewShotPrompt.load(path))
+            self._set_prompt(FewShotPrompt.load(path))
         except (OSError, ValueError) as e:
             self.message.emit(str(e))
 
@@ -185,6 +195,14 @@ class FewShotTab(QWidget):
         self.compare.addItem("(no second model)", "")
         for label, target in entries:
             self.compare.addItem(label, target)
+
+    def _on_examples_changed(self) -> None:
+        """ "up to" never offers more shots than there are examples."""
+        n = self.editor.examples.topLevelItemCount()
+        at_most = self.max_shots.value() == self.max_shots.maximum()
+        self.max_shots.setMaximum(n)
+        if at_most:  # it was "all of them": it still is
+            self.max_shots.setValue(n)
 
     # ----- preview -------------------------------------------------------------------------
 
@@ -254,18 +272,19 @@ class FewShotTab(QWidget):
     # ----- sweep ---------------------------------------------------------------------------
 
     def run_sweep(self) -> None:
-        if not self.model_ready:
+        if not self.model_ready or self.sweeping:
             return
-        prompt = self.editor.prompt()
+        try:
+            prompt = self.editor.prompt()
+        except ValueError as e:  # e.g. a template without {output}
+            self._say_sweep(f"The sweep cannot run: {e}", error=True)
+            return
         if not prompt.expected:
-            self.message.emit("Write the expected answer first: the sweep charts its probability.")
+            self._say_sweep(
+                "Write the expected answer first: the sweep charts its probability.", error=True
+            )
             return
-        self.sweeps.clear()
-        self.sweep_labels.clear()
-        self.sweep_plot.getPlotItem().clear()
-        self.legend.clear()
-        self.sweep_table.clear()
-        self._sweep_error = ""
+        self.clear_sweep()
         self.progress.setRange(0, 0)
         other = self.compare.currentData() or ""
         self._sweep = self.bridge.submit(
@@ -281,6 +300,17 @@ class FewShotTab(QWidget):
             on_error=self._on_sweep_failed,
         )
         self._update_sweep_buttons()
+
+    def clear_sweep(self) -> None:
+        """Forget the sweep shown (its chart, table and status)."""
+        self.sweeps.clear()
+        self.sweep_labels.clear()
+        self.sweep_plot.getPlotItem().clear()
+        self.legend.clear()
+        self.sweep_table.clear()
+        self.sweep_status.setText("")
+        self.progress.reset()
+        self.progress.setFormat("")
 
     @property
     def sweeping(self) -> bool:
@@ -339,9 +369,12 @@ class FewShotTab(QWidget):
             f"<th>P(expected)</th><th>rank</th><th>top prediction</th></tr>{rows}</table>"
         )
 
+    def _say_sweep(self, text: str, *, error: bool = False) -> None:
+        self.sweep_status.setStyleSheet("color:#9a1b1b" if error else "color:#555")
+        self.sweep_status.setText(text)
+
     def _on_sweep_failed(self, message: str) -> None:
-        self._sweep_error = message
-        self.message.emit(f"Sweep failed: {message}")
+        self._say_sweep(f"The sweep could not run: {message}", error=True)
 
     def _on_sweep_done(self, _result: Any, outcome: str) -> None:
         self._update_sweep_buttons()
@@ -349,7 +382,13 @@ class FewShotTab(QWidget):
         self.progress.setValue(1 if outcome == "completed" else 0)
         self.progress.setFormat(outcome)
         if outcome == "cancelled":
-            self.message.emit("Sweep cancelled.")
+            self._say_sweep("Sweep cancelled.")
+        elif outcome == "completed":
+            points = sum(len(v) for v in self.sweeps.values())
+            self._say_sweep(
+                f"{points} points: P(expected answer) with 0 to {self.max_shots.value()} "
+                "examples in the prompt."
+            )
 
     def sweep_points(self) -> dict[str, list[Any]]:
         """What the sweep chart shows, by model (for tests and exports)."""

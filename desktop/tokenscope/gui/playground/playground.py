@@ -7,12 +7,14 @@ supersedes an older one and a stale answer never reaches the chart.
 
 from __future__ import annotations
 
+import dataclasses
+import random
 import time
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QComboBox,
@@ -63,6 +65,7 @@ class Playground(QWidget):
         self.selected: int | None = None  # index of the clicked token in the current branch
         self._generation: JobHandle | None = None
         self._gen_branch = -1
+        self._follow = False
         self._gen_started = 0.0
         self._gen_count = 0
         self._build()
@@ -82,6 +85,8 @@ class Playground(QWidget):
         self.chart_k = QSpinBox(objectName="chartTopK", minimum=3, maximum=50, value=10)
         self.chart_k.setAccessibleName("Tokens shown in the chart")
         self.tokens = TokenView()
+        self.context_info = QLabel(objectName="contextInfo", wordWrap=True)
+        self.context_info.setAccessibleName("How much of the prompt the model sees")
         self.sampling = SamplingPanel()
         self.chart = NextTokenChart()
         self.generate_button = QPushButton("Generate", objectName="generateButton")
@@ -115,6 +120,7 @@ class Playground(QWidget):
         row.addWidget(self.chart_k)
         lv.addLayout(row)
         lv.addWidget(self.tokens)
+        lv.addWidget(self.context_info)
         lv.addWidget(self.sampling)
 
         right = QWidget()
@@ -168,7 +174,21 @@ class Playground(QWidget):
         QShortcut(QKeySequence("Ctrl+Return"), self, self.generate)
         QShortcut(QKeySequence("Ctrl+Enter"), self, self.generate)
         QShortcut(QKeySequence("Ctrl+Right"), self, self.step)
+        # The editor takes Ctrl+Right as "next word" before any shortcut sees it; here it
+        # steps, as everywhere else in the tab.
+        self.prompt.installEventFilter(self)
         QShortcut(QKeySequence(Qt.Key.Key_Escape), self, self.stop)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if (
+            watched is self.prompt
+            and event.type() == QEvent.Type.ShortcutOverride
+            and event.key() == Qt.Key.Key_Right
+            and event.modifiers() == Qt.KeyboardModifier.ControlModifier
+        ):
+            event.ignore()  # not the editor's: the Ctrl+Right shortcut runs instead
+            return True
+        return super().eventFilter(watched, event)
 
     # ----- predictions ---------------------------------------------------------------------
 
@@ -177,6 +197,7 @@ class Playground(QWidget):
         self.model_ready = True
         self.model_id = model_id
         self._prediction = None
+        self._show_context(None)
         self.selected = None
         self.alternatives.clear()
         self.chart.clear()
@@ -213,12 +234,25 @@ class Playground(QWidget):
             return
         self._prediction, self.predicted_text = view, text
         self.predictions += view.recomputed
-        if view.dropped_tokens:
-            self.message.emit(
-                f"The prompt is longer than the context: its first {view.dropped_tokens} "
-                "tokens are not seen by the model."
-            )
+        self._show_context(view)
         self.refresh_chart()
+
+    def _show_context(self, view: NextTokenView | None) -> None:
+        """How much of the prompt the model sees; the warning goes when it stops being true."""
+        info = self.bridge.info
+        if view is None or info is None:
+            self.context_info.setText("")
+            return
+        seen = len(view.context_ids)
+        if view.dropped_tokens:
+            self.context_info.setStyleSheet("color:#9a3412")
+            self.context_info.setText(
+                f"The prompt is longer than the context ({info.context_length} tokens): its "
+                f"first {view.dropped_tokens} tokens are not seen by the model."
+            )
+        else:
+            self.context_info.setStyleSheet("color:#555")
+            self.context_info.setText(f"{seen} of {info.context_length} context tokens used")
 
     def _on_tokens_done(self, tokens: Any, outcome: str) -> None:
         if outcome == "completed":
@@ -354,13 +388,22 @@ class Playground(QWidget):
         self.branch_picker.addItem(branch.label(self.current, self.model_id))
         self.branch_picker.setCurrentIndex(self.current)
         self._refresh_generation()
+        self.refresh_chart()  # the live prediction again, not a token of the old branch
 
     def _request(self, prompt: Any, max_tokens: int, forced: Any) -> None:
+        branch = self.branches[self.current]
         try:
-            settings = self.sampling.settings(seed_offset=len(self.branches[self.current].steps))
+            settings = self.sampling.settings(seed_offset=len(branch.steps))
         except ValueError as e:
             self.message.emit(str(e))
             return
+        if settings.seed is None:
+            # Not fixed: a fresh seed each time, still written down so that the branch can be
+            # drawn again (tick "fixed seed" and type it in).
+            settings = dataclasses.replace(settings, seed=random.randrange(2**31))
+        if branch.seed is None:
+            branch.seed = settings.seed
+        self._follow = max_tokens == 1  # Step: the chart shows what the new token came from
         self._gen_branch = self.current
         self._gen_started, self._gen_count = time.perf_counter(), 0
         self._generation = self.bridge.submit(
@@ -385,7 +428,11 @@ class Playground(QWidget):
 
     def _on_generation_done(self, result: Any, outcome: str) -> None:
         self._update_buttons()
-        self._refresh_generation()
+        steps = self.branches[self._gen_branch].steps
+        if self._follow and outcome == "completed" and self.current == self._gen_branch and steps:
+            self.select_token(len(steps) - 1)
+        else:
+            self._refresh_generation()
         if isinstance(result, GenerationDone):
             if result.tokens > 1:  # one token says nothing about speed
                 self.speed_changed.emit(result.tokens_per_second)

@@ -14,7 +14,8 @@ DEFAULTS: dict[str, Any] = {
     "min_p": 0.0,
     "repetition_penalty": 1.0,
     "seed": 0,
-    "use_seed": True,
+    # Off: Generate draws anew each time, as sampling does; each branch shows its seed.
+    "use_seed": False,
 }
 
 
@@ -44,7 +45,10 @@ class SamplingPanel(QGroupBox):
         self.seed = QSpinBox(objectName="seedControl", minimum=0, maximum=2**31 - 1)
         self.seed.setAccessibleName("Seed")
         self.use_seed = QCheckBox("fixed seed", objectName="useSeedControl")
-        self.use_seed.setToolTip("the same seed draws the same tokens again")
+        self.use_seed.setToolTip(
+            "the same seed draws the same tokens again; off, each branch gets a new seed, shown "
+            "beside it in the branch list"
+        )
         form.addRow("Temperature", self.temperature)
         form.addRow("Top-k", self.top_k)
         form.addRow("Top-p", self.top_p)

@@ -25,6 +25,7 @@ class Branch:
     parent: int | None = None
     fork_at: int | None = None
     model: str = ""  # the model that generated it: only that model can continue it
+    seed: int | None = None  # the sampling seed of its first tokens: draw them again with it
 
     def label(self, index: int, current_model: str = "") -> str:
         """'#2: 12 tokens from #1 at token 3', naming the model when it is not the current one."""
@@ -32,6 +33,8 @@ class Branch:
         text = f"#{index + 1}: {n} token{'s' if n != 1 else ''}"
         if self.parent is not None and self.fork_at is not None:
             text += f" from #{self.parent + 1} at token {self.fork_at + 1}"
+        if self.seed is not None:
+            text += f" · seed {self.seed}"
         if self.model and current_model and self.model != current_model:
             text += f" · {Path(self.model).name or self.model}"
         return text
@@ -50,6 +53,7 @@ def write_session(path: str | Path, fields: dict[str, Any], branches: list[Branc
                 "parent": b.parent,
                 "fork_at": b.fork_at,
                 "model": b.model,
+                "seed": b.seed,
                 "steps": [dataclasses.asdict(s) for s in b.steps],
             }
             for b in branches
@@ -80,6 +84,7 @@ def read_session(path: str | Path) -> tuple[dict[str, Any], list[Branch]]:
             b.get("parent"),
             b.get("fork_at"),
             str(b.get("model") or data.get("model") or ""),
+            b.get("seed"),
         )
         for b in data["branches"]
     ]

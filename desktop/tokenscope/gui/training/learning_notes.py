@@ -16,6 +16,9 @@ SPIKE_WARMUP = 10  # step points before spikes are judged (early losses fall fas
 EMA = 0.9
 OVERFIT_EVALS = 2  # validation rises this many evals in a row while training loss falls
 OVERFIT_MIN_RISE = 0.02  # ...and by at least this fraction of its value
+EPOCH_MARKS = (1, 10, 100, 1000)  # passes over the training text worth a word
+PROBE_RISE = 10.0  # a probe this many times more likely than at first is worth a word
+BASELINE_NAMES = {"ngram": "n-gram (trigram) model", "lstm": "LSTM"}
 
 
 @dataclass
@@ -28,7 +31,13 @@ class LearningNotes:
     _evals: list[tuple[int, float, float]] = field(default_factory=list)  # (step, train, val)
     _overfit_said: bool = False
     _probe_said: set[str] = field(default_factory=set)
+    _probe_first: dict[str, float] = field(default_factory=dict)
+    _probe_rise_said: set[str] = field(default_factory=set)
     _start_said: bool = False
+    _train_tokens: int | None = None  # tokens in the training split, when the run says
+    _epochs_said: set[int] = field(default_factory=set)
+    _baselines: dict[str, float] = field(default_factory=dict)  # model -> validation loss
+    _passed: set[str] = field(default_factory=set)
 
     def reset(self) -> None:
         """Forget everything (a different run is shown)."""
@@ -45,6 +54,8 @@ class LearningNotes:
             return self._on_eval(event)
         if kind == "probe":
             return self._on_probe(event)
+        if kind == "baseline":
+            return self._on_baseline(event)
         return []
 
     def _on_start(self, event: dict[str, Any]) -> list[str]:
@@ -52,6 +63,9 @@ class LearningNotes:
             # The curve before the resume is kept; the averages start over from here.
             self._average, self._points = None, 0
             return [f"Resumed from the checkpoint at step {event['resumed_from']}."]
+        corpus = event.get("corpus") or {}
+        if isinstance(corpus.get("train_tokens"), int) and corpus["train_tokens"] > 0:
+            self._train_tokens = corpus["train_tokens"]
         vocab = (event.get("model") or {}).get("vocab_size")
         if self._start_said or not vocab:
             return []
@@ -62,11 +76,31 @@ class LearningNotes:
             "learns which tokens are common, then which follow which."
         ]
 
+    def _epochs(self, event: dict[str, Any]) -> list[str]:
+        tokens = event.get("tokens")
+        if not self._train_tokens or not isinstance(tokens, (int, float)):
+            return []
+        epochs = tokens / self._train_tokens
+        for mark in EPOCH_MARKS:
+            if epochs >= mark and mark not in self._epochs_said:
+                self._epochs_said.add(mark)
+                if mark == 1:
+                    return [
+                        f"Step {event.get('step')}: the model has now read its whole training "
+                        "text once (one epoch). From here on it sees every passage again."
+                    ]
+                return [
+                    f"Step {event.get('step')}: {mark} passes over the training text. Each "
+                    "pass teaches less that carries over to new text and more of this text "
+                    "by heart: watch whether the validation loss still falls."
+                ]
+        return []
+
     def _on_step(self, event: dict[str, Any]) -> list[str]:
         loss, step = event.get("loss"), int(event.get("step", 0))
         if not isinstance(loss, (int, float)) or not math.isfinite(loss):
             return []
-        notes = []
+        notes = self._epochs(event)
         average = self._average
         if (
             average is not None
@@ -89,7 +123,18 @@ class LearningNotes:
         train, val = event.get("train_loss"), event.get("val_loss")
         if not isinstance(train, (int, float)) or not isinstance(val, (int, float)):
             return []
+        first = not self._evals
         self._evals.append((int(event.get("step", 0)), float(train), float(val)))
+        if first:
+            return [
+                f"First evaluation (step {event.get('step')}): validation loss {val:.2f}, a "
+                f"perplexity of {math.exp(min(val, 50)):,.1f}: on text it has not trained on, "
+                f"the model is as unsure as if it chose among {math.exp(min(val, 50)):,.0f} "
+                "equally likely tokens. Lower is better."
+            ]
+        passed = self._passing_baselines(int(event.get("step", 0)), float(val))
+        if passed:
+            return passed
         recent = self._evals[-(OVERFIT_EVALS + 1) :]
         if len(recent) <= OVERFIT_EVALS:
             return []
@@ -111,10 +156,61 @@ class LearningNotes:
             self._overfit_said = False  # a later episode is worth saying again
         return []
 
+    def _passing_baselines(self, step: int, val: float) -> list[str]:
+        notes = []
+        for model, loss in self._baselines.items():
+            if val < loss and model not in self._passed:
+                self._passed.add(model)
+                notes.append(
+                    f"Step {step}: the Transformer's validation loss ({val:.2f}) is now below "
+                    f"the {BASELINE_NAMES.get(model, model)}'s ({loss:.2f})."
+                )
+        return notes
+
+    def _on_baseline(self, event: dict[str, Any]) -> list[str]:
+        model, loss = str(event.get("model")), event.get("val_loss")
+        if not isinstance(loss, (int, float)) or not math.isfinite(loss):
+            return []
+        self._baselines[model] = float(loss)
+        name = BASELINE_NAMES.get(model, model)
+        if not self._evals:
+            return []
+        best = min(v for _, _, v in self._evals)
+        if best < loss:
+            self._passed.add(model)
+            return [
+                f"The Transformer beats the {name}: validation perplexity "
+                f"{math.exp(best):,.1f} against {math.exp(loss):,.1f}. It can use everything "
+                "in its context window, where the n-gram model sees two tokens back."
+            ]
+        why = (
+            "An n-gram model only counts which token followed the two before it; on a small "
+            "text those counts are most of what there is to learn, and it needs no training "
+            "to use them. The Transformer has far more parameters than this text can pin "
+            "down: with more text (or more steps) its longer context wins."
+            if model == "ngram"
+            else "An LSTM reads the text one token at a time and learns quickly on small "
+            "corpora; a Transformer usually needs more text to pull ahead."
+        )
+        return [
+            f"The {name} beats the Transformer on this text: validation perplexity "
+            f"{math.exp(loss):,.1f} against {math.exp(best):,.1f}. {why}"
+        ]
+
     def _on_probe(self, event: dict[str, Any]) -> list[str]:
         p = event.get("probability")
         key = f"{event.get('prompt')}\u241f{event.get('continuation')}"
-        if not isinstance(p, (int, float)) or p < 0.5 or key in self._probe_said:
+        if not isinstance(p, (int, float)):
+            return []
+        first = self._probe_first.setdefault(key, float(p))
+        if p < 0.5 and first > 0 and p >= PROBE_RISE * first and key not in self._probe_rise_said:
+            self._probe_rise_said.add(key)
+            return [
+                f"At step {event.get('step')} the probability of {event.get('continuation')!r} "
+                f"after {event.get('prompt')!r} has risen from {first:.2%} to {p:.2%}: the "
+                "model is picking up this fact, not yet sure of it."
+            ]
+        if p < 0.5 or key in self._probe_said:
             return []
         self._probe_said.add(key)
         return [

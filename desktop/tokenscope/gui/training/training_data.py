@@ -76,6 +76,10 @@ def preview_tokens(
 class TrainingData(QGroupBox):
     """Pick text files and folders (or drop them here), see the corpus summary, pick a tokenizer."""
 
+    #: () — files or folders were added or removed; GUI thread
+    corpus_changed = Signal()
+    #: (estimated tokens or None) — the corpus was read again (None: no text); GUI thread
+    corpus_summarized = Signal(object)
     #: (vocabulary size) — the tokenizer the run would make has this many tokens; GUI thread
     vocabulary_estimated = Signal(int)
 
@@ -194,9 +198,11 @@ class TrainingData(QGroupBox):
 
         self._summary_id += 1
         request, paths = self._summary_id, self.paths()
+        self.corpus_changed.emit()
         if not paths:
             self.summary = None
             self.summary_label.setText("Add text files or folders (or drop them here).")
+            self.corpus_summarized.emit(None)
             self.preview_timer.start()
             return
         self.summary_label.setText("Reading the corpus…")
@@ -214,14 +220,23 @@ class TrainingData(QGroupBox):
         self.summary = summary
         if error:
             self.summary_label.setText(f"Cannot read the corpus: {error.split(': ', 1)[-1]}")
+            self.corpus_summarized.emit(None)
             self.preview_timer.start()
             return
         self.summary_label.setText(self.describe(summary))
+        self.corpus_summarized.emit(self.estimated_tokens())
         self.preview_timer.start()
+
+    def estimated_tokens(self) -> int | None:
+        """Tokens the chosen text makes with the chosen tokenizer, roughly (None: no text)."""
+        s = self.summary
+        if s is None:
+            return None
+        return s.characters if self.tokenizer_kind() == "char" else s.estimated_tokens
 
     def describe(self, s: Any) -> str:
         """The summary in words: files, size, characters, estimated tokens, problems found."""
-        tokens = s.characters if self.tokenizer_kind() == "char" else s.estimated_tokens
+        tokens = self.estimated_tokens()
         parts = [
             f"{len(s.files)} text file{'s' if len(s.files) != 1 else ''}, {format_bytes(s.bytes)}, "
             f"{s.characters:,} characters, about {tokens:,} tokens."
@@ -246,6 +261,7 @@ class TrainingData(QGroupBox):
         self.init_from.setEnabled(kind == "model")
         if self.summary is not None:
             self.summary_label.setText(self.describe(self.summary))
+            self.corpus_summarized.emit(self.estimated_tokens())
         self.preview_timer.start()
 
     def _on_preview_timer_timeout(self) -> None:

@@ -1,16 +1,17 @@
 """The model and budget part of the Training tab: a preset or custom shape, steps, batch,
 processes; and, as they change, parameters, memory, FLOPs per token, the compute for the
-planned tokens and a rough time on the detected device.
+planned tokens, how many passes over the corpus that is, and the time it will take.
 
-The estimates are arithmetic on ModelConfig (no torch). Detecting the device needs torch, so
-it runs once in the thread pool and the time estimate appears when it answers.
+The estimates are arithmetic on ModelConfig (no torch). The time starts as a rough guess from
+the device's peak FLOP/s and becomes a measurement: a second after the plan stops changing,
+the trainer times a few real steps of this model and batch in a process of its own.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -33,6 +34,32 @@ CUSTOM = "custom"
 # the run's measured tokens/s replaces this guess once it starts.
 ASSUMED_UTILIZATION = {"cpu": 0.1, "cuda": 0.3}
 ADAM_BYTES_PER_PARAMETER = 16  # float32 weights, gradients and two Adam moments
+MEASURE_AFTER_MS = 1200  # the plan must rest this long before a burst is measured
+MEASURE_STEPS = 3
+MANY_EPOCHS = 10  # more passes over the text than this: say the model will memorise it
+
+
+def measure_step(fields: dict[str, Any], vocab_size: int) -> float:
+    """Seconds per training step of this plan, timed by the trainer in its own process.
+    Runs in a pool thread (it waits for the process)."""
+    import json
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    from tokenscope.gui.training.training_process import train_command
+
+    with tempfile.TemporaryDirectory(prefix="tokenscope-measure-") as tmp:
+        config = {**fields, "data": ["(not read)"], "out_dir": tmp, "tokenizer": "bpe",
+                  "vocab_size": vocab_size}  # fmt: skip
+        path = Path(tmp) / "run.json"
+        path.write_text(json.dumps(config), encoding="utf-8")
+        command = train_command(["--config", str(path), "--measure-steps", str(MEASURE_STEPS)])
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    for line in reversed(done.stdout.splitlines()):
+        if line.startswith("{"):
+            return float(json.loads(line)["seconds_per_step"])
+    raise RuntimeError((done.stderr.strip().splitlines() or ["no answer"])[-1])
 
 
 def detect_device(processes: int) -> dict[str, Any]:
@@ -67,6 +94,11 @@ class TrainingPlan(QGroupBox):
         self.device: dict[str, Any] | None = None
         self._base = "small"  # the preset a custom shape starts from (GPT-2 or Llama style)
         self._device_id = 0
+        self.corpus_tokens: int | None = None  # of the text chosen, as estimated
+        self.measured: tuple[tuple, float] | None = None  # (what was measured, s per step)
+        self._measure_id = 0
+        self._measure_timer = QTimer(self, singleShot=True, interval=MEASURE_AFTER_MS)
+        self._measure_timer.timeout.connect(self.measure)
         self._build()
         self._on_preset_changed()
 
@@ -180,6 +212,39 @@ class TrainingPlan(QGroupBox):
             "threads": trainer_threads(self.processes.value()),
         }
 
+    def set_corpus_tokens(self, tokens: int | None) -> None:
+        """The chosen text holds about this many tokens (None: not known yet)."""
+        self.corpus_tokens = tokens
+        self._update_estimates()
+
+    def _measure_key(self) -> tuple:
+        """What the time per step depends on."""
+        return (self.base_preset(), tuple(sorted(self.model_overrides().items())),
+                self.batch.value(), self.context.value(), self.vocab_size,
+                trainer_threads(self.processes.value()))  # fmt: skip
+
+    def measure(self) -> None:
+        """Time a few steps of the planned run (in the background; the estimate follows)."""
+        if not self.isVisible():
+            return  # measured when someone looks (the tab is shown again)
+        key = self._measure_key()
+        if self.measured is not None and self.measured[0] == key:
+            return
+        self._measure_id += 1
+        request, fields = self._measure_id, self.config_fields()
+        vocab = self.vocab_size
+        run_in_background(
+            lambda: measure_step(fields, vocab),
+            lambda result, error: self._on_measured(request, key, result, error),
+            self,
+        )
+
+    def _on_measured(self, request: int, key: tuple, seconds: Any, error: str | None) -> None:
+        if request != self._measure_id or error or seconds is None:
+            return  # superseded, or it could not run: the rough guess stays
+        self.measured = (key, float(seconds))
+        self._update_estimates()
+
     def set_vocabulary(self, vocab_size: int) -> None:
         """The tokenizer's size changed: the embedding and head change with it."""
         self.vocab_size = max(1, vocab_size)
@@ -260,14 +325,38 @@ class TrainingPlan(QGroupBox):
             f"Planned: {tokens:,} tokens ({self.steps.value():,} steps × {self.batch.value()} × "
             f"{self.context.value()}) = {compute:.2e} FLOPs of training compute",
         ]
-        if self.device is None:
+        if self.corpus_tokens:
+            epochs = tokens / self.corpus_tokens
+            passes = (
+                f"{epochs:,.1f} passes" if epochs >= 1.05 else "less than one pass"
+                if epochs < 0.95 else "one pass"
+            )  # fmt: skip
+            line = (
+                f"Text: about {self.corpus_tokens:,} tokens, so the run makes {passes} over it "
+                "(epochs)"
+            )
+            if epochs > MANY_EPOCHS:
+                line += (
+                    f". Over {MANY_EPOCHS} passes the model will learn this text by heart "
+                    "(overfit): add text, or plan fewer steps"
+                )
+            lines.append(line)
+        measured = self.measured
+        if measured is not None and measured[0] == self._measure_key():
+            seconds = measured[1] * self.steps.value() / max(1, processes)
+            lines.append(
+                f"Time: about {format_duration(seconds)} ({measured[1]:.2f} s per step, "
+                "measured on this machine" + (", with one process)" if processes > 1 else ")")
+            )
+        elif self.device is None:
             lines.append("Time: detecting the device…")
         else:
             utilization = ASSUMED_UTILIZATION[self.device["kind"]]
             seconds = compute / (self.device["peak"] * utilization)
             lines.append(
-                f"Time: about {format_duration(seconds)} on {self.device['label']} (a rough guess "
-                f"at {utilization:.0%} of its peak; the run measures the real speed)"
+                f"Time: about {format_duration(seconds)} on {self.device['label']} (a rough "
+                f"guess at {utilization:.0%} of its peak; measuring a few real steps…)"
             )
+            self._measure_timer.start()
         self.estimates.setText("\n".join(lines))
         self.plan_changed.emit(config)

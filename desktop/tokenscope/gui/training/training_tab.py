@@ -40,6 +40,13 @@ from tokenscope.train.events import read_events
 from tokenscope.units import format_duration
 
 STATUS_MS = 33
+PROGRESS_STAGES = {
+    "tokenizer": "Preparing data (training the tokenizer)",
+    "tokenize": "Preparing data (tokenizing the text)",
+    "ngram": "Baselines: counting the n-gram model's trigrams",
+    "lstm": "Baselines: training the LSTM",
+}
+NO_DATA = "Add some text to train on first (files or folders)."
 LOG_LINES = 5000
 
 
@@ -65,6 +72,7 @@ class TrainingTab(QWidget):
         self._read_id = 0
         self._steps_total: int | None = None
         self._baseline_ppl: dict[str, float] = {}
+        self._logged_decile: dict[str, int] = {}
         self.process = TrainingProcess(self)
         self._build()
         self._connect()
@@ -134,6 +142,8 @@ class TrainingTab(QWidget):
 
     def _connect(self) -> None:
         self.data.vocabulary_estimated.connect(self.plan.set_vocabulary)
+        self.data.corpus_changed.connect(self._on_data_corpus_changed)
+        self.data.corpus_summarized.connect(self.plan.set_corpus_tokens)
         self.plan.plan_changed.connect(self._on_plan_changed)
         self.plan.set_vocabulary(self.data.estimated_vocabulary())
         self.start_button.clicked.connect(self.start)
@@ -163,7 +173,7 @@ class TrainingTab(QWidget):
             return
         paths = self.data.paths()
         if not paths:
-            self.show_error("Add some text to train on first (files or folders).")
+            self.show_error(NO_DATA)
             return
         processes = self.plan.processes.value()
         name = self.options.run_name()
@@ -231,6 +241,7 @@ class TrainingTab(QWidget):
         if self.process.is_running() or self.run_dir is None:
             return
         self.baselines_label.setText("Training the baselines (n-gram, then LSTM)…")
+        self._logged_decile = {}
         self._launch("baselines", ["--run", str(self.run_dir), "--baselines"], 1)
 
     def checkpoint_to_open(self) -> Path | None:
@@ -331,9 +342,7 @@ class TrainingTab(QWidget):
                 f"({event.get('world_size', 1)} process(es), {event.get('threads')} threads)"
             )
         elif kind == "progress" and live:
-            total = event.get("total") or 1
-            self.status.setText(f"Preparing data ({event.get('stage')}): "
-                                f"{event.get('done', 0) / total:.0%}")  # fmt: skip
+            self._show_progress(event)
         elif kind == "sample":
             self.samples.appendPlainText(
                 f"step {event.get('step')}: {event.get('prompt', '')}{event.get('text', '')}"
@@ -351,6 +360,23 @@ class TrainingTab(QWidget):
             self.done_event = event
             self.log.appendPlainText(f"done: {event.get('status')} at step {event.get('step')}")
 
+    def _show_progress(self, event: dict[str, Any]) -> None:
+        stage, done, total = event.get("stage"), event.get("done", 0), event.get("total") or 1
+        what = PROGRESS_STAGES.get(str(stage), str(stage))
+        text = f"{what}: {done / total:.0%}"
+        if stage == "lstm":
+            text += f" (step {done:,} of {total:,}"
+            if event.get("eta_s") is not None:
+                text += f", about {format_duration(event['eta_s'])} left"
+            text += ")"
+        self.status.setText(text)
+        if stage in ("ngram", "lstm"):
+            self.baselines_label.setText(text)
+            decile = int(10 * done / total)
+            if decile != self._logged_decile.get(stage):  # the log gets one line per 10%
+                self._logged_decile[stage] = decile
+                self.log.appendPlainText(text)
+
     def _show_baseline(self, event: dict[str, Any]) -> None:
         ppl = self._baseline_ppl
         ppl[str(event.get("model"))] = float(event.get("val_perplexity") or math.nan)
@@ -360,6 +386,10 @@ class TrainingTab(QWidget):
             parts.append(f"this run (best): {math.exp(min(val)):,.2f}")
         self.baselines_label.setText("Validation perplexity (lower is better) — "
                                      + "; ".join(parts))  # fmt: skip
+        self.log.appendPlainText(
+            f"baseline {event.get('model')}: validation perplexity "
+            f"{ppl[str(event.get('model'))]:,.2f} in {format_duration(event.get('seconds') or 0)}"
+        )
 
     def _on_process_log(self, line: str) -> None:
         self.log.appendPlainText(line)
@@ -420,6 +450,10 @@ class TrainingTab(QWidget):
         self.resume_button.setEnabled(not running and bool(has_checkpoint))
         self.playground_button.setEnabled(bool(has_checkpoint))
         self.baselines_button.setEnabled(not running and bool(has_tokens))
+
+    def _on_data_corpus_changed(self) -> None:
+        if self.error.isVisible() and self.last_error == NO_DATA and self.data.paths():
+            self.hide_error()  # it is no longer true
 
     def _on_plan_changed(self, config: Any) -> None:
         self._plan_valid = config is not None
