@@ -111,8 +111,8 @@ def _fragments(doc):
         block = block.next()
 
 
-def test_branching_keeps_earlier_branches(qtbot, window):
-    pg = window.playground
+def test_branching_keeps_earlier_branches(qtbot, endless_window):
+    pg = endless_window.playground
     pg.max_tokens.setValue(6)
     pg.generate()
     qtbot.waitUntil(lambda: pg.generate_button.isEnabled(), timeout=20_000)

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, QThreadPool, QTimer
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -30,6 +30,7 @@ from tokenscope.service.records import LoadProgress, ModelInfo
 
 OPEN_OTHER = "Open file or folder…"
 MESSAGE_MS = 12_000
+POOL_WAIT_MS = 30_000
 
 
 def settings_store() -> QSettings:
@@ -142,10 +143,9 @@ class MainWindow(QMainWindow):
 
     def _restore(self) -> None:
         geometry = self.settings.value("window/geometry")
-        if geometry is not None:
-            self.restoreGeometry(geometry)
-        else:
+        if geometry is None or not self.restoreGeometry(geometry):
             self.resize(1280, 820)
+        self._fit_screen()
         try:
             sampling = json.loads(str(self.settings.value("playground/sampling", "{}")))
             self.playground.sampling.set_values(sampling if isinstance(sampling, dict) else {})
@@ -153,6 +153,14 @@ class MainWindow(QMainWindow):
             pass  # unreadable settings: keep the defaults
         prompt = self.settings.value("playground/prompt", "The capital of Indonesia is")
         self.playground.prompt.setPlainText(str(prompt))
+
+    def _fit_screen(self) -> None:
+        """Never larger than the screen it opens on (a 1024 x 768 one included)."""
+        screen = self.screen() or QGuiApplication.primaryScreen()
+        if screen is None:
+            return
+        room = screen.availableGeometry()
+        self.resize(min(self.width(), room.width()), min(self.height(), room.height()))
 
     def _save(self) -> None:
         self.settings.setValue("window/geometry", self.saveGeometry())
@@ -169,7 +177,8 @@ class MainWindow(QMainWindow):
         self.models.shutdown()
         self.training.shutdown()
         self.bridge.shutdown()  # cancels every job and joins the model's thread
-        QThreadPool.globalInstance().waitForDone()  # background reads finish first
+        # Background reads of files finish first (they hold no model and no lock).
+        QThreadPool.globalInstance().waitForDone(POOL_WAIT_MS)
         super().closeEvent(event)
 
     # ----- models --------------------------------------------------------------------------
@@ -330,4 +339,12 @@ class MainWindow(QMainWindow):
             if path.lower().endswith(".csv"):
                 self.playground.chart.export_csv(path)
             else:
-                self.playground.chart.export_image(path)
+                self.playground.chart.export_image(path, caption=self.chart_caption())
+
+    def chart_caption(self) -> str:
+        """What an exported chart says about itself: the model and the prompt."""
+        prompt = self.playground.prompt.toPlainText()
+        if len(prompt) > 120:
+            prompt = "…" + prompt[-119:]
+        name = self.model_info.name if self.model_info else "no model"
+        return f"Tokenscope · model {name} · prompt {prompt!r}"

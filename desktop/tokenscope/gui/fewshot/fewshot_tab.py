@@ -5,7 +5,6 @@ from __future__ import annotations
 import html
 from typing import Any
 
-import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QComboBox,
@@ -22,8 +21,10 @@ from PySide6.QtWidgets import (
 )
 
 from tokenscope.gui.fewshot.fewshot_editor import FewShotEditor
+from tokenscope.gui.fewshot.sweep_chart import SweepChart
 from tokenscope.gui.service_bridge import JobHandle, ServiceBridge
 from tokenscope.gui.widgets.next_token_chart import ChartData, NextTokenChart
+from tokenscope.gui.widgets.plots import format_probability
 from tokenscope.service.jobs import FewShotPreview, Sweep
 from tokenscope.service.records import FewShotView, SweepProgress, SweepSeries
 
@@ -33,7 +34,6 @@ PART_COLORS = {
     "header": "#ede9fe",
     "query": "#fde68a",
 }
-LINE_COLORS = ((30, 100, 200), (220, 100, 30), (40, 160, 80), (160, 60, 160))
 
 
 class FewShotTab(QWidget):
@@ -47,8 +47,6 @@ class FewShotTab(QWidget):
         self.model_ready = False
         self.preview: FewShotView | None = None
         self._sweep: JobHandle | None = None
-        self.sweeps: dict[str, list] = {}  # model name -> SweepPoint list
-        self.sweep_labels: list[tuple[str, int, str]] = []  # (model, shots, top prediction)
         self._build()
         self._connect()
 
@@ -60,7 +58,7 @@ class FewShotTab(QWidget):
         self.editor = FewShotEditor()
         self.assembled = QTextBrowser(objectName="assembledPrompt")
         self.assembled.setAccessibleName("Assembled prompt")
-        self.token_info = QLabel(objectName="promptTokenInfo")
+        self.token_info = QLabel(objectName="promptTokenInfo", wordWrap=True)
         self.answers = QLabel(objectName="answerProbabilities", wordWrap=True)
         self.answers.setTextFormat(Qt.TextFormat.RichText)
         self.chart = NextTokenChart()
@@ -74,15 +72,8 @@ class FewShotTab(QWidget):
         self.cancel_button = QPushButton("Cancel", objectName="cancelSweepButton", enabled=False)
         self.progress = QProgressBar(objectName="sweepProgress")
         self.sweep_status = QLabel(objectName="sweepStatus", wordWrap=True)
-        self.sweep_plot = pg.PlotWidget(background="w")
-        self.sweep_plot.setObjectName("sweepChart")
-        self.sweep_plot.setAccessibleName("Probability of the expected answer against shots")
-        item = self.sweep_plot.getPlotItem()
-        item.setLabel("bottom", "examples in the prompt (shots)")
-        item.setLabel("left", "P(expected answer)")
-        item.setYRange(0, 1)
-        self.legend = item.addLegend()
-        self.sweep_table = QTextBrowser(objectName="sweepTable", maximumHeight=150)
+        self.sweep_chart = SweepChart()
+        self.sweep_plot = self.sweep_chart.plot
         for b in (self.open_button, self.save_button, self.sweep_button, self.cancel_button):
             b.setAccessibleName(b.text())
 
@@ -96,40 +87,53 @@ class FewShotTab(QWidget):
         lv.addLayout(top)
         lv.addWidget(self.editor, 1)
 
-        middle = QWidget()
-        mv = QVBoxLayout(middle)
+        prompt_view = QWidget()
+        mv = QVBoxLayout(prompt_view)
+        mv.setContentsMargins(0, 0, 0, 0)
         mv.addWidget(QLabel("Assembled prompt"))
         mv.addWidget(self.assembled, 1)
         mv.addWidget(self.token_info)
         mv.addWidget(self.answers)
-        mv.addWidget(self.chart, 1)
+        preview = QSplitter(Qt.Orientation.Horizontal, objectName="fewshotPreview")
+        preview.addWidget(prompt_view)
+        preview.addWidget(self.chart)
+        preview.setChildrenCollapsible(False)
 
-        right = QWidget()
-        rv = QVBoxLayout(right)
+        sweep = QWidget()
+        sv = QVBoxLayout(sweep)
+        sv.setContentsMargins(0, 4, 0, 0)
         controls = QHBoxLayout()
         for w in (
-            QLabel("up to"),
+            QLabel("Sweep: up to"),
             self.max_shots,
             QLabel("shots,"),
             self.orders,
-            QLabel("orders"),
-            QLabel("compare with"),
-            self.compare,
+            QLabel("orders; compare with"),
         ):
             controls.addWidget(w)
-        rv.addLayout(controls)
+        controls.addWidget(self.compare, 1)
+        sv.addLayout(controls)
         run_row = QHBoxLayout()
         run_row.addWidget(self.sweep_button)
         run_row.addWidget(self.cancel_button)
         run_row.addWidget(self.progress, 1)
-        rv.addLayout(run_row)
-        rv.addWidget(self.sweep_status)
-        rv.addWidget(self.sweep_plot, 2)
-        rv.addWidget(self.sweep_table, 1)
+        sv.addLayout(run_row)
+        sv.addWidget(self.sweep_status)
+        sv.addWidget(self.sweep_chart, 1)
+
+        right = QSplitter(Qt.Orientation.Vertical, objectName="fewshotRight")
+        right.addWidget(preview)
+        right.addWidget(sweep)
+        right.setChildrenCollapsible(False)
+        right.setStretchFactor(0, 1)
+        right.setStretchFactor(1, 1)
 
         splitter = QSplitter(Qt.Orientation.Horizontal)
-        for w in (left, middle, right):
-            splitter.addWidget(w)
+        splitter.addWidget(left)
+        splitter.addWidget(right)
+        splitter.setStretchFactor(0, 1)
+        splitter.setStretchFactor(1, 3)
+        splitter.setChildrenCollapsible(False)
         layout = QVBoxLayout(self)
         layout.addWidget(splitter)
 
@@ -255,9 +259,10 @@ class FewShotTab(QWidget):
         if p.expected is not None:
             e = p.expected
             lines.append(
-                f"P(<b>{html.escape(e.continuation)!s}</b>) = {e.probability:.4f} "
+                f"P(<b>{html.escape(repr(e.continuation))}</b>) = "
+                f"{format_probability(e.probability)} "
                 f"(first token rank {e.first_token_rank}); the model's top: "
-                f"{html.escape(repr(e.top_prediction))} {e.top_probability:.3f}"
+                f"{html.escape(repr(e.top_prediction))} {format_probability(e.top_probability)}"
             )
         if p.candidates:
             lines.append(
@@ -303,11 +308,7 @@ class FewShotTab(QWidget):
 
     def clear_sweep(self) -> None:
         """Forget the sweep shown (its chart, table and status)."""
-        self.sweeps.clear()
-        self.sweep_labels.clear()
-        self.sweep_plot.getPlotItem().clear()
-        self.legend.clear()
-        self.sweep_table.clear()
+        self.sweep_chart.clear()
         self.sweep_status.setText("")
         self.progress.reset()
         self.progress.setFormat("")
@@ -337,37 +338,7 @@ class FewShotTab(QWidget):
             self._add_series(record)
 
     def _add_series(self, series: SweepSeries) -> None:
-        name = series.model
-        while name in self.sweeps:  # the same model twice still gets two lines
-            name += " (2)"
-        points = list(series.points)
-        self.sweeps[name] = points
-        color = LINE_COLORS[(len(self.sweeps) - 1) % len(LINE_COLORS)]
-        by_shots: dict[int, list[float]] = {}
-        for pt in points:
-            by_shots.setdefault(pt.shots, []).append(pt.probability)
-        xs = sorted(by_shots)
-        ys = [sum(by_shots[x]) / len(by_shots[x]) for x in xs]
-        self.sweep_plot.plot(
-            xs, ys, pen=pg.mkPen(color, width=2), symbol="o", symbolBrush=color, name=name
-        )
-        # The model's top prediction at each point (examples in the given order) beside it.
-        for pt in points:
-            if pt.order == 0:
-                label = pg.TextItem(repr(pt.top_prediction), color=color, anchor=(0, 1))
-                label.setPos(pt.shots, pt.probability)
-                self.sweep_plot.addItem(label)
-                self.sweep_labels.append((name, pt.shots, pt.top_prediction))
-        rows = "".join(
-            f"<tr><td>{html.escape(n)}</td><td>{p.order}</td><td>{p.shots}</td>"
-            f"<td>{p.probability:.4f}</td><td>{p.rank}</td><td>{html.escape(repr(p.top_prediction))}</td></tr>"
-            for n, pts in self.sweeps.items()
-            for p in pts
-        )
-        self.sweep_table.setHtml(
-            "<table cellspacing=4><tr><th>model</th><th>order</th><th>shots</th>"
-            f"<th>P(expected)</th><th>rank</th><th>top prediction</th></tr>{rows}</table>"
-        )
+        self.sweep_chart.add_series(series.model, list(series.points))
 
     def _say_sweep(self, text: str, *, error: bool = False) -> None:
         self.sweep_status.setStyleSheet("color:#9a1b1b" if error else "color:#555")
@@ -384,7 +355,7 @@ class FewShotTab(QWidget):
         if outcome == "cancelled":
             self._say_sweep("Sweep cancelled.")
         elif outcome == "completed":
-            points = sum(len(v) for v in self.sweeps.values())
+            points = sum(len(v) for v in self.sweep_chart.series.values())
             self._say_sweep(
                 f"{points} points: P(expected answer) with 0 to {self.max_shots.value()} "
                 "examples in the prompt."
@@ -392,4 +363,9 @@ class FewShotTab(QWidget):
 
     def sweep_points(self) -> dict[str, list[Any]]:
         """What the sweep chart shows, by model (for tests and exports)."""
-        return dict(self.sweeps)
+        return dict(self.sweep_chart.series)
+
+    @property
+    def sweep_labels(self) -> list[tuple[str, int, str]]:
+        """(model, shots, top prediction) of every labelled point."""
+        return self.sweep_chart.labels

@@ -110,22 +110,27 @@ class Playground(QWidget):
         for b in (self.generate_button, self.step_button, self.stop_button, self.branch_button):
             b.setAccessibleName(b.text())
 
+        self.branch_picker.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self.branch_picker.setMinimumContentsLength(18)
+        self.tokens.setMaximumHeight(96)
+
         left = QWidget()
         lv = QVBoxLayout(left)
+        lv.setContentsMargins(0, 0, 4, 0)
         lv.addWidget(QLabel("Prompt"))
-        lv.addWidget(self.prompt, 3)
+        lv.addWidget(self.prompt, 2)
         row = QHBoxLayout()
         row.addWidget(self.watch, 1)
-        row.addWidget(QLabel("show"))
+        row.addWidget(QLabel("bars"))
         row.addWidget(self.chart_k)
         lv.addLayout(row)
-        lv.addWidget(self.tokens)
+        lv.addWidget(self.tokens, 1)
         lv.addWidget(self.context_info)
         lv.addWidget(self.sampling)
 
-        right = QWidget()
-        rv = QVBoxLayout(right)
-        rv.addWidget(self.chart, 3)
+        generation = QWidget()
+        gv = QVBoxLayout(generation)
+        gv.setContentsMargins(0, 4, 0, 0)
         controls = QHBoxLayout()
         for w in (
             self.generate_button,
@@ -134,22 +139,33 @@ class Playground(QWidget):
             QLabel("tokens"),
             self.max_tokens,
             QLabel("branch"),
-            self.branch_picker,
         ):
             controls.addWidget(w)
-        controls.addStretch(1)
-        rv.addLayout(controls)
-        rv.addWidget(self.text, 3)
-        rv.addWidget(self.strip)
+        controls.addWidget(self.branch_picker, 1)
+        gv.addLayout(controls)
+        gv.addWidget(self.text, 3)
+        gv.addWidget(self.strip, 1)
+        self.strip.setMaximumHeight(130)
         alt_row = QHBoxLayout()
         alt_row.addWidget(self.alternatives, 1)
-        alt_row.addWidget(self.branch_button)
-        rv.addLayout(alt_row)
+        alt_row.addWidget(self.branch_button, 0, Qt.AlignmentFlag.AlignTop)
+        gv.addLayout(alt_row, 1)
+        self.alternatives.setMaximumHeight(110)
+
+        right = QSplitter(Qt.Orientation.Vertical, objectName="playgroundRight")
+        right.addWidget(self.chart)
+        right.addWidget(generation)
+        right.setStretchFactor(0, 3)
+        right.setStretchFactor(1, 2)
+        right.setChildrenCollapsible(False)
+        right.setSizes([560, 440])
 
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(left)
         splitter.addWidget(right)
-        splitter.setStretchFactor(1, 2)
+        splitter.setStretchFactor(0, 1)
+        splitter.setStretchFactor(1, 3)
+        splitter.setChildrenCollapsible(False)
         layout = QVBoxLayout(self)
         layout.addWidget(splitter)
         self._update_buttons()

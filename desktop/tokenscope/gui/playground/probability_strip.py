@@ -1,4 +1,9 @@
-"""A strip along the generated text: each token's probability (bars) and entropy (line)."""
+"""A strip along the generated text: each token's probability (bars, left axis) and the
+entropy of the distribution it was drawn from (a line, right axis, in bits).
+
+Tokens are numbered from 1, as the chart's title numbers them ("token 7 ..."). Two view
+boxes share the x axis, so each quantity keeps its own honest scale.
+"""
 
 from __future__ import annotations
 
@@ -6,34 +11,63 @@ from collections.abc import Sequence
 from typing import Any
 
 import pyqtgraph as pg
-from PySide6.QtWidgets import QWidget
+from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+
+from tokenscope.gui.widgets.plots import quiet_plot
+
+BAR_COLOR = (70, 130, 200)
+ENTROPY_COLOR = (200, 60, 60)
 
 
-class ProbabilityStrip(pg.PlotWidget):
+class ProbabilityStrip(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent, background="w")
+        super().__init__(parent)
         self.setObjectName("probabilityStrip")
         self.setAccessibleName("Probability and entropy of each generated token")
-        self.setMaximumHeight(110)
-        item = self.getPlotItem()
-        item.setMenuEnabled(False)
-        item.hideButtons()
-        item.setMouseEnabled(x=False, y=False)
-        item.setLabel("left", "p / bits")
-        self.bars = pg.BarGraphItem(x=[], height=[], width=0.8, brush=(70, 130, 200))
-        self.entropy = pg.PlotDataItem(pen=pg.mkPen((200, 60, 60), width=1.5))
+        r, g, b = BAR_COLOR
+        er, eg, eb = ENTROPY_COLOR
+        self.legend = QLabel(
+            f'<span style="color:rgb({r},{g},{b})">■</span> probability of each token (left)'
+            f'&nbsp;&nbsp;<span style="color:rgb({er},{eg},{eb})">━</span> entropy of its '
+            "distribution, bits (right)",
+            objectName="stripLegend",
+        )
+        self.plot = pg.PlotWidget(background="w")
+        self.plot.setMinimumHeight(90)
+        item = quiet_plot(self.plot)
+        item.setLabel("bottom", "token")
+        item.setLabel("left", "p")
+        item.showAxis("right")
+        item.setLabel("right", "bits")
+        item.getAxis("left").enableAutoSIPrefix(False)
+        self.bars = pg.BarGraphItem(x=[], height=[], width=0.8, brush=BAR_COLOR)
         item.addItem(self.bars)
-        item.addItem(self.entropy)
+        self.entropy_box = pg.ViewBox()
+        self.entropy_box.setMouseEnabled(x=False, y=False)
+        item.scene().addItem(self.entropy_box)
+        item.getAxis("right").linkToView(self.entropy_box)
+        self.entropy_box.setXLink(item)
+        self.entropy = pg.PlotDataItem(pen=pg.mkPen(ENTROPY_COLOR, width=1.5))
+        self.entropy_box.addItem(self.entropy)
+        item.vb.sigResized.connect(self._on_plot_resized)
+        item.setYRange(0, 1.05, padding=0)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self.legend)
+        layout.addWidget(self.plot, 1)
         self.shown = 0
+        self.set_steps([])
+
+    def _on_plot_resized(self) -> None:
+        self.entropy_box.setGeometry(self.plot.getPlotItem().vb.sceneBoundingRect())
 
     def set_steps(self, steps: Sequence[Any]) -> None:
-        xs = list(range(len(steps)))
+        xs = list(range(1, len(steps) + 1))
         self.bars.setOpts(x=xs, height=[s.probability for s in steps])
-        # Entropy in bits, scaled into [0, 1] against the largest seen so both fit one axis.
         entropies = [s.entropy for s in steps]
-        top = max(entropies, default=1.0) or 1.0
-        self.entropy.setData(xs, [e / top for e in entropies])
-        self.getPlotItem().setYRange(0, 1.05, padding=0)
-        if xs:
-            self.getPlotItem().setXRange(-0.5, max(20, len(xs)) - 0.5, padding=0)
+        self.entropy.setData(xs, entropies)
+        self.entropy_box.setYRange(0, max(1.0, max(entropies, default=1.0)) * 1.05, padding=0)
+        item = self.plot.getPlotItem()
+        item.setXRange(0.5, max(20, len(xs)) + 0.5, padding=0)
         self.shown = len(steps)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QPushButton, QWidget
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QPushButton, QVBoxLayout, QWidget
 
 
 def _button(text: str, name: str, tip: str) -> QPushButton:
@@ -36,9 +36,16 @@ class TrainingControls(QWidget):
             "baselinesButton",
             "Train an n-gram model and an LSTM on the same tokens; compare validation perplexity",
         )
-        layout = QHBoxLayout(self)
+        # Two rows, so the tab still fits a 1024-pixel screen beside the run's settings.
+        layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        for w in (self.start, self.stop, self.resume, self.checkpoint_choice, self.playground,
-                  self.baselines):  # fmt: skip
-            layout.addWidget(w)
-        layout.addStretch(1)
+        run = QHBoxLayout()
+        for w in (self.start, self.stop, self.resume):
+            run.addWidget(w)
+        run.addStretch(1)
+        result = QHBoxLayout()
+        for w in (self.checkpoint_choice, self.playground, self.baselines):
+            result.addWidget(w)
+        result.addStretch(1)
+        layout.addLayout(run)
+        layout.addLayout(result)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from PySide6.QtCore import QTimer, Signal
+from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -55,7 +56,7 @@ def measure_step(fields: dict[str, Any], vocab_size: int) -> float:
         path = Path(tmp) / "run.json"
         path.write_text(json.dumps(config), encoding="utf-8")
         command = train_command(["--config", str(path), "--measure-steps", str(MEASURE_STEPS)])
-        done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     for line in reversed(done.stdout.splitlines()):
         if line.startswith("{"):
             return float(json.loads(line)["seconds_per_step"])
@@ -211,6 +212,10 @@ class TrainingPlan(QGroupBox):
             "checkpoint_every": eval_every,
             "threads": trainer_threads(self.processes.value()),
         }
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        self._measure_timer.start()  # measured only while someone looks
 
     def set_corpus_tokens(self, tokens: int | None) -> None:
         """The chosen text holds about this many tokens (None: not known yet)."""

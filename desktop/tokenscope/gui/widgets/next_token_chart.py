@@ -1,28 +1,43 @@
 """The next-token chart: the top-K tokens as horizontal bars, raw and after sampling side by side.
 
-Plot items are made once and updated with setOpts; new data is only stored, and a timer on
-the GUI thread repaints at most ~30 times a second. `current_data()` returns exactly what is
-shown (the same rows the CSV export writes), so tests and other views can read the chart.
+Probabilities read as percentages, each bar carries its value, a log scale shows the small
+ones, and the chart grows with the number of bars (it scrolls rather than piling labels up).
+The legend and notes sit above the plot, so they never cover a bar. Plot items are made once
+and updated with setOpts; new data is only stored, and a timer on the GUI thread repaints at
+most ~30 times a second. `current_data()` returns exactly what is shown (the same rows the
+CSV export writes), so tests and other views can read the chart.
 """
 
 from __future__ import annotations
 
 import csv
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pyqtgraph as pg
-from PySide6.QtCore import QTimer
-from PySide6.QtWidgets import QVBoxLayout, QWidget
+from PySide6.QtCore import QRectF, QSize, Qt, QTimer
+from PySide6.QtGui import QColor, QFont, QImage, QPainter
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QHBoxLayout,
+    QLabel,
+    QScrollArea,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
 
+from tokenscope.gui.widgets.plots import ProbabilityAxis, format_probability, quiet_plot
 from tokenscope.service.records import TokenRow
 
 REPAINT_MS = 33
 RAW_COLOR = (70, 130, 200)
 SAMPLED_COLOR = (240, 150, 40)
 LABEL_CHARS = 22
-
+ROW_PX = 22  # height of one token's pair of bars
+LOG_FLOOR = -12  # log10 of the smallest probability the log scale shows
 
 ChartRow = TokenRow  # one bar: rank, token id, label, raw and sampled probability
 
@@ -41,38 +56,75 @@ def _short(label: str) -> str:
     return label if len(label) <= LABEL_CHARS else label[: LABEL_CHARS - 1] + "…"
 
 
+def _swatch(color: tuple[int, int, int], text: str) -> str:
+    r, g, b = color
+    return f'<span style="color:rgb({r},{g},{b})">■</span>&nbsp;{text}'
+
+
 class NextTokenChart(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("nextTokenChart")
         self.setAccessibleName("Next-token probabilities")
-        self.plot = pg.PlotWidget(background="w")
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.plot)
+        self.title = QLabel(objectName="chartTitle", wordWrap=True)
+        self.title.setTextFormat(Qt.TextFormat.PlainText)
+        font = self.title.font()
+        font.setBold(True)
+        self.title.setFont(font)
+        self.legend = QLabel(
+            _swatch(RAW_COLOR, "model (raw)")
+            + "&nbsp;&nbsp;"
+            + _swatch(SAMPLED_COLOR, "after sampling"),
+            objectName="chartLegend",
+        )
+        self.note = QLabel(objectName="chartNote", wordWrap=True)
+        self.note.setStyleSheet("color:#555")
+        self.log_scale = QCheckBox("log scale", objectName="chartLogScale")
+        self.log_scale.setToolTip("Show small probabilities too: each grid step is 10x smaller")
+        self.plot = pg.PlotWidget(background="w", axisItems={"bottom": ProbabilityAxis("bottom")})
+        quiet_plot(self.plot)
         item = self.plot.getPlotItem()
-        item.setMenuEnabled(False)
-        item.setMouseEnabled(x=False, y=False)
-        item.hideButtons()
         item.showGrid(x=True, y=False, alpha=0.2)
         item.setLabel("bottom", "probability")
-        self.legend = item.addLegend(offset=(-10, 10))
-        self.raw_bars = pg.BarGraphItem(
-            x0=[], y=[], height=0.38, width=[], brush=RAW_COLOR, name="model (raw)"
-        )
-        self.sampled_bars = pg.BarGraphItem(
-            x0=[], y=[], height=0.38, width=[], brush=SAMPLED_COLOR, name="after sampling"
-        )
+        self.raw_bars = pg.BarGraphItem(x0=[], y=[], height=0.38, width=[], brush=RAW_COLOR)
+        self.sampled_bars = pg.BarGraphItem(x0=[], y=[], height=0.38, width=[], brush=SAMPLED_COLOR)
         item.addItem(self.raw_bars)
         item.addItem(self.sampled_bars)
-        self.note = pg.TextItem(anchor=(1, 1), color=(90, 90, 90))
-        item.addItem(self.note)
+        self._values: list[pg.TextItem] = []  # value labels, made as needed and reused
+        self.scroll = QScrollArea(widgetResizable=True, objectName="chartScroll")
+        self.scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        self.scroll.setWidget(self.plot)
+        self.placeholder = QLabel(
+            "The next-token chart appears here once a model is loaded.",
+            alignment=Qt.AlignmentFlag.AlignCenter,
+            objectName="chartPlaceholder",
+        )
+        self.placeholder.setStyleSheet("color:#777")
+        self.stack = QStackedWidget()
+        self.stack.addWidget(self.placeholder)
+        self.stack.addWidget(self.scroll)
+
+        header = QHBoxLayout()
+        header.addWidget(self.title, 1)
+        header.addWidget(self.log_scale)
+        notes = QHBoxLayout()
+        notes.addWidget(self.legend)
+        notes.addWidget(self.note, 1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(2)
+        layout.addLayout(header)
+        layout.addLayout(notes)
+        layout.addWidget(self.stack, 1)
+        self.log_scale.toggled.connect(self._on_log_scale_toggled)
+
         self._shown: ChartData | None = None
         self._pending: ChartData | None = None
         self._timer = QTimer(self, singleShot=True, interval=REPAINT_MS)
         self._timer.timeout.connect(self._repaint)
         self.repaints = 0  # how often the plot was actually redrawn (for the UI benchmark)
         self._last_paint = 0.0
+        self.clear()
 
     def show_data(self, data: ChartData) -> None:
         """Show `data`: at once if the chart has been idle, else at the next repaint tick.
@@ -99,12 +151,36 @@ class NextTokenChart(QWidget):
         return self._shown
 
     def clear(self) -> None:
+        """Back to the empty state (no model, or another model)."""
         self._pending = None
         self._shown = None
         self.raw_bars.setOpts(x0=[], y=[], width=[])
         self.sampled_bars.setOpts(x0=[], y=[], width=[])
+        for t in self._values:
+            t.setText("")
+        self.title.setText("")
         self.note.setText("")
-        self.plot.getPlotItem().setTitle("")
+        self.legend.setVisible(False)
+        self.stack.setCurrentWidget(self.placeholder)
+
+    def _on_log_scale_toggled(self, _on: bool) -> None:
+        if self._shown is not None:
+            self._pending = self._shown
+            self._repaint()
+
+    def _x(self, p: float, floor: float) -> float:
+        """Where probability `p` ends on the x axis (log10 on the log scale)."""
+        if not self.log_scale.isChecked():
+            return p
+        return max(floor, math.log10(p)) if p > 0 else floor
+
+    def _value_label(self, i: int) -> pg.TextItem:
+        while len(self._values) <= i:
+            label = pg.TextItem(anchor=(0, 0.5), color=(60, 60, 60))
+            label.setFont(QFont(self.font().family(), 8))
+            self.plot.getPlotItem().addItem(label)
+            self._values.append(label)
+        return self._values[i]
 
     def _repaint(self) -> None:
         data, self._pending = self._pending, None
@@ -112,27 +188,58 @@ class NextTokenChart(QWidget):
             return
         self._shown = data
         self._last_paint = time.perf_counter()
-        n = len(data.rows)
+        self.stack.setCurrentWidget(self.scroll)
+        rows = data.rows
+        n = len(rows)
+        log = self.log_scale.isChecked()
+        axis = self.plot.getPlotItem().getAxis("bottom")
+        axis.log = log
+        values = [p for r in rows for p in (r.raw, r.sampled) if p > 0]
+        floor = 0.0
+        if log:
+            floor = max(LOG_FLOOR, math.floor(math.log10(min(values, default=1e-3))) - 0.5)
         ys = [n - i for i in range(n)]  # rank 1 on top
-        self.raw_bars.setOpts(x0=[0] * n, y=[y + 0.2 for y in ys], width=[r.raw for r in data.rows])
-        self.sampled_bars.setOpts(
-            x0=[0] * n, y=[y - 0.2 for y in ys], width=[r.sampled for r in data.rows]
+        raw_end = [self._x(r.raw, floor) for r in rows]
+        sampled_end = [self._x(r.sampled, floor) for r in rows]
+        self.raw_bars.setOpts(
+            x0=[floor] * n, y=[y + 0.2 for y in ys], width=[e - floor for e in raw_end]
         )
+        self.sampled_bars.setOpts(
+            x0=[floor] * n, y=[y - 0.2 for y in ys], width=[e - floor for e in sampled_end]
+        )
+        knobs = any(abs(r.raw - r.sampled) > 1e-9 for r in rows)
+        used = 0
+        for y, r, a, b in zip(ys, rows, raw_end, sampled_end, strict=True):
+            label = self._value_label(used)
+            label.setText(format_probability(r.raw))
+            label.setPos(a, y + 0.2)
+            used += 1
+            if knobs:
+                label = self._value_label(used)
+                label.setText(format_probability(r.sampled))
+                label.setPos(b, y - 0.2)
+                used += 1
+        for label in self._values[used:]:
+            label.setText("")
         item = self.plot.getPlotItem()
         item.getAxis("left").setTicks(
-            [[(y, _short(r.label)) for y, r in zip(ys, data.rows, strict=True)]]
+            [[(y, _short(r.label)) for y, r in zip(ys, rows, strict=True)]]
         )
-        top = max([r.raw for r in data.rows] + [r.sampled for r in data.rows] + [0.05])
-        item.setXRange(0, min(1.0, top * 1.1), padding=0)
+        top = max([*raw_end, *sampled_end, floor + 0.05 if log else 0.05])
+        span = top - floor
+        item.setXRange(floor, top + 0.22 * span, padding=0)  # room for the value labels
         item.setYRange(0.4, n + 0.6, padding=0)
-        title = f"{data.title}   entropy {data.entropy_bits:.2f} bits"
+        self.plot.setMinimumHeight(n * ROW_PX + 50)  # more bars: taller, and it scrolls
+        title = f"{data.title} · entropy {data.entropy_bits:.2f} bits"
         if data.watch_text and data.watch_probability is not None:
-            title += f"   P({data.watch_text!r}) = {data.watch_probability:.4f}"
-        item.setTitle(title)
+            title += f" · P({data.watch_text!r}) = {format_probability(data.watch_probability)}"
+        self.title.setText(title)
+        self.legend.setVisible(knobs or data.removed_mass > 0)
         self.note.setText(
-            f"removed by the knobs: {data.removed_mass:.1%}" if data.removed_mass > 0 else ""
+            f"the knobs removed {data.removed_mass:.1%} of the probability"
+            if data.removed_mass > 0
+            else ""
         )
-        self.note.setPos(min(1.0, top * 1.1), 0.45)
         self.repaints += 1
 
     # ----- export --------------------------------------------------------------------------
@@ -145,27 +252,45 @@ class NextTokenChart(QWidget):
             for row in data.rows if data else ():
                 writer.writerow(asdict(row))
 
-    def export_image(self, path: str | Path) -> None:
-        """PNG or SVG, chosen by the file's suffix."""
-        import pyqtgraph.exporters as exporters
-
+    def export_image(self, path: str | Path, caption: str = "") -> None:
+        """PNG or SVG (by the file's suffix): the chart with its title and legend, and
+        `caption` above them (the model and the prompt, so the picture says what it shows)."""
         self.flush()
-        item = self.plot.getPlotItem()
+        lines = [line for line in (caption, self.title.text()) if line]
+        if self.legend.isVisible():
+            lines.append("blue: model (raw) · orange: after sampling")
+        if self.note.text():
+            lines.append(self.note.text())
+        line_height = self.fontMetrics().height() + 4
+        header = line_height * len(lines) + 8
+        width, plot_height = max(400, self.plot.width()), max(200, self.plot.height())
+        height = header + plot_height
+
+        def paint(painter: QPainter) -> None:
+            painter.fillRect(QRectF(0, 0, width, height), QColor("white"))
+            painter.setPen(QColor("#222222"))
+            for i, line in enumerate(lines):
+                painter.drawText(QRectF(8, 4 + i * line_height, width - 16, line_height),
+                                 Qt.AlignmentFlag.AlignLeft, line)  # fmt: skip
+            self.plot.render(painter, QRectF(0, header, width, plot_height))
+
         if str(path).lower().endswith(".svg"):
             # pyqtgraph's SVG exporter fails on the paths Qt 6.11 writes; Qt's own generator
-            # draws the widget as it is on screen.
-            from PySide6.QtGui import QPainter
+            # draws the widgets as they are on screen.
             from PySide6.QtSvg import QSvgGenerator
 
             generator = QSvgGenerator()
             generator.setFileName(str(path))
-            generator.setSize(self.plot.size())
-            generator.setViewBox(self.plot.rect())
-            generator.setTitle("Tokenscope next-token chart")
+            generator.setSize(QSize(width, height))
+            generator.setViewBox(QRectF(0, 0, width, height))
+            generator.setTitle(caption or "Tokenscope next-token chart")
             painter = QPainter(generator)
-            self.plot.render(painter)
+            paint(painter)
             painter.end()
         else:
-            exporter = exporters.ImageExporter(item)
-            exporter.parameters()["width"] = max(800, self.plot.width())
-            exporter.export(str(path))
+            image = QImage(width, height, QImage.Format.Format_RGB32)
+            painter = QPainter(image)
+            paint(painter)
+            painter.end()
+            if not image.save(str(path)):
+                raise OSError(f"could not write {path}")
