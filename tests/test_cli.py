@@ -88,3 +88,55 @@ def test_version():
     import tokenscope
 
     assert run("--version").stdout.strip() == f"tokenscope {tokenscope.__version__}"
+
+
+def test_stop_strings_understand_backslash_escapes(checkpoint):
+    from tokenscope.escapes import escape, unescape
+
+    assert unescape(r"\n\n") == "\n\n" and unescape(r"a\tb\\c\d") == "a\tb\\c\\d"
+    assert unescape(escape("x\n\t\\y")) == "x\n\t\\y"
+    proc = run("generate", "The", "-m", checkpoint, "--max-tokens", "40", "--seed", "3",
+               "--stop", r"\n", "--json")  # fmt: skip
+    summary = json.loads(proc.stdout.splitlines()[-1])
+    assert "\n" not in summary["text"]
+    if summary["stop_reason"] == "stop_string":
+        assert summary["tokens"] < 40
+
+
+def test_threads_and_presets_on_the_command_line(checkpoint):
+    out = run("fewshot", "--help").stdout
+    assert "presets: capitals, english-indonesian, sentiment" in out
+    assert "order 0 keeps the examples as given" in " ".join(out.split())
+    proc = run("predict", "The", "-m", checkpoint, "--threads", "2", "--json")
+    assert json.loads(proc.stdout)["top"]
+    bad = run("predict", "The", "-m", checkpoint, "--threads", "0", ok=False)
+    assert bad.returncode == 2 and "threads must be a whole number from 1" in bad.stderr
+
+
+def test_the_window_without_a_display_says_what_is_missing(tmp_path):
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    env.pop("QT_QPA_PLATFORM", None)
+    env["TOKENSCOPE_HOME"] = str(tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "tokenscope"], env=env, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 1
+    assert "no display" in proc.stderr and "xvfb-run" in proc.stderr
+    assert "Traceback" not in proc.stderr and "Aborted" not in proc.stderr
+
+
+def test_missing_x11_libraries_are_named_with_their_packages():
+    from tokenscope.doctor import display_problem
+
+    env = {"DISPLAY": ":0"}
+    present = {"xcb-cursor", "xcb-icccm", "xcb-image", "xcb-keysyms", "xcb-shape"}
+
+    def find(name):
+        return f"lib{name}.so" if name in present else None
+
+    problem = display_problem(env, find, "Linux")
+    assert problem.endswith("sudo apt install libxcb-render-util0 libxkbcommon-x11-0")
+    assert display_problem(env, lambda name: f"lib{name}.so", "Linux") is None
+    assert display_problem({"QT_QPA_PLATFORM": "offscreen"}, find, "Linux") is None
+    assert display_problem({}, find, "Windows") is None

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from tokenscope import __version__
+from tokenscope.escapes import unescape
 from tokenscope.units import format_bytes
 
 if TYPE_CHECKING:
@@ -50,6 +51,16 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
         "--chat",
         action="store_true",
         help="wrap the prompt as a user turn in the model's chat template (instruct models)",
+    )
+    _add_threads_option(p)
+
+
+def _add_threads_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads for the model (default: 1 for small models, else all cores but one)",
     )
 
 
@@ -89,12 +100,22 @@ def _load(args: argparse.Namespace) -> LanguageModel:
     from tokenscope.lm.registry import remember
 
     model = load_model(args.model, dtype=args.dtype)
+    _set_threads(model, args.threads)
     if Path(args.model).expanduser().exists():
         try:
             remember(args.model)
         except OSError as e:  # the list is a convenience; never fail a command over it
             print(f"(could not update the recently opened list: {e})", file=sys.stderr)
     return model
+
+
+def _set_threads(model: LanguageModel, threads: int | None) -> None:
+    import torch
+
+    from tokenscope.lm.threads import check_threads, choose_threads
+
+    n = choose_threads(model.parameter_count) if threads is None else check_threads(threads)
+    torch.set_num_threads(n)
 
 
 def _prompt(model: LanguageModel, args: argparse.Namespace) -> str:
@@ -150,8 +171,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 def _cmd_generate(args: argparse.Namespace) -> int:
     model = _load(args)
+    stop = [unescape(s) for s in args.stop]  # --stop "\n\n" means two newlines
     gen = model.generate(
-        _prompt(model, args), max_tokens=args.max_tokens, sampling=_sampling(args), stop=args.stop
+        _prompt(model, args), max_tokens=args.max_tokens, sampling=_sampling(args), stop=stop
     )
     started = time.perf_counter()
     if gen.dropped_prompt_tokens:
@@ -225,6 +247,7 @@ def _cmd_fewshot(args: argparse.Namespace) -> int:
             print(json.dumps(out, ensure_ascii=False))
             return 0
         print(f"{label} on {model.name}: P({prompt.answer_text(prompt.expected)!r}) by shots")
+        print("(order 0: the examples as given; 1 and up: the same examples shuffled)")
         norm = "  normalised" if prompt.candidates else ""
         print(f"{'shots':>5}  {'order':>5}  {'P(expected)':>11}  {'rank':>6}{norm}  top prediction")
         for p in points:
@@ -350,13 +373,26 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("prompt")
     _add_model_options(g)
     g.add_argument("--max-tokens", "-n", type=int, default=64)
-    g.add_argument("--stop", action="append", default=[], help="stop at this text (repeatable)")
+    g.add_argument(
+        "--stop",
+        action="append",
+        default=[],
+        help="stop at this text (repeatable); \\n, \\t and \\\\ are read as a newline, a tab "
+        "and a backslash",
+    )
     _add_sampling_options(g, default_temperature=1.0)
     g.add_argument("--json", action="store_true", help="print one JSON object per token")
     g.set_defaults(run=_cmd_generate)
 
-    f = sub.add_parser("fewshot", help="score a few-shot prompt's expected answer, or sweep shots")
-    f.add_argument("preset", help="a preset name (e.g. english-indonesian) or a JSON file")
+    from tokenscope.lm.fewshot.prompt import list_presets
+
+    f = sub.add_parser(
+        "fewshot",
+        help="score a few-shot prompt's expected answer, or sweep shots",
+        epilog=f"presets: {', '.join(list_presets())}. In a sweep, order 0 keeps the "
+        "examples as given; orders 1 and up shuffle them (seeded by --seed).",
+    )
+    f.add_argument("preset", help="a preset name (see below) or a JSON file")
     f.add_argument("--model", "-m", default="builtin", help="as for predict (default: builtin)")
     f.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
     f.add_argument("--sweep", action="store_true", help="P(expected) for 0..K shots")
@@ -365,6 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--seed", type=int, default=0, help="seed for the shuffled orders")
     f.add_argument("--top", type=int, default=5, help="how many next tokens to show")
     f.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_threads_option(f)
     f.set_defaults(run=_cmd_fewshot)
 
     e = sub.add_parser("export", help="save a model as a Hugging Face folder")

@@ -9,6 +9,7 @@ import importlib.metadata
 import os
 import platform
 import sys
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from tokenscope import __version__
@@ -19,6 +20,68 @@ def _version(dist: str) -> str:
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
         return "not installed"
+
+
+# What Qt's xcb platform plugin loads on Linux, and the Debian/Ubuntu package of each. Qt's own
+# message for a missing one names the plugin, not the library.
+XCB_LIBRARIES = {
+    "xcb-cursor": "libxcb-cursor0",
+    "xcb-icccm": "libxcb-icccm4",
+    "xcb-image": "libxcb-image0",
+    "xcb-keysyms": "libxcb-keysyms1",
+    "xcb-render-util": "libxcb-render-util0",
+    "xcb-shape": "libxcb-shape0",
+    "xkbcommon-x11": "libxkbcommon-x11-0",
+}
+CJK_FONT_HINTS = ("CJK", "WenQuanYi", "Droid Sans Fallback", "Source Han", "Unifont")
+
+
+def display_problem(
+    environ: Mapping[str, str] | None = None,
+    find_library: Callable[[str], str | None] | None = None,
+    system: str | None = None,
+) -> str | None:
+    """Why the window could not open here, in words (None: nothing known to be missing)."""
+    import ctypes.util
+
+    environ = os.environ if environ is None else environ
+    find = find_library or ctypes.util.find_library
+    if (system or platform.system()) != "Linux":
+        return None
+    wanted = environ.get("QT_QPA_PLATFORM", "")
+    if wanted and not wanted.startswith("xcb"):
+        return None  # offscreen, wayland, vnc...: Qt's own checks apply
+    if not wanted and not environ.get("DISPLAY") and not environ.get("WAYLAND_DISPLAY"):
+        return (
+            "there is no display (neither DISPLAY nor WAYLAND_DISPLAY is set). Run the window "
+            "on a desktop, under a virtual screen (xvfb-run tokenscope), or use the command "
+            "line (tokenscope --help); QT_QPA_PLATFORM=offscreen runs it without a screen."
+        )
+    if not environ.get("DISPLAY"):
+        return None  # Wayland only: the xcb libraries are not needed
+    missing = [pkg for lib, pkg in XCB_LIBRARIES.items() if find(lib) is None]
+    if missing:
+        return (
+            "Qt's X11 support needs libraries this system lacks. On Debian or Ubuntu: "
+            f"sudo apt install {' '.join(missing)}"
+        )
+    return None
+
+
+def cjk_fonts() -> list[str]:
+    """Installed font families that can show Chinese, Japanese or Korean (via fc-list)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("fc-list") is None:
+        return []
+    try:
+        out = subprocess.run(
+            ["fc-list", ":lang=zh", "family"], capture_output=True, text=True, timeout=10
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return sorted({line.split(",")[0].strip() for line in out.splitlines() if line.strip()})
 
 
 def report() -> dict[str, Any]:
@@ -51,6 +114,14 @@ def report() -> dict[str, Any]:
         else "wayland"
         if os.environ.get("WAYLAND_DISPLAY")
         else "none: no display (use offscreen)"
+    )
+    facts["display"] = display_problem() or "ok"
+    fonts = cjk_fonts()
+    facts["cjk_fonts"] = (
+        ", ".join(fonts[:3])
+        if fonts
+        else "none: Chinese, Japanese and Korean text shows as boxes (Debian/Ubuntu: "
+        "sudo apt install fonts-noto-cjk)"
     )
     from tokenscope.lm.catalog import catalog
     from tokenscope.lm.registry import data_dir

@@ -179,3 +179,58 @@ def test_the_training_error_about_missing_text_goes_when_text_is_added(qtbot, wi
     corpus.write_text("The capital of Indonesia is Jakarta.\n" * 50)
     tab.data.add_paths([str(corpus)])
     assert not tab.error.isVisible()
+
+
+def test_the_few_shot_editor_keeps_the_presets_separator(qtbot, window):
+    from tokenscope.lm.fewshot import load_prompt
+
+    tab = window.fewshot
+    tab.load_preset("sentiment")
+    preset = load_prompt("sentiment")
+    assert tab.editor.separator.text() == "\\n\\n"  # shown with escapes
+    assert tab.editor.prompt() == preset  # nothing lost on the way through the editor
+    expected = preset.assemble(window.bridge.service.model.tokenizer)
+    qtbot.waitUntil(
+        lambda: tab.preview is not None and tab.preview.text == expected.text, timeout=10_000
+    )
+    assert tab.preview.token_count == expected.token_count  # what `tokenscope fewshot` counts
+    assert f"{expected.token_count} tokens of" in tab.token_info.text()
+
+
+def test_the_thread_count_can_be_chosen_and_is_remembered(qtbot, window, checkpoint):
+    from tokenscope.gui.main_window import MainWindow
+
+    assert window.threads.value() == 0 and window.threads.text() == "auto"
+    assert window.model_info.threads == 1  # a small model runs on one thread
+    window.threads.setValue(2)
+    qtbot.waitUntil(lambda: window.model_info.threads == 2, timeout=10_000)
+    assert "2 threads" in window.status_model.text()  # as torch reports it in the model thread
+    window.threads.setValue(0)
+    qtbot.waitUntil(lambda: window.model_info.threads == 1, timeout=10_000)
+    window.threads.setValue(2)
+    window.close()
+    again = MainWindow()
+    qtbot.addWidget(again)
+    try:
+        assert again.threads.value() == 2
+    finally:
+        again.close()
+
+
+def test_the_training_plan_measures_a_few_real_steps(qtbot, window, tmp_path):
+    tab = window.training
+    window.tabs.setCurrentWidget(tab)
+    plan = tab.plan
+    plan.preset.setCurrentIndex(plan.preset.findData("tiny"))
+    plan.steps.setValue(200)
+    qtbot.waitUntil(lambda: "measured on this machine" in plan.estimates.text(), timeout=120_000)
+    seconds = plan.measured[1]
+    assert 0 < seconds < 60
+    from tokenscope.units import format_duration
+
+    assert f"about {format_duration(seconds * 200)}" in plan.estimates.text()
+    corpus = tmp_path / "small.txt"
+    corpus.write_text("The capital of Indonesia is Jakarta.\n" * 20)
+    tab.data.add_paths([str(corpus)])
+    qtbot.waitUntil(lambda: "passes over it" in plan.estimates.text(), timeout=30_000)
+    assert "learn this text by heart" in plan.estimates.text()  # hundreds of epochs

@@ -181,3 +181,22 @@ def test_tokenscope_train_is_the_same_command(tmp_path, tools):
     assert proc.returncode == 0, proc.stderr
     events = [e for line in proc.stdout.splitlines() if (e := parse_event(line))]
     assert events[-1]["status"] == "completed" and events[-1]["step"] == 2
+
+
+def test_measure_steps_times_the_planned_model_without_a_corpus(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    config = {"data": ["(not read)"], "out_dir": str(tmp_path), "preset": "tiny",
+              "batch_size": 4, "context": 32, "vocab_size": 300, "threads": 1}  # fmt: skip
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(config))
+    proc = subprocess.run(
+        [sys.executable, "-m", "tokenscope.train", "--config", str(path), "--measure-steps", "2"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    event = json.loads(proc.stdout.splitlines()[-1])
+    assert event["event"] == "measure" and 0 < event["seconds_per_step"] < 30
+    assert not (tmp_path / "data").exists()  # nothing was prepared or written

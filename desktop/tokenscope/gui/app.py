@@ -18,6 +18,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in ("stdout", "stderr"):
         if getattr(sys, name) is None:  # a windowed frozen app has no console streams
             setattr(sys, name, open(os.devnull, "w"))  # noqa: SIM115 (lives as long as the app)
+    from tokenscope.doctor import display_problem
+
+    problem = display_problem()
+    if problem is not None:  # Qt would abort with a message that names the wrong thing
+        print(f"tokenscope: the window cannot open: {problem}", file=sys.stderr)
+        return 1
     import PySide6
     from PySide6.QtCore import QTimer
     from PySide6.QtGui import QIcon

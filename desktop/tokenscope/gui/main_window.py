@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QProgressBar,
     QPushButton,
+    QSpinBox,
     QTabWidget,
     QToolBar,
     QVBoxLayout,
@@ -26,11 +27,20 @@ from tokenscope.gui.models.models_tab import ModelsTab
 from tokenscope.gui.playground.playground import Playground
 from tokenscope.gui.service_bridge import JobHandle, ServiceBridge
 from tokenscope.gui.training.training_tab import TrainingTab
+from tokenscope.lm.threads import cpu_cores
+from tokenscope.service.jobs import SetThreads
 from tokenscope.service.records import LoadProgress, ModelInfo
 
 OPEN_OTHER = "Open file or folder…"
 MESSAGE_MS = 12_000
 POOL_WAIT_MS = 30_000
+
+
+def _int_setting(value: object, default: int = 0) -> int:
+    try:
+        return int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return default
 
 
 def settings_store() -> QSettings:
@@ -69,6 +79,15 @@ class MainWindow(QMainWindow):
         self.picker.setToolTip("The model to look inside")
         toolbar.addWidget(QLabel(" Model "))
         toolbar.addWidget(self.picker)
+        self.threads = QSpinBox(objectName="threadsControl", minimum=0, maximum=max(4, cpu_cores()))
+        self.threads.setSpecialValueText("auto")
+        self.threads.setAccessibleName("CPU threads for the model")
+        self.threads.setToolTip(
+            "CPU threads the model runs on. auto: one for small models (a second thread only "
+            "costs them time), all cores but one for larger ones, so the window keeps a core"
+        )
+        toolbar.addWidget(QLabel(" threads "))
+        toolbar.addWidget(self.threads)
         self.load_progress = QProgressBar(
             objectName="loadProgress", maximumWidth=160, visible=False
         )
@@ -126,6 +145,8 @@ class MainWindow(QMainWindow):
 
     def _connect(self) -> None:
         self.bridge.model_loaded.connect(self._on_bridge_model_loaded)
+        self.bridge.info_changed.connect(self._show_model_info)
+        self.threads.valueChanged.connect(self._on_threads_changed)
         self.picker.activated.connect(self._on_picker_activated)
         self.cancel_load.clicked.connect(self.cancel_loading)
         self.banner_close.clicked.connect(self.hide_error)
@@ -151,6 +172,9 @@ class MainWindow(QMainWindow):
             self.playground.sampling.set_values(sampling if isinstance(sampling, dict) else {})
         except (ValueError, TypeError):
             pass  # unreadable settings: keep the defaults
+        self.threads.blockSignals(True)
+        self.threads.setValue(_int_setting(self.settings.value("model/threads", 0)))
+        self.threads.blockSignals(False)
         prompt = self.settings.value("playground/prompt", "The capital of Indonesia is")
         self.playground.prompt.setPlainText(str(prompt))
 
@@ -242,6 +266,7 @@ class MainWindow(QMainWindow):
         self.load_label.setText(f"loading {name}…")
         self._load = self.bridge.load(
             name,
+            threads=self.threads.value() or None,
             on_yield=self._on_load_progress,
             on_done=self._on_load_done,
             on_error=self._on_load_failed,
@@ -271,13 +296,9 @@ class MainWindow(QMainWindow):
             self._fill_picker()  # the picker goes back to the model still in use
 
     def _on_bridge_model_loaded(self, info: ModelInfo) -> None:
-        self.model_info, self.model_id = info, info.target
+        self.model_id = info.target
         self.hide_error()
-        self.status_model.setText(
-            f"{info.name} · {info.parameters / 1e6:,.2f} M parameters · {info.architecture} · "
-            f"context {info.context_length} · {info.device} · {info.threads} "
-            f"thread{'s' if info.threads != 1 else ''}"
-        )
+        self._show_model_info(info)
         self.setWindowTitle(f"Tokenscope — {info.name}")
         if self.model_id != "builtin" and Path(self.model_id).exists():
             from tokenscope.lm.registry import remember
@@ -288,6 +309,21 @@ class MainWindow(QMainWindow):
         self.models.set_loaded(self.model_id)
         self.playground.on_model_loaded(self.model_id)
         self.fewshot.on_model_loaded()
+
+    def _show_model_info(self, info: ModelInfo) -> None:
+        self.model_info = info
+        self.status_model.setText(
+            f"{info.name} · {info.parameters / 1e6:,.2f} M parameters · {info.architecture} · "
+            f"context {info.context_length} · {info.device} · {info.threads} "
+            f"thread{'s' if info.threads != 1 else ''}"
+        )
+
+    def _on_threads_changed(self, value: int) -> None:
+        """Another thread count: the model switches at once, no reload needed."""
+        self.settings.setValue("model/threads", value)
+        if self.model_info is not None:
+            self.bridge.submit(SetThreads(value or None), lane="threads",
+                               on_error=self.show_message)  # fmt: skip
 
     def _on_load_failed(self, message: str) -> None:
         kept = f" Still using {self.model_info.name}." if self.model_info else ""

@@ -78,6 +78,8 @@ class ServiceBridge(QObject):
 
     #: (ModelInfo) — another model is loaded (a new epoch); GUI thread
     model_loaded = Signal(object)
+    #: (ModelInfo) — the same model, described anew (e.g. its threads changed); GUI thread
+    info_changed = Signal(object)
     #: (JobEvent) — emitted on the service's thread, received by _on_event on the GUI thread
     _event = Signal(object)
 
@@ -121,14 +123,14 @@ class ServiceBridge(QObject):
             self._lanes[lane] = handle
         return handle
 
-    def load(self, target: str, **callbacks: Any) -> JobHandle | None:
+    def load(self, target: str, threads: int | None = None, **callbacks: Any) -> JobHandle | None:
         """Switch models: stop every job (generation, sweeps, an unfinished load), then load.
 
         `model_loaded` is emitted when the new model is in place; until then the current
         model stays, and a failed or cancelled load keeps it.
         """
         self.cancel_all()
-        return self.submit(Load(target), lane="load", **callbacks)
+        return self.submit(Load(target, threads=threads), lane="load", **callbacks)
 
     def current(self, lane: str) -> JobHandle | None:
         """The job running or waiting in `lane`, if any."""
@@ -167,8 +169,12 @@ class ServiceBridge(QObject):
                 del self._lanes[handle.lane]
             handle.finished, handle.outcome = True, event.outcome
             if isinstance(event.payload, ModelInfo) and event.outcome == "completed":
-                self.epoch, self.info = event.payload.epoch, event.payload
-                self.model_loaded.emit(event.payload)
+                if isinstance(handle.job, Load):
+                    self.epoch, self.info = event.payload.epoch, event.payload
+                    self.model_loaded.emit(event.payload)
+                elif event.payload.epoch == self.epoch:
+                    self.info = event.payload
+                    self.info_changed.emit(event.payload)
         if handle.superseded or self._closed:
             return
         if handle.job.needs_model and handle.epoch != self.epoch:

@@ -24,6 +24,7 @@ from tokenscope.service.jobs import (
     Load,
     Predict,
     Score,
+    SetThreads,
     Sweep,
     Tokenize,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "ModelService",
     "Predict",
     "Score",
+    "SetThreads",
     "Sweep",
     "Ticket",
     "Tokenize",

@@ -44,6 +44,16 @@ class Load(Job):
 
 
 @dataclass(frozen=True)
+class SetThreads(Job):
+    """Run the model on this many CPU threads (None: chosen from its size). Finishes with the
+    updated ModelInfo."""
+
+    interactive: ClassVar[bool] = True
+
+    threads: int | None = None
+
+
+@dataclass(frozen=True)
 class Predict(Job):
     """The next-token distribution after `text`, as chart rows. Asking again for the same text
     with other knobs re-applies them to the kept logits: the model is not run again."""

@@ -9,6 +9,7 @@ Not thread-safe by itself: one JobRunner calls it, from one thread.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,6 +23,7 @@ from tokenscope.service.jobs import (
     Load,
     Predict,
     Score,
+    SetThreads,
     Sweep,
     Tokenize,
 )
@@ -137,8 +139,22 @@ class ModelService:
             or ("Llama-style" if c.position == "rope" else "GPT-2-style"),
             quantization=model.quantization,
             has_chat_template=bool(model.chat_template),
-            threads=threads,
+            threads=torch.get_num_threads(),  # as torch reports it, in the model's thread
         )
+        return self.info
+
+    def _setthreads(self, job: SetThreads, ctx: JobContext) -> ModelInfo:
+        import torch
+
+        from tokenscope.lm.threads import check_threads, choose_threads
+
+        n = (
+            choose_threads(self.model.parameter_count)
+            if job.threads is None
+            else check_threads(job.threads)
+        )
+        torch.set_num_threads(n)
+        self.info = dataclasses.replace(self.info, threads=torch.get_num_threads())
         return self.info
 
     # ----- the next token ------------------------------------------------------------------

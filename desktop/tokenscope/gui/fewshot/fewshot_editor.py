@@ -23,6 +23,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from tokenscope.escapes import escape, unescape
+
 ITEM_FLAGS = (
     Qt.ItemFlag.ItemIsSelectable
     | Qt.ItemFlag.ItemIsEditable
@@ -108,6 +110,12 @@ class FewShotEditor(QWidget):
         self.query = self._line("fewshotQuery", "Query")
         self.template = self._line("fewshotTemplate", "Template")
         self.template.setText("{input} => {output}")
+        self.separator = self._line("fewshotSeparator", "Between parts")
+        self.separator.setText("\\n")
+        self.separator.setToolTip(
+            "What goes between the instruction, the examples and the query; \\n is a new line"
+        )
+        self.name = ""  # the prompt's name, kept as it was loaded
         self.header = self._line("fewshotHeader", "Header before the query")
         self.expected = self._line("fewshotExpected", "Expected answer")
         self.candidates = self._line("fewshotCandidates", "Candidate answers")
@@ -124,6 +132,7 @@ class FewShotEditor(QWidget):
         form = QFormLayout()
         form.addRow("Instruction", self.instruction)
         form.addRow("Template", self.template)
+        form.addRow("Between parts", self.separator)
         form.addRow("Header before the query", self.header)
         form.addRow("Query", self.query)
         form.addRow("Expected answer", self.expected)
@@ -143,6 +152,7 @@ class FewShotEditor(QWidget):
             self.instruction,
             self.query,
             self.template,
+            self.separator,
             self.header,
             self.expected,
             self.candidates,
@@ -185,10 +195,12 @@ class FewShotEditor(QWidget):
             instruction=self.instruction.text(),
             examples=tuple(Example(i, o) for i, o in self.examples.rows()),
             query=self.query.text(),
-            template=self.template.text(),
+            template=unescape(self.template.text()),
+            separator=unescape(self.separator.text()),
             query_header=self.header.text(),
             expected=self.expected.text(),
             candidates=tuple(c.strip() for c in self.candidates.text().split(",") if c.strip()),
+            name=self.name,
         )
 
     def set_prompt(self, p: Any) -> None:
@@ -196,15 +208,18 @@ class FewShotEditor(QWidget):
             self.instruction,
             self.query,
             self.template,
+            self.separator,
             self.header,
             self.expected,
             self.candidates,
         )
         for w in widgets:
             w.blockSignals(True)
+        self.name = p.name
         self.instruction.setText(p.instruction)
         self.query.setText(p.query)
-        self.template.setText(p.template)
+        self.template.setText(escape(p.template))
+        self.separator.setText(escape(p.separator))
         self.header.setText(p.query_header)
         self.expected.setText(p.expected)
         self.candidates.setText(", ".join(p.candidates))

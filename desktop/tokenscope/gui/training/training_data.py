@@ -35,6 +35,12 @@ from tokenscope.units import format_bytes
 PREVIEW_SAMPLE_CHARS = 1 << 20  # the preview tokenizer learns from the first MB of the corpus
 PREVIEW_DEBOUNCE_MS = 300
 DEFAULT_SENTENCE = "The capital of Indonesia is Jakarta."
+# The marks token labels use for what would otherwise be invisible, explained beside them.
+PIECE_NOTES = (
+    ("␣", "␣ is a space"),
+    ("↵", "↵ a new line"),
+    ("<", "<E4> is one byte of a character"),
+)
 KINDS = (("Characters", "char"), ("Byte-level BPE", "bpe"), ("A model's tokenizer", "model"))
 
 
@@ -293,9 +299,12 @@ class TrainingData(QGroupBox):
             self.preview_label.setText(f"(no preview: {error.split(': ', 1)[-1]})")
             return
         self.preview, self.preview_vocab = result
+        marks = "".join(self.preview)
+        notes = [text for mark, text in PIECE_NOTES if mark in marks]
+        hint = f"; {', '.join(notes)}" if notes else ""
         self.preview_label.setText(
             " | ".join(self.preview) + f"   ({len(self.preview)} tokens; "
-            f"vocabulary {self.preview_vocab:,})"
+            f"vocabulary {self.preview_vocab:,}{hint})"
         )
         self.vocabulary_estimated.emit(self.estimated_vocabulary())
 
