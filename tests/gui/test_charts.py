@@ -36,6 +36,9 @@ def test_probabilities_read_as_percentages_with_values_on_the_bars(qtbot, window
     assert axis.labelUnits == "" and "x0.001" not in axis.labelString()
     from tokenscope.gui.widgets.plots import format_probability
 
+    assert [format_probability(p) for p in (0.547, 0.0053, 0.00041, 2.5e-7, 0)] == [
+        "54.7%", "0.53%", "0.041%", "2.5e-07", "0"
+    ]  # fmt: skip
     assert _shown_values(chart) == [format_probability(r.raw) for r in data.rows]
     # The legend and the notes are above the plot, not on it.
     assert chart.legend.parent() is chart and chart.note.parent() is chart
@@ -151,3 +154,21 @@ def test_every_tab_fits_a_1024_by_768_screen(qtbot, window):
         hint = window.tabs.currentWidget().minimumSizeHint()
         assert hint.width() <= 1000 and hint.height() <= 700, window.tabs.tabText(i)
     assert window.width() <= 1024 and window.height() <= 768
+
+
+def test_the_model_size_chart_never_draws_one_name_over_another(qtbot):
+    from tokenscope.gui.training.model_scale_chart import ModelScaleChart
+
+    chart = ModelScaleChart()
+    qtbot.addWidget(chart)
+    for width in (470, 900):
+        chart.resize(width, 480)
+        chart.show()
+        qtbot.waitUntil(lambda: chart.plot.getPlotItem().vb.width() > 100, timeout=5_000)
+        chart._place_labels()
+        shown = [t for t in chart._labels.values() if t.isVisible()]
+        assert len(shown) >= len(chart._labels) * 2 // 3  # most names are readable
+        boxes = [t.sceneBoundingRect() for t in shown]
+        for i, a in enumerate(boxes):
+            for b in boxes[i + 1 :]:
+                assert not a.intersects(b), (width, a, b)

@@ -125,8 +125,9 @@ class FewShotTab(QWidget):
         right.addWidget(preview)
         right.addWidget(sweep)
         right.setChildrenCollapsible(False)
-        right.setStretchFactor(0, 1)
-        right.setStretchFactor(1, 1)
+        right.setStretchFactor(0, 3)
+        right.setStretchFactor(1, 2)
+        right.setSizes([600, 400])
 
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(left)

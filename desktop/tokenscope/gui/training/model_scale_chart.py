@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyqtgraph as pg
+from PySide6.QtGui import QFontMetrics
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 from tokenscope.files import resource_path
@@ -23,7 +24,7 @@ KNOWN_COLOR = (70, 130, 200)
 PLANNED_COLOR = (220, 60, 40)
 # Labels of one year are spread over these offsets from the year (in years).
 LANES = (0.0, 0.25, -0.25, 0.5, -0.5)
-DECADES_PER_CHAR = 0.09  # a label's width on the log axis, per character (at a typical size)
+LABEL_GAP_PX = 6  # free space kept between two labels of one lane
 
 
 @dataclass(frozen=True)
@@ -78,20 +79,15 @@ class ModelScaleChart(QWidget):
             size=8, brush=pg.mkBrush(*KNOWN_COLOR), pen=pg.mkPen(None)
         )
         item.addItem(self._scatter)
-        self._labels: list[pg.TextItem] = []
-        spots = []
-        for ref, y, show_label in self._layout():
-            x = math.log10(ref.parameters)
-            spots.append({"pos": (x, y), "data": ref.name})
+        self._labels: dict[str, pg.TextItem] = {}
+        for ref in self.references:
             label = pg.TextItem(ref.name, color=(60, 60, 60), anchor=(0, 0.5))
-            label.setPos(x + 0.05, y)
-            label.setVisible(show_label)
             label.setToolTip(
                 f"{ref.name}: {ref.parameters:,} parameters ({ref.year})\n{ref.source}"
             )
             item.addItem(label)
-            self._labels.append(label)
-        self._scatter.addPoints(spots)
+            self._labels[ref.name] = label
+        item.vb.sigResized.connect(self._place_labels)
         self._planned_line = pg.InfiniteLine(angle=90, pen=pg.mkPen(PLANNED_COLOR, width=2))
         self._planned_dot = pg.ScatterPlotItem(
             size=14, symbol="star", brush=pg.mkBrush(*PLANNED_COLOR), pen=pg.mkPen(None)
@@ -126,9 +122,29 @@ class ModelScaleChart(QWidget):
             shown.append(("your model", self.planned_parameters))
         return shown
 
+    def _decades_per_pixel(self) -> float:
+        vb = self.plot.getPlotItem().vb
+        (x0, x1), width = vb.viewRange()[0], max(1.0, vb.width())
+        return (x1 - x0) / width if width > 1 else 0.01
+
+    def _place_labels(self) -> None:
+        """Put each label in a lane near its year where it overlaps no other, measured in
+        pixels at the chart's present size; a label with no free lane is hidden (its point
+        keeps a tooltip)."""
+        spots = []
+        for ref, y, show in self._layout():
+            x = math.log10(ref.parameters)
+            spots.append({"pos": (x, y), "data": ref.name})
+            label = self._labels[ref.name]
+            label.setPos(x + 0.04, y)
+            label.setVisible(show)
+        self._scatter.setData(spots=spots)
+
     def _layout(self) -> list[tuple[ReferenceModel, float, bool]]:
         """A y position near its year for each model, so that labels of one year do not overlap;
-        a label with no free lane is hidden (its point keeps a tooltip)."""
+        a label with no free lane is hidden."""
+        per_pixel = self._decades_per_pixel()
+        metrics = QFontMetrics(self.font())
         placed = []
         for year in sorted({r.year for r in self.references}):
             lane_end = dict.fromkeys(LANES, -math.inf)  # where each lane's last label ends
@@ -138,7 +154,8 @@ class ModelScaleChart(QWidget):
                 x = math.log10(ref.parameters)
                 lane = next((lane for lane in LANES if lane_end[lane] < x), None)
                 if lane is not None:
-                    lane_end[lane] = x + 0.1 + DECADES_PER_CHAR * len(ref.name)
+                    width_px = metrics.horizontalAdvance(ref.name) + LABEL_GAP_PX + 8
+                    lane_end[lane] = x + 0.04 + per_pixel * width_px
                 placed.append((ref, year + (lane or 0.0), lane is not None))
         return placed
 
@@ -150,3 +167,4 @@ class ModelScaleChart(QWidget):
         # Room on the right for the labels of the largest models.
         self.plot.setXRange(math.floor(low) - 0.3, math.ceil(high) + 1.5, padding=0)
         self.plot.setYRange(*self._year_range, padding=0)
+        self._place_labels()

@@ -17,12 +17,15 @@ def quiet_plot(plot: pg.PlotWidget) -> pg.PlotItem:
 
 
 def format_probability(p: float) -> str:
-    """54.7%, 3.2%, 0.041%, 0 — percent with as many digits as a small value needs."""
+    """54.7%, 3.2%, 0.041%, 0; below 0.01% a plain probability in scientific notation
+    (2.5e-07), where a percent sign would only add confusion."""
     if p <= 0:
         return "0"
     if p >= 0.01:
         return f"{p:.1%}"
-    return f"{p * 100:.2g}%"
+    if p >= 1e-4:
+        return f"{p * 100:.2g}%"
+    return f"{p:.1e}"
 
 
 class ProbabilityAxis(pg.AxisItem):
