@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+import faulthandler
+import sys
+
 import pytest
+
+#: A test still running after this long is hung, not slow. pytest-timeout (600 s) raises in
+#: Python code, which a Qt slot can swallow and a thread stuck in C never reaches; this
+#: watchdog runs in C, prints every thread's stack and ends the run, so CI reports a hang in
+#: minutes with its stacks instead of waiting for its own limit.
+HANG_S = 900
 
 CORPUS = (
     "The capital of Indonesia is Jakarta. The capital of France is Paris.\n"
     "A language model predicts the next token. 语言模型预测下一个词。 👍🏽\n"
     "def add(a, b):\n\treturn a + b\n"
 ) * 8
+
+
+@pytest.fixture(autouse=True)
+def hang_watchdog():
+    faulthandler.dump_traceback_later(HANG_S, exit=True, file=sys.__stderr__)
+    yield
+    faulthandler.cancel_dump_traceback_later()
 
 
 @pytest.fixture(autouse=True)

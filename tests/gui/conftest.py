@@ -33,7 +33,7 @@ def make_window(qtbot):
     yield make
     for w in made:
         w.close()
-        assert not w.bridge.thread_.isRunning()  # no thread outlives its test
+        assert not w.bridge.thread_.is_alive()  # no thread outlives its test
 
 
 @pytest.fixture

@@ -119,7 +119,7 @@ def close_now(*_):
 {setup}
 app.exec()
 print("closed while running:", state.get("in_flight"))
-print("thread running:", w.bridge.thread_.isRunning())
+print("thread running:", w.bridge.thread_.is_alive())
 """
 
 DURING_LOAD = """

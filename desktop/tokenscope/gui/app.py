@@ -52,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if quit_after:
         QTimer.singleShot(int(quit_after), window.close)
     code = app.exec()
-    from PySide6.QtCore import QThreadPool
+    from tokenscope.gui import background
 
-    QThreadPool.globalInstance().waitForDone(10_000)
+    background.wait_for_all(10)
     return code

@@ -1,49 +1,78 @@
-"""Run a short blocking call off the GUI thread and get its result back on the GUI thread."""
+"""Run a short blocking call off the GUI thread and get its result back on the GUI thread.
+
+    run_in_background(lambda: read_header(path), on_done, parent=self)
+    # later, on the GUI thread: on_done(result, None) or on_done(None, "OSError: ...")
+
+The calls run in a small pool of plain Python threads (they mostly wait on files, so a few at
+once even on two cores). Their answers come back through an `Inbox`: no pool thread touches
+Qt. An answer for a widget that has been closed meanwhile is dropped.
+"""
 
 from __future__ import annotations
 
+import concurrent.futures
+import threading
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+from PySide6.QtCore import QCoreApplication, QObject
+from shiboken6 import isValid
+
+from tokenscope.gui.inbox import Inbox
+
+WORKERS = 4
+
+_pool: concurrent.futures.ThreadPoolExecutor | None = None
+_inbox: Inbox | None = None
+_pending: set[concurrent.futures.Future[Any]] = set()
+_lock = threading.Lock()
 
 
-class _Relay(QObject):
-    #: (result or None, error message or None) — emitted from the pool thread, received in
-    #: the GUI thread because the relay lives there (queued connection)
-    finished = Signal(object, object)
-
-
-class _Task(QRunnable):
-    def __init__(self, fn: Callable[[], Any], relay: _Relay) -> None:
-        super().__init__()
-        self.fn, self.relay = fn, relay
-
-    def run(self) -> None:
-        try:
-            outcome = (self.fn(), None)
-        except Exception as e:  # handed to the caller, who shows it
-            outcome = (None, f"{type(e).__name__}: {e}")
-        try:
-            self.relay.finished.emit(*outcome)
-        except RuntimeError:
-            pass  # the widget that asked has been closed: nobody is waiting for the answer
-
-
-_alive: set[_Relay] = set()  # keeps relays referenced until their task reports
+def _the_pool() -> tuple[concurrent.futures.ThreadPoolExecutor, Inbox]:
+    global _pool, _inbox
+    if _pool is None:
+        _pool = concurrent.futures.ThreadPoolExecutor(WORKERS, thread_name_prefix="background")
+    if _inbox is None or not isValid(_inbox):
+        _inbox = Inbox(QCoreApplication.instance())
+    return _pool, _inbox
 
 
 def run_in_background(
     fn: Callable[[], Any], on_done: Callable[[Any, str | None], None], parent: QObject
 ) -> None:
-    """Call fn() in Qt's thread pool; on_done(result, error) runs later on the GUI thread."""
-    relay = _Relay(parent)
-    _alive.add(relay)
+    """Call fn() in the pool; on_done(result, error) runs later on the GUI thread, unless
+    `parent` has been deleted by then."""
+    pool, inbox = _the_pool()
 
-    def done(result: Any, error: Any) -> None:
-        _alive.discard(relay)
-        relay.deleteLater()
-        on_done(result, error)
+    def done(result: Any, error: str | None) -> None:
+        inbox.settle()
+        if isValid(parent):
+            on_done(result, error)
 
-    relay.finished.connect(done)
-    QThreadPool.globalInstance().start(_Task(fn, relay))
+    def task() -> None:
+        try:
+            outcome: tuple[Any, str | None] = (fn(), None)
+        except Exception as e:  # handed to the caller, who shows it
+            outcome = (None, f"{type(e).__name__}: {e}")
+        inbox.post(done, *outcome)
+
+    inbox.expect()
+    future = pool.submit(task)
+    with _lock:
+        _pending.add(future)
+    future.add_done_callback(_forget)
+
+
+def _forget(future: concurrent.futures.Future[Any]) -> None:
+    with _lock:
+        _pending.discard(future)
+
+
+def wait_for_all(timeout_s: float) -> bool:
+    """Wait (at most `timeout_s`) for the calls still running; True if none is left.
+
+    Their answers are not delivered: this is for a window that is closing."""
+    with _lock:
+        running = list(_pending)
+    _done, not_done = concurrent.futures.wait(running, timeout=timeout_s)
+    return not not_done

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, Qt, QThreadPool, QTimer
+from PySide6.QtCore import QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from tokenscope.gui import background, heap
 from tokenscope.gui.fewshot.fewshot_tab import FewShotTab
 from tokenscope.gui.models.models_tab import ModelsTab
 from tokenscope.gui.playground.playground import Playground
@@ -33,7 +34,7 @@ from tokenscope.service.records import LoadProgress, ModelInfo
 
 OPEN_OTHER = "Open file or folder…"
 MESSAGE_MS = 12_000
-POOL_WAIT_MS = 30_000
+POOL_WAIT_S = 30
 
 
 def _int_setting(value: object, default: int = 0) -> int:
@@ -56,10 +57,6 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("Tokenscope")
         self.setObjectName("mainWindow")
         self.settings = settings_store()
-        # Background reads (model headers, corpus summaries) mostly wait on files: let a few
-        # run at once even on a 2-core machine, so one slow read does not hold up the rest.
-        pool = QThreadPool.globalInstance()
-        pool.setMaxThreadCount(max(4, pool.maxThreadCount()))
         self.bridge = ServiceBridge(self)
         self.model_info: ModelInfo | None = None
         self.model_id = ""
@@ -68,6 +65,7 @@ class MainWindow(QMainWindow):
         self._build()
         self._connect()
         self._restore()
+        heap.freeze_start_up_objects()  # full collections would otherwise stall the window
 
     # ----- layout --------------------------------------------------------------------------
 
@@ -202,7 +200,7 @@ class MainWindow(QMainWindow):
         self.training.shutdown()
         self.bridge.shutdown()  # cancels every job and joins the model's thread
         # Background reads of files finish first (they hold no model and no lock).
-        QThreadPool.globalInstance().waitForDone(POOL_WAIT_MS)
+        background.wait_for_all(POOL_WAIT_S)
         super().closeEvent(event)
 
     # ----- models --------------------------------------------------------------------------

@@ -12,17 +12,20 @@ job asked of a model that is no longer loaded (an older epoch) are dropped here,
 A cancelled job delivers no more records, only its `on_done`.
 
 The service's thread receives nothing from here but jobs (through the runner's queue) and
-cancellations (thread-safe tokens); its events come back through one queued signal.
+cancellations (thread-safe tokens); its events come back through an `Inbox` (a plain queue the
+GUI thread empties): that thread is a plain Python thread and never calls into Qt.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, Signal
 
+from tokenscope.gui.inbox import Inbox
 from tokenscope.service import JobEvent, JobRunner, Load, ModelService, Ticket
 from tokenscope.service.jobs import Job
 from tokenscope.service.records import ModelInfo
@@ -61,18 +64,6 @@ class JobHandle:
             self.ticket.cancel()
 
 
-class _ServiceThread(QThread):
-    """Runs the job runner's loop; returns when the runner is shut down."""
-
-    def __init__(self, runner: JobRunner) -> None:
-        super().__init__()
-        self.setObjectName("modelThread")
-        self.runner = runner
-
-    def run(self) -> None:
-        self.runner.serve()
-
-
 class ServiceBridge(QObject):
     """Owns the model service and its thread; lives in the GUI thread."""
 
@@ -80,8 +71,6 @@ class ServiceBridge(QObject):
     model_loaded = Signal(object)
     #: (ModelInfo) — the same model, described anew (e.g. its threads changed); GUI thread
     info_changed = Signal(object)
-    #: (JobEvent) — emitted on the service's thread, received by _on_event on the GUI thread
-    _event = Signal(object)
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -89,14 +78,15 @@ class ServiceBridge(QObject):
 
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         self.service = ModelService()
-        self.runner = JobRunner(self.service, self._event.emit)
+        self.inbox = Inbox(self)
+        self.runner = JobRunner(self.service, lambda event: self.inbox.post(self._on_event, event))
         self.epoch = 0  # the model the window shows; results of other epochs are dropped
         self.info: ModelInfo | None = None
         self._handles: dict[int, JobHandle] = {}
         self._lanes: dict[str, JobHandle] = {}
         self._closed = False
-        self._event.connect(self._on_event)  # queued: the bridge lives in the GUI thread
-        self.thread_ = _ServiceThread(self.runner)
+        # daemon: should the process end without shutdown(), this thread does not hold it open
+        self.thread_ = threading.Thread(target=self.runner.serve, name="modelThread", daemon=True)
         self.thread_.start()
 
     # ----- asking --------------------------------------------------------------------------
@@ -119,6 +109,7 @@ class ServiceBridge(QObject):
             old.cancel()
         handle = JobHandle(self.runner.submit(job, self.epoch), lane, on_yield, on_done, on_error)
         self._handles[handle.ticket.id] = handle
+        self.inbox.expect()  # until its "finished" event
         if lane is not None:
             self._lanes[lane] = handle
         return handle
@@ -149,7 +140,8 @@ class ServiceBridge(QObject):
         for handle in self._handles.values():
             handle.superseded = True  # nobody is listening any more
         self.runner.shutdown()
-        self.thread_.wait()
+        self.thread_.join()
+        self.inbox.stop()
 
     @property
     def busy(self) -> bool:
@@ -158,13 +150,13 @@ class ServiceBridge(QObject):
 
     # ----- answers (GUI thread) ------------------------------------------------------------
 
-    @Slot(object)
     def _on_event(self, event: JobEvent) -> None:
         handle = self._handles.get(event.ticket)
         if handle is None:
             return
         if event.kind == "finished":
             del self._handles[event.ticket]
+            self.inbox.settle()
             if handle.lane is not None and self._lanes.get(handle.lane) is handle:
                 del self._lanes[handle.lane]
             handle.finished, handle.outcome = True, event.outcome

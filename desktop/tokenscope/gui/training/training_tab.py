@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, QThreadPool, QTimer, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
     QLabel,
@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from tokenscope.gui import background
 from tokenscope.gui.background import run_in_background
 from tokenscope.gui.training.learning_notes import LearningNotes
 from tokenscope.gui.training.model_scale_chart import ModelScaleChart
@@ -272,7 +273,7 @@ class TrainingTab(QWidget):
         self.process.shutdown()
         self.status_timer.stop()
         self.charts.shutdown()
-        QThreadPool.globalInstance().waitForDone(10_000)
+        background.wait_for_all(10)
 
     # ----- showing a run -----------------------------------------------------------------------
 
