@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from tokenscope.lm import arguments
 from tokenscope.lm.config import ModelConfig
 from tokenscope.lm.distribution import NextTokenDistribution
 from tokenscope.lm.generation import Generation
@@ -160,8 +161,11 @@ class LanguageModel:
             for i, start, end in tok.encode_with_offsets(text)
         ]
 
-    def _context_ids(self, context: str | Sequence[int]) -> list[int]:
-        ids = self.encode(context) if isinstance(context, str) else list(context)
+    def _context_ids(self, context: str | Sequence[int], name: str = "context") -> list[int]:
+        if isinstance(context, str):
+            ids = self.encode(arguments.text(name, context))
+        else:
+            ids = arguments.token_ids(name, context, self.config.vocab_size)
         bos = self.tokenizer.bos_id
         if self.add_bos and bos is not None and (not ids or ids[0] != bos):
             ids.insert(0, bos)
@@ -241,6 +245,8 @@ class LanguageModel:
         `dropped_tokens` says how many were cut. With `sampling`, the distribution also
         carries what sampling with those knobs would draw from.
         """
+        top_k = arguments.whole("top_k", top_k, low=0, high=arguments.MAX_TOP_K_SHOWN)
+        sampling = _checked_sampling(sampling)
         ids = self._context_ids(context)
         dropped = max(0, len(ids) - self.config.context_length)
         ids = ids[dropped:]
@@ -282,7 +288,10 @@ class LanguageModel:
         the continuation do not fit the window together, the context's oldest tokens are
         dropped (`dropped_tokens` says how many).
         """
-        cont = self.encode(continuation) if isinstance(continuation, str) else list(continuation)
+        if isinstance(continuation, str):
+            cont = self.encode(arguments.text("continuation", continuation))
+        else:
+            cont = arguments.token_ids("continuation", continuation, self.config.vocab_size)
         if not cont:
             raise ValueError("the continuation is empty")
         window = self.config.context_length
@@ -320,7 +329,7 @@ class LanguageModel:
         has no score. Texts longer than the window are scored in overlapping windows, each token
         seeing at least half a window of context.
         """
-        ids = self.encode(text)
+        ids = self.encode(arguments.text("text", text))
         start = self.tokenizer.bos_id if self.tokenizer.bos_id is not None else None
         start = start if start is not None else self.tokenizer.eos_id
         full = ([start] if start is not None else []) + ids
@@ -359,12 +368,20 @@ class LanguageModel:
         stop: Sequence[str] = (),
         top_k: int = 10,
     ) -> Generation:
-        """An iterator of GenerationStep records; see tokenscope.lm.generation."""
+        """An iterator of GenerationStep records; see tokenscope.lm.generation.
+
+        Every argument is checked here, before anything runs: a wrong type or an out-of-range
+        value raises InvalidArgumentError naming it."""
+        max_tokens = arguments.whole("max_tokens", max_tokens, low=0, high=arguments.MAX_NEW_TOKENS)
+        top_k = arguments.whole("top_k", top_k, low=0, high=arguments.MAX_TOP_K_SHOWN)
+        stop = arguments.strings(
+            "stop", stop, most=arguments.MAX_STOP_STRINGS, max_chars=arguments.MAX_STOP_CHARS
+        )
         return Generation(
             self,
-            self._context_ids(prompt),
+            self._context_ids(prompt, "prompt"),
             max_tokens=max_tokens,
-            sampling=sampling or SamplingSettings(),
+            sampling=_checked_sampling(sampling) or SamplingSettings(),
             stop=stop,
             top_k=top_k,
         )
@@ -376,3 +393,11 @@ class LanguageModel:
         from tokenscope.lm.checkpoint import save_checkpoint
 
         return save_checkpoint(self, folder)
+
+
+def _checked_sampling(sampling: object) -> SamplingSettings | None:
+    if sampling is not None and not isinstance(sampling, SamplingSettings):
+        raise arguments.InvalidArgumentError(
+            f"sampling must be a SamplingSettings (or None), not {type(sampling).__name__}"
+        )
+    return sampling

@@ -16,6 +16,14 @@ from dataclasses import dataclass
 
 import torch
 
+from tokenscope.lm.arguments import (
+    MAX_REPETITION_PENALTY,
+    MAX_SEED,
+    MAX_TEMPERATURE,
+    number,
+    whole,
+)
+
 
 @dataclass(frozen=True)
 class SamplingSettings:
@@ -29,16 +37,23 @@ class SamplingSettings:
     seed: int | None = None
 
     def __post_init__(self) -> None:
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0 (got {self.temperature})")
-        if self.top_k < 0:
-            raise ValueError(f"top_k must be >= 0 (got {self.top_k})")
-        if not 0.0 < self.top_p <= 1.0:
-            raise ValueError(f"top_p must be in (0, 1] (got {self.top_p})")
-        if not 0.0 <= self.min_p <= 1.0:
-            raise ValueError(f"min_p must be in [0, 1] (got {self.min_p})")
-        if self.repetition_penalty <= 0:
-            raise ValueError(f"repetition_penalty must be > 0 (got {self.repetition_penalty})")
+        """Check every knob's type and range; raises InvalidArgumentError naming the knob."""
+        checked = {
+            "temperature": number("temperature", self.temperature, low=0, high=MAX_TEMPERATURE),
+            "top_k": whole("top_k", self.top_k, low=0),
+            "top_p": number("top_p", self.top_p, low=0, high=1, low_open=True),
+            "min_p": number("min_p", self.min_p, low=0, high=1),
+            "repetition_penalty": number(
+                "repetition_penalty",
+                self.repetition_penalty,
+                low=0,
+                high=MAX_REPETITION_PENALTY,
+                low_open=True,
+            ),
+            "seed": None if self.seed is None else whole("seed", self.seed, low=0, high=MAX_SEED),
+        }
+        for name, value in checked.items():  # numpy scalars and the like become plain Python
+            object.__setattr__(self, name, value)
 
     @property
     def greedy(self) -> bool:
@@ -116,7 +131,18 @@ def sampling_distribution(
     settings: SamplingSettings,
     previous_ids: Iterable[int] = (),
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(raw, sampled) distributions over the vocabulary for one position's logits (V,)."""
+    """(raw, sampled) distributions over the vocabulary for one position's logits (V,).
+
+    Raises ModelFormatError when the logits are not all finite: a model whose weights hold
+    NaN or infinity cannot give a distribution, and a NaN would otherwise surface as a
+    baffling error from the sampler."""
+    if not bool(torch.isfinite(logits).all()):
+        from tokenscope.lm.errors import ModelFormatError
+
+        raise ModelFormatError(
+            "the model computed NaN or infinite scores for the next token; its weights are "
+            "damaged or overflow in this precision"
+        )
     raw = softmax(logits)
     if settings.is_identity:
         return raw, raw

@@ -1,0 +1,136 @@
+"""Checks for the values a caller hands the engine: one clear error at the boundary.
+
+    temperature = number("temperature", value, low=0, high=MAX_TEMPERATURE)
+    top_k = whole("top_k", value, low=0)
+    ids = token_ids("context", ids, vocab_size)
+
+Each check names the parameter, the allowed range and what it got, and raises
+`InvalidArgumentError` (a `ValueError`, so older `except ValueError` callers still catch it).
+Booleans are not numbers here (`top_k=True` is a mistake, not 1), NaN is never in a range, and
+a string that looks like a number is still a string: the CLI converts, the API does not guess.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from numbers import Integral, Real
+from typing import Any
+
+from tokenscope.lm.errors import TokenscopeError
+
+#: the longest text the engine takes in one call (characters); a book is ~1 M
+MAX_TEXT_CHARS = 20_000_000
+#: the most tokens one generation may ask for
+MAX_NEW_TOKENS = 1_000_000
+MAX_TEMPERATURE = 100.0
+MAX_REPETITION_PENALTY = 100.0
+MAX_TOP_K_SHOWN = 100_000
+MAX_STOP_STRINGS = 64
+MAX_STOP_CHARS = 1_000
+MAX_SEED = 2**63 - 1
+
+
+class InvalidArgumentError(TokenscopeError, ValueError):
+    """A value handed to the engine has the wrong type or is out of its allowed range."""
+
+
+def _what(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _range(low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:
+    if low is not None and high is not None:
+        return f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    if low is not None:
+        return f"{'>' if low_open else '>='} {low:g}"
+    if high is not None:
+        return f"{'<' if high_open else '<='} {high:g}"
+    return "any finite number"
+
+
+def number(
+    name: str,
+    value: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
+    """`value` as a float if it is a finite real number within the range, else raise."""
+    allowed = _range(low, high, low_open, high_open)
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise InvalidArgumentError(
+            f"{name} must be a number ({allowed}), not {type(value).__name__} {_what(value)}"
+        )
+    x = float(value)
+    if (
+        math.isnan(x)
+        or math.isinf(x)
+        or (low is not None and (x < low or (low_open and x == low)))
+        or (high is not None and (x > high or (high_open and x == high)))
+    ):
+        raise InvalidArgumentError(f"{name} must be {allowed} (got {_what(value)})")
+    return x
+
+
+def whole(name: str, value: Any, *, low: int | None = None, high: int | None = None) -> int:
+    """`value` as an int if it is a whole number within [low, high], else raise."""
+    allowed = _range(low, high, False, False)
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise InvalidArgumentError(
+            f"{name} must be a whole number ({allowed}), not {type(value).__name__} {_what(value)}"
+        )
+    n = int(value)
+    if (low is not None and n < low) or (high is not None and n > high):
+        raise InvalidArgumentError(f"{name} must be {allowed} (got {n})")
+    return n
+
+
+def text(name: str, value: Any, *, max_chars: int = MAX_TEXT_CHARS) -> str:
+    """`value` if it is a str of at most `max_chars` characters, else raise."""
+    if not isinstance(value, str):
+        raise InvalidArgumentError(f"{name} must be text (str), not {type(value).__name__}")
+    if len(value) > max_chars:
+        raise InvalidArgumentError(
+            f"{name} is {len(value):,} characters long; the most is {max_chars:,}"
+        )
+    return value
+
+
+def strings(name: str, value: Any, *, most: int, max_chars: int) -> tuple[str, ...]:
+    """A sequence of short strings (e.g. stop strings); a lone str is a mistake, not letters."""
+    if isinstance(value, str) or not isinstance(value, (Sequence, set, frozenset)):
+        raise InvalidArgumentError(
+            f"{name} must be a list of strings, not {type(value).__name__} {_what(value)}"
+        )
+    items = tuple(value)
+    if len(items) > most:
+        raise InvalidArgumentError(f"{name} has {len(items)} entries; the most is {most}")
+    for item in items:
+        text(f"each of {name}", item, max_chars=max_chars)
+    return items
+
+
+def token_ids(name: str, value: Any, vocab_size: int) -> list[int]:
+    """A sequence of token ids, each a whole number in [0, vocab_size)."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise InvalidArgumentError(
+            f"{name} must be text or a list of token ids, not {type(value).__name__}"
+        )
+    if len(value) > MAX_TEXT_CHARS:
+        raise InvalidArgumentError(f"{name} has {len(value):,} ids; the most is {MAX_TEXT_CHARS:,}")
+    ids = []
+    for i, item in enumerate(value):
+        if isinstance(item, bool) or not isinstance(item, Integral):
+            raise InvalidArgumentError(
+                f"{name}[{i}] must be a token id (a whole number), not {type(item).__name__}"
+            )
+        if not 0 <= item < vocab_size:
+            raise InvalidArgumentError(
+                f"{name}[{i}] is {int(item)}, not a token id of this model (0..{vocab_size - 1})"
+            )
+        ids.append(int(item))
+    return ids
