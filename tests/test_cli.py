@@ -81,7 +81,95 @@ def test_bad_model_and_bad_settings_give_clear_errors(tmp_path, checkpoint):
     assert "tokenscope: error: no model named" in proc.stderr
     assert "Traceback" not in proc.stderr
     proc = run("generate", "x", "--model", checkpoint, "--top-p", 0, ok=False)
-    assert proc.returncode == 2 and "top_p must be in (0, 1]" in proc.stderr
+    assert proc.returncode == 2 and "top_p must be (0, 1]" in proc.stderr
+
+
+def _one_line_error(proc, status=2):
+    assert proc.returncode == status, (proc.returncode, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tokenscope: error: "), proc.stderr
+    return lines[0]
+
+
+def _bad_models(tmp_path, checkpoint):
+    """Model arguments a person could give by mistake or an attacker on purpose."""
+    import os
+    import shutil
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    binary = tmp_path / "random.bin"
+    binary.write_bytes(bytes(range(256)) * 64)
+    cut = tmp_path / "cut"
+    shutil.copytree(checkpoint, cut)
+    weights = cut / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "config.json").write_text('{"model_type": "teapot", "vocab_size": 7}')
+    return {
+        "a FIFO": fifo,
+        "/dev/null": "/dev/null",
+        "random bytes": binary,
+        "cut weights": cut,
+        "a foreign config": foreign,
+        "an over-long name": tmp_path / ("x" * 300),
+    }
+
+
+def test_every_bad_model_gives_one_line_and_status_2(tmp_path, checkpoint):
+    for what, model in _bad_models(tmp_path, checkpoint).items():
+        proc = subprocess.run(
+            [sys.executable, "-m", "tokenscope", "predict", "x", "--model", str(model)],
+            capture_output=True,
+            text=True,
+            timeout=60,  # a FIFO must not be opened and waited on
+        )
+        line = _one_line_error(proc)
+        assert len(line) < 400, (what, line)
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["predict", "x", "--top", "-3"], "top_k"),
+        (["generate", "x", "--max-tokens", "-1"], "max_tokens"),
+        (["generate", "x", "--temperature", "nan"], "temperature"),
+        (["generate", "x", "--seed", "-5"], "seed"),
+    ],
+)
+def test_bad_settings_give_one_line_naming_the_setting(checkpoint, args, words):
+    line = _one_line_error(run(*args, "--model", checkpoint, ok=False))
+    assert words in line
+
+
+def test_an_unwritable_destination_is_one_line(tmp_path, checkpoint):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    line = _one_line_error(run("export", checkpoint, blocker / "out", ok=False))
+    assert "a-file" in line
+
+
+def test_debug_adds_the_traceback_anywhere_on_the_line(tmp_path):
+    proc = run("predict", "--debug", "x", "--model", tmp_path / "missing", ok=False)
+    assert proc.returncode == 2
+    assert "Traceback" in proc.stderr and "tokenscope: error: no model named" in proc.stderr
+
+
+def test_a_bug_prints_its_traceback_and_asks_for_a_report(monkeypatch, capsys):
+    from tokenscope import cli
+
+    def broken(args):
+        raise KeyError("a bug")
+
+    parser = cli.build_parser()
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    for action in parser._subparsers._group_actions[0].choices.values():
+        if action.prog.endswith(" doctor"):
+            action.set_defaults(run=broken)
+    assert cli.main(["doctor"]) == cli.EXIT_BUG
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "KeyError" in err and "please report it" in err.lower()
 
 
 def test_version():

@@ -16,9 +16,12 @@ Heavy imports (torch) happen inside the commands so that `--help` answers at onc
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
 import sys
 import time
+import traceback
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -353,8 +356,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tokenscope",
         description="Look inside language models: next-token probabilities and generation.",
+        epilog="exit status: 0 done; 1 the work failed for an outside reason (a full disk, a "
+        "permission); 2 bad input (an argument, a file, a model) or a bad command line; "
+        "70 a bug in Tokenscope (please report it); 130 interrupted. Errors are one line; "
+        "--debug (anywhere on the line) adds the traceback.",
     )
     parser.add_argument("--version", action="version", version=f"tokenscope {__version__}")
+    parser.add_argument(
+        "--debug", action="store_true", help="print the traceback with an error (any position)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     d = sub.add_parser("doctor", help="what this installation has and where it keeps things")
@@ -427,8 +437,64 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: exit statuses (documented in `tokenscope --help` and the README)
+EXIT_FAILED = 1  # the work failed for an outside reason: a full disk, a permission
+EXIT_BAD_INPUT = 2  # a bad argument, file or model (argparse uses 2 for a bad command line too)
+EXIT_BUG = 70  # BSD's EX_SOFTWARE: an error in Tokenscope itself
+EXIT_INTERRUPTED = 130
+
+
+#: errors of a path a person typed, as opposed to the machine failing (a full disk, say)
+_BAD_PATH_ERRNOS = {
+    errno.ENOENT,
+    errno.ENOTDIR,
+    errno.EISDIR,
+    errno.ENAMETOOLONG,
+    errno.ELOOP,
+    errno.EEXIST,
+    errno.EINVAL,
+}
+
+
+def _take_debug_flag(argv: Sequence[str]) -> tuple[list[str], bool]:
+    """Remove --debug wherever it is (before a lone `--`); also on with TOKENSCOPE_DEBUG=1."""
+    args, debug, literal = [], os.environ.get("TOKENSCOPE_DEBUG", "") not in ("", "0"), False
+    for arg in argv:
+        if arg == "--" and not literal:
+            literal = True
+        elif arg == "--debug" and not literal:
+            debug = True
+            continue
+        args.append(arg)
+    return args, debug
+
+
+def describe_failure(e: BaseException) -> tuple[str, int] | None:
+    """(one line for a person, exit status) for an error they caused or can fix; None for a bug."""
+    from tokenscope.lm.errors import TokenscopeError
+
+    if isinstance(e, TokenscopeError):
+        return str(e), EXIT_BAD_INPUT
+    if isinstance(e, UnicodeError):
+        return f"the file is not UTF-8 text ({e.reason})", EXIT_BAD_INPUT
+    if isinstance(e, ValueError):
+        return str(e) or type(e).__name__, EXIT_BAD_INPUT
+    if isinstance(e, MemoryError):
+        return "not enough memory for this (try a smaller model or input)", EXIT_FAILED
+    if isinstance(e, OSError):
+        name = str(e.filename or "")
+        name = name if len(name) <= 120 else f"{name[:60]}…{name[-50:]}"
+        where = f"{name}: " if name else ""
+        reason = e.strerror or str(e) or type(e).__name__
+        return where + reason, EXIT_BAD_INPUT if e.errno in _BAD_PATH_ERRNOS else EXIT_FAILED
+    if type(e).__name__ == "PanicException":  # the Rust tokenizer gave up on its input
+        return f"the tokenizer could not handle this input ({e})", EXIT_BAD_INPUT
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv, debug = _take_debug_flag(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     if args.command is None:
         try:
@@ -437,17 +503,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"tokenscope: the window needs PySide6 and pyqtgraph ({e})", file=sys.stderr)
             return 1
         return open_window()
-    from tokenscope.lm.errors import TokenscopeError
-
     try:
         return args.run(args)
-    except (TokenscopeError, ValueError) as e:
-        print(f"tokenscope: error: {e}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         return 0
+    except BaseException as e:
+        if isinstance(e, SystemExit):
+            raise
+        known = describe_failure(e)
+        if debug or known is None:
+            traceback.print_exc()
+        if known is None:
+            print(
+                f"tokenscope: internal error: {type(e).__name__}: {e}\n"
+                "This is a bug in Tokenscope. Please report it with the lines above and the "
+                "command you ran.",
+                file=sys.stderr,
+            )
+            return EXIT_BUG
+        message, status = known
+        print(f"tokenscope: error: {message}", file=sys.stderr)
+        return status
 
 
 if __name__ == "__main__":
