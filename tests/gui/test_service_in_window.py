@@ -81,6 +81,23 @@ def test_switching_models_stops_generation_and_old_branches_stay_readable(
     assert pg.branches[1].model == str(checkpoint)
 
 
+def test_generate_clicked_while_another_model_loads_ends_with_the_button_back(
+    qtbot, endless_window, other_checkpoint
+):
+    """A generation asked of the old model while the new one loads ends when the load does;
+    the Generate button must come back (the soak test found it stuck disabled)."""
+    pg = endless_window.playground
+    pg.max_tokens.setValue(4096)
+    endless_window.load_model(str(other_checkpoint))
+    assert pg.generate_button.isEnabled()  # the old model stays usable while the new one loads
+    pg.generate()
+    qtbot.waitUntil(
+        lambda: endless_window.model_info.target == str(other_checkpoint), timeout=30_000
+    )
+    qtbot.waitUntil(lambda: pg.generate_button.isEnabled(), timeout=10_000)
+    assert not pg.stop_button.isEnabled()
+
+
 def test_switching_models_stops_a_sweep(qtbot, window, other_checkpoint):
     tab = window.fewshot
     window.tabs.setCurrentWidget(tab)

@@ -27,6 +27,7 @@ from tokenscope.gui.fewshot.fewshot_tab import FewShotTab
 from tokenscope.gui.models.models_tab import ModelsTab
 from tokenscope.gui.playground.playground import Playground
 from tokenscope.gui.service_bridge import JobHandle, ServiceBridge
+from tokenscope.gui.settings_file import open_settings
 from tokenscope.gui.training.training_tab import TrainingTab
 from tokenscope.lm.threads import cpu_cores
 from tokenscope.service.jobs import SetThreads
@@ -44,11 +45,12 @@ def _int_setting(value: object, default: int = 0) -> int:
         return default
 
 
-def settings_store() -> QSettings:
-    """Settings in the data folder (TOKENSCOPE_HOME when set, as in tests)."""
+def settings_store() -> tuple[QSettings, str | None]:
+    """Settings in the data folder (TOKENSCOPE_HOME when set, as in tests), checked first:
+    a damaged file is set aside and the note says so."""
     from tokenscope.lm.registry import data_dir
 
-    return QSettings(str(data_dir() / "settings.ini"), QSettings.Format.IniFormat)
+    return open_settings(data_dir() / "settings.ini")
 
 
 class MainWindow(QMainWindow):
@@ -56,15 +58,18 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.setWindowTitle("Tokenscope")
         self.setObjectName("mainWindow")
-        self.settings = settings_store()
+        self.settings, settings_note = settings_store()
         self.bridge = ServiceBridge(self)
         self.model_info: ModelInfo | None = None
         self.model_id = ""
         self._load: JobHandle | None = None
         self._loading_name = ""
+        self._banner_about_load = False
         self._build()
         self._connect()
         self._restore()
+        if settings_note:
+            self.show_error(settings_note)
         heap.freeze_start_up_objects()  # full collections would otherwise stall the window
 
     # ----- layout --------------------------------------------------------------------------
@@ -199,6 +204,8 @@ class MainWindow(QMainWindow):
         self.models.shutdown()
         self.training.shutdown()
         self.bridge.shutdown()  # cancels every job and joins the model's thread
+        self.settings.remove("model/opening")  # a load cut short by closing did end
+        self.settings.sync()
         # Background reads of files finish first (they hold no model and no lock).
         background.wait_for_all(POOL_WAIT_S)
         super().closeEvent(event)
@@ -206,9 +213,21 @@ class MainWindow(QMainWindow):
     # ----- models --------------------------------------------------------------------------
 
     def start(self) -> None:
-        """After the first paint: list models and open the last one (or the bundled one)."""
+        """After the first paint: list models and open the last one (or the bundled one).
+
+        The last model is reopened only if its last load finished: a model whose loader hung
+        or crashed the window would otherwise do it again at every start."""
         self.models.refresh()
-        self.load_model(str(self.settings.value("model/last", "builtin")))
+        last = str(self.settings.value("model/last", "builtin"))
+        unfinished = self.settings.value("model/opening")
+        if unfinished and last != "builtin" and str(unfinished) == last:
+            self.settings.remove("model/opening")
+            self.show_error(
+                f"Last time, opening {last} did not finish, so it was not opened again. "
+                "Choose it in the model picker to try once more."
+            )
+            last = "builtin"
+        self.load_model(last)
 
     def _fill_picker(self) -> None:
         self.picker.blockSignals(True)
@@ -258,6 +277,10 @@ class MainWindow(QMainWindow):
     def load_model(self, name: str) -> None:
         """Switch to another model: whatever runs on the current one stops first."""
         self._loading_name = name
+        # Written before the load starts and removed when it ends, however it ends: found at
+        # the next start, it means this load never ended (a hang, a crash).
+        self.settings.setValue("model/opening", name)
+        self.settings.sync()
         self._select_in_picker(name)
         self._show_loading(True)
         self.load_progress.setRange(0, 0)
@@ -288,6 +311,8 @@ class MainWindow(QMainWindow):
         self.load_label.setText(f"{p.stage}…")
 
     def _on_load_done(self, _info: ModelInfo | None, outcome: str) -> None:
+        self.settings.remove("model/opening")
+        self.settings.sync()
         self._show_loading(False)
         self.load_label.setText("loading cancelled" if outcome == "cancelled" else "")
         if outcome != "completed":
@@ -295,7 +320,8 @@ class MainWindow(QMainWindow):
 
     def _on_bridge_model_loaded(self, info: ModelInfo) -> None:
         self.model_id = info.target
-        self.hide_error()
+        if self._banner_about_load:  # "could not open X" is answered by a model that opened
+            self.hide_error()
         self._show_model_info(info)
         self.setWindowTitle(f"Tokenscope — {info.name}")
         if self.model_id != "builtin" and Path(self.model_id).exists():
@@ -325,7 +351,7 @@ class MainWindow(QMainWindow):
 
     def _on_load_failed(self, message: str) -> None:
         kept = f" Still using {self.model_info.name}." if self.model_info else ""
-        self.show_error(f"Could not open {self._loading_name}: {message}{kept}")
+        self.show_error(f"Could not open {self._loading_name}: {message}{kept}", about_load=True)
 
     def _on_training_open_in_playground(self, checkpoint: str) -> None:
         self.load_model(checkpoint)
@@ -335,12 +361,15 @@ class MainWindow(QMainWindow):
         """A passing remark in the status bar; it goes away by itself so it cannot go stale."""
         self.statusBar().showMessage(message, MESSAGE_MS)
 
-    def show_error(self, message: str) -> None:
+    def show_error(self, message: str, *, about_load: bool = False) -> None:
+        """The red banner; it stays until closed, or (`about_load`) until a model opens."""
+        self._banner_about_load = about_load
         self.banner.setText(message)
         self.banner.setVisible(True)
         self.banner_close.setVisible(True)
 
     def hide_error(self) -> None:
+        self._banner_about_load = False
         self.banner.setVisible(False)
         self.banner_close.setVisible(False)
 

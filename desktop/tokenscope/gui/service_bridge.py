@@ -6,7 +6,8 @@
 
 A job goes in; its records come back to the callbacks on the GUI thread: `on_yield(record)`
 for each record, `on_error(message)` if it failed, `on_done(result, outcome)` at the end
-(outcome: "completed", "cancelled" or "failed"). Submitting to a lane supersedes the job
+(outcome: "completed", "cancelled" or "failed"; a job asked of a model that was replaced
+before it ran ends "cancelled", with no result). Submitting to a lane supersedes the job
 there before it: the old one is cancelled and nothing more of it is delivered. Results of a
 job asked of a model that is no longer loaded (an older epoch) are dropped here, in one place.
 A cancelled job delivers no more records, only its `on_done`.
@@ -170,7 +171,11 @@ class ServiceBridge(QObject):
         if handle.superseded or self._closed:
             return
         if handle.job.needs_model and handle.epoch != self.epoch:
-            return  # asked of a model that is no longer loaded
+            # Asked of a model that is no longer loaded: nothing it found is shown, but its
+            # asker still learns that it is over (a Generate button waits for that).
+            if event.kind == "finished" and handle.on_done is not None:
+                handle.on_done(None, "cancelled")
+            return
         if event.kind == "yielded":
             if handle.on_yield is not None and not handle.cancelled:
                 handle.on_yield(event.payload)
@@ -178,5 +183,5 @@ class ServiceBridge(QObject):
             if handle.on_error is not None and not handle.cancelled:
                 handle.on_error(event.payload)
         elif event.kind == "finished" and handle.on_done is not None:
-            outcome = "cancelled" if handle.cancelled else event.outcome
-            handle.on_done(event.payload, outcome)
+            stopped = handle.cancelled or event.outcome == "stale"
+            handle.on_done(event.payload, "cancelled" if stopped else event.outcome)

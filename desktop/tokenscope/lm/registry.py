@@ -138,13 +138,23 @@ def data_dir() -> Path:
 
 
 def recent_models() -> list[str]:
-    """Recently opened model paths, newest first; an unreadable list counts as empty."""
+    """Recently opened model paths, newest first.
+
+    The list is checked as a whole: an unreadable or damaged file (too big, not JSON, nested
+    too deeply) counts as empty and is replaced at the next `remember`; entries that are not
+    plausible paths are left out."""
+    path = data_dir() / RECENT_FILE
     try:
-        data = json.loads((data_dir() / RECENT_FILE).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        if not path.is_file() or path.stat().st_size > 1024 * 1024:
+            return []
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         return []
     items = data.get("recent") if isinstance(data, dict) else None
-    return [p for p in items if isinstance(p, str)] if isinstance(items, list) else []
+    if not isinstance(items, list):
+        return []
+    plausible = [p for p in items if isinstance(p, str) and 0 < len(p) <= 4096 and "\0" not in p]
+    return plausible[:RECENT_LIMIT]
 
 
 def remember(path: str | Path) -> None:

@@ -13,7 +13,11 @@ from PySide6.QtCore import QPoint, QRect, QTimer, QUrl, Signal
 from PySide6.QtGui import QColor, QCursor, QFont, QTextCharFormat, QTextCursor
 from PySide6.QtWidgets import QTextBrowser, QToolTip, QWidget
 
+from tokenscope.gui.widgets.long_text import wrap_for
+
 REPAINT_MS = 33
+#: characters of the prompt drawn at most (its end): the model sees far fewer
+MAX_PROMPT_SHOWN = 20_000
 
 
 def probability_color(p: float) -> str:
@@ -112,12 +116,17 @@ class GeneratedTextView(QTextBrowser):
             self._spans = []
             prompt = QTextCharFormat()
             prompt.setForeground(QColor("#555555"))
-            cursor.insertText(_shown(self._prompt), prompt)
+            shown = _shown(self._prompt)
+            if len(shown) > MAX_PROMPT_SHOWN:  # the model sees far less; laying it out is slow
+                shown = "…" + shown[-MAX_PROMPT_SHOWN:]
+            wrap_for(self, shown)
+            cursor.insertText(shown, prompt)
             self._insert_tokens(cursor, range(len(self._steps)))
             self._rendered_key = (self._prompt, self._selected, self._steps_id)
         if at_bottom:
             scrollbar.setValue(scrollbar.maximum())
         self._shown_count = len(self._steps)
+        wrap_for(self, self.document().toPlainText())
         self.repaints += 1
 
     def shown_tokens(self) -> list[tuple[int, str, str]]:

@@ -23,7 +23,6 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QListWidget,
     QListWidgetItem,
-    QPlainTextEdit,
     QPushButton,
     QSpinBox,
     QSplitter,
@@ -33,10 +32,11 @@ from PySide6.QtWidgets import (
 
 from tokenscope.gui.playground.generated_text import GeneratedTextView
 from tokenscope.gui.playground.probability_strip import ProbabilityStrip
-from tokenscope.gui.playground.sampling_panel import SamplingPanel
+from tokenscope.gui.playground.sampling_panel import SamplingPanel, check_values
 from tokenscope.gui.playground.session import Branch, read_session, write_session
 from tokenscope.gui.playground.token_view import TokenView
 from tokenscope.gui.service_bridge import JobHandle, ServiceBridge
+from tokenscope.gui.widgets.long_text import PlainTextEditor
 from tokenscope.gui.widgets.next_token_chart import ChartData, NextTokenChart
 from tokenscope.service.jobs import Generate, Predict, Tokenize
 from tokenscope.service.records import GenerationDone, GenerationStarted, NextTokenView, TokenRow
@@ -74,7 +74,7 @@ class Playground(QWidget):
     # ----- layout --------------------------------------------------------------------------
 
     def _build(self) -> None:
-        self.prompt = QPlainTextEdit(objectName="promptEditor")
+        self.prompt = PlainTextEditor(objectName="promptEditor")
         self.prompt.setAccessibleName("Prompt")
         self.prompt.setPlaceholderText(
             "Type a prompt: the chart shows what the model predicts next"
@@ -264,7 +264,7 @@ class Playground(QWidget):
             self.context_info.setStyleSheet("color:#9a3412")
             self.context_info.setText(
                 f"The prompt is longer than the context ({info.context_length} tokens): its "
-                f"first {view.dropped_tokens} tokens are not seen by the model."
+                f"first {view.dropped_tokens:,} tokens are not seen by the model."
             )
         else:
             self.context_info.setStyleSheet("color:#555")
@@ -510,10 +510,11 @@ class Playground(QWidget):
 
     def open_session(self, path: str | Path) -> str:
         """Restore a saved session; returns the model id it was made with."""
-        data, branches = read_session(path)
+        data, branches = read_session(path)  # the whole file is checked before anything changes
+        knobs = check_values(data.get("sampling", {}))
         self.prompt.setPlainText(data["prompt"])
         self.watch.setText(data.get("watch", ""))
-        self.sampling.set_values(data.get("sampling", {}))
+        self.sampling.set_values(knobs)
         self.branches = branches
         self.branch_picker.clear()
         for i, b in enumerate(self.branches):

@@ -19,6 +19,41 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+#: what each knob may hold (the controls' own ranges)
+RANGES: dict[str, tuple[float, float]] = {
+    "temperature": (0.0, 5.0),
+    "top_k": (0, 100_000),
+    "top_p": (0.01, 1.0),
+    "min_p": (0.0, 1.0),
+    "repetition_penalty": (0.1, 5.0),
+    "seed": (0, 2**31 - 1),
+}
+
+
+def check_values(values: Any) -> dict[str, Any]:
+    """Knob values from a file (settings, a session), checked: ValueError names the bad one.
+
+    Missing knobs take their defaults; unknown keys are ignored (a newer version's knobs)."""
+    if not isinstance(values, dict):
+        raise ValueError(f"the sampling knobs should be an object, not {type(values).__name__}")
+    out = dict(DEFAULTS)
+    for name, (low, high) in RANGES.items():
+        if name not in values:
+            continue
+        value = values[name]
+        whole = isinstance(DEFAULTS[name], int)
+        kinds = (int,) if whole else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kinds) or not low <= value <= high:
+            kind = "a whole number" if whole else "a number"
+            raise ValueError(f"the knob {name} should be {kind} from {low:g} to {high:g}")
+        out[name] = value
+    if "use_seed" in values:
+        if not isinstance(values["use_seed"], bool):
+            raise ValueError("the knob use_seed should be true or false")
+        out["use_seed"] = values["use_seed"]
+    return out
+
+
 class SamplingPanel(QGroupBox):
     """Emits `settings_changed` whenever a knob moves (GUI thread)."""
 
@@ -28,18 +63,20 @@ class SamplingPanel(QGroupBox):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("Sampling", parent)
         form = QFormLayout(self)
-        self.temperature = self._double("temperatureControl", 0.0, 5.0, 0.05, 2, "Temperature")
+        self.temperature = self._double(
+            "temperatureControl", *RANGES["temperature"], 0.05, 2, "Temperature"
+        )
         self.temperature.setToolTip("0 is greedy: always the most likely token")
         self.top_k = QSpinBox(objectName="topKControl", minimum=0, maximum=100000)
         self.top_k.setSpecialValueText("off")
         self.top_k.setAccessibleName("Top-k")
         self.top_k.setToolTip("keep only the k most likely tokens (0: off)")
-        self.top_p = self._double("topPControl", 0.01, 1.0, 0.05, 2, "Top-p")
+        self.top_p = self._double("topPControl", *RANGES["top_p"], 0.05, 2, "Top-p")
         self.top_p.setToolTip("keep the most likely tokens until their mass reaches p")
-        self.min_p = self._double("minPControl", 0.0, 1.0, 0.01, 2, "Min-p")
+        self.min_p = self._double("minPControl", *RANGES["min_p"], 0.01, 2, "Min-p")
         self.min_p.setToolTip("drop tokens less likely than min-p times the best one")
         self.penalty = self._double(
-            "repetitionPenaltyControl", 0.1, 5.0, 0.05, 2, "Repetition penalty"
+            "repetitionPenaltyControl", *RANGES["repetition_penalty"], 0.05, 2, "Repetition penalty"
         )
         self.penalty.setToolTip("above 1 makes tokens already in the text less likely")
         self.seed = QSpinBox(objectName="seedControl", minimum=0, maximum=2**31 - 1)
@@ -82,7 +119,8 @@ class SamplingPanel(QGroupBox):
         }
 
     def set_values(self, values: dict[str, Any]) -> None:
-        v = {**DEFAULTS, **values}
+        """Show these knob values (checked first: ValueError if one is wrong, nothing set)."""
+        v = check_values(values)
         self.temperature.setValue(float(v["temperature"]))
         self.top_k.setValue(int(v["top_k"]))
         self.top_p.setValue(float(v["top_p"]))

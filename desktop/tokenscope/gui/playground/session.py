@@ -62,30 +62,178 @@ def write_session(path: str | Path, fields: dict[str, Any], branches: list[Branc
     Path(path).write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
 
 
-def read_session(path: str | Path) -> tuple[dict[str, Any], list[Branch]]:
-    """The fields and branches of a session file; ValueError if it is not one."""
-    from tokenscope.lm.generation import Alternative, GenerationStep
+#: limits of what a session file may hold; a real session is far smaller
+MAX_FILE_BYTES = 200 * 1024 * 1024
+MAX_BRANCHES = 10_000
+MAX_STEPS = 1_000_000  # in all branches together
+MAX_ALTERNATIVES = 1_000
+MAX_TEXT = 5_000_000  # characters in the prompt
+MAX_TOKEN_TEXT = 10_000  # characters of one token (real ones have a few dozen at most)
+MAX_TOKEN_ID = 2**31 - 1
 
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a Tokenscope session file")
 
-    def step(d: dict) -> GenerationStep:
-        d = dict(d)
-        d["top_raw"] = tuple(Alternative(**a) for a in d["top_raw"])
-        d["top_sampled"] = tuple(Alternative(**a) for a in d["top_sampled"])
-        return GenerationStep(**d)
+class SessionError(ValueError):
+    """A file that is not a readable Tokenscope session; the message says where and what."""
 
-    branches = [
-        Branch(
-            b["prompt"],
-            list(b["prompt_ids"]),
-            [step(s) for s in b["steps"]],
-            b.get("parent"),
-            b.get("fork_at"),
-            str(b.get("model") or data.get("model") or ""),
-            b.get("seed"),
+
+def _expect(ok: bool, where: str, what: str) -> None:
+    if not ok:
+        raise SessionError(f"{where} should be {what}")
+
+
+def _int(d: dict, key: str, where: str, low: int, high: int, optional: bool = False) -> Any:
+    value = d.get(key)
+    if optional and value is None:
+        return None
+    _expect(
+        isinstance(value, int) and not isinstance(value, bool) and low <= value <= high,
+        f"{where}.{key}",
+        f"a whole number from {low} to {high}" + (" or null" if optional else ""),
+    )
+    return value
+
+
+def _float(d: dict, key: str, where: str, low: float, high: float) -> float:
+    value = d.get(key)
+    _expect(
+        isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value <= high,
+        f"{where}.{key}",
+        f"a number from {low:g} to {high:g}",
+    )
+    return float(value)
+
+
+def _str(d: dict, key: str, where: str, max_chars: int = MAX_TEXT, default: Any = ...) -> str:
+    value = d.get(key, default)
+    _expect(
+        isinstance(value, str) and len(value) <= max_chars,
+        f"{where}.{key}",
+        f"text of at most {max_chars:,} characters",
+    )
+    return value
+
+
+def _bool(d: dict, key: str, where: str) -> bool:
+    value = d.get(key, False)
+    _expect(isinstance(value, bool), f"{where}.{key}", "true or false")
+    return value
+
+
+def _alternatives(value: Any, where: str) -> tuple[Any, ...]:
+    from tokenscope.lm.generation import Alternative
+
+    _expect(
+        isinstance(value, list) and len(value) <= MAX_ALTERNATIVES,
+        where,
+        f"a list of at most {MAX_ALTERNATIVES} alternatives",
+    )
+    out = []
+    for i, a in enumerate(value):
+        at = f"{where}[{i}]"
+        _expect(isinstance(a, dict), at, "an object")
+        out.append(
+            Alternative(
+                _int(a, "token_id", at, 0, MAX_TOKEN_ID),
+                _str(a, "display", at, 10_000),
+                _float(a, "probability", at, 0.0, 1.0),
+            )
         )
-        for b in data["branches"]
-    ]
+    return tuple(out)
+
+
+def _step(d: Any, where: str) -> Any:
+    from tokenscope.lm.generation import GenerationStep
+
+    _expect(isinstance(d, dict), where, "an object")
+    return GenerationStep(
+        index=_int(d, "index", where, 0, MAX_STEPS),
+        token_id=_int(d, "token_id", where, 0, MAX_TOKEN_ID),
+        piece=_str(d, "piece", where, MAX_TOKEN_TEXT),
+        text=_str(d, "text", where, MAX_TOKEN_TEXT),
+        probability=_float(d, "probability", where, 0.0, 1.0),
+        sampled_probability=_float(d, "sampled_probability", where, 0.0, 1.0),
+        top_raw=_alternatives(d.get("top_raw"), f"{where}.top_raw"),
+        top_sampled=_alternatives(d.get("top_sampled"), f"{where}.top_sampled"),
+        entropy=_float(d, "entropy", where, 0.0, 64.0),
+        elapsed=_float(d, "elapsed", where, 0.0, 1e9),
+        context_shifted=_bool(d, "context_shifted", where),
+        is_eos=_bool(d, "is_eos", where),
+        removed_mass=_float(d, "removed_mass", where, 0.0, 1.0) if "removed_mass" in d else 0.0,
+    )
+
+
+def read_session(path: str | Path) -> tuple[dict[str, Any], list[Branch]]:
+    """The fields and branches of a session file.
+
+    The whole file is checked before anything is shown: SessionError (a ValueError) names the
+    first thing wrong ("branches[2].steps[5].text should be text ..."); OSError if it cannot
+    be read at all."""
+    path = Path(path)
+    if not path.is_file():
+        raise SessionError(f"{path} is not a file")
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise SessionError(
+            f"{path} is {size:,} bytes; a session file is at most {MAX_FILE_BYTES:,}"
+        )
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise SessionError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except RecursionError:
+        raise SessionError(f"{path} nests its JSON too deeply to be a session") from None
+    except json.JSONDecodeError as e:
+        raise SessionError(f"{path} is not valid JSON ({e.msg}, line {e.lineno})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise SessionError(f"{path} is not a Tokenscope session file")
+    _expect(data.get("version") == VERSION, "version", f"{VERSION} (a newer Tokenscope made it?)")
+    _str(data, "prompt", "session")
+    _str(data, "watch", "session", 10_000, default="")
+    _str(data, "model", "session", 10_000, default="")
+    sampling = data.get("sampling", {})
+    _expect(isinstance(sampling, dict), "session.sampling", "an object of knob values")
+    current = data.get("current", -1)
+    _expect(
+        isinstance(current, int) and not isinstance(current, bool) and current >= -1,
+        "session.current",
+        "a branch number (or -1)",
+    )
+    raw_branches = data.get("branches")
+    _expect(
+        isinstance(raw_branches, list) and len(raw_branches) <= MAX_BRANCHES,
+        "session.branches",
+        f"a list of at most {MAX_BRANCHES:,} branches",
+    )
+    branches, steps_seen = [], 0
+    for i, b in enumerate(raw_branches):
+        at = f"branches[{i}]"
+        _expect(isinstance(b, dict), at, "an object")
+        ids = b.get("prompt_ids", [])
+        _expect(
+            isinstance(ids, list)
+            and len(ids) <= MAX_TEXT
+            and all(
+                isinstance(t, int) and not isinstance(t, bool) and 0 <= t <= MAX_TOKEN_ID
+                for t in ids
+            ),
+            f"{at}.prompt_ids",
+            "a list of token ids",
+        )
+        raw_steps = b.get("steps", [])
+        _expect(isinstance(raw_steps, list), f"{at}.steps", "a list")
+        steps_seen += len(raw_steps)
+        _expect(steps_seen <= MAX_STEPS, "session", f"at most {MAX_STEPS:,} steps in all")
+        parent = _int(b, "parent", at, 0, max(0, i - 1), optional=True)
+        fork_at = _int(b, "fork_at", at, 0, MAX_STEPS, optional=True)
+        branches.append(
+            Branch(
+                _str(b, "prompt", at),
+                list(ids),
+                [_step(s, f"{at}.steps[{j}]") for j, s in enumerate(raw_steps)],
+                parent if i > 0 else None,
+                fork_at,
+                _str(b, "model", at, 10_000, default="") or str(data.get("model") or ""),
+                _int(b, "seed", at, 0, 2**63 - 1, optional=True),
+            )
+        )
     return data, branches

@@ -9,6 +9,11 @@ from typing import Any
 from PySide6.QtWidgets import QTextBrowser, QWidget
 
 COLORS = ("#dbeafe", "#fde68a")
+#: tokens drawn at most (the last ones: those nearest the next token); a book-length prompt
+#: would otherwise take seconds to lay out
+MAX_SHOWN = 2000
+#: characters of one token's label drawn at most
+MAX_LABEL = 200
 
 
 class TokenView(QTextBrowser):
@@ -22,9 +27,17 @@ class TokenView(QTextBrowser):
     def set_tokens(self, spans: Sequence[Any]) -> None:
         """Show TokenSpan records (token_id, display)."""
         self.spans = spans
+        first = max(0, len(spans) - MAX_SHOWN)
         cells = [
-            f'<span style="background-color:{COLORS[i % 2]}">{html.escape(s.display)}</span>'
-            f'<sub style="color:#777">{s.token_id}</sub> '
-            for i, s in enumerate(spans)
+            f'<span style="background-color:{COLORS[i % 2]}">{html.escape(_label(s.display))}'
+            f'</span><sub style="color:#777">{s.token_id}</sub> '
+            for i, s in enumerate(spans[first:], start=first)
         ]
-        self.setHtml(f"<div>{len(spans)} tokens: {''.join(cells)}</div>")
+        hidden = f" (the first {first:,} not shown)" if first else ""
+        self.setHtml(f"<div>{len(spans):,} tokens{hidden}: {''.join(cells)}</div>")
+
+
+def _label(display: str) -> str:
+    if len(display) <= MAX_LABEL:
+        return display
+    return f"{display[: MAX_LABEL // 2]}…[{len(display):,} characters]…{display[-20:]}"
