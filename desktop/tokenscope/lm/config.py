@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
+import operator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -18,6 +20,27 @@ Norm = Literal["layernorm", "rmsnorm"]
 Mlp = Literal["gelu", "swiglu"]
 
 _BYTES_PER_ELEMENT = {"float32": 4, "float16": 2, "bfloat16": 2}
+
+
+# Sanity bounds for a config read from a file: far above any real model (the largest open
+# models have ~126 layers, width 16384, vocabularies of ~262k and contexts of ~1M tokens),
+# far below what would exhaust memory while the model is merely described.
+MAX_VOCAB_SIZE = 1 << 24
+MAX_CONTEXT_LENGTH = 1 << 24
+MAX_LAYERS = 1024
+MAX_HEADS = 1024
+MAX_D_MODEL = 1 << 16
+MAX_D_FF = 1 << 20
+MAX_ROPE_BASE = 1e12
+MAX_ROPE_FACTOR = 1e4
+MAX_NAME_CHARS = 1024
+ROPE_SCALING_KEYS = ("factor", "low_freq_factor", "high_freq_factor", "original_context_length")
+_CHOICES = {
+    "position": ("learned", "rope"),
+    "norm": ("layernorm", "rmsnorm"),
+    "mlp": ("gelu", "swiglu"),
+    "gelu_approximate": ("tanh", "none"),
+}
 
 
 @dataclass(frozen=True)
@@ -51,24 +74,14 @@ class ModelConfig:
     name: str = "custom"
 
     def __post_init__(self) -> None:
-        problems = []
-        for f in ("vocab_size", "context_length", "n_layer", "n_head", "d_model"):
-            if getattr(self, f) < 1:
-                problems.append(f"{f} must be at least 1 (got {getattr(self, f)})")
-        if self.d_model % self.n_head:
-            problems.append(f"d_model {self.d_model} is not divisible by n_head {self.n_head}")
-        if self.n_head % self.kv_heads:
-            problems.append(f"n_head {self.n_head} is not a multiple of n_kv_head {self.kv_heads}")
-        if self.position == "rope" and self.head_dim % 2:
-            problems.append(f"rotary positions need an even head size (got {self.head_dim})")
-        if self.position not in ("learned", "rope"):
-            problems.append(f"position must be 'learned' or 'rope' (got {self.position!r})")
-        if self.norm not in ("layernorm", "rmsnorm"):
-            problems.append(f"norm must be 'layernorm' or 'rmsnorm' (got {self.norm!r})")
-        if self.mlp not in ("gelu", "swiglu"):
-            problems.append(f"mlp must be 'gelu' or 'swiglu' (got {self.mlp!r})")
-        if not 0.0 <= self.dropout < 1.0:
-            problems.append(f"dropout must be in [0, 1) (got {self.dropout})")
+        """Check every field's type and range before anything is built from the config.
+
+        Configs come from files (checkpoints, Hugging Face config.json, GGUF metadata), so a
+        wrong type or an absurd size must stop here with a ValueError that names the field and
+        the allowed range, not deep inside torch (or after gigabytes were allocated).
+        Integral floats are not accepted for sizes; numbers are normalised to int and float.
+        """
+        problems = _problems(self)
         if problems:
             raise ValueError("invalid model config: " + "; ".join(problems))
 
@@ -145,11 +158,19 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        """Build a config from a dict, refusing unknown keys so typos are not silently ignored."""
+        """Build a config from a dict, refusing unknown keys so typos are not silently ignored.
+
+        Raises ValueError naming the unknown, missing or invalid fields.
+        """
+        if not isinstance(data, dict):
+            raise ValueError(f"a model config must be a JSON object (got {_got(data)})")
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(map(str, set(data) - known))
         if unknown:
-            raise ValueError(f"unknown model config keys: {', '.join(unknown)}")
+            raise ValueError(
+                f"unknown model config keys: {', '.join(_short(k) for k in unknown[:8])} "
+                f"(known: {', '.join(sorted(known))})"
+            )
         missing = sorted(
             f.name
             for f in dataclasses.fields(cls)
@@ -165,6 +186,137 @@ class ModelConfig:
 
     def replace(self, **changes: Any) -> ModelConfig:
         return dataclasses.replace(self, **changes)
+
+
+def _short(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _got(value: Any) -> str:
+    return f"{_short(repr(value))} ({type(value).__name__})"
+
+
+def _whole(value: Any) -> int | None:
+    """`value` as an int when it is a whole number type (not a bool, not a float)."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return operator.index(value)  # int, NumPy integers
+    except TypeError:
+        return None
+
+
+def _real(value: Any) -> float | None:
+    """`value` as a finite float when it is a number (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _set(config: ModelConfig, name: str, value: Any) -> None:
+    object.__setattr__(config, name, value)
+
+
+def _check_whole(config: ModelConfig, name: str, low: int, high: int, problems: list) -> None:
+    raw = getattr(config, name)
+    value = _whole(raw)
+    if value is None or not low <= value <= high:
+        problems.append(f"{name} must be a whole number in {low}..{high:,} (got {_got(raw)})")
+    else:
+        _set(config, name, value)
+
+
+def _check_real(
+    config: ModelConfig, name: str, low: float, high: float, problems: list, *, open_low: bool
+) -> None:
+    raw = getattr(config, name)
+    value = _real(raw)
+    above = value is not None and (value > low if open_low else value >= low)
+    if value is None or not above or value > high:
+        bracket = "(" if open_low else "["
+        problems.append(f"{name} must be a number in {bracket}{low:g}, {high:g}] (got {_got(raw)})")
+    else:
+        _set(config, name, value)
+
+
+def _rope_scaling_problems(config: ModelConfig) -> list[str]:
+    scaling = config.rope_scaling
+    if scaling is None:
+        return []
+    expected = f"null or an object with exactly {', '.join(ROPE_SCALING_KEYS)}"
+    if not isinstance(scaling, dict) or set(scaling) != set(ROPE_SCALING_KEYS):
+        return [f"rope_scaling must be {expected} (got {_got(scaling)})"]
+    values = {key: _real(scaling[key]) for key in ROPE_SCALING_KEYS}
+    bad = [key for key, value in values.items() if value is None or value <= 0]
+    if bad:
+        return [
+            f"rope_scaling.{key} must be a positive number (got {_got(scaling[key])})"
+            for key in bad
+        ]
+    problems = []
+    if not 1.0 <= values["factor"] <= MAX_ROPE_FACTOR:
+        problems.append(f"rope_scaling.factor must be in [1, {MAX_ROPE_FACTOR:g}]")
+    if values["high_freq_factor"] <= values["low_freq_factor"]:
+        problems.append("rope_scaling.high_freq_factor must be above low_freq_factor")
+    if values["original_context_length"] > MAX_CONTEXT_LENGTH:
+        problems.append(f"rope_scaling.original_context_length must be <= {MAX_CONTEXT_LENGTH:,}")
+    if not problems:
+        _set(config, "rope_scaling", values)
+    return problems
+
+
+def _problems(c: ModelConfig) -> list[str]:
+    """Every problem with a config's fields; normalises valid numbers in place."""
+    problems: list[str] = []
+    _check_whole(c, "vocab_size", 1, MAX_VOCAB_SIZE, problems)
+    # A context of 1 token leaves no room to generate after the prompt.
+    _check_whole(c, "context_length", 2, MAX_CONTEXT_LENGTH, problems)
+    _check_whole(c, "n_layer", 1, MAX_LAYERS, problems)
+    _check_whole(c, "n_head", 1, MAX_HEADS, problems)
+    _check_whole(c, "d_model", 1, MAX_D_MODEL, problems)
+    if c.n_kv_head is not None:
+        _check_whole(c, "n_kv_head", 1, MAX_HEADS, problems)
+    if c.d_ff is not None:
+        _check_whole(c, "d_ff", 1, MAX_D_FF, problems)
+    for name, choices in _CHOICES.items():
+        value = getattr(c, name)
+        if not isinstance(value, str) or value not in choices:
+            problems.append(f"{name} must be {' or '.join(map(repr, choices))} (got {_got(value)})")
+    _check_real(c, "norm_eps", 0.0, 1.0, problems, open_low=True)
+    _check_real(c, "rope_base", 1.0, MAX_ROPE_BASE, problems, open_low=True)
+    _check_real(c, "dropout", 0.0, 1.0, problems, open_low=False)
+    if not problems and c.dropout >= 1.0:
+        problems.append(f"dropout must be in [0, 1) (got {c.dropout})")
+    for name in ("qkv_bias", "out_bias", "tie_embeddings"):
+        if not isinstance(getattr(c, name), bool):
+            problems.append(f"{name} must be true or false (got {_got(getattr(c, name))})")
+    if not isinstance(c.name, str) or len(c.name) > MAX_NAME_CHARS:
+        problems.append(f"name must be a text of at most {MAX_NAME_CHARS} characters")
+    problems += _rope_scaling_problems(c)
+    if problems:
+        return problems  # the relations below need valid numbers
+    if c.d_model % c.n_head:
+        problems.append(f"d_model {c.d_model} is not divisible by n_head {c.n_head}")
+    elif c.n_head % c.kv_heads:
+        problems.append(f"n_head {c.n_head} is not a multiple of n_kv_head {c.kv_heads}")
+    elif c.position == "rope" and c.head_dim % 2:
+        problems.append(f"rotary positions need an even head size (got {c.head_dim})")
+    return problems
+
+
+#: the longest model name a loader takes from a file as it is
+MAX_DISPLAY_NAME = 200
+
+
+def model_name(value: Any, fallback: str) -> str:
+    """A model's display name from a file: a text of sane length, else `fallback` (cut)."""
+    if isinstance(value, str) and value.strip() and len(value) <= MAX_DISPLAY_NAME:
+        return value
+    return fallback[:MAX_DISPLAY_NAME] or "model"
 
 
 def _gpt2(**kw: Any) -> ModelConfig:
@@ -223,4 +375,4 @@ def preset(name: str, **overrides: Any) -> ModelConfig:
     return base.replace(**overrides) if overrides else base
 
 
-__all__ = ["PRESETS", "ModelConfig", "preset"]
+__all__ = ["PRESETS", "ROPE_SCALING_KEYS", "ModelConfig", "model_name", "preset"]

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from tokenscope.lm.config import ModelConfig
+from tokenscope.lm.config import ROPE_SCALING_KEYS, ModelConfig
 from tokenscope.lm.errors import ModelFormatError
 from tokenscope.lm.progress import report
 
@@ -160,75 +160,205 @@ _OPS = {
 }
 
 
-def _rope_base(hf: Mapping[str, Any]) -> float:
-    params = hf.get("rope_parameters") or {}
-    return float(params.get("rope_theta") or hf.get("rope_theta") or 10000.0)
+class _Fields:
+    """Typed reads of config.json fields; each problem names the field and what was expected.
+
+    Ranges are ModelConfig's; here only types, so that a string or a list where a number
+    belongs is named as such instead of surfacing as a TypeError inside the model.
+    """
+
+    def __init__(self, hf: Mapping[str, Any]) -> None:
+        self.hf = hf
+
+    def _get(self, key: str, default: Any) -> Any:
+        value = self.hf.get(key, default)
+        if value is ...:
+            raise ModelFormatError(f"config.json lacks {key!r}")
+        return value
+
+    def whole(self, key: str, default: Any = ...) -> int | None:
+        value = self._get(key, default)
+        if value is None and default is None:
+            return None
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ModelFormatError(
+                f"config.json: {key} = {_short(value)} is not a whole number of at least 1"
+            )
+        return value
+
+    def real(self, key: str, default: float) -> float:
+        value = self._get(key, default)
+        if value is None:
+            return default
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise ModelFormatError(f"config.json: {key} = {_short(value)} is not a number")
+        return float(value)
+
+    def flag(self, key: str, default: bool) -> bool:
+        value = self._get(key, default)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise ModelFormatError(f"config.json: {key} = {_short(value)} is not true or false")
+        return value
+
+    def section(self, key: str) -> Mapping[str, Any]:
+        value = self.hf.get(key)
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise ModelFormatError(
+                f"config.json: {key} = {_short(value)} is not an object (or null)"
+            )
+        return value
 
 
-def _rope_scaling(hf: Mapping[str, Any]) -> dict[str, float] | None:
-    scaling = hf.get("rope_scaling") or hf.get("rope_parameters") or {}
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _rope_base(f: _Fields) -> float:
+    params = f.section("rope_parameters")  # newer transformers keep rope_theta here
+    if params.get("rope_theta") is not None:
+        return _Fields(params).real("rope_theta", 10000.0)
+    return f.real("rope_theta", 10000.0)
+
+
+def _rope_scaling(f: _Fields) -> dict[str, float] | None:
+    scaling = f.section("rope_scaling") or f.section("rope_parameters")
     kind = scaling.get("rope_type") or scaling.get("type")
     if kind in (None, "default"):
         return None
     if kind != "llama3":
-        raise ModelFormatError(f"RoPE scaling {kind!r} is not supported (supported: llama3)")
-    keys = ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")
-    values = [float(scaling[k]) for k in keys]
-    return dict(
-        zip(
-            ("factor", "low_freq_factor", "high_freq_factor", "original_context_length"),
-            values,
-            strict=True,
+        raise ModelFormatError(
+            f"config.json: RoPE scaling {_short(kind)} is not supported (supported: llama3)"
         )
-    )
+    keys = ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")
+    fields = _Fields(scaling)
+    values = []
+    for key in keys:
+        if key not in scaling:
+            raise ModelFormatError(f"config.json: the llama3 RoPE scaling lacks {key!r}")
+        values.append(fields.real(key, 0.0))
+    return dict(zip(ROPE_SCALING_KEYS, values, strict=True))
 
 
 def config_from_hf(hf: Mapping[str, Any], name: str = "custom") -> ModelConfig:
-    """Our ModelConfig for a Hugging Face config.json dict."""
+    """Our ModelConfig for a Hugging Face config.json dict.
+
+    Raises ModelFormatError naming a field of the wrong type or an unsupported variant, and
+    ValueError (from ModelConfig) naming a field out of range.
+    """
+    if not isinstance(hf, Mapping):
+        raise ModelFormatError("config.json does not hold a JSON object")
+    f = _Fields(hf)
     kind = hf.get("model_type")
     if kind == "gpt2":
         activation = hf.get("activation_function", "gelu_new")
         return ModelConfig(
             name=name,
-            vocab_size=hf["vocab_size"],
-            context_length=hf["n_positions"],
-            n_layer=hf["n_layer"],
-            n_head=hf["n_head"],
-            d_model=hf["n_embd"],
-            d_ff=hf.get("n_inner"),
-            norm_eps=hf.get("layer_norm_epsilon", 1e-5),
+            vocab_size=f.whole("vocab_size"),
+            context_length=f.whole("n_positions"),
+            n_layer=f.whole("n_layer"),
+            n_head=f.whole("n_head"),
+            d_model=f.whole("n_embd"),
+            d_ff=f.whole("n_inner", None),
+            norm_eps=f.real("layer_norm_epsilon", 1e-5),
             gelu_approximate="tanh" if activation in ("gelu_new", "gelu_pytorch_tanh") else "none",
-            tie_embeddings=hf.get("tie_word_embeddings", True),
+            tie_embeddings=f.flag("tie_word_embeddings", True),
         )
-    if kind in ("llama", "mistral", "qwen2"):
-        heads, width = hf["num_attention_heads"], hf["hidden_size"]
-        if hf.get("head_dim") not in (None, width // heads):
+    if isinstance(kind, str) and kind in ("llama", "mistral", "qwen2"):
+        heads, width = f.whole("num_attention_heads"), f.whole("hidden_size")
+        head_dim = f.whole("head_dim", None)
+        if head_dim not in (None, width // heads):
             raise ModelFormatError(
-                f"head_dim {hf['head_dim']} != hidden_size / heads is not supported"
+                f"config.json: head_dim {head_dim} != hidden_size / heads is not supported"
             )
         if kind == "mistral" and hf.get("sliding_window"):
-            raise ModelFormatError("Mistral's sliding-window attention is not supported")
+            raise ModelFormatError(
+                "config.json: Mistral's sliding-window attention is not supported"
+            )
+        attention_bias = f.flag("attention_bias", False)
         return ModelConfig(
             name=name,
-            vocab_size=hf["vocab_size"],
-            context_length=hf["max_position_embeddings"],
-            n_layer=hf["num_hidden_layers"],
+            vocab_size=f.whole("vocab_size"),
+            context_length=f.whole("max_position_embeddings"),
+            n_layer=f.whole("num_hidden_layers"),
             n_head=heads,
-            n_kv_head=hf.get("num_key_value_heads") or heads,
+            n_kv_head=f.whole("num_key_value_heads", None) or heads,
             d_model=width,
-            d_ff=hf["intermediate_size"],
+            d_ff=f.whole("intermediate_size"),
             position="rope",
             norm="rmsnorm",
             mlp="swiglu",
-            norm_eps=hf.get("rms_norm_eps", 1e-6),
-            rope_base=_rope_base(hf),
-            rope_scaling=_rope_scaling(hf),
-            qkv_bias=kind == "qwen2" or bool(hf.get("attention_bias", False)),
-            out_bias=bool(hf.get("attention_bias", False)) and kind != "qwen2",
-            tie_embeddings=hf.get("tie_word_embeddings", False),
+            norm_eps=f.real("rms_norm_eps", 1e-6),
+            rope_base=_rope_base(f),
+            rope_scaling=_rope_scaling(f),
+            qkv_bias=kind == "qwen2" or attention_bias,
+            out_bias=attention_bias and kind != "qwen2",
+            tie_embeddings=f.flag("tie_word_embeddings", False),
         )
     supported = ", ".join(sorted(RULES))
-    raise ModelFormatError(f"architecture {kind!r} is not supported (supported: {supported})")
+    raise ModelFormatError(
+        f"config.json: architecture {_short(kind)} is not supported (supported: {supported})"
+    )
+
+
+def _shape_copy(parts: list[tuple[int, ...]]) -> tuple[int, ...]:
+    return parts[0]
+
+
+def _shape_t(parts: list[tuple[int, ...]]) -> tuple[int, ...]:
+    if len(parts[0]) != 2:
+        raise ValueError(f"expected a matrix, found the shape {parts[0]}")
+    return parts[0][1], parts[0][0]
+
+
+def _shape_cat(parts: list[tuple[int, ...]]) -> tuple[int, ...]:
+    first = parts[0]
+    if not first or any(len(p) != len(first) or p[1:] != first[1:] for p in parts):
+        raise ValueError(f"the shapes {', '.join(map(str, parts))} cannot be stacked")
+    return (sum(p[0] for p in parts), *first[1:])
+
+
+_SHAPE_OPS = {
+    "copy": _shape_copy,
+    "t": _shape_t,
+    "cat_t": lambda parts: _shape_t([_shape_cat(parts)]),
+    "cat": _shape_cat,
+}
+
+
+def plan_shapes(
+    shapes: Mapping[str, tuple[int, ...]],
+    rules: tuple[Rule, ...],
+    config: ModelConfig,
+    targets: set[str],
+) -> tuple[dict[str, tuple[int, ...]], set[str]]:
+    """The shapes apply_rules would produce, and the source names it would read.
+
+    Computed from the sources' shapes alone, so that a file whose tensors do not fit its
+    config is refused before anything is read. Raises ModelFormatError naming the tensors.
+    """
+    out: dict[str, tuple[int, ...]] = {}
+    used: set[str] = set()
+    for target, sources, op in rules:
+        layers = range(config.n_layer) if "{i}" in target else [None]
+        for i in layers:
+            name = target.format(i=i) if i is not None else target
+            if name not in targets:
+                continue
+            names = [s.format(i=i) if i is not None else s for s in sources]
+            missing = [s for s in names if s not in shapes]
+            if missing:
+                raise ModelFormatError(f"the checkpoint lacks {', '.join(missing)} (for {name})")
+            try:
+                out[name] = _SHAPE_OPS[op]([tuple(shapes[s]) for s in names])
+            except ValueError as e:
+                raise ModelFormatError(f"{', '.join(names)} cannot make {name}: {e}") from None
+            used.update(names)
+    return out, used
 
 
 def convert_state_dict(
@@ -236,6 +366,8 @@ def convert_state_dict(
     model_type: str,
     config: ModelConfig,
     targets: set[str],
+    *,
+    progress: bool = True,
 ) -> dict[str, torch.Tensor]:
     """Our tensors (named as in `targets`, our model's state-dict keys) from Hugging Face ones."""
     try:
@@ -245,7 +377,7 @@ def convert_state_dict(
         raise ModelFormatError(
             f"architecture {model_type!r} is not supported (supported: {supported})"
         ) from None
-    return apply_rules(hf_state, rules, config, targets)
+    return apply_rules(hf_state, rules, config, targets, progress=progress)
 
 
 def apply_rules(
@@ -253,11 +385,15 @@ def apply_rules(
     rules: tuple[Rule, ...],
     config: ModelConfig,
     targets: set[str],
+    *,
+    progress: bool = True,
 ) -> dict[str, torch.Tensor]:
     """Build each of our tensors in `targets` from `source` tensors by a rule table.
 
     `source` may be any mapping, including one that reads (and dequantizes) a tensor only
-    when it is looked up, so that a file's tensors are converted one at a time.
+    when it is looked up, so that a file's tensors are converted one at a time; a mapping of
+    meta tensors gives the shapes the conversion would produce, at no cost. `progress`
+    reports each tensor (see tokenscope.lm.progress).
     """
     out: dict[str, torch.Tensor] = {}
     total = len(targets)
@@ -267,7 +403,8 @@ def apply_rules(
             name = target.format(i=i) if i is not None else target
             if name not in targets:
                 continue
-            report("converting the weights", len(out), total)
+            if progress:
+                report("converting the weights", len(out), total)
             names = [s.format(i=i) if i is not None else s for s in sources]
             missing = [s for s in names if s not in source]
             if missing:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import torch
@@ -9,6 +11,7 @@ import torch
 from tokenscope.files import resource_path
 from tokenscope.lm.checkpoint import EXPECTED, PICKLE_SUFFIXES, load_checkpoint
 from tokenscope.lm.errors import ModelFormatError, ModelNotFoundError
+from tokenscope.lm.formats.safe_io import kind_of, open_file, shown, stat_path
 from tokenscope.lm.language_model import LanguageModel
 from tokenscope.lm.progress import Reporter, reporting
 from tokenscope.lm.registry import KNOWN_MODELS, resolve_known
@@ -27,11 +30,8 @@ def builtin_model_path() -> Path:
 def _is_gguf(path: Path) -> bool:
     if path.suffix.lower() == ".gguf":
         return True
-    try:
-        with open(path, "rb") as f:
-            return f.read(4) == b"GGUF"
-    except OSError:
-        return False
+    with open_file(path, "a model file") as f:
+        return f.read(4) == b"GGUF"
 
 
 def _load_folder(path: Path, device: str, dtype: torch.dtype | None) -> LanguageModel:
@@ -40,7 +40,7 @@ def _load_folder(path: Path, device: str, dtype: torch.dtype | None) -> Language
     if is_hf_folder(path):
         return load_hf_folder(path, device=device, dtype=dtype)
     ggufs = sorted(path.glob("*.gguf"))
-    if not (path / "config.json").exists() and len(ggufs) == 1:
+    if stat_path(path / "config.json") is None and len(ggufs) == 1:
         return _load_file(ggufs[0], device, dtype)
     model = load_checkpoint(path, device=device)
     if dtype is not None:
@@ -118,13 +118,26 @@ def load_model(
         model = _load_file(resolve_known(name), device, dtype)
         model.name = name
         return model
-    path = Path(name_or_path).expanduser()
-    if not path.exists():
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise TypeError(
+            f"load_model takes a model name or a path (got {type(name_or_path).__name__})"
+        )
+    try:
+        path = Path(name_or_path).expanduser()
+    except RuntimeError:  # "~someone" for a user that does not exist
+        path = Path(name_or_path)
+    st = stat_path(path)
+    if st is None:
         known = ", ".join(repr(n) for n in (BUILTIN, *sorted(KNOWN_MODELS)))
         raise ModelNotFoundError(
-            f"no model named {name!r}: it is neither a known name ({known}) "
+            f"no model named {shown(name)!r}: it is neither a known name ({known}) "
             "nor an existing file or folder"
         )
-    if path.is_file():
+    if stat.S_ISREG(st.st_mode):
         return _load_file(path, device, dtype)
-    return _load_folder(path, device, dtype)
+    if stat.S_ISDIR(st.st_mode):
+        return _load_folder(path, device, dtype)
+    raise ModelFormatError(
+        f"{shown(path)} is {kind_of(st.st_mode)}, not a model file or folder; {EXPECTED}, "
+        "a Hugging Face folder or a .gguf file."
+    )

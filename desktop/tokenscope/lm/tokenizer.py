@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import codecs
 import json
+import math
 import operator
 import os
 import re
+import stat
 import unicodedata
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -23,9 +25,23 @@ import tokenizers
 from tokenizers import Regex, decoders, models, pre_tokenizers, trainers
 
 from tokenscope.files import atomic_write_text
+from tokenscope.lm.config import MAX_VOCAB_SIZE
 from tokenscope.lm.errors import ModelFormatError
+from tokenscope.lm.formats.safe_io import (
+    MAX_TOKENIZER_BYTES,
+    check_depth,
+    parse_json,
+    read_bytes,
+    stat_path,
+)
 
-__all__ = ["IncrementalDecoder", "Tokenizer", "display_bytes"]
+__all__ = [
+    "IncrementalDecoder",
+    "Tokenizer",
+    "check_tokenizer_spec",
+    "display_bytes",
+    "probe_backend",
+]
 
 _FILE_NAME = "tokenizer.json"
 
@@ -144,6 +160,178 @@ def _first_line(message: str) -> str:
     return lines[0] if lines else "unknown error"
 
 
+#: No real token is longer than a few hundred characters.
+MAX_TOKEN_CHARS = 1 << 16
+_MODEL_TYPES = ("BPE", "WordPiece", "WordLevel", "Unigram")
+# Encoded at load: a splitting regex that backtracks catastrophically on runs of one
+# character class fails here (Oniguruma gives up after its retry limit) instead of later,
+# on some person's prompt.
+_PROBE_TEXTS = (
+    "Hello, world! It's 2024: x = 42; ünïcödé 语言模型 👍🏽\n\tdef f(a, b):\r\n",
+    "a" * 48 + "!",
+    "1" * 48 + "x",
+    " " * 48 + "x",
+    "\n" * 24 + "x",
+    "aA1 " * 12 + "\u0000",
+)
+
+
+def _is_panic(error: BaseException) -> bool:
+    """A Rust panic in tokenizers surfaces as pyo3's PanicException, a BaseException."""
+    return type(error).__name__ == "PanicException"
+
+
+def _int_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_vocabulary(model: dict[str, Any], refuse: Any) -> list[int]:
+    """The ids of model.vocab after checking its shape, types and ranges."""
+    kind = model.get("type")
+    vocab = model.get("vocab")
+    if kind is None:
+        kind = "Unigram" if isinstance(vocab, list) else "BPE"
+    if kind not in _MODEL_TYPES:
+        raise refuse(f"its model type {str(kind)[:40]!r} is not one of {', '.join(_MODEL_TYPES)}")
+    if kind == "Unigram":
+        if not isinstance(vocab, list):
+            raise refuse("model.vocab must be a list of [token, score] pairs")
+        for index, entry in enumerate(vocab):
+            if (
+                not isinstance(entry, list)
+                or len(entry) != 2
+                or not isinstance(entry[0], str)
+                or len(entry[0]) > MAX_TOKEN_CHARS
+                or not isinstance(entry[1], (int, float))
+                or isinstance(entry[1], bool)
+                or not math.isfinite(entry[1])
+            ):
+                raise refuse(f"model.vocab[{index}] is not a [token, finite score] pair")
+        unk = model.get("unk_id")
+        if unk is not None and (not _int_id(unk) or not 0 <= unk < len(vocab)):
+            raise refuse(f"model.unk_id {str(unk)[:40]} is not an id of its {len(vocab)} tokens")
+        return list(range(len(vocab)))
+    if not isinstance(vocab, dict):
+        raise refuse("model.vocab must be an object of token: id")
+    for token, index in vocab.items():
+        if not _int_id(index) or not 0 <= index < MAX_VOCAB_SIZE:
+            raise refuse(
+                f"the token {token[:40]!r} has the id {str(index)[:40]}; ids are whole numbers "
+                f"from 0 to {MAX_VOCAB_SIZE - 1:,}"
+            )
+        if len(token) > MAX_TOKEN_CHARS:
+            raise refuse(f"a token of {len(token):,} characters is not a real token")
+    if kind == "BPE":
+        merges = model.get("merges", [])
+        if not isinstance(merges, list):
+            raise refuse("model.merges must be a list")
+        for index, merge in enumerate(merges):
+            pair = merge.split(" ") if isinstance(merge, str) else merge
+            if (
+                not isinstance(pair, list)
+                or len(pair) != 2
+                or not all(isinstance(part, str) for part in pair)
+            ):
+                raise refuse(f"merge #{index} is not a pair of tokens")
+    return list(vocab.values())
+
+
+def _check_added_tokens(added: Any, refuse: Any) -> list[int]:
+    if added is None:
+        return []
+    if not isinstance(added, list):
+        raise refuse("added_tokens must be a list")
+    ids = []
+    for index, token in enumerate(added):
+        if not isinstance(token, dict):
+            raise refuse(f"added_tokens[{index}] is not an object")
+        token_id, content = token.get("id"), token.get("content")
+        if not _int_id(token_id) or not 0 <= token_id < MAX_VOCAB_SIZE:
+            raise refuse(
+                f"added_tokens[{index}] has the id {str(token_id)[:40]}; ids are whole numbers "
+                f"from 0 to {MAX_VOCAB_SIZE - 1:,}"
+            )
+        if not isinstance(content, str) or len(content) > MAX_TOKEN_CHARS:
+            raise refuse(f"added_tokens[{index}] has no usable content text")
+        ids.append(token_id)
+    return ids
+
+
+def _post_processor_ids(node: Any) -> list[Any]:
+    """Token ids a post-processor inserts: "ids" lists and ["token", id] cls/sep pairs."""
+    found: list[Any] = []
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key, value in item.items():
+                if key == "ids" and isinstance(value, list):
+                    found.extend(value)
+                elif key in ("cls", "sep") and isinstance(value, list) and len(value) == 2:
+                    found.append(value[1])
+                elif isinstance(value, (dict, list)):
+                    stack.append(value)
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
+
+
+def check_tokenizer_spec(data: dict[str, Any], where: str) -> None:
+    """Check tokenizer.json data before the Rust library sees it.
+
+    The library trusts its input: an id of 2**31 makes it abort the whole interpreter, ids
+    with gaps give tokens that cannot be shown. So the vocabulary must be ids 0..n-1 without
+    gaps (model and added tokens together), of sane size, and nothing may nest deeply.
+    """
+
+    def refuse(reason: str) -> ModelFormatError:
+        return ModelFormatError(f"{where} is not a tokenizer file: {reason}")
+
+    model = data["model"]
+    rest = {key: value for key, value in data.items() if key != "model"}
+    rest["model"] = {key: value for key, value in model.items() if key not in ("vocab", "merges")}
+    check_depth(rest, where)
+    ids = set(_check_vocabulary(model, refuse))
+    ids.update(_check_added_tokens(data.get("added_tokens"), refuse))
+    if not ids:
+        raise refuse("its vocabulary is empty")
+    size = max(ids) + 1
+    if len(ids) != size:
+        missing = next(i for i in range(size) if i not in ids)
+        raise refuse(
+            f"token ids must run from 0 to {size - 1:,} without gaps, but id {missing:,} "
+            f"has no token ({size - len(ids):,} ids are missing)"
+        )
+    for token_id in _post_processor_ids(data.get("post_processor")):
+        if not _int_id(token_id) or not 0 <= token_id < size:
+            raise refuse(
+                f"its post-processor inserts the id {str(token_id)[:40]}, which is not one of "
+                f"its {size:,} tokens"
+            )
+
+
+def _first_error_line(error: BaseException) -> str:
+    return _first_line(str(error))[:300]
+
+
+def probe_backend(backend: tokenizers.Tokenizer, where: str) -> None:
+    """Encode and decode a few texts, so that a tokenizer that fails on text fails now."""
+    for text in _PROBE_TEXTS:
+        try:
+            backend.decode(backend.encode(text, add_special_tokens=False).ids)
+        except Exception as err:
+            raise ModelFormatError(
+                f"{where} cannot tokenize text: {_first_error_line(err)}"
+            ) from None
+        except BaseException as err:
+            if not _is_panic(err):
+                raise
+            raise ModelFormatError(
+                f"{where} cannot tokenize text (its splitting rules fail, e.g. a regular "
+                f"expression that backtracks without end): {_first_error_line(err)}"
+            ) from None
+
+
 def _parse_backend(text: str, where: str) -> tokenizers.Tokenizer:
     """Build a backend from tokenizer.json text, turning every failure into ModelFormatError."""
 
@@ -154,23 +342,20 @@ def _parse_backend(text: str, where: str) -> tokenizers.Tokenizer:
         raise refuse("it is empty")
     # The library's own parse errors for foreign JSON are cryptic ('{"hello": 1}' gives
     # "expected `,` or `}`"), so the shape is checked here first.
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise refuse(
-            f"not valid JSON ({err.msg} at line {err.lineno}, column {err.colno})"
-        ) from None
+    data = parse_json(text, where, depth=None)
     if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
         raise refuse('the JSON has no "model" section, so it holds something else')
+    check_tokenizer_spec(data, where)
     try:
-        return tokenizers.Tokenizer.from_str(text)
+        backend = tokenizers.Tokenizer.from_str(text)
     except Exception as err:
-        raise refuse(_first_line(str(err))) from None
+        raise refuse(_first_error_line(err)) from None
     except BaseException as err:
-        # A Rust panic surfaces as pyo3's PanicException, which derives from BaseException.
-        if type(err).__name__ != "PanicException":
+        if not _is_panic(err):
             raise
-        raise refuse(_first_line(str(err))) from None
+        raise refuse(_first_error_line(err)) from None
+    probe_backend(backend, where)
+    return backend
 
 
 class Tokenizer:
@@ -212,6 +397,9 @@ class Tokenizer:
         self._special_ids = frozenset(index for index, token in added.items() if token.special)
         ids = backend.get_vocab(with_added_tokens=True).values()
         self._vocab_size = max(ids, default=-1) + 1
+        # Ids below this that have no token (a model's padding rows, a duplicated string in a
+        # GGUF vocabulary) read as empty tokens; see reserve_ids.
+        self._id_limit = self._vocab_size
         self._display_cache: list[str | None] | None = None
 
         self.bos_id = self._pick_id(bos_id, _BOS_NAMES, "bos_id")
@@ -312,16 +500,13 @@ class Tokenizer:
         JSON, or JSON of some other kind.
         """
         file = Path(path)
-        if file.is_dir():
+        st = stat_path(file)
+        if st is not None and stat.S_ISDIR(st.st_mode):
             file = file / _FILE_NAME
-        try:
-            raw = file.read_bytes()
-        except FileNotFoundError:
-            raise ModelFormatError(
-                f"{file} does not exist (expected a {_FILE_NAME} file)"
-            ) from None
-        except OSError as err:
-            raise ModelFormatError(f"{file} cannot be read: {err.strerror or err}") from None
+            st = stat_path(file)
+        if st is None:
+            raise ModelFormatError(f"{file} does not exist (expected a {_FILE_NAME} file)")
+        raw = read_bytes(file, MAX_TOKENIZER_BYTES, f"a {_FILE_NAME} file")
         try:
             # utf-8-sig: some editors put a byte order mark in front of JSON they save.
             text = raw.decode("utf-8-sig")
@@ -386,18 +571,46 @@ class Tokenizer:
         """Whether the id is a special token (such as "<|endoftext|>")."""
         return token_id in self._special_ids
 
+    def reserve_ids(self, count: int) -> None:
+        """Accept ids up to `count` - 1: those without a token are empty ("∅").
+
+        For models with more output rows than tokens (vocabularies padded to a round size):
+        the model can still predict such an id, and it must be shown, not fail.
+        """
+        if count > self._id_limit:
+            self._id_limit = count
+            self._display_cache = None
+
     # -- text <-> ids -------------------------------------------------------------------
+
+    def _run(self, call: Any) -> Any:
+        """Call the backend; a failure of the tokenizer's own rules is a ModelFormatError."""
+        try:
+            return call()
+        except (TypeError, UnicodeError):
+            raise  # the caller's text, not the tokenizer
+        except Exception as err:
+            raise ModelFormatError(
+                f"the model's tokenizer failed on this text: {_first_error_line(err)}"
+            ) from None
+        except BaseException as err:
+            if not _is_panic(err):
+                raise
+            raise ModelFormatError(
+                "the model's tokenizer failed on this text (its splitting rules gave up, e.g. "
+                f"a regular expression that backtracks without end): {_first_error_line(err)}"
+            ) from None
 
     def encode(self, text: str) -> list[int]:
         """Token ids of ``text``; BOS/EOS or other special tokens are never added."""
-        return self.backend.encode(text, add_special_tokens=False).ids
+        return self._run(lambda: self.backend.encode(text, add_special_tokens=False).ids)
 
     def encode_with_offsets(self, text: str) -> list[tuple[int, int, int]]:
         """``(id, start, end)`` per token, offsets in characters of ``text``.
 
         Tokens that are parts of one character (byte-level BPE) share that character's span.
         """
-        encoding = self.backend.encode(text, add_special_tokens=False)
+        encoding = self._run(lambda: self.backend.encode(text, add_special_tokens=False))
         return [
             (index, start, end)
             for index, (start, end) in zip(encoding.ids, encoding.offsets, strict=True)
@@ -405,18 +618,22 @@ class Tokenizer:
 
     def decode(self, ids: Sequence[int]) -> str:
         """Text of ``ids``; special tokens stay in the text."""
-        return self.backend.decode(
-            [operator.index(index) for index in ids], skip_special_tokens=False
-        )
+        ids = [operator.index(index) for index in ids]
+        return self._run(lambda: self.backend.decode(ids, skip_special_tokens=False))
 
     # -- single tokens ------------------------------------------------------------------
 
     def token_bytes(self, token_id: int) -> bytes:
-        """The exact bytes a token stands for; IndexError for an id with no token."""
+        """The exact bytes a token stands for; IndexError for an id outside the vocabulary.
+
+        An id inside it that has no token of its own (see reserve_ids) has no bytes.
+        """
         token = self.id_to_token(token_id)
         if token is None:
+            if 0 <= operator.index(token_id) < self._id_limit:
+                return b""  # an id without a token: see reserve_ids
             raise IndexError(
-                f"token id {token_id} is not in the vocabulary (ids 0..{self._vocab_size - 1})"
+                f"token id {token_id} is not in the vocabulary (ids 0..{self._id_limit - 1})"
             )
         added = self._added.get(operator.index(token_id))
         if added is not None:
@@ -448,19 +665,19 @@ class Tokenizer:
         """
         cache = self._display_cache
         if cache is None:
-            cache = [self._compute_display(index) for index in range(self._vocab_size)]
+            cache = [self._compute_display(index) for index in range(self._id_limit)]
             self._display_cache = cache
         index = operator.index(token_id)
         label = cache[index] if 0 <= index < len(cache) else None
         if label is None:
             raise IndexError(
-                f"token id {token_id} is not in the vocabulary (ids 0..{self._vocab_size - 1})"
+                f"token id {token_id} is not in the vocabulary (ids 0..{self._id_limit - 1})"
             )
         return label
 
     def _compute_display(self, token_id: int) -> str | None:
         if self.id_to_token(token_id) is None:
-            return None
+            return display_bytes(b"")
         if token_id in self._special_ids:
             return self._added[token_id]
         return display_bytes(self.token_bytes(token_id))

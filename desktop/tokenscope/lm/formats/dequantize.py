@@ -80,13 +80,18 @@ _TORCH = {
 }
 
 
-def dequantize(raw: np.ndarray, qtype: Q, shape: tuple[int, ...], name: str = "") -> torch.Tensor:
-    """float32 tensor of `shape` from a tensor's raw GGUF bytes; a fresh, writable copy."""
+def check_readable(qtype: Q, name: str = "") -> None:
+    """Refuse a tensor type this module cannot decode, naming the tensor and the readable ones."""
     if qtype not in SUPPORTED:
         names = ", ".join(t.name for t in SUPPORTED)
         raise ModelFormatError(
             f"tensor {name!r} is {qtype.name}, which Tokenscope cannot read (it reads {names})"
         )
+
+
+def dequantize(raw: np.ndarray, qtype: Q, shape: tuple[int, ...], name: str = "") -> torch.Tensor:
+    """float32 tensor of `shape` from a tensor's raw GGUF bytes; a fresh, writable copy."""
+    check_readable(qtype, name)
     decode = _TORCH.get(qtype)
     if decode is not None:
         values = decode(raw)

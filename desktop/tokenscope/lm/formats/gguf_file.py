@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import mmap
+import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ import numpy as np
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
 from tokenscope.lm.errors import ModelFormatError
+from tokenscope.lm.formats.safe_io import open_file
 
 MAGIC = b"GGUF"
 SUPPORTED_VERSIONS = (2, 3)
@@ -38,6 +40,15 @@ MAX_DIMS = 4  # GGML_MAX_DIMS
 MAX_TENSORS = 1_000_000
 MAX_METADATA = 100_000
 DEFAULT_ALIGNMENT = 32
+# Strings: keys and names are short; the longest real values are chat templates (~10 KB).
+MAX_KEY_BYTES = 1 << 16
+MAX_STRING_BYTES = 16 << 20
+# Arrays: real vocabularies have up to ~262k tokens and ~500k merges. Each string becomes a
+# Python object of ~60 bytes whatever its length, so the count is what bounds memory.
+MAX_STRINGS = 1 << 22
+MAX_ARRAY_ITEMS = 1 << 28
+MAX_ARRAY_NESTING = 4  # arrays of arrays: no real file nests them at all
+MAX_DIMENSION = 1 << 40
 
 # value type -> (struct code, size); 8 (string) and 9 (array) are handled apart.
 _SCALARS: dict[int, tuple[str, int]] = {
@@ -110,9 +121,14 @@ class _Cursor:
     def u64(self, what: str) -> int:
         return self.scalar(10, what)
 
-    def string(self, what: str) -> str:
+    def string(self, what: str, limit: int = MAX_STRING_BYTES) -> str:
         n = self.u64(what)
         self.need(n, what)
+        if n > limit:
+            raise ModelFormatError(
+                f"{self.path} is corrupt: {what} claims a text of {n:,} bytes (at most "
+                f"{limit:,} expected)"
+            )
         raw = bytes(self.buf[self.pos : self.pos + n])
         self.pos += n
         # A stray invalid byte must not stop the load; tokenizers needs valid text anyway.
@@ -129,7 +145,7 @@ class _Cursor:
                 break
             (n,) = unpack(buf, pos)
             pos += 8
-            if pos + n > size:
+            if pos + n > size or n > MAX_STRING_BYTES:
                 break
             append(buf[pos : pos + n].decode("utf-8", errors="replace"))
             pos += n
@@ -138,30 +154,45 @@ class _Cursor:
             self.need(size + 1 - pos, f"{what} (string #{len(out)} of {count:,})")
         return out
 
-    def value(self, kind: int, what: str) -> Any:
+    def value(self, kind: int, what: str, nesting: int = 0) -> Any:
         if kind in _SCALARS:
             return self.scalar(kind, what)
         if kind == _STRING:
             return self.string(what)
-        if kind == _ARRAY:
-            item_kind = self.u32(what)
-            count = self.u64(what)
-            if item_kind in _NUMPY:
-                size = _SCALARS[item_kind][1]
-                self.need(count * size, f"{what} ({count:,} items)")
-                dtype = _NUMPY[item_kind]
-                array = np.frombuffer(self.buf, dtype=dtype, count=count, offset=self.pos)
-                self.pos += count * size
-                return array.astype(bool) if item_kind == 7 else array.copy()
-            if item_kind == _STRING:
-                # Each string takes at least its 8-byte length: checked before the loop runs.
-                self.need(count * 8, f"{what} ({count:,} strings)")
-                return self.strings(count, what)
-            if item_kind == _ARRAY:
-                self.need(count * 12, f"{what} ({count:,} arrays)")
-                return [self.value(_ARRAY, what) for _ in range(count)]
-            raise ModelFormatError(f"{self.path}: {what} has unknown array item type {item_kind}")
-        raise ModelFormatError(f"{self.path}: {what} has unknown value type {kind}")
+        if kind != _ARRAY:
+            raise ModelFormatError(f"{self.path}: {what} has unknown value type {kind}")
+        if nesting >= MAX_ARRAY_NESTING:
+            raise ModelFormatError(
+                f"{self.path} is corrupt: {what} nests arrays more than {MAX_ARRAY_NESTING} deep"
+            )
+        item_kind = self.u32(what)
+        count = self.u64(what)
+        if item_kind in _NUMPY:
+            size = _SCALARS[item_kind][1]
+            self.need(count * size, f"{what} ({count:,} items)")
+            if count > MAX_ARRAY_ITEMS:
+                raise ModelFormatError(
+                    f"{self.path}: {what} has {count:,} items "
+                    f"(at most {MAX_ARRAY_ITEMS:,} expected)"
+                )
+            dtype = _NUMPY[item_kind]
+            array = np.frombuffer(self.buf, dtype=dtype, count=count, offset=self.pos)
+            self.pos += count * size
+            return array.astype(bool) if item_kind == 7 else array.copy()
+        if item_kind == _STRING:
+            # Each string takes at least its 8-byte length: checked before the loop runs.
+            self.need(count * 8, f"{what} ({count:,} strings)")
+            if count > MAX_STRINGS:
+                raise ModelFormatError(
+                    f"{self.path}: {what} has {count:,} strings (at most {MAX_STRINGS:,} expected)"
+                )
+            return self.strings(count, what)
+        if item_kind == _ARRAY:
+            self.need(count * 12, f"{what} ({count:,} arrays)")
+            if count > MAX_STRINGS:
+                raise ModelFormatError(f"{self.path}: {what} has {count:,} arrays")
+            return [self.value(_ARRAY, what, nesting + 1) for _ in range(count)]
+        raise ModelFormatError(f"{self.path}: {what} has unknown array item type {item_kind}")
 
 
 class GGUFFile:
@@ -172,12 +203,9 @@ class GGUFFile:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self._file = open_file(self.path, "a GGUF model file")
         try:
-            self._file = open(self.path, "rb")  # noqa: SIM115  closed in close()
-        except OSError as e:
-            raise ModelFormatError(f"{self.path} cannot be opened: {e.strerror or e}") from None
-        try:
-            size = self.path.stat().st_size
+            size = os.fstat(self._file.fileno()).st_size
             if size < 24:
                 raise ModelFormatError(f"{self.path} is not a GGUF file: it has only {size} bytes")
             self._map = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ)
@@ -211,21 +239,37 @@ class GGUFFile:
             )
         self.metadata: dict[str, Any] = {}
         for i in range(n_kv):
-            key = cur.string(f"metadata key #{i}")
+            key = cur.string(f"metadata key #{i}", MAX_KEY_BYTES)
             kind = cur.u32(f"the type of {key!r}")
+            if key in self.metadata:
+                raise ModelFormatError(f"{self.path} is corrupt: metadata {key!r} appears twice")
             self.metadata[key] = cur.value(kind, f"metadata {key!r}")
         infos = []
+        names = set()
         for i in range(n_tensors):
-            name = cur.string(f"tensor name #{i}")
+            name = cur.string(f"tensor name #{i}", MAX_KEY_BYTES)
+            if name in names:
+                raise ModelFormatError(f"{self.path} is corrupt: tensor {name!r} appears twice")
+            names.add(name)
             n_dims = cur.u32(f"the rank of {name!r}")
             if not 1 <= n_dims <= MAX_DIMS:
                 raise ModelFormatError(f"{self.path}: tensor {name!r} has {n_dims} dimensions")
             dims = [cur.u64(f"the shape of {name!r}") for _ in range(n_dims)]
+            if not all(1 <= d <= MAX_DIMENSION for d in dims):
+                raise ModelFormatError(
+                    f"{self.path} is corrupt: tensor {name!r} has the shape "
+                    f"{tuple(reversed(dims))} (every dimension must be 1..{MAX_DIMENSION:,})"
+                )
             raw_type = cur.u32(f"the type of {name!r}")
             offset = cur.u64(f"the offset of {name!r}")
             infos.append((name, dims, raw_type, offset))
         alignment = self.metadata.get("general.alignment", DEFAULT_ALIGNMENT)
-        if not isinstance(alignment, int) or alignment < 1 or alignment & (alignment - 1):
+        if (
+            not isinstance(alignment, int)
+            or isinstance(alignment, bool)
+            or not 1 <= alignment <= 1 << 20
+            or alignment & (alignment - 1)
+        ):
             raise ModelFormatError(f"{self.path}: general.alignment {alignment!r} is invalid")
         data_start = -(-cur.pos // alignment) * alignment
         self.tensors: dict[str, TensorInfo] = {}
@@ -239,6 +283,10 @@ class GGUFFile:
             raise ModelFormatError(
                 f"{self.path}: tensor {name!r} has unknown type {raw_type}"
             ) from None
+        if qtype not in GGML_QUANT_SIZES:
+            raise ModelFormatError(
+                f"{self.path}: tensor {name!r} has unsupported type {qtype.name}"
+            )
         block, type_size = GGML_QUANT_SIZES[qtype]
         n = 1
         for d in dims:

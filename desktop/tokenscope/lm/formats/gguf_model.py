@@ -11,52 +11,86 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from gguf import GGMLQuantizationType, LlamaFileType
 
-from tokenscope.lm.config import ModelConfig
+from tokenscope.lm.config import (
+    MAX_CONTEXT_LENGTH,
+    MAX_D_FF,
+    MAX_D_MODEL,
+    MAX_HEADS,
+    MAX_LAYERS,
+    MAX_ROPE_BASE,
+    MAX_ROPE_FACTOR,
+    ModelConfig,
+    model_name,
+)
 from tokenscope.lm.errors import ModelFormatError
-from tokenscope.lm.formats.dequantize import dequantize
+from tokenscope.lm.formats.dequantize import check_readable, dequantize
 from tokenscope.lm.formats.empty_model import empty_transformer
 from tokenscope.lm.formats.gguf_file import GGUFFile, TensorInfo
 from tokenscope.lm.formats.gguf_tokenizer import tokenizer_from_gguf
-from tokenscope.lm.hf_names import GGUF_ARCHITECTURES, apply_rules
+from tokenscope.lm.hf_names import GGUF_ARCHITECTURES, apply_rules, plan_shapes
 from tokenscope.lm.language_model import LanguageModel
 from tokenscope.lm.model import RotaryEmbedding
 from tokenscope.lm.progress import report
 
 
 class _Meta:
-    """Typed lookups of `{arch}.*` metadata with messages that name the missing key."""
+    """Typed lookups of `{arch}.*` metadata with messages that name the key and the range."""
 
     def __init__(self, meta: Mapping[str, Any], arch: str, path: Path) -> None:
         self.meta, self.arch, self.path = meta, arch, path
 
-    def get(self, key: str, kind: type, default: Any = ...) -> Any:
+    def _value(self, key: str, default: Any) -> tuple[str, Any]:
         full = f"{self.arch}.{key}"
         value = self.meta.get(full, default)
         if value is ...:
             raise ModelFormatError(f"{self.path} lacks the metadata {full!r}")
-        if hasattr(value, "tolist"):  # per-layer arrays: accepted when every layer agrees
-            values = set(value.tolist())
-            if len(values) != 1:
+        if isinstance(value, np.ndarray):  # per-layer arrays: accepted when every layer agrees
+            if value.ndim != 1 or value.size == 0 or not (value == value[0]).all():
                 raise ModelFormatError(f"{self.path}: {full} differs between layers: unsupported")
-            value = values.pop()
-        try:
-            return kind(value)
-        except (TypeError, ValueError):
+            value = value[0].item()
+        return full, value
+
+    def whole(self, key: str, default: Any = ..., *, low: int = 1, high: int) -> int:
+        """An integer in low..high."""
+        full, value = self._value(key, default)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ModelFormatError(f"{self.path}: {full} = {_short(value)} is not a whole number")
+        if not low <= value <= high:
             raise ModelFormatError(
-                f"{self.path}: {full} = {value!r} is not a {kind.__name__}"
-            ) from None
+                f"{self.path}: {full} = {value:,} is out of range (expected {low:,}..{high:,})"
+            )
+        return value
+
+    def real(self, key: str, default: Any = ..., *, low: float, high: float) -> float:
+        """A finite number in (low, high]."""
+        full, value = self._value(key, default)
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise ModelFormatError(f"{self.path}: {full} = {_short(value)} is not a number")
+        number = float(value)
+        if not low < number <= high:  # also refuses NaN
+            raise ModelFormatError(
+                f"{self.path}: {full} = {number:g} is out of range (expected above {low:g} and "
+                f"at most {high:g})"
+            )
+        return number
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def architecture_of(meta: Mapping[str, Any], path: Path) -> str:
     """`general.architecture`, or a message naming it and what is supported."""
     arch = meta.get("general.architecture")
-    if arch not in GGUF_ARCHITECTURES:
+    if not isinstance(arch, str) or arch not in GGUF_ARCHITECTURES:
         supported = ", ".join(sorted(GGUF_ARCHITECTURES))
         raise ModelFormatError(
-            f"{path}: architecture {arch!r} is not supported (supported: {supported}; "
+            f"{path}: architecture {_short(arch)} is not supported (supported: {supported}; "
             "Llama 2/3, SmolLM, Mistral and TinyLlama files say 'llama')"
         )
     return arch
@@ -67,7 +101,7 @@ def quantization_of(meta: Mapping[str, Any], tensors: Mapping[str, TensorInfo]) 
     file_type = meta.get("general.file_type")
     try:
         return LlamaFileType(int(file_type)).name.removeprefix("MOSTLY_")
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         pass
     kinds = [t.qtype.name for t in tensors.values() if len(t.shape) == 2]
     return max(set(kinds), key=kinds.count) if kinds else "unknown"
@@ -82,12 +116,24 @@ def _llama3_scaling(gf: GGUFFile, m: _Meta, config: ModelConfig) -> dict[str, fl
     info = gf.tensors.get("rope_freqs.weight")
     if info is None:
         return None
+    if info.shape != (config.head_dim // 2,):
+        raise ModelFormatError(
+            f"{gf.path}: rope_freqs.weight has the shape {info.shape}; expected "
+            f"({config.head_dim // 2},), one factor per rotary frequency"
+        )
     divisors = dequantize(gf.tensor_bytes(info), info.qtype, info.shape, info.name).double()
+    if not bool(torch.isfinite(divisors).all()) or float(divisors.min()) < 1.0:
+        raise ModelFormatError(
+            f"{gf.path}: rope_freqs.weight holds factors below 1 or not finite; expected "
+            "Llama 3's RoPE scaling divisors (1 and above)"
+        )
     scaling = {
         "factor": float(divisors.max()),
         "low_freq_factor": 1.0,
         "high_freq_factor": 4.0,
-        "original_context_length": float(m.get("rope.scaling.original_context_length", int, 8192)),
+        "original_context_length": float(
+            m.whole("rope.scaling.original_context_length", 8192, high=MAX_CONTEXT_LENGTH)
+        ),
     }
     plain = RotaryEmbedding(config)._inverse_frequencies()
     scaled = RotaryEmbedding(config.replace(rope_scaling=scaling))._inverse_frequencies()
@@ -106,47 +152,54 @@ def config_from_gguf(gf: GGUFFile, arch: str, name: str) -> ModelConfig:
     embed = gf.tensors.get("token_embd.weight")
     if embed is None or len(embed.shape) != 2:
         raise ModelFormatError(f"{gf.path} has no token embedding (token_embd.weight)")
-    n_head = m.get("attention.head_count", int)
+    n_head = m.whole("attention.head_count", high=MAX_HEADS)
     common: dict[str, Any] = {
         "name": name,
         "vocab_size": embed.shape[0],
-        "context_length": m.get("context_length", int),
-        "n_layer": m.get("block_count", int),
+        "context_length": m.whole("context_length", high=MAX_CONTEXT_LENGTH),
+        "n_layer": m.whole("block_count", high=MAX_LAYERS),
         "n_head": n_head,
-        "d_model": m.get("embedding_length", int),
-        "d_ff": m.get("feed_forward_length", int),
+        "d_model": m.whole("embedding_length", high=MAX_D_MODEL),
+        "d_ff": m.whole("feed_forward_length", high=MAX_D_FF),
         "tie_embeddings": _tied(gf),
     }
     try:
         if spec["style"] == "gpt2":
             return ModelConfig(
                 **common,
-                norm_eps=m.get("attention.layer_norm_epsilon", float, 1e-5),
+                norm_eps=m.real("attention.layer_norm_epsilon", 1e-5, low=0.0, high=1.0),
                 gelu_approximate="tanh",
             )
         head_dim = common["d_model"] // n_head
         for key in ("rope.dimension_count", "attention.key_length", "attention.value_length"):
-            value = m.get(key, int, head_dim)
+            value = m.whole(key, head_dim, high=MAX_D_MODEL)
             if value != head_dim:
                 raise ModelFormatError(
                     f"{gf.path}: {arch}.{key} = {value} differs from the head size {head_dim} "
                     "(partial rotary or uneven heads are not supported)"
                 )
         scaling_type = gf.metadata.get(f"{arch}.rope.scaling.type", "none")
-        if scaling_type not in ("none", "linear") or (
-            scaling_type == "linear" and m.get("rope.scaling.factor", float, 1.0) != 1.0
+        if (
+            not isinstance(scaling_type, str)
+            or scaling_type not in ("none", "linear")
+            or (
+                scaling_type == "linear"
+                and m.real("rope.scaling.factor", 1.0, low=0.0, high=MAX_ROPE_FACTOR) != 1.0
+            )
         ):
-            raise ModelFormatError(f"{gf.path}: RoPE scaling {scaling_type!r} is not supported")
-        if m.get("attention.sliding_window", int, 0):
+            raise ModelFormatError(
+                f"{gf.path}: RoPE scaling {_short(scaling_type)} is not supported"
+            )
+        if m.whole("attention.sliding_window", 0, low=0, high=MAX_CONTEXT_LENGTH):
             raise ModelFormatError(f"{gf.path}: sliding-window attention is not supported")
         config = ModelConfig(
             **common,
-            n_kv_head=m.get("attention.head_count_kv", int, n_head),
+            n_kv_head=m.whole("attention.head_count_kv", n_head, high=MAX_HEADS),
             position="rope",
             norm="rmsnorm",
             mlp="swiglu",
-            norm_eps=m.get("attention.layer_norm_rms_epsilon", float, 1e-5),
-            rope_base=m.get("rope.freq_base", float, 10000.0),
+            norm_eps=m.real("attention.layer_norm_rms_epsilon", 1e-5, low=0.0, high=1.0),
+            rope_base=m.real("rope.freq_base", 10000.0, low=1.0, high=MAX_ROPE_BASE),
             qkv_bias=spec["qkv_bias"] or "blk.0.attn_q.bias" in gf.tensors,
             out_bias="blk.0.attn_output.bias" in gf.tensors,
         )
@@ -205,15 +258,24 @@ def load_gguf(
     report("reading the file's header")
     with GGUFFile(path) as gf:
         arch = architecture_of(gf.metadata, path)
-        name = str(gf.metadata.get("general.name") or path.stem)
+        name = model_name(gf.metadata.get("general.name"), path.stem)
         config = config_from_gguf(gf, arch, name)
         report("building the tokenizer")
-        tokenizer, add_bos = tokenizer_from_gguf(gf.metadata)
+        tokenizer, add_bos = tokenizer_from_gguf(gf.metadata, source=str(path))
         transformer = empty_transformer(config)
-        source = _Tensors(gf, config, GGUF_ARCHITECTURES[arch]["rows_permuted"])
-        state = apply_rules(
-            source, GGUF_ARCHITECTURES[arch]["rules"], config, set(transformer.state_dict())
-        )
+        spec = GGUF_ARCHITECTURES[arch]
+        targets = set(transformer.state_dict())
+        # Shapes and types first: a file whose tensors do not fit its own metadata is refused
+        # before a single tensor is dequantized.
+        _check_plan(gf, config, spec, transformer, targets)
+        try:
+            state = apply_rules(
+                _Tensors(gf, config, spec["rows_permuted"]), spec["rules"], config, targets
+            )
+        except (RuntimeError, ValueError) as e:  # what the checks above did not foresee
+            raise ModelFormatError(
+                f"{path}: its tensors cannot be decoded ({_first_line(e)})"
+            ) from None
         quantization = quantization_of(gf.metadata, gf.tensors)
         template = gf.metadata.get("tokenizer.chat_template")
     unused = _unused_weights(gf, config)
@@ -235,6 +297,37 @@ def load_gguf(
         architecture=arch,
         quantization=quantization,
     )
+
+
+def _check_plan(
+    gf: GGUFFile, config: ModelConfig, spec: dict, transformer: Any, targets: set[str]
+) -> None:
+    """Refuse tensors that are missing, of the wrong shape or of an unreadable type."""
+    from tokenscope.lm.checkpoint import check_state_dict
+
+    shapes = {name: info.shape for name, info in gf.tensors.items()}
+    try:
+        plan, used = plan_shapes(shapes, spec["rules"], config, targets)
+    except ModelFormatError as e:
+        raise ModelFormatError(f"{gf.path}: {e}") from None
+    check_state_dict(transformer, plan, gf.path)
+    for name in sorted(used):
+        try:
+            check_readable(gf.tensors[name].qtype, name)
+        except ModelFormatError as e:
+            raise ModelFormatError(f"{gf.path}: {e}") from None
+        if spec["rows_permuted"] and name.endswith(("attn_q.weight", "attn_k.weight")):
+            heads = config.n_head if "attn_q" in name else config.kv_heads
+            if shapes[name] != (heads * config.head_dim, config.d_model):
+                raise ModelFormatError(
+                    f"{gf.path}: {name} has the shape {shapes[name]}; expected "
+                    f"{(heads * config.head_dim, config.d_model)}"
+                )
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
 
 
 def _unused_weights(gf: GGUFFile, config: ModelConfig) -> list[str]:

@@ -13,19 +13,31 @@ Only safetensors is read; pickled weights (pytorch_model.bin) are refused by nam
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
+from safetensors import safe_open
 
-from tokenscope.lm.checkpoint import PICKLE_SUFFIXES, assemble_model
+from tokenscope.lm.checkpoint import (
+    PICKLE_SUFFIXES,
+    assemble_model,
+    check_state_dict,
+    check_weight_dtypes,
+)
+from tokenscope.lm.config import model_name
 from tokenscope.lm.errors import ModelFormatError
 from tokenscope.lm.formats.empty_model import empty_transformer
-from tokenscope.lm.hf_names import RULES, config_from_hf, convert_state_dict
+from tokenscope.lm.formats.safe_io import (
+    is_regular_file,
+    read_json_object,
+    read_template,
+    require_file,
+    stat_path,
+)
+from tokenscope.lm.hf_names import RULES, config_from_hf, convert_state_dict, plan_shapes
 from tokenscope.lm.language_model import LanguageModel
 from tokenscope.lm.progress import report
 from tokenscope.lm.tokenizer import Tokenizer
@@ -35,32 +47,36 @@ WEIGHTS, INDEX, TOKENIZER = "model.safetensors", "model.safetensors.index.json",
 
 def read_json(path: Path, *, required: bool = True) -> dict[str, Any]:
     """A JSON object from `path`; {} for a missing optional file; ModelFormatError otherwise."""
-    if not path.is_file():
+    if stat_path(path) is None:
         if required:
             raise ModelFormatError(f"{path.parent} has no {path.name}")
         return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ModelFormatError(f"{path} is not valid JSON ({e})") from None
-    if not isinstance(data, dict):
-        raise ModelFormatError(f"{path} holds {type(data).__name__}, not a JSON object")
-    return data
+    return read_json_object(path, f"a JSON object ({path.name})")
 
 
 def is_hf_folder(folder: Path) -> bool:
     """Whether a folder's config.json is a Hugging Face one (it names a model_type)."""
+    if not is_regular_file(folder / "config.json"):
+        return False
     try:
         return "model_type" in read_json(folder / "config.json")
     except ModelFormatError:
         return False
 
 
+def _pickles(folder: Path) -> list[str]:
+    try:
+        return sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
+    except OSError:
+        return []
+
+
 def weight_files(folder: Path) -> list[Path]:
     """The safetensors files holding the weights, refusing pickles and foreign paths."""
-    if (folder / WEIGHTS).is_file():
+    if stat_path(folder / WEIGHTS) is not None:
+        require_file(folder / WEIGHTS, "the model's weights (safetensors)")
         return [folder / WEIGHTS]
-    if (folder / INDEX).is_file():
+    if stat_path(folder / INDEX) is not None:
         weight_map = read_json(folder / INDEX).get("weight_map")
         if not isinstance(weight_map, dict) or not weight_map:
             raise ModelFormatError(f"{folder / INDEX} has no weight_map")
@@ -69,22 +85,31 @@ def weight_files(folder: Path) -> list[Path]:
             # Shard names come from the file: never let one point outside the folder.
             if Path(name).name != name or not name.endswith(".safetensors"):
                 raise ModelFormatError(
-                    f"{folder / INDEX} names a shard {name!r} outside the folder"
+                    f"{folder / INDEX} names a shard {name[:80]!r} outside the folder"
                 )
-            if not (folder / name).is_file():
+            if stat_path(folder / name) is None:
                 raise ModelFormatError(f"{folder} lacks the shard {name} listed in {INDEX}")
+            require_file(folder / name, f"a shard of the weights listed in {INDEX}")
             files.append(folder / name)
         return files
     loose = sorted(folder.glob("*.safetensors"))
     if len(loose) == 1:
+        require_file(loose[0], "the model's weights (safetensors)")
         return loose
-    pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
+    pickles = _pickles(folder)
     if pickles:
         raise ModelFormatError(
             f"{folder} has {', '.join(pickles)} but no {WEIGHTS}. Pickle files are never loaded "
             "because opening one can run arbitrary code; convert them to safetensors."
         )
     raise ModelFormatError(f"{folder} is a Hugging Face model folder without weights ({WEIGHTS})")
+
+
+def _library_error(path: Path, error: BaseException) -> ModelFormatError:
+    reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+    return ModelFormatError(
+        f"{path} is not a readable safetensors file ({reason}). It may be truncated or corrupt."
+    )
 
 
 class _SafetensorsTensors(Mapping[str, torch.Tensor]):
@@ -95,30 +120,50 @@ class _SafetensorsTensors(Mapping[str, torch.Tensor]):
     """
 
     def __init__(self, files: list[Path], stack: ExitStack) -> None:
-        self._where: dict[str, tuple[Any, str]] = {}
+        self._where: dict[str, tuple[Any, str, Path]] = {}
+        self._header: dict[tuple[int, str], tuple[str, tuple[int, ...]]] = {}
         for path in files:
             try:
                 handle = stack.enter_context(safe_open(str(path), framework="pt"))
                 keys = list(handle.keys())
-            except (SafetensorError, OSError, ValueError) as e:
-                raise ModelFormatError(
-                    f"{path} is not a readable safetensors file ({e}). It may be truncated or "
-                    "corrupt."
-                ) from None
+                for key in keys:
+                    piece = handle.get_slice(key)
+                    self._header[id(handle), key] = (
+                        str(piece.get_dtype()),
+                        tuple(piece.get_shape()),
+                    )
+            except Exception as e:  # the library's errors, OSError, whatever Rust reports
+                raise _library_error(path, e) from None
+            except BaseException as e:
+                if type(e).__name__ != "PanicException":
+                    raise
+                raise _library_error(path, e) from None
             for key in keys:
-                self._where[key] = (handle, key)
+                self._where[key] = (handle, key, path)
                 if not key.startswith(("transformer.", "model.", "lm_head.")):
-                    self._where.setdefault(f"transformer.{key}", (handle, key))
+                    self._where.setdefault(f"transformer.{key}", (handle, key, path))
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        """Every tensor's stored shape, by name; nothing is read."""
+        return {name: self._header[id(h), key][1] for name, (h, key, _) in self._where.items()}
+
+    def check_dtypes(self, names: set[str]) -> None:
+        """Refuse any of these tensors that is not floating point, naming its file."""
+        for name in sorted(names):
+            handle, key, path = self._where[name]
+            check_weight_dtypes({key: self._header[id(handle), key][0]}, path)
 
     def __getitem__(self, name: str) -> torch.Tensor:
-        handle, key = self._where[name]
+        handle, key, path = self._where[name]
         try:
             return handle.get_tensor(key).float()
-        except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-            raise ModelFormatError(f"tensor {key!r} cannot be read ({e})") from None
+        except Exception as e:
+            raise ModelFormatError(
+                f"{path}: tensor {key!r} cannot be read ({_first_line(e)})"
+            ) from None
 
     def dtypes(self) -> set[str]:
-        return {str(h.get_slice(k).get_dtype()) for h, k in self._where.values()}
+        return {dtype for dtype, _ in self._header.values()}
 
     def __contains__(self, name: object) -> bool:
         return name in self._where
@@ -151,12 +196,27 @@ def _special_id(tokenizer_json: Tokenizer, *values: Any) -> int | None:
 def _chat_template(folder: Path, tok_config: Mapping[str, Any]) -> str | None:
     template = tok_config.get("chat_template")
     if isinstance(template, list):  # [{"name": "default", "template": ...}, ...]
-        named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
+        named = {str(t.get("name")): t.get("template") for t in template if isinstance(t, dict)}
         template = named.get("default") or next(iter(named.values()), None)
     if isinstance(template, str):
         return template
     jinja = folder / "chat_template.jinja"
-    return jinja.read_text(encoding="utf-8") if jinja.is_file() else None
+    return read_template(jinja) if stat_path(jinja) is not None else None
+
+
+def _adds_bos(tokenizer: Tokenizer, bos: int | None, folder: Path) -> bool:
+    """Whether the tokenizer's post-processor starts every input with BOS (Llama-style)."""
+    if bos is None:
+        return False
+    try:
+        probe = tokenizer.backend.encode("a", add_special_tokens=True).ids
+    except Exception as e:
+        raise ModelFormatError(f"{folder / TOKENIZER}: its post-processor fails ({e})") from None
+    except BaseException as e:
+        if type(e).__name__ != "PanicException":
+            raise
+        raise ModelFormatError(f"{folder / TOKENIZER}: its post-processor fails ({e})") from None
+    return bool(probe) and probe[0] == bos
 
 
 def load_hf_folder(
@@ -164,23 +224,26 @@ def load_hf_folder(
 ) -> LanguageModel:
     """A LanguageModel from a Hugging Face folder; float32 weights unless `dtype` is given."""
     folder = Path(folder)
-    hf = read_json(folder / "config.json")
-    model_type = str(hf.get("model_type"))
-    if model_type not in RULES:
-        config_from_hf(hf)  # raises, naming the architecture and the supported ones
+    config_path = folder / "config.json"
+    hf = read_json(config_path)
+    model_type = hf.get("model_type")
+    if not isinstance(model_type, str) or model_type not in RULES:
+        try:
+            config_from_hf(hf)  # raises, naming the architecture and the supported ones
+        except ModelFormatError as e:
+            raise ModelFormatError(f"{config_path}: {e}") from None
     files = weight_files(folder)
-    if not (folder / TOKENIZER).is_file():
-        others = [n for n in ("tokenizer.model", "vocab.json") if (folder / n).is_file()]
+    if stat_path(folder / TOKENIZER) is None:
+        others = [n for n in ("tokenizer.model", "vocab.json") if stat_path(folder / n)]
         hint = f" ({' and '.join(others)} alone cannot be read)" if others else ""
         raise ModelFormatError(f"{folder} has weights but no {TOKENIZER}{hint}")
     try:
-        config = config_from_hf(hf, name=folder.name)
-    except ModelFormatError:
-        raise
+        config = config_from_hf(hf, name=model_name(folder.name, "model"))
+    except ModelFormatError as e:  # its messages say "config.json: ..."
+        raise ModelFormatError(f"{folder}: {e}") from None
     except (KeyError, TypeError, ValueError) as e:
-        raise ModelFormatError(
-            f"{folder / 'config.json'} is incomplete or invalid: {e!r}"
-        ) from None
+        raise ModelFormatError(f"{config_path} is incomplete or invalid: {e}") from None
+    require_file(folder / TOKENIZER, f"the tokenizer ({TOKENIZER})")
     report("building the tokenizer")
     tokenizer = Tokenizer.from_file(folder / TOKENIZER)
     tok_config = read_json(folder / "tokenizer_config.json", required=False)
@@ -193,13 +256,21 @@ def load_hf_folder(
     add_bos = tok_config.get("add_bos_token")
     if not isinstance(add_bos, bool):
         # Llama-style tokenizer.json files add BOS in their post-processor.
-        probe = tokenizer.backend.encode("a", add_special_tokens=True).ids
-        add_bos = bos is not None and bool(probe) and probe[0] == bos
+        add_bos = _adds_bos(tokenizer, bos, folder)
     transformer = empty_transformer(config)
+    targets = set(transformer.state_dict())
     with ExitStack() as stack:
         source = _SafetensorsTensors(files, stack)
         stored = source.dtypes()
-        state = convert_state_dict(source, model_type, config, set(transformer.state_dict()))
+        # Shapes and dtypes first: weights that do not fit config.json are refused before a
+        # single tensor is read.
+        try:
+            plan, used = plan_shapes(source.shapes(), RULES[model_type], config, targets)
+        except ModelFormatError as e:
+            raise ModelFormatError(f"{folder}: {e}") from None
+        check_state_dict(transformer, plan, folder)
+        source.check_dtypes(used)
+        state = convert_state_dict(source, model_type, config, targets)
     return assemble_model(
         transformer,
         state,
@@ -207,9 +278,14 @@ def load_hf_folder(
         folder,
         device=device,
         dtype=dtype,
-        name=folder.name,
+        name=model_name(folder.name, "model"),
         add_bos=add_bos,
         chat_template=_chat_template(folder, tok_config),
         architecture=model_type,
         quantization="/".join(sorted(d.replace("torch.", "") for d in stored)) or None,
     )
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0][:300] if lines else type(error).__name__

@@ -6,11 +6,12 @@ weights are stored, for GGUF files, Hugging Face folders and native checkpoints 
 
 from __future__ import annotations
 
-import json
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from tokenscope.lm.errors import ModelFormatError
+from tokenscope.lm.errors import ModelFormatError, ModelNotFoundError
+from tokenscope.lm.formats.safe_io import read_json_object, stat_path
 
 
 @dataclass(frozen=True)
@@ -27,9 +28,13 @@ class ModelSummary:
 
 
 def _size(path: Path) -> int:
-    if path.is_file():
-        return path.stat().st_size
-    return sum(p.stat().st_size for p in path.iterdir() if p.is_file())
+    try:
+        st = stat_path(path)
+        if st is None or not stat.S_ISDIR(st.st_mode):
+            return st.st_size if st is not None and stat.S_ISREG(st.st_mode) else 0
+        return sum(p.stat().st_size for p in path.iterdir() if p.is_file())
+    except (OSError, ModelFormatError, ModelNotFoundError):
+        return 0
 
 
 def _gguf(path: Path) -> ModelSummary:
@@ -46,15 +51,17 @@ def _gguf(path: Path) -> ModelSummary:
             same = bool((gf.tensor_bytes(out) == gf.tensor_bytes(embed)).all())
             count -= out.n_elements if same else 0
         count -= tensors["rope_freqs.weight"].n_elements if "rope_freqs.weight" in tensors else 0
-        arch = str(gf.metadata.get("general.architecture"))
+        arch = str(gf.metadata.get("general.architecture"))[:40]
         context = gf.metadata.get(f"{arch}.context_length")
+        if isinstance(context, bool) or not isinstance(context, int):
+            context = None
         return ModelSummary(
             path,
             path.stat().st_size,
             count,
             arch,
             quantization_of(gf.metadata, tensors),
-            context_length=int(context) if isinstance(context, int) else None,
+            context_length=context,
         )
 
 
@@ -62,14 +69,15 @@ def _folder(path: Path) -> ModelSummary:
     from tokenscope.lm.config import ModelConfig
     from tokenscope.lm.hf_names import config_from_hf
 
-    meta = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    meta = read_json_object(path / "config.json", "a model's config.json")
     if meta.get("format") == "tokenscope-checkpoint":
-        config = ModelConfig.from_dict(meta["model"])
+        config = ModelConfig.from_dict(meta.get("model"))
         architecture, dtype = "tokenscope", "F32"
     else:
         config = config_from_hf(meta)
         architecture = str(meta.get("model_type"))
         dtype = meta.get("torch_dtype") or meta.get("dtype")
+        dtype = dtype if isinstance(dtype, str) and len(dtype) <= 40 else None
     return ModelSummary(
         path,
         _size(path),
@@ -84,14 +92,17 @@ def summarize(path: str | Path) -> ModelSummary:
     """A summary of a model at `path`; a model that cannot be read says why in `problem`."""
     path = Path(path)
     try:
-        if path.is_file() and path.suffix.lower() == ".gguf":
+        st = stat_path(path)
+        if st is None:
+            problem = "no such file or folder"
+        elif stat.S_ISREG(st.st_mode) and path.suffix.lower() == ".gguf":
             return _gguf(path)
-        if path.is_dir() and (path / "config.json").is_file():
+        elif stat.S_ISDIR(st.st_mode) and stat_path(path / "config.json") is not None:
             return _folder(path)
-        if path.is_dir() and len(ggufs := sorted(path.glob("*.gguf"))) == 1:
+        elif stat.S_ISDIR(st.st_mode) and len(ggufs := sorted(path.glob("*.gguf"))) == 1:
             return _gguf(ggufs[0])
-        problem = "no such file or folder" if not path.exists() else "not a model"
-    except (ModelFormatError, OSError, ValueError, KeyError, TypeError) as e:
+        else:
+            problem = "not a model"
+    except (ModelFormatError, ModelNotFoundError, OSError, ValueError, KeyError, TypeError) as e:
         problem = str(e)
-    size = _size(path) if path.exists() else 0
-    return ModelSummary(path, size, None, None, None, problem)
+    return ModelSummary(path, _size(path), None, None, None, problem)
