@@ -24,13 +24,14 @@ def trainer_command(*args: str, processes: int = 1) -> list[str]:
     """The command line that runs `python -m tokenscope.train ARGS` here.
 
     Several processes go through torchrun (DDP; gloo on CPU), started as
-    `python -m torch.distributed.run` so that it uses this interpreter and its environment
-    whatever is on PATH. A frozen app runs one process (`tokenscope train ...`).
+    `python -m tokenscope.train.torchrun` (torchrun with signal handling that exits 0 after
+    a clean stop) so that it uses this interpreter and its environment whatever is on PATH.
+    A frozen app runs one process (`tokenscope train ...`).
     """
     if processes > 1:
         if is_frozen():
             raise ValueError("several training processes need torchrun, which this build lacks")
-        return [sys.executable, "-m", "torch.distributed.run", "--standalone",
+        return [sys.executable, "-m", "tokenscope.train.torchrun", "--standalone",
                 f"--nproc-per-node={processes}", "-m", "tokenscope.train", *args]  # fmt: skip
     if is_frozen():
         return tokenscope_command("train", *args)

@@ -186,7 +186,7 @@ def test_several_processes_run_under_torchrun(qtbot, tab, tmp_path, monkeypatch)
     tab.plan.processes.setValue(2)
     click(qtbot, tab.start_button)
     (command,) = launched
-    assert command[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+    assert command[1:5] == ["-m", "tokenscope.train.torchrun", "--standalone", "--nproc-per-node=2"]
     assert command[5:7] == ["-m", "tokenscope.train"]
     # An odd batch cannot be shared by two processes: refused before anything starts.
     tab.plan.batch.setValue(7)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
+import resource
+import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -86,6 +90,45 @@ def of_kind(events: list[dict], kind: str) -> list[dict]:
     return [e for e in events if e["event"] == kind]
 
 
+def start(*args: str, **popen) -> subprocess.Popen:
+    """A trainer running in the background, its stdout a pipe of text lines."""
+    return subprocess.Popen(
+        train_command(*args),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        **popen,
+    )
+
+
+def read_until(proc: subprocess.Popen, seen: list[dict], stop) -> dict | None:
+    """Read events into `seen` until `stop(event)` is true (that event is returned) or the
+    output ends (None)."""
+    for line in proc.stdout:
+        event = parse_event(line)
+        if event is not None:
+            seen.append(event)
+            if stop(event):
+                return event
+    return None
+
+
+def finish(proc: subprocess.Popen, seen: list[dict], timeout: float = 120) -> str:
+    """Read the remaining events into `seen`, wait for the process; return its stderr."""
+    read_until(proc, seen, lambda event: False)
+    proc.wait(timeout=timeout)
+    return proc.stderr.read()
+
+
+def step_losses(events: list[dict]) -> dict[int, list[float]]:
+    """Every loss reported for each step (a step redone after a resume appears twice)."""
+    losses: dict[int, list[float]] = {}
+    for e in of_kind(events, "step"):
+        losses.setdefault(e["step"], []).append(e["loss"])
+    return losses
+
+
 @pytest.fixture
 def corpus(tmp_path):
     return write_corpus(tmp_path / "corpus")
@@ -102,4 +145,98 @@ def tools():
         train=train,
         train_command=train_command,
         of_kind=of_kind,
+        start=start,
+        read_until=read_until,
+        finish=finish,
+        step_losses=step_losses,
     )
+
+
+def _mount_tmpfs(where: Path, options: str) -> bool:
+    where.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0 or not shutil.which("mount"):
+        return False
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tokenscope-test", str(where)],
+        capture_output=True,
+    )
+    return done.returncode == 0
+
+
+def _unmount(where: Path) -> None:
+    subprocess.run(["umount", "-l", str(where)], capture_output=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A folder on a disk that can be made full and then larger again.
+
+    As root (CI): a tmpfs of its own, so writes fail with ENOSPC as on a real full disk.
+    Otherwise: the folder stays on the normal disk and `popen()` gives the trainer an
+    RLIMIT_FSIZE, so its writes fail with EFBIG, the nearest a normal user can get.
+    """
+    from types import SimpleNamespace
+
+    folder = tmp_path / "disk"
+    mounted = _mount_tmpfs(folder, "size=16m")
+    state = {"limit": None}
+
+    def fill(headroom: int) -> None:
+        """Leave about `headroom` bytes free."""
+        if mounted:
+            st = os.statvfs(folder)
+            used = (st.f_blocks - st.f_bfree) * st.f_frsize
+            size = used + headroom
+            subprocess.run(["mount", "-o", f"remount,size={size}", str(folder)], check=True)
+        else:
+            state["limit"] = headroom
+
+    def grow() -> None:
+        if mounted:
+            subprocess.run(["mount", "-o", "remount,size=64m", str(folder)], check=True)
+        state["limit"] = None
+
+    def popen() -> dict:
+        limit = state["limit"]
+        if limit is None:
+            return {}
+
+        def cap() -> None:
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a core dump
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+        return {"preexec_fn": cap}
+
+    @contextlib.contextmanager
+    def here():
+        """The same limit for code run in this process (tmpfs: nothing to do)."""
+        limit = state["limit"]
+        if limit is None:
+            yield
+            return
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+        try:
+            yield
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+            signal.signal(signal.SIGXFSZ, previous)
+
+    yield SimpleNamespace(path=folder, tmpfs=mounted, fill=fill, grow=grow, popen=popen, here=here)
+    if mounted:
+        _unmount(folder)
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A folder nobody may write in: a read-only tmpfs as root (root ignores permission
+    bits), a folder without write permission otherwise."""
+    folder = tmp_path / "read-only"
+    if _mount_tmpfs(folder, "ro,size=1m"):
+        yield folder
+        _unmount(folder)
+    else:
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)

@@ -1,17 +1,13 @@
-"""The corpus: finding text, skipping binaries, counting bad bytes, memory-mapped token files."""
+"""The corpus: finding text, skipping binaries (also past the first bytes), counting bad
+bytes, cutting long lines, and noticing a stop request while the corpus is read."""
 
 import numpy as np
 import pytest
 
 from tokenscope.lm import Tokenizer
 from tokenscope.train import corpus as corpus_mod
-from tokenscope.train.corpus import (
-    CorpusError,
-    TokenDataset,
-    find_files,
-    summarize,
-    tokenize_corpus,
-)
+from tokenscope.train.corpus import CorpusError, find_files, summarize
+from tokenscope.train.token_files import tokenize_corpus
 
 
 def test_binary_and_empty_files_are_skipped_with_reasons(tmp_path):
@@ -39,43 +35,71 @@ def test_invalid_utf8_is_replaced_and_counted(tmp_path):
     assert summary.characters == len("café ok \ufffd literal\n") + len("caf? ?? end\n")
 
 
-def test_tokenized_files_hold_the_whole_text(tmp_path, monkeypatch):
-    # Small read blocks and chunks force the streaming paths (chunk cuts, block boundaries).
-    monkeypatch.setattr(corpus_mod, "READ_BLOCK", 1000)
-    monkeypatch.setattr(corpus_mod, "CHUNK_CHARS", 300)
-    text = "".join(f"Line {i}: 语言模型 {'x' * (i % 7)}\n" for i in range(800))
-    (tmp_path / "t.txt").write_text(text, encoding="utf-8")
-    tok = Tokenizer.train_chars([text])
-    files, _ = find_files([tmp_path / "t.txt"])
-    seen = []
-    result = tokenize_corpus(
-        files,
-        tok,
-        tmp_path / "data",
-        val_fraction=0.1,
-        progress=lambda done, total: seen.append((done, total)),
-    )
-    assert seen[-1][0] == seen[-1][1] == len(text.encode())
-    assert result.summary.bytes == len(text.encode())
-    assert result.summary.characters == len(text) and result.summary.invalid_bytes == 0
-    train = np.fromfile(result.train_path, dtype=np.uint16)
-    val = np.fromfile(result.val_path, dtype=np.uint16)
-    assert len(train) == result.train_tokens and len(val) == result.val_tokens
-    assert 0.05 < len(val) / (len(train) + len(val)) < 0.2
-    decoded = tok.decode(train.tolist()) + tok.decode(val.tolist())
-    assert sorted(decoded.replace("<|endoftext|>", "")) == sorted(text)
+def test_a_nul_byte_past_the_first_8_kb_is_found_while_reading(tmp_path, monkeypatch):
+    monkeypatch.setattr(corpus_mod, "READ_BLOCK", 4096)
+    good = tmp_path / "good.txt"
+    good.write_text("The capital of Peru is Lima.\n" * 400)
+    late = tmp_path / "late.txt"
+    late.write_bytes(b"looks like text\n" * 1000 + b"\x00\x01binary tail")  # NUL at 16,000
+    files, skipped = find_files([tmp_path])
+    assert sorted(f.name for f in files) == ["good.txt", "late.txt"] and not skipped
+    summary = summarize([tmp_path])
+    assert [f.name for f in summary.files] == ["good.txt"]
+    assert summary.skipped == [(late, "binary file (a NUL byte at offset 16,000)")]
+    assert summary.bytes == good.stat().st_size
+
+    tok = Tokenizer.train_chars(["The capital of Peru is Lima.\nlooks like text"])
+    result = tokenize_corpus(sorted(files), tok, tmp_path / "data", val_fraction=0.1)
+    assert [f.name for f in result.summary.files] == ["good.txt"]
+    assert result.summary.skipped[0][0] == late
+    ids = np.concatenate([np.fromfile(p, dtype=np.uint16) for p in (result.train_path,
+                                                                     result.val_path)])  # fmt: skip
+    assert "looks like" not in tok.decode(ids.tolist())  # none of its tokens were kept
 
 
-def test_windows_depend_only_on_seed_and_step(tmp_path):
-    path = tmp_path / "ids.bin"
-    np.arange(1000, dtype=np.uint16).tofile(path)
-    data = TokenDataset(path, vocab_size=2000)
-    a = data.window_starts(seed=1, step=5, count=4, length=16)
-    b = data.window_starts(seed=1, step=5, count=4, length=16)
-    c = data.window_starts(seed=1, step=6, count=4, length=16)
-    assert (a == b).all() and not (a == c).all()
-    x, y = data.batch(a, 16)
-    assert x.shape == y.shape == (4, 16)
-    assert (y[:, :-1] == x[:, 1:]).all() and (x[:, 0] == a).all()
-    with pytest.raises(CorpusError, match="need more than"):
-        data.window_starts(1, 0, 1, 1000)
+def test_one_enormous_line_is_cut_into_bounded_chunks(tmp_path, monkeypatch):
+    monkeypatch.setattr(corpus_mod, "READ_BLOCK", 10_000)
+    monkeypatch.setattr(corpus_mod, "CHUNK_CHARS", 500)
+    text = "word " * 50_000  # 250,000 characters, no newline
+    path = tmp_path / "line.txt"
+    path.write_text(text)
+    chunks = [c for c, _, _ in corpus_mod.iter_chunks(path)]
+    assert "".join(chunks) == text
+    assert max(len(c) for c in chunks) <= 2 * 500
+
+
+def test_a_sigterm_is_seen_while_the_tokenizer_library_reads_the_corpus(tmp_path):
+    """The BPE trainer pulls the corpus from a thread of its own while the main thread waits
+    in native code, where Python's signal handler cannot run: the stop check must see the
+    signal anyway (through the wakeup pipe), or a SIGTERM waits for the whole training."""
+    import signal
+    import threading
+
+    from tokenscope.train.corpus import Interrupted, iter_corpus_text
+    from tokenscope.train.stop_request import StopRequested
+
+    (tmp_path / "a.txt").write_text("hello world, the capital of Peru is Lima\n" * 20_000)
+    stop = StopRequested(tmp_path)
+    stop.install()
+    readers, seen_at = set(), []
+
+    def should_stop():
+        readers.add(threading.current_thread() is threading.main_thread())
+        if len(seen_at) == 0 and stop.requested():
+            seen_at.append("seen")
+        return stop.requested()
+
+    def texts():
+        for i, text in enumerate(iter_corpus_text([tmp_path / "a.txt"] * 50,
+                                                  should_stop=should_stop)):  # fmt: skip
+            if i == 2:
+                signal.raise_signal(signal.SIGTERM)
+            yield text
+
+    try:
+        with pytest.raises(Interrupted):
+            Tokenizer.train_bpe(texts(), vocab_size=300)
+    finally:
+        stop.uninstall()
+    assert seen_at == ["seen"] and stop.flag
+    assert readers == {False}  # it was read from the library's thread, not the main one

@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -52,3 +53,22 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path, tools):
     val_one = tools.of_kind(events_one, "eval")[-1]["val_loss"]
     val_two = tools.of_kind(events_two, "eval")[-1]["val_loss"]
     assert val_two == pytest.approx(val_one, rel=1e-3)
+
+
+def test_a_sigterm_stops_every_process_cleanly_and_torchrun_exits_0(tmp_path, tools):
+    """Through tokenscope.train.torchrun (torchrun itself exits 1 after any signal)."""
+    config = tools.run_config(tmp_path, steps=100000, checkpoint_every=100000, eval_every=100000)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tokenscope.train.torchrun", "--standalone",
+         "--nproc-per-node", "2", "-m", "tokenscope.train", "--config", str(config)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    seen: list[dict] = []
+    assert tools.read_until(proc, seen, lambda e: e.get("step") == 2)
+    proc.send_signal(signal.SIGTERM)
+    stderr = tools.finish(proc, seen)
+    assert proc.returncode == 0, stderr[-3000:]
+    assert "Traceback" not in stderr
+    assert seen[-1]["event"] == "done" and seen[-1]["status"] == "stopped"
+    assert seen[-2]["event"] == "checkpoint" and seen[-2]["step"] == seen[-1]["step"]

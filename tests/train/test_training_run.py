@@ -149,9 +149,14 @@ def test_a_diverging_run_skips_bad_steps_then_fails(tmp_path, tools):
 
 def test_invalid_config_is_refused_before_anything_runs(tmp_path, tools):
     config = tools.run_config(tmp_path, steps=0, batch_size=3, grad_accum=2)
-    _, proc = tools.train("--config", config, ok=False)
+    events, proc = tools.train("--config", config, ok=False)
     assert proc.returncode == 2
-    assert "steps must be >= 1" in proc.stderr and "multiple of grad_accum" in proc.stderr
+    assert "steps must be a whole number in [1, " in proc.stderr
+    assert "multiple of grad_accum" in proc.stderr
+    # The window reads the same as events: an error naming the field, and the end.
+    assert [e["event"] for e in events] == ["error", "done"]
+    assert "steps must be a whole number" in events[0]["message"]
+    assert not (tmp_path / "run").exists()  # nothing was created
 
 
 def test_fine_tuning_continues_from_a_checkpoint_with_its_tokenizer(tmp_path, tools):

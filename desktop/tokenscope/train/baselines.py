@@ -20,10 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tokenscope.lm.errors import TokenscopeError
 from tokenscope.train.config import TrainConfig
-from tokenscope.train.corpus import TokenDataset
 from tokenscope.train.events import EventWriter
 from tokenscope.train.loop import learning_rate
+from tokenscope.train.token_files import TokenDataset, read_manifest
 
 DISCOUNT = 0.75
 PROGRESS_EVERY_S = 0.5
@@ -149,6 +150,18 @@ def train_lstm(
     return model, math.exp(sum(losses) / len(losses))
 
 
+def _token_files_problem(data_dir: Path) -> str | None:
+    """Why the token files are not complete (their manifest is missing or disagrees)."""
+    manifest = read_manifest(data_dir)
+    if manifest is None:
+        return "are incomplete (the tokenizing did not finish)"
+    for name, split in manifest["splits"].items():
+        path = data_dir / name
+        if not path.is_file() or path.stat().st_size != split["bytes"]:
+            return f"are incomplete ({name} does not match its manifest)"
+    return None
+
+
 def run_baselines(config: TrainConfig, *, lstm_steps: int | None = None) -> bool:
     """Train both baselines on a run's token files and append their results to its events."""
     run_dir = Path(config.out_dir)
@@ -157,6 +170,11 @@ def run_baselines(config: TrainConfig, *, lstm_steps: int | None = None) -> bool
         from tokenscope.lm.tokenizer import Tokenizer
 
         tokenizer = Tokenizer.from_file(run_dir / "tokenizer.json")
+        problem = _token_files_problem(run_dir / "data")
+        if problem:
+            events.emit("error", message=f"the run's token files {problem}: resume the run "
+                        "first, so that it tokenizes its corpus to the end")  # fmt: skip
+            return False
         vocab = tokenizer.vocab_size
         train = TokenDataset(run_dir / "data" / "train.bin", vocab)
         val = TokenDataset(run_dir / "data" / "val.bin", vocab)
@@ -193,7 +211,7 @@ def run_baselines(config: TrainConfig, *, lstm_steps: int | None = None) -> bool
             seconds=time.perf_counter() - started,
         )
         return True
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, TokenscopeError) as e:
         events.emit("error", message=f"baselines need a prepared run folder: {e}")
         return False
     finally:

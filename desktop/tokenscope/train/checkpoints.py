@@ -14,15 +14,18 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from tokenscope.files import atomic_write
 from tokenscope.lm.checkpoint import write_checkpoint
+from tokenscope.lm.errors import TokenscopeError
 from tokenscope.lm.model import Transformer
 from tokenscope.lm.tokenizer import Tokenizer
 from tokenscope.train.run_folder import (
@@ -36,6 +39,7 @@ from tokenscope.train.run_folder import (
 )
 
 __all__ = [
+    "CheckpointError",
     "best_checkpoint",
     "latest_checkpoint",
     "list_checkpoints",
@@ -60,6 +64,19 @@ def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torc
     return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
 
 
+class CheckpointError(TokenscopeError):
+    """A checkpoint could not be written (a full disk, a file size limit, no permission)."""
+
+
+def _why(error: BaseException) -> str:
+    """The operating system's reason in a few words, also from inside a SafetensorError."""
+    if isinstance(error, OSError):
+        return error.strerror or str(error)
+    text = str(error)
+    found = re.search(r'message: "([^"]+)"', text)  # Rust's io::Error, as safetensors shows it
+    return found.group(1) if found else text.splitlines()[0] if text else type(error).__name__
+
+
 def save_training_checkpoint(
     run_dir: Path,
     step: int,
@@ -71,15 +88,28 @@ def save_training_checkpoint(
     name: str,
     keep: int,
 ) -> Path:
-    """Write the checkpoint for `step` (completed steps), then prune old ones."""
+    """Write the checkpoint for `step` (completed steps), then prune old ones.
+
+    On failure nothing of the new checkpoint is left behind and the earlier ones are as they
+    were; CheckpointError says why, and which complete checkpoint is the latest."""
     final = step_folder(run_dir, step)
     tmp = final.with_name(f".tmp-{final.name}")
     shutil.rmtree(tmp, ignore_errors=True)
-    write_checkpoint(tmp, transformer, tokenizer, name=name)
-    tensors, optimizer_meta = _optimizer_tensors(optimizer)
-    atomic_write(tmp / OPTIMIZER_FILE, lambda p: save_file(tensors, p))
-    payload = {**state, "step": step, "optimizer": optimizer_meta}
-    atomic_write(tmp / STATE_FILE, lambda p: Path(p).write_text(json.dumps(payload, indent=2)))
+    try:
+        write_checkpoint(tmp, transformer, tokenizer, name=name)
+        tensors, optimizer_meta = _optimizer_tensors(optimizer)
+        atomic_write(tmp / OPTIMIZER_FILE, lambda p: save_file(tensors, p))
+        payload = {**state, "step": step, "optimizer": optimizer_meta}
+        text = json.dumps(payload, indent=2)
+        atomic_write(tmp / STATE_FILE, lambda p: Path(p).write_text(text))
+    except (OSError, SafetensorError) as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        latest = latest_checkpoint(run_dir)
+        kept = f"the latest complete one, {latest.name}, is intact" if latest else "none is left"
+        raise CheckpointError(
+            f"could not save the checkpoint of step {step} in {checkpoint_dir(run_dir)}: "
+            f"{_why(e)}; {kept}"
+        ) from e
     if final.exists():  # re-saving a step (e.g. stopped right after a periodic save)
         old = final.with_name(f".old-{final.name}")
         shutil.rmtree(old, ignore_errors=True)

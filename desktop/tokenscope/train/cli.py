@@ -7,7 +7,9 @@
     python -m tokenscope.train --config run.json --measure-steps 3   time a few steps
     torchrun --nproc-per-node 2 -m tokenscope.train ...    the same, with several processes
 
-Progress is one JSON event per line on stdout (see tokenscope.train.events).
+Progress is one JSON event per line on stdout (see tokenscope.train.events); every failure
+ends in an `error` and a `done` event (a refused config also in one line on stderr).
+Exit status: 0 completed or stopped, 1 the run failed, 2 the config was refused.
 """
 
 from __future__ import annotations
@@ -72,19 +74,39 @@ def _load_config(args: argparse.Namespace):
     return config
 
 
+def _refuse(args: argparse.Namespace, message: str, code: int) -> int:
+    """One line on stderr and, for a training run, an error and a done event on stdout (the
+    window reads those); the measurement's stdout stays one measure line or nothing."""
+    print(f"tokenscope train: error: {message}", file=sys.stderr)
+    if not args.measure_steps:
+        from tokenscope.train.events import EventWriter
+
+        events = EventWriter(None)
+        events.emit("error", message=message)
+        events.emit("done", status="failed", message=message)
+    return code
+
+
 def run(args: argparse.Namespace) -> int:
+    """Exit status: 0 completed or stopped, 1 the run failed, 2 the config was refused."""
     from tokenscope.lm.errors import TokenscopeError
 
     try:
         config = _load_config(args)
+        if args.measure_steps is not None and args.measure_steps < 1:
+            raise ValueError(f"--measure-steps must be at least 1 (got {args.measure_steps})")
+        if args.stop_at_step is not None and args.stop_at_step < 1:
+            raise ValueError(f"--stop-at-step must be at least 1 (got {args.stop_at_step})")
     except (ValueError, TypeError, TokenscopeError) as e:
-        print(f"tokenscope train: error: {e}", file=sys.stderr)
-        return 2
+        return _refuse(args, str(e), 2)
     if args.measure_steps:
         from tokenscope.train.measure import seconds_per_step
 
-        # The vocabulary the tokenizer would have; the window passes it with --set.
-        seconds = seconds_per_step(config, config.vocab_size, args.measure_steps)
+        try:
+            # The vocabulary the tokenizer would have; the window passes it with --set.
+            seconds = seconds_per_step(config, config.vocab_size, args.measure_steps)
+        except TokenscopeError as e:
+            return _refuse(args, str(e), 1)
         print(json.dumps({"event": "measure", "seconds_per_step": seconds,
                           "threads": config.threads, "steps": args.measure_steps}))  # fmt: skip
         return 0

@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from tokenscope.files import resource_path
-from tokenscope.lm.config import ModelConfig, preset
+from tokenscope.lm.config import PRESETS, ModelConfig, preset
+from tokenscope.train import config_checks as checks
 
 TokenizerKind = Literal["char", "bpe", "model"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
+MAX_CONFIG_BYTES = 10 << 20
 
 
 @dataclass(frozen=True)
@@ -74,27 +76,35 @@ class TrainConfig:
     name: str = "run"
 
     def __post_init__(self) -> None:
+        # Lists from JSON or callers become tuples, so a config stays hashable and frozen.
+        for name in ("data", "sample_prompts", "probes"):
+            if isinstance(getattr(self, name), list):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
+        problems = checks.field_problems(self, sorted(PRESETS))
+        problems += checks.probe_problems(self.probes)
+        problems += self._relation_problems(shape=not problems)
+        if problems:
+            raise ValueError("invalid training config: " + "; ".join(problems))
+
+    def _relation_problems(self, *, shape: bool) -> list[str]:
+        """Problems between fields; the model's shape as a whole only when `shape` (every
+        field alone is valid)."""
         problems = []
         if not self.data and not self.corpus_recipe:
             problems.append("data: name at least one file or folder of text")
-        if self.corpus_recipe not in (None, "default"):
-            problems.append(f"unknown corpus_recipe {self.corpus_recipe!r} (known: default)")
-        if self.steps < 1:
-            problems.append(f"steps must be >= 1 (got {self.steps})")
-        if self.batch_size < 1 or self.grad_accum < 1:
-            problems.append("batch_size and grad_accum must be >= 1")
-        if self.batch_size % self.grad_accum:
+        batch, accum = self.batch_size, self.grad_accum
+        if checks.is_int(batch) and checks.is_int(accum) and accum >= 1 and batch % accum:
             problems.append(
                 f"batch_size {self.batch_size} must be a multiple of grad_accum {self.grad_accum}"
             )
         if self.tokenizer == "model" and not self.init_from:
             problems.append('tokenizer "model" needs init_from (the model whose tokenizer to use)')
-        if self.tokenizer not in ("char", "bpe", "model"):
-            problems.append(f"tokenizer must be char, bpe or model (got {self.tokenizer!r})")
-        if not 0.0 < self.val_fraction < 0.5:
-            problems.append(f"val_fraction must be in (0, 0.5) (got {self.val_fraction})")
-        if problems:
-            raise ValueError("invalid training config: " + "; ".join(problems))
+        if shape and not problems:
+            try:
+                self.model_config(self.vocab_size)  # the shape as a whole (heads divide width...)
+            except ValueError as e:
+                problems.append(f"model: {str(e).removeprefix('invalid model config: ')}")
+        return problems
 
     def model_config(self, vocab_size: int) -> ModelConfig:
         """The model to build from scratch for a tokenizer of `vocab_size` tokens."""
@@ -111,34 +121,53 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], base_dir: Path | None = None) -> TrainConfig:
+        """A config from JSON values; every field is checked (ValueError names the field)."""
+        if not isinstance(data, dict):
+            raise ValueError(f"a training config must be a JSON object (got {type(data).__name__})")
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(str(k) for k in set(data) - known)
         if unknown:
             raise ValueError(f"unknown training config keys: {', '.join(unknown)}")
+        if "out_dir" not in data:
+            raise ValueError("invalid training config: out_dir is missing (the run folder)")
         d = dict(data)
         paths = d.get("data", ())
         if isinstance(paths, str):
             paths = [paths]
-        if base_dir is not None:
-            paths = [
-                str((base_dir / p).resolve()) if not Path(p).is_absolute() else p for p in paths
-            ]
-            if "out_dir" in d and not Path(d["out_dir"]).is_absolute():
-                d["out_dir"] = str((base_dir / d["out_dir"]).resolve())
-        d["data"] = tuple(paths)
-        d["sample_prompts"] = tuple(d.get("sample_prompts", cls.sample_prompts))
-        d["probes"] = tuple(p if isinstance(p, Probe) else Probe(**p) for p in d.get("probes", ()))
+        if isinstance(paths, (list, tuple)):
+            paths = tuple(_resolve(p, base_dir) for p in paths)
+        d["data"] = paths
+        if "out_dir" in d:
+            d["out_dir"] = _resolve(d["out_dir"], base_dir)
+        prompts = d.get("sample_prompts", cls.sample_prompts)
+        d["sample_prompts"] = tuple(prompts) if isinstance(prompts, (list, tuple)) else prompts
+        probes = d.get("probes", ())
+        if isinstance(probes, (list, tuple)) and not checks.probe_problems(probes):
+            probes = tuple(p if isinstance(p, Probe) else Probe(**p) for p in probes)
+        d["probes"] = probes  # anything else is reported by the checks, naming the field
         return cls(**d)
 
     @classmethod
     def from_file(cls, path: str | Path) -> TrainConfig:
         path = Path(path)
         try:
+            size = path.stat().st_size
+            if size > MAX_CONFIG_BYTES:
+                raise ValueError(
+                    f"{path} is too large for a training config ({size:,} bytes; at most "
+                    f"{MAX_CONFIG_BYTES:,})"
+                )
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ValueError(f"no training config at {path}") from None
+        except OSError as e:
+            raise ValueError(f"cannot read the training config {path}: {e.strerror or e}") from None
+        except UnicodeDecodeError:
+            raise ValueError(f"{path} is not a text file (a training config is JSON)") from None
         except json.JSONDecodeError as e:
             raise ValueError(f"{path} is not valid JSON: {e}") from None
+        except RecursionError:
+            raise ValueError(f"{path} is nested too deeply to be a training config") from None
         return cls.from_dict(data, base_dir=path.parent)
 
     def to_json(self) -> str:
@@ -146,6 +175,14 @@ class TrainConfig:
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
+
+
+def _resolve(path: Any, base_dir: Path | None) -> Any:
+    """A path relative to the config file's folder made absolute (non-text is left for the
+    checks to report)."""
+    if base_dir is None or not isinstance(path, str) or not path or Path(path).is_absolute():
+        return path
+    return str((base_dir / path).resolve())
 
 
 def recipe_path(name: str) -> Path:

@@ -1,8 +1,10 @@
-"""The training corpus: find text files, read them safely, tokenize them into memory-mapped ids.
+"""The training corpus: find text files and read them safely, in chunks.
 
-Files are read in chunks and token ids are appended to files on disk, so a corpus of several
-GB never sits in memory at once. Invalid UTF-8 is replaced (and counted); binary files are
-skipped with a reason; a corpus with no text is an error that says so.
+Files are read in blocks, so a corpus of several GB never sits in memory at once. Invalid
+UTF-8 is replaced (and counted); binary files are skipped with a reason (a NUL byte anywhere:
+the first bytes are looked at when listing, the rest while reading); a corpus with no text is
+an error that says so. `should_stop()` is asked between blocks, so a stop request is honoured
+while a corpus is read. tokenscope.train.token_files turns the text into token ids.
 """
 
 from __future__ import annotations
@@ -11,19 +13,32 @@ import codecs
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
+from typing import Any
 
 from tokenscope.lm.errors import TokenscopeError
-from tokenscope.lm.tokenizer import Tokenizer
 
 READ_BLOCK = 1 << 20  # bytes read at a time
 CHUNK_CHARS = 1 << 14  # text handed to the tokenizer at a time (cut at a newline)
-BINARY_SNIFF = 8192
+BINARY_SNIFF = 8192  # bytes looked at when listing files (the rest is checked while reading)
+
+StopCheck = Callable[[], bool]
 
 
 class CorpusError(TokenscopeError):
     """The corpus cannot be used (nothing there, nothing readable, too small)."""
+
+
+class BinaryFileError(CorpusError):
+    """A file that looked like text holds a NUL byte further in: it is not text."""
+
+    def __init__(self, path: Path, offset: int) -> None:
+        super().__init__(f"{path} is a binary file (a NUL byte at offset {offset:,})")
+        self.path = path
+        self.offset = offset
+
+
+class Interrupted(Exception):  # not an error: the person asked to stop
+    """Raised between chunks when `should_stop()` says so."""
 
 
 @dataclass
@@ -48,8 +63,16 @@ def _is_binary(path: Path) -> bool:
     return b"\x00" in head
 
 
-def find_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
-    """Text files under the given files and folders (sorted), and what was skipped and why."""
+def binary_reason(offset: int) -> str:
+    return f"binary file (a NUL byte at offset {offset:,})"
+
+
+def find_files(
+    paths: Iterable[str | Path], should_stop: StopCheck | None = None
+) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Text files under the given files and folders (sorted), and what was skipped and why.
+
+    Only the first bytes of each file are looked at here; reading checks the rest."""
     files: list[Path] = []
     skipped: list[tuple[Path, str]] = []
     for p in map(Path, paths):
@@ -65,8 +88,12 @@ def find_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[tuple[Path
             )
         )
         for q in candidates:
+            if should_stop and should_stop():
+                raise Interrupted
             try:
-                if q.stat().st_size == 0:
+                if not q.is_file():
+                    skipped.append((q, "not a regular file"))
+                elif q.stat().st_size == 0:
                     skipped.append((q, "empty file"))
                 elif _is_binary(q):
                     skipped.append((q, "binary file (it contains NUL bytes)"))
@@ -77,12 +104,27 @@ def find_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[tuple[Path
     return files, skipped
 
 
-def iter_text(path: Path) -> Iterator[tuple[str, int, int]]:
-    """(text, bytes read, invalid bytes) blocks of a file, decoded as UTF-8 with replacement."""
+def iter_text(
+    path: Path, should_stop: StopCheck | None = None, hasher: Any = None
+) -> Iterator[tuple[str, int, int]]:
+    """(text, bytes read, invalid bytes) blocks of a file, decoded as UTF-8 with replacement.
+
+    Raises BinaryFileError at the first block holding a NUL byte (before yielding it), and
+    Interrupted between blocks when `should_stop()` is true. `hasher.update` sees the bytes.
+    """
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    offset = 0
     with open(path, "rb") as f:
         while True:
+            if should_stop and should_stop():
+                raise Interrupted
             raw = f.read(READ_BLOCK)
+            nul = raw.find(b"\x00")
+            if nul >= 0:
+                raise BinaryFileError(path, offset + nul)
+            if hasher is not None:
+                hasher.update(raw)
+            offset += len(raw)
             final = not raw
             text = decoder.decode(raw, final=final)
             # Replacement characters that were not literally in the file mark invalid bytes.
@@ -93,134 +135,62 @@ def iter_text(path: Path) -> Iterator[tuple[str, int, int]]:
                 return
 
 
-def iter_chunks(path: Path) -> Iterator[tuple[str, int, int]]:
-    """Like iter_text, but in pieces of about CHUNK_CHARS characters cut after a newline."""
+def iter_chunks(
+    path: Path, should_stop: StopCheck | None = None, hasher: Any = None
+) -> Iterator[tuple[str, int, int]]:
+    """Like iter_text, but in pieces of about CHUNK_CHARS characters cut after a newline
+    (or anywhere, in a line longer than that)."""
     pending = ""
-    for text, nbytes, invalid in iter_text(path):
+    for text, nbytes, invalid in iter_text(path, should_stop, hasher):
         pending += text
-        first = True
-        while len(pending) >= 2 * CHUNK_CHARS:
-            cut = pending.rfind("\n", CHUNK_CHARS, 2 * CHUNK_CHARS)
-            cut = cut + 1 if cut >= 0 else CHUNK_CHARS
-            yield pending[:cut], (nbytes if first else 0), (invalid if first else 0)
-            pending, first = pending[cut:], False
+        pos, first = 0, True
+        while len(pending) - pos >= 2 * CHUNK_CHARS:
+            cut = pending.rfind("\n", pos + CHUNK_CHARS, pos + 2 * CHUNK_CHARS)
+            cut = cut + 1 if cut >= 0 else pos + CHUNK_CHARS
+            yield pending[pos:cut], (nbytes if first else 0), (invalid if first else 0)
+            pos, first = cut, False
+        pending = pending[pos:]
         if first:
             yield "", nbytes, invalid  # still report the bytes read
     if pending:
         yield pending, 0, 0
 
 
-def summarize(paths: Iterable[str | Path]) -> CorpusSummary:
+def summarize(paths: Iterable[str | Path], should_stop: StopCheck | None = None) -> CorpusSummary:
     """Count files, bytes, characters and encoding problems (reads every file once)."""
-    files, skipped = find_files(paths)
-    summary = CorpusSummary(files=files, skipped=skipped)
+    files, skipped = find_files(paths, should_stop)
+    summary = CorpusSummary(files=[], skipped=skipped)
     for f in files:
-        for text, nbytes, invalid in iter_text(f):
-            summary.bytes += nbytes
-            summary.characters += len(text)
-            summary.invalid_bytes += invalid
+        counts = [0, 0, 0]
+        try:
+            for text, nbytes, invalid in iter_text(f, should_stop):
+                counts[0] += nbytes
+                counts[1] += len(text)
+                counts[2] += invalid
+        except BinaryFileError as e:
+            summary.skipped.append((f, binary_reason(e.offset)))
+            continue
+        summary.files.append(f)
+        summary.bytes += counts[0]
+        summary.characters += counts[1]
+        summary.invalid_bytes += counts[2]
     return summary
 
 
-def iter_corpus_text(files: Iterable[Path]) -> Iterator[str]:
-    """Every chunk of text in the corpus, for training a tokenizer on it."""
-    for f in files:
-        for text, _, _ in iter_chunks(f):
-            if text:
-                yield text
-
-
-@dataclass
-class TokenizedCorpus:
-    train_path: Path
-    val_path: Path
-    train_tokens: int
-    val_tokens: int
-    summary: CorpusSummary
-
-
-def token_dtype(vocab_size: int) -> np.dtype:
-    return np.dtype(np.uint16) if vocab_size <= 1 << 16 else np.dtype(np.uint32)
-
-
-def tokenize_corpus(
-    files: list[Path],
-    tokenizer: Tokenizer,
-    out_dir: Path,
+def iter_corpus_text(
+    files: Iterable[Path],
     *,
-    val_fraction: float,
-    skipped: list[tuple[Path, str]] | None = None,
-    progress: Callable[[int, int], None] | None = None,
-) -> TokenizedCorpus:
-    """Tokenize files into out_dir/train.bin and out_dir/val.bin (raw ids, native endianness).
+    should_stop: StopCheck | None = None,
+    on_binary: Callable[[Path, int], None] | None = None,
+) -> Iterator[str]:
+    """Every chunk of text in the corpus, for training a tokenizer on it.
 
-    Every k-th chunk (k = 1 / val_fraction) goes to validation, so both splits see every part
-    of the corpus. Files are separated by the end-of-text token when the tokenizer has one.
-    `progress(bytes_done, bytes_total)` is called as chunks are done.
-    """
-    out_dir.mkdir(parents=True, exist_ok=True)
-    dtype = token_dtype(tokenizer.vocab_size)
-    total = sum(f.stat().st_size for f in files)
-    done = 0
-    period = max(2, round(1 / val_fraction))
-    counts = [0, 0]
-    chunk_index = 0
-    eos = tokenizer.eos_id
-    paths = (out_dir / "train.bin", out_dir / "val.bin")
-    summary = CorpusSummary(files=list(files), skipped=list(skipped or []))
-    with open(paths[0], "wb") as train_f, open(paths[1], "wb") as val_f:
-        outs = (train_f, val_f)
-        for f in files:
-            for text, nbytes, invalid in iter_chunks(f):
-                summary.bytes += nbytes
-                summary.characters += len(text)
-                summary.invalid_bytes += invalid
-                done += nbytes
+    A file found to be binary part-way is left (`on_binary(path, offset)` is told)."""
+    for f in files:
+        try:
+            for text, _, _ in iter_chunks(f, should_stop):
                 if text:
-                    split = 1 if chunk_index % period == period - 1 else 0
-                    ids = np.asarray(tokenizer.encode(text), dtype=dtype)
-                    ids.tofile(outs[split])
-                    counts[split] += len(ids)
-                    chunk_index += 1
-                if progress:
-                    progress(done, total)
-            if eos is not None:
-                np.asarray([eos], dtype=dtype).tofile(train_f)
-                counts[0] += 1
-    if summary.characters == 0:
-        raise CorpusError("the corpus holds no text")
-    if counts[1] == 0 or counts[0] < 2 * counts[1]:
-        # A small corpus has too few chunks to interleave: keep its last tokens for validation.
-        everything = np.concatenate([np.fromfile(p, dtype=dtype) for p in paths])
-        n_val = max(2, int(len(everything) * val_fraction))
-        everything[:-n_val].tofile(paths[0])
-        everything[-n_val:].tofile(paths[1])
-        counts = [len(everything) - n_val, n_val]
-    return TokenizedCorpus(paths[0], paths[1], counts[0], counts[1], summary)
-
-
-class TokenDataset:
-    """Random windows of a memory-mapped token file; which windows depends only on (seed, step)."""
-
-    def __init__(self, path: Path, vocab_size: int) -> None:
-        self.tokens = np.memmap(path, dtype=token_dtype(vocab_size), mode="r")
-
-    def __len__(self) -> int:
-        return len(self.tokens)
-
-    def window_starts(self, seed: int, step: int, count: int, length: int) -> np.ndarray:
-        high = len(self.tokens) - length
-        if high < 1:
-            raise CorpusError(
-                f"the corpus split has {len(self.tokens)} tokens; need more than {length} "
-                "(use more text or a shorter context)"
-            )
-        rng = np.random.default_rng([seed, step])
-        return rng.integers(0, high, size=count)
-
-    def batch(self, starts: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
-        """Inputs and targets (count, length), targets shifted by one token."""
-        rows = np.stack(
-            [np.asarray(self.tokens[s : s + length + 1], dtype=np.int64) for s in starts]
-        )
-        return rows[:, :-1], rows[:, 1:]
+                    yield text
+        except BinaryFileError as e:
+            if on_binary is not None:
+                on_binary(f, e.offset)

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tokenscope.files import resource_path
+from tokenscope.files import atomic_write_text, resource_path
 
 
 @dataclass(frozen=True)
@@ -158,9 +158,17 @@ def build(seed: int = 0, scale: int = 1) -> str:
 
 
 def write(path: str | Path, seed: int = 0, scale: int = 1) -> Path:
+    """Write the corpus to `path`, atomically; a file that already holds it is left as it is
+    (so token files made from it stay current)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(build(seed, scale), encoding="utf-8")
+    text = build(seed, scale)
+    try:
+        if path.read_bytes() == text.encode("utf-8"):
+            return path
+    except OSError:
+        pass
+    atomic_write_text(path, text)
     return path
 
 

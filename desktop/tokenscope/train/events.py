@@ -46,12 +46,25 @@ def _clean(value: Any) -> Any:
 
 
 class EventWriter:
-    """Writes events to a stream and appends them to a file; a no-op on ranks other than 0."""
+    """Writes events to a stream and appends them to a file; a no-op on ranks other than 0.
+
+    Writing never raises: a file that cannot be written any more (a full disk, a folder
+    taken away) is closed with a warning on the stream, and a stream nobody reads any more
+    (the window went away) is dropped, so reporting a failure can never cause another.
+    """
 
     def __init__(self, path: Path | None, stream: TextIO | None = None, enabled: bool = True):
         self.enabled = enabled
-        self.stream = stream if stream is not None else sys.stdout
-        self._file = open(path, "a", encoding="utf-8") if (enabled and path) else None  # noqa: SIM115
+        self.stream: TextIO | None = stream if stream is not None else sys.stdout
+        self._file: TextIO | None = None
+        self.file_error: Exception | None = None
+        if path is not None:
+            self.open_file(path)
+
+    def open_file(self, path: Path) -> None:
+        """Append to `path` from now on (raises OSError when it cannot be opened)."""
+        if self.enabled:
+            self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115
 
     def emit(self, kind: str, **fields: Any) -> dict[str, Any]:
         if kind not in KINDS:
@@ -59,16 +72,42 @@ class EventWriter:
         event = {"v": VERSION, "event": kind, "time": round(time.time(), 3), **_clean(fields)}
         if self.enabled:
             line = json.dumps(event, ensure_ascii=False)
+            self._write_stream(line)
+            if self._file:
+                try:
+                    self._file.write(line + "\n")
+                    self._file.flush()
+                except (OSError, ValueError) as e:  # ValueError: the file was closed
+                    self._drop_file(e)
+        return event
+
+    def _write_stream(self, line: str) -> None:
+        if self.stream is None:
+            return
+        try:
             self.stream.write(line + "\n")
             self.stream.flush()
-            if self._file:
-                self._file.write(line + "\n")
-                self._file.flush()
-        return event
+        except (OSError, ValueError):  # a closed pipe or stream: nobody is listening
+            self.stream = None
+
+    def _drop_file(self, error: Exception) -> None:
+        self.file_error = error
+        file, self._file = self._file, None
+        try:
+            file.close()
+        except (OSError, ValueError):
+            pass
+        why = getattr(error, "strerror", None) or error
+        message = f"{file.name} cannot be written any more: {why}"
+        warning = {"v": VERSION, "event": "warning", "time": round(time.time(), 3)}
+        self._write_stream(json.dumps({**warning, "message": message}, ensure_ascii=False))
 
     def close(self) -> None:
         if self._file:
-            self._file.close()
+            try:
+                self._file.close()
+            except OSError as e:
+                self.file_error = e
             self._file = None
 
 

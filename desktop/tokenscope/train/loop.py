@@ -2,17 +2,18 @@
 
     python -m tokenscope.train --config run.json
     torchrun --nproc-per-node 2 -m tokenscope.train --config run.json
+    python -m tokenscope.train.torchrun ...    the same, exiting 0 after a clean SIGTERM stop
 
 Every process draws the same global batch for a step (it depends only on seed and step) and
 takes its share of rows, so N processes follow the same trajectory as one. Rank 0 alone writes
-events and checkpoints.
+events and checkpoints, and holds the run folder's lock while it does.
 """
 
 from __future__ import annotations
 
+import errno
 import math
 import os
-import signal
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from tokenscope.files import atomic_write_text
+from tokenscope.lm.config import ModelConfig
 from tokenscope.lm.errors import TokenscopeError
 from tokenscope.lm.language_model import LanguageModel
 from tokenscope.lm.model import Transformer
@@ -31,15 +34,19 @@ from tokenscope.lm.sampling import SamplingSettings
 from tokenscope.lm.tokenizer import Tokenizer
 from tokenscope.train import checkpoints as ckpt
 from tokenscope.train.config import TrainConfig
-from tokenscope.train.corpus import (
-    CorpusError,
-    TokenDataset,
-    find_files,
-    iter_corpus_text,
-    tokenize_corpus,
-)
+from tokenscope.train.corpus import CorpusError, Interrupted
 from tokenscope.train.events import EventWriter
-from tokenscope.train.run_folder import STOP_FILE
+from tokenscope.train.memory import check_fits
+from tokenscope.train.prepare import prepare_data
+from tokenscope.train.run_folder import (
+    STOP_FILE,
+    RunFolderBusy,
+    RunLock,
+    remove_leftovers,
+    set_aside_earlier_run,
+)
+from tokenscope.train.stop_request import StopRequested
+from tokenscope.train.token_files import TokenDataset
 
 EVAL_SEED_OFFSET = 1_000_003  # eval batches come from their own stream, the same every time
 
@@ -55,19 +62,52 @@ class Runtime:
         return self.rank == 0
 
 
-def _runtime(config: TrainConfig) -> Runtime:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+def _device(config: TrainConfig, local_rank: int) -> torch.device:
+    """The device the config asks for, refused with a message when this machine lacks it."""
     if config.device == "auto":
-        device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    else:
-        device = torch.device(config.device)
+        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    device = torch.device(config.device)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            why = (
+                f"this torch ({torch.__version__}) was built without CUDA"
+                if torch.version.cuda is None
+                else "no CUDA GPU was found"
+            )
+            raise TokenscopeError(f'device "{config.device}" is not available: {why}; '
+                                  'use device "auto" or "cpu"')  # fmt: skip
+        index = local_rank if device.index is None else device.index
+        if index >= torch.cuda.device_count():
+            raise TokenscopeError(
+                f'device "{config.device}" is not available: this machine has '
+                f"{torch.cuda.device_count()} CUDA GPU(s), numbered from 0"
+            )
+        return torch.device("cuda", index)
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise TokenscopeError('device "mps" is not available here; use device "auto" or "cpu"')
+    if device.type == "xpu" and not (hasattr(torch, "xpu") and torch.xpu.is_available()):
+        raise TokenscopeError('device "xpu" is not available here; use device "auto" or "cpu"')
+    return device
+
+
+def _runtime(config: TrainConfig) -> Runtime:
+    world, rank, local_rank = _ranks()
+    device = _device(config, local_rank)
     if world > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     if device.type == "cuda":
         torch.cuda.set_device(device)
     return Runtime(rank, world, device)
+
+
+def _ranks() -> tuple[int, int, int]:
+    """(world size, rank, local rank) from torchrun's environment (1, 0, 0 without it)."""
+    env = os.environ
+    return (
+        int(env.get("WORLD_SIZE", "1")),
+        int(env.get("RANK", "0")),
+        int(env.get("LOCAL_RANK", "0")),
+    )
 
 
 def learning_rate(step: int, config: TrainConfig) -> float:
@@ -103,32 +143,6 @@ def peak_flops(device: torch.device, threads: int) -> float:
     return threads * 100e9  # ~AVX-512 FMA throughput of one core, float32
 
 
-class StopRequested:
-    """Set by SIGTERM/SIGINT or a STOP file in the run folder; checked between steps."""
-
-    def __init__(self, run_dir: Path) -> None:
-        self.flag = False
-        self.stop_file = run_dir / STOP_FILE
-        self._previous: dict[int, Any] = {}
-
-    def install(self) -> None:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
-                self._previous[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread (e.g. called from a test thread)
-                pass
-
-    def uninstall(self) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.flag = True
-
-    def requested(self) -> bool:
-        return self.flag or self.stop_file.exists()
-
-
 @dataclass
 class _RunState:
     """What a run carries from step to step."""
@@ -150,8 +164,16 @@ class _RunState:
     step_times: list[float] = field(default_factory=list)
 
 
+class PreparationStopped(Exception):  # a request, not an error
+    """A stop was asked for before the first step (while reading or tokenizing the corpus)."""
+
+
 class Trainer:
-    """One training run. `run()` returns the final status: completed, stopped or failed."""
+    """One training run. `run()` returns the final status: completed, stopped or failed.
+
+    Nothing is touched before `run()`: there the folder is locked (one trainer per folder),
+    and every failure from then on ends in an `error` and a `done` event.
+    """
 
     def __init__(
         self, config: TrainConfig, *, resume: bool = False, stop_at_step: int | None = None
@@ -160,13 +182,13 @@ class Trainer:
         self.resume = resume
         self.stop_at_step = stop_at_step
         self.run_dir = Path(config.out_dir)
-        self.rt = _runtime(config)
-        if config.threads:
-            torch.set_num_threads(config.threads)
-        if self.rt.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.events = EventWriter(self.run_dir / "events.jsonl", enabled=self.rt.is_main)
+        self.rt: Runtime | None = None
+        self.is_main = _ranks()[1] == 0
+        # Events go to stdout only until the folder is ours: a trainer refused at the lock
+        # must not write into another run's events.jsonl.
+        self.events = EventWriter(None, enabled=self.is_main)
         self.stop = StopRequested(self.run_dir)
+        self.lock: RunLock | None = None
         self.corpus_info: dict[str, Any] = {}  # what the corpus held, when prepared in this run
 
     # ----- set-up --------------------------------------------------------------------------
@@ -175,76 +197,56 @@ class Trainer:
         if self.rt.world > 1:
             dist.barrier()
 
-    def _prepare_data(self) -> Tokenizer:
-        """Tokenizer and token files, made by rank 0 (or reused when resuming)."""
-        c = self.config
-        data_dir = self.run_dir / "data"
-        tok_path = self.run_dir / "tokenizer.json"
-        reuse = self.resume and tok_path.is_file() and (data_dir / "val.bin").is_file()
-        if self.rt.is_main and not reuse:
-            data = list(c.data)
-            if c.corpus_recipe:
-                from tokenscope.train import default_corpus
-
-                data.append(str(default_corpus.write(self.run_dir / "corpus" / "default.txt")))
-            files, skipped = find_files(data)
-            for path, reason in skipped:
-                self.events.emit("warning", message=f"skipped {path}: {reason}")
-            if not files:
-                raise CorpusError(
-                    "the corpus is empty: no readable text files in " + ", ".join(data)
-                )
-            tokenizer = self._make_tokenizer(files)
-            tokenizer.save(tok_path)
-            last = [0.0]
-
-            def progress(done: int, total: int) -> None:
-                now = time.monotonic()
-                if now - last[0] > 0.5 or done == total:
-                    last[0] = now
-                    self.events.emit("progress", stage="tokenize", done=done, total=total)
-
-            corpus = tokenize_corpus(
-                files,
-                tokenizer,
-                data_dir,
-                val_fraction=c.val_fraction,
-                skipped=skipped,
-                progress=progress,
+    def _take_folder(self) -> None:
+        """Lock the run folder (rank 0), tidy what a killed trainer left, and set aside what
+        an earlier run left when this is a new run. Every rank learns if the lock failed."""
+        problem: Exception | None = None
+        if self.rt.is_main:
+            try:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+                self.lock = RunLock.acquire(self.run_dir)
+            except (OSError, RunFolderBusy) as e:
+                problem = e
+        if self._agree(problem is not None):
+            if problem is not None:
+                raise problem
+            raise _OtherRankFailed
+        if not self.rt.is_main:
+            return
+        remove_leftovers(self.run_dir)
+        earlier = None if self.resume else set_aside_earlier_run(self.run_dir)
+        self.events.open_file(self.run_dir / "events.jsonl")
+        if earlier is not None:
+            self.events.emit(
+                "warning",
+                message=f"this folder held an earlier run: it was moved to {earlier}",
             )
-            summary = corpus.summary
-            if summary.invalid_bytes:
-                self.events.emit(
-                    "warning",
-                    message=f"{summary.invalid_bytes} bytes were not valid UTF-8 and were replaced",
-                )
-            self.corpus_info = {
-                "files": len(files),
-                "skipped": len(skipped),
-                "bytes": summary.bytes,
-                "characters": summary.characters,
-                "invalid_bytes": summary.invalid_bytes,
-                "train_tokens": corpus.train_tokens,
-                "val_tokens": corpus.val_tokens,
-            }
-        self._barrier()
-        return self._load_tokenizer(tok_path)
 
-    def _load_tokenizer(self, path: Path) -> Tokenizer:
-        return Tokenizer.from_file(path)
+    def _prepare_data(self, resume_from: Path | None) -> Tokenizer:
+        """Tokenizer and token files, made by rank 0, or reused when resuming and complete.
 
-    def _make_tokenizer(self, files: list[Path]) -> Tokenizer:
-        c = self.config
-        if c.tokenizer == "model":
-            from tokenscope.lm.loading import load_model
-
-            return load_model(c.init_from).tokenizer
-        self.events.emit("progress", stage="tokenizer", done=0, total=1)
-        if c.tokenizer == "char":
-            tokenizer = Tokenizer.train_chars(iter_corpus_text(files))
-        else:
-            tokenizer = Tokenizer.train_bpe(iter_corpus_text(files), vocab_size=c.vocab_size)
-        self.events.emit("progress", stage="tokenizer", done=1, total=1)
+        The other ranks wait, then all learn together whether rank 0 succeeded, stopped or
+        failed, so that no rank is left waiting for the others under torchrun."""
+        tok_path = self.run_dir / "tokenizer.json"
+        problem: Exception | None = None
+        if self.rt.is_main:
+            try:
+                tokenizer, self.corpus_info = prepare_data(
+                    self.config, self.run_dir, self.events,
+                    resume=self.resume, resume_from=resume_from, should_stop=self.stop.requested,
+                )  # fmt: skip
+            except Exception as e:
+                problem = e
+        outcome = self._agree_max(0 if problem is None else 1 if isinstance(problem, Interrupted)
+                                  else 2)  # fmt: skip
+        if problem is not None:
+            raise problem
+        if outcome == 1:
+            raise Interrupted
+        if outcome == 2:
+            raise _OtherRankFailed
+        if not self.rt.is_main:
+            tokenizer = Tokenizer.from_file(tok_path)
         return tokenizer
 
     def _build_model(self, tokenizer: Tokenizer, resume_from: Path | None) -> Transformer:
@@ -263,8 +265,17 @@ class Trainer:
                 )
             model = loaded.transformer
         else:
-            model = Transformer(c.model_config(tokenizer.vocab_size)).init_weights(seed=c.seed)
+            model_config = c.model_config(tokenizer.vocab_size)
+            self._check_memory(model_config)
+            model = Transformer(model_config).init_weights(seed=c.seed)
         return model.to(self.rt.device).train()
+
+    def _check_memory(self, model_config: ModelConfig) -> None:
+        """Refuse, before allocating, a model and batch this device cannot hold."""
+        c = self.config
+        micro = max(1, c.batch_size // c.grad_accum // self.rt.world)
+        context = min(c.context or model_config.context_length, model_config.context_length)
+        check_fits(model_config, micro, context, self.rt.device)
 
     def _optimizer(self, model: Transformer) -> torch.optim.Optimizer:
         c = self.config
@@ -342,28 +353,44 @@ class Trainer:
     def run(self) -> str:
         self.stop.install()
         try:
+            self.rt = _runtime(self.config)
+            if self.config.threads:
+                torch.set_num_threads(self.config.threads)
+            self._take_folder()
             return self._run()
-        except TokenscopeError as e:
-            self.events.emit("error", message=str(e))
-            self.events.emit("done", status="failed", message=str(e))
-            return "failed"
+        except PreparationStopped:
+            self.events.emit("done", status="stopped", step=0, checkpoint="",
+                             message="stopped before the first step")  # fmt: skip
+            return "stopped"
+        except _OtherRankFailed:
+            return "failed"  # rank 0 reported it
+        except (TokenscopeError, OSError) as e:
+            return self._fail(_message(e))
         except torch.OutOfMemoryError as e:
-            message = f"out of memory: {str(e).splitlines()[0]}; try a smaller batch or model"
-            self.events.emit("error", message=message)
-            self.events.emit("done", status="failed", message=message)
-            return "failed"
+            return self._fail(
+                f"out of memory: {str(e).splitlines()[0]}; try a smaller batch or model"
+            )
         except Exception as e:
-            self.events.emit("error", message=f"{type(e).__name__}: {e}")
-            self.events.emit("done", status="failed", message=f"{type(e).__name__}: {e}")
+            self._fail(f"{type(e).__name__}: {e} (this is a bug in Tokenscope: please report it)")
             raise
         finally:
             self.stop.uninstall()
             self.events.close()
-            if self.rt.world > 1 and dist.is_initialized():
+            if self.lock is not None:
+                self.lock.release()
+            if self.rt is not None and self.rt.world > 1 and dist.is_initialized():
                 dist.destroy_process_group()
 
+    def _fail(self, message: str) -> str:
+        self.events.emit("error", message=message)
+        self.events.emit("done", status="failed", message=message)
+        return "failed"
+
     def _run(self) -> str:
-        state = self._set_up()
+        try:
+            state = self._set_up()
+        except Interrupted:
+            raise PreparationStopped from None
         self._announce(state)
         status = self._train(state)
         self.events.emit(
@@ -388,17 +415,22 @@ class Trainer:
         resume_from = ckpt.latest_checkpoint(self.run_dir) if self.resume else None
         if self.resume and resume_from is None and rt.is_main:
             self.events.emit("warning", message="nothing to resume: starting a new run")
-        tokenizer = self._prepare_data()
+        if resume_from is None and not c.init_from and c.tokenizer == "bpe":
+            # Before reading the corpus: the tokenizer will have at most vocab_size tokens.
+            self._check_memory(c.model_config(c.vocab_size))
+        tokenizer = self._prepare_data(resume_from)
         if rt.is_main and resume_from is None:
-            (self.run_dir / "run.json").write_text(c.to_json())
-        model = self._build_model(tokenizer, resume_from)
-        self.context = min(c.context or model.config.context_length, model.config.context_length)
+            atomic_write_text(self.run_dir / "run.json", c.to_json())
+        if self.stop.requested():
+            raise Interrupted
         self.micro_global = c.batch_size // c.grad_accum
         if self.micro_global % rt.world:
             raise TokenscopeError(
                 f"batch_size / grad_accum = {self.micro_global} must divide evenly over "
                 f"{rt.world} processes"
             )
+        model = self._build_model(tokenizer, resume_from)
+        self.context = min(c.context or model.config.context_length, model.config.context_length)
         self.autocast_dtype = _autocast_dtype(c, rt.device)
         vocab = model.config.vocab_size
         train = TokenDataset(self.run_dir / "data" / "train.bin", vocab)
@@ -542,11 +574,15 @@ class Trainer:
 
     def _agree(self, flag: bool) -> bool:
         """Every process stops at the same step if any was asked to."""
+        return self._agree_max(int(flag)) > 0
+
+    def _agree_max(self, value: int) -> int:
+        """The largest of every process's `value` (the value itself in a single process)."""
         if self.rt.world == 1:
-            return flag
-        t = torch.tensor([1.0 if flag else 0.0], device=self.rt.device)
+            return value
+        t = torch.tensor([float(value)], device=self.rt.device)
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        return bool(t.item())
+        return int(t.item())
 
     def _save(
         self,
@@ -572,3 +608,27 @@ class Trainer:
         if is_best:
             ckpt.mark_best(self.run_dir, path, best_val)
         self.events.emit("checkpoint", step=step, path=str(path))
+
+
+class _OtherRankFailed(Exception):  # a signal between ranks
+    """Rank 0 could not take the run folder; it reports why, the other ranks just end."""
+
+
+_WRITE_ERRORS = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is used up",
+    errno.EFBIG: "a file grew past the size limit",
+    errno.EROFS: "the file system is read-only",
+}
+
+
+def _message(error: BaseException) -> str:
+    """One line for a person: what failed and why, with the file when it is an OS error."""
+    if isinstance(error, OSError) and not isinstance(error, TokenscopeError):
+        where = f" ({error.filename})" if error.filename else ""
+        if error.errno in _WRITE_ERRORS:
+            return f"cannot write the run's files{where}: {_WRITE_ERRORS[error.errno]}"
+        if error.errno in (errno.EACCES, errno.EPERM):
+            return f"permission denied{where}"
+        return f"{error.strerror or error}{where}"
+    return str(error).splitlines()[0] if str(error) else type(error).__name__

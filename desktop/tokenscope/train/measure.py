@@ -18,16 +18,19 @@ import torch.nn.functional as F
 
 from tokenscope.lm.model import Transformer
 from tokenscope.train.config import TrainConfig
+from tokenscope.train.memory import check_fits
 
 
 def seconds_per_step(config: TrainConfig, vocab_size: int, steps: int = 3) -> float:
     """The median time of `steps` optimizer steps (batch, accumulation, clipping, AdamW)."""
     if config.threads:
         torch.set_num_threads(config.threads)
-    model = Transformer(config.model_config(vocab_size)).init_weights(seed=0).train()
+    model_config = config.model_config(vocab_size)
+    micro = config.batch_size // config.grad_accum
+    check_fits(model_config, micro, config.context or model_config.context_length, "cpu")
+    model = Transformer(model_config).init_weights(seed=0).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate)
     context = min(config.context or model.config.context_length, model.config.context_length)
-    micro = config.batch_size // config.grad_accum
     generator = torch.Generator().manual_seed(0)
     x = torch.randint(0, vocab_size, (micro, context), generator=generator)
     y = torch.randint(0, vocab_size, (micro, context), generator=generator)
