@@ -90,9 +90,11 @@ def test_generate_draws_anew_and_each_branch_shows_its_seed(qtbot, window):
 
 def test_continuing_with_an_alternative_shows_the_new_branchs_chart(qtbot, window):
     pg = window.playground
+    pg.sampling.set_values({"use_seed": True, "seed": 3})  # unseeded, it may end at once (EOS)
     pg.max_tokens.setValue(5)
     pg.generate()
     qtbot.waitUntil(lambda: pg.generate_button.isEnabled(), timeout=20_000)
+    assert len(pg.branches[pg.current].steps) >= 2
     pg.select_token(1)
     assert "captured" in pg.chart.current_data().title
     pg.alternatives.setCurrentRow(3)
