@@ -215,3 +215,38 @@ def test_a_damaged_recent_models_list_reads_as_empty_and_is_replaced(private_hom
         assert all(isinstance(p, str) and len(p) <= 4096 for p in listed)
     registry.remember(checkpoint)
     assert registry.recent_models()[0] == str(checkpoint.resolve())
+
+
+def test_a_prompt_longer_than_the_settings_keep_is_cut_not_a_damaged_file(
+    qtbot, private_home, monkeypatch
+):
+    from tokenscope.gui import main_window, settings_file
+
+    monkeypatch.setattr(settings_file, "MAX_PROMPT_CHARS", 1000)
+    monkeypatch.setattr(main_window, "MAX_PROMPT_CHARS", 1000)
+    w = _start(qtbot)
+    w.playground.prompt.setPlainText("word " * 1000)  # 5,000 characters
+    w.close()
+    again = _start(qtbot)
+    assert not again.banner.isVisibleTo(again), again.banner.text()
+    assert again.playground.prompt.toPlainText() == ("word " * 1000)[:1000]
+    again.close()
+
+
+def test_a_session_the_window_saved_opens_again(qtbot, window, tmp_path):
+    """Probabilities computed in float32 may come out a hair above 1; they are the app's own."""
+    from tokenscope.gui.playground.session import read_session
+
+    pg = window.playground
+    pg.sampling.set_values({"top_k": 1, "use_seed": True, "seed": 2})
+    pg.max_tokens.setValue(4)
+    pg.generate()
+    qtbot.waitUntil(lambda: pg.generate_button.isEnabled() and bool(pg.branches), timeout=20_000)
+    path = tmp_path / "s.json"
+    pg.save_session(path)
+    data = json.loads(path.read_text())
+    data["branches"][0]["steps"][0]["sampled_probability"] = 1.0000001
+    data["branches"][0]["steps"][0]["removed_mass"] = 1.0000001
+    path.write_text(json.dumps(data))
+    _fields, branches = read_session(path)
+    assert len(branches[0].steps) == len(pg.branches[0].steps)

@@ -54,3 +54,25 @@ def test_the_window_exempts_start_up_objects_from_full_collections(window):
     """Otherwise a full collection walks ~200,000 objects and stalls the window (gui/heap.py)."""
     assert gc.get_freeze_count() > 50_000
     assert len(gc.get_objects()) < gc.get_freeze_count()
+
+
+def test_a_background_call_that_panics_still_answers(qtbot):
+    """A Rust panic (pyo3's PanicException) is a BaseException: the answer must still come,
+    or the inbox would wait for it forever."""
+    from PySide6.QtWidgets import QWidget
+
+    from tokenscope.gui import background
+
+    class PanicException(BaseException):
+        pass
+
+    def panics():
+        raise PanicException("the tokenizer gave up")
+
+    owner = QWidget()
+    answers = []
+    background.run_in_background(panics, lambda r, e: answers.append((r, e)), owner)
+    qtbot.waitUntil(lambda: bool(answers), timeout=5_000)
+    assert answers == [(None, "PanicException: the tokenizer gave up")]
+    _pool, inbox = background._the_pool()
+    qtbot.waitUntil(lambda: not inbox.listening, timeout=5_000)

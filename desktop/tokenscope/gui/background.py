@@ -50,11 +50,15 @@ def run_in_background(
             on_done(result, error)
 
     def task() -> None:
+        # Whatever happens, one answer is posted: the inbox waits for it (a Rust panic from
+        # the tokenizer is a BaseException, not an Exception).
+        outcome: tuple[Any, str | None] = (None, "the call ended without an answer")
         try:
-            outcome: tuple[Any, str | None] = (fn(), None)
-        except Exception as e:  # handed to the caller, who shows it
+            outcome = (fn(), None)
+        except BaseException as e:  # handed to the caller, who shows it
             outcome = (None, f"{type(e).__name__}: {e}")
-        inbox.post(done, *outcome)
+        finally:
+            inbox.post(done, *outcome)
 
     inbox.expect()
     future = pool.submit(task)

@@ -27,7 +27,7 @@ from tokenscope.gui.fewshot.fewshot_tab import FewShotTab
 from tokenscope.gui.models.models_tab import ModelsTab
 from tokenscope.gui.playground.playground import Playground
 from tokenscope.gui.service_bridge import JobHandle, ServiceBridge
-from tokenscope.gui.settings_file import open_settings
+from tokenscope.gui.settings_file import MAX_PROMPT_CHARS, open_settings
 from tokenscope.gui.training.training_tab import TrainingTab
 from tokenscope.lm.threads import cpu_cores
 from tokenscope.service.jobs import SetThreads
@@ -192,7 +192,9 @@ class MainWindow(QMainWindow):
     def _save(self) -> None:
         self.settings.setValue("window/geometry", self.saveGeometry())
         self.settings.setValue("playground/sampling", json.dumps(self.playground.sampling.values()))
-        self.settings.setValue("playground/prompt", self.playground.prompt.toPlainText())
+        # The settings file keeps a prompt up to its limit (a longer one is a session's job).
+        prompt = self.playground.prompt.toPlainText()[:MAX_PROMPT_CHARS]
+        self.settings.setValue("playground/prompt", prompt)
         if self.model_id:
             self.settings.setValue("model/last", self.model_id)
         self.settings.sync()
@@ -378,7 +380,10 @@ class MainWindow(QMainWindow):
     def save_session_dialog(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Save session", "session.json", "JSON (*.json)")
         if path:
-            self.playground.save_session(path)
+            try:
+                self.playground.save_session(path)
+            except (OSError, ValueError) as e:
+                self.show_error(f"Could not save the session {path}: {e}")
 
     def open_session_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open session", "", "JSON (*.json)")

@@ -21,7 +21,7 @@ from PySide6.QtCore import QByteArray, QSettings
 from tokenscope.gui.playground.sampling_panel import check_values
 
 #: a real settings file is a few KB; the saved prompt is the only long value
-MAX_FILE_BYTES = 32 * 1024 * 1024
+MAX_FILE_BYTES = 128 * 1024 * 1024  # the prompt may be 5 M characters, escaped
 MAX_PROMPT_CHARS = 5_000_000
 MAX_NAME_CHARS = 4096
 MAX_THREADS = 4096

@@ -42,6 +42,8 @@ class Branch:
 
 def write_session(path: str | Path, fields: dict[str, Any], branches: list[Branch]) -> None:
     """Save `fields` (prompt, watch, sampling, model, current) and the branches as JSON."""
+    if len(fields.get("prompt", "")) > MAX_TEXT:
+        raise ValueError(f"the prompt is longer than a session keeps ({MAX_TEXT:,} characters)")
     data = {
         "format": FORMAT,
         "version": VERSION,
@@ -67,9 +69,11 @@ MAX_FILE_BYTES = 200 * 1024 * 1024
 MAX_BRANCHES = 10_000
 MAX_STEPS = 1_000_000  # in all branches together
 MAX_ALTERNATIVES = 1_000
-MAX_TEXT = 5_000_000  # characters in the prompt
+MAX_TEXT = 20_000_000  # characters in the prompt (the engine takes no more in one call)
 MAX_TOKEN_TEXT = 10_000  # characters of one token (real ones have a few dozen at most)
 MAX_TOKEN_ID = 2**31 - 1
+#: a probability computed in float32 and renormalised can come out a hair above 1
+P_MAX = 1.001
 
 
 class SessionError(ValueError):
@@ -135,7 +139,7 @@ def _alternatives(value: Any, where: str) -> tuple[Any, ...]:
             Alternative(
                 _int(a, "token_id", at, 0, MAX_TOKEN_ID),
                 _str(a, "display", at, 10_000),
-                _float(a, "probability", at, 0.0, 1.0),
+                _float(a, "probability", at, 0.0, P_MAX),
             )
         )
     return tuple(out)
@@ -150,15 +154,15 @@ def _step(d: Any, where: str) -> Any:
         token_id=_int(d, "token_id", where, 0, MAX_TOKEN_ID),
         piece=_str(d, "piece", where, MAX_TOKEN_TEXT),
         text=_str(d, "text", where, MAX_TOKEN_TEXT),
-        probability=_float(d, "probability", where, 0.0, 1.0),
-        sampled_probability=_float(d, "sampled_probability", where, 0.0, 1.0),
+        probability=_float(d, "probability", where, 0.0, P_MAX),
+        sampled_probability=_float(d, "sampled_probability", where, 0.0, P_MAX),
         top_raw=_alternatives(d.get("top_raw"), f"{where}.top_raw"),
         top_sampled=_alternatives(d.get("top_sampled"), f"{where}.top_sampled"),
         entropy=_float(d, "entropy", where, 0.0, 64.0),
         elapsed=_float(d, "elapsed", where, 0.0, 1e9),
         context_shifted=_bool(d, "context_shifted", where),
         is_eos=_bool(d, "is_eos", where),
-        removed_mass=_float(d, "removed_mass", where, 0.0, 1.0) if "removed_mass" in d else 0.0,
+        removed_mass=_float(d, "removed_mass", where, 0.0, P_MAX) if "removed_mass" in d else 0.0,
     )
 
 
