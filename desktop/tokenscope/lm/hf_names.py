@@ -14,7 +14,7 @@ tied model) is skipped; a needed source that is missing is an error naming it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
@@ -343,6 +343,20 @@ def plan_shapes(
     """
     out: dict[str, tuple[int, ...]] = {}
     used: set[str] = set()
+    for name, names, op in _wanted(rules, config, targets, shapes):
+        try:
+            out[name] = _SHAPE_OPS[op]([tuple(shapes[s]) for s in names])
+        except ValueError as e:
+            raise ModelFormatError(f"{', '.join(names)} cannot make {name}: {e}") from None
+        used.update(names)
+    return out, used
+
+
+def _wanted(
+    rules: tuple[Rule, ...], config: ModelConfig, targets: set[str], available: Mapping[str, Any]
+) -> Iterator[tuple[str, list[str], str]]:
+    """(our tensor name, its source names, op) for each rule's tensor in `targets`, layer by
+    layer; raises ModelFormatError when a source is not in `available`."""
     for target, sources, op in rules:
         layers = range(config.n_layer) if "{i}" in target else [None]
         for i in layers:
@@ -350,15 +364,10 @@ def plan_shapes(
             if name not in targets:
                 continue
             names = [s.format(i=i) if i is not None else s for s in sources]
-            missing = [s for s in names if s not in shapes]
+            missing = [s for s in names if s not in available]
             if missing:
                 raise ModelFormatError(f"the checkpoint lacks {', '.join(missing)} (for {name})")
-            try:
-                out[name] = _SHAPE_OPS[op]([tuple(shapes[s]) for s in names])
-            except ValueError as e:
-                raise ModelFormatError(f"{', '.join(names)} cannot make {name}: {e}") from None
-            used.update(names)
-    return out, used
+            yield name, names, op
 
 
 def convert_state_dict(
@@ -397,17 +406,8 @@ def apply_rules(
     """
     out: dict[str, torch.Tensor] = {}
     total = len(targets)
-    for target, sources, op in rules:
-        layers = range(config.n_layer) if "{i}" in target else [None]
-        for i in layers:
-            name = target.format(i=i) if i is not None else target
-            if name not in targets:
-                continue
-            if progress:
-                report("converting the weights", len(out), total)
-            names = [s.format(i=i) if i is not None else s for s in sources]
-            missing = [s for s in names if s not in source]
-            if missing:
-                raise ModelFormatError(f"the checkpoint lacks {', '.join(missing)} (for {name})")
-            out[name] = _OPS[op]([source[s] for s in names]).contiguous()
+    for name, names, op in _wanted(rules, config, targets, source):
+        if progress:
+            report("converting the weights", len(out), total)
+        out[name] = _OPS[op]([source[s] for s in names]).contiguous()
     return out

@@ -13,15 +13,18 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from tokenscope.lm import config as lm_config
+
 # Upper bounds well above any model this app trains, low enough that nothing absurd is
 # allocated on the way to the memory check (a vocabulary of 10^9 aborts the Rust tokenizer).
 MAX_VOCAB = 1 << 20
 MAX_CONTEXT = 1 << 20
 MAX_BATCH = 1 << 16
-MAX_LAYERS = 1024
-MAX_HEADS = 1024
-MAX_WIDTH = 1 << 16
-MAX_FFN = 1 << 20
+# The model's shape: the engine's own bounds for any model config (one place to change them).
+MAX_LAYERS = lm_config.MAX_LAYERS
+MAX_HEADS = lm_config.MAX_HEADS
+MAX_WIDTH = lm_config.MAX_D_MODEL
+MAX_FFN = lm_config.MAX_D_FF
 MAX_STEPS = 10**9
 MAX_EVERY = 10**9
 MAX_THREADS = 1024
