@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from tokenscope import __version__
 from tokenscope.escapes import unescape
+from tokenscope.lm.weight_modes import DTYPE_CHOICES
 from tokenscope.units import format_bytes
 
 if TYPE_CHECKING:
@@ -45,10 +46,11 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--dtype",
-        choices=("float32", "bfloat16", "int8"),
-        default="float32",
-        help="weights: bfloat16 halves memory; int8 (weight-only, in the blocks) decodes "
-        "faster on the CPU; both give slightly different probabilities (default: %(default)s)",
+        choices=DTYPE_CHOICES,
+        default="auto",
+        help="weights in memory: auto keeps a GGUF file's 4-bit blocks as int4 and the rest "
+        "float16 (other models float32); float32 gives the reference numbers; bfloat16, int8 "
+        "and int4 are smaller and give slightly different probabilities (default: %(default)s)",
     )
     p.add_argument(
         "--chat",
@@ -404,7 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     f.add_argument("preset", help="a preset name (see below) or a JSON file")
     f.add_argument("--model", "-m", default="builtin", help="as for predict (default: builtin)")
-    f.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+    f.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto", help="as for predict")
     f.add_argument("--sweep", action="store_true", help="P(expected) for 0..K shots")
     f.add_argument("--max-shots", "-k", type=int, default=None, help="use the first K examples")
     f.add_argument("--orders", type=int, default=1, help="example orders to sweep (1: as given)")

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from tokenscope.lm.config import PRESETS, ModelConfig, preset
+from tokenscope.lm.kv_cache import KVCache
 from tokenscope.lm.model import Transformer
 
 VARIANTS = {
@@ -156,7 +157,11 @@ def test_the_cache_grows_as_needed_and_stays_exact():
     )
     with torch.no_grad():
         full = model(ids)
-        cache = model.new_cache(capacity=3)
+        # new_cache starts at a power of two of at least 256 positions (or the whole window);
+        # a small cache made by hand shows the growth.
+        c = model.config
+        assert model.new_cache(capacity=3).capacity == min(256, c.context_length)
+        cache = KVCache(c.n_layer, c.kv_heads, c.head_dim, 3, max_capacity=c.context_length)
         assert cache.capacity == 3
         parts = [model(ids[:, :5], cache)] + [model(ids[:, i : i + 1], cache) for i in range(5, 40)]
     assert cache.capacity >= 40 and cache.capacity <= model.config.context_length

@@ -280,7 +280,7 @@ def _check_outputs(transformer: Transformer, source: str | Path) -> None:
     """One forward pass over a few spread-out ids: damaged weights show up as NaN here."""
     c = transformer.config
     n = max(1, min(8, c.vocab_size, c.context_length))
-    ids = torch.linspace(0, c.vocab_size - 1, n).long()[None].to(transformer.embed.weight.device)
+    ids = torch.linspace(0, c.vocab_size - 1, n).long()[None].to(transformer.device)
     with torch.no_grad():
         logits = transformer(ids)
     if not bool(torch.isfinite(logits).all()):

@@ -343,7 +343,7 @@ def plan_shapes(
     """
     out: dict[str, tuple[int, ...]] = {}
     used: set[str] = set()
-    for name, names, op in _wanted(rules, config, targets, shapes):
+    for name, names, op in wanted(rules, config, targets, shapes):
         try:
             out[name] = _SHAPE_OPS[op]([tuple(shapes[s]) for s in names])
         except ValueError as e:
@@ -352,7 +352,7 @@ def plan_shapes(
     return out, used
 
 
-def _wanted(
+def wanted(
     rules: tuple[Rule, ...], config: ModelConfig, targets: set[str], available: Mapping[str, Any]
 ) -> Iterator[tuple[str, list[str], str]]:
     """(our tensor name, its source names, op) for each rule's tensor in `targets`, layer by
@@ -406,7 +406,7 @@ def apply_rules(
     """
     out: dict[str, torch.Tensor] = {}
     total = len(targets)
-    for name, names, op in _wanted(rules, config, targets, source):
+    for name, names, op in wanted(rules, config, targets, source):
         if progress:
             report("converting the weights", len(out), total)
         out[name] = _OPS[op]([source[s] for s in names]).contiguous()

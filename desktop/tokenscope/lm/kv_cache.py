@@ -10,6 +10,11 @@ from __future__ import annotations
 import torch
 
 
+def power_of_two(n: int) -> int:
+    """The smallest power of two >= n (1 for n <= 1)."""
+    return 1 << max(0, n - 1).bit_length()
+
+
 class KVCache:
     """Keys and values for every layer: (n_layer, B, n_kv_head, capacity, head_dim).
 
@@ -31,18 +36,23 @@ class KVCache:
     ) -> None:
         self.max_capacity = max(capacity, max_capacity or capacity)
         shape = (n_layer, batch_size, n_kv_head, capacity, head_dim)
-        self.keys = torch.zeros(shape, dtype=dtype, device=device)
-        self.values = torch.zeros(shape, dtype=dtype, device=device)
+        # Never inference tensors, wherever the cache is made or grown: a compiled decode
+        # step (lm.compiled) is specialised on that, and would be compiled twice.
+        with torch.inference_mode(False):
+            self.keys = torch.zeros(shape, dtype=dtype, device=device)
+            self.values = torch.zeros(shape, dtype=dtype, device=device)
         self.capacity = capacity
         self.length = 0  # positions filled and committed
         self._pending = 0  # positions being written by the forward pass in progress
 
     def _grow(self, needed: int) -> None:
-        capacity = min(self.max_capacity, max(needed, 2 * self.capacity))
+        # Powers of two: a compiled decode step is built once per capacity (lm.compiled).
+        capacity = min(self.max_capacity, power_of_two(max(needed, 2 * self.capacity)))
         for name in ("keys", "values"):
             old = getattr(self, name)
-            new = old.new_zeros((*old.shape[:3], capacity, old.shape[4]))
-            new[:, :, :, : self.capacity] = old
+            with torch.inference_mode(False):
+                new = old.new_zeros((*old.shape[:3], capacity, old.shape[4]))
+            new[:, :, :, : self.capacity] = old  # allowed in inference mode too
             setattr(self, name, new)
         self.capacity = capacity
 
@@ -62,6 +72,13 @@ class KVCache:
         self.values[layer, :, :, self.length : end] = v
         self._pending = t
         return self.keys[layer, :, :, :end], self.values[layer, :, :, :end]
+
+    def reserve(self, needed: int) -> None:
+        """Make room for `needed` positions now (a power of two, at most max_capacity)."""
+        if needed > self.max_capacity:
+            raise ValueError(f"{needed} positions exceed the cache's limit {self.max_capacity}")
+        if needed > self.capacity:
+            self._grow(needed)
 
     def commit(self) -> None:
         """Called once per forward pass, after every layer has written its new positions."""

@@ -9,7 +9,7 @@ dist.probability_of(" Jakarta")       # product over the continuation's tokens
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,6 +109,7 @@ class LanguageModel:
         chat_template: str | None = None,
         architecture: str | None = None,
         quantization: str | None = None,
+        packing: str | None = None,
     ) -> None:
         if tokenizer.vocab_size > transformer.config.vocab_size:
             raise ValueError(
@@ -123,6 +124,9 @@ class LanguageModel:
         self.chat_template = chat_template  # Jinja text from the model file, if it has one
         self.architecture = architecture  # e.g. "llama", "gpt2" for models loaded from files
         self.quantization = quantization  # how the file stored the weights, e.g. "Q4_1"
+        # How the weights are held in memory when not plain float tensors (see
+        # tokenscope.lm.packed), e.g. "int4 g32 + fp16 head + grouped embedding".
+        self.packing = packing
         self._prefix_ids: list[int] = []  # what _prefix_cache holds
         self._prefix_cache: KVCache | None = None
 
@@ -134,11 +138,14 @@ class LanguageModel:
 
     @property
     def device(self) -> torch.device:
-        return self.transformer.embed.weight.device
+        return self.transformer.device
 
     @property
     def parameter_count(self) -> int:
-        return sum(p.numel() for p in self.transformer.parameters())
+        from tokenscope.lm.packed import packed_weight_count
+
+        t = self.transformer
+        return sum(p.numel() for p in t.parameters()) + packed_weight_count(t)
 
     def __repr__(self) -> str:
         c = self.config
@@ -197,6 +204,27 @@ class LanguageModel:
         )
 
     # ----- the next token ------------------------------------------------------------------
+
+    def compile_decoding(
+        self, progress: Callable[[str, int, int], None] | None = None, *, warm: bool = True
+    ) -> float:
+        """Decode one token at a time through a compiled step (tokenscope.lm.compiled).
+
+        Faster per token once compiled; compiling takes minutes the first time on a small
+        CPU (seconds later, from inductor's disk cache). Returns the seconds spent warming.
+        Only CPU models on PyTorch 2.x with a C++ compiler; raises RuntimeError otherwise.
+        """
+        from tokenscope.lm.compiled import CompiledDecoder
+
+        decoder = CompiledDecoder(self.transformer)
+        seconds = decoder.warm(progress=progress) if warm else 0.0
+        self.transformer.decoder = decoder
+        self.forget_cache()
+        return seconds
+
+    @property
+    def compiled(self) -> bool:
+        return self.transformer.decoder is not None
 
     def forget_cache(self) -> None:
         """Drop the cached prefix (call after changing the weights in place)."""
@@ -391,7 +419,13 @@ class LanguageModel:
     def save(self, folder: str | Path) -> Path:
         """Write a native checkpoint folder (config.json, model.safetensors, tokenizer.json)."""
         from tokenscope.lm.checkpoint import save_checkpoint
+        from tokenscope.lm.packed import is_packed
 
+        if is_packed(self.transformer):
+            raise ValueError(
+                f"{self.name} holds packed {self.quantization} weights, which a checkpoint "
+                "cannot store; load it with dtype='float32' to save it"
+            )
         return save_checkpoint(self, folder)
 
 

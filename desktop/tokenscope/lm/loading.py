@@ -13,13 +13,13 @@ from tokenscope.lm.checkpoint import EXPECTED, PICKLE_SUFFIXES, load_checkpoint
 from tokenscope.lm.errors import ModelFormatError, ModelNotFoundError
 from tokenscope.lm.formats.safe_io import kind_of, open_file, shown, stat_path
 from tokenscope.lm.language_model import LanguageModel
+from tokenscope.lm.packed import half_layout, is_packed, quantize_int4
 from tokenscope.lm.progress import Reporter, reporting
 from tokenscope.lm.registry import KNOWN_MODELS, resolve_known
+from tokenscope.lm.weight_modes import AUTO, DTYPE_CHOICES, INT4, INT8
 
 BUILTIN = "builtin"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-# Not a dtype of the whole model: float32, with the blocks' matrices stored as int8.
-INT8 = "int8"
 
 
 def builtin_model_path() -> Path:
@@ -34,21 +34,25 @@ def _is_gguf(path: Path) -> bool:
         return f.read(4) == b"GGUF"
 
 
-def _load_folder(path: Path, device: str, dtype: torch.dtype | None) -> LanguageModel:
+def _load_folder(
+    path: Path, device: str, dtype: torch.dtype | None, packing: str | None = None
+) -> LanguageModel:
     from tokenscope.lm.formats.hf_folder import is_hf_folder, load_hf_folder
 
     if is_hf_folder(path):
         return load_hf_folder(path, device=device, dtype=dtype)
     ggufs = sorted(path.glob("*.gguf"))
     if stat_path(path / "config.json") is None and len(ggufs) == 1:
-        return _load_file(ggufs[0], device, dtype)
+        return _load_file(ggufs[0], device, dtype, packing)
     model = load_checkpoint(path, device=device)
     if dtype is not None:
         model.transformer.to(dtype=dtype)
     return model
 
 
-def _load_file(path: Path, device: str, dtype: torch.dtype | None) -> LanguageModel:
+def _load_file(
+    path: Path, device: str, dtype: torch.dtype | None, packing: str | None = None
+) -> LanguageModel:
     if path.suffix.lower() in PICKLE_SUFFIXES:
         raise ModelFormatError(
             f"{path} is a pickle file; Tokenscope never loads pickles because opening one "
@@ -57,9 +61,9 @@ def _load_file(path: Path, device: str, dtype: torch.dtype | None) -> LanguageMo
     if _is_gguf(path):
         from tokenscope.lm.formats.gguf_model import load_gguf
 
-        return load_gguf(path, device=device, dtype=dtype)
+        return load_gguf(path, device=device, dtype=dtype, packing=packing)
     if path.name in ("config.json", "model.safetensors", "tokenizer.json"):
-        return _load_folder(path.parent, device, dtype)
+        return _load_folder(path.parent, device, dtype, packing)
     raise ModelFormatError(
         f"{path} is not a model Tokenscope can open ({path.suffix or 'no extension'}); "
         f"{EXPECTED}, a Hugging Face folder (config.json, *.safetensors, tokenizer.json), "
@@ -82,10 +86,16 @@ def load_model(
     - a path to a native checkpoint folder (config.json, model.safetensors, tokenizer.json),
       a Hugging Face folder (config.json, *.safetensors, tokenizer.json) or a .gguf file.
 
-    Weights are float32 unless `dtype` says "bfloat16" (half the memory, slightly different
-    numbers) or "int8" (weight-only int8 in the blocks: faster decoding on the CPU, see
-    tokenscope.lm.formats.int8). Raises ModelNotFoundError or ModelFormatError with a
-    message meant for a person.
+    `dtype`:
+    - "auto" (or None, the default): a GGUF file's matrices stay as small as the file stores
+      them (4-bit blocks as int4 groups, other blocks float16, the head float16; see
+      tokenscope.lm.formats.gguf_packing); other models load in float32;
+    - "float32": every weight dequantized to float32 (the reference numbers);
+    - "bfloat16": half the memory, slightly different numbers;
+    - "int8": the blocks' matrices as int8 rows (tokenscope.lm.formats.int8);
+    - "int4": the blocks' matrices as 4-bit groups of 32 (exact for 4-bit GGUF blocks,
+      rounded otherwise), the output head float16.
+    Raises ModelNotFoundError or ModelFormatError with a message meant for a person.
 
     `progress(stage, done, total)` is called as the load goes on (see tokenscope.lm.progress);
     an exception it raises stops the load and comes out of this call.
@@ -93,18 +103,38 @@ def load_model(
     if progress is not None:
         with reporting(progress):
             return load_model(name_or_path, device=device, dtype=dtype)
+    if dtype is None:
+        dtype = AUTO
     if dtype == INT8:
         from tokenscope.lm.formats.int8 import quantize_blocks_int8
 
-        model = load_model(name_or_path, device=device)
+        model = load_model(name_or_path, device=device, dtype="float32")
         quantize_blocks_int8(model.transformer)
         model.quantization = f"{model.quantization or 'F32'} -> int8"
         return model
+    if isinstance(dtype, str) and dtype not in DTYPE_CHOICES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPE_CHOICES)} (got {dtype!r})")
+    if dtype in (AUTO, INT4):
+        model = _load_any(name_or_path, device, None, dtype)
+        if dtype == INT4 and not is_packed(model.transformer):
+            # Not a GGUF file (or one the plan left alone): quantize what was loaded.
+            quantize_int4(model.transformer, device)
+            model.packing = "int4 g32 (rounded) + fp16 head"
+            model.forget_cache()
+        return model
     if isinstance(dtype, str):
-        if dtype not in DTYPES:
-            choices = ", ".join([*DTYPES, INT8])
-            raise ValueError(f"dtype must be one of {choices} (got {dtype!r})")
         dtype = DTYPES[dtype]
+    model = _load_any(name_or_path, device, dtype, None)
+    if dtype in (torch.bfloat16, torch.float16):
+        half_layout(model.transformer)
+        model.packing = f"{str(dtype).removeprefix('torch.')} (out, in)"
+        model.forget_cache()
+    return model
+
+
+def _load_any(
+    name_or_path: str | Path, device: str, dtype: torch.dtype | None, packing: str | None
+) -> LanguageModel:
     name = str(name_or_path)
     if name == BUILTIN:
         path = builtin_model_path()
@@ -113,9 +143,9 @@ def load_model(
                 f"the bundled default model is not in this installation ({path} is missing); "
                 "open a checkpoint folder instead"
             )
-        return _load_folder(path, device, dtype)
+        return _load_folder(path, device, dtype, packing)
     if name in KNOWN_MODELS:
-        model = _load_file(resolve_known(name), device, dtype)
+        model = _load_file(resolve_known(name), device, dtype, packing)
         model.name = name
         return model
     if not isinstance(name_or_path, (str, os.PathLike)):
@@ -134,9 +164,9 @@ def load_model(
             "nor an existing file or folder"
         )
     if stat.S_ISREG(st.st_mode):
-        return _load_file(path, device, dtype)
+        return _load_file(path, device, dtype, packing)
     if stat.S_ISDIR(st.st_mode):
-        return _load_folder(path, device, dtype)
+        return _load_folder(path, device, dtype, packing)
     raise ModelFormatError(
         f"{shown(path)} is {kind_of(st.st_mode)}, not a model file or folder; {EXPECTED}, "
         "a Hugging Face folder or a .gguf file."

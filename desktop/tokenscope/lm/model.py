@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tokenscope.lm.config import ModelConfig
-from tokenscope.lm.kv_cache import KVCache
+from tokenscope.lm.kv_cache import KVCache, power_of_two
 
 
 class Dense(nn.Module):
@@ -205,7 +205,21 @@ class Transformer(nn.Module):
         self.blocks = nn.ModuleList(Block(c, rotary) for _ in range(c.n_layer))
         self.final_norm = _norm(c)
         self.head = None if c.tie_embeddings else Dense(c.d_model, c.vocab_size, bias=False)
+        # Set when the weights are packed (tokenscope.lm.packed): the output head as a layer
+        # of its own, used instead of `head` or the tied embedding.
+        self.output_layer: nn.Module | None = None
         self._head_copy: tuple[tuple, torch.Tensor] | None = None
+        # Set by LanguageModel.compile_decoding: the compiled one-token step (lm.compiled).
+        self.decoder = None
+
+    @property
+    def device(self) -> torch.device:
+        return self.final_norm.weight.device
+
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        """The type of the activations (packed layers convert to their own and back)."""
+        return self.final_norm.weight.dtype
 
     def init_weights(self, seed: int | None = None) -> Transformer:
         """GPT-2 initialisation: N(0, 0.02), residual outputs scaled by 1/sqrt(2 * n_layer)."""
@@ -227,11 +241,11 @@ class Transformer(nn.Module):
     def new_cache(self, capacity: int | None = None, batch_size: int = 1) -> KVCache:
         """An empty KV cache that grows as needed up to the context length.
 
-        `capacity` is the room to allocate at once (default: up to 256 positions).
+        `capacity` is the room to allocate at once, rounded up to a power of two of at least
+        256 positions (at most the context length).
         """
         c = self.config
-        p = self.embed.weight
-        start = min(capacity or 256, c.context_length)
+        start = min(power_of_two(max(capacity or 256, 256)), c.context_length)
         return KVCache(
             c.n_layer,
             c.kv_heads,
@@ -239,8 +253,8 @@ class Transformer(nn.Module):
             start,
             max_capacity=c.context_length,
             batch_size=batch_size,
-            dtype=p.dtype,
-            device=p.device,
+            dtype=self.compute_dtype,
+            device=self.device,
         )
 
     def _output_matrix(self) -> torch.Tensor:
@@ -279,7 +293,16 @@ class Transformer(nn.Module):
             raise ValueError(
                 f"{start + t} positions exceed the context length {self.config.context_length}"
             )
+        if (
+            self.decoder is not None
+            and cache is not None
+            and ids.shape == (1, 1)
+            and not torch.is_grad_enabled()
+        ):
+            return self.decoder.step(ids, cache)
         x = self.embed(ids)  # (B, T, C)
+        if x.dtype != self.compute_dtype:  # a packed embedding gives float32 rows
+            x = x.to(self.compute_dtype)
         if self.pos_embed is not None:
             x = x + self.pos_embed.weight[start : start + t]
         x = self.drop(x)
@@ -290,4 +313,6 @@ class Transformer(nn.Module):
         if last_only:
             x = x[:, -1:]
         x = self.final_norm(x)
+        if self.output_layer is not None:
+            return self.output_layer(x)
         return x @ self._output_matrix()  # (B, T, V)

@@ -258,7 +258,7 @@ class Trainer:
         elif c.init_from:
             from tokenscope.lm.loading import load_model
 
-            loaded = load_model(c.init_from)
+            loaded = load_model(c.init_from, dtype="float32")  # trainable, not packed
             if loaded.tokenizer.vocab_size != tokenizer.vocab_size:
                 raise TokenscopeError(
                     'fine-tuning keeps the model\'s vocabulary: use tokenizer "model"'

@@ -68,7 +68,7 @@ def test_skipping_the_row_permutation_would_be_caught(tmp_path, hf_models, bpe_t
 def test_quantized_gguf_holds_the_dequantized_weights(tmp_path, hf_models, bpe_tokenizer, qtype):
     hf = hf_models["llama"]
     path = write_gguf(tmp_path / "q.gguf", hf, bpe_tokenizer, qtype=qtype)
-    model = load_model(path)
+    model = load_model(path, dtype="float32")
     assert model.quantization == qtype.name
     down = hf.model.layers[1].mlp.down_proj.weight.detach().numpy()
     expected = gguf_dequantize(quantize(down, qtype), qtype).reshape(down.shape)
@@ -113,7 +113,7 @@ def test_k_quant_weights_and_the_q_k_permutation(tmp_path, bpe_tokenizer, qtype)
         "blk.0.ffn_down.weight": (_random_k_blocks(qtype, 256, 512, 2), qtype),
     }
     path = write_gguf(tmp_path / "k.gguf", hf, bpe_tokenizer, raw=raw)
-    model = load_model(path)
+    model = load_model(path, dtype="float32")
     down = gguf_dequantize(raw["blk.0.ffn_down.weight"][0], qtype).reshape(256, 512)
     np.testing.assert_array_equal(
         model.transformer.blocks[0].mlp.down.weight.detach().numpy(), down.T

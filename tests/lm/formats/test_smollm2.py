@@ -86,7 +86,8 @@ def gguf_path():
 
 @pytest.fixture(scope="module")
 def ours(gguf_path):
-    return load_model("smollm2-135m")
+    """Dequantized to float32, as transformers does: the reference numbers."""
+    return load_model("smollm2-135m", dtype="float32")
 
 
 @pytest.fixture(scope="module")

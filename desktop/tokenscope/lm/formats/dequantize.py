@@ -98,3 +98,54 @@ def dequantize(raw: np.ndarray, qtype: Q, shape: tuple[int, ...], name: str = ""
     else:
         values = torch.from_numpy(np.asarray(gguf_dequantize(raw, qtype), dtype=np.float32))
     return values.reshape(shape)
+
+
+# ----- group form (kept small in memory, see tokenscope.lm.packed) -----------------------------
+# Q4_K (256 weights per block): d:f16, dmin:f16, 12 bytes of 6-bit scales and mins for its
+# eight sub-blocks of 32, then 128 bytes of nibbles; sub-block j: w = d*sc[j]*q - dmin*m[j].
+
+FOUR_BIT = (Q.Q4_0, Q.Q4_1, Q.Q4_K)
+GROUP_TYPES = (Q.Q8_0, *FOUR_BIT)
+
+
+def _q4_k_scales(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(n, 12) packed bytes -> scales and mins (n, 8), each 0..63."""
+    s = s.to(torch.int32)
+    a, b, c = s[:, 0:4], s[:, 4:8], s[:, 8:12]
+    scales = torch.cat([a & 0x3F, (c & 0x0F) | ((a >> 2) & 0x30)], dim=1)
+    mins = torch.cat([b & 0x3F, (c >> 4) | ((b >> 2) & 0x30)], dim=1)
+    return scales.float(), mins.float()
+
+
+def groups(raw: np.ndarray, qtype: Q, shape: tuple[int, ...], name: str = ""):
+    """A 2-D tensor of a group type as tokenscope.lm.packed.Groups (exact, no rounding)."""
+    from tokenscope.lm.packed import GROUP, Groups
+
+    if qtype not in GROUP_TYPES or len(shape) != 2 or shape[1] % GROUP:
+        raise ValueError(f"{name}: {qtype.name} {shape} is not a group type")
+    rows, cols = shape
+    n = rows * cols // GROUP
+    if qtype == Q.Q8_0:
+        b = _blocks(raw, 34)
+        q, scale, bias = b[:, 2:].view(torch.int8), _f16(b[:, :2]), None
+    elif qtype == Q.Q4_0:
+        b = _blocks(raw, 18)
+        q, scale = _nibbles(b[:, 2:]), _f16(b[:, :2])
+        bias = -8.0 * scale
+    elif qtype == Q.Q4_1:
+        b = _blocks(raw, 20)
+        q, scale, bias = _nibbles(b[:, 4:]), _f16(b[:, :2]), _f16(b[:, 2:4])
+    else:  # Q4_K
+        b = _blocks(raw, 144)
+        d, dmin = _f16(b[:, :2]), _f16(b[:, 2:4])
+        sc, m = _q4_k_scales(b[:, 4:16])
+        scale, bias = d * sc, -(dmin * m)  # (blocks, 8)
+        nib = b[:, 16:].reshape(-1, 4, 32)  # four chunks of 32 bytes: low, then high nibbles
+        q = torch.stack([nib & 0x0F, nib >> 4], dim=2)  # (blocks, 4, 2, 32)
+    q = q.reshape(rows, cols)
+    scale = scale.reshape(rows, cols // GROUP)
+    bias = torch.zeros_like(scale) if bias is None else bias.reshape(rows, cols // GROUP)
+    assert q.numel() == n * GROUP
+    return Groups(
+        q.contiguous(), scale.contiguous(), bias.contiguous(), 8 if qtype == Q.Q8_0 else 4
+    )

@@ -311,6 +311,19 @@ class GGUFFile:
         data = np.frombuffer(self._map, dtype=np.uint8, count=info.n_bytes, offset=info.offset)
         return data.reshape(rows, info.n_bytes // rows) if rows else data
 
+    def release(self, info: TensorInfo) -> None:
+        """Tell the kernel a tensor's pages are no longer needed, so that a file read once,
+        tensor by tensor, does not stay resident as a whole while the model is built."""
+        m = getattr(self, "_map", None)
+        advise = getattr(mmap, "MADV_DONTNEED", None)
+        if m is None or advise is None or m.closed:
+            return
+        page = mmap.PAGESIZE
+        start = info.offset - info.offset % page
+        end = min(self.file_size, info.offset + info.n_bytes)
+        with contextlib.suppress(OSError, ValueError):
+            m.madvise(advise, start, end - start)
+
     def close(self) -> None:
         """Release the memory map and the file."""
         m = getattr(self, "_map", None)

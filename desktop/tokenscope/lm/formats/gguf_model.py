@@ -30,7 +30,9 @@ from tokenscope.lm.errors import ModelFormatError
 from tokenscope.lm.formats.dequantize import check_readable, dequantize
 from tokenscope.lm.formats.empty_model import empty_transformer
 from tokenscope.lm.formats.gguf_file import GGUFFile, TensorInfo
+from tokenscope.lm.formats.gguf_packing import finish_tied_head, pack_gguf
 from tokenscope.lm.formats.gguf_tokenizer import tokenizer_from_gguf
+from tokenscope.lm.heap import fix_mmap_threshold, trim
 from tokenscope.lm.hf_names import GGUF_ARCHITECTURES, apply_rules, plan_shapes
 from tokenscope.lm.language_model import LanguageModel
 from tokenscope.lm.model import RotaryEmbedding
@@ -249,12 +251,22 @@ class _Tensors(Mapping[str, torch.Tensor]):
 
 
 def load_gguf(
-    path: str | Path, *, device: str = "cpu", dtype: torch.dtype | None = None
+    path: str | Path,
+    *,
+    device: str = "cpu",
+    dtype: torch.dtype | None = None,
+    packing: str | None = None,
 ) -> LanguageModel:
-    """A LanguageModel from a GGUF file; float32 weights unless `dtype` says otherwise."""
+    """A LanguageModel from a GGUF file.
+
+    With `packing` "auto" or "int4", matrices stay small in memory as the file stores them
+    (see tokenscope.lm.formats.gguf_packing); otherwise every weight is dequantized to float32
+    (or `dtype`).
+    """
     from tokenscope.lm.checkpoint import assemble_model
 
     path = Path(path)
+    fix_mmap_threshold()
     report("reading the file's header")
     with GGUFFile(path) as gf:
         arch = architecture_of(gf.metadata, path)
@@ -268,7 +280,13 @@ def load_gguf(
         # Shapes and types first: a file whose tensors do not fit its own metadata is refused
         # before a single tensor is dequantized.
         _check_plan(gf, config, spec, transformer, targets)
+        packed_label = None
         try:
+            if packing is not None:
+                done, packed_label = pack_gguf(
+                    gf, config, spec, transformer, targets, packing, device
+                )
+                targets -= done
             state = apply_rules(
                 _Tensors(gf, config, spec["rows_permuted"]), spec["rules"], config, targets
             )
@@ -284,7 +302,7 @@ def load_gguf(
             f"{path} has tensors Tokenscope does not know how to use ({', '.join(unused[:4])}); "
             "loading without them would give wrong predictions"
         )
-    return assemble_model(
+    model = assemble_model(
         transformer,
         state,
         tokenizer,
@@ -297,6 +315,12 @@ def load_gguf(
         architecture=arch,
         quantization=quantization,
     )
+    if packed_label is not None:
+        finish_tied_head(model.transformer, device)
+        model.packing = packed_label
+        model.forget_cache()
+    trim()
+    return model
 
 
 def _check_plan(

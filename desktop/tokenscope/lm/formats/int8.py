@@ -29,6 +29,10 @@ class Int8Dense(nn.Module):
         self.register_buffer("scale", scale.to(torch.bfloat16))
         self.bias = dense.bias
 
+    @property
+    def weight_count(self) -> int:
+        return self.qweight.numel()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         y = torch._weight_int8pack_mm(
