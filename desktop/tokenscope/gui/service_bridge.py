@@ -115,14 +115,23 @@ class ServiceBridge(QObject):
             self._lanes[lane] = handle
         return handle
 
-    def load(self, target: str, threads: int | None = None, **callbacks: Any) -> JobHandle | None:
+    def load(
+        self,
+        target: str,
+        threads: int | None = None,
+        *,
+        dtype: str | None = None,
+        compile: bool = False,
+        **callbacks: Any,
+    ) -> JobHandle | None:
         """Switch models: stop every job (generation, sweeps, an unfinished load), then load.
 
         `model_loaded` is emitted when the new model is in place; until then the current
         model stays, and a failed or cancelled load keeps it.
         """
         self.cancel_all()
-        return self.submit(Load(target, threads=threads), lane="load", **callbacks)
+        job = Load(target, dtype=dtype, threads=threads, compile=compile)
+        return self.submit(job, lane="load", **callbacks)
 
     def current(self, lane: str) -> JobHandle | None:
         """The job running or waiting in `lane`, if any."""

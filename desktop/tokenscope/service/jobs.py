@@ -39,8 +39,9 @@ class Load(Job):
     needs_model: ClassVar[bool] = False
 
     target: str
-    dtype: str | None = None
+    dtype: str | None = None  # see tokenscope.lm.loading.DTYPE_CHOICES; None: auto
     threads: int | None = None  # torch threads for this model; None: chosen from its size
+    compile: bool = False  # decode through a compiled step (lm.compiled), warmed here
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,9 @@ class ModelInfo:
     quantization: str | None
     has_chat_template: bool
     threads: int  # torch threads the model runs with
+    packing: str | None = None  # how the weights are held, e.g. "fp16 head + int4 g32"
+    compiled: bool = False  # decoding through the compiled step
+    note: str = ""  # something the person should know about this load, e.g. why not compiled
 
 
 @dataclass(frozen=True)

@@ -122,6 +122,16 @@ class ModelService:
             else choose_threads(model.parameter_count)
         )
         torch.set_num_threads(threads)
+        note = ""
+        if job.compile:
+            yield LoadProgress("compiling the decode step (minutes the first time, then seconds)")
+            try:
+                model.compile_decoding(progress=ctx.load_reporter())
+            except (RuntimeError, OSError, ImportError, AssertionError) as e:
+                # No C++ compiler, an unsupported torch: the eager model is still good.
+                lines = str(e).strip().splitlines()
+                note = f"compiled decoding unavailable ({lines[0] if lines else type(e).__name__})"
+            ctx.check()
         self.model, self.epoch = model, self.epoch + 1
         self._last = self._watch = None
         c = model.config
@@ -140,6 +150,9 @@ class ModelService:
             quantization=model.quantization,
             has_chat_template=bool(model.chat_template),
             threads=torch.get_num_threads(),  # as torch reports it, in the model's thread
+            packing=model.packing,
+            compiled=model.compiled,
+            note=note,
         )
         return self.info
 
