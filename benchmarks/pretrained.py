@@ -1,20 +1,32 @@
-"""SmolLM2-135M-Instruct (GGUF Q4_1): Tokenscope against transformers and llama.cpp, one table.
+"""Real GGUF models: Tokenscope's weight modes side by side with llama.cpp, in one run.
 
-    python benchmarks/pretrained.py                  # 1 thread, 3 rounds, 64 new tokens
-    python benchmarks/pretrained.py --threads 2 --rounds 5 --new 128
+    python benchmarks/pretrained.py                       # SmolLM2-135M Q4_1, 1 and 2 threads
+    python benchmarks/pretrained.py --rounds 5 --new 128
+    python benchmarks/pretrained.py --model qwen1.5b-shapes --tools auto,llama.cpp --rounds 1
+    python benchmarks/pretrained.py --tools auto,compiled,llama.cpp --threads 1
 
-Each tool runs in a fresh process per round (so load time and peak memory are its own), in
-alternating order so that machine noise hits all alike. Printed per tool: load time (open the
-GGUF file to ready; torch's import excluded, the same for all), batch-1 greedy decode
-tokens/s after a 6-token prompt (the first token, which includes the prompt, not counted),
-peak resident memory of the process, and the ratio of decode speed to transformers float32.
+Every (tool, thread count) runs in a fresh process per round, in alternating order, so load
+time and peak memory are its own and machine noise hits all alike. Printed per tool: load
+time (open the file to ready; imports excluded), prefill tokens/s on a ~250-token passage,
+batch-1 greedy decode tokens/s after a 6-token prompt (the first token, which includes the
+prompt, not counted), peak resident memory of the whole process, the part of it the load
+added ("model": peak minus the memory before loading; Python, torch and the tokenizer
+library alone take ~220 MB), and decode speed as a ratio to llama.cpp in the same run.
 
-Tokenscope variants: float32 (the default), bfloat16 and int8 (weight-only, blocks only).
-Their accuracy against Tokenscope float32 is measured on the same prompts: the largest
-difference in next-token probability and how many 32-token greedy continuations agree.
+Tools: tokenscope-f32 (every weight float32, the reference numbers), tokenscope-auto (the
+default: 4-bit blocks as int4 groups, the rest float16, see tokenscope.lm.formats.
+gguf_packing), tokenscope-compiled (auto plus the compiled decode step; its compile or
+disk-cache load is reported, not counted in the load), tokenscope-bf16, tokenscope-int8,
+transformers-f32 (SmolLM2 only) and llama.cpp through the package `xllamacpp` (its own HTTP
+server in-process; decode and prefill speeds are llama.cpp's own timings).
 
-llama.cpp runs through `llama-cpp-python` when it is installed; otherwise it is reported as
-not measured. Needs `tokenscope models pull smollm2-135m`.
+Accuracy, on a varied prompt set, against Tokenscope float32: the largest difference in any
+next-token probability, how many top-1 tokens agree, and how many 32-token greedy
+continuations are identical; llama.cpp's top-1 and its top-20 probabilities likewise.
+
+`--model qwen1.5b-shapes` writes a random-weight Q4_0 GGUF with Qwen2.5-1.5B's shapes
+(28 layers, width 1536, FFN 8960, 12 heads, 2 KV heads, tied vocabulary of 151,936) with
+the `gguf` package, once, into the benchmark cache folder (~0.9 GB): speed and memory only.
 """
 
 from __future__ import annotations
@@ -23,14 +35,16 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
 import time
+import urllib.request
+from pathlib import Path
 
 PROMPT = "The capital of Indonesia is"
-TOOLS = ["tokenscope-f32", "tokenscope-bf16", "tokenscope-int8", "transformers-f32", "llama.cpp"]
+TOOLS = ["f32", "auto", "compiled", "bf16", "int8", "transformers", "llama.cpp"]
+DTYPES = {"f32": "float32", "auto": "auto", "compiled": "auto", "bf16": "bfloat16", "int8": "int8"}
 ACCURACY_PROMPTS = [
     "The capital of Indonesia is",
     "Ibu kota Indonesia adalah",
@@ -40,188 +54,394 @@ ACCURACY_PROMPTS = [
     "English: cat\nFrench: chat\nEnglish: dog\nFrench:",
     "Once upon a time, there was a",
     "<|im_start|>user\nName three colours.<|im_end|>\n<|im_start|>assistant\n",
+    "Water boils at a temperature of",
+    "SELECT name FROM users WHERE",
+    "Q: What is 3 + 5?\nA: 8\nQ: What is 7 + 2?\nA:",
+    "The quick brown fox jumps over the",
 ]
+PASSAGE = (
+    "Indonesia is an archipelagic country in Southeast Asia, lying between the Indian and "
+    "Pacific oceans. It consists of over 17,000 islands, including Sumatra, Java, Sulawesi, and "
+    "parts of Borneo and New Guinea. Indonesia is the world's largest archipelagic state and "
+    "the 14th-largest country by area, at 1,904,569 square kilometres. With over 280 million "
+    "people, Indonesia is the world's fourth-most-populous country and the most populous "
+    "Muslim-majority country. Java, the world's most populous island, is home to more than half "
+    "of the country's population. Indonesia is a presidential republic with an elected "
+    "legislature. It has 38 provinces, of which nine have special autonomous status. The "
+    "country's capital, Jakarta, is the world's second-most-populous urban area. Indonesia "
+    "shares land borders with Papua New Guinea, East Timor, and the eastern part of Malaysia, "
+    "as well as maritime borders with Singapore, Vietnam, Thailand, the Philippines, Australia, "
+    "Palau, and India. The capital of Indonesia is"
+)
 
 
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+def _status_mb(key: str) -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
 
 
-def _gguf_path() -> str:
-    from tokenscope.lm.registry import resolve_known
+def _model_path(model: str) -> str:
+    if model == "smollm2":
+        from tokenscope.lm.registry import resolve_known
 
-    return str(resolve_known("smollm2-135m"))
-
-
-def _worker(tool: str, new: int, threads: int) -> dict:
-    """Load with one tool, decode `new` tokens greedily, report times and memory."""
-    import torch
-
-    torch.set_num_threads(threads)
-    path = _gguf_path()
-    if tool.startswith("tokenscope"):
-        from tokenscope.lm import GREEDY, load_model
-
-        dtype = {"f32": None, "bf16": "bfloat16", "int8": "int8"}[tool.split("-")[1]]
-        started = time.perf_counter()
-        model = load_model(path, dtype=dtype)
-        load = time.perf_counter() - started
-        gen = model.generate(PROMPT, max_tokens=new, sampling=GREEDY)
-        steps = iter(gen)
-        next(steps)  # the prompt's forward pass
-        started = time.perf_counter()
-        n = sum(1 for _ in steps)
-        rate = n / (time.perf_counter() - started)
-        text = gen.text
-    elif tool == "transformers-f32":
-        import transformers
-
-        folder, name = os.path.split(path)
-        started = time.perf_counter()
-        hf = transformers.AutoModelForCausalLM.from_pretrained(
-            folder, gguf_file=name, dtype=torch.float32
-        ).eval()
-        tok = transformers.AutoTokenizer.from_pretrained(folder, gguf_file=name)
-        load = time.perf_counter() - started
-        ids = torch.tensor([tok.encode(PROMPT, add_special_tokens=False)])
-        kwargs = dict(attention_mask=torch.ones_like(ids), do_sample=False, pad_token_id=2)
-        with torch.inference_mode():
-            hf.generate(ids, max_new_tokens=1, min_new_tokens=1, **kwargs)
-            first = time.perf_counter()
-            hf.generate(ids, max_new_tokens=1, min_new_tokens=1, **kwargs)
-            one = time.perf_counter() - first
-            started = time.perf_counter()
-            out = hf.generate(ids, max_new_tokens=new, min_new_tokens=new, **kwargs)
-            # Same accounting as ours: the prompt's pass (measured alone) is not counted.
-            rate = (new - 1) / (time.perf_counter() - started - one)
-        text = tok.decode(out[0, ids.shape[1] :])
-    else:
-        from llama_cpp import Llama
-
-        started = time.perf_counter()
-        llm = Llama(model_path=path, n_threads=threads, n_ctx=512, verbose=False)
-        load = time.perf_counter() - started
-        tokens = llm.tokenize(PROMPT.encode(), add_bos=False)
-        produced, started = [], None
-        for token in llm.generate(tokens, temp=0.0, top_k=1):
-            if started is None:
-                started = time.perf_counter()
-            produced.append(token)
-            if len(produced) == new:
-                break
-        rate = (new - 1) / (time.perf_counter() - started)
-        text = llm.detokenize(produced).decode("utf-8", "replace")
-    return {"load_s": load, "tok_s": rate, "peak_mb": _peak_rss_mb(), "text": text[:40]}
+        return str(resolve_known("smollm2-135m"))
+    return str(_qwen_shapes_file())
 
 
-def _accuracy(threads: int) -> dict:
-    """Each Tokenscope variant against Tokenscope float32 on the same prompts."""
+def _cache_folder() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "tokenscope" / "benchmarks"
+
+
+def _qwen_shapes_file() -> Path:
+    """A random Q4_0 GGUF with Qwen2.5-1.5B's shapes and SmolLM2's tokenizer, padded."""
+    import numpy as np
+    from gguf import GGMLQuantizationType as Q
+    from gguf import GGUFReader, GGUFWriter
+
+    path = _cache_folder() / "qwen2.5-1.5b-shapes-random.Q4_0.gguf"
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    vocab, d, ffn, layers, heads, kv = 151936, 1536, 8960, 28, 12, 2
+    hs = d // heads
+    print(f"writing {path} (random weights, once)", file=sys.stderr)
+    tok = GGUFReader(_model_path("smollm2"))
+    fields = tok.fields
+    tokens = [bytes(fields["tokenizer.ggml.tokens"].parts[i]).decode("utf-8", "replace")
+              for i in fields["tokenizer.ggml.tokens"].data]  # fmt: skip
+    types = [int(fields["tokenizer.ggml.token_type"].parts[i][0])
+             for i in fields["tokenizer.ggml.token_type"].data]  # fmt: skip
+    merges = [bytes(fields["tokenizer.ggml.merges"].parts[i]).decode("utf-8", "replace")
+              for i in fields["tokenizer.ggml.merges"].data]  # fmt: skip
+    extra = vocab - len(tokens)
+    tokens += [f"<|extra_{i}|>" for i in range(extra)]
+    types += [3] * extra  # control tokens: never produced by the BPE merges
+    rng = np.random.default_rng(0)
+
+    def q4_0(rows: int, cols: int) -> np.ndarray:
+        blocks = rng.integers(0, 256, size=(rows * cols // 32, 18), dtype=np.uint8)
+        scale = np.full(len(blocks), 0.02 / 8 if cols < 4096 else 0.01 / 8, dtype=np.float16)
+        blocks[:, :2] = scale.view(np.uint8).reshape(-1, 2)
+        return blocks.reshape(rows, -1)
+
+    w = GGUFWriter(str(path), "qwen2")
+    w.add_name("qwen2.5-1.5b-shapes-random")
+    w.add_context_length(32768)
+    w.add_embedding_length(d)
+    w.add_feed_forward_length(ffn)
+    w.add_block_count(layers)
+    w.add_head_count(heads)
+    w.add_head_count_kv(kv)
+    w.add_rope_freq_base(1000000.0)
+    w.add_layer_norm_rms_eps(1e-6)
+    w.add_file_type(2)  # MOSTLY_Q4_0
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("smollm")
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    w.add_token_merges(merges)
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(2)
+    w.add_add_bos_token(False)
+    w.add_tensor("token_embd.weight", q4_0(vocab, d), raw_dtype=Q.Q4_0)
+    for i in range(layers):
+        b = f"blk.{i}."
+        for name, rows, cols in [("attn_q", d, d), ("attn_k", kv * hs, d), ("attn_v", kv * hs, d),
+                                 ("attn_output", d, d), ("ffn_gate", ffn, d), ("ffn_up", ffn, d),
+                                 ("ffn_down", d, ffn)]:  # fmt: skip
+            w.add_tensor(b + name + ".weight", q4_0(rows, cols), raw_dtype=Q.Q4_0)
+        for name, n in [("attn_q", d), ("attn_k", kv * hs), ("attn_v", kv * hs)]:
+            w.add_tensor(b + name + ".bias", np.zeros(n, dtype=np.float32))
+        w.add_tensor(b + "attn_norm.weight", np.ones(d, dtype=np.float32))
+        w.add_tensor(b + "ffn_norm.weight", np.ones(d, dtype=np.float32))
+    w.add_tensor("output_norm.weight", np.ones(d, dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+# ----- one tool, one process ------------------------------------------------------------------
+
+
+def _tokenscope(tool: str, path: str, new: int) -> dict:
     import torch
 
     from tokenscope.lm import GREEDY, load_model
 
+    before = _status_mb("VmRSS")
+    started = time.perf_counter()
+    model = load_model(path, dtype=DTYPES[tool])
+    load = time.perf_counter() - started
+    extra = {}
+    if tool == "compiled":
+        extra["compile_s"] = model.compile_decoding()
+    # Prefill: the passage's forward pass (a fresh cache each time), best of 2.
+    ids = torch.tensor([model.encode(PASSAGE)])
+    prefill = []
+    with torch.inference_mode():
+        for _ in range(2):
+            cache = model.transformer.new_cache(ids.shape[1] + 1)
+            t0 = time.perf_counter()
+            model.transformer(ids, cache, last_only=True)
+            prefill.append(ids.shape[1] / (time.perf_counter() - t0))
+    gen = model.generate(PROMPT, max_tokens=new, sampling=GREEDY)
+    steps = iter(gen)
+    next(steps)  # the prompt's forward pass
+    started = time.perf_counter()
+    n = sum(1 for _ in steps)
+    rate = n / (time.perf_counter() - started)
+    return {"load_s": load, "tok_s": rate, "prefill_tok_s": max(prefill), "before_mb": before,
+            "text": gen.text[:40], **extra}  # fmt: skip
+
+
+def _transformers(path: str, new: int) -> dict:
+    import torch
+    import transformers
+
+    folder, name = os.path.split(path)
+    before = _status_mb("VmRSS")
+    started = time.perf_counter()
+    hf = transformers.AutoModelForCausalLM.from_pretrained(
+        folder, gguf_file=name, dtype=torch.float32
+    ).eval()
+    tok = transformers.AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    load = time.perf_counter() - started
+    ids = torch.tensor([tok.encode(PROMPT, add_special_tokens=False)])
+    passage = torch.tensor([tok.encode(PASSAGE, add_special_tokens=False)])
+    kwargs = dict(attention_mask=torch.ones_like(ids), do_sample=False, pad_token_id=2)
+    with torch.inference_mode():
+        t0 = time.perf_counter()
+        hf(passage)
+        prefill = passage.shape[1] / (time.perf_counter() - t0)
+        hf.generate(ids, max_new_tokens=1, min_new_tokens=1, **kwargs)
+        first = time.perf_counter()
+        hf.generate(ids, max_new_tokens=1, min_new_tokens=1, **kwargs)
+        one = time.perf_counter() - first
+        started = time.perf_counter()
+        out = hf.generate(ids, max_new_tokens=new, min_new_tokens=new, **kwargs)
+        rate = (new - 1) / (time.perf_counter() - started - one)
+    text = tok.decode(out[0, ids.shape[1] :])
+    return {"load_s": load, "tok_s": rate, "prefill_tok_s": prefill, "before_mb": before,
+            "text": text[:40]}  # fmt: skip
+
+
+class LlamaServer:
+    """llama.cpp's server in this process (xllamacpp), spoken to over loopback HTTP."""
+
+    def __init__(self, path: str, threads: int, n_ctx: int = 1024) -> None:
+        import xllamacpp
+
+        p = xllamacpp.CommonParams()
+        p.model.path = path
+        p.n_ctx = n_ctx
+        p.cpuparams.n_threads = threads
+        p.cpuparams_batch.n_threads = threads
+        self.server = xllamacpp.Server(p)
+        self.url = self.server.listening_address.rstrip("/")
+
+    def complete(self, body: dict) -> dict:
+        req = urllib.request.Request(
+            self.url + "/completion",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=600) as response:
+            return json.loads(response.read())
+
+
+def _llama(path: str, new: int, threads: int) -> dict:
+    before = _status_mb("VmRSS")
+    started = time.perf_counter()
+    server = LlamaServer(path, threads)
+    load = time.perf_counter() - started
+    passage = server.complete({"prompt": PASSAGE, "n_predict": 1, "cache_prompt": False})
+    out = server.complete({"prompt": PROMPT, "n_predict": new, "temperature": 0, "top_k": 1,
+                           "cache_prompt": False, "ignore_eos": True})  # fmt: skip
+    return {"load_s": load, "tok_s": out["timings"]["predicted_per_second"],
+            "prefill_tok_s": passage["timings"]["prompt_per_second"], "before_mb": before,
+            "text": out["content"][:40]}  # fmt: skip
+
+
+def _worker(tool: str, model: str, new: int, threads: int) -> dict:
+    import torch
+
     torch.set_num_threads(threads)
-    path = _gguf_path()
-    base = load_model(path)
+    path = _model_path(model)
+    if tool == "transformers":
+        result = _transformers(path, new)
+    elif tool == "llama.cpp":
+        result = _llama(path, new, threads)
+    else:
+        result = _tokenscope(tool, path, new)
+    result["peak_mb"] = _status_mb("VmHWM")
+    result["model_mb"] = result["peak_mb"] - result.pop("before_mb")
+    return result
+
+
+# ----- accuracy -------------------------------------------------------------------------------
+
+
+def _accuracy(model: str, tools: list[str]) -> dict:
+    import numpy as np
+    import torch
+
+    from tokenscope.lm import GREEDY, load_model
+
+    torch.set_num_threads(1)
+    path = _model_path(model)
+    base = load_model(path, dtype="float32")
+    reference = {}
+    for prompt in ACCURACY_PROMPTS:
+        probs = np.asarray(base.predict_next_token_probabilities(prompt).vector(), dtype=np.float64)
+        greedy = [s.token_id for s in base.generate(prompt, max_tokens=32, sampling=GREEDY)]
+        reference[prompt] = (probs, greedy)
     out = {}
-    for variant, dtype in (("tokenscope-bf16", "bfloat16"), ("tokenscope-int8", "int8")):
-        model = load_model(path, dtype=dtype)
-        worst, same = 0.0, 0
-        for prompt in ACCURACY_PROMPTS:
-            a = base.predict_next_token_probabilities(prompt).vector()
-            b = model.predict_next_token_probabilities(prompt).vector()
-            worst = max(worst, float(abs(a - b).max()))
-            ga = [s.token_id for s in base.generate(prompt, max_tokens=32, sampling=GREEDY)]
-            gb = [s.token_id for s in model.generate(prompt, max_tokens=32, sampling=GREEDY)]
-            same += ga == gb
-        out[variant] = {"max_prob_diff": worst, "greedy_same": same, "of": len(ACCURACY_PROMPTS)}
+    for tool in tools:
+        if tool in ("f32", "transformers"):
+            continue
+        worst, top1, same = 0.0, 0, 0
+        if tool == "llama.cpp":
+            server = LlamaServer(path, 1)
+            for prompt, (probs, greedy) in reference.items():
+                r = server.complete({"prompt": prompt, "n_predict": 1, "n_probs": 20,
+                                     "cache_prompt": False, "temperature": 0})  # fmt: skip
+                if "completion_probabilities" not in r:  # part of a UTF-8 character
+                    continue
+                top = r["completion_probabilities"][0]["top_logprobs"]
+                top1 += top[0]["id"] == int(probs.argmax())
+                for entry in top:
+                    worst = max(worst, abs(np.exp(entry["logprob"]) - probs[entry["id"]]))
+                g = server.complete({"prompt": prompt, "n_predict": 32, "temperature": 0,
+                                     "top_k": 1, "cache_prompt": False,
+                                     "return_tokens": True})  # fmt: skip
+                same += g.get("tokens", [])[: len(greedy)] == greedy[: len(g.get("tokens", []))]
+            out[tool] = {"max_prob_diff": worst, "top1_same": top1, "greedy_same": same,
+                         "of": len(reference), "note": "over llama.cpp's top 20"}  # fmt: skip
+            continue
+        m = load_model(path, dtype=DTYPES[tool])
+        if tool == "compiled":
+            m.compile_decoding()
+        for prompt, (probs, greedy) in reference.items():
+            mine = np.asarray(m.predict_next_token_probabilities(prompt).vector(), np.float64)
+            worst = max(worst, float(np.abs(mine - probs).max()))
+            top1 += int(mine.argmax()) == int(probs.argmax())
+            ids = [s.token_id for s in m.generate(prompt, max_tokens=32, sampling=GREEDY)]
+            same += ids == greedy
+        out[tool] = {"max_prob_diff": worst, "top1_same": top1, "greedy_same": same,
+                     "of": len(reference)}  # fmt: skip
     return out
+
+
+# ----- driver ---------------------------------------------------------------------------------
 
 
 def _run(args: list[str]) -> dict | None:
     proc = subprocess.run(
-        [sys.executable, __file__, *args], capture_output=True, text=True, timeout=1800
+        [sys.executable, __file__, *args], capture_output=True, text=True, timeout=3600
     )
     if proc.returncode != 0:
         tail = proc.stderr.strip().splitlines()[-1:] or ["failed"]
-        print(f"  {args[1]}: {tail[0]}", file=sys.stderr)
+        print(f"  {' '.join(args)}: {tail[0]}", file=sys.stderr)
         return None
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--model", choices=("smollm2", "qwen1.5b-shapes"), default="smollm2")
+    parser.add_argument("--threads", default="1,2", help="comma-separated thread counts")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--new", type=int, default=64, help="tokens to generate")
+    parser.add_argument("--tools", default=",".join(TOOLS), help="comma-separated; see above")
+    parser.add_argument("--no-accuracy", action="store_true")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--accuracy", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    tools = [t for t in args.tools.split(",") if t]
+    unknown = set(tools) - set(TOOLS)
+    if unknown:
+        parser.error(f"unknown tools {sorted(unknown)}; choose from {TOOLS}")
+    if args.model != "smollm2" and "transformers" in tools:
+        tools.remove("transformers")
+    threads = [int(t) for t in args.threads.split(",")]
     if args.worker:
-        print(json.dumps(_worker(args.worker, args.new, args.threads)))
+        print(json.dumps(_worker(args.worker, args.model, args.new, threads[0])))
         return
     if args.accuracy:
-        print(json.dumps(_accuracy(args.threads)))
+        print(json.dumps(_accuracy(args.model, tools)))
         return
 
-    try:
-        import llama_cpp  # noqa: F401
-
-        tools = TOOLS
-    except ImportError:
-        tools = TOOLS[:-1]
-    results: dict[str, list[dict]] = {t: [] for t in tools}
-    common = ["--new", str(args.new), "--threads", str(args.threads)]
+    path = _model_path(args.model)  # written once here for the random model
+    if "compiled" in tools:  # fill inductor's disk cache once, outside the timed rounds
+        _run(["--worker", "compiled", "--model", args.model, "--new", "2", "--threads", "1"])
+    results: dict[tuple[str, int], list[dict]] = {(t, n): [] for t in tools for n in threads}
     for r in range(args.rounds):
-        order = tools if r % 2 == 0 else tools[::-1]
-        for tool in order:
+        order = list(results) if r % 2 == 0 else list(results)[::-1]
+        for tool, n in order:
+            common = ["--model", args.model, "--new", str(args.new), "--threads", str(n)]
             result = _run(["--worker", tool, *common])
             if result:
-                results[tool].append(result)
+                results[(tool, n)].append(result)
         print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
-    accuracy = _run(["--accuracy", "--threads", str(args.threads)]) or {}
+    accuracy = {}
+    if not args.no_accuracy and args.model == "smollm2":
+        accuracy = _run(["--accuracy", "--model", args.model, "--tools", ",".join(tools)]) or {}
 
     import torch
 
+    size_mb = os.path.getsize(path) / 2**20
+    name = Path(path).name
+    capability = torch.backends.cpu.get_cpu_capability()
     print(
-        f"SmolLM2-135M-Instruct Q4_1 GGUF, batch 1, greedy, {args.new} new tokens, "
-        f"{args.threads} thread(s), median of {args.rounds} rounds; torch {torch.__version__}, "
-        f"{platform.processor() or platform.machine()}"
+        f"{name} ({size_mb:.0f} MB), batch 1, greedy, {args.new} new tokens, median of "
+        f"{args.rounds} rounds; torch {torch.__version__} ({capability}), "
+        f"{platform.machine()}, {os.cpu_count()} cores"
     )
     print()
     print(
-        "| tool | load (s) | decode (tok/s) | vs transformers | vs llama.cpp | peak RSS (MB) "
-        "| accuracy vs f32 |"
+        "| tool | threads | load (s) | prefill (tok/s) | decode (tok/s) | vs llama.cpp "
+        "| peak RSS (MB) | model (MB) | model / file |"
     )
-    print("|---|---:|---:|---:|---:|---:|---|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 
-    def median_rate(tool: str) -> float | None:
-        runs = results.get(tool) or []
-        return statistics.median(r["tok_s"] for r in runs) if runs else None
+    def med(tool: str, n: int, key: str) -> float | None:
+        runs = results.get((tool, n)) or []
+        values = [r[key] for r in runs if key in r]
+        return statistics.median(values) if values else None
 
-    base_rate, llama_rate = median_rate("transformers-f32"), median_rate("llama.cpp")
-    for tool in TOOLS:
-        runs = results.get(tool)
-        if not runs:
-            why = "not installed" if tool not in tools else "failed"
-            print(f"| {tool} | - | - | - | - | - | not measured ({why}) |")
+    for tool, n in results:
+        if not results[(tool, n)]:
+            print(f"| {tool} | {n} | - | - | - | - | - | - | failed |")
             continue
-        rate = statistics.median(r["tok_s"] for r in runs)
-        load = statistics.median(r["load_s"] for r in runs)
-        peak = statistics.median(r["peak_mb"] for r in runs)
-        ratio = f"{rate / base_rate:.2f}x" if base_rate else "-"
-        vs_llama = f"{rate / llama_rate:.2f}x" if llama_rate else "-"
-        acc = accuracy.get(tool)
-        note = (
-            f"max dP {acc['max_prob_diff']:.3f}, greedy {acc['greedy_same']}/{acc['of']} same"
-            if acc
-            else ("reference" if tool == "tokenscope-f32" else "")
+        rate, llama = med(tool, n, "tok_s"), med("llama.cpp", n, "tok_s")
+        vs = f"{rate / llama:.2f}x" if llama else "-"
+        model_mb = med(tool, n, "model_mb")
+        print(
+            f"| {tool} | {n} | {med(tool, n, 'load_s'):.2f} | {med(tool, n, 'prefill_tok_s'):.0f} "
+            f"| {rate:.1f} | {vs} | {med(tool, n, 'peak_mb'):.0f} | {model_mb:.0f} "
+            f"| {model_mb / size_mb:.1f}x |"
         )
-        print(f"| {tool} | {load:.2f} | {rate:.1f} | {ratio} | {vs_llama} | {peak:.0f} | {note} |")
+    compile_s = [r["compile_s"] for (t, _), rs in results.items() if t == "compiled" for r in rs]
+    if compile_s:
+        print(f"\ncompiled: warming the step took {statistics.median(compile_s):.1f} s "
+              "(inductor's disk cache filled beforehand)")  # fmt: skip
+    if accuracy:
+        print("\n| tool | max abs dP vs float32 | top-1 same | greedy 32 tokens same |")
+        print("|---|---:|---:|---:|")
+        for tool, a in accuracy.items():
+            note = f" ({a['note']})" if "note" in a else ""
+            print(f"| {tool} | {a['max_prob_diff']:.4f}{note} | {a['top1_same']}/{a['of']} "
+                  f"| {a['greedy_same']}/{a['of']} |")  # fmt: skip
     print()
-    for tool in tools:
-        if results[tool]:
-            print(f"{tool}: {results[tool][0]['text']!r}")
+    for (tool, n), runs in results.items():
+        if runs and n == threads[0]:
+            print(f"{tool}: {runs[0]['text']!r}")
 
 
 if __name__ == "__main__":

@@ -109,3 +109,26 @@ w.close()
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_the_weights_box_reopens_the_model_and_is_remembered(qtbot, window, checkpoint):
+    from tokenscope.gui.main_window import MainWindow
+
+    assert window.weights.currentText() == "auto" and not window.compiled.isChecked()
+    assert window.model_info.packing is None  # a native checkpoint under auto: float32
+    first_epoch = window.model_info.epoch
+    window.weights.setCurrentText("int4")
+    qtbot.waitUntil(
+        lambda: window.model_info.epoch > first_epoch and bool(window.model_info.packing),
+        timeout=30_000,
+    )
+    assert "int4" in window.model_info.packing
+    assert "int4" in window.status_model.text()  # the status bar says how weights are held
+    window.close()
+    again = MainWindow()
+    qtbot.addWidget(again)
+    try:
+        assert again.weights.currentText() == "int4"
+        assert again.settings.value("model/weights") == "int4"
+    finally:
+        again.close()

@@ -244,3 +244,15 @@ def test_shutdown_cancels_a_running_generation(harness, endless_checkpoint):
     assert harness.of(queued, "finished")[0].outcome == "cancelled"
     with pytest.raises(RuntimeError, match="shut down"):
         harness.submit(Predict("The"))
+
+
+@pytest.mark.slow
+def test_a_load_can_warm_the_compiled_decode_step(harness, checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    ticket = harness.submit(Load(str(checkpoint), compile=True))
+    done = harness.finished(ticket, timeout=600)
+    assert done.outcome == "completed" and done.payload.compiled and not done.payload.note
+    stages = [r.stage for r in harness.yielded(ticket) if isinstance(r, LoadProgress)]
+    assert any(s.startswith("compiling the decode step") for s in stages)
+    steps = harness.finished(harness.submit(Generate("The capital of", max_tokens=5)), 120)
+    assert steps.outcome == "completed"

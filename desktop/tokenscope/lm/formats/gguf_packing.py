@@ -147,7 +147,9 @@ def pack_gguf(
         used.add("fp16 head" if fp16_ok else "bf16 head")
     if not done:
         return set(), None
-    return done, " + ".join(sorted(used))
+    order = [f"int4 g{GROUP}", "fp16", "bf16", "fp16 head", "bf16 head", "grouped embedding",
+             "fp16 embedding"]  # fmt: skip
+    return done, " + ".join(k for k in order if k in used)
 
 
 def finish_tied_head(transformer: nn.Module, device: str) -> None:
@@ -174,7 +176,9 @@ def _kind(module: nn.Module) -> str:
         return "bf16"
     if isinstance(module, GroupEmbedding):
         return "grouped embedding"
-    return "fp16 embedding" if isinstance(module, HalfEmbedding) else "fp16 head"
+    if isinstance(module, HalfEmbedding):
+        return "fp16 embedding"
+    return "fp16 head" if isinstance(module.parts[0], Fp16Linear) else "bf16 head"
 
 
 def _embedding(source: _Source, name: str, qtype: Q, mode: str) -> nn.Module | None:
