@@ -345,12 +345,19 @@ class MainWindow(QMainWindow):
         else:
             self.load_progress.setRange(0, 0)
         self.load_label.setText(f"{p.stage}…")
+        # The toolbar may be too narrow to show the label: the status bar always has room.
+        self.load_progress.setToolTip(f"{p.stage}…")
+        self.statusBar().showMessage(f"{p.stage}…")
 
     def _on_load_done(self, _info: ModelInfo | None, outcome: str) -> None:
         self.settings.remove("model/opening")
         self.settings.sync()
         self._show_loading(False)
         self.load_label.setText("loading cancelled" if outcome == "cancelled" else "")
+        if outcome == "cancelled":
+            self.show_message("loading cancelled; the model in use stays")
+        else:
+            self.statusBar().clearMessage()
         if outcome != "completed":
             self._fill_picker()  # the picker goes back to the model still in use
 

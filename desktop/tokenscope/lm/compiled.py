@@ -72,12 +72,12 @@ def _step(
     layer_index = [torch.full((1, 1), i, device=pos.device) for i in range(c.n_layer)]
     for i, block in enumerate(t.blocks):
         attn = block.attn
-        q, k, v = attn.qkv(block.attn_norm(x)).split([q_size, kv_size, kv_size], dim=-1)
-        q = q.view(1, 1, c.n_head, c.head_dim).transpose(1, 2)
-        k = k.view(1, 1, c.kv_heads, c.head_dim).transpose(1, 2)
-        v = v.view(1, 1, c.kv_heads, c.head_dim).transpose(1, 2)
+        qk, v = attn.qkv(block.attn_norm(x)).split([q_size + kv_size, kv_size], dim=-1)
+        qk = qk.view(1, 1, c.n_head + c.kv_heads, c.head_dim).transpose(1, 2)
         if cos is not None:
-            q, k = _rotate(q, cos_p, sin_p), _rotate(k, cos_p, sin_p)
+            qk = _rotate(qk, cos_p, sin_p)
+        q, k = qk.split([c.n_head, c.kv_heads], dim=1)
+        v = v.view(1, 1, c.kv_heads, c.head_dim).transpose(1, 2)
         # index_put_ on the whole cache tensor, not a copy into a view of it: inductor then
         # writes the new position in place (a view's copy became a copy of the whole cache
         # for every layer: 40 ms a token on SmolLM2).

@@ -199,7 +199,9 @@ class Generation(Iterator[GenerationStep]):
                     elapsed=time.perf_counter() - started,
                     context_shifted=shifted,
                     is_eos=is_eos,
-                    removed_mass=0.0 if sampled is raw else float(raw[sampled == 0].sum()),
+                    removed_mass=(
+                        0.0 if sampled is raw else float(torch.where(sampled > 0, 0.0, raw).sum())
+                    ),
                 )
             self.steps.append(step)
             self._text_parts.append(text)

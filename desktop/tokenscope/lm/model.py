@@ -124,12 +124,12 @@ class Attention(nn.Module):
     ) -> torch.Tensor:
         b, t, c = x.shape
         q_size, kv_size = self.n_head * self.head_dim, self.n_kv_head * self.head_dim
-        q, k, v = self.qkv(x).split([q_size, kv_size, kv_size], dim=-1)
-        q = q.view(b, t, self.n_head, self.head_dim).transpose(1, 2)  # (B, nh, T, hs)
-        k = k.view(b, t, self.n_kv_head, self.head_dim).transpose(1, 2)  # (B, nkv, T, hs)
-        v = v.view(b, t, self.n_kv_head, self.head_dim).transpose(1, 2)  # (B, nkv, T, hs)
+        qk, v = self.qkv(x).split([q_size + kv_size, kv_size], dim=-1)
+        qk = qk.view(b, t, self.n_head + self.n_kv_head, self.head_dim).transpose(1, 2)
         if self.rotary is not None:
-            q, k = self.rotary.apply(q, start), self.rotary.apply(k, start)
+            qk = self.rotary.apply(qk, start)  # queries and keys rotated in one go
+        q, k = qk.split([self.n_head, self.n_kv_head], dim=1)  # (B, nh, T, hs), (B, nkv, T, hs)
+        v = v.view(b, t, self.n_kv_head, self.head_dim).transpose(1, 2)  # (B, nkv, T, hs)
         if cache is not None:
             k, v = cache.update(layer, k, v)  # (B, nkv, S, hs)
         s = k.shape[2]

@@ -188,14 +188,17 @@ class Int4Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
-        flat = x.reshape(-1, shape[-1]).float()  # a no-op for the float32 activations here
+        flat = x.reshape(-1, shape[-1])
+        if flat.dtype != torch.float32:  # (checked here: a no-op .to still costs a call)
+            flat = flat.float()
         y = torch._weight_int4pack_mm_for_cpu(
             flat.to(torch.bfloat16), self.packed, GROUP, self.scale_zero
         ).float()
         if self.zeros is not None:
             sums = flat.unflatten(-1, (-1, GROUP)).sum(dim=-1)  # (n, cols / 32)
             y = torch.addmm(y, sums, self.zeros)
-        y = y.to(x.dtype)
+        if x.dtype != torch.float32:
+            y = y.to(x.dtype)
         if self.padded != self.out_features:
             y = y[:, : self.out_features]
         if self.bias is not None:

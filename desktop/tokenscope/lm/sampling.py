@@ -11,6 +11,8 @@ Each filter keeps at least one token, so the sampled distribution always sums to
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -168,5 +170,5 @@ def draw(probs: torch.Tensor, generator: torch.Generator | None = None) -> int:
 
 def entropy_bits(probs: torch.Tensor) -> float:
     """Shannon entropy in bits (0 for a certain outcome; log2(V) for a uniform one)."""
-    p = probs[probs > 0]
-    return float(-(p * torch.log2(p)).sum())
+    # entr(p) = -p ln p, and 0 for p = 0 (a boolean mask over 49k entries cost ~0.3 ms).
+    return float(torch.special.entr(probs.double()).sum()) / math.log(2)
