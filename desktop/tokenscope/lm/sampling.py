@@ -12,7 +12,6 @@ Each filter keeps at least one token, so the sampled distribution always sums to
 from __future__ import annotations
 
 import math
-
 from collections.abc import Iterable
 from dataclasses import dataclass
 
