@@ -223,7 +223,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from tokenscope.lm import load_model
     from tokenscope.train.export import export_hugging_face
 
-    folder = export_hugging_face(load_model(args.model), args.out)
+    # float32: packed weights (the GGUF default) are not plain tensors a folder can hold.
+    folder = export_hugging_face(load_model(args.model, dtype="float32"), args.out)
     print(f"wrote a Hugging Face folder to {folder}")
     return 0
 

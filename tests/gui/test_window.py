@@ -132,3 +132,15 @@ def test_the_weights_box_reopens_the_model_and_is_remembered(qtbot, window, chec
         assert again.settings.value("model/weights") == "int4"
     finally:
         again.close()
+
+
+def test_a_failed_load_puts_the_weights_box_back(qtbot, window, tmp_path):
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + b"\0" * 64)
+    window.weights.blockSignals(True)
+    window.weights.setCurrentText("int4")  # asked for the next load only
+    window.weights.blockSignals(False)
+    window.load_model(str(broken))
+    qtbot.waitUntil(lambda: window.banner.isVisible(), timeout=30_000)
+    qtbot.waitUntil(lambda: window.weights.currentText() == "auto", timeout=5_000)
+    assert window.settings.value("model/weights") == "auto"  # what the model in use has

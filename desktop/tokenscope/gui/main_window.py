@@ -66,6 +66,9 @@ class MainWindow(QMainWindow):
         self.model_id = ""
         self._load: JobHandle | None = None
         self._loading_name = ""
+        # (weights, compiled) of the model in use, and of the load in progress
+        self._weights_in_use: tuple[str, bool] | None = None
+        self._weights_asked: tuple[str, bool] = ("auto", False)
         self._banner_about_load = False
         self._build()
         self._connect()
@@ -311,6 +314,7 @@ class MainWindow(QMainWindow):
     def load_model(self, name: str) -> None:
         """Switch to another model: whatever runs on the current one stops first."""
         self._loading_name = name
+        self._weights_asked = (self.weights.currentText(), self.compiled.isChecked())
         # Written before the load starts and removed when it ends, however it ends: found at
         # the next start, it means this load never ended (a hang, a crash).
         self.settings.setValue("model/opening", name)
@@ -358,11 +362,15 @@ class MainWindow(QMainWindow):
             self.show_message("loading cancelled; the model in use stays")
         else:
             self.statusBar().clearMessage()
+        if outcome != "completed" and self._weights_in_use is not None:
+            self._show_weights(*self._weights_in_use)  # what the model in use was opened with
         if outcome != "completed":
             self._fill_picker()  # the picker goes back to the model still in use
 
     def _on_bridge_model_loaded(self, info: ModelInfo) -> None:
         self.model_id = info.target
+        self._weights_in_use = (self._weights_asked[0], info.compiled)
+        self._show_weights(*self._weights_in_use)
         if self._banner_about_load:  # "could not open X" is answered by a model that opened
             self.hide_error()
         self._show_model_info(info)
@@ -389,11 +397,24 @@ class MainWindow(QMainWindow):
             self.show_error(info.note)
 
     def _on_weights_changed(self, *_: object) -> None:
-        """Weights or compiled decoding changed: remember, and reopen the model with them."""
+        """Weights or compiled decoding changed: remember, and reopen the model with them
+        (the one being opened, if a load is under way)."""
         self.settings.setValue("model/weights", self.weights.currentText())
         self.settings.setValue("model/compiled", "true" if self.compiled.isChecked() else "false")
-        if self.model_id:
-            self.load_model(self.model_id)
+        loading = self._load is not None and not self._load.finished
+        target = self._loading_name if loading else self.model_id
+        if target:
+            self.load_model(target)
+
+    def _show_weights(self, weights: str, compiled: bool) -> None:
+        for widget in (self.weights, self.compiled):
+            widget.blockSignals(True)
+        self.weights.setCurrentText(weights)
+        self.compiled.setChecked(compiled)
+        for widget in (self.weights, self.compiled):
+            widget.blockSignals(False)
+        self.settings.setValue("model/weights", weights)
+        self.settings.setValue("model/compiled", "true" if compiled else "false")
 
     def _on_threads_changed(self, value: int) -> None:
         """Another thread count: the model switches at once, no reload needed."""

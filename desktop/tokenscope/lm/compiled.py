@@ -15,6 +15,7 @@ Prefill (several new tokens) stays eager: it is one call per prompt, not per tok
 
 from __future__ import annotations
 
+import inspect
 import os
 import time
 from collections.abc import Callable
@@ -26,6 +27,20 @@ import torch.nn.functional as F
 from tokenscope.lm.kv_cache import KVCache
 
 FIRST_BUCKET = 256
+
+
+def _has_guard_skipping() -> bool:
+    """torch.compiler.set_stance(skip_guard_eval_unsafe=...) arrived in torch 2.7."""
+    set_stance = getattr(torch.compiler, "set_stance", None)
+    try:
+        return set_stance is not None and (
+            "skip_guard_eval_unsafe" in inspect.signature(set_stance).parameters
+        )
+    except (TypeError, ValueError):
+        return False
+
+
+_STANCE = _has_guard_skipping()
 
 
 def cache_dir() -> Path:
@@ -100,6 +115,9 @@ class CompiledDecoder:
 
     def __init__(self, transformer) -> None:
         _use_disk_cache()
+        # One model is compiled at a time: forget the graphs of earlier ones (torch keeps at
+        # most 8 per function and then refuses to compile another).
+        torch.compiler.reset()
         self.transformer = transformer
         rotary = transformer.blocks[0].attn.rotary if len(transformer.blocks) else None
         self._rotary = rotary
@@ -126,7 +144,7 @@ class CompiledDecoder:
             torch._dynamo.mark_dynamic(cache.keys, 3)
             torch._dynamo.mark_dynamic(cache.values, 3)
         logits = None
-        if self.buckets_ready:
+        if self.buckets_ready and _STANCE:
             # Checking every guard (one per weight tensor) cost ~1.3 ms a token; once the step
             # is compiled, only the guards that tell compiled graphs apart run. Should an input
             # differ in a way they miss, torch refuses, and the step runs with every guard.

@@ -423,7 +423,7 @@ class LanguageModel:
 
         if is_packed(self.transformer):
             raise ValueError(
-                f"{self.name} holds packed {self.quantization} weights, which a checkpoint "
+                f"{self.name} holds packed weights ({self.packing}), which a checkpoint "
                 "cannot store; load it with dtype='float32' to save it"
             )
         return save_checkpoint(self, folder)

@@ -13,7 +13,7 @@ from tokenscope.lm.checkpoint import EXPECTED, PICKLE_SUFFIXES, load_checkpoint
 from tokenscope.lm.errors import ModelFormatError, ModelNotFoundError
 from tokenscope.lm.formats.safe_io import kind_of, open_file, shown, stat_path
 from tokenscope.lm.language_model import LanguageModel
-from tokenscope.lm.packed import half_layout, is_packed, quantize_int4
+from tokenscope.lm.packed import half_layout, int4_available, is_packed, quantize_int4
 from tokenscope.lm.progress import Reporter, reporting
 from tokenscope.lm.registry import KNOWN_MODELS, resolve_known
 from tokenscope.lm.weight_modes import AUTO, DTYPE_CHOICES, INT4, INT8
@@ -114,6 +114,11 @@ def load_model(
         return model
     if isinstance(dtype, str) and dtype not in DTYPE_CHOICES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPE_CHOICES)} (got {dtype!r})")
+    if dtype == INT4 and (device != "cpu" or not int4_available()):
+        raise ValueError(
+            "int4 needs PyTorch's CPU int4 kernel (_weight_int4pack_mm_for_cpu); this "
+            f"PyTorch or device ({device}) has none: use auto or bfloat16 instead"
+        )
     if dtype in (AUTO, INT4):
         model = _load_any(name_or_path, device, None, dtype)
         if dtype == INT4 and not is_packed(model.transformer):

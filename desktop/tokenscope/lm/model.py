@@ -212,6 +212,14 @@ class Transformer(nn.Module):
         # Set by LanguageModel.compile_decoding: the compiled one-token step (lm.compiled).
         self.decoder = None
 
+    def set_output_layer(self, layer: nn.Module | None) -> None:
+        """Compute logits with `layer` (a packed head) from now on; drop the untied head and
+        the transposed copy of a tied one, which it replaces."""
+        self.output_layer = layer
+        if layer is not None:
+            self.head = None
+        self._head_copy = None
+
     @property
     def device(self) -> torch.device:
         return self.final_norm.weight.device

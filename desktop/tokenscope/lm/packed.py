@@ -410,10 +410,9 @@ def half_layout(transformer: nn.Module) -> None:
             getattr(parent, name).bias.data = dense.bias.detach().to(dtype)
     if transformer.head is not None:
         w = transformer.head.weight.detach().t()
-        transformer.head = None
     else:
         w = transformer.embed.weight.detach()
-    transformer.output_layer = HalfLinear(w, dtype=dtype)
+    transformer.set_output_layer(HalfLinear(w, dtype=dtype))
 
 
 def quantize_int4(transformer: nn.Module, device: str = "cpu") -> None:
@@ -432,9 +431,10 @@ def quantize_int4(transformer: nn.Module, device: str = "cpu") -> None:
         setattr(parent, name, Int4Linear(Groups.quantize4(w), dense.bias))
     if transformer.head is not None:
         w = transformer.head.weight.detach()
-        transformer.head = None
         rows = lambda a, b: w[:, a:b].t().float()  # noqa: E731
     else:
         e = transformer.embed.weight.detach()
         rows = lambda a, b: e[a:b].float()  # noqa: E731
-    transformer.output_layer = head_from_rows(rows, transformer.config.vocab_size, fp16_available())
+    transformer.set_output_layer(
+        head_from_rows(rows, transformer.config.vocab_size, fp16_available())
+    )

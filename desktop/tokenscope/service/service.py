@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from tokenscope.service.cancel import CancelToken
+from tokenscope.service.cancel import CancelToken, JobCancelled
 from tokenscope.service.jobs import (
     FewShotPreview,
     Generate,
@@ -121,17 +121,25 @@ class ModelService:
             if job.threads is not None
             else choose_threads(model.parameter_count)
         )
+        previous_threads = torch.get_num_threads()
         torch.set_num_threads(threads)
         note = ""
         if job.compile:
             yield LoadProgress("compiling the decode step (minutes the first time, then seconds)")
             try:
                 model.compile_decoding(progress=ctx.load_reporter())
-            except (RuntimeError, OSError, ImportError, AssertionError) as e:
+            except JobCancelled:
+                torch.set_num_threads(previous_threads)  # the current model stays, as it was
+                raise
+            except Exception as e:
                 # No C++ compiler, an unsupported torch: the eager model is still good.
                 lines = str(e).strip().splitlines()
                 note = f"compiled decoding unavailable ({lines[0] if lines else type(e).__name__})"
-            ctx.check()
+            try:
+                ctx.check()
+            except JobCancelled:
+                torch.set_num_threads(previous_threads)
+                raise
         self.model, self.epoch = model, self.epoch + 1
         self._last = self._watch = None
         c = model.config

@@ -126,6 +126,13 @@ def hf_state_dict(model: LanguageModel, family: str) -> dict[str, torch.Tensor]:
 
 def export_hugging_face(model: LanguageModel, folder: str | Path) -> Path:
     """Write `model` as a Hugging Face folder; returns the folder."""
+    from tokenscope.lm.packed import is_packed
+
+    if is_packed(model.transformer):
+        raise ValueError(
+            f"{model.name} holds packed weights ({model.packing}), which a Hugging Face folder "
+            "cannot store; load it with dtype='float32' to export it"
+        )
     family = _family(model.config)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

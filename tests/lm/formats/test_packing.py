@@ -253,3 +253,25 @@ def test_every_weight_mode_is_accepted_and_nothing_else(tmp_path, hf_models, bpe
         assert load_model(path, dtype=dtype).config.n_layer == 2
     with pytest.raises(ValueError, match="dtype must be one of auto, float32"):
         load_model(path, dtype="int3")
+
+
+def test_packed_models_export_only_through_float32(tmp_path, hf_models, bpe_tokenizer):
+    from safetensors import safe_open
+
+    from tokenscope.train.export import export_hugging_face
+
+    path = _llama_file(tmp_path, hf_models, bpe_tokenizer, qtype=Q.Q4_0)
+    with pytest.raises(ValueError, match="dtype='float32'"):
+        export_hugging_face(load_model(path), tmp_path / "packed")
+    folder = export_hugging_face(load_model(path, dtype="float32"), tmp_path / "plain")
+    with safe_open(str(folder / "model.safetensors"), "pt") as f:
+        names = set(f.keys())
+    assert "model.layers.1.self_attn.q_proj.weight" in names and "lm_head.weight" in names
+
+
+@pytest.mark.parametrize("dtype", ["int4", "bfloat16"])
+def test_a_packed_head_leaves_no_copy_of_the_embedding_behind(dtype):
+    model = load_model("builtin", dtype=dtype)
+    model.predict_next_token_probabilities("The capital of")
+    t = model.transformer
+    assert t.output_layer is not None and t.head is None and t._head_copy is None

@@ -109,6 +109,11 @@ def pack_gguf(
     if mode not in PACKING_MODES:
         raise ValueError(f"unknown packing mode {mode!r}")
     int4_ok, fp16_ok = _kinds(device)
+    if mode == "int4" and not int4_ok:
+        raise ValueError(
+            f"int4 needs PyTorch's CPU int4 kernel (_weight_int4pack_mm_for_cpu); this "
+            f"PyTorch or device ({device}) has none: use auto or bfloat16 instead"
+        )
     source = _Source(gf, config, spec["rows_permuted"])
     candidates = {
         n
@@ -143,7 +148,7 @@ def pack_gguf(
     if config.tie_embeddings and "embed.weight" in done:
         report("packing the weights", total - 1, total)
         embed = transformer.embed
-        transformer.output_layer = _head(embed.rows, config, None, mode, fp16_ok, force=True)
+        transformer.set_output_layer(_head(embed.rows, config, None, mode, fp16_ok, force=True))
         used.add("fp16 head" if fp16_ok else "bf16 head")
     if not done:
         return set(), None
@@ -157,13 +162,15 @@ def finish_tied_head(transformer: nn.Module, device: str) -> None:
     (instead of the float32 transposed copy the plain path keeps)."""
     if transformer.config.tie_embeddings and transformer.output_layer is None:
         e = transformer.embed.weight
-        transformer.output_layer = _head(
-            lambda a, b: e[a:b].detach().float(),
-            transformer.config,
-            None,
-            "auto",
-            _kinds(device)[1],
-            force=True,
+        transformer.set_output_layer(
+            _head(
+                lambda a, b: e[a:b].detach().float(),
+                transformer.config,
+                None,
+                "auto",
+                _kinds(device)[1],
+                force=True,
+            )
         )
 
 
@@ -212,9 +219,7 @@ def _block_matrix(
     if int4_ok and four_bit:
         return Int4Linear(Groups.cat([source.groups(n) for n in names]))
     w = torch.cat([source.floats(n) for n in names]) if len(names) > 1 else source.floats(names[0])
-    if w.shape[1] % GROUP:
-        return None  # no groups of 32 along the input: float32 as before
-    if mode == "int4" and int4_ok:
+    if mode == "int4" and w.shape[1] % GROUP == 0:
         return Int4Linear(Groups.quantize4(w))
     return half_or_fp16(w, fp16_ok)
 
@@ -230,7 +235,6 @@ def _install(transformer: nn.Module, name: str, module: nn.Module) -> None:
     if isinstance(bias, nn.Parameter) and not isinstance(module, (GroupEmbedding, HalfEmbedding)):
         module.bias = nn.Parameter(torch.empty_like(bias), requires_grad=False)
     if child == "head":
-        parent.head = None
-        parent.output_layer = module
+        parent.set_output_layer(module)
         return
     setattr(parent, child, module)
