@@ -209,3 +209,18 @@ def hf_models(bpe_tokenizer):
                 p.add_(torch.randn_like(p) * 0.05)  # give biases and norms values of their own
             model.eval()
     return models
+
+
+@pytest.fixture(scope="session")
+def wide_llama(bpe_tokenizer):
+    """A one-layer llama 256 wide: K-quant blocks span 256 weights."""
+    import transformers
+
+    torch.manual_seed(1)
+    return transformers.LlamaForCausalLM(
+        transformers.LlamaConfig(
+            vocab_size=bpe_tokenizer.vocab_size, hidden_size=256, intermediate_size=512,
+            num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2,
+            max_position_embeddings=64, tie_word_embeddings=True,
+        )
+    ).eval()  # fmt: skip

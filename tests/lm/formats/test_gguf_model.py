@@ -96,18 +96,9 @@ def _random_k_blocks(qtype: Q, rows: int, cols: int, seed: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("qtype", [Q.Q2_K, Q.Q3_K, Q.Q4_K, Q.Q5_K, Q.Q6_K])
-def test_k_quant_weights_and_the_q_k_permutation(tmp_path, bpe_tokenizer, qtype):
+def test_k_quant_weights_and_the_q_k_permutation(tmp_path, bpe_tokenizer, wide_llama, qtype):
     """K-quant blocks span 256 weights, so this model is 256 wide."""
-    import transformers
-
-    torch.manual_seed(1)
-    hf = transformers.LlamaForCausalLM(
-        transformers.LlamaConfig(
-            vocab_size=bpe_tokenizer.vocab_size, hidden_size=256, intermediate_size=512,
-            num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2,
-            max_position_embeddings=64, tie_word_embeddings=True,
-        )
-    ).eval()  # fmt: skip
+    hf = wide_llama
     raw = {
         "blk.0.attn_q.weight": (_random_k_blocks(qtype, 256, 256, 1), qtype),
         "blk.0.ffn_down.weight": (_random_k_blocks(qtype, 256, 512, 2), qtype),

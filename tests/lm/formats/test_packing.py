@@ -154,18 +154,9 @@ def test_four_bit_files_load_packed_and_predict_as_float32(
     assert _max_prob_diff(packed, reference, bpe_tokenizer) < 0.02
 
 
-def test_q4_k_and_mixed_types_in_one_file(tmp_path, bpe_tokenizer):
+def test_q4_k_and_mixed_types_in_one_file(tmp_path, bpe_tokenizer, wide_llama):
     """Q4_K q (exact int4); a Q8_0 v makes the whole qkv float16; a Q6_K down is float16."""
-    import transformers
-
-    torch.manual_seed(1)
-    hf = transformers.LlamaForCausalLM(
-        transformers.LlamaConfig(
-            vocab_size=bpe_tokenizer.vocab_size, hidden_size=256, intermediate_size=512,
-            num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2,
-            max_position_embeddings=64, tie_word_embeddings=True,
-        )
-    ).eval()  # fmt: skip
+    hf = wide_llama
     raw = {
         "blk.0.attn_q.weight": (_random_k_blocks(Q.Q4_K, 256, 256, 1), Q.Q4_K),
         "blk.0.attn_k.weight": (_random_k_blocks(Q.Q4_K, 128, 256, 2), Q.Q4_K),

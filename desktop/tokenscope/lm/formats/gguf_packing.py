@@ -19,7 +19,6 @@ only if all are 4-bit; otherwise the whole matrix is float16.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -134,8 +133,12 @@ def pack_gguf(
         if name == "embed.weight":
             module = _embedding(source, names[0], types[0], mode)
         elif name == "head.weight":
-            module = _head(
-                lambda a, b, n=names[0]: source.floats(n, a, b), config, types[0], mode, fp16_ok
+            module = (
+                None
+                if mode == "auto" and types[0] == Q.F32  # float32 as before
+                else head_from_rows(
+                    lambda a, b, n=names[0]: source.floats(n, a, b), config.vocab_size, fp16_ok
+                )
             )
         else:
             module = _block_matrix(source, names, types, mode, int4_ok, fp16_ok)
@@ -148,7 +151,7 @@ def pack_gguf(
     if config.tie_embeddings and "embed.weight" in done:
         report("packing the weights", total - 1, total)
         embed = transformer.embed
-        transformer.set_output_layer(_head(embed.rows, config, None, mode, fp16_ok, force=True))
+        transformer.set_output_layer(head_from_rows(embed.rows, config.vocab_size, fp16_ok))
         used.add("fp16 head" if fp16_ok else "bf16 head")
     if not done:
         return set(), None
@@ -162,15 +165,9 @@ def finish_tied_head(transformer: nn.Module, device: str) -> None:
     (instead of the float32 transposed copy the plain path keeps)."""
     if transformer.config.tie_embeddings and transformer.output_layer is None:
         e = transformer.embed.weight
+        rows = lambda a, b: e[a:b].detach().float()  # noqa: E731
         transformer.set_output_layer(
-            _head(
-                lambda a, b: e[a:b].detach().float(),
-                transformer.config,
-                None,
-                "auto",
-                _kinds(device)[1],
-                force=True,
-            )
+            head_from_rows(rows, transformer.config.vocab_size, _kinds(device)[1])
         )
 
 
@@ -194,20 +191,6 @@ def _embedding(source: _Source, name: str, qtype: Q, mode: str) -> nn.Module | N
     if qtype == Q.F32 and mode == "auto":
         return None  # float32 as before
     return HalfEmbedding(source.floats(name))
-
-
-def _head(
-    rows: Callable[[int, int], torch.Tensor],
-    config: ModelConfig,
-    qtype: Q | None,
-    mode: str,
-    fp16_ok: bool,
-    *,
-    force: bool = False,
-) -> nn.Module | None:
-    if not force and qtype == Q.F32 and mode == "auto":
-        return None
-    return head_from_rows(rows, config.vocab_size, fp16_ok)
 
 
 def _block_matrix(
