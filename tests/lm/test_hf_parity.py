@@ -59,6 +59,87 @@ def _hf_qwen2():
     return transformers.Qwen2ForCausalLM(cfg).eval()
 
 
+def _hf_neox(**kw):
+    base = dict(
+        vocab_size=173,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        max_position_embeddings=64,
+        rotary_pct=0.25,
+    )
+    base.update(kw)
+    return transformers.GPTNeoXForCausalLM(transformers.GPTNeoXConfig(**base)).eval()
+
+
+def _hf_qwen3(**kw):
+    base = dict(
+        vocab_size=151,
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=24,  # wider heads than hidden_size / heads, as Qwen3 has
+        max_position_embeddings=64,
+    )
+    base.update(kw)
+    return transformers.Qwen3ForCausalLM(transformers.Qwen3Config(**base)).eval()
+
+
+def _hf_olmo2():
+    cfg = transformers.Olmo2Config(
+        vocab_size=167,
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+    )
+    return transformers.Olmo2ForCausalLM(cfg).eval()
+
+
+def _hf_gemma3(**kw):
+    base = dict(
+        vocab_size=181,
+        hidden_size=48,
+        intermediate_size=80,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=1,
+        head_dim=32,
+        query_pre_attn_scalar=24,
+        max_position_embeddings=64,
+        sliding_window=5,  # far shorter than the test's 40 tokens, so the window is tested
+        layer_types=["sliding_attention", "sliding_attention", "full_attention",
+                     "sliding_attention"],
+        attn_implementation="eager",
+    )  # fmt: skip
+    base.update(kw)
+    return transformers.Gemma3ForCausalLM(transformers.Gemma3TextConfig(**base)).eval()
+
+
+def _hf_gemma2():
+    cfg = transformers.Gemma2Config(
+        vocab_size=181,
+        hidden_size=48,
+        intermediate_size=80,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        query_pre_attn_scalar=16,
+        max_position_embeddings=64,
+        sliding_window=6,
+        attn_logit_softcapping=7.0,
+        final_logit_softcapping=3.0,
+        attn_implementation="eager",
+    )
+    return transformers.Gemma2ForCausalLM(cfg).eval()
+
+
 CASES = {
     "gpt2": lambda: _hf_gpt2(),
     "gpt2-untied-exact-gelu": lambda: _hf_gpt2(
@@ -76,6 +157,16 @@ CASES = {
         },
     ),
     "qwen2-qkv-bias": _hf_qwen2,
+    "gpt-neox-parallel-partial-rotary": lambda: _hf_neox(),
+    "gpt-neox-sequential": lambda: _hf_neox(use_parallel_residual=False, rotary_pct=0.5),
+    "qwen3-qk-norm": lambda: _hf_qwen3(),
+    "qwen3-tied": lambda: _hf_qwen3(tie_word_embeddings=True, head_dim=16),
+    "olmo2-post-norm": _hf_olmo2,
+    "gemma3-sliding": lambda: _hf_gemma3(),
+    "gemma3-untied-final-softcap": lambda: _hf_gemma3(
+        final_logit_softcapping=3.0, tie_word_embeddings=False
+    ),
+    "gemma2-softcaps": _hf_gemma2,
 }
 
 
@@ -96,11 +187,14 @@ def test_logits_match_transformers(case):
     assert (got - expected).abs().max().item() < 1e-4
 
 
-def test_cached_decoding_matches_transformers():
+@pytest.mark.parametrize(
+    "case", ["llama-gqa-untied", "gemma3-sliding", "gpt-neox-parallel-partial-rotary"]
+)
+def test_cached_decoding_matches_transformers(case):
     torch.manual_seed(1)
-    hf = _hf_llama()
+    hf = CASES[case]()
     ours = _ours_from(hf)
-    ids = torch.randint(0, 199, (1, 12))
+    ids = torch.randint(0, hf.config.vocab_size, (1, 12))
     with torch.no_grad():
         expected = hf(ids).logits[0, -1]
         cache = ours.new_cache()

@@ -6,12 +6,12 @@ model picker show it. Reading it opens only file headers, never weights.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tokenscope.lm.formats.summary import ModelSummary, summarize
 from tokenscope.lm.loading import BUILTIN, builtin_model_path
-from tokenscope.lm.registry import KNOWN_MODELS, known_model_path, recent_models
+from tokenscope.lm.registry import KNOWN_MODELS, known_model_path, parts_installed, recent_models
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,7 @@ class CatalogEntry:
     quantization: str | None = None
     context_length: int | None = None
     note: str | None = None  # why it cannot be opened, or how to install it
+    license: str | None = None
 
     @property
     def openable(self) -> bool:
@@ -64,15 +65,23 @@ def catalog() -> list[CatalogEntry]:
     else:
         entries.append(CatalogEntry(BUILTIN, "bundled", note="not in this installation"))
     for name in sorted(KNOWN_MODELS):
+        known = KNOWN_MODELS[name]
         path = known_model_path(name)
-        if path is None:
+        if path is not None:
+            entries.append(
+                replace(_entry(name, "installed", summarize(path)), license=known.license)
+            )
+        elif parts_installed(name):  # assembled from its packages when first opened
+            entries.append(CatalogEntry(name, "installed", license=known.license))
+        else:
             entries.append(
                 CatalogEntry(
-                    name, "available", note=f"not installed: tokenscope models pull {name}"
+                    name,
+                    "available",
+                    note=f"not installed: tokenscope models pull {name}",
+                    license=known.license,
                 )
             )
-        else:
-            entries.append(_entry(name, "installed", summarize(path)))
     listed = {_same_file(e.path) for e in entries if e.path}
     for path in recent_models():
         if _same_file(path) in listed:

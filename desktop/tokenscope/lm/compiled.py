@@ -114,6 +114,11 @@ class CompiledDecoder:
     """The compiled one-token step of a Transformer (see the module notes)."""
 
     def __init__(self, transformer) -> None:
+        if not transformer.config.classic:
+            raise ValueError(
+                "compiled decoding covers GPT-2 and Llama-style blocks; this model's "
+                "(QK-norm, sliding windows, extra norms, ...) decode in eager mode"
+            )
         _use_disk_cache()
         # One model is compiled at a time: forget the graphs of earlier ones (torch keeps at
         # most 8 per function and then refuses to compile another).

