@@ -132,7 +132,7 @@ def test_damaged_parts_are_refused_and_leave_no_file(parted, tmp_path):
     model, _ = parted
     piece = tmp_path / "site" / "tokenscope_fake_part1" / "data" / "model.gguf.part01"
     piece.write_bytes(b"tampered" + piece.read_bytes()[8:])
-    with pytest.raises(ModelNotFoundError, match="do not make the expected file.*models pull"):
+    with pytest.raises(ModelNotFoundError, match=r"do not make the expected file.*models pull"):
         registry.resolve_known("parted")
     folder = registry.assembled_path(model).parent
     assert list(folder.iterdir()) == []  # neither the file nor a partial one
