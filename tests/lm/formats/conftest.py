@@ -202,6 +202,27 @@ def hf_models(bpe_tokenizer):
                 eos_token_id=0,
             )
         ),
+        "gpt_neox": transformers.GPTNeoXForCausalLM(
+            transformers.GPTNeoXConfig(
+                vocab_size=vocab,
+                hidden_size=64,
+                intermediate_size=128,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                max_position_embeddings=128,
+                rotary_pct=0.25,
+            )
+        ),
+        "qwen3": transformers.Qwen3ForCausalLM(transformers.Qwen3Config(**llama, head_dim=32)),
+        "olmo2": transformers.Olmo2ForCausalLM(transformers.Olmo2Config(**llama)),
+        "gemma3_text": transformers.Gemma3ForCausalLM(
+            transformers.Gemma3TextConfig(
+                **{**llama, "num_hidden_layers": 3},
+                head_dim=32,
+                sliding_window=8,
+                layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+            )
+        ),
     }
     with torch.no_grad():
         for model in models.values():

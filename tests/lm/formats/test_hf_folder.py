@@ -29,7 +29,9 @@ def _max_diff(model, hf, tokenizer):
         return (model.transformer(ids) - hf(ids).logits).abs().max().item()
 
 
-@pytest.mark.parametrize("name", ["llama", "llama-tied", "qwen2", "gpt2"])
+@pytest.mark.parametrize(
+    "name", ["llama", "llama-tied", "qwen2", "gpt2", "gpt_neox", "qwen3", "olmo2", "gemma3_text"]
+)
 def test_folder_matches_transformers(tmp_path, hf_models, bpe_tokenizer, name):
     folder = _save(hf_models[name], bpe_tokenizer, tmp_path / name)
     model = load_model(folder)

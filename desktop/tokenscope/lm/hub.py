@@ -1,0 +1,440 @@
+"""Models from the Hugging Face Hub, through `huggingface_hub` (the ecosystem's own client).
+
+    hf:ORG/REPO[@REVISION]             a safetensors folder (config, tokenizer, weights)
+    hf:ORG/REPO/FILE.gguf[@REVISION]   one GGUF file
+
+Files go to the standard Hugging Face cache (HF_HUB_CACHE, HF_HOME, ~/.cache/huggingface), so
+models other tools downloaded are found, and what is pulled here serves them too. HF_TOKEN or
+`hf auth login`, HF_ENDPOINT and HF_HUB_OFFLINE are honoured as the client honours them.
+Only what Tokenscope reads is fetched: config and tokenizer files and safetensors weights, or
+the one GGUF; never pickles. Each weight file is checked against the SHA-256 the Hub lists.
+
+Resuming: a dropped connection resumes inside the file (the client retries with a Range
+request); a cancelled pull keeps every file it finished, and the next pull fetches the rest.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tokenscope.lm.errors import ModelFormatError, ModelNotFoundError, TokenscopeError
+
+PREFIX = "hf:"
+# The files a safetensors folder needs; weights are only ever *.safetensors.
+FOLDER_FILES = (
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "model.safetensors.index.json",
+    "*.safetensors",
+)
+PICKLES = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl", "*.pickle")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+
+
+class DownloadCancelled(TokenscopeError):
+    """The person stopped a download (what finished stays in the cache)."""
+
+
+@dataclass(frozen=True)
+class HubRef:
+    repo: str  # ORG/REPO
+    file: str | None = None  # a GGUF file in it, else the whole folder
+    revision: str | None = None  # a branch, tag or commit; None is main
+
+    def __str__(self) -> str:
+        text = PREFIX + self.repo + (f"/{self.file}" if self.file else "")
+        return text + (f"@{self.revision}" if self.revision else "")
+
+    @property
+    def page(self) -> str:
+        return f"https://huggingface.co/{self.repo}"
+
+
+def is_hub_ref(text: str) -> bool:
+    return isinstance(text, str) and text.startswith(PREFIX)
+
+
+def parse_ref(text: str) -> HubRef:
+    """`hf:ORG/REPO[/FILE.gguf][@REVISION]`, or a message saying what is wrong with it."""
+    if not is_hub_ref(text):
+        raise ModelNotFoundError(f"{text!r} is not a Hub model (write hf:ORG/REPO)")
+    body, _, revision = text[len(PREFIX) :].partition("@")
+    parts = body.strip("/").split("/")
+    usage = "write hf:ORG/REPO, hf:ORG/REPO@REVISION or hf:ORG/REPO/FILE.gguf"
+    if len(parts) < 2 or not all(_NAME.match(p) for p in parts[:2]):
+        raise ModelNotFoundError(f"{text!r} is not a Hub model id ({usage})")
+    file = "/".join(parts[2:]) or None
+    if file is not None and (not file.lower().endswith(".gguf") or ".." in file.split("/")):
+        raise ModelNotFoundError(
+            f"{text!r}: only a .gguf file can be named inside a repository ({usage})"
+        )
+    if revision and not re.match(r"^[A-Za-z0-9._/-]{1,200}$", revision):
+        raise ModelNotFoundError(f"{text!r}: {revision!r} is not a branch, tag or commit")
+    return HubRef("/".join(parts[:2]), file, revision or None)
+
+
+# ----- progress and cancellation ----------------------------------------------------------
+
+
+@dataclass
+class Transfer:
+    """Where a pull is: bytes of all the files it fetches, speed, time left."""
+
+    total: int
+    done: int = 0
+    file: str = ""
+    started: float = field(default_factory=time.monotonic)
+    _window: list[tuple[float, int]] = field(default_factory=list)
+
+    def add(self, n: int) -> None:
+        self.done += n
+        now = time.monotonic()
+        self._window.append((now, self.done))
+        while len(self._window) > 2 and now - self._window[0][0] > 5.0:
+            self._window.pop(0)
+
+    @property
+    def speed(self) -> float:
+        """Bytes a second over the last few seconds."""
+        if len(self._window) < 2:
+            return 0.0
+        (t0, d0), (t1, d1) = self._window[0], self._window[-1]
+        return (d1 - d0) / (t1 - t0) if t1 > t0 else 0.0
+
+    @property
+    def seconds_left(self) -> float | None:
+        speed = self.speed
+        return (self.total - self.done) / speed if speed > 0 and self.total else None
+
+
+def _progress_class(transfer: Transfer, on_progress, cancel: threading.Event | None):
+    """A tqdm class for the client's byte counts: forwards them, and stops when cancelled."""
+    from tqdm.auto import tqdm
+
+    class _Bar(tqdm):
+        def __init__(self, *args, **kwargs) -> None:
+            kwargs["disable"] = True
+            super().__init__(*args, **kwargs)
+
+        def update(self, n: float | None = 1) -> bool | None:
+            transfer.add(int(n or 0))
+            if on_progress is not None:
+                on_progress(transfer)
+            if cancel is not None and cancel.is_set():
+                raise DownloadCancelled("the download was cancelled")
+            return super().update(n)
+
+    return _Bar
+
+
+# ----- what a repository holds -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    name: str
+    size: int
+    sha256: str | None  # for files stored with git-lfs (all weights)
+
+
+def _wanted(name: str, ref: HubRef) -> bool:
+    if ref.file is not None:
+        return name == ref.file
+    base = name.rsplit("/", 1)[-1]
+    return "/" not in name and any(fnmatch.fnmatch(base, p) for p in FOLDER_FILES)
+
+
+def _api():
+    from huggingface_hub import HfApi
+
+    return HfApi()
+
+
+def _explain(error: Exception, ref: HubRef) -> TokenscopeError:
+    """A clear message for what the client raised."""
+    from huggingface_hub import errors
+
+    if isinstance(error, errors.GatedRepoError):
+        return ModelNotFoundError(
+            f"{ref.repo} is gated: accept its licence on {ref.page} (signed in to Hugging Face), "
+            "then log in here with `hf auth login` or set HF_TOKEN to a token of that account"
+        )
+    if isinstance(error, errors.RevisionNotFoundError):
+        return ModelNotFoundError(f"{ref.repo} has no revision {ref.revision!r}")
+    if isinstance(error, errors.RepositoryNotFoundError):
+        return ModelNotFoundError(
+            f"{ref.repo} was not found on the Hub (or it is private: log in with "
+            "`hf auth login` or set HF_TOKEN)"
+        )
+    if isinstance(error, errors.EntryNotFoundError):
+        return ModelNotFoundError(f"{ref.repo} has no file {ref.file or ''!r}".rstrip())
+    if isinstance(error, errors.OfflineModeIsEnabled):
+        return ModelNotFoundError(
+            f"HF_HUB_OFFLINE is set and {ref} is not in the Hugging Face cache"
+        )
+    if isinstance(error, errors.HfHubHTTPError):
+        status = getattr(error.response, "status_code", "?")
+        return ModelNotFoundError(f"the Hub answered {status} for {ref}: {_first_line(error)}")
+    return ModelNotFoundError(f"the Hub cannot be reached for {ref} ({_first_line(error)})")
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0][:200] if lines else type(error).__name__
+
+
+def remote_files(ref: HubRef) -> tuple[str, list[RemoteFile]]:
+    """(commit, the files a pull of `ref` fetches), asking the Hub; refuses a repository whose
+    weights are only pickles, and a GGUF file that is not there."""
+    try:
+        info = _api().model_info(ref.repo, revision=ref.revision, files_metadata=True)
+    except Exception as e:
+        raise _explain(e, ref) from None
+    siblings = info.siblings or []
+    files = [
+        RemoteFile(s.rfilename, int(s.size or (s.lfs.size if s.lfs else 0) or 0),
+                   s.lfs.sha256 if s.lfs else None)
+        for s in siblings
+        if _wanted(s.rfilename, ref)
+    ]  # fmt: skip
+    names = [s.rfilename for s in siblings]
+    if ref.file is not None and not files:
+        ggufs = [n for n in names if n.lower().endswith(".gguf")]
+        hint = f" (it has {', '.join(ggufs[:6])})" if ggufs else " (it has no GGUF files)"
+        raise ModelNotFoundError(f"{ref.repo} has no file {ref.file!r}{hint}")
+    if ref.file is None and not any(f.name.endswith(".safetensors") for f in files):
+        pickles = [n for n in names if any(fnmatch.fnmatch(n, p) for p in PICKLES)]
+        ggufs = [n for n in names if n.lower().endswith(".gguf")]
+        if ggufs:
+            raise ModelFormatError(
+                f"{ref.repo} holds GGUF files, not a safetensors folder: pull one of them, "
+                f"e.g. hf:{ref.repo}/{ggufs[0]}"
+            )
+        if pickles:
+            raise ModelFormatError(
+                f"{ref.repo} has its weights only as PyTorch pickles ({pickles[0]}, ...); "
+                "Tokenscope never loads pickles (they can run code): look for a safetensors "
+                "or GGUF version of this model"
+            )
+        raise ModelFormatError(f"{ref.repo} has no safetensors weights")
+    if ref.file is None and "config.json" not in [f.name for f in files]:
+        raise ModelFormatError(f"{ref.repo} has no config.json: not a transformers model folder")
+    return info.sha or "", files
+
+
+def pull(
+    ref: HubRef | str,
+    on_progress: Callable[[Transfer], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> Path:
+    """Download `ref` into the Hugging Face cache; the GGUF file or the snapshot folder.
+
+    Files already in the cache are not fetched again. Each weight file's SHA-256 is checked
+    against the Hub's listing; a damaged one is removed, with a message. Raises
+    DownloadCancelled when `cancel` is set (finished files stay).
+    """
+    from huggingface_hub import constants, hf_hub_download
+
+    ref = parse_ref(ref) if isinstance(ref, str) else ref
+    if constants.HF_HUB_OFFLINE:
+        path = cached_path(ref)
+        if path is None:
+            raise ModelNotFoundError(
+                f"HF_HUB_OFFLINE is set and {ref} is not in the Hugging Face cache"
+            )
+        return path
+    _, files = remote_files(ref)
+    transfer = Transfer(total=sum(f.size for f in files))
+    bar = _progress_class(transfer, on_progress, cancel)
+    local: Path | None = None
+    for f in files:
+        transfer.file = f.name
+        if cancel is not None and cancel.is_set():
+            raise DownloadCancelled("the download was cancelled")
+        try:
+            # By the revision's name: the client records which commit it names in the cache,
+            # so that `@revision` is found there offline.
+            local = Path(hf_hub_download(ref.repo, f.name, revision=ref.revision, tqdm_class=bar))
+        except DownloadCancelled:
+            raise
+        except Exception as e:
+            raise _explain(e, ref) from None
+        _check_sha256(local, f, transfer)
+        if on_progress is not None:
+            on_progress(transfer)
+    assert local is not None
+    return local if ref.file else local.parent
+
+
+def _check_sha256(path: Path, f: RemoteFile, transfer: Transfer) -> None:
+    if f.sha256 is None:
+        return
+    digest = hashlib.sha256()
+    with path.open("rb") as source:
+        while block := source.read(1 << 22):
+            digest.update(block)
+    if digest.hexdigest() != f.sha256:
+        blob = path.resolve()
+        path.unlink(missing_ok=True)
+        blob.unlink(missing_ok=True)
+        raise ModelFormatError(
+            f"{f.name} arrived damaged (its SHA-256 differs from the Hub's); it was removed: "
+            "pull again"
+        )
+
+
+def cached_path(ref: HubRef | str) -> Path | None:
+    """The GGUF file or the snapshot folder of `ref` in the cache, without the network; None
+    when it is not there (or only partly: a folder needs its config and weights)."""
+    from huggingface_hub import snapshot_download, try_to_load_from_cache
+
+    ref = parse_ref(ref) if isinstance(ref, str) else ref
+    if ref.file is not None:
+        found = try_to_load_from_cache(ref.repo, ref.file, revision=ref.revision)
+        return Path(found) if isinstance(found, str) else None
+    try:
+        folder = Path(snapshot_download(ref.repo, revision=ref.revision, local_files_only=True))
+    except Exception:
+        return None
+    has_weights = any(folder.glob("*.safetensors"))
+    return folder if (folder / "config.json").is_file() and has_weights else None
+
+
+def resolve(text: str) -> Path:
+    """What load_model opens for `hf:...`: the cached copy, or a message saying how to pull."""
+    ref = parse_ref(text)
+    path = cached_path(ref)
+    if path is None:
+        raise ModelNotFoundError(
+            f"{ref} is not downloaded yet: run `tokenscope models pull {ref}` or use the "
+            "Models tab's Hub search"
+        )
+    return path
+
+
+# ----- searching the Hub and listing the cache ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class HubModel:
+    """One search result."""
+
+    id: str
+    downloads: int | None
+    parameters: int | None
+    formats: tuple[str, ...]  # "safetensors", "gguf"
+    license: str | None
+    gated: bool
+    size_bytes: int | None
+    architecture: str | None
+
+
+def search(query: str, limit: int = 30) -> list[HubModel]:
+    """Text-generation models on the Hub matching `query`, most downloaded first."""
+    ref = HubRef("search/" + (query or "all"))
+    try:
+        found = _api().list_models(
+            search=query or None,
+            sort="downloads",
+            limit=limit,
+            expand=["downloads", "gated", "tags", "safetensors", "gguf", "usedStorage",
+                    "pipeline_tag"],
+        )  # fmt: skip
+        found = list(found)
+    except Exception as e:
+        raise _explain(e, ref) from None
+    results = []
+    for m in found:
+        tags = list(m.tags or [])
+        formats = tuple(f for f in ("safetensors", "gguf") if f in tags or getattr(m, f, None))
+        license_tag = next((t.split(":", 1)[1] for t in tags if t.startswith("license:")), None)
+        params = getattr(m.safetensors, "total", None) if m.safetensors else None
+        gguf = m.gguf if isinstance(m.gguf, dict) else {}
+        results.append(
+            HubModel(
+                id=m.id,
+                downloads=m.downloads,
+                parameters=params or gguf.get("total"),
+                formats=formats,
+                license=license_tag,
+                gated=bool(m.gated),
+                size_bytes=m.used_storage,
+                architecture=gguf.get("architecture"),
+            )
+        )
+    return results
+
+
+@dataclass(frozen=True)
+class CachedModel:
+    ref: str  # what load_model takes
+    path: str
+    size_bytes: int
+
+
+def cached_models() -> list[CachedModel]:
+    """Models in the Hugging Face cache that Tokenscope can open: snapshot folders with a
+    config and safetensors weights, and GGUF files; newest first."""
+    from huggingface_hub import scan_cache_dir
+
+    try:
+        cache = scan_cache_dir()
+    except Exception:
+        return []
+    found: list[tuple[float, CachedModel]] = []
+    for repo in cache.repos:
+        if repo.repo_type != "model":
+            continue
+        for rev in repo.revisions:
+            names = {f.file_name: f for f in rev.files}
+            label = next(iter(sorted(rev.refs)), None) or rev.commit_hash[:12]
+            suffix = "" if label == "main" else f"@{label}"
+            when = rev.last_modified
+            if "config.json" in names and any(n.endswith(".safetensors") for n in names):
+                ref = f"{PREFIX}{repo.repo_id}{suffix}"
+                found.append((when, CachedModel(ref, str(rev.snapshot_path), rev.size_on_disk)))
+            for f in rev.files:
+                if f.file_name.lower().endswith(".gguf"):
+                    rel = f.file_path.relative_to(rev.snapshot_path).as_posix()
+                    ref = f"{PREFIX}{repo.repo_id}/{rel}{suffix}"
+                    found.append((when, CachedModel(ref, str(f.file_path), f.size_on_disk)))
+    return [m for _, m in sorted(found, key=lambda x: -x[0])]
+
+
+def delete_cached(ref_text: str) -> int:
+    """Remove a cached model's revision from the Hugging Face cache; the bytes freed."""
+    from huggingface_hub import scan_cache_dir
+
+    ref = parse_ref(ref_text)
+    cache = scan_cache_dir()
+    path = cached_path(ref)
+    if path is None:
+        raise ModelNotFoundError(f"{ref} is not in the Hugging Face cache")
+    snapshot = path if ref.file is None else _snapshot_of(path)
+    commits = [
+        rev.commit_hash
+        for repo in cache.repos
+        if repo.repo_id == ref.repo
+        for rev in repo.revisions
+        if Path(rev.snapshot_path) == snapshot
+    ]
+    strategy = cache.delete_revisions(*commits)
+    strategy.execute()
+    return strategy.expected_freed_size
+
+
+def _snapshot_of(file: Path) -> Path:
+    for parent in file.parents:
+        if parent.parent.name == "snapshots":
+            return parent
+    return file.parent

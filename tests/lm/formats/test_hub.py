@@ -1,0 +1,298 @@
+"""Models from the Hugging Face Hub: the real `huggingface_hub` client against a Hub served on
+the loopback address (tests/lm/formats/hub_server.py) with HF_ENDPOINT pointed at it. There is
+no other network here. `tokenscope models pull` runs as a person runs it, in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tokenscope.lm import load_model
+from tokenscope.lm.errors import ModelNotFoundError
+
+from .conftest import write_gguf
+from .hub_server import HubServer
+
+PYTHIA = "EleutherAI/pythia-tiny"
+
+
+def _pythia(vocab: int, seed: int):
+    import transformers
+
+    torch.manual_seed(seed)
+    config = transformers.GPTNeoXConfig(
+        vocab_size=vocab,
+        hidden_size=64,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=128,
+        rotary_pct=0.25,
+    )
+    model = transformers.GPTNeoXForCausalLM(config).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return model
+
+
+@pytest.fixture(scope="module")
+def pythia(tmp_path_factory, bpe_tokenizer):
+    """Two training checkpoints of one tiny Pythia-shaped model: revision -> (folder, model)."""
+    out = {}
+    for revision, seed in (("step1000", 1), ("main", 2)):
+        folder = tmp_path_factory.mktemp(f"pythia-{revision}")
+        model = _pythia(bpe_tokenizer.vocab_size, seed)
+        model.save_pretrained(folder)
+        bpe_tokenizer.save(folder / "tokenizer.json")
+        # Saved as Pythia's own files are: the head named embed_out, not lm_head.
+        assert "embed_out.weight" in load_file(folder / "model.safetensors")
+        (folder / "pytorch_model.bin").write_bytes(b"a pickle that must never be fetched")
+        (folder / "README.md").write_text("# not needed\n")
+        out[revision] = (folder, model)
+    return out
+
+
+@pytest.fixture
+def hub(pythia, tmp_path, monkeypatch, hf_models, bpe_tokenizer):
+    """The loopback Hub with its repositories, and this process pointed at it and at a fresh
+    cache (the client reads these settings when called)."""
+    from huggingface_hub import constants
+
+    with HubServer() as server:
+        for revision, (folder, _) in pythia.items():
+            server.add_folder(PYTHIA, revision, folder, tags=["license:apache-2.0"],
+                              parameters=200_000)  # fmt: skip
+        server.add_folder("acme/gated-model", "main", pythia["main"][0], gated=True)
+        server.add("acme/pickles-only", "main", {"config.json": b"{}", "pytorch_model.bin": b"x"})
+        gguf = write_gguf(tmp_path / "tiny.gguf", hf_models["llama"], bpe_tokenizer)
+        server.add("acme/tiny-GGUF", "main", {"tiny-f32.gguf": gguf.read_bytes(), "README.md": b""})
+        cache = tmp_path / "hf-cache"
+        env = {"HF_ENDPOINT": server.url, "HF_HUB_CACHE": str(cache), "HF_HOME": str(tmp_path),
+               "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_XET": "1",
+               "TOKENSCOPE_HOME": str(tmp_path / "home")}  # fmt: skip
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.delenv("HF_TOKEN", raising=False)
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        monkeypatch.setattr(constants, "ENDPOINT", server.url)
+        template = server.url + "/{repo_id}/resolve/{revision}/{filename}"
+        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", template)
+        monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        server.env = env
+        yield server
+
+
+def pull(hub, ref, *extra, env=None):
+    return subprocess.run(
+        [sys.executable, "-m", "tokenscope", "models", "pull", ref, *extra],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **hub.env, **(env or {})},
+    )
+
+
+def _logits(model, ids):
+    with torch.no_grad():
+        return model.transformer(torch.tensor([ids]))[0, -1]
+
+
+def test_a_pythia_checkpoint_is_pulled_at_a_revision_and_predicts_as_transformers(
+    hub, pythia, bpe_tokenizer
+):
+    proc = pull(hub, f"hf:{PYTHIA}@step1000")
+    assert proc.returncode == 0, proc.stderr
+    assert "is in the Hugging Face cache" in proc.stdout
+    fetched = {path.rsplit("/", 1)[-1] for method, path, _ in hub.requests if method == "GET"}
+    assert "model.safetensors" in fetched and "tokenizer.json" in fetched
+    assert "pytorch_model.bin" not in fetched and "README.md" not in fetched  # only what is read
+
+    ids = bpe_tokenizer.encode("The capital of Indonesia is Jakarta.")
+    ours = load_model(f"hf:{PYTHIA}@step1000")
+    assert ours.architecture == "gpt_neox" and ours.name == f"hf:{PYTHIA}@step1000"
+    with torch.no_grad():
+        expected = pythia["step1000"][1](torch.tensor([ids])).logits[0, -1]
+    assert (_logits(ours, ids) - expected).abs().max().item() < 1e-4
+    # Another revision is another checkpoint: not downloaded yet, then different numbers.
+    with pytest.raises(ModelNotFoundError, match=r"not downloaded yet.*models pull hf:"):
+        load_model(f"hf:{PYTHIA}")
+    proc = pull(hub, f"hf:{PYTHIA}")
+    assert proc.returncode == 0, (proc.stderr, hub.requests[-6:])
+    later = load_model(f"hf:{PYTHIA}")
+    assert (_logits(later, ids) - _logits(ours, ids)).abs().max().item() > 1e-2
+
+
+def test_a_dropped_connection_resumes_inside_the_file(hub):
+    """The client resumes with a Range request from the last chunk it kept (it reads 10 MB
+    chunks, so the file is bigger than that)."""
+    import hashlib
+    import random
+
+    data = random.Random(0).randbytes(24 * 1024 * 1024)
+    hub.add("acme/big-GGUF", "main", {"big.gguf": data})
+    hub.drop_once.add("big.gguf")
+    proc = pull(hub, "hf:acme/big-GGUF/big.gguf")
+    assert proc.returncode == 0, proc.stderr
+    gets = [r for m, p, r in hub.requests if m == "GET" and p.endswith("/big.gguf")]
+    assert len(gets) == 2 and gets[0] is None
+    assert gets[1] is not None and gets[1].startswith("bytes=") and gets[1] != "bytes=0-"
+    path = Path(proc.stdout.strip().rsplit(" at ", 1)[1])
+    assert hashlib.sha256(path.read_bytes()).digest() == hashlib.sha256(data).digest()
+
+
+def test_a_cancelled_pull_keeps_finished_files_and_resumes(hub):
+    from tokenscope.lm import hub as hub_module
+
+    cancel = threading.Event()
+    seen = []
+
+    def on_progress(transfer):
+        seen.append((transfer.file, transfer.done, transfer.total))
+        if transfer.file == "model.safetensors":
+            cancel.set()
+
+    with pytest.raises(hub_module.DownloadCancelled):
+        hub_module.pull(f"hf:{PYTHIA}", on_progress, cancel)
+    assert seen and seen[-1][2] > 0
+    before = [p for m, p, _ in hub.requests if m == "GET" and "/resolve/" in p]
+    path = hub_module.pull(f"hf:{PYTHIA}")
+    after = [p for m, p, _ in hub.requests if m == "GET" and "/resolve/" in p][len(before) :]
+    assert (path / "config.json").is_file() and (path / "model.safetensors").is_file()
+    assert not any(p.endswith("/config.json") for p in after)  # finished before the cancel
+    assert any(p.endswith("/model.safetensors") for p in after)
+
+
+def test_a_gated_repository_says_how_to_accept_its_licence(hub):
+    proc = pull(hub, "hf:acme/gated-model")
+    assert proc.returncode == 2
+    assert "acme/gated-model is gated: accept its licence on https://huggingface.co/acme" in (
+        proc.stderr
+    )
+    assert "HF_TOKEN" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_token_is_sent_when_set(hub):
+    """With HF_TOKEN (accepted licence) the same repository downloads."""
+    proc = pull(hub, "hf:acme/gated-model", env={"HF_TOKEN": "hf_test_token"})
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize(
+    "ref, message",
+    [
+        ("hf:acme/no-such-model", "acme/no-such-model was not found on the Hub"),
+        (f"hf:{PYTHIA}@step9", f"{PYTHIA} has no revision 'step9'"),
+        ("hf:acme/tiny-GGUF/other.gguf", "has no file 'other.gguf' (it has tiny-f32.gguf)"),
+        ("hf:acme/pickles-only", "only as PyTorch pickles"),
+        ("hf:acme/tiny-GGUF", "pull one of them, e.g. hf:acme/tiny-GGUF/tiny-f32.gguf"),
+        ("hf:acme", "is not a Hub model id"),
+        ("hf:acme/x/model.bin", "only a .gguf file can be named"),
+    ],
+)
+def test_what_cannot_be_pulled_is_named(hub, ref, message):
+    proc = pull(hub, ref)
+    assert proc.returncode == 2, proc.stdout
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_damaged_download_is_refused_and_removed(hub):
+    hub.corrupt.add("model.safetensors")
+    proc = pull(hub, f"hf:{PYTHIA}")
+    assert proc.returncode == 2
+    assert "model.safetensors arrived damaged" in proc.stderr
+    cache = Path(hub.env["HF_HUB_CACHE"])
+    assert not [p for p in cache.rglob("*") if p.name == "model.safetensors" or (p.is_symlink()
+                and not p.exists())]  # fmt: skip
+    with pytest.raises(ModelNotFoundError):
+        load_model(f"hf:{PYTHIA}")
+
+
+def test_a_gguf_file_is_pulled_alone_and_opens(hub, hf_models, bpe_tokenizer):
+    proc = pull(hub, "hf:acme/tiny-GGUF/tiny-f32.gguf")
+    assert proc.returncode == 0, proc.stderr
+    fetched = [p for m, p, _ in hub.requests if m == "GET" and "/resolve/" in p]
+    assert fetched and all(p.endswith("tiny-f32.gguf") for p in fetched)
+    model = load_model("hf:acme/tiny-GGUF/tiny-f32.gguf", dtype="float32")
+    ids = bpe_tokenizer.encode("GGUF from the Hub")
+    with torch.no_grad():
+        expected = hf_models["llama"](torch.tensor([ids])).logits[0, -1]
+    assert (_logits(model, ids) - expected).abs().max().item() < 1e-4
+
+
+def test_offline_mode_uses_the_cache_only(hub):
+    assert pull(hub, f"hf:{PYTHIA}@step1000").returncode == 0
+    count = len(hub.requests)
+    offline = {"HF_HUB_OFFLINE": "1"}
+    proc = pull(hub, f"hf:{PYTHIA}@step1000", env=offline)
+    assert proc.returncode == 0, proc.stderr
+    assert len(hub.requests) == count  # nothing asked of the network
+    proc = pull(hub, "hf:acme/tiny-GGUF/tiny-f32.gguf", env=offline)
+    assert proc.returncode == 2
+    assert "HF_HUB_OFFLINE is set and hf:acme/tiny-GGUF/tiny-f32.gguf is not in the" in (
+        proc.stderr
+    )
+
+
+def test_progress_is_reported_as_json_lines_for_the_window(hub):
+    import json
+
+    proc = pull(hub, f"hf:{PYTHIA}", "--progress-json")
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(x) for x in proc.stdout.splitlines() if x.startswith("{")]
+    assert lines and lines[-1]["done"] == lines[-1]["total"] > 0
+    assert {"file", "speed", "left"} <= set(lines[-1])
+
+
+def test_search_lists_models_with_size_format_and_licence(hub):
+    from tokenscope.lm.hub import search
+
+    results = search("pythia")
+    assert [r.id for r in results] == [PYTHIA]
+    r = results[0]
+    assert r.parameters == 200_000 and r.license == "apache-2.0" and not r.gated
+    assert r.size_bytes and r.size_bytes > 0
+    gated = search("gated")[0]
+    assert gated.gated
+
+
+def test_the_cache_is_listed_and_a_revision_deleted(hub):
+    from tokenscope.lm import hub as hub_module
+    from tokenscope.lm.catalog import catalog
+
+    hub_module.pull(f"hf:{PYTHIA}@step1000")
+    hub_module.pull("hf:acme/tiny-GGUF/tiny-f32.gguf")
+    refs = {m.ref for m in hub_module.cached_models()}
+    assert refs == {f"hf:{PYTHIA}@step1000", "hf:acme/tiny-GGUF/tiny-f32.gguf"}
+    entries = {e.name: e for e in catalog() if e.kind == "hub"}
+    assert entries[f"hf:{PYTHIA}@step1000"].architecture == "gpt_neox"
+    assert entries["hf:acme/tiny-GGUF/tiny-f32.gguf"].quantization == "F32"
+    assert entries[f"hf:{PYTHIA}@step1000"].openable and entries[f"hf:{PYTHIA}@step1000"].removable
+    freed = hub_module.delete_cached(f"hf:{PYTHIA}@step1000")
+    assert freed > 0
+    assert {m.ref for m in hub_module.cached_models()} == {"hf:acme/tiny-GGUF/tiny-f32.gguf"}
+    with pytest.raises(ModelNotFoundError):
+        load_model(f"hf:{PYTHIA}@step1000")
+
+
+def test_search_from_the_command_line(hub):
+    proc = subprocess.run(
+        [sys.executable, "-m", "tokenscope", "models", "search", "acme"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **hub.env},
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].split()[:2] == ["model", "parameters"]
+    gated = next(line for line in lines if line.startswith("acme/gated-model"))
+    assert gated.endswith(", gated")
