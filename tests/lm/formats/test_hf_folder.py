@@ -48,9 +48,12 @@ def test_sharded_folder(tmp_path, hf_models, bpe_tokenizer):
 
 
 def test_bfloat16_files_are_widened(tmp_path, hf_models, bpe_tokenizer):
+    import copy
+
     hf = hf_models["llama"]
-    folder = _save(hf.to(torch.bfloat16), bpe_tokenizer, tmp_path / "bf16")
-    hf.float()
+    # A copy: .to(bfloat16) would also round the shared model's RoPE frequencies (a buffer),
+    # and .float() cannot give them back, which later tests would see.
+    folder = _save(copy.deepcopy(hf).to(torch.bfloat16), bpe_tokenizer, tmp_path / "bf16")
     model = load_model(folder)
     assert model.quantization == "BF16"
     assert model.transformer.embed.weight.dtype == torch.float32

@@ -71,6 +71,7 @@ class HubPanel(QGroupBox):
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         self.table.setAccessibleName("Hub search results")
+        self.table.verticalHeader().setVisible(False)
         self.revision = QLineEdit(objectName="hubRevision", clearButtonEnabled=True)
         self.revision.setPlaceholderText("main")
         self.revision.setToolTip(
@@ -139,7 +140,7 @@ class HubPanel(QGroupBox):
         self.table.setRowCount(len(self.results))
         for row, m in enumerate(self.results):
             values = (
-                m.id + ("  🔒 gated" if m.gated else ""),
+                m.id + ("  (gated)" if m.gated else ""),
                 f"{m.parameters / 1e6:,.0f} M" if m.parameters else "",
                 format_bytes(m.size_bytes),
                 " + ".join(m.formats),
