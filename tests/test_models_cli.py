@@ -232,7 +232,6 @@ def test_chat_and_dtypes_from_the_command_line(dtype):
 
 
 def test_removing_a_model_in_parts_takes_its_file_away(parted):
-    model, _ = parted
     path = registry.assemble("parted")
     assert path.is_file()
     # pip has none of the fake distributions to uninstall: it says so and succeeds.
