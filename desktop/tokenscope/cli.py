@@ -381,7 +381,7 @@ def _pull_from_hub(args: argparse.Namespace) -> int:
 
 def _cmd_models_pull(args: argparse.Namespace) -> int:
     from tokenscope.lm.hub import is_hub_ref
-    from tokenscope.lm.registry import KNOWN_MODELS, assemble, pull, pull_command
+    from tokenscope.lm.registry import KNOWN_MODELS, assemble, pull
 
     if is_hub_ref(args.name):
         return _pull_from_hub(args)
@@ -394,8 +394,7 @@ def _cmd_models_pull(args: argparse.Namespace) -> int:
             if answer not in ("y", "yes"):
                 print("Not installed.")
                 return 1
-        print("running: " + " ".join(pull_command(args.name)), flush=True)
-    code = pull(args.name)
+    code = pull(args.name, lambda command: print("running: " + " ".join(command), flush=True))
     if code != 0:
         print(f"tokenscope: error: pip failed (exit code {code})", file=sys.stderr)
         return 1

@@ -39,7 +39,9 @@ def hub(tmp_path, monkeypatch, bpe_tokenizer):
             "HF_HUB_DISABLE_TELEMETRY": "1",
         }.items():
             monkeypatch.setenv(key, value)  # fmt: skip
-        monkeypatch.delenv("HF_TOKEN", raising=False)
+        for key in ("HF_TOKEN", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+            monkeypatch.delenv(key, raising=False)
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
         monkeypatch.setattr(constants, "ENDPOINT", server.url)
         monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
         monkeypatch.setattr(

@@ -193,6 +193,9 @@ def test_logits_match_transformers(case):
 def test_cached_decoding_matches_transformers(case):
     torch.manual_seed(1)
     hf = CASES[case]()
+    with torch.no_grad():  # away from near-uniform attention, so that the cache matters
+        for p in hf.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
     ours = _ours_from(hf)
     ids = torch.randint(0, hf.config.vocab_size, (1, 12))
     with torch.no_grad():
@@ -208,3 +211,49 @@ def test_unsupported_architecture_is_named():
 
     with pytest.raises(ModelFormatError, match=r"'falcon' is not supported.*gpt2.*llama"):
         config_from_hf({"model_type": "falcon"})
+
+
+BASE = {"vocab_size": 10, "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+        "intermediate_size": 32, "max_position_embeddings": 16}  # fmt: skip
+
+
+def test_config_readers_take_the_references_defaults():
+    neox = config_from_hf({"model_type": "gpt_neox", "vocab_size": 10, "hidden_size": 64,
+                           "num_hidden_layers": 1, "num_attention_heads": 4,
+                           "intermediate_size": 32, "max_position_embeddings": 16})  # fmt: skip
+    assert neox.rotary_fraction == 0.25 and neox.parallel_residual and not neox.tie_embeddings
+    base = BASE
+    assert config_from_hf({**base, "model_type": "qwen3"}).head_dim == 128
+    gemma = config_from_hf({**base, "model_type": "gemma3_text", "head_dim": 16})
+    assert gemma.attn_scale == 256**-0.5 and gemma.sliding_window == 4096
+    assert gemma.layer_types == ("sliding", "sliding")  # every sixth layer is global
+    assert gemma.rope_base == 1e6 and gemma.rope_local_base == 1e4
+    old = config_from_hf({**base, "model_type": "gemma3_text", "rope_theta": 5e5,
+                          "rope_local_base_freq": 2e4, "sliding_window_pattern": 2})  # fmt: skip
+    assert (old.rope_base, old.rope_local_base, old.layer_types) == (5e5, 2e4, ("sliding", "full"))
+    # What the JSON of a native checkpoint keeps comes back the same.
+    from tokenscope.lm.config import ModelConfig
+
+    assert ModelConfig.from_json(gemma.to_json()) == gemma
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ({"model_type": "gemma3_text", "use_bidirectional_attention": True}, "bidirectional"),
+        ({"model_type": "gemma3_text", "query_pre_attn_scalar": 0}, "is not positive"),
+        ({"model_type": "gemma3_text", "layer_types": ["local"] * 2}, "'full_attention' and"),
+        ({"model_type": "gemma3_text", "rope_scaling": {"rope_type": "linear", "factor": 8.0}},
+         "RoPE scaling"),
+        ({"model_type": "qwen3", "use_sliding_window": True}, "sliding-window"),
+        ({"model_type": "qwen3", "attention_bias": True}, "attention biases"),
+        ({"model_type": "gpt_neox", "attention_bias": False}, "without attention biases"),
+        ({"model_type": "gemma3"}, "only the text model"),
+    ],
+)  # fmt: skip
+def test_variants_outside_the_tables_are_refused(extra, message):
+    from tokenscope.lm.errors import ModelFormatError
+
+    base = BASE
+    with pytest.raises(ModelFormatError, match=message):
+        config_from_hf({**base, **extra})

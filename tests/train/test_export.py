@@ -39,8 +39,17 @@ def test_export_loads_in_transformers_with_the_same_logits(
     assert tok("The capital").input_ids == model.encode("The capital")
 
 
-def test_a_mixed_variant_cannot_be_exported(make_model, tmp_path):
-    model = make_model("tiny", position="rope")
+@pytest.mark.parametrize(
+    "name, overrides",
+    [
+        ("tiny", {"position": "rope"}),
+        ("tiny-llama", {"qk_norm": "head"}),  # Qwen3-like: the Llama format would drop it
+        ("tiny-llama", {"norm_placement": "post"}),  # OLMo 2-like
+        ("tiny-llama", {"head_size": 16}),
+    ],
+)
+def test_a_variant_the_formats_cannot_hold_is_refused(make_model, tmp_path, name, overrides):
+    model = make_model(name, **overrides)
     with pytest.raises(TokenscopeError, match="only GPT-2-style"):
         export_hugging_face(model, tmp_path / "hf")
 

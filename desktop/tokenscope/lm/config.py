@@ -195,14 +195,15 @@ class ModelConfig:
         """Forward-pass FLOPs for one token at the given context length (default: full).
 
         2 FLOPs per multiply-add over the non-embedding weights and the output head, plus the
-        attention scores and weighted sum (2 * 2 * n_layer * context * d_model). Training costs
+        attention scores and weighted sum (2 * 2 * n_layer * context * heads * head size, which
+        is d_model unless the heads are sized otherwise). Training costs
         about three times this (forward plus backward).
         """
         t = self.context_length if context is None else context
         weights = self.parameter_count(include_embeddings=False)
         if self.tie_embeddings:
             weights += self.vocab_size * self.d_model
-        return 2 * weights + 4 * self.n_layer * t * self.d_model
+        return 2 * weights + 4 * self.n_layer * t * self.n_head * self.head_dim
 
     def memory_bytes(self, *, dtype: str = "float32", context: int | None = None) -> dict[str, int]:
         """Estimated memory for inference: weights plus the KV cache for `context` tokens."""

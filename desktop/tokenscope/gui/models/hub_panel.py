@@ -58,6 +58,7 @@ class HubPanel(QGroupBox):
         self.setObjectName("hubPanel")
         self.results: list[Any] = []
         self.choices: list[Any] = []
+        self._asked = 0  # which listing of files the combo box waits for
         self.query = QLineEdit(objectName="hubQuery", clearButtonEnabled=True)
         self.query.setPlaceholderText("Search models, e.g. pythia, SmolLM2, Qwen2.5 GGUF")
         self.query.setAccessibleName("Search the Hub")
@@ -174,17 +175,23 @@ class HubPanel(QGroupBox):
             return
         revision = self.revision.text().strip() or None
         self.status.setText(f"Reading the files of {m.id}…")
+        self._asked += 1
+        asked = self._asked
         run_in_background(
-            lambda: choices(m.id, revision), lambda r, e: self._on_choices(m.id, r, e), self
+            lambda: choices(m.id, revision), lambda r, e: self._on_choices(asked, r, e), self
         )
 
-    def _on_choices(self, repo: str, found: list | None, error: str | None) -> None:
+    def _on_choices(self, asked: int, found: list | None, error: str | None) -> None:
+        if asked != self._asked:
+            return  # the person moved on (another model, another revision)
         current = self.selected()
-        if current is None or current.id != repo:
-            return  # the person moved on
+        if current is None:
+            return
+        repo = current.id
         if error:
             self.status.setText(_message(error))
             return
+        self.choice.clear()
         self.choices = found or []
         for c in self.choices:
             self.choice.addItem(f"{c.label} ({format_bytes(c.size_bytes)})", c.ref)

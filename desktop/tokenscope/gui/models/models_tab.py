@@ -332,6 +332,7 @@ class ModelsTab(QWidget):
         if answer != QMessageBox.StandardButton.Yes:
             return
         self.status.setText(f"Deleting {e.name}…")
+        self.delete_button.setEnabled(False)
         run_in_background(
             lambda: delete_cached(e.name), lambda r, err: self._on_hub_deleted(e, r, err), self
         )
