@@ -126,6 +126,8 @@ def _handler(hub: HubServer):
             )  # fmt: skip
 
         def do_HEAD(self) -> None:
+            with hub._lock:
+                hub.requests.append((self.command, urlparse(self.path).path, None))
             self._resolve()
 
         def do_GET(self) -> None:

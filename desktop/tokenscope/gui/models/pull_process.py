@@ -110,7 +110,7 @@ class PullProcess(QObject):
         lines = [line for line in self._output.replace("\r", "\n").splitlines() if line.strip()]
         lines = [line for line in lines if not line.startswith("{")]
         tail = lines[-1].removeprefix("tokenscope: error: ") if lines else f"exit code {code}"
-        if self.cancelled:
+        if self.cancelled and code != 0:  # (a cancel that came too late changes nothing)
             self._finish(False, "cancelled", False)
         else:
             offline = code != 0 and any(hint in self._output for hint in OFFLINE_HINTS)
