@@ -371,7 +371,7 @@ def _pull_from_hub(args: argparse.Namespace) -> int:
     try:
         path = hub.pull(args.name, show)
     except KeyboardInterrupt:
-        print("\ncancelled: the files that finished stay in the cache; pull again to resume")
+        print("\ncancelled: what came is kept; pull again to continue from there")
         return 130
     if not args.progress_json:
         print()

@@ -3,6 +3,8 @@ real child process), and the terms of use shown before a known model installs.""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from PySide6.QtCore import Qt
@@ -107,6 +109,11 @@ def test_a_download_shows_its_speed_and_can_be_cancelled(qtbot, window, hub):
         panel.status.text()
     )
     assert panel.download_button.isEnabled() and not panel.progress.isVisible()
+    # What came before the cancel is kept for the next download to continue from.
+    from huggingface_hub import constants
+
+    kept = [p for p in Path(constants.HF_HUB_CACHE).rglob("*.tokenscope-partial")]
+    assert kept and kept[0].stat().st_size > 0
 
 
 def test_a_model_with_terms_of_use_shows_them_before_installing(qtbot, window, monkeypatch):

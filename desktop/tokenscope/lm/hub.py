@@ -10,13 +10,15 @@ Only what Tokenscope reads is fetched: config and tokenizer files and safetensor
 the one GGUF; never pickles. Each weight file is checked against the SHA-256 the Hub lists.
 
 Resuming: a dropped connection resumes inside the file (the client retries with a Range
-request); a cancelled pull keeps every file it finished, and the next pull fetches the rest.
+request); a cancelled pull keeps every file it finished, and what it had of the file it was
+fetching, and the next pull continues from there.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import hashlib
+import os
 import re
 import threading
 import time
@@ -322,8 +324,10 @@ def pull(
             raise DownloadCancelled("the download was cancelled")
         transfer.file = f.name
         try:
+            if f.sha256 is not None:  # a weight file: what a cancel left of it is kept
+                _fetch_blob(ref, f, bar)
             # By the revision's name: the client records which commit it names in the cache,
-            # so that `@revision` is found there offline.
+            # so that `@revision` is found there offline. With the blob in place it only links.
             path = Path(
                 hf_hub_download(
                     ref.repo, f.name, revision=ref.revision, tqdm_class=bar, cache_dir=_cache_dir()
@@ -333,7 +337,6 @@ def pull(
             raise
         except Exception as e:
             raise _explain(e, ref, f.name) from None
-        _check_sha256(path, f)
         return path
 
     # Small files first: config.json says whether Tokenscope can open the model at all before
@@ -360,6 +363,61 @@ def pull(
     return local if ref.file else local.parent
 
 
+PARTIAL = ".tokenscope-partial"
+
+
+def _fetch_blob(ref: HubRef, f: RemoteFile, bar) -> None:
+    """Download a weight file into the cache's blob store through the client's own `http_get`,
+    into a partial file that a cancel leaves in place and the next pull continues with a
+    Range request (the client's own download deletes its partial file on any failure). The
+    blob is named by its SHA-256, as the client names it; hf_hub_download then links it."""
+    from filelock import FileLock, Timeout
+    from huggingface_hub import constants, hf_hub_url
+    from huggingface_hub.file_download import http_get, repo_folder_name
+    from huggingface_hub.utils import build_hf_headers
+
+    folder = Path(_cache_dir()) / repo_folder_name(repo_id=ref.repo, repo_type="model")
+    blob = folder / "blobs" / str(f.sha256)
+    if blob.is_file():
+        return
+    blob.parent.mkdir(parents=True, exist_ok=True)
+    partial = blob.with_name(blob.name + PARTIAL)
+    try:
+        lock = FileLock(str(partial) + ".lock", timeout=0)
+        lock.acquire()
+    except Timeout:
+        raise ModelNotFoundError(
+            f"{f.name} is being downloaded by another Tokenscope already; wait for it"
+        ) from None
+    try:
+        url = hf_hub_url(ref.repo, f.name, revision=ref.revision, endpoint=constants.ENDPOINT)
+        with partial.open("ab") as out:
+            have = out.tell()
+            if have > f.size:  # not this file: start over
+                out.truncate(0)
+                have = 0
+            http_get(url, out, resume_size=have, headers=build_hf_headers(), expected_size=f.size,
+                     tqdm_class=bar)  # fmt: skip
+        if _sha256_of(partial) != f.sha256:
+            partial.unlink(missing_ok=True)
+            raise ModelFormatError(
+                f"{f.name} arrived damaged (its SHA-256 differs from the Hub's); it was removed: "
+                "pull again"
+            )
+        os.replace(partial, blob)
+    finally:
+        lock.release()
+        Path(str(partial) + ".lock").unlink(missing_ok=True)
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as source:
+        while block := source.read(1 << 22):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _check_config(path: Path, ref: HubRef) -> None:
     """Refuse, before the weights come, a folder whose config.json Tokenscope cannot open."""
     import json
@@ -382,23 +440,6 @@ def _index_shards(path: Path) -> set[str]:
         return {str(v) for v in weight_map.values()}
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise ModelFormatError(f"{path.name} is not a safetensors index ({e})") from None
-
-
-def _check_sha256(path: Path, f: RemoteFile) -> None:
-    if f.sha256 is None:
-        return
-    digest = hashlib.sha256()
-    with path.open("rb") as source:
-        while block := source.read(1 << 22):
-            digest.update(block)
-    if digest.hexdigest() != f.sha256:
-        blob = path.resolve()
-        path.unlink(missing_ok=True)
-        blob.unlink(missing_ok=True)
-        raise ModelFormatError(
-            f"{f.name} arrived damaged (its SHA-256 differs from the Hub's); it was removed: "
-            "pull again"
-        )
 
 
 def _cache_dir() -> str:

@@ -373,3 +373,33 @@ def test_deleting_one_gguf_keeps_the_other(hub):
     assert {m.ref for m in hub_module.cached_models()} == set()
     with pytest.raises(ModelNotFoundError, match="is not in the Hugging Face cache"):
         hub_module.delete_cached("hf:acme/two-GGUF/b.gguf")
+
+
+def test_a_cancelled_file_continues_where_it_stopped(hub):
+    """Cancelled part-way through a file, the next pull asks only for the rest (Range)."""
+    import hashlib
+    import random
+
+    from tokenscope.lm import hub as hub_module
+
+    data = random.Random(1).randbytes(8 * 1024 * 1024)
+    hub.add("acme/resume-GGUF", "main", {"model.gguf": data})
+    cancel = threading.Event()
+
+    def stop_after_two_megabytes(transfer):
+        if transfer.done >= 2 * 1024 * 1024:
+            cancel.set()
+
+    with pytest.raises(hub_module.DownloadCancelled):
+        hub_module.pull("hf:acme/resume-GGUF/model.gguf", stop_after_two_megabytes, cancel)
+    assert hub_module.cached_path("hf:acme/resume-GGUF/model.gguf") is None
+    seen = []
+    path = hub_module.pull("hf:acme/resume-GGUF/model.gguf", lambda t: seen.append(t.done))
+    gets = [r for m, p, r in hub.requests if m == "GET" and p.endswith("/model.gguf")]
+    assert len(gets) == 2 and gets[0] is None
+    assert gets[1] is not None and gets[1].startswith("bytes=")
+    kept = int(gets[1].removeprefix("bytes=").rstrip("-"))
+    assert 1 << 20 <= kept < len(data)  # (the chunk read when the cancel came is not kept)
+    assert seen[0] >= kept  # progress starts where the first pull stopped
+    assert hashlib.sha256(path.read_bytes()).digest() == hashlib.sha256(data).digest()
+    assert not list(path.parent.parent.parent.rglob("*.tokenscope-partial*"))

@@ -235,7 +235,7 @@ class HubPanel(QGroupBox):
             self.downloaded.emit(ref)
         elif message == "cancelled":
             self.status.setText(
-                f"Download of {ref} cancelled. Finished files stay in the cache; "
+                f"Download of {ref} cancelled. What came is kept; "
                 "Download again to resume."
             )
         elif offline:
