@@ -132,3 +132,26 @@ def test_a_model_with_terms_of_use_shows_them_before_installing(qtbot, window, m
     qtbot.mouseClick(tab.install_button, Qt.MouseButton.LeftButton)
     assert shown and "Gemma Terms of Use" in shown[0] and "ai.google.dev/gemma/terms" in shown[0]
     assert not tab.pull.running  # refused: nothing was installed
+
+
+def test_training_runs_are_listed_with_their_checkpoint_and_open(qtbot, window, tiny_model):
+    from tokenscope.gui.training.training_runs import runs_root
+    from tokenscope.train.run_folder import STATE_FILE, step_folder
+
+    step = step_folder(runs_root() / "my-first-run", 300)
+    tiny_model.save(step)
+    (step / STATE_FILE).write_text("{}")
+    tab = window.models
+    tab.refresh()
+    name = "my-first-run (step-000300)"
+    qtbot.waitUntil(lambda: any(e.name == name for e in tab.entries), timeout=30_000)
+    row = next(i for i, e in enumerate(tab.entries) if e.name == name)
+    assert tab.table.item(row, 1).text() == "training run"
+    assert tab.table.item(row, 3).text() == f"{tiny_model.config.parameter_count() / 1e6:,.1f} M"
+    tab.table.selectRow(row)
+    assert tab.open_button.isEnabled() and not tab.delete_button.isEnabled()  # (Training tab)
+    qtbot.mouseClick(tab.open_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(
+        lambda: window.model_info is not None and window.model_info.source == str(step),
+        timeout=30_000,
+    )
