@@ -163,3 +163,23 @@ def test_a_gguf_without_the_suffix_is_recognised_by_its_magic(tmp_path, tiny_ggu
 def test_a_folder_with_one_gguf_opens_it(tmp_path, tiny_gguf):
     _file(tmp_path, tiny_gguf.read_bytes(), "only.gguf")
     assert load_model(tmp_path).architecture == "llama"
+
+
+def test_listing_leaves_the_vocabulary_undecoded_but_checks_it(tmp_path, tiny_gguf, bpe_tokenizer):
+    from tokenscope.lm.formats.gguf_file import SkippedStrings
+
+    with GGUFFile(tiny_gguf) as full, GGUFFile(tiny_gguf, strings=False) as listed:
+        assert listed.metadata["tokenizer.ggml.tokens"] == SkippedStrings(bpe_tokenizer.vocab_size)
+        assert len(full.metadata["tokenizer.ggml.tokens"]) == bpe_tokenizer.vocab_size
+        assert listed.tensors == full.tensors
+        assert listed.metadata["general.architecture"] == "llama"
+    data = tiny_gguf.read_bytes()
+    # Cut inside the vocabulary: both readers refuse it, naming the string where it ends.
+    start = data.index(b"tokenizer.ggml.tokens")
+    for cut in (start + 40, start + 3000):
+        path = _file(tmp_path, data[:cut], f"cut{cut}.gguf")
+        for strings in (True, False):
+            with pytest.raises(
+                ModelFormatError, match=r"truncated or corrupt: metadata 'tokenizer.ggml.tokens'"
+            ):
+                GGUFFile(path, strings=strings)

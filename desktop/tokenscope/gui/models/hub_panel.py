@@ -235,8 +235,7 @@ class HubPanel(QGroupBox):
             self.downloaded.emit(ref)
         elif message == "cancelled":
             self.status.setText(
-                f"Download of {ref} cancelled. What came is kept; "
-                "Download again to resume."
+                f"Download of {ref} cancelled. What came is kept; Download again to resume."
             )
         elif offline:
             self.status.setText(f"The Hub cannot be reached now: {message}")

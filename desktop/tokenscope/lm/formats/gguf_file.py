@@ -92,6 +92,13 @@ class TensorInfo:
         return n
 
 
+@dataclass(frozen=True)
+class SkippedStrings:
+    """A string array that was not decoded (GGUFFile(..., strings=False)): how many."""
+
+    count: int
+
+
 class _Cursor:
     """Reads little-endian values from a buffer, refusing to read past its end."""
 
@@ -154,7 +161,24 @@ class _Cursor:
             self.need(size + 1 - pos, f"{what} (string #{len(out)} of {count:,})")
         return out
 
-    def value(self, kind: int, what: str, nesting: int = 0) -> Any:
+    def skip_strings(self, count: int, what: str) -> SkippedStrings:
+        """Walk past `count` strings without decoding them (listing a model needs none of its
+        vocabulary: 262k strings decoded in a worker thread would hold up the window)."""
+        buf, pos, size = self.buf, self.pos, self.size
+        unpack = _U64.unpack_from
+        for i in range(count):
+            if pos + 8 > size:
+                self.pos = pos
+                self.need(9, f"{what} (string #{i} of {count:,})")
+            (n,) = unpack(buf, pos)
+            pos += 8 + n
+            if pos > size or n > MAX_STRING_BYTES:
+                self.pos = pos - n
+                self.need(n, f"{what} (string #{i} of {count:,})")
+        self.pos = pos
+        return SkippedStrings(count)
+
+    def value(self, kind: int, what: str, nesting: int = 0, decode: bool = True) -> Any:
         if kind in _SCALARS:
             return self.scalar(kind, what)
         if kind == _STRING:
@@ -186,7 +210,7 @@ class _Cursor:
                 raise ModelFormatError(
                     f"{self.path}: {what} has {count:,} strings (at most {MAX_STRINGS:,} expected)"
                 )
-            return self.strings(count, what)
+            return self.strings(count, what) if decode else self.skip_strings(count, what)
         if item_kind == _ARRAY:
             self.need(count * 12, f"{what} ({count:,} arrays)")
             if count > MAX_STRINGS:
@@ -201,8 +225,10 @@ class GGUFFile:
     Use as a context manager or call close(); arrays from tensor_bytes() must not outlive it.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, strings: bool = True) -> None:
+        """`strings=False` leaves string arrays (the vocabulary) undecoded: for listing."""
         self.path = Path(path)
+        self._decode_strings = strings
         self._file = open_file(self.path, "a GGUF model file")
         try:
             size = os.fstat(self._file.fileno()).st_size
@@ -243,7 +269,7 @@ class GGUFFile:
             kind = cur.u32(f"the type of {key!r}")
             if key in self.metadata:
                 raise ModelFormatError(f"{self.path} is corrupt: metadata {key!r} appears twice")
-            self.metadata[key] = cur.value(kind, f"metadata {key!r}")
+            self.metadata[key] = cur.value(kind, f"metadata {key!r}", 0, self._decode_strings)
         infos = []
         names = set()
         for i in range(n_tensors):

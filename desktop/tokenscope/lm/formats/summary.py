@@ -41,7 +41,7 @@ def _gguf(path: Path) -> ModelSummary:
     from tokenscope.lm.formats.gguf_file import GGUFFile
     from tokenscope.lm.formats.gguf_model import quantization_of
 
-    with GGUFFile(path) as gf:
+    with GGUFFile(path, strings=False) as gf:
         tensors = gf.tensors
         embed = tensors.get("token_embd.weight")
         out = tensors.get("output.weight")
