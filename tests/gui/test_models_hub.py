@@ -32,6 +32,7 @@ def hub(tmp_path, monkeypatch, bpe_tokenizer):
         server.add_folder(REPO, "step3000", folder, tags=["license:apache-2.0"],
                           parameters=30_000)  # fmt: skip
         server.add_folder(REPO, "main", folder)
+        server.add_folder(REPO, "step300", folder)
         server.add("acme/big-GGUF", "main", {"big.gguf": bytes(40 * 1024 * 1024)})
         cache = tmp_path / "hf-cache"
         for key, value in {
@@ -67,10 +68,16 @@ def test_a_hub_model_is_found_downloaded_at_a_revision_listed_and_opened(qtbot, 
     assert panel.table.rowCount() == 1
     assert panel.table.item(0, 0).text() == REPO
     assert panel.table.item(0, 4).text() == "apache-2.0"
-    panel.revision.setText("step3000")
     panel.table.selectRow(0)
+    # Its revisions, main first, then as numbers (Pythia's checkpoints are branches).
+    qtbot.waitUntil(lambda: panel.revision.count() == 3, timeout=30_000)
+    assert [panel.revision.itemText(i) for i in range(3)] == ["main", "step300", "step3000"]
     qtbot.waitUntil(lambda: panel.choice.count() == 1, timeout=30_000)
-    assert panel.choice.currentData() == f"hf:{REPO}@step3000"
+    assert panel.choice.currentData() == f"hf:{REPO}"
+    panel.revision.setCurrentIndex(2)
+    panel.revision.activated.emit(2)
+    qtbot.waitUntil(lambda: panel.choice.currentData() == f"hf:{REPO}@step3000", timeout=30_000)
+    assert panel.choice.count() == 1
     assert panel.choice.currentText().startswith("safetensors folder (")
     qtbot.mouseClick(panel.download_button, Qt.MouseButton.LeftButton)
     assert panel.progress.isVisible() and panel.cancel_button.isEnabled()

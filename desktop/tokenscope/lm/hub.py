@@ -253,6 +253,22 @@ def remote_files(ref: HubRef) -> tuple[str, list[RemoteFile]]:
     return info.sha or "", files
 
 
+def revisions(repo: str) -> list[str]:
+    """A repository's branches and tags, main first, then in natural order (step1000 before
+    step10000): Pythia publishes each training checkpoint as a branch."""
+    ref = parse_ref(f"{PREFIX}{repo}")
+    try:
+        refs = _api().list_repo_refs(ref.repo)
+    except Exception as e:  # every client failure becomes one clear message
+        raise _explain(e, ref) from None
+    names = {r.name for r in [*refs.branches, *refs.tags]}
+
+    def natural(name: str) -> tuple:
+        return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name))
+
+    return sorted(names, key=lambda n: (n != "main", natural(n)))
+
+
 @dataclass(frozen=True)
 class Choice:
     """One thing a repository offers to download: its folder, or one of its GGUF files."""

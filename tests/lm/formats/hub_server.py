@@ -4,6 +4,7 @@ It answers the requests `huggingface_hub` makes, in the Hub's URL layout, for re
 tests build (point HF_ENDPOINT at `server.url`):
 
     GET  /api/models/ORG/REPO[/revision/REV]  the repository's listing (files, sizes, sha256)
+    GET  /api/models/ORG/REPO/refs            its branches (revisions)
     GET  /api/models?search=...               search results
     HEAD /ORG/REPO/resolve/REV/FILE           a file's commit, ETag and size
     GET  /ORG/REPO/resolve/REV/FILE           its bytes (Range requests answered with 206)
@@ -136,6 +137,9 @@ def _handler(hub: HubServer):
                 hub.requests.append((self.command, url.path, self.headers.get("Range")))
             if url.path == "/api/models":
                 return self._search(parse_qs(url.query))
+            match = re.match(r"^/api/models/([^/]+/[^/]+)/refs$", url.path)
+            if match:
+                return self._refs(match.group(1))
             match = re.match(r"^/api/models/([^/]+/[^/]+)(?:/revision/(.+))?$", url.path)
             if match:
                 return self._info(match.group(1), unquote(match.group(2) or "main"))
@@ -160,6 +164,17 @@ def _handler(hub: HubServer):
                     item["safetensors"] = {"total": entry.parameters, "parameters": {}}
                 found.append(item)  # fmt: skip
             self._send(200, json.dumps(found).encode(), {"Content-Type": "application/json"})
+
+        def _refs(self, repo: str) -> None:
+            entry = hub.repos.get(repo)
+            if entry is None:
+                return self._error(401, "RepoNotFound", "Repository not found")
+            branches = [
+                {"name": name, "ref": f"refs/heads/{name}", "targetCommit": entry.commit(name)}
+                for name in entry.revisions
+            ]
+            body = json.dumps({"branches": branches, "converts": [], "tags": []}).encode()
+            self._send(200, body, {"Content-Type": "application/json"})
 
         def _info(self, repo: str, revision: str) -> None:
             entry, name = hub.find(repo, revision)

@@ -403,3 +403,13 @@ def test_a_cancelled_file_continues_where_it_stopped(hub):
     assert seen[0] >= kept  # progress starts where the first pull stopped
     assert hashlib.sha256(path.read_bytes()).digest() == hashlib.sha256(data).digest()
     assert not list(path.parent.parent.parent.rglob("*.tokenscope-partial*"))
+
+
+def test_revisions_are_listed_main_first_then_as_numbers(hub, pythia):
+    from tokenscope.lm.hub import revisions
+
+    for step in ("step10000", "step200"):
+        hub.add_folder(PYTHIA, step, pythia["main"][0])
+    assert revisions(PYTHIA) == ["main", "step200", "step1000", "step10000"]
+    with pytest.raises(ModelNotFoundError, match="was not found on the Hub"):
+        revisions("acme/no-such-model")

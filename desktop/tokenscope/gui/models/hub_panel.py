@@ -73,12 +73,15 @@ class HubPanel(QGroupBox):
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         self.table.setAccessibleName("Hub search results")
         self.table.verticalHeader().setVisible(False)
-        self.revision = QLineEdit(objectName="hubRevision", clearButtonEnabled=True)
-        self.revision.setPlaceholderText("main")
+        # Editable: a commit can be typed; the list holds the repository's branches and tags
+        # (Pythia's training checkpoints: step0 ... step143000).
+        self.revision = QComboBox(objectName="hubRevision", editable=True)
+        self.revision.lineEdit().setPlaceholderText("main")
         self.revision.setToolTip(
             "A branch, tag or commit, e.g. step3000 for one of Pythia's training checkpoints"
         )
-        self.revision.setMaximumWidth(160)
+        self.revision.setMinimumWidth(140)
+        self.revision.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
         self.choice = QComboBox(objectName="hubChoice")
         self.choice.setAccessibleName("What to download")
         self.choice.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
@@ -116,8 +119,9 @@ class HubPanel(QGroupBox):
         self.pull.finished.connect(self._on_finished)
         self.search_button.clicked.connect(self.search)
         self.query.returnPressed.connect(self.search)
-        self.table.itemSelectionChanged.connect(self._list_choices)
-        self.revision.editingFinished.connect(self._list_choices)
+        self.table.itemSelectionChanged.connect(self._on_model_chosen)
+        self.revision.lineEdit().editingFinished.connect(self._list_choices)
+        self.revision.activated.connect(lambda _index: self._list_choices())
         self.download_button.clicked.connect(self.download)
         self.cancel_button.clicked.connect(self.pull.cancel)
         self._update_buttons()
@@ -164,6 +168,30 @@ class HubPanel(QGroupBox):
         row = self.table.currentRow()
         return self.results[row] if 0 <= row < len(self.results) else None
 
+    def _on_model_chosen(self) -> None:
+        """A new model: its revisions (in the background), then what it offers at main."""
+        from tokenscope.lm.hub import revisions
+
+        m = self.selected()
+        self.revision.blockSignals(True)
+        self.revision.clear()
+        self.revision.blockSignals(False)
+        if m is not None:
+            run_in_background(
+                lambda: revisions(m.id), lambda r, e: self._on_revisions(m.id, r, e), self
+            )
+        self._list_choices()
+
+    def _on_revisions(self, repo: str, found: list | None, error: str | None) -> None:
+        current = self.selected()
+        if error or current is None or current.id != repo:
+            return  # (the listing of files says what is wrong, if anything)
+        typed = self.revision.currentText()
+        self.revision.blockSignals(True)
+        self.revision.addItems(found or [])
+        self.revision.setEditText(typed)
+        self.revision.blockSignals(False)
+
     def _list_choices(self) -> None:
         from tokenscope.lm.hub import choices
 
@@ -173,7 +201,7 @@ class HubPanel(QGroupBox):
         self._update_buttons()
         if m is None:
             return
-        revision = self.revision.text().strip() or None
+        revision = self.revision.currentText().strip() or None
         self.status.setText(f"Reading the files of {m.id}…")
         self._asked += 1
         asked = self._asked
@@ -248,6 +276,7 @@ class HubPanel(QGroupBox):
         self.download_button.setEnabled(bool(self.choices) and not busy)
         self.cancel_button.setEnabled(busy)
         self.choice.setEnabled(bool(self.choices) and not busy)
+        self.revision.setEnabled(not busy)
 
     def shutdown(self) -> None:
         self.pull.shutdown()
