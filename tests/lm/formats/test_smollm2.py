@@ -13,6 +13,7 @@ import torch
 from tokenscope.lm import GREEDY, load_model
 from tokenscope.lm.registry import known_model_path
 
+from .llama_cpp import compare_with_llama_cpp
 from .prompts import PASSAGE, PROMPTS
 
 pytestmark = pytest.mark.slow
@@ -207,7 +208,6 @@ def _probs(model, prompt):
 # Measured on 30 prompts: largest |dP| 0.028 (see README); the bound leaves room for the
 # machine kind (AVX2 vs AVX-512 kernels round differently) but not for a wrong layer.
 PACKED_MAX_DP = 0.05
-NEAR_TIE = 0.03  # llama.cpp's top two closer than this may come out either way
 
 
 def test_packed_weights_predict_as_float32(ours, packed):
@@ -227,41 +227,11 @@ def test_packed_weights_predict_as_float32(ours, packed):
 def test_packed_weights_agree_with_llama_cpp_on_the_same_file(gguf_path, packed):
     """llama.cpp (the package xllamacpp, its own server in this process) reads the same file
     with its own kernels: its top-1 and its top-20 probabilities against ours."""
-    import json
-    import urllib.request
-
-    import numpy as np
-    import xllamacpp
-
-    params = xllamacpp.CommonParams()
-    params.model.path = str(gguf_path)
-    params.n_ctx = 1024
-    params.cpuparams.n_threads = 1
-    server = xllamacpp.Server(params)
-    url = server.listening_address.rstrip("/") + "/completion"
-    worst, same, compared, differ = 0.0, 0, 0, []
     prompts = PROMPTS[:-1]  # the passage is long; the others are varied enough
-    for prompt in prompts:
-        body = {"prompt": prompt, "n_predict": 1, "n_probs": 20, "cache_prompt": False}
-        request = urllib.request.Request(
-            url, json.dumps(body).encode(), {"Content-Type": "application/json"}
-        )
-        with urllib.request.urlopen(request, timeout=120) as response:
-            answer = json.loads(response.read())
-        if "completion_probabilities" not in answer:
-            # llama.cpp withholds them when the token is part of a UTF-8 character ("�").
-            continue
-        compared += 1
-        top = answer["completion_probabilities"][0]["top_logprobs"]
-        mine = _probs(packed, prompt)
-        if top[0]["id"] == int(mine.argmax()):
-            same += 1
-        elif np.exp(top[0]["logprob"]) - np.exp(top[1]["logprob"]) > NEAR_TIE:
-            differ.append(prompt[:40])
-        worst = max(worst, max(abs(np.exp(t["logprob"]) - mine[t["id"]]) for t in top))
-    print(f"packed vs llama.cpp: top-1 same {same}/{compared}, largest dP {worst:.4f}")
-    assert compared >= len(prompts) - 3
-    assert not differ, differ  # the same top-1 wherever llama.cpp's top two are not a near tie
+    r = compare_with_llama_cpp(gguf_path, prompts, lambda prompt: _probs(packed, prompt))
+    print(f"packed vs llama.cpp: top-1 same {r.same}/{r.compared}, largest dP {r.worst:.4f}")
+    assert r.compared >= len(prompts) - 3
+    assert not r.differ, r.differ  # the same top-1 wherever llama.cpp's top two are no near tie
     # Both approximate float32 (llama.cpp rounds activations to 8 bits: it differs from our
     # float32 by up to 0.042 on these prompts); measured here 0.057 between the two.
-    assert worst < 2 * PACKED_MAX_DP
+    assert r.worst < 2 * PACKED_MAX_DP
