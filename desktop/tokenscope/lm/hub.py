@@ -316,7 +316,7 @@ def pull(
 
     Files already in the cache are not fetched again. Each weight file's SHA-256 is checked
     against the Hub's listing; a damaged one is removed, with a message. Raises
-    DownloadCancelled when `cancel` is set (finished files stay).
+    DownloadCancelled when `cancel` is set (what came stays for the next pull).
     """
     from huggingface_hub import constants, hf_hub_download
 
@@ -349,7 +349,7 @@ def pull(
                     ref.repo, f.name, revision=ref.revision, tqdm_class=bar, cache_dir=_cache_dir()
                 )
             )
-        except DownloadCancelled:
+        except TokenscopeError:  # cancelled, damaged, busy: said already
             raise
         except Exception as e:
             raise _explain(e, ref, f.name) from None
