@@ -44,8 +44,8 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
         "--model",
         "-m",
         default="builtin",
-        help="'builtin' (default), a known name such as smollm2-135m, a checkpoint or "
-        "Hugging Face folder, or a .gguf file",
+        help="'builtin' (default), a known name such as smollm2-135m, hf:ORG/REPO, a checkpoint "
+        "or Hugging Face folder, a .gguf file, or a server: http://HOST:PORT/v1",
     )
     p.add_argument(
         "--dtype",
@@ -59,6 +59,18 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
         "--chat",
         action="store_true",
         help="wrap the prompt as a user turn in the model's chat template (instruct models)",
+    )
+    p.add_argument(
+        "--remote-model",
+        metavar="NAME",
+        help="with -m http://HOST:PORT/v1: which of the server's models (needed when it "
+        "serves several)",
+    )
+    p.add_argument(
+        "--api-key-env",
+        metavar="VAR",
+        default="TOKENSCOPE_API_KEY",
+        help="with a server: the environment variable holding its API key (default: %(default)s)",
     )
     _add_threads_option(p)
 
@@ -136,7 +148,69 @@ def _bar(p: float) -> str:
     return "█" * full + (" ▏▎▍▌▋▊▉"[rest] if rest else "")
 
 
+def _remote(args: argparse.Namespace):
+    """A model on a server (llama.cpp, vLLM, SGLang, Ollama, OpenAI-compatible), or None."""
+    from tokenscope.lm.remote import RemoteModel, is_remote
+
+    if not is_remote(args.model):
+        return None
+    if args.chat:
+        raise ValueError("--chat is not available for a model on a server yet")
+    return RemoteModel(args.model, args.remote_model, api_key_env=args.api_key_env)
+
+
+def _cmd_predict_remote(args: argparse.Namespace, model) -> int:
+    dist = model.predict_next_token_probabilities(args.prompt, top_k=args.top)
+    top = dist.top(args.top)
+    c = model.capabilities
+    if args.json:
+        out = {
+            "model": model.name,
+            "server": c.kind,
+            "label": dist.label,
+            "other": dist.other,
+            "entropy_bits_at_least": dist.entropy_at_least,
+            "top": [{"token_id": t.token_id, "text": t.text, "display": t.display,
+                     "probability": t.probability} for t in top],
+        }  # fmt: skip
+        print(json.dumps(out, ensure_ascii=False))
+        return 0
+    print(f"{model.name} ({c.kind}): {dist.label}, entropy at least {dist.entropy_at_least:.2f}")
+    width = max([len(t.display) for t in top] + [5])
+    print(f"{'rank':>4}  {'token':<{width}}  {'prob':>6}")
+    for rank, t in enumerate(top, 1):
+        print(f"{rank:>4}  {t.display:<{width}}  {t.probability:6.4f}  {_bar(t.probability)}")
+    print(f"{'':>4}  {'other':<{width}}  {dist.other:6.4f}  {_bar(dist.other)}")
+    return 0
+
+
+def _cmd_generate_remote(args: argparse.Namespace, model) -> int:
+    settings = _sampling(args)
+    steps = model.generate(
+        args.prompt, args.max_tokens, temperature=settings.temperature, seed=args.seed
+    )
+    n = 0
+    for step in steps:
+        n += 1
+        if args.json:
+            record = {"index": step.index, "token_id": None, "text": step.text,
+                      "probability": step.probability,
+                      "top": [[a.display, a.probability] for a in step.top[:5]]}  # fmt: skip
+            print(json.dumps(record, ensure_ascii=False), flush=True)
+        else:
+            sys.stdout.write(step.text)
+            sys.stdout.flush()
+    if args.json:
+        print(json.dumps({"done": True, "tokens": n}))
+    else:
+        print()
+    return 0
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
+    remote = _remote(args)
+    if remote is not None:
+        return _cmd_predict_remote(args, remote)
     model = _load(args)
     settings = _sampling(args)
     prompt = _prompt(model, args)
@@ -178,6 +252,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
+    remote = _remote(args)
+    if remote is not None:
+        return _cmd_generate_remote(args, remote)
     model = _load(args)
     stop = [unescape(s) for s in args.stop]  # --stop "\n\n" means two newlines
     gen = model.generate(

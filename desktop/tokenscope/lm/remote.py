@@ -1,0 +1,381 @@
+"""A model on a server: llama.cpp, vLLM, SGLang, Ollama or any OpenAI-compatible API.
+
+    model = RemoteModel("http://127.0.0.1:8080/v1")          # the server's one model
+    dist = model.predict_next_token_probabilities("The capital of Indonesia is")
+    model.get_most_likely_token(dist)                         # " Jak"
+    for step in model.generate("The capital of Indonesia is", max_tokens=8):
+        print(step.text, step.probability, step.top)
+
+Such a server returns the log-probabilities of its top k tokens only, so a remote
+distribution is those k tokens plus one "other" share holding the missing mass, and it says so
+in its label ("remote · top-20 · raw"). Connecting asks the server what it is and what it can
+do (Capabilities). Network faults become RemoteError with a message a person can act on; the
+standard library's HTTP client is enough here (plain JSON requests and a text event stream).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import socket
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from tokenscope.lm.errors import TokenscopeError
+from tokenscope.lm.tokenizer import display_bytes
+
+DEFAULT_KEY_ENV = "TOKENSCOPE_API_KEY"
+DEFAULT_TOP_K = 20
+TIMEOUT_S = 60.0
+
+
+class RemoteError(TokenscopeError):
+    """The server could not be reached or answered something unusable; the message says which."""
+
+
+def is_remote(target: str) -> bool:
+    return isinstance(target, str) and target.startswith(("http://", "https://"))
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a server is and what it can do, as found when connecting."""
+
+    kind: str  # "llama.cpp", "vLLM", "SGLang", "Ollama" or "OpenAI-compatible"
+    model: str  # the model asked for
+    models: tuple[str, ...]  # what the server serves
+    max_top_k: int  # the most alternatives a token comes with
+    prompt_logprobs: bool  # whether it can score the prompt's own tokens
+    probabilities: str  # "raw" (before sampling) or "after sampling" or "unknown"
+
+    @property
+    def label(self) -> str:
+        return f"remote · top-{self.max_top_k} · {self.probabilities}"
+
+
+@dataclass(frozen=True)
+class RemoteToken:
+    token_id: int | None  # when the server says
+    text: str
+    display: str
+    probability: float
+
+
+@dataclass(frozen=True)
+class RemoteDistribution:
+    """The top k next tokens a server returned, most likely first, and the rest as one share."""
+
+    tokens: tuple[RemoteToken, ...]
+    other: float  # probability of every token not listed
+    label: str
+
+    def top(self, k: int | None = None) -> list[RemoteToken]:
+        return list(self.tokens[: len(self.tokens) if k is None else k])
+
+    @property
+    def most_likely(self) -> RemoteToken:
+        return self.tokens[0]
+
+    @property
+    def entropy_at_least(self) -> float:
+        """A lower bound of the entropy in bits: the unlisted tokens counted as one."""
+        ps = [t.probability for t in self.tokens] + [self.other]
+        return -sum(p * math.log2(p) for p in ps if p > 0)
+
+    def probability_of(self, text: str) -> float | None:
+        """The probability of a listed next token, None when the server did not list it."""
+        return next((t.probability for t in self.tokens if t.text == text), None)
+
+
+@dataclass(frozen=True)
+class RemoteStep:
+    """One generated token and the alternatives the server listed for it."""
+
+    index: int
+    text: str
+    probability: float | None  # of the token drawn, when among those listed
+    top: tuple[RemoteToken, ...]
+
+
+def _display(text: str, raw: list[int] | None) -> str:
+    """The readable label of a token (␣ for a space, <E4> for a byte of a character)."""
+    return display_bytes(bytes(raw) if isinstance(raw, list) else text.encode("utf-8"))
+
+
+class RemoteModel:
+    """A model served over HTTP (see the module notes)."""
+
+    def __init__(
+        self,
+        url: str,
+        model: str | None = None,
+        *,
+        api_key_env: str = DEFAULT_KEY_ENV,
+        timeout: float = TIMEOUT_S,
+    ) -> None:
+        if not is_remote(url):
+            raise RemoteError(f"{url!r} is not a server address (http://HOST:PORT/v1)")
+        self.root = re.sub(r"/v1/?$", "", url.rstrip("/"))
+        self.url = self.root + "/v1"
+        self.api_key_env = api_key_env
+        self.timeout = timeout
+        self.capabilities = self._detect(model)
+        self.name = f"{self.capabilities.model} @ {self.root}"
+
+    # ----- HTTP ------------------------------------------------------------------------------
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        key = os.environ.get(self.api_key_env)
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        return headers
+
+    def _open(self, path: str, body: dict | None = None, timeout: float | None = None):
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.root + path, data=data, headers=self._headers())
+        try:
+            return urllib.request.urlopen(request, timeout=timeout or self.timeout)
+        except urllib.error.HTTPError as e:
+            raise self._http_error(e, path) from None
+        except urllib.error.URLError as e:
+            reason = e.reason
+            if isinstance(reason, ConnectionRefusedError):
+                raise RemoteError(
+                    f"nothing answers at {self.root} (connection refused): is the server running?"
+                ) from None
+            if isinstance(reason, (TimeoutError, socket.timeout)):
+                raise self._timeout() from None
+            raise RemoteError(f"{self.root} cannot be reached ({reason})") from None
+        except TimeoutError:
+            raise self._timeout() from None
+        except (ConnectionError, OSError) as e:
+            raise RemoteError(f"{self.root} cannot be reached ({e})") from None
+
+    def _timeout(self) -> RemoteError:
+        return RemoteError(f"{self.root} did not answer within {self.timeout:g} s")
+
+    def _http_error(self, e: urllib.error.HTTPError, path: str) -> RemoteError:
+        try:
+            text = e.read(2000).decode("utf-8", errors="replace")
+        except OSError:
+            text = ""
+        detail = _error_text(text)
+        if e.code in (401, 403):
+            return RemoteError(
+                f"{self.root} refused the request ({e.code}: {detail or e.reason}); put its API "
+                f"key in the environment variable {self.api_key_env}"
+            )
+        if e.code == 404:
+            return RemoteError(f"{self.root} has no {path} ({detail or 'not found'})")
+        if e.code == 429:
+            wait = e.headers.get("Retry-After")
+            after = f"; it asks to retry after {wait} s" if wait else ""
+            return RemoteError(f"{self.root} is busy (429: too many requests){after}")
+        if e.code >= 500:
+            return RemoteError(f"{self.root} failed ({e.code}: {detail or e.reason})")
+        return RemoteError(f"{self.root} refused the request ({e.code}: {detail or e.reason})")
+
+    def _json(self, path: str, body: dict | None = None) -> Any:
+        with self._open(path, body) as response:
+            raw = response.read()
+        try:
+            return json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            shown = raw[:80].decode("utf-8", errors="replace")
+            raise RemoteError(
+                f"{self.root}{path} answered something that is not JSON: {shown!r}"
+            ) from None
+
+    def _probe(self, path: str) -> Any | None:
+        """GET `path`, None when the server has no such thing (it tells the kind apart)."""
+        try:
+            return self._json(path)
+        except RemoteError:
+            return None
+
+    # ----- what the server is ----------------------------------------------------------------
+
+    def _detect(self, wanted: str | None) -> Capabilities:
+        listing = self._json("/v1/models")
+        data = listing.get("data") if isinstance(listing, dict) else None
+        if not isinstance(data, list):
+            raise RemoteError(f"{self.url}/models does not list models: not an OpenAI-style API")
+        models = tuple(str(m.get("id")) for m in data if isinstance(m, dict) and m.get("id"))
+        if wanted is None:
+            if len(models) != 1:
+                raise RemoteError(
+                    f"{self.root} serves {len(models)} models: name one with --remote-model "
+                    f"({', '.join(models[:8])})"
+                )
+            wanted = models[0]
+        elif wanted not in models:
+            raise RemoteError(
+                f"{self.root} has no model {wanted!r} (it serves: {', '.join(models[:8])})"
+            )
+        props = self._probe("/props")
+        if isinstance(props, dict) and "default_generation_settings" in props:
+            # llama.cpp: any number of alternatives; probabilities before sampling unless a
+            # request asks for post_sampling_probs; no log-probs of the prompt itself.
+            return Capabilities("llama.cpp", wanted, models, 100, False, "raw")
+        if isinstance(self._probe("/version"), dict):
+            # vLLM: at most --max-logprobs (20 by default); --logprobs-mode is server-wide.
+            top = self._largest_top_k(wanted)
+            return Capabilities("vLLM", wanted, models, top, True, "raw (by default)")
+        if isinstance(self._probe("/get_model_info"), dict):
+            top = self._largest_top_k(wanted)
+            return Capabilities("SGLang", wanted, models, top, True, "scaled by temperature")
+        if isinstance(self._probe("/api/version"), dict):
+            return Capabilities("Ollama", wanted, models, self._largest_top_k(wanted), False,
+                                "unknown")  # fmt: skip
+        return Capabilities("OpenAI-compatible", wanted, models, self._largest_top_k(wanted),
+                            False, "unknown")  # fmt: skip
+
+    def _largest_top_k(self, model: str) -> int:
+        """Ask for DEFAULT_TOP_K alternatives; a server that allows fewer says how many in its
+        error ("... max allowed: 5"), and that number is taken."""
+        body = {"model": model, "prompt": "a", "max_tokens": 1, "logprobs": DEFAULT_TOP_K}
+        try:
+            self._json("/v1/completions", body)
+            return DEFAULT_TOP_K
+        except RemoteError as e:
+            numbers = [int(n) for n in re.findall(r"\b(\d+)\b", str(e)) if 0 < int(n) < 20]
+            if numbers:
+                return min(numbers)
+            raise
+
+    # ----- the seed API ----------------------------------------------------------------------
+
+    def _completion(self, prompt: str, **extra: Any) -> dict:
+        c = self.capabilities
+        body = {"model": c.model, "prompt": prompt, "logprobs": c.max_top_k, **extra}
+        answer = self._json("/v1/completions", body)
+        try:
+            return answer["choices"][0]
+        except (KeyError, IndexError, TypeError):
+            raise RemoteError(f"{self.url}/completions answered without choices") from None
+
+    def predict_next_token_probabilities(
+        self, prompt: str, top_k: int | None = None
+    ) -> RemoteDistribution:
+        """The server's top-k next tokens after `prompt` (raw where the server can say)."""
+        k = min(top_k or self.capabilities.max_top_k, self.capabilities.max_top_k)
+        choice = self._completion(prompt, max_tokens=1, temperature=0.0)
+        positions = _positions(choice.get("logprobs"))
+        if not positions or not positions[0][1]:
+            raise RemoteError(f"{self.root} returned no log-probabilities for this prompt")
+        top = positions[0][1][:k]
+        listed = sum(t.probability for t in top)
+        return RemoteDistribution(tuple(top), max(0.0, 1.0 - listed), self.capabilities.label)
+
+    def get_most_likely_token(self, dist: RemoteDistribution) -> str:
+        return dist.most_likely.text
+
+    def generate(
+        self,
+        prompt: str,
+        max_tokens: int = 32,
+        *,
+        temperature: float = 1.0,
+        seed: int | None = None,
+    ) -> Iterator[RemoteStep]:
+        """Tokens as the server streams them, each with its listed alternatives. A stream cut
+        mid-way ends with RemoteError after the tokens that arrived."""
+        c = self.capabilities
+        body = {"model": c.model, "prompt": prompt, "max_tokens": max_tokens, "stream": True,
+                "logprobs": c.max_top_k, "temperature": temperature}  # fmt: skip
+        if seed is not None:
+            body["seed"] = seed
+        index = 0
+        finished = False
+        with self._open("/v1/completions", body) as response:
+            try:
+                for raw in response:
+                    line = raw.decode("utf-8", errors="replace").strip()
+                    if not line.startswith("data:"):
+                        continue
+                    payload = line[5:].strip()
+                    if payload == "[DONE]":
+                        finished = True
+                        break
+                    try:
+                        choice = json.loads(payload)["choices"][0]
+                    except (ValueError, KeyError, IndexError, TypeError):
+                        raise RemoteError(
+                            f"{self.root} sent a malformed event after {index} tokens: "
+                            f"{payload[:80]!r}"
+                        ) from None
+                    text = choice.get("text") or ""
+                    positions = _positions(choice.get("logprobs")) or (
+                        [(text, [])] if text else []  # a server without log-probs
+                    )
+                    for token, top in positions:
+                        chosen = next((t.probability for t in top if t.text == token), None)
+                        yield RemoteStep(index, token, chosen, tuple(top))
+                        index += 1
+                    if choice.get("finish_reason"):
+                        finished = True
+            except TimeoutError:
+                raise self._timeout() from None
+            except (ConnectionError, OSError, http_incomplete()) as e:
+                raise RemoteError(
+                    f"{self.root} closed the stream after {index} tokens ({type(e).__name__}); "
+                    "the tokens that arrived are kept"
+                ) from None
+        if not finished:
+            raise RemoteError(
+                f"{self.root} ended the stream after {index} tokens without finishing; the "
+                "tokens that arrived are kept"
+            )
+
+
+def http_incomplete() -> type[BaseException]:
+    import http.client
+
+    return http.client.IncompleteRead
+
+
+def _error_text(text: str) -> str:
+    """The message in a JSON error body ({"error": {"message": ...}} or {"error": "..."})."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return text.strip().splitlines()[0][:200] if text.strip() else ""
+    error = data.get("error", data) if isinstance(data, dict) else data
+    if isinstance(error, dict):
+        error = error.get("message") or error.get("detail") or error
+    return str(error)[:200]
+
+
+def _positions(logprobs: Any) -> list[tuple[str, list[RemoteToken]]]:
+    """(token, its listed alternatives) per generated position, from either shape servers use:
+    OpenAI's legacy completions ({"tokens": [...], "top_logprobs": [{text: logprob}]}) or the
+    chat-style list llama.cpp returns ({"content": [{"token", "id", "bytes", "top_logprobs"}]})."""
+    if not isinstance(logprobs, dict):
+        return []
+    out: list[tuple[str, list[RemoteToken]]] = []
+    if isinstance(logprobs.get("content"), list):
+        for item in logprobs["content"]:
+            top = [
+                RemoteToken(t.get("id"), str(t.get("token", "")),
+                            _display(str(t.get("token", "")), t.get("bytes")),
+                            math.exp(float(t["logprob"])))
+                for t in item.get("top_logprobs") or []
+                if isinstance(t, dict) and "logprob" in t
+            ]  # fmt: skip
+            out.append((str(item.get("token", "")), sorted(top, key=lambda t: -t.probability)))
+        return out
+    tokens, tops = logprobs.get("tokens"), logprobs.get("top_logprobs")
+    if isinstance(tokens, list) and isinstance(tops, list):
+        for token, top in zip(tokens, tops, strict=False):
+            listed = [
+                RemoteToken(None, str(text), _display(str(text), None), math.exp(float(lp)))
+                for text, lp in (top or {}).items()
+            ]
+            out.append((str(token), sorted(listed, key=lambda t: -t.probability)))
+    return out
