@@ -150,9 +150,9 @@ def _contains_type(node: Any, type_name: str) -> bool:
     return False
 
 
-def _section_type(spec: dict[str, Any], section: str) -> str | None:
-    node = spec.get(section)
-    return node.get("type") if isinstance(node, dict) else None
+def _component(part: Any) -> Any:
+    """A tokenizer's normalizer, pre-tokenizer or decoder as its JSON spec (None if unset)."""
+    return None if part is None else json.loads(part.__getstate__())
 
 
 def _first_line(message: str) -> str:
@@ -381,13 +381,20 @@ class Tokenizer:
         backend.no_truncation()
         backend.no_padding()
 
-        spec = json.loads(backend.to_str())
-        pipeline = [spec.get(name) for name in ("normalizer", "pre_tokenizer", "decoder")]
-        self._byte_level = _contains_type(pipeline, "ByteLevel")
-        model_type = _section_type(spec, "model")
+        # The pipeline's parts, each serialised on its own: the whole tokenizer as JSON would
+        # mean 12 MB to write and parse for a vocabulary of 262k pieces (Gemma's).
+        normalizer, pre, decoder = (
+            _component(c) for c in (backend.normalizer, backend.pre_tokenizer, backend.decoder)
+        )
+        self._byte_level = _contains_type([normalizer, pre, decoder], "ByteLevel")
+        model_type = type(backend.model).__name__
         if self._byte_level and model_type == "BPE":
             self._kind = "byte-bpe"
-        elif model_type == "WordLevel" and _section_type(spec, "decoder") == "Fuse":
+        elif (
+            model_type == "WordLevel"
+            and isinstance(decoder, dict)
+            and (decoder.get("type") == "Fuse")
+        ):
             self._kind = "char"
         else:
             self._kind = "other"

@@ -174,14 +174,13 @@ def _byte_level(m: _Meta, tokens: list[str]) -> tokenizers.Tokenizer:
 
 
 def _sentencepiece_merges(
-    tokens: Sequence[str], scores: Sequence[float], types: Sequence[int]
+    tokens: Sequence[str], scores: Sequence[float], types: Sequence[int], vocab: dict[str, int]
 ) -> list[tuple[str, str]]:
     """BPE merges implied by a SentencePiece vocabulary: a piece is made from two pieces.
 
     SentencePiece merges the pair whose result has the highest score first, so each split of
     a piece into two known pieces is a merge ranked by the piece's score (then its id).
     """
-    vocab = _vocab(tokens)
     found = []
     for index, piece in enumerate(tokens):
         if types[index] != _NORMAL or len(piece) < 2:
@@ -202,9 +201,10 @@ def _sentencepiece(m: _Meta, tokens: list[str], types: list[int]) -> Any:
         raise m.error("the GGUF tokenizer's pieces are far longer than any real vocabulary's")
     unk_id = m.token_id("tokenizer.ggml.unknown_token_id", len(tokens))
     unk = tokens[unk_id if unk_id is not None else 0]
+    vocab = _vocab(tokens)
     model = models.BPE(
-        _vocab(tokens),
-        _sentencepiece_merges(tokens, scores, types),
+        vocab,
+        _sentencepiece_merges(tokens, scores, types, vocab),
         unk_token=unk,
         fuse_unk=True,
         byte_fallback=True,
