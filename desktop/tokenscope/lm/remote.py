@@ -223,18 +223,26 @@ class RemoteModel:
             # llama.cpp: any number of alternatives; probabilities before sampling unless a
             # request asks for post_sampling_probs; no log-probs of the prompt itself.
             return Capabilities("llama.cpp", wanted, models, 100, False, "raw")
+        top = self._largest_top_k(wanted)
+        echo = self._echoes(wanted)
         if isinstance(self._probe("/version"), dict):
             # vLLM: at most --max-logprobs (20 by default); --logprobs-mode is server-wide.
-            top = self._largest_top_k(wanted)
-            return Capabilities("vLLM", wanted, models, top, True, "raw (by default)")
+            return Capabilities("vLLM", wanted, models, top, echo, "raw (by default)")
         if isinstance(self._probe("/get_model_info"), dict):
-            top = self._largest_top_k(wanted)
-            return Capabilities("SGLang", wanted, models, top, True, "scaled by temperature")
+            return Capabilities("SGLang", wanted, models, top, echo, "scaled by temperature")
         if isinstance(self._probe("/api/version"), dict):
-            return Capabilities("Ollama", wanted, models, self._largest_top_k(wanted), False,
-                                "unknown")  # fmt: skip
-        return Capabilities("OpenAI-compatible", wanted, models, self._largest_top_k(wanted),
-                            False, "unknown")  # fmt: skip
+            return Capabilities("Ollama", wanted, models, top, echo, "unknown")
+        return Capabilities("OpenAI-compatible", wanted, models, top, echo, "unknown")
+
+    def _echoes(self, model: str) -> bool:
+        """Whether the server returns log-probabilities of the prompt's own tokens (echo)."""
+        body = {"model": model, "prompt": "a b", "max_tokens": 1, "logprobs": 1, "echo": True}
+        try:
+            choice = self._json("/v1/completions", body)["choices"][0]
+            values = (choice.get("logprobs") or {}).get("token_logprobs")
+        except (RemoteError, KeyError, IndexError, TypeError, AttributeError):
+            return False
+        return isinstance(values, list) and len(values) >= 2
 
     def _largest_top_k(self, model: str) -> int:
         """Ask for DEFAULT_TOP_K alternatives; a server that allows fewer says how many in its
@@ -275,6 +283,37 @@ class RemoteModel:
 
     def get_most_likely_token(self, dist: RemoteDistribution) -> str:
         return dist.most_likely.text
+
+    def score_continuation(self, context: str, continuation: str) -> float:
+        """P(continuation | context) from the log-probabilities the server gives the prompt's
+        own tokens (`echo`), where it can; a message saying which servers can, where not."""
+        c = self.capabilities
+        if not c.prompt_logprobs:
+            raise RemoteError(
+                f"{c.kind} at {self.root} returns no log-probabilities of the prompt, so it "
+                "cannot score a given answer (vLLM and SGLang can; or open the model locally)"
+            )
+        choice = self._completion(context + continuation, max_tokens=1, echo=True, logprobs=1)
+        logprobs = choice.get("logprobs") or {}
+        offsets, values = logprobs.get("text_offset"), logprobs.get("token_logprobs")
+        if not isinstance(offsets, list) or not isinstance(values, list):
+            raise RemoteError(f"{self.root} did not return the prompt's log-probabilities")
+        start = len(context)
+        if start not in offsets:
+            raise RemoteError(
+                "the server's tokens do not start where the continuation does: a token spans "
+                "the end of the context (end the context before a space, or the answer with one)"
+            )
+        first = offsets.index(start)
+        end = start + len(continuation)
+        total = 0.0
+        for offset, value in zip(offsets[first:], values[first:], strict=False):
+            if offset >= end:
+                break  # the generated token after the prompt
+            if value is None:
+                raise RemoteError(f"{self.root} gave a prompt token no log-probability")
+            total += float(value)
+        return math.exp(total)
 
     def generate(
         self,

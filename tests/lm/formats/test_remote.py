@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -109,6 +110,7 @@ class FaultyServer:
 
     def __init__(self) -> None:
         self.mode = "ok"
+        self.echo = False
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -144,6 +146,18 @@ class FaultyServer:
                     return self._send(200, b'{"choices": [ {"text": ')
                 if mode == "nologprobs":
                     return self._send(200, json.dumps({"choices": [{"text": " x"}]}).encode())
+                if body.get("echo") and owner.echo:
+                    # Words as tokens: the prompt's, each with a log-probability (the first
+                    # none), then one generated token.
+                    words = [*re.findall(r" ?\S+", body["prompt"]), " end"]
+                    offsets = [0]
+                    for w in words[:-1]:
+                        offsets.append(offsets[-1] + len(w))
+                    values = [None] + [-0.5 * (i + 1) for i in range(len(words) - 1)]
+                    answer = {"choices": [{"text": body["prompt"] + " end", "logprobs": {
+                        "tokens": words, "token_logprobs": values, "text_offset": offsets,
+                        "top_logprobs": [None] * len(words)}}]}  # fmt: skip
+                    return self._send(200, json.dumps(answer).encode())
                 if body.get("stream"):  # "cut": two tokens, then the connection drops
                     events = b"".join(
                         b"data: " + json.dumps({"choices": [{"text": t, "logprobs": {
@@ -236,3 +250,20 @@ def test_the_api_key_comes_from_the_environment_only(faulty, monkeypatch):
     assert proc.returncode == 2
     assert "put its API key in the environment variable MY_KEY" in proc.stderr
     assert "sk-test" not in proc.stderr + proc.stdout
+
+
+def test_a_continuation_is_scored_where_the_server_echoes_the_prompt(faulty, server):
+    faulty.mode, faulty.echo = "ok", True
+    try:
+        model = RemoteModel(faulty.url)
+        assert model.capabilities.prompt_logprobs
+        # " is Jakarta" after "The capital": words 3 and 4 of 4, log-probs -1.0 and -1.5.
+        p = model.score_continuation("The capital", " is Jakarta")
+        assert p == pytest.approx(np.exp(-1.0 - 1.5))
+        with pytest.raises(RemoteError, match="a token spans the end of the context"):
+            model.score_continuation("The capit", "al is")
+    finally:
+        faulty.echo = False
+    llama = RemoteModel(server)
+    with pytest.raises(RemoteError, match=r"llama\.cpp .* cannot score a given answer"):
+        llama.score_continuation("The capital of Indonesia is", " Jakarta")
