@@ -15,13 +15,15 @@ standard library's HTTP client is enough here (plain JSON requests and a text ev
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import json
 import math
 import os
 import re
 import socket
-import urllib.error
-import urllib.request
+import threading
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +38,10 @@ TIMEOUT_S = 60.0
 
 class RemoteError(TokenscopeError):
     """The server could not be reached or answered something unusable; the message says which."""
+
+
+class RemoteCancelled(RemoteError):
+    """A request was stopped by RemoteModel.cancel()."""
 
 
 def is_remote(target: str) -> bool:
@@ -124,6 +130,8 @@ class RemoteModel:
         self.url = self.root + "/v1"
         self.api_key_env = api_key_env
         self.timeout = timeout
+        self._lock = threading.Lock()
+        self._exchanges: set[_Exchange] = set()
         self.capabilities = self._detect(model)
         self.name = f"{self.capabilities.model} @ {self.root}"
 
@@ -136,54 +144,83 @@ class RemoteModel:
             headers["Authorization"] = f"Bearer {key}"
         return headers
 
-    def _open(self, path: str, body: dict | None = None, timeout: float | None = None):
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.root + path, data=data, headers=self._headers())
+    def _open(self, path: str, body: dict | None = None) -> _Exchange:
+        """One request; its response (read it inside `with`). `cancel()` from another thread
+        ends it at once, waiting or reading."""
+        url = urllib.parse.urlsplit(self.root + path)
+        connection_class = (
+            http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
+        )
+        connection = connection_class(url.hostname, url.port, timeout=self.timeout)
+        exchange = _Exchange(self, connection)
+        with self._lock:
+            self._exchanges.add(exchange)
         try:
-            return urllib.request.urlopen(request, timeout=timeout or self.timeout)
-        except urllib.error.HTTPError as e:
-            raise self._http_error(e, path) from None
-        except urllib.error.URLError as e:
-            reason = e.reason
-            if isinstance(reason, ConnectionRefusedError):
-                raise RemoteError(
-                    f"nothing answers at {self.root} (connection refused): is the server running?"
-                ) from None
-            if isinstance(reason, (TimeoutError, socket.timeout)):
-                raise self._timeout() from None
-            raise RemoteError(f"{self.root} cannot be reached ({reason})") from None
-        except TimeoutError:
-            raise self._timeout() from None
-        except (ConnectionError, OSError) as e:
-            raise RemoteError(f"{self.root} cannot be reached ({e})") from None
+            data = None if body is None else json.dumps(body).encode()
+            target = url.path + (f"?{url.query}" if url.query else "")
+            connection.request(
+                "GET" if body is None else "POST", target, body=data, headers=self._headers()
+            )
+            response = connection.getresponse()
+        except BaseException as e:
+            exchange.close()
+            raise self._network_error(e, exchange) from None
+        exchange.response = response
+        if response.status >= 400:
+            try:
+                text = response.read(2000).decode("utf-8", errors="replace")
+            except OSError:
+                text = ""
+            exchange.close()
+            raise self._http_error(response.status, response.reason, response.headers, text, path)
+        return exchange
+
+    def cancel(self) -> None:
+        """Stop every request in flight (from any thread): each raises RemoteCancelled."""
+        with self._lock:
+            exchanges = list(self._exchanges)
+        for exchange in exchanges:
+            exchange.cancelled = True
+            exchange.shut()
+
+    def _network_error(self, e: BaseException, exchange: _Exchange) -> BaseException:
+        if exchange.cancelled:
+            return RemoteCancelled("the request to the server was cancelled")
+        if isinstance(e, ConnectionRefusedError):
+            return RemoteError(
+                f"nothing answers at {self.root} (connection refused): is the server running?"
+            )
+        if isinstance(e, TimeoutError):
+            return self._timeout()
+        if isinstance(e, (OSError, http.client.HTTPException)):
+            return RemoteError(f"{self.root} cannot be reached ({e})")
+        return e  # (KeyboardInterrupt and the like go on as they are)
 
     def _timeout(self) -> RemoteError:
         return RemoteError(f"{self.root} did not answer within {self.timeout:g} s")
 
-    def _http_error(self, e: urllib.error.HTTPError, path: str) -> RemoteError:
-        try:
-            text = e.read(2000).decode("utf-8", errors="replace")
-        except OSError:
-            text = ""
+    def _http_error(
+        self, code: int, reason: str, headers: Any, text: str, path: str
+    ) -> RemoteError:
         detail = _error_text(text)
-        if e.code in (401, 403):
+        if code in (401, 403):
             return RemoteError(
-                f"{self.root} refused the request ({e.code}: {detail or e.reason}); put its API "
+                f"{self.root} refused the request ({code}: {detail or reason}); put its API "
                 f"key in the environment variable {self.api_key_env}"
             )
-        if e.code == 404:
+        if code == 404:
             return RemoteError(f"{self.root} has no {path} ({detail or 'not found'})")
-        if e.code == 429:
-            wait = e.headers.get("Retry-After")
+        if code == 429:
+            wait = headers.get("Retry-After")
             after = f"; it asks to retry after {wait} s" if wait else ""
             return RemoteError(f"{self.root} is busy (429: too many requests){after}")
-        if e.code >= 500:
-            return RemoteError(f"{self.root} failed ({e.code}: {detail or e.reason})")
-        return RemoteError(f"{self.root} refused the request ({e.code}: {detail or e.reason})")
+        if code >= 500:
+            return RemoteError(f"{self.root} failed ({code}: {detail or reason})")
+        return RemoteError(f"{self.root} refused the request ({code}: {detail or reason})")
 
     def _json(self, path: str, body: dict | None = None) -> Any:
-        with self._open(path, body) as response:
-            raw = response.read()
+        with self._open(path, body) as exchange:
+            raw = exchange.read()
         try:
             return json.loads(raw)
         except (ValueError, UnicodeDecodeError):
@@ -332,9 +369,9 @@ class RemoteModel:
             body["seed"] = seed
         index = 0
         finished = False
-        with self._open("/v1/completions", body) as response:
+        with self._open("/v1/completions", body) as exchange:
             try:
-                for raw in response:
+                for raw in exchange.lines():
                     line = raw.decode("utf-8", errors="replace").strip()
                     if not line.startswith("data:"):
                         continue
@@ -359,24 +396,61 @@ class RemoteModel:
                         index += 1
                     if choice.get("finish_reason"):
                         finished = True
-            except TimeoutError:
-                raise self._timeout() from None
-            except (ConnectionError, OSError, http_incomplete()) as e:
+            except (OSError, http.client.HTTPException) as e:
+                if exchange.cancelled:
+                    raise RemoteCancelled(
+                        f"generation was cancelled after {index} tokens"
+                    ) from None
+                if isinstance(e, TimeoutError):
+                    raise self._timeout() from None
                 raise RemoteError(
                     f"{self.root} closed the stream after {index} tokens ({type(e).__name__}); "
                     "the tokens that arrived are kept"
                 ) from None
         if not finished:
+            if exchange.cancelled:
+                raise RemoteCancelled(f"generation was cancelled after {index} tokens")
             raise RemoteError(
                 f"{self.root} ended the stream after {index} tokens without finishing; the "
                 "tokens that arrived are kept"
             )
 
 
-def http_incomplete() -> type[BaseException]:
-    import http.client
+class _Exchange:
+    """A request in flight: its connection and, once headers came, its response."""
 
-    return http.client.IncompleteRead
+    def __init__(self, owner: RemoteModel, connection: http.client.HTTPConnection) -> None:
+        self.owner, self.connection = owner, connection
+        self.response: http.client.HTTPResponse | None = None
+        self.cancelled = False
+
+    def __enter__(self) -> _Exchange:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def read(self) -> bytes:
+        try:
+            return self.response.read()
+        except BaseException as e:
+            raise self.owner._network_error(e, self) from None
+
+    def lines(self) -> Iterator[bytes]:
+        while line := self.response.readline():
+            yield line
+
+    def shut(self) -> None:
+        """Wake a thread blocked on this connection (cancel)."""
+        sock = self.connection.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        with self.owner._lock:
+            self.owner._exchanges.discard(self)
+        self.connection.close()
 
 
 def _error_text(text: str) -> str:

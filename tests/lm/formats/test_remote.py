@@ -19,7 +19,7 @@ import pytest
 
 from tokenscope.lm import load_model
 from tokenscope.lm.registry import known_model_path
-from tokenscope.lm.remote import RemoteError, RemoteModel
+from tokenscope.lm.remote import RemoteCancelled, RemoteError, RemoteModel
 
 from .prompts import PROMPTS
 
@@ -111,6 +111,7 @@ class FaultyServer:
     def __init__(self) -> None:
         self.mode = "ok"
         self.echo = False
+        self.release = threading.Event()
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -136,6 +137,9 @@ class FaultyServer:
                 length = int(self.headers.get("Content-Length", 0))
                 body = json.loads(self.rfile.read(length))
                 mode = owner.mode
+                if mode == "slow":
+                    owner.release.wait(30)  # a server that takes its time
+                    return self._send(503, b'{"error": "too late"}')
                 if mode == "401":
                     return self._send(401, b'{"error": {"message": "invalid api key"}}')
                 if mode == "429":
@@ -267,3 +271,34 @@ def test_a_continuation_is_scored_where_the_server_echoes_the_prompt(faulty, ser
     llama = RemoteModel(server)
     with pytest.raises(RemoteError, match=r"llama\.cpp .* cannot score a given answer"):
         llama.score_continuation("The capital of Indonesia is", " Jakarta")
+
+
+def test_a_request_waiting_on_the_server_is_cancelled_at_once(faulty):
+    import time
+
+    faulty.mode = "ok"
+    model = RemoteModel(faulty.url)
+    faulty.mode = "slow"
+    faulty.release.clear()
+    threading.Timer(0.3, model.cancel).start()
+    started = time.perf_counter()
+    try:
+        with pytest.raises(RemoteCancelled, match="cancelled"):
+            model.predict_next_token_probabilities("x")
+        assert time.perf_counter() - started < 10  # not the server's 30 s
+    finally:
+        faulty.release.set()
+    faulty.mode = "ok"
+    assert model.predict_next_token_probabilities("x").top()[0].text == " a"  # usable after
+
+
+def test_a_timeout_says_how_long_it_waited(faulty):
+    faulty.mode = "ok"
+    model = RemoteModel(faulty.url, timeout=0.5)
+    faulty.mode = "slow"
+    faulty.release.clear()
+    try:
+        with pytest.raises(RemoteError, match=r"did not answer within 0\.5 s"):
+            model.predict_next_token_probabilities("x")
+    finally:
+        faulty.release.set()
