@@ -160,11 +160,13 @@ def _remote(args: argparse.Namespace):
 
 
 def _cmd_predict_remote(args: argparse.Namespace, model) -> int:
-    dist = model.predict_next_token_probabilities(args.prompt, top_k=args.top)
+    settings = _sampling(args)
+    dist = model.predict_next_token_probabilities(args.prompt)  # every listed token
+    view = None if settings.is_identity else dist.after_sampling(settings)
     top = dist.top(args.top)
     c = model.capabilities
     if args.json:
-        out = {
+        out: dict[str, Any] = {
             "model": model.name,
             "server": c.kind,
             "label": dist.label,
@@ -173,14 +175,23 @@ def _cmd_predict_remote(args: argparse.Namespace, model) -> int:
             "top": [{"token_id": t.token_id, "text": t.text, "display": t.display,
                      "probability": t.probability} for t in top],
         }  # fmt: skip
+        if view is not None:
+            for row, p in zip(out["top"], view.probabilities, strict=False):
+                row["sampled_probability"] = p
+            out["sampled_other"], out["sampled_exact"] = view.other, view.exact
         print(json.dumps(out, ensure_ascii=False))
         return 0
     print(f"{model.name} ({c.kind}): {dist.label}, entropy at least {dist.entropy_at_least:.2f}")
     width = max([len(t.display) for t in top] + [5])
-    print(f"{'rank':>4}  {'token':<{width}}  {'prob':>6}")
-    for rank, t in enumerate(top, 1):
-        print(f"{rank:>4}  {t.display:<{width}}  {t.probability:6.4f}  {_bar(t.probability)}")
-    print(f"{'':>4}  {'other':<{width}}  {dist.other:6.4f}  {_bar(dist.other)}")
+    sampled = "" if view is None else "  sampled" + ("" if view.exact else " (approximate)")
+    print(f"{'rank':>4}  {'token':<{width}}  {'prob':>6}{sampled}")
+    shares = view.probabilities if view is not None else [None] * len(top)
+    for rank, (t, p) in enumerate(zip(top, shares, strict=False), 1):
+        column = "" if p is None else f"  {p:7.4f}"
+        print(f"{rank:>4}  {t.display:<{width}}  {t.probability:6.4f}{column}  "
+              f"{_bar(t.probability)}")  # fmt: skip
+    column = "" if view is None else f"  {view.other:7.4f}"
+    print(f"{'':>4}  {'other':<{width}}  {dist.other:6.4f}{column}  {_bar(dist.other)}")
     return 0
 
 

@@ -26,10 +26,13 @@ import threading
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tokenscope.lm.errors import TokenscopeError
 from tokenscope.lm.tokenizer import display_bytes
+
+if TYPE_CHECKING:  # (only its fields are read: a remote model needs no PyTorch)
+    from tokenscope.lm.sampling import SamplingSettings
 
 DEFAULT_KEY_ENV = "TOKENSCOPE_API_KEY"
 DEFAULT_TOP_K = 20
@@ -96,6 +99,70 @@ class RemoteDistribution:
     def probability_of(self, text: str) -> float | None:
         """The probability of a listed next token, None when the server did not list it."""
         return next((t.probability for t in self.tokens if t.text == text), None)
+
+    def after_sampling(self, sampling: SamplingSettings) -> SampledView:
+        """What sampling would draw from, computed from the listed tokens.
+
+        Exact where the knobs keep only listed tokens (a top-k within the list, a top-p or
+        min-p cut that falls inside it) or leave the probabilities as they are; otherwise
+        approximate, with the unlisted tokens treated as one: a temperature other than 1 moves
+        mass between tokens the server did not show, and a repetition penalty needs the
+        logits of the tokens already in the text.
+        """
+        listed = [t.probability for t in self.tokens]
+        n = len(listed)
+        if sampling.greedy:
+            return SampledView((1.0, *([0.0] * (n - 1))), 0.0, exact=True)
+        # In the local sampler's order: temperature, top-k, top-p, min-p. `tail` is the mass
+        # of the unlisted tokens, `approximate` whether anything depended on how it is spread.
+        approximate = sampling.repetition_penalty != 1.0
+        power = 1.0 / sampling.temperature
+        scaled = [p**power for p in listed] if power != 1.0 else listed[:]
+        tail = self.other**power if power != 1.0 else self.other
+        tail_known = power == 1.0 or self.other == 0.0  # one token's worth, or all of them
+        keep = n
+        if sampling.top_k:
+            if sampling.top_k <= n:
+                keep, tail = sampling.top_k, 0.0
+            elif tail > 0:
+                approximate = True  # some unlisted tokens stay, some go
+        if sampling.top_p < 1.0:
+            total = sum(scaled[:keep]) + tail
+            running, cut = 0.0, None
+            for i, p in enumerate(scaled[:keep]):
+                running += p / total
+                if running >= sampling.top_p:
+                    cut = i + 1
+                    break
+            if tail > 0 and not tail_known:
+                approximate = True  # the shares the cut is made on depend on the tail
+            if cut is not None:
+                keep, tail = cut, 0.0
+            elif tail > 0:
+                approximate = True  # part of the unlisted tokens stays
+        if sampling.min_p > 0.0:
+            floor = sampling.min_p * scaled[0]
+            keep = max(1, sum(1 for p in scaled[:keep] if p >= floor))
+            if tail > 0:
+                if scaled[n - 1] < floor:
+                    tail = 0.0  # every unlisted token is below the last listed one
+                else:
+                    approximate = True
+        if tail > 0 and not tail_known:
+            approximate = True
+        kept = scaled[:keep]
+        total = sum(kept) + tail
+        shares = tuple(p / total for p in kept) + (0.0,) * (n - keep)
+        return SampledView(shares, tail / total, exact=not approximate)
+
+
+@dataclass(frozen=True)
+class SampledView:
+    """A remote distribution after the sampling knobs: per listed token, then the unlisted."""
+
+    probabilities: tuple[float, ...]
+    other: float
+    exact: bool  # False: approximate (see RemoteDistribution.after_sampling)
 
 
 @dataclass(frozen=True)

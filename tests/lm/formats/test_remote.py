@@ -100,6 +100,15 @@ def test_the_command_line_predicts_on_a_server(server):
     out = json.loads(proc.stdout)
     assert out["server"] == "llama.cpp" and out["top"][0]["text"] == " Jak"
     assert len(out["top"]) == 5 and 0 < out["other"] < 1
+    proc = subprocess.run(
+        [sys.executable, "-m", "tokenscope", "predict", "The capital of Indonesia is",
+         "-m", server, "--top-k", "3"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[1].split()[:4] == ["rank", "token", "prob", "sampled"]
+    assert "(approximate)" not in lines[1]  # a top-3 cut of a top-100 list is exact
 
 
 # ----- faults ----------------------------------------------------------------------------------
@@ -302,3 +311,42 @@ def test_a_timeout_says_how_long_it_waited(faulty):
             model.predict_next_token_probabilities("x")
     finally:
         faulty.release.set()
+
+
+@pytest.mark.parametrize(
+    "knobs, exact",
+    [
+        ({}, True),
+        ({"temperature": 0.0}, True),
+        ({"top_k": 2}, True),
+        ({"top_p": 0.7}, True),
+        ({"min_p": 0.5}, True),
+        ({"temperature": 0.7, "top_k": 3}, True),
+        ({"temperature": 0.5, "min_p": 0.3}, True),
+        ({"top_k": 6}, False),
+        ({"top_p": 0.97}, False),
+        ({"temperature": 0.5}, False),
+        ({"min_p": 0.01}, False),
+        ({"repetition_penalty": 1.3}, False),
+    ],
+)
+def test_the_after_sampling_view_of_a_top_k_is_exact_where_it_can_be(knobs, exact):
+    """Against the local sampler on the whole distribution, of which the server showed 4."""
+    import torch
+
+    from tokenscope.lm.remote import RemoteDistribution, RemoteToken
+    from tokenscope.lm.sampling import SamplingSettings, sampling_distribution
+
+    logits = torch.tensor([3.0, 2.5, 1.0, 0.5, 0.2, 0.1, -1.0, -2.0])
+    full = torch.softmax(logits, -1)
+    shown = 4
+    tokens = tuple(RemoteToken(i, f"t{i}", f"t{i}", float(full[i])) for i in range(shown))
+    dist = RemoteDistribution(tokens, float(full[shown:].sum()), "remote · top-4 · raw")
+    settings = SamplingSettings(**knobs)
+    view = dist.after_sampling(settings)
+    assert view.exact is exact
+    assert sum(view.probabilities) + view.other == pytest.approx(1.0)
+    if exact:
+        _, sampled = sampling_distribution(logits, settings, [])
+        assert view.probabilities == pytest.approx(sampled[:shown].tolist(), abs=1e-6)
+        assert view.other == pytest.approx(float(sampled[shown:].sum()), abs=1e-6)
