@@ -214,8 +214,8 @@ def _first_line(error: BaseException) -> str:
     return lines[0][:200] if lines else type(error).__name__
 
 
-def remote_files(ref: HubRef) -> tuple[str, list[RemoteFile]]:
-    """(commit, the files a pull of `ref` fetches), asking the Hub; refuses a repository whose
+def remote_files(ref: HubRef) -> list[RemoteFile]:
+    """The files a pull of `ref` fetches, asking the Hub; refuses a repository whose
     weights are only pickles, and a GGUF file that is not there."""
     try:
         info = _api().model_info(ref.repo, revision=ref.revision, files_metadata=True)
@@ -250,7 +250,7 @@ def remote_files(ref: HubRef) -> tuple[str, list[RemoteFile]]:
         raise ModelFormatError(f"{ref.repo} has no safetensors weights")
     if ref.file is None and "config.json" not in [f.name for f in files]:
         raise ModelFormatError(f"{ref.repo} has no config.json: not a transformers model folder")
-    return info.sha or "", files
+    return files
 
 
 def revisions(repo: str) -> list[str]:
@@ -328,7 +328,7 @@ def pull(
                 f"HF_HUB_OFFLINE is set and {ref} is not in the Hugging Face cache"
             )
         return path
-    _, files = remote_files(ref)
+    files = remote_files(ref)
     # The client reports (and can resume) per chunk read; its 10 MB chunks would leave a
     # progress bar still for seconds on a slow line.
     constants.DOWNLOAD_CHUNK_SIZE = min(constants.DOWNLOAD_CHUNK_SIZE, PROGRESS_CHUNK)

@@ -151,6 +151,7 @@ class ModelsTab(QWidget):
         self.table.itemSelectionChanged.connect(self._update_buttons)
         self.install_button.clicked.connect(self.install_selected)
         self.pull = PullProcess(self)
+        self._installing, self._action = "", "pull"  # what the pull process is doing
         self.pull.said.connect(lambda line: self.status.setText(line))
         self.pull.finished.connect(self._on_install_finished)
         self.hub.downloaded.connect(lambda _ref: self.refresh())
@@ -384,9 +385,9 @@ class ModelsTab(QWidget):
         self.pull.start(model.name, "--yes")
 
     def _on_install_finished(self, ok: bool, message: str, offline: bool) -> None:
-        title = getattr(self, "_installing", "the model")
+        title = self._installing or "the model"
         self.progress.setVisible(False)
-        if getattr(self, "_action", "pull") == "remove":
+        if self._action == "remove":
             self.status.setText(
                 f"{title} was uninstalled." if ok else f"Uninstalling {title} failed: {message}"
             )
