@@ -13,6 +13,9 @@ import pytest
 # lists the window and `models list` show must not depend on what this machine downloaded.
 # Set before anything imports huggingface_hub (it reads the variable once).
 os.environ["HF_HUB_CACHE"] = tempfile.mkdtemp(prefix="tokenscope-test-hf-cache-")
+# Never the person's own keyring (API keys of model servers): tests that keep a key set an
+# in-memory one; subprocesses get the keyring that keeps nothing.
+os.environ["PYTHON_KEYRING_BACKEND"] = "keyring.backends.null.Keyring"
 
 #: A test still running after this long is hung, not slow. pytest-timeout (600 s) raises in
 #: Python code, which a Qt slot can swallow and a thread stuck in C never reaches; this

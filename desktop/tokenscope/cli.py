@@ -197,14 +197,13 @@ def _cmd_predict_remote(args: argparse.Namespace, model) -> int:
 
 def _cmd_generate_remote(args: argparse.Namespace, model) -> int:
     settings = _sampling(args)
-    steps = model.generate(
-        args.prompt, args.max_tokens, temperature=settings.temperature, seed=args.seed
-    )
+    steps = model.generate(args.prompt, args.max_tokens, sampling=settings, seed=args.seed)
     n = 0
     for step in steps:
         n += 1
         if args.json:
-            record = {"index": step.index, "token_id": None, "text": step.text,
+            record = {"index": step.index, "text": step.text,
+                      "token_id": step.token.token_id if step.token else None,
                       "probability": step.probability,
                       "top": [[a.display, a.probability] for a in step.top[:5]]}  # fmt: skip
             print(json.dumps(record, ensure_ascii=False), flush=True)

@@ -36,6 +36,7 @@ from tokenscope.service.jobs import SetThreads
 from tokenscope.service.records import LoadProgress, ModelInfo
 
 OPEN_OTHER = "Open file or folder…"
+CONNECT = "Connect to a server…"
 MESSAGE_MS = 12_000
 POOL_WAIT_S = 30
 
@@ -159,6 +160,7 @@ class MainWindow(QMainWindow):
 
         menu = self.menuBar().addMenu("&File")
         self._action(menu, "&Open model…", "Ctrl+O", self.browse_for_model)
+        self._action(menu, "&Connect to a server…", "Ctrl+Shift+K", self.connect_to_server)
         self._action(menu, "Open &session…", "Ctrl+Shift+O", self.open_session_dialog)
         self._action(menu, "&Save session…", "Ctrl+S", self.save_session_dialog)
         self._action(menu, "&Export chart…", "Ctrl+E", self.export_chart_dialog)
@@ -183,6 +185,7 @@ class MainWindow(QMainWindow):
         self.banner_close.clicked.connect(self.hide_error)
         self.models.open_requested.connect(self.load_model)
         self.models.browse_requested.connect(self.browse_for_model)
+        self.models.connect_requested.connect(self.connect_to_server)
         self.models.catalog_refreshed.connect(self._fill_picker)
         self.playground.speed_changed.connect(
             lambda rate: self.status_speed.setText(f"{rate:.1f} tokens/s")
@@ -273,10 +276,11 @@ class MainWindow(QMainWindow):
             if e.openable:
                 self.picker.addItem(f"{e.name}  ({e.kind})", e.target)
         self.picker.addItem(OPEN_OTHER, OPEN_OTHER)
+        self.picker.addItem(CONNECT, CONNECT)
         self.fewshot.set_compare_choices(
             [
                 (self.picker.itemText(i), self.picker.itemData(i))
-                for i in range(self.picker.count() - 1)
+                for i in range(self.picker.count() - 2)
             ]
         )
         loading = self._load is not None and not self._load.finished
@@ -289,7 +293,7 @@ class MainWindow(QMainWindow):
         """Show `target` in the picker (adding it if the model list has not been read yet)."""
         index = self.picker.findData(target)
         if index < 0:
-            self.picker.insertItem(0, Path(target).name or target, target)
+            self.picker.insertItem(0, _picker_label(target), target)
             index = 0
         self.picker.setCurrentIndex(index)
 
@@ -297,6 +301,8 @@ class MainWindow(QMainWindow):
         value = self.picker.itemData(index)
         if value == OPEN_OTHER:
             self.browse_for_model()
+        elif value == CONNECT:
+            self.connect_to_server()
         elif value:
             self.load_model(value)
 
@@ -311,7 +317,17 @@ class MainWindow(QMainWindow):
             p = Path(path)
             self.load_model(str(p.parent if p.name in ("config.json", "model.safetensors") else p))
 
-    def load_model(self, name: str) -> None:
+    def connect_to_server(self) -> None:
+        """Ask for a server and one of its models, then open it like any other model."""
+        from tokenscope.gui.models.server_dialog import ServerDialog
+
+        dialog = ServerDialog(self.settings, self)
+        if dialog.exec():
+            self.load_model(dialog.target(), api_key=dialog.api_key())
+        else:
+            self._fill_picker()  # the picker goes back to the model in use
+
+    def load_model(self, name: str, *, api_key: str | None = None) -> None:
         """Switch to another model: whatever runs on the current one stops first."""
         self._loading_name = name
         self._weights_asked = (self.weights.currentText(), self.compiled.isChecked())
@@ -328,6 +344,7 @@ class MainWindow(QMainWindow):
             threads=self.threads.value() or None,
             dtype=self.weights.currentText(),
             compile=self.compiled.isChecked(),
+            api_key=api_key,
             on_yield=self._on_load_progress,
             on_done=self._on_load_done,
             on_error=self._on_load_failed,
@@ -366,6 +383,10 @@ class MainWindow(QMainWindow):
             self._show_weights(*self._weights_in_use)  # what the model in use was opened with
         if outcome != "completed":
             self._fill_picker()  # the picker goes back to the model still in use
+        if outcome == "failed" and self.model_info is None and self._loading_name != "builtin":
+            # Nothing is open (the last model, a server that is not running, failed at the
+            # start): the bundled model, so that the window is never empty.
+            self.load_model("builtin")
 
     def _on_bridge_model_loaded(self, info: ModelInfo) -> None:
         self.model_id = info.target
@@ -387,6 +408,16 @@ class MainWindow(QMainWindow):
 
     def _show_model_info(self, info: ModelInfo) -> None:
         self.model_info = info
+        local = not info.remote  # threads and weights are the server's business
+        for widget in (self.threads, self.weights, self.compiled):
+            widget.setEnabled(local)
+        if info.remote:
+            size = f"{info.parameters / 1e6:,.0f} M parameters · " if info.parameters else ""
+            window = f"context {info.context_length:,} · " if info.context_length else ""
+            self.status_model.setText(f"{info.name} · {size}{window}{info.remote}")
+            if info.note:
+                self.show_error(info.note)
+            return
         weights = f" · {info.packing}" if info.packing else ""
         self.status_model.setText(
             f"{info.name} · {info.parameters / 1e6:,.2f} M parameters · {info.architecture} · "
@@ -488,3 +519,16 @@ class MainWindow(QMainWindow):
             prompt = "…" + prompt[-119:]
         name = self.model_info.name if self.model_info else "no model"
         return f"Tokenscope · model {name} · prompt {prompt!r}"
+
+
+def _picker_label(target: str) -> str:
+    """How the model picker names a target it has no entry for."""
+    from tokenscope.lm.remote import is_remote, split_target
+
+    if is_remote(target):
+        from urllib.parse import urlsplit
+
+        url, model = split_target(target)
+        name = (model or "model").rsplit("/", 1)[-1]
+        return f"{name} @ {urlsplit(url).netloc}  (server)"
+    return Path(target).name or target

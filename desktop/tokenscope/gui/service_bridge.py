@@ -122,6 +122,7 @@ class ServiceBridge(QObject):
         *,
         dtype: str | None = None,
         compile: bool = False,
+        api_key: str | None = None,
         **callbacks: Any,
     ) -> JobHandle | None:
         """Switch models: stop every job (generation, sweeps, an unfinished load), then load.
@@ -130,7 +131,7 @@ class ServiceBridge(QObject):
         model stays, and a failed or cancelled load keeps it.
         """
         self.cancel_all()
-        job = Load(target, dtype=dtype, threads=threads, compile=compile)
+        job = Load(target, dtype=dtype, threads=threads, compile=compile, api_key=api_key)
         return self.submit(job, lane="load", **callbacks)
 
     def current(self, lane: str) -> JobHandle | None:

@@ -35,6 +35,7 @@ class Alternative:
     token_id: int
     display: str
     probability: float
+    text: str = ""  # the token's text, where a model on a server gave it without an id
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,6 +51,88 @@ def is_remote(target: str) -> bool:
     return isinstance(target, str) and target.startswith(("http://", "https://"))
 
 
+def remote_target(url: str, model: str | None = None) -> str:
+    """One string naming a model on a server: "http://host:8000/v1#NAME" (the part after #
+    never reaches the server); without a name, the server's one model."""
+    return f"{url.rstrip('/')}#{model}" if model else url.rstrip("/")
+
+
+def split_target(target: str) -> tuple[str, str | None]:
+    """(server address, model name or None) of a remote_target string."""
+    url, _, model = target.partition("#")
+    return url, (model or None)
+
+
+KEYRING_SERVICE = "tokenscope"
+
+
+def stored_key(root: str) -> str | None:
+    """The API key kept in the system keyring for the server at `root`, if any (None also
+    where this machine has no keyring to ask)."""
+    try:
+        import keyring
+
+        return keyring.get_password(KEYRING_SERVICE, root)
+    except Exception:  # no keyring backend, a locked or broken one: as if nothing were kept
+        return None
+
+
+def store_key(root: str, key: str) -> None:
+    """Keep `key` for the server at `root` in the system keyring (never in a settings file);
+    an empty key forgets the one kept. RemoteError where there is no keyring to keep it in."""
+    try:
+        import keyring
+        import keyring.errors
+
+        if key:
+            keyring.set_password(KEYRING_SERVICE, root, key)
+        else:
+            try:
+                keyring.delete_password(KEYRING_SERVICE, root)
+            except keyring.errors.PasswordDeleteError:
+                pass  # nothing was kept
+    except Exception as e:
+        raise RemoteError(
+            f"the key could not be kept in a system keyring ({type(e).__name__}: {e}); set "
+            f"the environment variable {DEFAULT_KEY_ENV} before starting Tokenscope instead"
+        ) from None
+
+
+def server_root(url: str) -> str:
+    """The server's address without /v1 (the name its key is kept under)."""
+    return re.sub(r"/v1/?$", "", split_target(url)[0].rstrip("/"))
+
+
+class CancelScope:
+    """The requests of one piece of work: `cancel()` (from any thread) stops those in flight
+    and refuses new ones with RemoteCancelled, leaving the model's other requests alone."""
+
+    def __init__(self) -> None:
+        self.cancelled = False
+        self._lock = threading.Lock()
+        self._exchanges: set[_Exchange] = set()
+
+    def cancel(self) -> None:
+        with self._lock:
+            self.cancelled = True
+            exchanges = list(self._exchanges)
+        for exchange in exchanges:
+            exchange.cancelled = True
+            exchange.shut()
+
+    def _add(self, exchange: _Exchange) -> None:
+        with self._lock:
+            if self.cancelled:
+                exchange.cancelled = True
+            self._exchanges.add(exchange)
+        if exchange.cancelled:
+            exchange.shut()
+
+    def _discard(self, exchange: _Exchange) -> None:
+        with self._lock:
+            self._exchanges.discard(exchange)
+
+
 @dataclass(frozen=True)
 class Capabilities:
     """What a server is and what it can do, as found when connecting."""
@@ -61,6 +143,10 @@ class Capabilities:
     max_top_k: int  # the most alternatives a token comes with
     prompt_logprobs: bool  # whether it can score the prompt's own tokens
     probabilities: str  # "raw" (before sampling) or "after sampling" or "unknown"
+    parameters: int = 0  # when the server says (0: it does not)
+    context_length: int = 0
+    vocab_size: int = 0
+    tokenizes: bool = False  # it shows how it splits a text into tokens (/tokenize)
 
     @property
     def label(self) -> str:
@@ -166,13 +252,60 @@ class SampledView:
 
 
 @dataclass(frozen=True)
+class RemoteScore:
+    """How probable a continuation is after a context, from the server's prompt log-probs.
+
+    `first_rank` is the rank of its first token among the alternatives the server listed
+    there (listed + 1 when it was not among them); `top_text` is the server's most likely
+    token at that point."""
+
+    probability: float
+    logprob: float
+    logprobs: tuple[float, ...]
+    first_rank: int
+    top_text: str
+    top_probability: float
+    dropped_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class TextToken:
+    """A token of a text as the server splits it, and the characters it covers."""
+
+    token_id: int
+    text: str
+    display: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
 class RemoteStep:
     """One generated token and the alternatives the server listed for it."""
 
     index: int
     text: str
-    probability: float | None  # of the token drawn, when among those listed
+    probability: float | None  # of the token drawn, where the server says
     top: tuple[RemoteToken, ...]
+    token: RemoteToken | None = None  # the token drawn (None from a server without log-probs)
+
+
+class RemoteGeneration(Iterator[RemoteStep]):
+    """The steps of a streamed generation; `finish_reason` once it ends ("stop": the model
+    ended the text or met a stop string, "length": max_tokens), `close()` to stop early."""
+
+    def __init__(self, steps: Iterator[RemoteStep], state: dict[str, str]) -> None:
+        self._steps, self._state = steps, state
+
+    def __next__(self) -> RemoteStep:
+        return next(self._steps)
+
+    def close(self) -> None:
+        self._steps.close()  # type: ignore[attr-defined]
+
+    @property
+    def finish_reason(self) -> str | None:
+        return self._state.get("finish_reason")
 
 
 def _display(text: str, raw: list[int] | None) -> str:
@@ -188,41 +321,79 @@ class RemoteModel:
         url: str,
         model: str | None = None,
         *,
+        api_key: str | None = None,
         api_key_env: str = DEFAULT_KEY_ENV,
         timeout: float = TIMEOUT_S,
+        scope: CancelScope | None = None,
     ) -> None:
         if not is_remote(url):
             raise RemoteError(f"{url!r} is not a server address (http://HOST:PORT/v1)")
-        self.root = re.sub(r"/v1/?$", "", url.rstrip("/"))
+        url, named = split_target(url)
+        model = model or named
+        self._setup(url, api_key, api_key_env, timeout)
+        self.capabilities = self._detect(model, scope)
+        model = self.capabilities.model
+        # llama.cpp names its model by the file's path: the file's name says enough.
+        short = model.rsplit("/", 1)[-1] if model.startswith("/") else model
+        self.name = f"{short} @ {urllib.parse.urlsplit(self.root).netloc}"
+        self.target = remote_target(self.url, self.capabilities.model)
+
+    def _setup(self, url: str, api_key: str | None, api_key_env: str, timeout: float) -> None:
+        self.root = server_root(url)
         self.url = self.root + "/v1"
         self.api_key_env = api_key_env
+        # The key: given, else from the environment variable, else kept in the keyring.
+        self._key = api_key or os.environ.get(api_key_env) or stored_key(self.root)
         self.timeout = timeout
         self._lock = threading.Lock()
         self._exchanges: set[_Exchange] = set()
-        self.capabilities = self._detect(model)
-        self.name = f"{self.capabilities.model} @ {self.root}"
+
+    @classmethod
+    def list_models(
+        cls,
+        url: str,
+        *,
+        api_key: str | None = None,
+        api_key_env: str = DEFAULT_KEY_ENV,
+        timeout: float = 15.0,
+    ) -> tuple[str, ...]:
+        """The models a server serves (GET /v1/models), without connecting to one."""
+        if not is_remote(url):
+            raise RemoteError(f"{url!r} is not a server address (http://HOST:PORT/v1)")
+        client = cls.__new__(cls)
+        client._setup(split_target(url)[0], api_key, api_key_env, timeout)
+        listing = client._json("/v1/models")
+        data = listing.get("data") if isinstance(listing, dict) else None
+        if not isinstance(data, list):
+            raise RemoteError(f"{client.url}/models does not list models: not an OpenAI-style API")
+        return tuple(str(m.get("id")) for m in data if isinstance(m, dict) and m.get("id"))
 
     # ----- HTTP ------------------------------------------------------------------------------
 
     def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        key = os.environ.get(self.api_key_env)
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
+        if self._key:
+            headers["Authorization"] = f"Bearer {self._key}"
         return headers
 
-    def _open(self, path: str, body: dict | None = None) -> _Exchange:
-        """One request; its response (read it inside `with`). `cancel()` from another thread
-        ends it at once, waiting or reading."""
+    def _open(
+        self, path: str, body: dict | None = None, scope: CancelScope | None = None
+    ) -> _Exchange:
+        """One request; its response (read it inside `with`). `cancel()` (or the scope's)
+        from another thread ends it at once, waiting or reading."""
         url = urllib.parse.urlsplit(self.root + path)
         connection_class = (
             http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
         )
         connection = connection_class(url.hostname, url.port, timeout=self.timeout)
-        exchange = _Exchange(self, connection)
+        exchange = _Exchange(self, connection, scope)
         with self._lock:
             self._exchanges.add(exchange)
+        if scope is not None:
+            scope._add(exchange)
         try:
+            if exchange.cancelled:
+                raise RemoteCancelled("the request to the server was cancelled")
             data = None if body is None else json.dumps(body).encode()
             target = url.path + (f"?{url.query}" if url.query else "")
             connection.request(
@@ -251,7 +422,7 @@ class RemoteModel:
             exchange.shut()
 
     def _network_error(self, e: BaseException, exchange: _Exchange) -> BaseException:
-        if exchange.cancelled:
+        if exchange.cancelled or isinstance(e, RemoteCancelled):
             return RemoteCancelled("the request to the server was cancelled")
         if isinstance(e, ConnectionRefusedError):
             return RemoteError(
@@ -273,7 +444,8 @@ class RemoteModel:
         if code in (401, 403):
             return RemoteError(
                 f"{self.root} refused the request ({code}: {detail or reason}); put its API "
-                f"key in the environment variable {self.api_key_env}"
+                f"key in the environment variable {self.api_key_env}, or type it in Models > "
+                "Connect to a server (kept in the system keyring)"
             )
         if code == 404:
             return RemoteError(f"{self.root} has no {path} ({detail or 'not found'})")
@@ -285,8 +457,8 @@ class RemoteModel:
             return RemoteError(f"{self.root} failed ({code}: {detail or reason})")
         return RemoteError(f"{self.root} refused the request ({code}: {detail or reason})")
 
-    def _json(self, path: str, body: dict | None = None) -> Any:
-        with self._open(path, body) as exchange:
+    def _json(self, path: str, body: dict | None = None, scope: CancelScope | None = None) -> Any:
+        with self._open(path, body, scope) as exchange:
             raw = exchange.read()
         try:
             return json.loads(raw)
@@ -296,21 +468,26 @@ class RemoteModel:
                 f"{self.root}{path} answered something that is not JSON: {shown!r}"
             ) from None
 
-    def _probe(self, path: str) -> Any | None:
-        """GET `path`, None when the server has no such thing (it tells the kind apart)."""
+    def _probe(
+        self, path: str, scope: CancelScope | None = None, body: dict | None = None
+    ) -> Any | None:
+        """`path`, None when the server has no such thing (it tells the kind apart)."""
         try:
-            return self._json(path)
+            return self._json(path, body, scope)
+        except RemoteCancelled:
+            raise
         except RemoteError:
             return None
 
     # ----- what the server is ----------------------------------------------------------------
 
-    def _detect(self, wanted: str | None) -> Capabilities:
-        listing = self._json("/v1/models")
+    def _detect(self, wanted: str | None, scope: CancelScope | None) -> Capabilities:
+        listing = self._json("/v1/models", scope=scope)
         data = listing.get("data") if isinstance(listing, dict) else None
         if not isinstance(data, list):
             raise RemoteError(f"{self.url}/models does not list models: not an OpenAI-style API")
-        models = tuple(str(m.get("id")) for m in data if isinstance(m, dict) and m.get("id"))
+        entries = {str(m.get("id")): m for m in data if isinstance(m, dict) and m.get("id")}
+        models = tuple(entries)
         if wanted is None:
             if len(models) != 1:
                 raise RemoteError(
@@ -322,39 +499,48 @@ class RemoteModel:
             raise RemoteError(
                 f"{self.root} has no model {wanted!r} (it serves: {', '.join(models[:8])})"
             )
-        props = self._probe("/props")
+        sizes = _sizes(entries[wanted])
+        props = self._probe("/props", scope)
         if isinstance(props, dict) and "default_generation_settings" in props:
             # llama.cpp: any number of alternatives; probabilities before sampling unless a
             # request asks for post_sampling_probs; no log-probs of the prompt itself.
-            return Capabilities("llama.cpp", wanted, models, 100, False, "raw")
-        top = self._largest_top_k(wanted)
-        echo = self._echoes(wanted)
-        if isinstance(self._probe("/version"), dict):
+            return Capabilities("llama.cpp", wanted, models, 100, False, "raw", *sizes, True)
+        top = self._largest_top_k(wanted, scope)
+        echo = self._echoes(wanted, scope)
+        answer = self._probe("/tokenize", scope, {"model": wanted, "prompt": "a"})
+        tokenizes = isinstance(answer, dict) and isinstance(answer.get("tokens"), list)
+        if isinstance(self._probe("/version", scope), dict):
             # vLLM: at most --max-logprobs (20 by default); --logprobs-mode is server-wide.
-            return Capabilities("vLLM", wanted, models, top, echo, "raw (by default)")
-        if isinstance(self._probe("/get_model_info"), dict):
-            return Capabilities("SGLang", wanted, models, top, echo, "scaled by temperature")
-        if isinstance(self._probe("/api/version"), dict):
-            return Capabilities("Ollama", wanted, models, top, echo, "unknown")
-        return Capabilities("OpenAI-compatible", wanted, models, top, echo, "unknown")
+            kind, probabilities = "vLLM", "raw (by default)"
+        elif isinstance(self._probe("/get_model_info", scope), dict):
+            kind, probabilities = "SGLang", "scaled by temperature"
+        elif isinstance(self._probe("/api/version", scope), dict):
+            kind, probabilities = "Ollama", "unknown"
+        else:
+            kind, probabilities = "OpenAI-compatible", "unknown"
+        return Capabilities(kind, wanted, models, top, echo, probabilities, *sizes, tokenizes)
 
-    def _echoes(self, model: str) -> bool:
+    def _echoes(self, model: str, scope: CancelScope | None = None) -> bool:
         """Whether the server returns log-probabilities of the prompt's own tokens (echo)."""
         body = {"model": model, "prompt": "a b", "max_tokens": 1, "logprobs": 1, "echo": True}
         try:
-            choice = self._json("/v1/completions", body)["choices"][0]
+            choice = self._json("/v1/completions", body, scope)["choices"][0]
             values = (choice.get("logprobs") or {}).get("token_logprobs")
+        except RemoteCancelled:
+            raise
         except (RemoteError, KeyError, IndexError, TypeError, AttributeError):
             return False
         return isinstance(values, list) and len(values) >= 2
 
-    def _largest_top_k(self, model: str) -> int:
+    def _largest_top_k(self, model: str, scope: CancelScope | None = None) -> int:
         """Ask for DEFAULT_TOP_K alternatives; a server that allows fewer says how many in its
         error ("... max allowed: 5"), and that number is taken."""
         body = {"model": model, "prompt": "a", "max_tokens": 1, "logprobs": DEFAULT_TOP_K}
         try:
-            self._json("/v1/completions", body)
+            self._json("/v1/completions", body, scope)
             return DEFAULT_TOP_K
+        except RemoteCancelled:
+            raise
         except RemoteError as e:
             numbers = [int(n) for n in re.findall(r"\b(\d+)\b", str(e)) if 0 < int(n) < 20]
             if numbers:
@@ -363,22 +549,71 @@ class RemoteModel:
 
     # ----- the seed API ----------------------------------------------------------------------
 
-    def _completion(self, prompt: str, **extra: Any) -> dict:
+    def _completion(self, prompt: str, scope: CancelScope | None = None, **extra: Any) -> dict:
         c = self.capabilities
         body = {"model": c.model, "prompt": prompt, "logprobs": c.max_top_k, **extra}
-        answer = self._json("/v1/completions", body)
+        answer = self._json("/v1/completions", body, scope)
         try:
             return answer["choices"][0]
         except (KeyError, IndexError, TypeError):
             raise RemoteError(f"{self.url}/completions answered without choices") from None
 
+    def _token(self, token_id: Any, text: str, raw: Any, probability: float) -> RemoteToken:
+        """A listed token (its id where the server gives one)."""
+        if not isinstance(token_id, int) or isinstance(token_id, bool) or token_id < 0:
+            token_id = None
+        return RemoteToken(token_id, text, _display(text, raw), probability)
+
+    def _positions(self, logprobs: Any) -> list[tuple[RemoteToken | None, list[RemoteToken]]]:
+        """(the token at that position, its listed alternatives) per position, from either
+        shape servers use: OpenAI's legacy completions ({"tokens": [...], "token_logprobs":
+        [...], "top_logprobs": [{text: logprob}]}) or the chat-style list llama.cpp returns
+        ({"content": [{"token", "id", "bytes", "logprob", "top_logprobs"}]})."""
+        if not isinstance(logprobs, dict):
+            return []
+        out: list[tuple[RemoteToken | None, list[RemoteToken]]] = []
+        if isinstance(logprobs.get("content"), list):
+            for item in logprobs["content"]:
+                if not isinstance(item, dict):
+                    continue
+                top = [
+                    self._token(t.get("id"), str(t.get("token", "")), t.get("bytes"),
+                                _probability(t["logprob"]))
+                    for t in item.get("top_logprobs") or []
+                    if isinstance(t, dict) and "logprob" in t
+                ]  # fmt: skip
+                top.sort(key=lambda t: -t.probability)
+                text = str(item.get("token", ""))
+                listed = next((t for t in top if t.text == text), None)
+                if listed is None:
+                    p = _probability(item["logprob"]) if "logprob" in item else 0.0
+                    listed = self._token(item.get("id"), text, item.get("bytes"), p)
+                out.append((listed, top))
+            return out
+        tokens, tops = logprobs.get("tokens"), logprobs.get("top_logprobs")
+        values = logprobs.get("token_logprobs")
+        if isinstance(tokens, list) and isinstance(tops, list):
+            for i, (token, top) in enumerate(zip(tokens, tops, strict=False)):
+                listed = [
+                    self._token(None, str(text), None, _probability(lp))
+                    for text, lp in (top or {}).items()
+                ]
+                listed.sort(key=lambda t: -t.probability)
+                own = values[i] if isinstance(values, list) and i < len(values) else None
+                chosen = next((t for t in listed if t.text == token), None)
+                if chosen is None:
+                    p = _probability(own) if own is not None else 0.0
+                    chosen = self._token(None, str(token), None, p)
+                out.append((chosen, listed))
+        return out
+
     def predict_next_token_probabilities(
-        self, prompt: str, top_k: int | None = None
+        self, prompt: str, top_k: int | None = None, *, scope: CancelScope | None = None
     ) -> RemoteDistribution:
         """The server's top-k next tokens after `prompt` (raw where the server can say)."""
         k = min(top_k or self.capabilities.max_top_k, self.capabilities.max_top_k)
-        choice = self._completion(prompt, max_tokens=1, temperature=0.0)
-        positions = _positions(choice.get("logprobs"))
+        choice = self._completion(prompt, scope, max_tokens=1, temperature=0.0)
+        positions = self._positions(choice.get("logprobs"))
         if not positions or not positions[0][1]:
             raise RemoteError(f"{self.root} returned no log-probabilities for this prompt")
         top = positions[0][1][:k]
@@ -388,7 +623,37 @@ class RemoteModel:
     def get_most_likely_token(self, dist: RemoteDistribution) -> str:
         return dist.most_likely.text
 
-    def score_continuation(self, context: str, continuation: str) -> float:
+    def tokenize(self, text: str, *, scope: CancelScope | None = None) -> list[TextToken]:
+        """The text split as the server splits it (llama.cpp's and vLLM's /tokenize)."""
+        c = self.capabilities
+        if not c.tokenizes:
+            raise RemoteError(f"{c.kind} at {self.root} does not show how it splits a text")
+        if c.kind == "llama.cpp":
+            answer = self._json("/tokenize", {"content": text, "with_pieces": True}, scope)
+            items = answer.get("tokens") if isinstance(answer, dict) else None
+            if not isinstance(items, list):
+                raise RemoteError(f"{self.root}/tokenize answered without tokens")
+            pieces = [
+                (int(t["id"]), bytes(t["piece"]) if isinstance(t["piece"], list)
+                 else str(t["piece"]).encode("utf-8"))
+                for t in items if isinstance(t, dict) and "id" in t and "piece" in t
+            ]  # fmt: skip
+        else:
+            body = {"model": c.model, "prompt": text, "return_token_strs": True,
+                    "add_special_tokens": False}  # fmt: skip
+            answer = self._json("/tokenize", body, scope)
+            ids = answer.get("tokens") if isinstance(answer, dict) else None
+            strs = answer.get("token_strs") if isinstance(answer, dict) else None
+            if not isinstance(ids, list):
+                raise RemoteError(f"{self.root}/tokenize answered without tokens")
+            if not isinstance(strs, list) or len(strs) != len(ids):
+                strs = ["?"] * len(ids)  # ids without their text: shown as they are
+            pieces = [(int(i), str(t).encode("utf-8")) for i, t in zip(ids, strs, strict=True)]
+        return _spans(text, pieces)
+
+    def score_continuation(
+        self, context: str, continuation: str, *, scope: CancelScope | None = None
+    ) -> RemoteScore:
         """P(continuation | context) from the log-probabilities the server gives the prompt's
         own tokens (`echo`), where it can; a message saying which servers can, where not."""
         c = self.capabilities
@@ -397,7 +662,9 @@ class RemoteModel:
                 f"{c.kind} at {self.root} returns no log-probabilities of the prompt, so it "
                 "cannot score a given answer (vLLM and SGLang can; or open the model locally)"
             )
-        choice = self._completion(context + continuation, max_tokens=1, echo=True, logprobs=1)
+        if not continuation:
+            raise RemoteError("the continuation is empty")
+        choice = self._completion(context + continuation, scope, max_tokens=1, echo=True)
         logprobs = choice.get("logprobs") or {}
         offsets, values = logprobs.get("text_offset"), logprobs.get("token_logprobs")
         if not isinstance(offsets, list) or not isinstance(values, list):
@@ -410,14 +677,21 @@ class RemoteModel:
             )
         first = offsets.index(start)
         end = start + len(continuation)
-        total = 0.0
+        scores: list[float] = []
         for offset, value in zip(offsets[first:], values[first:], strict=False):
             if offset >= end:
                 break  # the generated token after the prompt
             if value is None:
                 raise RemoteError(f"{self.root} gave a prompt token no log-probability")
-            total += float(value)
-        return math.exp(total)
+            scores.append(float(value))
+        positions = self._positions(logprobs)
+        rank, top_text, top_p = 0, "", 0.0  # (0: the server listed no alternatives there)
+        if first < len(positions) and positions[first][1]:
+            token, top = positions[first]
+            top_text, top_p = top[0].text, top[0].probability
+            rank = next((i for i, t in enumerate(top, 1) if t.text == token.text), len(top) + 1)
+        total = sum(scores)
+        return RemoteScore(math.exp(total), total, tuple(scores), rank, top_text, top_p)
 
     def generate(
         self,
@@ -426,17 +700,39 @@ class RemoteModel:
         *,
         temperature: float = 1.0,
         seed: int | None = None,
-    ) -> Iterator[RemoteStep]:
+        sampling: SamplingSettings | None = None,
+        scope: CancelScope | None = None,
+    ) -> RemoteGeneration:
         """Tokens as the server streams them, each with its listed alternatives. A stream cut
-        mid-way ends with RemoteError after the tokens that arrived."""
+        mid-way ends with RemoteError after the tokens that arrived. `sampling` (the knobs)
+        goes to the server; the knobs a plain OpenAI API lacks only when they are set."""
         c = self.capabilities
-        body = {"model": c.model, "prompt": prompt, "max_tokens": max_tokens, "stream": True,
-                "logprobs": c.max_top_k, "temperature": temperature}  # fmt: skip
+        body: dict[str, Any] = {"model": c.model, "prompt": prompt, "max_tokens": max_tokens,
+                                "stream": True, "logprobs": c.max_top_k,
+                                "temperature": temperature}  # fmt: skip
+        if sampling is not None:
+            body["temperature"] = sampling.temperature
+            seed = sampling.seed if sampling.seed is not None else seed
+            if sampling.top_p < 1.0:
+                body["top_p"] = sampling.top_p
+            if sampling.top_k:
+                body["top_k"] = sampling.top_k
+            if sampling.min_p > 0.0:
+                body["min_p"] = sampling.min_p
+            if sampling.repetition_penalty != 1.0:
+                body["repetition_penalty"] = sampling.repetition_penalty
+                body["repeat_penalty"] = sampling.repetition_penalty  # (llama.cpp's name)
         if seed is not None:
             body["seed"] = seed
+        state: dict[str, str] = {}
+        return RemoteGeneration(self._stream(body, scope, state), state)
+
+    def _stream(
+        self, body: dict[str, Any], scope: CancelScope | None, state: dict[str, str]
+    ) -> Iterator[RemoteStep]:
         index = 0
         finished = False
-        with self._open("/v1/completions", body) as exchange:
+        with self._open("/v1/completions", body, scope) as exchange:
             try:
                 for raw in exchange.lines():
                     line = raw.decode("utf-8", errors="replace").strip()
@@ -454,15 +750,19 @@ class RemoteModel:
                             f"{payload[:80]!r}"
                         ) from None
                     text = choice.get("text") or ""
-                    positions = _positions(choice.get("logprobs")) or (
-                        [(text, [])] if text else []  # a server without log-probs
-                    )
+                    positions = self._positions(choice.get("logprobs"))
+                    if not positions and text:  # a server without log-probs
+                        positions = [(None, [])]
                     for token, top in positions:
-                        chosen = next((t.probability for t in top if t.text == token), None)
-                        yield RemoteStep(index, token, chosen, tuple(top))
+                        if token is None:
+                            yield RemoteStep(index, text, None, ())
+                        else:
+                            p = token.probability if token.probability > 0 else None
+                            yield RemoteStep(index, token.text, p, tuple(top), token)
                         index += 1
                     if choice.get("finish_reason"):
                         finished = True
+                        state["finish_reason"] = str(choice["finish_reason"])
             except (OSError, http.client.HTTPException) as e:
                 if exchange.cancelled:
                     raise RemoteCancelled(
@@ -486,8 +786,13 @@ class RemoteModel:
 class _Exchange:
     """A request in flight: its connection and, once headers came, its response."""
 
-    def __init__(self, owner: RemoteModel, connection: http.client.HTTPConnection) -> None:
-        self.owner, self.connection = owner, connection
+    def __init__(
+        self,
+        owner: RemoteModel,
+        connection: http.client.HTTPConnection,
+        scope: CancelScope | None = None,
+    ) -> None:
+        self.owner, self.connection, self.scope = owner, connection, scope
         self.response: http.client.HTTPResponse | None = None
         self.cancelled = False
 
@@ -517,6 +822,8 @@ class _Exchange:
     def close(self) -> None:
         with self.owner._lock:
             self.owner._exchanges.discard(self)
+        if self.scope is not None:
+            self.scope._discard(self)
         self.connection.close()
 
 
@@ -532,30 +839,51 @@ def _error_text(text: str) -> str:
     return str(error)[:200]
 
 
-def _positions(logprobs: Any) -> list[tuple[str, list[RemoteToken]]]:
-    """(token, its listed alternatives) per generated position, from either shape servers use:
-    OpenAI's legacy completions ({"tokens": [...], "top_logprobs": [{text: logprob}]}) or the
-    chat-style list llama.cpp returns ({"content": [{"token", "id", "bytes", "top_logprobs"}]})."""
-    if not isinstance(logprobs, dict):
-        return []
-    out: list[tuple[str, list[RemoteToken]]] = []
-    if isinstance(logprobs.get("content"), list):
-        for item in logprobs["content"]:
-            top = [
-                RemoteToken(t.get("id"), str(t.get("token", "")),
-                            _display(str(t.get("token", "")), t.get("bytes")),
-                            math.exp(float(t["logprob"])))
-                for t in item.get("top_logprobs") or []
-                if isinstance(t, dict) and "logprob" in t
-            ]  # fmt: skip
-            out.append((str(item.get("token", "")), sorted(top, key=lambda t: -t.probability)))
-        return out
-    tokens, tops = logprobs.get("tokens"), logprobs.get("top_logprobs")
-    if isinstance(tokens, list) and isinstance(tops, list):
-        for token, top in zip(tokens, tops, strict=False):
-            listed = [
-                RemoteToken(None, str(text), _display(str(text), None), math.exp(float(lp)))
-                for text, lp in (top or {}).items()
-            ]
-            out.append((str(token), sorted(listed, key=lambda t: -t.probability)))
+def _probability(logprob: Any) -> float:
+    try:
+        return math.exp(float(logprob))
+    except (TypeError, ValueError, OverflowError):
+        return 0.0
+
+
+def _sizes(entry: dict) -> tuple[int, int, int]:
+    """(parameters, context length, vocabulary) where the server's model listing says:
+    llama.cpp under "meta", vLLM as "max_model_len"."""
+    meta = entry.get("meta") if isinstance(entry.get("meta"), dict) else {}
+
+    def whole(*values: Any) -> int:
+        for v in values:
+            if isinstance(v, int) and not isinstance(v, bool) and v > 0:
+                return v
+        return 0
+
+    return (
+        whole(meta.get("n_params")),
+        whole(meta.get("n_ctx"), entry.get("max_model_len"), entry.get("context_length")),
+        whole(meta.get("n_vocab")),
+    )
+
+
+def _spans(text: str, pieces: list[tuple[int, bytes]]) -> list[TextToken]:
+    """Tokens from (id, bytes) pieces, each with the characters of `text` it covers; a token
+    holding part of a character's bytes shares that character's span."""
+    encoded = text.encode("utf-8")
+    # character index at each byte offset (the character a byte belongs to)
+    char_at = [0] * (len(encoded) + 1)
+    b = 0
+    for i, ch in enumerate(text):
+        n = len(ch.encode("utf-8"))
+        for k in range(n):
+            char_at[b + k] = i
+        b += n
+    char_at[len(encoded)] = len(text)
+    out, at = [], 0
+    for token_id, piece in pieces:
+        start = min(at, len(encoded))
+        end = min(at + len(piece), len(encoded))
+        first = char_at[start]
+        last = char_at[end - 1] + 1 if end > start else first
+        out.append(TextToken(token_id, piece.decode("utf-8", errors="replace"),
+                             display_bytes(piece), first, last))  # fmt: skip
+        at += len(piece)
     return out

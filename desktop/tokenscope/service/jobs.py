@@ -9,7 +9,7 @@ model has been loaded since, they are dropped instead of run on the wrong model.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
@@ -42,6 +42,9 @@ class Load(Job):
     dtype: str | None = None  # see tokenscope.lm.loading.DTYPE_CHOICES; None: auto
     threads: int | None = None  # torch threads for this model; None: chosen from its size
     compile: bool = False  # decode through a compiled step (lm.compiled), warmed here
+    # A model on a server (target "http://HOST:PORT/v1#NAME"): its API key when typed in;
+    # None: the environment variable, else the system keyring. Never shown in a repr.
+    api_key: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)

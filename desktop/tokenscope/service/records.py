@@ -31,6 +31,8 @@ class ModelInfo:
     packing: str | None = None  # how the weights are held, e.g. "fp16 head + int4 g32"
     compiled: bool = False  # decoding through the compiled step
     note: str = ""  # something the person should know about this load, e.g. why not compiled
+    remote: str = ""  # a model on a server: what it returns ("llama.cpp · top-100 · raw")
+    can_score: bool = True  # it can score a given continuation (a server: prompt log-probs)
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,15 @@ class NextTokenView:
     watch_probability: float | None = None
     seconds: float = 0.0
     recomputed: bool = True  # False when only the knobs changed and the model did not run
+    # A model on a server lists only its top tokens: `other` is the probability of every
+    # token without a bar (None: the whole vocabulary is known), `source` says what was
+    # returned ("remote · top-20 · raw"), `approximate` that the after-sampling values are
+    # estimated from the listed tokens, `watch_note` why a watched probability is unknown.
+    other: float | None = None
+    other_sampled: float = 0.0
+    source: str = ""
+    approximate: bool = False
+    watch_note: str = ""
 
 
 @dataclass(frozen=True)
@@ -99,6 +110,7 @@ class FewShotView:
     chart: NextTokenView  # the next token after the assembled prompt
     expected: Any  # AnswerScore, or None without an expected answer
     candidates: tuple[tuple[str, float, float], ...]  # (candidate, probability, normalised)
+    note: str = ""  # e.g. why the answers could not be scored on this model
 
 
 @dataclass(frozen=True)

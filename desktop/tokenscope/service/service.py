@@ -9,6 +9,7 @@ Not thread-safe by itself: one JobRunner calls it, from one thread.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import Callable, Iterator
@@ -40,6 +41,8 @@ from tokenscope.service.records import (
 )
 
 PROGRESS_EVERY_S = 0.05  # load progress faster than this is not worth a repaint
+#: stand-in token ids for a server that names its tokens without ids: above any vocabulary
+STAND_IN_IDS = 2**30
 
 
 class JobContext:
@@ -52,6 +55,21 @@ class JobContext:
 
     def check(self) -> None:
         self.token.check()
+
+    @contextlib.contextmanager
+    def remote(self) -> Iterator[Any]:
+        """A CancelScope for the requests made inside: cancelling the job ends them at once
+        (a request waiting on a server has no point where a check could run)."""
+        from tokenscope.lm.remote import CancelScope, RemoteCancelled
+
+        scope = CancelScope()
+        with self.token.calling(scope.cancel):
+            try:
+                yield scope
+            except RemoteCancelled:
+                if self.token.cancelled:
+                    raise JobCancelled from None
+                raise
 
     def load_reporter(self) -> Callable[[str, int, int], None]:
         """A progress callback for tokenscope.lm.progress that emits LoadProgress records
@@ -93,6 +111,8 @@ class ModelService:
         self.epoch = 0
         self._last: tuple[str, Any] | None = None  # (text, NextTokenDistribution)
         self._watch: tuple[tuple[int, ...], str, float] | None = None
+        self.remote = False  # the model is on a server (tokenscope.lm.remote.RemoteModel)
+        self._stand_ins: dict[str, int] = {}  # token text -> id, for servers that give none
 
     def handle(self, job: Job, ctx: JobContext) -> Any:
         """Run `job`: its result, or a generator of records whose return value is the result."""
@@ -106,6 +126,10 @@ class ModelService:
     # ----- loading -------------------------------------------------------------------------
 
     def _load(self, job: Load, ctx: JobContext) -> Iterator[Any]:
+        from tokenscope.lm.remote import is_remote
+
+        if is_remote(job.target):
+            return (yield from self._connect(job, ctx))
         yield LoadProgress("importing PyTorch")
         import torch
 
@@ -142,6 +166,7 @@ class ModelService:
                 raise
         self.model, self.epoch = model, self.epoch + 1
         self._last = self._watch = None
+        self.remote = False
         c = model.config
         self.info = ModelInfo(
             epoch=self.epoch,
@@ -164,7 +189,40 @@ class ModelService:
         )
         return self.info
 
+    def _connect(self, job: Load, ctx: JobContext) -> Iterator[Any]:
+        """A model on a server: asks it what it is and what it returns (no PyTorch needed)."""
+        from tokenscope.lm.remote import RemoteModel, server_root
+
+        yield LoadProgress(f"connecting to {server_root(job.target)}")
+        with ctx.remote() as scope:
+            model = RemoteModel(job.target, api_key=job.api_key, scope=scope)
+        ctx.check()
+        c = model.capabilities
+        self.model, self.epoch = model, self.epoch + 1
+        self._last = self._watch = None
+        self.remote, self._stand_ins = True, {}
+        self.info = ModelInfo(
+            epoch=self.epoch,
+            target=model.target,
+            name=model.name,
+            source=model.root,
+            parameters=c.parameters,
+            layers=0,
+            context_length=c.context_length,
+            vocab_size=c.vocab_size,
+            device="server",
+            architecture=f"{c.kind} server",
+            quantization=None,
+            has_chat_template=False,
+            threads=0,
+            remote=f"{c.kind} · {c.label}",
+            can_score=c.prompt_logprobs,
+        )
+        return self.info
+
     def _setthreads(self, job: SetThreads, ctx: JobContext) -> ModelInfo:
+        if self.remote:
+            return self.info  # the server decides its own threads
         import torch
 
         from tokenscope.lm.threads import check_threads, choose_threads
@@ -183,6 +241,8 @@ class ModelService:
     def _predict(self, job: Predict, ctx: JobContext) -> NextTokenView:
         from tokenscope.lm.sampling import SamplingSettings
 
+        if self.remote:
+            return self._predict_remote(job, ctx)
         started = time.perf_counter()
         sampling = job.sampling or SamplingSettings()
         if self._last is not None and self._last[0] == job.text:
@@ -209,16 +269,170 @@ class ModelService:
         return p
 
     def _tokenize(self, job: Tokenize, ctx: JobContext) -> tuple[Any, ...]:
+        if self.remote:
+            with ctx.remote() as scope:
+                return tuple(self.model.tokenize(job.text, scope=scope))
         return tuple(self.model.tokenize(job.text))
 
     def _score(self, job: Score, ctx: JobContext) -> Any:
+        if self.remote:
+            raise ValueError(
+                "scoring every token of a text needs the model open locally; a model on a "
+                "server returns only its top tokens"
+            )
         return self.model.score(job.text)
+
+    # ----- a model on a server ---------------------------------------------------------------
+
+    def _stand_in(self, token: Any) -> int:
+        """The token's id, or a stand-in for a server that gives none (one per text, above
+        any real vocabulary) so that the window can tell the listed tokens apart."""
+        if token.token_id is not None:
+            return token.token_id
+        return self._stand_ins.setdefault(token.text, STAND_IN_IDS + len(self._stand_ins))
+
+    def _predict_remote(self, job: Predict, ctx: JobContext) -> NextTokenView:
+        from tokenscope.lm.sampling import SamplingSettings
+
+        started = time.perf_counter()
+        sampling = job.sampling or SamplingSettings()
+        if self._last is not None and self._last[0] == job.text:
+            dist, recomputed = self._last[1], False
+        else:
+            with ctx.remote() as scope:
+                dist = self.model.predict_next_token_probabilities(job.text, scope=scope)
+            self._last, recomputed = (job.text, dist), True
+        view = dist.after_sampling(sampling)
+        listed = dist.top(job.top_k)
+        rows = tuple(
+            TokenRow(rank, self._stand_in(t), t.display, t.probability, view.probabilities[i])
+            for i, (rank, t) in enumerate(enumerate(listed, start=1))
+        )
+        watch, note = None, ""
+        if job.watch:
+            watch, note = self._watch_remote(job.text, job.watch, dist, ctx)
+        return NextTokenView(
+            rows=rows,
+            entropy_bits=dist.entropy_at_least,
+            removed_mass=0.0,
+            context_ids=(),
+            watch_text=job.watch,
+            watch_probability=watch,
+            seconds=time.perf_counter() - started,
+            recomputed=recomputed,
+            other=max(0.0, 1.0 - sum(r.raw for r in rows)),
+            other_sampled=max(0.0, 1.0 - sum(r.sampled for r in rows)),
+            source=dist.label,
+            approximate=not view.exact,
+            watch_note=note,
+        )
+
+    def _watch_remote(
+        self, text: str, watch: str, dist: Any, ctx: JobContext
+    ) -> tuple[float | None, str]:
+        key = (text, watch)
+        if self._watch is not None and self._watch[:2] == key:
+            return self._watch[2], ""
+        p = dist.probability_of(watch)
+        if p is None and self.model.capabilities.prompt_logprobs:
+            from tokenscope.lm.remote import RemoteError
+
+            try:
+                with ctx.remote() as scope:
+                    p = self.model.score_continuation(text, watch, scope=scope).probability
+            except RemoteError as e:
+                return None, str(e)
+        if p is None:
+            c = self.model.capabilities
+            return None, (
+                f"not among the {len(dist.tokens)} tokens {c.kind} listed, and it cannot "
+                "score a longer continuation"
+            )
+        self._watch = (*key, p)
+        return p, ""
+
+    def _remote_step(self, step: Any, sampling: Any, elapsed: float) -> Any:
+        """A RemoteStep as the engine's GenerationStep (the window shows only those)."""
+        from tokenscope.lm.generation import Alternative, GenerationStep
+        from tokenscope.lm.remote import RemoteDistribution, RemoteToken, _display
+
+        top = step.top
+        dist = RemoteDistribution(top, max(0.0, 1.0 - sum(t.probability for t in top)), "")
+        view = dist.after_sampling(sampling) if sampling is not None and top else None
+        shares = view.probabilities if view is not None else [t.probability for t in top]
+        token = step.token or RemoteToken(None, step.text, _display(step.text, None), 0.0)
+        chosen = self._stand_in(token)
+        raw = tuple(Alternative(self._stand_in(t), t.display, t.probability, t.text) for t in top)
+        sampled = tuple(
+            Alternative(a.token_id, a.display, p, a.text)
+            for a, p in sorted(zip(raw, shares, strict=True), key=lambda x: -x[1])
+            if p > 0
+        )
+        return GenerationStep(
+            index=step.index,
+            token_id=chosen,
+            piece=token.display,
+            text=token.text,
+            probability=step.probability or 0.0,
+            sampled_probability=next((a.probability for a in sampled if a.token_id == chosen), 0.0),
+            top_raw=raw,
+            top_sampled=sampled,
+            entropy=dist.entropy_at_least if top else 0.0,
+            elapsed=elapsed,
+        )
+
+    def _generate_remote(self, job: Generate, ctx: JobContext) -> Iterator[Any]:
+        started = time.perf_counter()
+        if not isinstance(job.prompt, str):
+            raise ValueError("a model on a server continues from text, not from token ids")
+        prompt, count = job.prompt, 0
+        max_tokens = job.max_tokens
+        forced = None
+        if job.forced is not None:
+            source, token_id = job.forced
+            alternative = next((a for a in source.top_raw if a.token_id == token_id), None)
+            if alternative is None or not alternative.text:
+                raise ValueError("that alternative is not one the server listed at this token")
+            sampled = {a.token_id: a.probability for a in source.top_sampled}
+            forced = dataclasses.replace(
+                source,
+                token_id=token_id,
+                piece=alternative.display,
+                text=alternative.text,
+                probability=alternative.probability,
+                sampled_probability=sampled.get(token_id, 0.0),
+                elapsed=0.0,
+                is_eos=False,
+            )
+            prompt += alternative.text
+            max_tokens -= 1
+        yield GenerationStarted(())
+        if forced is not None:
+            count += 1
+            yield forced
+        if max_tokens <= 0:
+            return GenerationDone("max_tokens", count, time.perf_counter() - started)
+        with ctx.remote() as scope:
+            gen = self.model.generate(prompt, max_tokens, sampling=job.sampling, scope=scope)
+            try:
+                last = time.perf_counter()
+                for step in gen:
+                    now = time.perf_counter()
+                    count += 1
+                    yield self._remote_step(step, job.sampling, now - last)
+                    last = time.perf_counter()
+            finally:
+                gen.close()
+        reason = {"stop": "eos", "length": "max_tokens"}.get(gen.finish_reason or "", "max_tokens")
+        return GenerationDone(reason, count, time.perf_counter() - started)
 
     # ----- generation ----------------------------------------------------------------------
 
     def _generate(self, job: Generate, ctx: JobContext) -> Iterator[Any]:
         from tokenscope.lm.generation import choose_alternative
 
+        if self.remote:
+            return (yield from self._generate_remote(job, ctx))
         model = self.model
         started = time.perf_counter()
         prompt: Any = list(job.prompt) if isinstance(job.prompt, tuple) else job.prompt
@@ -251,6 +465,8 @@ class ModelService:
     def _fewshotpreview(self, job: FewShotPreview, ctx: JobContext) -> FewShotView:
         from tokenscope.lm.fewshot import score_answer, score_candidates
 
+        if self.remote:
+            return self._fewshotpreview_remote(job, ctx)
         model, prompt = self.model, job.prompt
         assembled = prompt.assemble(model.tokenizer)
         dist = model.predict_next_token_probabilities(assembled.text)
@@ -268,9 +484,53 @@ class ModelService:
             candidates=candidates,
         )
 
+    def _fewshotpreview_remote(self, job: FewShotPreview, ctx: JobContext) -> FewShotView:
+        from tokenscope.lm.fewshot import score_answer, score_candidates
+
+        prompt = job.prompt
+        assembled = prompt.assemble()  # the server's tokenizer is not here: no token spans
+        chart = self._predict_remote(Predict(assembled.text, top_k=job.top_k), ctx)
+        expected, candidates, note = None, (), ""
+        if prompt.expected or prompt.candidates:
+            if self.model.capabilities.prompt_logprobs:
+                with ctx.remote() as scope:
+                    scorer = _Scoped(self.model, scope)
+                    if prompt.expected:
+                        expected = score_answer(scorer, prompt, prompt.expected)
+                    if prompt.candidates:
+                        candidates = tuple(score_candidates(scorer, prompt, prompt.candidates))
+            else:
+                c = self.model.capabilities
+                note = (
+                    f"{c.kind} returns no log-probabilities of the prompt, so the answers "
+                    "cannot be scored on it (vLLM and SGLang can); the chart shows its top "
+                    f"{c.max_top_k} next tokens"
+                )
+        return FewShotView(
+            text=assembled.text,
+            parts=assembled.parts,
+            token_count=0,
+            context_length=self.info.context_length if self.info else 0,
+            chart=chart,
+            expected=expected,
+            candidates=candidates,
+            note=note,
+        )
+
+    def _open_other(self, target: str, ctx: JobContext) -> Any:
+        """A model for a comparison sweep, let go afterwards: a name, a file, or a server."""
+        from tokenscope.lm.remote import RemoteModel, is_remote
+
+        if is_remote(target):
+            with ctx.remote() as scope:
+                return RemoteModel(target, scope=scope)
+        from tokenscope.lm.loading import load_model
+
+        return load_model(target, progress=ctx.load_reporter())
+
     def _sweep(self, job: Sweep, ctx: JobContext) -> Iterator[Any]:
         from tokenscope.lm.fewshot import iter_sweep, sweep_size
-        from tokenscope.lm.loading import load_model
+        from tokenscope.lm.remote import RemoteError, RemoteModel
 
         total = sweep_size(job.prompt, job.max_shots, job.orders)  # bad settings fail here
         runs: list[tuple[Any, str]] = [(self.model, self.info.name if self.info else "model")]
@@ -278,12 +538,32 @@ class ModelService:
         for model, label in runs:
             if model is None:
                 yield SweepProgress(label, 0, 0)
-                model = load_model(label, progress=ctx.load_reporter())
+                model = self._open_other(label, ctx)
             points = []
-            for point in iter_sweep(
-                model, job.prompt, max_shots=job.max_shots, orders=job.orders, seed=job.seed
-            ):
-                points.append(point)
-                yield SweepProgress(label, len(points), total)
+            with contextlib.ExitStack() as stack:
+                if isinstance(model, RemoteModel):
+                    c = model.capabilities
+                    if not c.prompt_logprobs:
+                        raise RemoteError(
+                            f"{label} ({c.kind}) returns no log-probabilities of the prompt, "
+                            "so it cannot score the expected answer (vLLM and SGLang can)"
+                        )
+                    model = _Scoped(model, stack.enter_context(ctx.remote()))
+                for point in iter_sweep(
+                    model, job.prompt, max_shots=job.max_shots, orders=job.orders, seed=job.seed
+                ):
+                    points.append(point)
+                    yield SweepProgress(label, len(points), total)
             yield SweepSeries(label, tuple(points))
         return "completed"
+
+
+class _Scoped:
+    """A model on a server whose scoring requests belong to one job's CancelScope (for the
+    few-shot scoring routines, which know nothing of scopes)."""
+
+    def __init__(self, model: Any, scope: Any) -> None:
+        self.model, self.scope = model, scope
+
+    def score_continuation(self, context: str, continuation: str) -> Any:
+        return self.model.score_continuation(context, continuation, scope=self.scope)

@@ -7,21 +7,19 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import socket
 import subprocess
 import sys
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
 
 from tokenscope.lm import load_model
-from tokenscope.lm.registry import known_model_path
 from tokenscope.lm.remote import RemoteCancelled, RemoteError, RemoteModel
 
 from .prompts import PROMPTS
+from .remote_servers import FaultyServer, llama_server
 
 pytestmark = pytest.mark.slow
 
@@ -33,16 +31,9 @@ NEAR_TIE = 0.03
 
 @pytest.fixture(scope="module")
 def server():
-    import xllamacpp
-
-    path = known_model_path("smollm2-135m")
-    assert path is not None, "SmolLM2 is not installed: run `tokenscope models pull smollm2-135m`"
-    params = xllamacpp.CommonParams()
-    params.model.path = str(path)
-    params.n_ctx = 1024
-    params.cpuparams.n_threads = 1
-    running = xllamacpp.Server(params)
-    yield running.listening_address.rstrip("/") + "/v1"
+    running, url = llama_server()
+    yield url
+    del running  # (kept alive until here: the server stops with it)
 
 
 def test_connecting_reports_llama_cpp_and_what_it_can_do(server):
@@ -112,90 +103,6 @@ def test_the_command_line_predicts_on_a_server(server):
 
 
 # ----- faults ----------------------------------------------------------------------------------
-
-
-class FaultyServer:
-    """An OpenAI-style server that lists one model and then misbehaves as `mode` says."""
-
-    def __init__(self) -> None:
-        self.mode = "ok"
-        self.echo = False
-        self.release = threading.Event()
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args) -> None:
-                pass
-
-            def _send(self, status: int, body: bytes, headers: dict | None = None) -> None:
-                try:
-                    self.send_response(status)
-                    for k, v in (headers or {}).items():
-                        self.send_header(k, v)
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
-                except (BrokenPipeError, ConnectionResetError):
-                    self.close_connection = True  # the client went away (cancelled, timed out)
-
-            def do_GET(self) -> None:
-                if self.path == "/v1/models":
-                    return self._send(200, json.dumps({"data": [{"id": "tiny"}]}).encode())
-                self._send(404, b'{"error": "not found"}')
-
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", 0))
-                body = json.loads(self.rfile.read(length))
-                mode = owner.mode
-                if mode == "slow":
-                    owner.release.wait(30)  # a server that takes its time
-                    return self._send(503, b'{"error": "too late"}')
-                if mode == "401":
-                    return self._send(401, b'{"error": {"message": "invalid api key"}}')
-                if mode == "429":
-                    return self._send(429, b'{"error": "slow down"}', {"Retry-After": "7"})
-                if mode == "500":
-                    return self._send(500, b'{"error": {"message": "CUDA out of memory"}}')
-                if mode == "broken":
-                    return self._send(200, b'{"choices": [ {"text": ')
-                if mode == "nologprobs":
-                    return self._send(200, json.dumps({"choices": [{"text": " x"}]}).encode())
-                if body.get("echo") and owner.echo:
-                    # Words as tokens: the prompt's, each with a log-probability (the first
-                    # none), then one generated token.
-                    words = [*re.findall(r" ?\S+", body["prompt"]), " end"]
-                    offsets = [0]
-                    for w in words[:-1]:
-                        offsets.append(offsets[-1] + len(w))
-                    values = [None] + [-0.5 * (i + 1) for i in range(len(words) - 1)]
-                    answer = {"choices": [{"text": body["prompt"] + " end", "logprobs": {
-                        "tokens": words, "token_logprobs": values, "text_offset": offsets,
-                        "top_logprobs": [None] * len(words)}}]}  # fmt: skip
-                    return self._send(200, json.dumps(answer).encode())
-                if body.get("stream"):  # "cut": two tokens, then the connection drops
-                    events = b"".join(
-                        b"data: " + json.dumps({"choices": [{"text": t, "logprobs": {
-                            "tokens": [t], "top_logprobs": [{t: -0.1, " y": -2.5}]}}]}).encode()
-                        + b"\n\n" for t in (" a", " b")
-                    )  # fmt: skip
-                    self.send_response(200)
-                    self.send_header("Content-Type", "text/event-stream")
-                    self.send_header("Content-Length", str(len(events) + 1000))
-                    self.end_headers()
-                    self.wfile.write(events)
-                    self.wfile.flush()
-                    self.close_connection = True
-                    self.connection.shutdown(socket.SHUT_RDWR)
-                    return
-                answer = {"choices": [{"text": " a", "logprobs": {
-                    "tokens": [" a"], "top_logprobs": [{" a": -0.2, " b": -1.9}]}}]}  # fmt: skip
-                self._send(200, json.dumps(answer).encode())
-
-        self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.http.server_address[1]}/v1"
-        threading.Thread(target=self.http.serve_forever, daemon=True).start()
 
 
 @pytest.fixture(scope="module")
@@ -274,8 +181,9 @@ def test_a_continuation_is_scored_where_the_server_echoes_the_prompt(faulty, ser
         model = RemoteModel(faulty.url)
         assert model.capabilities.prompt_logprobs
         # " is Jakarta" after "The capital": words 3 and 4 of 4, log-probs -1.0 and -1.5.
-        p = model.score_continuation("The capital", " is Jakarta")
-        assert p == pytest.approx(np.exp(-1.0 - 1.5))
+        score = model.score_continuation("The capital", " is Jakarta")
+        assert score.probability == pytest.approx(np.exp(-1.0 - 1.5))
+        assert score.logprobs == pytest.approx((-1.0, -1.5))
         with pytest.raises(RemoteError, match="a token spans the end of the context"):
             model.score_continuation("The capit", "al is")
     finally:

@@ -252,11 +252,19 @@ class FewShotTab(QWidget):
         cells.append(shown(p.text[position:]))
         self.assembled.setHtml('<div style="white-space: pre-wrap">' + "".join(cells) + "</div>")
         fits = p.token_count <= p.context_length
-        self.token_info.setText(
-            f"{p.token_count} tokens of {p.context_length} in the context"
-            + ("" if fits else " — too long: the model sees only the most recent tokens")
-        )
+        if p.token_count:
+            self.token_info.setText(
+                f"{p.token_count} tokens of {p.context_length} in the context"
+                + ("" if fits else " — too long: the model sees only the most recent tokens")
+            )
+        else:  # a model on a server: its tokenizer is there, not here
+            self.token_info.setText(
+                "The server counts the tokens; it refuses a prompt longer than its context"
+                + (f" ({p.context_length:,} tokens)." if p.context_length else ".")
+            )
         lines = []
+        if p.note:
+            lines.append(f'<span style="color:#9a3412">{html.escape(p.note)}</span>')
         if p.expected is not None:
             e = p.expected
             lines.append(
@@ -271,9 +279,7 @@ class FewShotTab(QWidget):
             )
         self.answers.setText("<br>".join(lines))
         c = p.chart
-        self.chart.show_data(
-            ChartData("next token after the prompt", c.rows, c.entropy_bits, c.removed_mass)
-        )
+        self.chart.show_data(ChartData.of_view("next token after the prompt", c))
 
     # ----- sweep ---------------------------------------------------------------------------
 

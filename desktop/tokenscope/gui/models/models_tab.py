@@ -82,6 +82,8 @@ class ModelsTab(QWidget):
     open_requested = Signal(str)
     #: () — the person asked for a file or folder dialog
     browse_requested = Signal()
+    #: () — the person asked to connect to a model server
+    connect_requested = Signal()
     #: () — the list of models was read again (GUI thread)
     catalog_refreshed = Signal()
 
@@ -99,6 +101,11 @@ class ModelsTab(QWidget):
         self.table.setAccessibleName("Models")
         self.open_button = QPushButton("Open selected", objectName="openModelButton")
         self.browse_button = QPushButton("Open file or folder…", objectName="openFileButton")
+        self.connect_button = QPushButton("Connect to a server…", objectName="connectButton")
+        self.connect_button.setToolTip(
+            "Open a model served by llama.cpp, vLLM, SGLang, Ollama or any OpenAI-compatible "
+            "server (Ctrl+Shift+K)"
+        )
         self.refresh_button = QPushButton("Refresh", objectName="refreshModelsButton")
         self.forget_button = QPushButton("Remove from list", objectName="forgetModelButton")
         self.forget_button.setToolTip("Take a recently opened model off this list (files stay)")
@@ -119,6 +126,7 @@ class ModelsTab(QWidget):
         for b in (
             self.open_button,
             self.browse_button,
+            self.connect_button,
             self.refresh_button,
             self.forget_button,
             self.delete_button,
@@ -145,6 +153,7 @@ class ModelsTab(QWidget):
         self.open_button.clicked.connect(self._on_open_clicked)
         self.table.doubleClicked.connect(self._on_open_clicked)
         self.browse_button.clicked.connect(self.browse_requested)
+        self.connect_button.clicked.connect(self.connect_requested)
         self.refresh_button.clicked.connect(self.refresh)
         self.forget_button.clicked.connect(self.forget_selected)
         self.delete_button.clicked.connect(self.delete_selected)

@@ -234,7 +234,18 @@ class Playground(QWidget):
             on_done=partial(self._on_prediction_done, text),
             on_error=self.message.emit,
         )
-        self.bridge.submit(Tokenize(text), lane="playground.tokenize", on_done=self._on_tokens_done)
+        self.bridge.submit(
+            Tokenize(text),
+            lane="playground.tokenize",
+            on_done=self._on_tokens_done,
+            on_error=self._on_tokens_failed,
+        )
+
+    @property
+    def remote(self) -> bool:
+        """The model is on a server: it continues from text and lists only its top tokens."""
+        info = self.bridge.info
+        return bool(info is not None and info.remote)
 
     def _settings(self) -> Any:
         from tokenscope.lm.sampling import SamplingSettings
@@ -259,6 +270,16 @@ class Playground(QWidget):
         if view is None or info is None:
             self.context_info.setText("")
             return
+        if info.remote:
+            n = len(self.tokens.spans)
+            window = f"{info.context_length:,}" if info.context_length else "its"
+            used = f"{n:,} of {window}" if n else f"up to {window}"
+            self.context_info.setStyleSheet("color:#555")
+            self.context_info.setText(
+                f"On a server ({info.remote}): {used} context tokens; the server cuts nothing "
+                "and refuses a longer prompt."
+            )
+            return
         seen = len(view.context_ids)
         if view.dropped_tokens:
             self.context_info.setStyleSheet("color:#9a3412")
@@ -273,6 +294,11 @@ class Playground(QWidget):
     def _on_tokens_done(self, tokens: Any, outcome: str) -> None:
         if outcome == "completed":
             self.tokens.set_tokens(tokens)
+            if self.remote:
+                self._show_context(self._prediction)
+
+    def _on_tokens_failed(self, message: str) -> None:
+        self.tokens.show_note(f"The tokens are not shown: {message}")
 
     def _on_prompt_edited(self) -> None:
         """Typing brings the chart back to the live prediction for the prompt."""
@@ -293,16 +319,7 @@ class Playground(QWidget):
                 return
         view = self._prediction
         if view is not None:
-            self.chart.show_data(
-                ChartData(
-                    "next token",
-                    view.rows,
-                    view.entropy_bits,
-                    view.removed_mass,
-                    view.watch_text,
-                    view.watch_probability,
-                )
-            )
+            self.chart.show_data(ChartData.of_view("next token", view))
 
     def _on_view_changed(self) -> None:
         """Knobs or the number of bars changed: the service re-applies them to the logits it
@@ -319,6 +336,16 @@ class Playground(QWidget):
             for rank, a in enumerate(step.top_raw[:k])
         )
         title = f"token {index + 1} {step.piece!r} (captured when generated)"
+        if any(a.text for a in step.top_raw):  # from a server: only its top tokens are known
+            return ChartData(
+                title,
+                rows,
+                step.entropy,
+                step.removed_mass,
+                other=max(0.0, 1.0 - sum(r.raw for r in rows)),
+                other_sampled=max(0.0, 1.0 - sum(r.sampled for r in rows)),
+                source=f"remote · top-{len(step.top_raw)}",
+            )
         return ChartData(title, rows, step.entropy, step.removed_mass)
 
     # ----- generation ----------------------------------------------------------------------
@@ -355,13 +382,13 @@ class Playground(QWidget):
         if (
             branch is None
             or branch.prompt != prompt
-            or not branch.prompt_ids
+            or (not branch.prompt_ids and not self.remote)
             or (branch.model != self.model_id)
         ):
             self._start_branch(Branch(prompt, model=self.model_id))
             self._request(prompt, 1, None)
         else:
-            self._request(tuple(branch.prompt_ids + [s.token_id for s in branch.steps]), 1, None)
+            self._request(self._continuation(branch), 1, None)
 
     def stop(self) -> None:
         """Stop the generation in progress; no token drawn after this reaches the text."""
@@ -393,8 +420,15 @@ class Playground(QWidget):
             model=self.model_id,
         )
         self._start_branch(branch)
-        ids = tuple(branch.prompt_ids + [s.token_id for s in branch.steps])
-        self._request(ids, self.max_tokens.value(), (step, alternative.token_id))
+        self._request(self._continuation(branch), self.max_tokens.value(),
+                      (step, alternative.token_id))  # fmt: skip
+
+    def _continuation(self, branch: Branch) -> str | tuple[int, ...]:
+        """What the model continues from: the branch's token ids, or its text for a model on
+        a server (which takes text and gives no ids of its own prompt)."""
+        if self.remote:
+            return branch.prompt + "".join(s.text for s in branch.steps)
+        return tuple(branch.prompt_ids + [s.token_id for s in branch.steps])
 
     def _start_branch(self, branch: Branch) -> None:
         self.branches.append(branch)

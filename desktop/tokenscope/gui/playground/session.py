@@ -140,6 +140,7 @@ def _alternatives(value: Any, where: str) -> tuple[Any, ...]:
                 _int(a, "token_id", at, 0, MAX_TOKEN_ID),
                 _str(a, "display", at, 10_000),
                 _float(a, "probability", at, 0.0, P_MAX),
+                _str(a, "text", at, MAX_TOKEN_TEXT, default=""),
             )
         )
     return tuple(out)

@@ -36,6 +36,11 @@ class TokenView(QTextBrowser):
         hidden = f" (the first {first:,} not shown)" if first else ""
         self.setHtml(f"<div>{len(spans):,} tokens{hidden}: {''.join(cells)}</div>")
 
+    def show_note(self, text: str) -> None:
+        """No tokens to show, and why (a server that does not tokenize for its clients)."""
+        self.spans = ()
+        self.setHtml(f'<div style="color:#777">{html.escape(text)}</div>')
+
 
 def _label(display: str) -> str:
     if len(display) <= MAX_LABEL:

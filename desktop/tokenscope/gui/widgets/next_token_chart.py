@@ -35,6 +35,9 @@ from tokenscope.service.records import TokenRow
 REPAINT_MS = 33
 RAW_COLOR = (70, 130, 200)
 SAMPLED_COLOR = (240, 150, 40)
+OTHER_COLOR = (160, 160, 160)  # the tokens without a bar of their own, as one
+OTHER_SAMPLED_COLOR = (205, 205, 205)
+OTHER_LABEL = "(all others)"
 LABEL_CHARS = 22
 ROW_PX = 22  # height of one token's pair of bars
 LOG_FLOOR = -12  # log10 of the smallest probability the log scale shows
@@ -50,6 +53,36 @@ class ChartData:
     removed_mass: float  # raw probability the knobs made impossible
     watch_text: str = ""
     watch_probability: float | None = None
+    # A model on a server lists only its top tokens: the rest is one grey bar (`other`),
+    # `source` says what the server returned, `approximate` marks estimated sampled values.
+    other: float | None = None
+    other_sampled: float = 0.0
+    source: str = ""
+    approximate: bool = False
+    watch_note: str = ""
+
+    def bars(self) -> tuple[ChartRow, ...]:
+        """The rows drawn: the tokens, then the others as one row where there is one."""
+        if self.other is None:
+            return self.rows
+        return (*self.rows, ChartRow(0, -1, OTHER_LABEL, self.other, self.other_sampled))
+
+    @classmethod
+    def of_view(cls, title: str, view: object) -> ChartData:
+        """The chart of a NextTokenView (tokenscope.service.records)."""
+        return cls(
+            title,
+            view.rows,
+            view.entropy_bits,
+            view.removed_mass,
+            view.watch_text,
+            view.watch_probability,
+            view.other,
+            view.other_sampled,
+            view.source,
+            view.approximate,
+            view.watch_note,
+        )
 
 
 def _short(label: str) -> str:
@@ -154,8 +187,8 @@ class NextTokenChart(QWidget):
         """Back to the empty state (no model, or another model)."""
         self._pending = None
         self._shown = None
-        self.raw_bars.setOpts(x0=[], y=[], width=[])
-        self.sampled_bars.setOpts(x0=[], y=[], width=[])
+        self.raw_bars.setOpts(x0=[], y=[], width=[], brushes=None)
+        self.sampled_bars.setOpts(x0=[], y=[], width=[], brushes=None)
         for t in self._values:
             t.setText("")
         self.title.setText("")
@@ -189,8 +222,10 @@ class NextTokenChart(QWidget):
         self._shown = data
         self._last_paint = time.perf_counter()
         self.stack.setCurrentWidget(self.scroll)
-        rows = data.rows
+        rows = data.bars()
         n = len(rows)
+        grey = data.other is not None  # the last row is the others'
+
         log = self.log_scale.isChecked()
         axis = self.plot.getPlotItem().getAxis("bottom")
         axis.log = log
@@ -201,11 +236,21 @@ class NextTokenChart(QWidget):
         ys = [n - i for i in range(n)]  # rank 1 on top
         raw_end = [self._x(r.raw, floor) for r in rows]
         sampled_end = [self._x(r.sampled, floor) for r in rows]
+
+        def brushes(color: tuple, other: tuple) -> list:
+            return [pg.mkBrush(other if grey and i == n - 1 else color) for i in range(n)]
+
         self.raw_bars.setOpts(
-            x0=[floor] * n, y=[y + 0.2 for y in ys], width=[e - floor for e in raw_end]
+            x0=[floor] * n,
+            y=[y + 0.2 for y in ys],
+            width=[e - floor for e in raw_end],
+            brushes=brushes(RAW_COLOR, OTHER_COLOR),
         )
         self.sampled_bars.setOpts(
-            x0=[floor] * n, y=[y - 0.2 for y in ys], width=[e - floor for e in sampled_end]
+            x0=[floor] * n,
+            y=[y - 0.2 for y in ys],
+            width=[e - floor for e in sampled_end],
+            brushes=brushes(SAMPLED_COLOR, OTHER_SAMPLED_COLOR),
         )
         knobs = any(abs(r.raw - r.sampled) > 1e-9 for r in rows)
         used = 0
@@ -230,16 +275,26 @@ class NextTokenChart(QWidget):
         item.setXRange(floor, top + 0.22 * span, padding=0)  # room for the value labels
         item.setYRange(0.4, n + 0.6, padding=0)
         self.plot.setMinimumHeight(n * ROW_PX + 50)  # more bars: taller, and it scrolls
-        title = f"{data.title} · entropy {data.entropy_bits:.2f} bits"
+        # A server's top-k hides the spread of the rest: its entropy is only a lower bound.
+        at_least = "≥ " if data.source else ""
+        title = data.title + (f" · {data.source}" if data.source else "")
+        title += f" · entropy {at_least}{data.entropy_bits:.2f} bits"
         if data.watch_text and data.watch_probability is not None:
             title += f" · P({data.watch_text!r}) = {format_probability(data.watch_probability)}"
+        elif data.watch_text and data.watch_note:
+            title += f" · P({data.watch_text!r}) unknown"
         self.title.setText(title)
         self.legend.setVisible(knobs or data.removed_mass > 0)
-        self.note.setText(
-            f"the knobs removed {data.removed_mass:.1%} of the probability"
-            if data.removed_mass > 0
-            else ""
-        )
+        notes = []
+        if data.removed_mass > 0:
+            notes.append(f"the knobs removed {data.removed_mass:.1%} of the probability")
+        if grey:
+            notes.append(f"grey: the {OTHER_LABEL[1:-1]}, which the server did not list")
+        if data.approximate and knobs:
+            notes.append("after sampling: approximate (estimated from the listed tokens)")
+        if data.watch_note:
+            notes.append(f"P({data.watch_text!r}): {data.watch_note}")
+        self.note.setText("; ".join(notes))
         self.repaints += 1
 
     # ----- export --------------------------------------------------------------------------
@@ -249,7 +304,7 @@ class NextTokenChart(QWidget):
         with open(path, "w", newline="", encoding="utf-8") as f:
             writer = csv.DictWriter(f, fieldnames=["rank", "token_id", "label", "raw", "sampled"])
             writer.writeheader()
-            for row in data.rows if data else ():
+            for row in data.bars() if data else ():
                 writer.writerow(asdict(row))
 
     def export_image(self, path: str | Path, caption: str = "") -> None:

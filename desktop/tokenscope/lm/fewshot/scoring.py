@@ -63,7 +63,11 @@ def _score_continuation(
         logprob=score.logprob,
         token_probabilities=tuple(math.exp(lp) for lp in score.logprobs),
         first_token_rank=score.first_rank,
-        top_prediction=model.tokenizer.token_text(score.top_token_id),
+        top_prediction=(
+            score.top_text  # a model on a server names its top token
+            if hasattr(score, "top_text")
+            else model.tokenizer.token_text(score.top_token_id)
+        ),
         top_probability=score.top_probability,
         dropped_tokens=score.dropped_tokens,
     )
