@@ -73,7 +73,7 @@ def test_generation_streams_steps_and_a_chosen_alternative_continues_as_text(har
     assert len(steps) == 6 and "".join(s.text for s in steps).startswith(" Jakarta")
     assert isinstance(done.payload, GenerationDone) and done.payload.reason == "max_tokens"
     first = steps[0]
-    assert first.piece == "␣Jak" and len(first.top_raw) == 100
+    assert first.piece == "␣Jak" and len(first.top_raw) == 20  # as many as a local model keeps
     assert first.probability == pytest.approx(first.top_raw[0].probability)
     assert first.sampled_probability == 1.0  # greedy
 

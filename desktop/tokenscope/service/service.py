@@ -351,8 +351,9 @@ class ModelService:
         self._watch = (*key, p)
         return p, ""
 
-    def _remote_step(self, step: Any, sampling: Any, elapsed: float) -> Any:
-        """A RemoteStep as the engine's GenerationStep (the window shows only those)."""
+    def _remote_step(self, step: Any, sampling: Any, elapsed: float, keep: int) -> Any:
+        """A RemoteStep as the engine's GenerationStep (the window shows only those), with
+        its `keep` most likely alternatives (the sampled values come from all listed)."""
         from tokenscope.lm.generation import Alternative, GenerationStep
         from tokenscope.lm.remote import RemoteDistribution, RemoteToken, _display
 
@@ -368,13 +369,15 @@ class ModelService:
             for a, p in sorted(zip(raw, shares, strict=True), key=lambda x: -x[1])
             if p > 0
         )
+        chosen_sampled = next((a.probability for a in sampled if a.token_id == chosen), 0.0)
+        raw, sampled = raw[:keep], sampled[:keep]
         return GenerationStep(
             index=step.index,
             token_id=chosen,
             piece=token.display,
             text=token.text,
             probability=step.probability or 0.0,
-            sampled_probability=next((a.probability for a in sampled if a.token_id == chosen), 0.0),
+            sampled_probability=chosen_sampled,
             top_raw=raw,
             top_sampled=sampled,
             entropy=dist.entropy_at_least if top else 0.0,
@@ -419,7 +422,7 @@ class ModelService:
                 for step in gen:
                     now = time.perf_counter()
                     count += 1
-                    yield self._remote_step(step, job.sampling, now - last)
+                    yield self._remote_step(step, job.sampling, now - last, job.top_k)
                     last = time.perf_counter()
             finally:
                 gen.close()

@@ -546,6 +546,10 @@ class Playground(QWidget):
         """Restore a saved session; returns the model id it was made with."""
         data, branches = read_session(path)  # the whole file is checked before anything changes
         knobs = check_values(data.get("sampling", {}))
+        # The old branches go first: setting the prompt redraws, and must not reach for a
+        # token of a branch the opened session does not have.
+        self.selected, self.current = None, -1
+        self.alternatives.clear()
         self.prompt.setPlainText(data["prompt"])
         self.watch.setText(data.get("watch", ""))
         self.sampling.set_values(knobs)

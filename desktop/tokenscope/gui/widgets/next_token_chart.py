@@ -289,7 +289,9 @@ class NextTokenChart(QWidget):
         if data.removed_mass > 0:
             notes.append(f"the knobs removed {data.removed_mass:.1%} of the probability")
         if grey:
-            notes.append(f"grey: the {OTHER_LABEL[1:-1]}, which the server did not list")
+            listed = data.source.split("top-")[-1].split(" ")[0] if "top-" in data.source else ""
+            lists = f" (the server lists {listed})" if listed else ""
+            notes.append(f"grey: every token without a bar{lists}")
         if data.approximate and knobs:
             notes.append("after sampling: approximate (estimated from the listed tokens)")
         if data.watch_note:
