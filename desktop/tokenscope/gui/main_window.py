@@ -414,7 +414,17 @@ class MainWindow(QMainWindow):
         if info.remote:
             size = f"{info.parameters / 1e6:,.0f} M parameters · " if info.parameters else ""
             window = f"context {info.context_length:,} · " if info.context_length else ""
-            self.status_model.setText(f"{info.name} · {size}{window}{info.remote}")
+            scores = "scores given answers" if info.can_score else "no prompt log-probs"
+            self.status_model.setText(f"{info.name} · {size}{window}{info.remote} · {scores}")
+            self.status_model.setToolTip(
+                "A model on a server: it returns its top tokens only (the rest is one grey bar)."
+                + (
+                    " It returns the log-probabilities of the prompt, so given answers are scored."
+                    if info.can_score
+                    else " It returns no log-probabilities of the prompt, so given answers "
+                    "(few-shot sweeps, a watched continuation beyond its list) cannot be scored."
+                )
+            )
             if info.note:
                 self.show_error(info.note)
             return
