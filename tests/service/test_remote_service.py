@@ -148,16 +148,41 @@ def test_a_sweep_scores_the_answer_from_a_servers_prompt_log_probs(harness, faul
     assert preview.note == ""
 
 
-def test_a_server_without_prompt_log_probs_says_it_cannot_score(harness, llama):
-    harness.load(llama)
+def test_llama_cpp_sweeps_through_its_top_k(harness, llama):
+    from tokenscope.lm.fewshot import load_prompt
+    from tokenscope.lm.remote import RemoteModel
+
+    info = harness.load(llama)
+    assert info.can_score
+    prompt = load_prompt("capitals")
+    ticket = harness.submit(Sweep(prompt, max_shots=2))
+    assert harness.finished(ticket, timeout=120).outcome == "completed"
+    (series,) = [r for r in harness.yielded(ticket) if isinstance(r, SweepSeries)]
+    direct = RemoteModel(llama)
+    for p in series.points:
+        shot = prompt.with_shots(p.shots)
+        score = direct.score_continuation(shot.assemble().text, shot.answer_text(prompt.expected))
+        assert p.probability == pytest.approx(score.probability, rel=1e-6)
+    assert series.points[-1].probability > series.points[0].probability  # examples help
+
+    preview = harness.finished(harness.submit(FewShotPreview(prompt))).payload
+    assert preview.expected is not None and preview.chart.rows
+
+
+def test_a_server_that_cannot_score_says_so(harness, faulty):
+    harness.load(faulty.url)  # no echo, no /tokenize
     prompt = _words_prompt()
     preview = harness.finished(harness.submit(FewShotPreview(prompt))).payload
     assert preview.expected is None and preview.chart.rows
-    assert "llama.cpp returns no log-probabilities of the prompt" in preview.note
+    assert "returns no log-probabilities of the prompt and does not show its tokens" in (
+        preview.note
+    )
     ticket = harness.submit(Sweep(prompt))
     assert harness.finished(ticket).outcome == "failed"
     errors = " ".join(e.payload for e in harness.of(ticket, "errored"))
-    assert "cannot score the expected answer (vLLM and SGLang can)" in errors
+    assert "cannot score the expected answer (vLLM, SGLang and llama.cpp can)" in errors
+    view = harness.finished(harness.submit(Predict("x", watch=" not listed"))).payload
+    assert view.watch_probability is None and "cannot score" in view.watch_note
 
 
 def test_a_server_that_is_not_running_leaves_the_current_model(harness, checkpoint):

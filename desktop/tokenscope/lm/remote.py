@@ -152,6 +152,12 @@ class Capabilities:
     def label(self) -> str:
         return f"remote · top-{self.max_top_k} · {self.probabilities}"
 
+    @property
+    def can_score(self) -> bool:
+        """It can score a given continuation: from echoed prompt log-probs, or token by token
+        through its top-k where it shows its tokens (a token below the list gives a bound)."""
+        return self.prompt_logprobs or self.tokenizes
+
 
 @dataclass(frozen=True)
 class RemoteToken:
@@ -266,6 +272,9 @@ class RemoteScore:
     top_text: str
     top_probability: float
     dropped_tokens: int = 0
+    # Scored through the server's top-k and a token was not listed: its probability is at
+    # most the last listed one's, so `probability` is an upper bound.
+    upper_bound: bool = False
 
 
 @dataclass(frozen=True)
@@ -549,7 +558,9 @@ class RemoteModel:
 
     # ----- the seed API ----------------------------------------------------------------------
 
-    def _completion(self, prompt: str, scope: CancelScope | None = None, **extra: Any) -> dict:
+    def _completion(
+        self, prompt: str | list[int], scope: CancelScope | None = None, **extra: Any
+    ) -> dict:
         c = self.capabilities
         body = {"model": c.model, "prompt": prompt, "logprobs": c.max_top_k, **extra}
         answer = self._json("/v1/completions", body, scope)
@@ -623,13 +634,17 @@ class RemoteModel:
     def get_most_likely_token(self, dist: RemoteDistribution) -> str:
         return dist.most_likely.text
 
-    def tokenize(self, text: str, *, scope: CancelScope | None = None) -> list[TextToken]:
-        """The text split as the server splits it (llama.cpp's and vLLM's /tokenize)."""
+    def tokenize(
+        self, text: str, *, special: bool = False, scope: CancelScope | None = None
+    ) -> list[TextToken]:
+        """The text split as the server splits it (llama.cpp's and vLLM's /tokenize);
+        `special`: with the tokens the server adds to a prompt (BOS)."""
         c = self.capabilities
         if not c.tokenizes:
             raise RemoteError(f"{c.kind} at {self.root} does not show how it splits a text")
         if c.kind == "llama.cpp":
-            answer = self._json("/tokenize", {"content": text, "with_pieces": True}, scope)
+            body = {"content": text, "with_pieces": True, "add_special": special}
+            answer = self._json("/tokenize", body, scope)
             items = answer.get("tokens") if isinstance(answer, dict) else None
             if not isinstance(items, list):
                 raise RemoteError(f"{self.root}/tokenize answered without tokens")
@@ -640,7 +655,7 @@ class RemoteModel:
             ]  # fmt: skip
         else:
             body = {"model": c.model, "prompt": text, "return_token_strs": True,
-                    "add_special_tokens": False}  # fmt: skip
+                    "add_special_tokens": special}  # fmt: skip
             answer = self._json("/tokenize", body, scope)
             ids = answer.get("tokens") if isinstance(answer, dict) else None
             strs = answer.get("token_strs") if isinstance(answer, dict) else None
@@ -657,13 +672,16 @@ class RemoteModel:
         """P(continuation | context) from the log-probabilities the server gives the prompt's
         own tokens (`echo`), where it can; a message saying which servers can, where not."""
         c = self.capabilities
-        if not c.prompt_logprobs:
-            raise RemoteError(
-                f"{c.kind} at {self.root} returns no log-probabilities of the prompt, so it "
-                "cannot score a given answer (vLLM and SGLang can; or open the model locally)"
-            )
         if not continuation:
             raise RemoteError("the continuation is empty")
+        if not c.prompt_logprobs:
+            if c.tokenizes:
+                return self._score_through_top_k(context, continuation, scope)
+            raise RemoteError(
+                f"{c.kind} at {self.root} returns no log-probabilities of the prompt and does "
+                "not show its tokens, so it cannot score a given answer (vLLM, SGLang and "
+                "llama.cpp can; or open the model locally)"
+            )
         choice = self._completion(context + continuation, scope, max_tokens=1, echo=True)
         logprobs = choice.get("logprobs") or {}
         offsets, values = logprobs.get("text_offset"), logprobs.get("token_logprobs")
@@ -692,6 +710,44 @@ class RemoteModel:
             rank = next((i for i, t in enumerate(top, 1) if t.text == token.text), len(top) + 1)
         total = sum(scores)
         return RemoteScore(math.exp(total), total, tuple(scores), rank, top_text, top_p)
+
+    def _score_through_top_k(
+        self, context: str, continuation: str, scope: CancelScope | None
+    ) -> RemoteScore:
+        """Token by token: the server's tokens of context + continuation (it shows them),
+        then one request per continuation token with the token ids before it as the prompt,
+        reading that token's probability off the listed alternatives. A token not listed
+        counts as the last listed one's probability, and the score says it is a bound."""
+        head = [t.token_id for t in self.tokenize(context, special=True, scope=scope)]
+        whole = self.tokenize(context + continuation, special=True, scope=scope)
+        ids = [t.token_id for t in whole]
+        if ids[: len(head)] != head:
+            raise RemoteError(
+                "the server's tokens do not start where the continuation does: a token spans "
+                "the end of the context (end the context before a space, or the answer with one)"
+            )
+        if len(ids) == len(head):
+            raise RemoteError("the continuation adds no token")
+        logprobs: list[float] = []
+        rank, top_text, top_p, bound = 0, "", 0.0, False
+        for at in range(len(head), len(ids)):
+            choice = self._completion(ids[:at], scope, max_tokens=1, temperature=0.0)
+            positions = self._positions(choice.get("logprobs"))
+            if not positions or not positions[0][1]:
+                raise RemoteError(f"{self.root} returned no log-probabilities for this prompt")
+            top = positions[0][1]
+            found = next((i for i, t in enumerate(top) if t.token_id == ids[at]), None)
+            if found is None:
+                p, bound = top[-1].probability, True
+            else:
+                p = top[found].probability
+            if at == len(head):
+                rank = len(top) + 1 if found is None else found + 1
+                top_text, top_p = top[0].text, top[0].probability
+            logprobs.append(math.log(max(p, 1e-300)))
+        total = sum(logprobs)
+        return RemoteScore(math.exp(total), total, tuple(logprobs), rank, top_text, top_p,
+                           upper_bound=bound)  # fmt: skip
 
     def generate(
         self,

@@ -128,3 +128,4 @@ class SweepSeries:
 
     model: str
     points: tuple[Any, ...]  # SweepPoint records
+    note: str = ""  # e.g. that some points of a model on a server are upper bounds

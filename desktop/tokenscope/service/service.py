@@ -216,7 +216,7 @@ class ModelService:
             has_chat_template=False,
             threads=0,
             remote=f"{c.kind} · {c.label}",
-            can_score=c.prompt_logprobs,
+            can_score=c.can_score,
         )
         return self.info
 
@@ -334,14 +334,18 @@ class ModelService:
         if self._watch is not None and self._watch[:2] == key:
             return self._watch[2], ""
         p = dist.probability_of(watch)
-        if p is None and self.model.capabilities.prompt_logprobs:
+        if p is None and self.model.capabilities.can_score:
             from tokenscope.lm.remote import RemoteError
 
             try:
                 with ctx.remote() as scope:
-                    p = self.model.score_continuation(text, watch, scope=scope).probability
+                    score = self.model.score_continuation(text, watch, scope=scope)
             except RemoteError as e:
                 return None, str(e)
+            p = score.probability
+            if score.upper_bound:
+                k = self.model.capabilities.max_top_k
+                return p, f"at most: one of its tokens is not among the server's top {k}"
         if p is None:
             c = self.model.capabilities
             return None, (
@@ -495,19 +499,21 @@ class ModelService:
         chart = self._predict_remote(Predict(assembled.text, top_k=job.top_k), ctx)
         expected, candidates, note = None, (), ""
         if prompt.expected or prompt.candidates:
-            if self.model.capabilities.prompt_logprobs:
+            if self.model.capabilities.can_score:
                 with ctx.remote() as scope:
                     scorer = _Scoped(self.model, scope)
                     if prompt.expected:
                         expected = score_answer(scorer, prompt, prompt.expected)
                     if prompt.candidates:
                         candidates = tuple(score_candidates(scorer, prompt, prompt.candidates))
+                if scorer.bounded:
+                    note = _BOUND_NOTE.format(k=self.model.capabilities.max_top_k)
             else:
                 c = self.model.capabilities
                 note = (
-                    f"{c.kind} returns no log-probabilities of the prompt, so the answers "
-                    "cannot be scored on it (vLLM and SGLang can); the chart shows its top "
-                    f"{c.max_top_k} next tokens"
+                    f"{c.kind} returns no log-probabilities of the prompt and does not show its "
+                    "tokens, so the answers cannot be scored on it (vLLM, SGLang and llama.cpp "
+                    f"can); the chart shows its top {c.max_top_k} next tokens"
                 )
         return FewShotView(
             text=assembled.text,
@@ -542,14 +548,15 @@ class ModelService:
             if model is None:
                 yield SweepProgress(label, 0, 0)
                 model = self._open_other(label, ctx)
-            points = []
+            points, note = [], ""
             with contextlib.ExitStack() as stack:
                 if isinstance(model, RemoteModel):
                     c = model.capabilities
-                    if not c.prompt_logprobs:
+                    if not c.can_score:
                         raise RemoteError(
-                            f"{label} ({c.kind}) returns no log-probabilities of the prompt, "
-                            "so it cannot score the expected answer (vLLM and SGLang can)"
+                            f"{label} ({c.kind}) returns no log-probabilities of the prompt and "
+                            "does not show its tokens, so it cannot score the expected answer "
+                            "(vLLM, SGLang and llama.cpp can)"
                         )
                     model = _Scoped(model, stack.enter_context(ctx.remote()))
                 for point in iter_sweep(
@@ -557,7 +564,9 @@ class ModelService:
                 ):
                     points.append(point)
                     yield SweepProgress(label, len(points), total)
-            yield SweepSeries(label, tuple(points))
+                if isinstance(model, _Scoped) and model.bounded:
+                    note = _BOUND_NOTE.format(k=model.model.capabilities.max_top_k)
+            yield SweepSeries(label, tuple(points), note)
         return "completed"
 
 
@@ -567,6 +576,15 @@ class _Scoped:
 
     def __init__(self, model: Any, scope: Any) -> None:
         self.model, self.scope = model, scope
+        self.bounded = False  # some score was an upper bound (a token below the server's list)
 
     def score_continuation(self, context: str, continuation: str) -> Any:
-        return self.model.score_continuation(context, continuation, scope=self.scope)
+        score = self.model.score_continuation(context, continuation, scope=self.scope)
+        self.bounded = self.bounded or score.upper_bound
+        return score
+
+
+_BOUND_NOTE = (
+    "some answer tokens are not among the server's top {k}: their probability is at most the "
+    "last listed one's, so those values are upper bounds"
+)

@@ -188,9 +188,26 @@ def test_a_continuation_is_scored_where_the_server_echoes_the_prompt(faulty, ser
             model.score_continuation("The capit", "al is")
     finally:
         faulty.echo = False
+    faulty.mode = "ok"
+    plain = RemoteModel(faulty.url)  # no echo, no /tokenize
+    assert not plain.capabilities.can_score
+    with pytest.raises(RemoteError, match=r"OpenAI-compatible .* cannot score a given answer"):
+        plain.score_continuation("The capital of Indonesia is", " Jakarta")
+
+
+def test_llama_cpp_scores_a_continuation_token_by_token_through_its_top_k(server):
     llama = RemoteModel(server)
-    with pytest.raises(RemoteError, match=r"llama\.cpp .* cannot score a given answer"):
-        llama.score_continuation("The capital of Indonesia is", " Jakarta")
+    c = llama.capabilities
+    assert not c.prompt_logprobs and c.tokenizes and c.can_score
+    score = llama.score_continuation("The capital of Indonesia is", " Jakarta")
+    # " Jakarta" is " Jak" + "arta" here: each read off its own top-k.
+    first = llama.predict_next_token_probabilities("The capital of Indonesia is")
+    second = llama.predict_next_token_probabilities("The capital of Indonesia is Jak")
+    expected = first.probability_of(" Jak") * second.probability_of("arta")
+    assert score.probability == pytest.approx(expected, rel=1e-6) and not score.upper_bound
+    assert score.first_rank == 1 and score.top_text == " Jak" and len(score.logprobs) == 2
+    unlikely = llama.score_continuation("The capital of Indonesia is", " zzzqxv")
+    assert unlikely.upper_bound and unlikely.probability < 1e-4
 
 
 def test_a_request_waiting_on_the_server_is_cancelled_at_once(faulty):

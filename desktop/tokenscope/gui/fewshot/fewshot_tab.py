@@ -46,6 +46,7 @@ class FewShotTab(QWidget):
         self.bridge = bridge
         self.model_ready = False
         self.preview: FewShotView | None = None
+        self._notes: list[str] = []  # what the last sweep's models said about their points
         self._sweep: JobHandle | None = None
         self._build()
         self._connect()
@@ -315,6 +316,7 @@ class FewShotTab(QWidget):
 
     def clear_sweep(self) -> None:
         """Forget the sweep shown (its chart, table and status)."""
+        self._notes = []
         self.sweep_chart.clear()
         self.sweep_status.setText("")
         self.progress.reset()
@@ -346,6 +348,8 @@ class FewShotTab(QWidget):
 
     def _add_series(self, series: SweepSeries) -> None:
         self.sweep_chart.add_series(series.model, list(series.points))
+        if series.note:
+            self._notes.append(f"{series.model}: {series.note}")
 
     def _say_sweep(self, text: str, *, error: bool = False) -> None:
         self.sweep_status.setStyleSheet("color:#9a1b1b" if error else "color:#555")
@@ -365,7 +369,7 @@ class FewShotTab(QWidget):
             points = sum(len(v) for v in self.sweep_chart.series.values())
             self._say_sweep(
                 f"{points} points: P(expected answer) with 0 to {self.max_shots.value()} "
-                "examples in the prompt."
+                "examples in the prompt." + "".join(f" ({n})" for n in self._notes)
             )
 
     def sweep_points(self) -> dict[str, list[Any]]:
