@@ -124,7 +124,7 @@ def test_the_chart_shows_the_listed_tokens_and_the_rest_as_one_bar(qtbot, window
     assert bars[-1].label == "(all others)" and bars[-1].raw == data.other
     title = pg.chart.title.text()
     assert "remote · top-100 · raw" in title and "entropy ≥" in title
-    assert "grey: every token without a bar (the server lists 100)" in pg.chart.note.text()
+    assert "grey: every token without a bar (of 100 listed)" in pg.chart.note.text()
     qtbot.waitUntil(lambda: len(pg.tokens.spans) == 5, timeout=10_000)
     assert [s.display for s in pg.tokens.spans][:2] == ["The", "␣capital"]
     qtbot.waitUntil(lambda: "5 of 1,024 context tokens" in pg.context_info.text(), timeout=5_000)

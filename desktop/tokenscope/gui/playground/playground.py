@@ -344,7 +344,7 @@ class Playground(QWidget):
                 step.removed_mass,
                 other=max(0.0, 1.0 - sum(r.raw for r in rows)),
                 other_sampled=max(0.0, 1.0 - sum(r.sampled for r in rows)),
-                source=f"remote · top-{len(step.top_raw)}",
+                source=f"remote · kept top-{len(step.top_raw)}",
             )
         return ChartData(title, rows, step.entropy, step.removed_mass)
 

@@ -290,7 +290,7 @@ class NextTokenChart(QWidget):
             notes.append(f"the knobs removed {data.removed_mass:.1%} of the probability")
         if grey:
             listed = data.source.split("top-")[-1].split(" ")[0] if "top-" in data.source else ""
-            lists = f" (the server lists {listed})" if listed else ""
+            lists = f" (of {listed} listed)" if listed else ""
             notes.append(f"grey: every token without a bar{lists}")
         if data.approximate and knobs:
             notes.append("after sampling: approximate (estimated from the listed tokens)")
