@@ -19,7 +19,7 @@ PROMPT = "The capital of Indonesia is"
 def llama():
     running, url = llama_server()
     yield url
-    del running
+    running.stop()
 
 
 @pytest.fixture
@@ -61,14 +61,14 @@ def memory_keyring():
 
 def _connect(qtbot, window, url, model="", key="", keep=True):
     """Connect through the real dialog (File > Connect to a server…), typed as a person would."""
-    seen = {}
+    seen = {}  # (the test keeps no reference to the dialog past this function)
 
     def fill() -> None:
         dialog = QApplication.activeModalWidget()
         if dialog is None or dialog.objectName() != "serverDialog":
             QTimer.singleShot(20, fill)
             return
-        seen["dialog"] = dialog
+        seen["dialog"] = True
         dialog.url.setCurrentText(url)
         dialog.model.setCurrentText(model)
         dialog.key.setText(key)
@@ -77,9 +77,9 @@ def _connect(qtbot, window, url, model="", key="", keep=True):
 
     QTimer.singleShot(0, fill)
     window.connect_to_server()
+    assert "dialog" in seen  # (it is deleted once closed)
     window.activateWindow()  # (a desktop does this when a dialog closes; offscreen Qt does not)
     qtbot.waitUntil(window.isActiveWindow, timeout=5_000)
-    return seen["dialog"]
 
 
 def _on_server(window) -> bool:

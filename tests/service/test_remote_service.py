@@ -26,7 +26,7 @@ GREEDY = SamplingSettings(temperature=0.0)
 def llama():
     running, url = llama_server()
     yield url
-    del running
+    running.stop()
 
 
 @pytest.fixture

@@ -322,8 +322,15 @@ class MainWindow(QMainWindow):
         from tokenscope.gui.models.server_dialog import ServerDialog
 
         dialog = ServerDialog(self.settings, self)
-        if dialog.exec():
-            self.load_model(dialog.target(), api_key=dialog.api_key())
+        try:
+            accepted = bool(dialog.exec())
+            target, key = dialog.target(), dialog.api_key()
+        finally:
+            # Deleted now, not with the window: one dialog per connection would pile up
+            # as the window's children until it closes.
+            dialog.deleteLater()
+        if accepted:
+            self.load_model(target, api_key=key)
         else:
             self._fill_picker()  # the picker goes back to the model in use
 

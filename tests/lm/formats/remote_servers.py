@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import re
 import socket
+import subprocess
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -13,18 +15,53 @@ from tokenscope.lm.registry import known_model_path
 
 
 def llama_server(n_ctx: int = 1024):
-    """(the running server, its /v1 address): llama.cpp on SmolLM2-135M, one thread. Keep the
-    server object alive as long as it is used."""
-    import xllamacpp
-
+    """(the running server, its /v1 address): llama.cpp's own server (xllamacpp) on
+    SmolLM2-135M with one thread, in a process of its own as a real server is (a fault in it
+    cannot take the tests down). Keep the returned object alive while the server is used;
+    `.stop()` ends it."""
     path = known_model_path("smollm2-135m")
     assert path is not None, "SmolLM2 is not installed: run `tokenscope models pull smollm2-135m`"
-    params = xllamacpp.CommonParams()
-    params.model.path = str(path)
-    params.n_ctx = n_ctx
-    params.cpuparams.n_threads = 1
-    running = xllamacpp.Server(params)
-    return running, running.listening_address.rstrip("/") + "/v1"
+    return _ServerProcess(path, n_ctx).start()
+
+
+_SERVE = """
+import sys, xllamacpp
+params = xllamacpp.CommonParams()
+params.model.path = sys.argv[1]
+params.n_ctx = int(sys.argv[2])
+params.cpuparams.n_threads = 1
+server = xllamacpp.Server(params)
+print("LISTENING " + server.listening_address, flush=True)
+sys.stdin.read()  # until the tests close the pipe
+"""
+
+
+class _ServerProcess:
+    def __init__(self, path, n_ctx: int) -> None:
+        self.args = [sys.executable, "-c", _SERVE, str(path), str(n_ctx)]
+        self.proc: subprocess.Popen | None = None
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            self.args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            text=True,
+        )  # fmt: skip
+        for line in self.proc.stdout:
+            if line.startswith("LISTENING "):
+                return self, line.split()[1].rstrip("/") + "/v1"
+        raise RuntimeError(f"llama.cpp's server did not start (exit {self.proc.wait()})")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def __del__(self) -> None:
+        self.stop()
 
 
 class FaultyServer:

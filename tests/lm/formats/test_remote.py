@@ -33,7 +33,7 @@ NEAR_TIE = 0.03
 def server():
     running, url = llama_server()
     yield url
-    del running  # (kept alive until here: the server stops with it)
+    running.stop()
 
 
 def test_connecting_reports_llama_cpp_and_what_it_can_do(server):
