@@ -256,3 +256,19 @@ def test_a_load_can_warm_the_compiled_decode_step(harness, checkpoint, tmp_path,
     assert any(s.startswith("compiling the decode step") for s in stages)
     steps = harness.finished(harness.submit(Generate("The capital of", max_tokens=5)), 120)
     assert steps.outcome == "completed"
+
+
+def test_a_cancel_callback_that_fails_leaves_the_others_called():
+    from tokenscope.service.cancel import CancelToken
+
+    token, called = CancelToken(), []
+
+    def broken() -> None:
+        raise RuntimeError("boom")
+
+    with token.calling(broken), token.calling(lambda: called.append("second")):
+        token.cancel()
+    assert called == ["second"] and token.cancelled
+    with token.calling(lambda: called.append("late")):  # already cancelled: called at once
+        pass
+    assert called == ["second", "late"]

@@ -37,10 +37,17 @@ if TYPE_CHECKING:  # (only its fields are read: a remote model needs no PyTorch)
 DEFAULT_KEY_ENV = "TOKENSCOPE_API_KEY"
 DEFAULT_TOP_K = 20
 TIMEOUT_S = 60.0
+#: at most this long to open a connection (a cancel cannot cut it short: the socket is not
+#: there to shut until it is open)
+CONNECT_TIMEOUT_S = 10.0
 
 
 class RemoteError(TokenscopeError):
-    """The server could not be reached or answered something unusable; the message says which."""
+    """The server could not be reached or answered something unusable; the message says which.
+    `status` and `detail`: the HTTP status and the server's own message, where it answered."""
+
+    status: int | None = None
+    detail: str = ""
 
 
 class RemoteCancelled(RemoteError):
@@ -209,8 +216,17 @@ class RemoteDistribution:
         # of the unlisted tokens, `approximate` whether anything depended on how it is spread.
         approximate = sampling.repetition_penalty != 1.0
         power = 1.0 / sampling.temperature
-        scaled = [p**power for p in listed] if power != 1.0 else listed[:]
-        tail = self.other**power if power != 1.0 else self.other
+        if power != 1.0:
+            # p ** power relative to the most likely token's (sharing is unchanged by a common
+            # factor): in logs, so that a low temperature cannot underflow every share to 0.
+            top = max(listed[0], 1e-300)
+
+            def relative(p: float) -> float:
+                return math.exp(min(700.0, power * math.log(p / top))) if p > 0 else 0.0
+
+            scaled, tail = [relative(p) for p in listed], relative(self.other)
+        else:
+            scaled, tail = listed[:], self.other
         tail_known = power == 1.0 or self.other == 0.0  # one token's worth, or all of them
         keep = n
         if sampling.top_k:
@@ -352,7 +368,14 @@ class RemoteModel:
         self.url = self.root + "/v1"
         self.api_key_env = api_key_env
         # The key: given, else from the environment variable, else kept in the keyring.
-        self._key = api_key or os.environ.get(api_key_env) or stored_key(self.root)
+        given = api_key or os.environ.get(api_key_env) or stored_key(self.root) or ""
+        key = given.strip()  # (an env file written on Windows leaves a "\r")
+        if key and (not key.isascii() or not key.isprintable()):
+            raise RemoteError(
+                f"the API key (from the environment variable {api_key_env}, the keyring or the "
+                "dialog) has characters a request header cannot carry; type it again"
+            )
+        self._key = key or None
         self.timeout = timeout
         self._lock = threading.Lock()
         self._exchanges: set[_Exchange] = set()
@@ -394,7 +417,8 @@ class RemoteModel:
         connection_class = (
             http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
         )
-        connection = connection_class(url.hostname, url.port, timeout=self.timeout)
+        connect_timeout = min(self.timeout, CONNECT_TIMEOUT_S)
+        connection = connection_class(url.hostname, url.port, timeout=connect_timeout)
         exchange = _Exchange(self, connection, scope)
         with self._lock:
             self._exchanges.add(exchange)
@@ -403,12 +427,24 @@ class RemoteModel:
         try:
             if exchange.cancelled:
                 raise RemoteCancelled("the request to the server was cancelled")
+            try:
+                connection.connect()
+            except TimeoutError:
+                raise RemoteError(
+                    f"{self.root} cannot be reached (no connection within {connect_timeout:g} "
+                    "s): is the address right and the server up?"
+                ) from None
+            connection.sock.settimeout(self.timeout)
+            exchange.attach(connection.sock)  # from now on a cancel shuts it
             data = None if body is None else json.dumps(body).encode()
             target = url.path + (f"?{url.query}" if url.query else "")
             connection.request(
                 "GET" if body is None else "POST", target, body=data, headers=self._headers()
             )
             response = connection.getresponse()
+        except RemoteError:
+            exchange.close()
+            raise
         except BaseException as e:
             exchange.close()
             raise self._network_error(e, exchange) from None
@@ -447,6 +483,13 @@ class RemoteModel:
         return RemoteError(f"{self.root} did not answer within {self.timeout:g} s")
 
     def _http_error(
+        self, code: int, reason: str, headers: Any, text: str, path: str
+    ) -> RemoteError:
+        error = self._http_error_message(code, reason, headers, text, path)
+        error.status, error.detail = code, _error_text(text)
+        return error
+
+    def _http_error_message(
         self, code: int, reason: str, headers: Any, text: str, path: str
     ) -> RemoteError:
         detail = _error_text(text)
@@ -551,9 +594,12 @@ class RemoteModel:
         except RemoteCancelled:
             raise
         except RemoteError as e:
-            numbers = [int(n) for n in re.findall(r"\b(\d+)\b", str(e)) if 0 < int(n) < 20]
-            if numbers:
-                return min(numbers)
+            # Only a refusal of the request itself, read from the server's own words (the
+            # address in the message has numbers too).
+            if e.status in (400, 422):
+                numbers = [int(n) for n in re.findall(r"\b(\d+)\b", e.detail) if 0 < int(n) < 20]
+                if numbers:
+                    return min(numbers)
             raise
 
     # ----- the seed API ----------------------------------------------------------------------
@@ -595,7 +641,12 @@ class RemoteModel:
                 ]  # fmt: skip
                 top.sort(key=lambda t: -t.probability)
                 text = str(item.get("token", ""))
-                listed = next((t for t in top if t.text == text), None)
+                own_id = item.get("id")
+                if isinstance(own_id, int) and not isinstance(own_id, bool):
+                    # by id: pieces of one character split across tokens share a text
+                    listed = next((t for t in top if t.token_id == own_id), None)
+                else:
+                    listed = next((t for t in top if t.text == text), None)
                 if listed is None:
                     p = _probability(item["logprob"]) if "logprob" in item else 0.0
                     listed = self._token(item.get("id"), text, item.get("bytes"), p)
@@ -736,7 +787,19 @@ class RemoteModel:
             if not positions or not positions[0][1]:
                 raise RemoteError(f"{self.root} returned no log-probabilities for this prompt")
             top = positions[0][1]
-            found = next((i for i, t in enumerate(top) if t.token_id == ids[at]), None)
+            wanted = whole[at]  # by id where the list has ids, else by its text
+            found = next(
+                (
+                    i
+                    for i, t in enumerate(top)
+                    if (
+                        t.token_id == wanted.token_id
+                        if t.token_id is not None
+                        else t.text == wanted.text
+                    )
+                ),
+                None,
+            )
             if found is None:
                 p, bound = top[-1].probability, True
             else:
@@ -814,7 +877,11 @@ class RemoteModel:
                             yield RemoteStep(index, text, None, ())
                         else:
                             p = token.probability if token.probability > 0 else None
-                            yield RemoteStep(index, token.text, p, tuple(top), token)
+                            # One token per event (llama.cpp, vLLM streaming): the event's
+                            # text is the server's own decoding, whole characters even where
+                            # one is split across tokens; continuing a branch sends it back.
+                            own = text if len(positions) == 1 else token.text
+                            yield RemoteStep(index, own, p, tuple(top), token)
                         index += 1
                     if choice.get("finish_reason"):
                         finished = True
@@ -850,7 +917,14 @@ class _Exchange:
     ) -> None:
         self.owner, self.connection, self.scope = owner, connection, scope
         self.response: http.client.HTTPResponse | None = None
+        self.sock: socket.socket | None = None  # once connected (a response may take it over)
         self.cancelled = False
+
+    def attach(self, sock: socket.socket) -> None:
+        """The connection is open: a cancel shuts this socket (one that came meanwhile, now)."""
+        self.sock = sock
+        if self.cancelled:
+            self.shut()
 
     def __enter__(self) -> _Exchange:
         return self
@@ -860,17 +934,21 @@ class _Exchange:
 
     def read(self) -> bytes:
         try:
-            return self.response.read()
+            data = self.response.read()
         except BaseException as e:
             raise self.owner._network_error(e, self) from None
+        if self.cancelled:  # it came whole before the cancel could cut it
+            raise RemoteCancelled("the request to the server was cancelled")
+        return data
 
     def lines(self) -> Iterator[bytes]:
-        while line := self.response.readline():
+        while not self.cancelled and (line := self.response.readline()):
             yield line
 
     def shut(self) -> None:
-        """Wake a thread blocked on this connection (cancel)."""
-        sock = self.connection.sock
+        """Wake a thread blocked on this connection (cancel). The socket kept when it opened:
+        a response that closes the connection when done takes it from the connection."""
+        sock = self.sock
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
@@ -880,6 +958,8 @@ class _Exchange:
             self.owner._exchanges.discard(self)
         if self.scope is not None:
             self.scope._discard(self)
+        if self.response is not None:
+            self.response.close()
         self.connection.close()
 
 

@@ -25,8 +25,9 @@ class CancelToken:
         with self._lock:
             self._event.set()
             callbacks = list(self._callbacks)
-        for callback in callbacks:
-            callback()
+        for callback in callbacks:  # each one, whatever the others do
+            with contextlib.suppress(Exception):
+                callback()
 
     @contextlib.contextmanager
     def calling(self, callback: Callable[[], None]) -> Iterator[None]:
@@ -35,9 +36,9 @@ class CancelToken:
         with self._lock:
             self._callbacks.append(callback)
             already = self._event.is_set()
-        if already:
-            callback()
         try:
+            if already:
+                callback()
             yield
         finally:
             with self._lock:

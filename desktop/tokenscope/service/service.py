@@ -379,7 +379,7 @@ class ModelService:
             index=step.index,
             token_id=chosen,
             piece=token.display,
-            text=token.text,
+            text=step.text,  # the server's decoding (a whole character where one is split)
             probability=step.probability or 0.0,
             sampled_probability=chosen_sampled,
             top_raw=raw,
@@ -398,8 +398,13 @@ class ModelService:
         if job.forced is not None:
             source, token_id = job.forced
             alternative = next((a for a in source.top_raw if a.token_id == token_id), None)
-            if alternative is None or not alternative.text:
+            if alternative is None:
                 raise ValueError("that alternative is not one the server listed at this token")
+            if not alternative.text or "\ufffd" in alternative.text:
+                raise ValueError(
+                    f"{alternative.display} is part of a character split across tokens; a "
+                    "server continues from text, so choose an alternative that is whole"
+                )
             sampled = {a.token_id: a.probability for a in source.top_sampled}
             forced = dataclasses.replace(
                 source,

@@ -116,6 +116,10 @@ class FaultyServer:
                 if mode == "slow":
                     owner.release.wait(30)  # a server that takes its time
                     return self._send(503, b'{"error": "too late"}')
+                if mode == "max5" and body.get("logprobs", 0) > 5:  # as vLLM words it
+                    message = f"Requested sample logprobs of {body['logprobs']}, which is greater "
+                    return self._send(400, json.dumps({"error": {"message": message + (
+                        "than max allowed: 5")}}).encode())  # fmt: skip
                 if mode == "401":
                     return self._send(401, b'{"error": {"message": "invalid api key"}}')
                 if mode == "429":

@@ -278,3 +278,37 @@ def test_the_after_sampling_view_of_a_top_k_is_exact_where_it_can_be(knobs, exac
         _, sampled = sampling_distribution(logits, settings, [])
         assert view.probabilities == pytest.approx(sampled[:shown].tolist(), abs=1e-6)
         assert view.other == pytest.approx(float(sampled[shown:].sum()), abs=1e-6)
+
+
+def test_the_largest_top_k_is_read_from_the_servers_words_not_its_address(faulty):
+    faulty.mode = "max5"  # on 127.0.0.1: a number below 20 in the address too
+    try:
+        model = RemoteModel(faulty.url)
+    finally:
+        faulty.mode = "ok"
+    assert model.capabilities.max_top_k == 5
+
+
+def test_an_api_key_is_cleaned_or_refused_without_being_shown(faulty, monkeypatch):
+    faulty.mode, faulty.key = "ok", "sk-right"
+    try:
+        monkeypatch.setenv("TOKENSCOPE_API_KEY", "sk-right\r\n")  # from a Windows env file
+        RemoteModel(faulty.url)
+        assert faulty.seen_keys[-1] == "Bearer sk-right"
+        monkeypatch.setenv("TOKENSCOPE_API_KEY", "sk-\x1bbroken")
+        with pytest.raises(RemoteError, match="characters a request header cannot carry") as e:
+            RemoteModel(faulty.url)
+        assert "broken" not in str(e.value)
+    finally:
+        faulty.key = None
+
+
+def test_a_very_low_temperature_keeps_the_sampled_view_finite():
+    from tokenscope.lm.remote import RemoteDistribution, RemoteToken
+    from tokenscope.lm.sampling import SamplingSettings
+
+    tokens = tuple(RemoteToken(i, f"t{i}", f"t{i}", p) for i, p in enumerate((4e-4, 3e-4, 1e-4)))
+    dist = RemoteDistribution(tokens, 1 - 8e-4, "remote · top-3 · raw")
+    view = dist.after_sampling(SamplingSettings(temperature=0.01, top_k=2))
+    assert view.probabilities[0] == pytest.approx(1.0) and view.other == 0.0
+    assert sum(view.probabilities) == pytest.approx(1.0)
