@@ -591,5 +591,6 @@ class _Scoped:
 
 _BOUND_NOTE = (
     "some answer tokens are not among the server's top {k}: their probability is at most the "
-    "last listed one's, so those values are upper bounds"
+    "last listed one's, so those values are upper bounds (and shares among the candidates "
+    "approximate)"
 )
