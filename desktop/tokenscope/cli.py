@@ -542,6 +542,25 @@ def _cmd_models_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from tokenscope.serve import serve
+
+    if not 0 <= args.port <= 65535:
+        raise ValueError(f"--port must be from 0 to 65535 (got {args.port})")
+    if not 1 <= args.max_logprobs <= 1000:
+        raise ValueError(f"--max-logprobs must be from 1 to 1000 (got {args.max_logprobs})")
+    serve(
+        args.model,
+        host=args.host,
+        port=args.port,
+        max_logprobs=args.max_logprobs,
+        api_key_env=args.api_key_env,
+        dtype=None if args.dtype == "auto" else args.dtype,
+        announce=lambda line: print(line, flush=True),
+    )
+    return 0
+
+
 def _cmd_doctor(args: argparse.Namespace) -> int:
     from tokenscope.doctor import print_report, report
 
@@ -626,6 +645,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_arguments(t)
     t.set_defaults(run=_cmd_train)
+
+    s = sub.add_parser(
+        "serve",
+        help="serve a model as an OpenAI-compatible server with full log-probabilities",
+        description="Serve a model (one you trained, say) over HTTP: /v1/completions with "
+        "top-k log-probabilities, the prompt's own (echo), streaming and token-id prompts; "
+        "/v1/models; /tokenize. Needs the serve extra: pip install 'tokenscope[serve]'.",
+    )
+    s.add_argument("--model", "-m", default="builtin", help="what to serve (as for predict)")
+    s.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto", help="weights in memory")
+    s.add_argument("--host", default="127.0.0.1", help="where to listen (default: %(default)s)")
+    s.add_argument("--port", type=int, default=8000, help="0: a free one (default: %(default)s)")
+    s.add_argument(
+        "--max-logprobs",
+        type=int,
+        default=20,
+        help="most alternatives a request may ask for (default: %(default)s)",
+    )
+    s.add_argument(
+        "--api-key-env",
+        metavar="VAR",
+        help="require the key in this environment variable (Authorization: Bearer KEY)",
+    )
+    s.set_defaults(run=_cmd_serve)
 
     m = sub.add_parser("models", help="list models, or fetch a known one")
     models = m.add_subparsers(dest="models_command", metavar="ACTION", required=True)

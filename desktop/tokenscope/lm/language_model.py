@@ -305,6 +305,31 @@ class LanguageModel:
         return logp.gather(1, x[0, 1:, None])[:, 0]
 
     @torch.inference_mode()
+    def prompt_logprobs(
+        self, ids: Sequence[int], top_k: int = 0
+    ) -> list[tuple[float, list[tuple[int, float]]]]:
+        """For each token of `ids` after the first: log P(token | the tokens before it) and the
+        `top_k` most likely (id, log-probability) there, from one forward pass (what a server's
+        "echo" returns). The ids must fit the context window."""
+        ids = arguments.token_ids("ids", ids, self.config.vocab_size)
+        if len(ids) > self.config.context_length:
+            raise ValueError(
+                f"{len(ids)} tokens do not fit the context window ({self.config.context_length})"
+            )
+        if len(ids) < 2:
+            return []
+        x = torch.tensor([ids], device=self.device)
+        logp = torch.log_softmax(self.transformer(x)[0, :-1].float(), dim=-1)  # (T-1, V)
+        own = logp.gather(1, x[0, 1:, None])[:, 0].tolist()
+        if top_k <= 0:
+            return [(v, []) for v in own]
+        values, indices = logp.topk(min(top_k, logp.shape[-1]), dim=-1)
+        return [
+            (v, list(zip(i, lp, strict=True)))
+            for v, i, lp in zip(own, indices.tolist(), values.tolist(), strict=True)
+        ]
+
+    @torch.inference_mode()
     def score_continuation(
         self, context: str | Sequence[int], continuation: str | Sequence[int]
     ) -> ContinuationScore:

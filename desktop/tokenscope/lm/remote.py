@@ -552,6 +552,11 @@ class RemoteModel:
                 f"{self.root} has no model {wanted!r} (it serves: {', '.join(models[:8])})"
             )
         sizes = _sizes(entries[wanted])
+        ours = self._probe("/tokenscope", scope)
+        if isinstance(ours, dict) and isinstance(ours.get("max_logprobs"), int):
+            # `tokenscope serve`: raw log-probabilities, of the prompt too, and its tokens.
+            top = max(1, ours["max_logprobs"])
+            return Capabilities("Tokenscope", wanted, models, top, True, "raw", *sizes, True)
         props = self._probe("/props", scope)
         if isinstance(props, dict) and "default_generation_settings" in props:
             # llama.cpp: any number of alternatives; probabilities before sampling unless a
