@@ -154,7 +154,7 @@ def _remote(args: argparse.Namespace):
 
     if not is_remote(args.model):
         return None
-    if args.chat:
+    if getattr(args, "chat", False):
         raise ValueError("--chat is not available for a model on a server yet")
     return RemoteModel(args.model, args.remote_model, api_key_env=args.api_key_env)
 
@@ -333,8 +333,13 @@ def _cmd_fewshot(args: argparse.Namespace) -> int:
     prompt = load_prompt(args.preset)  # a bad file is a ValueError: main() reports it
     if args.max_shots is not None and not args.sweep:
         prompt = prompt.with_shots(args.max_shots)
-    model = _load(args)
+    model = _remote(args) or _load(args)
     label = prompt.name or args.preset
+    if not args.sweep and not hasattr(model, "tokenizer"):
+        raise ValueError(
+            "on a model on a server, fewshot runs the sweep (--sweep); `tokenscope predict` "
+            "shows its next tokens after a prompt"
+        )
     if args.sweep:
         points = sweep(model, prompt, max_shots=args.max_shots, orders=args.orders, seed=args.seed)
         if args.json:
@@ -625,6 +630,13 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("preset", help="a preset name (see below) or a JSON file")
     f.add_argument("--model", "-m", default="builtin", help="as for predict (default: builtin)")
     f.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto", help="as for predict")
+    f.add_argument("--remote-model", metavar="NAME", help="as for predict (a server's model)")
+    f.add_argument(
+        "--api-key-env",
+        metavar="VAR",
+        default="TOKENSCOPE_API_KEY",
+        help="as for predict (default: %(default)s)",
+    )
     f.add_argument("--sweep", action="store_true", help="P(expected) for 0..K shots")
     f.add_argument("--max-shots", "-k", type=int, default=None, help="use the first K examples")
     f.add_argument("--orders", type=int, default=1, help="example orders to sweep (1: as given)")

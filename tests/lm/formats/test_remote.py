@@ -312,3 +312,26 @@ def test_a_very_low_temperature_keeps_the_sampled_view_finite():
     view = dist.after_sampling(SamplingSettings(temperature=0.01, top_k=2))
     assert view.probabilities[0] == pytest.approx(1.0) and view.other == 0.0
     assert sum(view.probabilities) == pytest.approx(1.0)
+
+
+def test_the_command_line_sweeps_few_shot_on_a_server(server):
+    from tokenscope.lm.fewshot import load_prompt
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "tokenscope", "fewshot", "capitals", "--sweep", "-k", "2",
+         "-m", server, "--json"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    points = json.loads(proc.stdout)["points"]
+    prompt = load_prompt("capitals")
+    model = RemoteModel(server)
+    for p in points:
+        shot = prompt.with_shots(p["shots"])
+        score = model.score_continuation(shot.assemble().text, shot.answer_text(prompt.expected))
+        assert p["probability"] == pytest.approx(score.probability, rel=1e-6)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tokenscope", "fewshot", "capitals", "-m", server],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "runs the sweep (--sweep)" in proc.stderr
