@@ -547,6 +547,185 @@ def _cmd_models_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _heads(text: str | None) -> set[tuple[int, int]]:
+    """--ablate "1.0,2.3": (layer, head) pairs."""
+    pairs = set()
+    for item in (text or "").split(","):
+        if item.strip():
+            layer, _, head = item.strip().partition(".")
+            if not (layer.isdigit() and head.isdigit()):
+                raise ValueError(f"--ablate takes LAYER.HEAD pairs such as 1.0,2.3 (got {item!r})")
+            pairs.add((int(layer), int(head)))
+    return pairs
+
+
+def _cmd_lens(args: argparse.Namespace) -> int:
+    from tokenscope.lm.inside import ablated, logit_lens
+
+    model = _load(args)
+    with ablated(model, _heads(args.ablate)):
+        lens = logit_lens(model, args.prompt, position=args.position, top_k=args.top)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "model": model.name,
+                    "position": lens.position,
+                    "target": lens.target,
+                    "target_label": lens.target_label,
+                    "first_top_layer": lens.first_top_layer,
+                    "dropped_tokens": lens.dropped_tokens,
+                    "layers": [
+                        {
+                            "layer": r.layer,
+                            "target_rank": r.target_rank,
+                            "target_probability": r.target_probability,
+                            "entropy_bits": r.entropy,
+                            "top": [
+                                {"token_id": i, "label": label, "probability": p}
+                                for i, label, p in r.top
+                            ],
+                        }
+                        for r in lens.rows
+                    ],
+                },
+                ensure_ascii=False,
+            )
+        )
+        return 0
+    first = lens.first_top_layer
+    print(
+        f"{model.name}: the logit lens at token {lens.position + 1} of {len(lens.token_ids)}; "
+        f"the model predicts {lens.target_label!r}"
+        + (f", top-1 from layer {first} on" if first is not None else "")
+    )
+    print(f"{'layer':>5}  {'rank':>6}  {'P(final)':>8}  {'bits':>5}  top tokens")
+    for r in lens.rows:
+        name = "emb" if r.layer == 0 else str(r.layer)
+        tops = "  ".join(f"{label} {p:.3f}" for _i, label, p in r.top[:3])
+        print(
+            f"{name:>5}  {r.target_rank:>6}  {r.target_probability:8.4f}  {r.entropy:5.2f}  {tops}"
+        )
+    return 0
+
+
+def _cmd_attention(args: argparse.Namespace) -> int:
+    from tokenscope.lm.inside import attention, induction_scores
+
+    model = _load(args)
+    c = model.config
+    if args.induction:
+        scores = induction_scores(model, seed=args.seed)
+        if args.json:
+            print(json.dumps({"model": model.name, "induction_scores": scores.tolist()}))
+            return 0
+        print(
+            f"{model.name}: induction score per head (attention to the token after the "
+            "earlier occurrence, on a repeated random sequence; 1 copies, 0 does not)"
+        )
+        print("layer  " + "  ".join(f"h{h:<4}" for h in range(c.n_head)))
+        for layer, row in enumerate(scores):
+            print(f"{layer:>5}  " + "  ".join(f"{v:5.3f}" for v in row))
+        return 0
+    if not 0 <= args.layer < c.n_layer:
+        raise ValueError(f"--layer must be from 0 to {c.n_layer - 1}")
+    if args.head is not None and not 0 <= args.head < c.n_head:
+        raise ValueError(f"--head must be from 0 to {c.n_head - 1}")
+    maps = attention(model, args.prompt)
+    grid = maps.averaged(args.layer) if args.head is None else maps.weights[args.layer, args.head]
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "model": model.name,
+                    "layer": args.layer,
+                    "head": args.head,
+                    "tokens": list(maps.labels),
+                    "token_ids": list(maps.token_ids),
+                    "weights": grid.tolist(),
+                },
+                ensure_ascii=False,
+            )
+        )
+        return 0
+    which = "heads averaged" if args.head is None else f"head {args.head}"
+    print(f"{model.name}: layer {args.layer}, {which}; what the last token attends to")
+    for label, w in zip(maps.labels, grid[-1], strict=True):
+        print(f"{w:7.4f}  {_bar(w)}  {label}")
+    return 0
+
+
+def _cmd_surprisal(args: argparse.Namespace) -> int:
+    from tokenscope.lm.inside import compare, surprisal
+
+    if args.file == "-":
+        text = sys.stdin.read()
+    else:
+        with open(args.file, encoding="utf-8") as f:
+            text = f.read()
+    if not text.strip():
+        raise ValueError(f"{args.file} has no text to score")
+    targets = args.models or ["builtin"]
+    if len(targets) > 2:
+        raise ValueError("surprisal compares at most two models (-m A -m B)")
+    results = []
+    for target in targets:
+        args.model = target
+        model = _load(args)
+        results.append(surprisal(model, text, top_k=args.top))
+    diff = compare(results[0], results[1]) if len(results) == 2 else None
+    if args.json:
+        out: dict[str, Any] = {
+            "models": [
+                {
+                    "model": r.model,
+                    "bits": r.total_bits,
+                    "bits_per_token": r.bits_per_token,
+                    "bits_per_byte": r.bits_per_byte,
+                    "perplexity": r.perplexity,
+                    "windows": r.windows,
+                    "tokens": [
+                        {
+                            "token_id": t.token_id,
+                            "label": t.display,
+                            "start": t.start,
+                            "end": t.end,
+                            "bits": t.bits,
+                            "probability": t.probability,
+                            "rank": t.rank,
+                            "top": [list(a) for a in t.top],
+                        }
+                        for t in r.tokens
+                    ],
+                }
+                for r in results
+            ]
+        }
+        if diff is not None:
+            out["disagreements"] = [
+                {"start": s, "end": e, "text": text[s:e], "bits_a": a, "bits_b": b}
+                for s, e, a, b in diff.largest(args.top_differences)
+            ]
+        print(json.dumps(out, ensure_ascii=False))
+        return 0
+    for r in results:
+        print(
+            f"{r.model}: {len(r.scored):,} tokens scored, {r.bits_per_token:.3f} bits per "
+            f"token, {r.bits_per_byte:.3f} bits per byte, perplexity {r.perplexity:.2f}"
+        )
+    if diff is None:
+        print(f"{'bits':>7}  {'rank':>6}  token")
+        for t in results[0].tokens:
+            bits = "" if t.bits is None else f"{t.bits:7.2f}"
+            rank = "" if t.rank is None else str(t.rank)
+            print(f"{bits:>7}  {rank:>6}  {t.display}")
+    else:
+        print(f"where they disagree most ({results[0].model} minus {results[1].model}, bits):")
+        for s, e, a, b in diff.largest(args.top_differences):
+            print(f"{a - b:+7.2f}  {text[s:e]!r}  (at character {s})")
+    return 0
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     from tokenscope.serve import serve
 
@@ -657,6 +836,50 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_arguments(t)
     t.set_defaults(run=_cmd_train)
+
+    ln = sub.add_parser("lens", help="the logit lens: every layer's guess of the next token")
+    ln.add_argument("prompt")
+    _add_model_options(ln)
+    ln.add_argument("--position", type=int, default=-1, help="which token (default: the last)")
+    ln.add_argument("--top", "-k", type=int, default=10, help="tokens per layer")
+    ln.add_argument("--ablate", metavar="L.H,...", help="silence these heads first")
+    ln.add_argument("--json", action="store_true")
+    ln.set_defaults(run=_cmd_lens)
+
+    at = sub.add_parser("attention", help="attention weights of a layer and head over a prompt")
+    at.add_argument("prompt", nargs="?", default="")
+    _add_model_options(at)
+    at.add_argument("--layer", type=int, default=0)
+    at.add_argument("--head", type=int, default=None, help="default: the layer's heads averaged")
+    at.add_argument(
+        "--induction",
+        action="store_true",
+        help="instead: every head's induction score (heads that copy patterns)",
+    )
+    at.add_argument("--seed", type=int, default=0, help="for the induction test sequences")
+    at.add_argument("--json", action="store_true")
+    at.set_defaults(run=_cmd_attention)
+
+    sp = sub.add_parser("surprisal", help="how surprising each token of a text is, in bits")
+    sp.add_argument("file", help="a UTF-8 text file, or - for standard input")
+    sp.add_argument(
+        "--model",
+        "-m",
+        dest="models",
+        action="append",
+        help="a model (twice: compare two, A minus B)",
+    )
+    sp.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto", help="as for predict")
+    sp.add_argument("--top", type=int, default=3, help="alternatives kept per token")
+    sp.add_argument(
+        "--top-differences",
+        type=int,
+        default=10,
+        help="with two models: how many disagreements to list",
+    )
+    sp.add_argument("--json", action="store_true")
+    _add_threads_option(sp)
+    sp.set_defaults(run=_cmd_surprisal)
 
     s = sub.add_parser(
         "serve",

@@ -143,6 +143,11 @@ class Attention(nn.Module):
         self.scale = config.attn_scale
         self.softcap = config.attn_softcap
         self.dropout = config.dropout
+        # Looking inside (tokenscope.lm.inside): heads whose output is zeroed, and a list that,
+        # when set, receives each forward's attention weights (B, nh, T, S), computed by the
+        # explicit path. Both off: the fused attention, unchanged.
+        self.ablated: tuple[int, ...] = ()
+        self.record: list[torch.Tensor] | None = None
 
     def _queries_keys(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, nh + nkv, T, hs) queries and keys, normed if the model norms them, and v."""
@@ -180,8 +185,8 @@ class Attention(nn.Module):
             causal = True
         elif t > 1:
             mask = self._mask(start, t, s, x.device)
-        if self.softcap is not None:
-            y = self._capped_attention(q, k, v, mask, causal)
+        if self.softcap is not None or self.record is not None:
+            y = self._explicit_attention(q, k, v, mask, causal)
         else:
             y = F.scaled_dot_product_attention(
                 q,
@@ -193,6 +198,10 @@ class Attention(nn.Module):
                 enable_gqa=self.n_kv_head != self.n_head,
                 scale=self.scale,
             )  # (B, nh, T, hs)
+        if self.ablated:
+            keep = torch.ones(self.n_head, 1, 1, dtype=y.dtype, device=y.device)
+            keep[list(self.ablated)] = 0
+            y = y * keep  # those heads add nothing to the residual stream
         y = y.transpose(1, 2).reshape(b, t, self.n_head * self.head_dim)
         return self.out(y)
 
@@ -206,7 +215,7 @@ class Attention(nn.Module):
             mask &= key_pos[None, :] > query_pos[:, None] - self.window
         return mask
 
-    def _capped_attention(
+    def _explicit_attention(
         self,
         q: torch.Tensor,
         k: torch.Tensor,
@@ -214,18 +223,24 @@ class Attention(nn.Module):
         mask: torch.Tensor | None,
         causal: bool,
     ) -> torch.Tensor:
-        """Attention with soft-capped scores, written out (SDPA has no cap)."""
+        """Attention written out: softmax(q k^T * scale [soft-capped] + mask) v. For soft-capped
+        scores (SDPA has no cap) and when the weights are recorded."""
         if self.n_kv_head != self.n_head:
             repeat = self.n_head // self.n_kv_head
             k, v = k.repeat_interleave(repeat, dim=1), v.repeat_interleave(repeat, dim=1)
         scale = self.scale if self.scale is not None else self.head_dim**-0.5
-        scores = _soft_cap((q @ k.transpose(-1, -2)) * scale, self.softcap)  # (B, nh, T, S)
+        scores = (q @ k.transpose(-1, -2)) * scale  # (B, nh, T, S)
+        if self.softcap is not None:
+            scores = _soft_cap(scores, self.softcap)
         if causal:
             t = q.shape[2]
             mask = torch.ones(t, t, dtype=torch.bool, device=q.device).tril()
         if mask is not None:
             scores = scores.masked_fill(~mask, float("-inf"))
-        weights = torch.softmax(scores.float(), dim=-1).to(q.dtype)
+        weights = torch.softmax(scores.float(), dim=-1)
+        if self.record is not None:
+            self.record.append(weights.detach())
+        weights = weights.to(q.dtype)
         if self.training and self.dropout:
             weights = F.dropout(weights, self.dropout)
         return weights @ v
@@ -394,10 +409,13 @@ class Transformer(nn.Module):
         cache: KVCache | None = None,
         *,
         last_only: bool = False,
+        residuals: list[torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Logits (B, T, V) for token ids (B, T); (B, 1, V) with last_only.
 
         With a cache, `ids` are the positions after those already cached, and the cache grows.
+        `residuals`, when given, receives the residual stream (B, T, C) before the first block
+        and after each block (n_layer + 1 tensors).
         """
         t = ids.shape[1]
         start = cache.length if cache is not None else 0
@@ -410,6 +428,7 @@ class Transformer(nn.Module):
             and cache is not None
             and ids.shape == (1, 1)
             and not torch.is_grad_enabled()
+            and not self.inspecting
         ):
             return self.decoder.step(ids, cache)
         x = self.embed(ids)  # (B, T, C)
@@ -421,16 +440,30 @@ class Transformer(nn.Module):
             x = x + self.pos_embed.weight[start : start + t]
         x = self.drop(x)
         for i, block in enumerate(self.blocks):
+            if residuals is not None:
+                residuals.append(x)
             x = block(x, i, start, cache)
+        if residuals is not None:
+            residuals.append(x)
         if cache is not None:
             cache.commit()
         if last_only:
             x = x[:, -1:]
+        return self.unembed(x)
+
+    def unembed(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits from residual-stream vectors (..., C): the model's own final norm, output
+        head and soft cap (what the last layer feeds; the logit lens feeds any layer)."""
         x = self.final_norm(x)
         if self.output_layer is not None:
             logits = self.output_layer(x)
         else:
-            logits = x @ self._output_matrix()  # (B, T, V)
+            logits = x @ self._output_matrix()  # (..., V)
         if self.config.final_softcap is not None:
             logits = _soft_cap(logits, self.config.final_softcap)
         return logits
+
+    @property
+    def inspecting(self) -> bool:
+        """Heads are ablated or attention is recorded: the compiled step knows neither."""
+        return any(b.attn.ablated or b.attn.record is not None for b in self.blocks)

@@ -1,0 +1,394 @@
+"""Looking inside the forward pass: why the model predicts what it predicts.
+
+    lens = logit_lens(model, "The capital of Indonesia is")      # every layer's guess
+    lens.first_top_layer                                          # where the answer wins
+    maps = attention(model, "a b c a b")                          # (layers, heads, T, T)
+    scores = induction_scores(model)                              # (layers, heads)
+    with ablated(model, {(1, 0)}):                                # head 0 of layer 1 silenced
+        model.predict_next_token_probabilities("...")
+    s = surprisal(model, text)                                    # bits per token and per byte
+
+The logit lens applies the model's own final norm, output head and soft cap to the residual
+stream before the first block and after each block: the last row is the model's prediction.
+Attention weights come from an explicit path (softmax(q k^T / sqrt(d) + mask)) run only when
+asked; the fused attention stays the default. Ablating a head zeroes its output before the
+output projection, in every forward (the chart, generation and sweeps) until it is undone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+if TYPE_CHECKING:
+    from tokenscope.lm.language_model import LanguageModel
+
+_LN2 = math.log(2.0)
+
+
+def _ids(model: LanguageModel, prompt: str | Sequence[int]) -> tuple[list[int], int]:
+    """The ids the model sees for `prompt` (BOS and the window as for a prediction), and how
+    many were cut from the front."""
+    ids = model._context_ids(prompt)
+    dropped = max(0, len(ids) - model.config.context_length)
+    return ids[dropped:], dropped
+
+
+# ----- the logit lens -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LensRow:
+    """One layer's reading of the residual stream at the position looked at."""
+
+    layer: int  # 0: the embeddings, before the first block; n: after block n
+    top: tuple[tuple[int, str, float], ...]  # (token id, label, probability), most likely first
+    target_rank: int  # rank of the final prediction here (1: it is this layer's top token)
+    target_probability: float
+    entropy: float  # bits
+
+
+@dataclass(frozen=True)
+class Lens:
+    """The logit lens at one position of a prompt."""
+
+    token_ids: tuple[int, ...]  # what the model saw
+    position: int  # the position looked at (its next token is predicted)
+    target: int  # the model's own most likely next token there (the last layer's top)
+    target_label: str
+    rows: tuple[LensRow, ...]  # embeddings, then each layer
+    dropped_tokens: int = 0
+
+    @property
+    def first_top_layer(self) -> int | None:
+        """The first layer where the final prediction is already the most likely token."""
+        return next((r.layer for r in self.rows if r.target_rank == 1), None)
+
+    def probabilities(self) -> np.ndarray:
+        """(layers + 1, k): the top tokens' probabilities, row by row (for a heat table)."""
+        return np.array([[p for _i, _l, p in r.top] for r in self.rows])
+
+
+@torch.inference_mode()
+def logit_lens(
+    model: LanguageModel, prompt: str | Sequence[int], *, position: int = -1, top_k: int = 10
+) -> Lens:
+    """Every layer's next-token distribution at `position` (default: the last, i.e. the next
+    token after the prompt), read through the model's own final norm and output head."""
+    ids, dropped = _ids(model, prompt)
+    if not -len(ids) <= position < len(ids):
+        raise ValueError(f"position {position} is outside the {len(ids)} tokens")
+    at = position % len(ids)
+    t = model.transformer
+    residuals: list[torch.Tensor] = []
+    x = torch.tensor([ids], device=model.device)
+    t(x, residuals=residuals)
+    stack = torch.stack([r[0, at] for r in residuals])  # (L + 1, C)
+    logp = torch.log_softmax(t.unembed(stack).float(), dim=-1)  # (L + 1, V)
+    target = int(logp[-1].argmax())
+    probs = logp.exp()
+    k = min(top_k, probs.shape[-1])
+    values, indices = probs.topk(k, dim=-1)
+    entropy = -(probs * logp).nan_to_num().sum(-1) / _LN2
+    target_p = probs[:, target]
+    ranks = (probs > target_p[:, None]).sum(-1) + 1
+    tok = model.tokenizer
+    rows = tuple(
+        LensRow(
+            layer,
+            tuple(
+                (i, tok.display(i), p)
+                for i, p in zip(indices[layer].tolist(), values[layer].tolist(), strict=True)
+            ),
+            int(ranks[layer]),
+            float(target_p[layer]),
+            float(entropy[layer]),
+        )
+        for layer in range(len(residuals))
+    )
+    return Lens(tuple(ids), at, target, tok.display(target), rows, dropped)
+
+
+# ----- attention ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AttentionMaps:
+    """Attention weights of every layer and head for one prompt: weights[l, h, i, j] is how
+    much position i attends to position j (rows sum to 1; j > i is 0)."""
+
+    token_ids: tuple[int, ...]
+    labels: tuple[str, ...]
+    weights: np.ndarray  # (layers, heads, T, T), float32
+
+    def averaged(self, layer: int) -> np.ndarray:
+        """(T, T): the layer's heads averaged."""
+        return self.weights[layer].mean(axis=0)
+
+    def last_token(self, layer: int, head: int | None = None) -> np.ndarray:
+        """(T,): what the last position attends to (one head, or the layer's average)."""
+        rows = self.weights[layer, :, -1] if head is None else self.weights[layer, head, -1]
+        return rows.mean(axis=0) if head is None else rows
+
+
+@contextlib.contextmanager
+def _recording(model: LanguageModel) -> Iterator[list[list[torch.Tensor]]]:
+    records: list[list[torch.Tensor]] = [[] for _ in model.transformer.blocks]
+    blocks = list(model.transformer.blocks)
+    for block, record in zip(blocks, records, strict=True):
+        block.attn.record = record
+    try:
+        yield records
+    finally:
+        for block in blocks:
+            block.attn.record = None
+
+
+@torch.inference_mode()
+def attention(model: LanguageModel, prompt: str | Sequence[int]) -> AttentionMaps:
+    """Every layer's and head's attention weights over the prompt, from one forward pass
+    through the explicit attention path."""
+    ids, _dropped = _ids(model, prompt)
+    with _recording(model) as records:
+        model.transformer(torch.tensor([ids], device=model.device))
+    weights = np.stack([r[0][0].float().cpu().numpy() for r in records])  # (L, H, T, T)
+    tok = model.tokenizer
+    return AttentionMaps(tuple(ids), tuple(tok.display(i) for i in ids), weights)
+
+
+@torch.inference_mode()
+def induction_scores(
+    model: LanguageModel, *, length: int | None = None, seed: int = 0, repeats: int = 4
+) -> np.ndarray:
+    """(layers, heads): how much each head attends, in the second copy of a repeated random
+    token sequence, to the token just after the earlier occurrence of the current one — the
+    pattern an induction head follows to copy ("A B ... A" -> B). Near 1 for a head that
+    copies, near 0 for one that does not; averaged over `repeats` random sequences."""
+    window = model.config.context_length
+    n = length or min(50, (window - 1) // 2)
+    if not 2 <= n <= (window - 1) // 2:
+        raise ValueError(f"length must be from 2 to {(window - 1) // 2} for this model")
+    rng = np.random.default_rng(seed)
+    tok = model.tokenizer
+    special = {i for i in (tok.bos_id, tok.eos_id) if i is not None}
+    pool = np.array([i for i in range(min(tok.vocab_size, model.config.vocab_size))
+                     if i not in special])  # fmt: skip
+    total = None
+    for _ in range(repeats):
+        half = rng.choice(pool, size=n, replace=len(pool) < n).tolist()
+        start = [tok.bos_id] if tok.bos_id is not None else []
+        ids = start + half + half
+        with _recording(model) as records:
+            model.transformer(torch.tensor([ids], device=model.device))
+        w = torch.stack([r[0][0] for r in records]).float()  # (L, H, T, T)
+        offset = len(start)
+        # Position offset + n + i (the second copy's i-th token) should look at
+        # offset + i + 1 (the token after the first copy's i-th).
+        queries = torch.arange(offset + n, offset + 2 * n - 1)
+        keys = queries - n + 1
+        score = w[:, :, queries, keys].mean(-1)  # (L, H)
+        total = score if total is None else total + score
+    return (total / repeats).cpu().numpy()
+
+
+@contextlib.contextmanager
+def ablated(model: LanguageModel, heads: Iterable[tuple[int, int]]) -> Iterator[None]:
+    """While inside, the given (layer, head) pairs add nothing to the residual stream."""
+    before = ablation(model)
+    set_ablation(model, set(before) | set(heads))
+    try:
+        yield
+    finally:
+        set_ablation(model, before)
+
+
+def ablation(model: LanguageModel) -> frozenset[tuple[int, int]]:
+    """The (layer, head) pairs ablated now."""
+    return frozenset(
+        (layer, h) for layer, b in enumerate(model.transformer.blocks) for h in b.attn.ablated
+    )
+
+
+def set_ablation(model: LanguageModel, heads: Iterable[tuple[int, int]]) -> None:
+    """Ablate exactly these (layer, head) pairs (none: the model as trained). Kept until
+    changed; cached predictions are dropped since they no longer hold."""
+    c = model.config
+    chosen: dict[int, set[int]] = {}
+    for layer, head in heads:
+        if not (0 <= layer < c.n_layer and 0 <= head < c.n_head):
+            raise ValueError(
+                f"no head {head} in layer {layer} (the model has {c.n_layer} layers of "
+                f"{c.n_head} heads)"
+            )
+        chosen.setdefault(layer, set()).add(head)
+    for layer, block in enumerate(model.transformer.blocks):
+        block.attn.ablated = tuple(sorted(chosen.get(layer, ())))
+    model.forget_cache()
+
+
+# ----- surprisal ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TokenSurprisal:
+    token_id: int
+    display: str
+    start: int  # characters of the text this token covers
+    end: int
+    byte_start: int  # and its UTF-8 bytes
+    byte_end: int
+    logprob: float | None  # natural log of P(token | the text before it); None for the first
+    rank: int | None  # 1: the model's most likely token there
+    top: tuple[tuple[str, float], ...]  # the model's top alternatives there: (label, P)
+
+    @property
+    def bits(self) -> float | None:
+        return None if self.logprob is None else -self.logprob / _LN2
+
+    @property
+    def probability(self) -> float | None:
+        return None if self.logprob is None else math.exp(self.logprob)
+
+
+@dataclass(frozen=True)
+class Surprisal:
+    """Every token of a text and how surprising it was to the model."""
+
+    text: str
+    tokens: tuple[TokenSurprisal, ...]
+    model: str = ""
+    windows: int = 1  # forward passes (a text longer than the context takes several)
+
+    @property
+    def scored(self) -> list[TokenSurprisal]:
+        return [t for t in self.tokens if t.logprob is not None]
+
+    @property
+    def total_bits(self) -> float:
+        return sum(t.bits for t in self.scored)
+
+    @property
+    def bits_per_token(self) -> float:
+        return self.total_bits / len(self.scored) if self.scored else float("nan")
+
+    @property
+    def perplexity(self) -> float:
+        return 2.0**self.bits_per_token
+
+    @property
+    def bits_per_byte(self) -> float:
+        """Comparable across tokenizers: the bits of the scored tokens over their bytes."""
+        scored = self.scored
+        nbytes = sum(t.byte_end - t.byte_start for t in scored)
+        return self.total_bits / nbytes if nbytes else float("nan")
+
+
+def _byte_offsets(text: str) -> list[int]:
+    """Byte offset of each character (and one past the end)."""
+    out, at = [], 0
+    for ch in text:
+        out.append(at)
+        at += len(ch.encode("utf-8"))
+    out.append(at)
+    return out
+
+
+@torch.inference_mode()
+def surprisal(
+    model: LanguageModel,
+    text: str,
+    *,
+    top_k: int = 5,
+    progress: Callable[[int, int], None] | None = None,
+) -> Surprisal:
+    """-log2 P of every token of `text` given the text before it, with its rank and the top
+    alternatives. A text longer than the context is taken in windows that overlap by half, so
+    every token sees at least half a window (the same as `LanguageModel.score`); `progress`
+    is called with (windows done, windows in all) and may raise to cancel."""
+    tok = model.tokenizer
+    pieces = tok.encode_with_offsets(text)
+    ids = [i for i, _s, _e in pieces]
+    start_id = tok.bos_id if tok.bos_id is not None else tok.eos_id
+    full = ([start_id] if start_id is not None else []) + ids
+    lead = len(full) - len(ids)
+    window = model.config.context_length
+    stride = max(1, window // 2)
+    starts = [0]
+    while starts[-1] + window < len(full):
+        starts.append(starts[-1] + stride)
+    found: list[tuple[float, int, tuple[tuple[str, float], ...]] | None] = [None] * len(full)
+    for n, begin in enumerate(starts):
+        chunk = full[begin : begin + window]
+        if len(chunk) > 1:
+            x = torch.tensor([chunk], device=model.device)
+            logp = torch.log_softmax(model.transformer(x)[0, :-1].float(), dim=-1)  # (T-1, V)
+            own = logp.gather(1, x[0, 1:, None])[:, 0]
+            ranks = (logp > own[:, None]).sum(-1) + 1
+            k = min(top_k, logp.shape[-1])
+            values, indices = logp.topk(k, dim=-1) if k else (None, None)
+            first_new = 1 if begin == 0 else window - stride
+            for j in range(first_new, len(chunk)):
+                top: tuple[tuple[str, float], ...] = ()
+                if k:
+                    pairs = zip(indices[j - 1].tolist(), values[j - 1].tolist(), strict=True)
+                    top = tuple((tok.display(i), math.exp(v)) for i, v in pairs)
+                found[begin + j] = (float(own[j - 1]), int(ranks[j - 1]), top)
+        if progress is not None:
+            progress(n + 1, len(starts))
+    offsets = _byte_offsets(text)
+    tokens = []
+    for n, (token_id, s, e) in enumerate(pieces):
+        logprob, rank, top = found[n + lead] or (None, None, ())
+        tokens.append(
+            TokenSurprisal(
+                token_id, tok.display(token_id), s, e, offsets[s], offsets[e], logprob, rank, top
+            )
+        )
+    return Surprisal(text, tuple(tokens), model.name or "", len(starts))
+
+
+@dataclass(frozen=True)
+class Difference:
+    """Where two models disagree on a text, aligned by bytes: for each span of text that is
+    one token of model A, model B's bits for the same bytes (its tokens' bits shared out by
+    the bytes they cover)."""
+
+    a: Surprisal
+    b: Surprisal
+    spans: tuple[tuple[int, int, float, float], ...] = field(default=())  # (start, end, A, B)
+
+    def largest(self, n: int = 10) -> list[tuple[int, int, float, float]]:
+        """The spans where |A - B| is largest (character offsets, A's bits, B's bits)."""
+        return sorted(self.spans, key=lambda s: -abs(s[2] - s[3]))[:n]
+
+
+def compare(a: Surprisal, b: Surprisal) -> Difference:
+    """Model A minus model B per A-token, on the same text, whatever their tokenizers."""
+    if a.text != b.text:
+        raise ValueError("the two surprisal results are not of the same text")
+    nbytes = len(a.text.encode("utf-8"))
+    per_byte = np.zeros(nbytes)
+    known = np.zeros(nbytes, dtype=bool)
+    for t in b.tokens:
+        width = t.byte_end - t.byte_start
+        if t.bits is not None and width > 0:
+            per_byte[t.byte_start : t.byte_end] = t.bits / width
+            known[t.byte_start : t.byte_end] = True
+    offsets = _byte_offsets(a.text)
+    byte_to_char = {offsets[i]: i for i in range(len(offsets))}
+    spans = []
+    for t in a.tokens:
+        if t.bits is None or t.byte_end <= t.byte_start:
+            continue
+        if not known[t.byte_start : t.byte_end].all():
+            continue  # B has no score for these bytes (its first token)
+        b_bits = float(per_byte[t.byte_start : t.byte_end].sum())
+        start = byte_to_char.get(t.byte_start, t.start)
+        spans.append((start, t.end, t.bits, b_bits))
+    return Difference(a, b, tuple(spans))
