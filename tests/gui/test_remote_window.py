@@ -134,6 +134,9 @@ def test_the_chart_shows_the_listed_tokens_and_the_rest_as_one_bar(qtbot, window
     pg.watch.setText(" Jakarta")  # two tokens: scored one request per token
     qtbot.waitUntil(lambda: "P(' Jakarta') = " in pg.chart.title.text(), timeout=10_000)
     assert "scores given answers" in window.status_model.text()
+    # The Inside tab needs the model's own forward pass: refused with a note, not an error.
+    assert not window.inside.lens.isEnabled()
+    assert "Open the model locally" in window.inside.note.text()
 
 
 def test_generate_branch_and_step_on_a_server(qtbot, window, llama, tmp_path):

@@ -194,3 +194,30 @@ def test_two_models_are_compared_per_token_by_bytes(make_model):
         assert (x, y) == pytest.approx(by_token[start])
     top = diff.largest(3)
     assert abs(top[0][2] - top[0][3]) >= abs(top[-1][2] - top[-1][3])
+
+
+def test_models_with_different_tokenizers_are_aligned_by_bytes(make_model):
+    import tokenscope
+
+    a = make_model("tiny", seed=1)  # a 320-piece BPE trained here
+    b = tokenscope.load_model("builtin")  # the bundled model's own tokenizer
+    text = "The capital of Indonesia is Jakarta. Kucing means cat."
+    sa, sb = surprisal(a, text), surprisal(b, text)
+    assert [t.byte_end for t in sa.tokens] != [t.byte_end for t in sb.tokens]  # they differ
+    diff = compare(sa, sb)
+    # Every byte B scored is shared out once: over A's spans, B's bits add up to B's own
+    # total over the same bytes.
+    covered = set()
+    for start, end, _x, _y in diff.spans:
+        covered.update(range(len(text[:start].encode()), len(text[:end].encode())))
+    expected = 0.0
+    for t in sb.tokens:
+        if t.bits is not None and t.byte_end > t.byte_start:
+            share = len(covered & set(range(t.byte_start, t.byte_end)))
+            expected += t.bits * share / (t.byte_end - t.byte_start)
+    assert sum(y for *_s, y in diff.spans) == pytest.approx(expected, rel=1e-6)
+    assert sum(x for _s, _e, x, _y in diff.spans) == pytest.approx(
+        sum(t.bits for t in sa.tokens if t.bits is not None and t.byte_end > t.byte_start
+            and all(c in covered for c in range(t.byte_start, t.byte_end))),
+        rel=1e-6,
+    )  # fmt: skip

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 
 from tokenscope.gui import background, heap
 from tokenscope.gui.fewshot.fewshot_tab import FewShotTab
+from tokenscope.gui.inside.inside_tab import InsideTab
 from tokenscope.gui.models.models_tab import ModelsTab
 from tokenscope.gui.playground.playground import Playground
 from tokenscope.gui.service_bridge import JobHandle, ServiceBridge
@@ -141,6 +142,8 @@ class MainWindow(QMainWindow):
         self.tabs = QTabWidget(objectName="tabs")
         self.tabs.addTab(self.playground, "Playground")
         self.tabs.addTab(self.fewshot, "Few-shot")
+        self.inside = InsideTab(self.bridge)
+        self.tabs.addTab(self.inside, "Inside")
         self.training = TrainingTab()
         self.tabs.addTab(self.training, "Training")
         self.tabs.addTab(self.models, "Models")
@@ -192,6 +195,8 @@ class MainWindow(QMainWindow):
         )
         self.playground.message.connect(self.show_message)
         self.fewshot.message.connect(self.show_message)
+        self.inside.message.connect(self.show_message)
+        self.inside.ablation_changed.connect(self._on_ablation_changed)
         self.training.open_in_playground.connect(self._on_training_open_in_playground)
 
     # ----- settings ------------------------------------------------------------------------
@@ -277,12 +282,12 @@ class MainWindow(QMainWindow):
                 self.picker.addItem(f"{e.name}  ({e.kind})", e.target)
         self.picker.addItem(OPEN_OTHER, OPEN_OTHER)
         self.picker.addItem(CONNECT, CONNECT)
-        self.fewshot.set_compare_choices(
-            [
-                (self.picker.itemText(i), self.picker.itemData(i))
-                for i in range(self.picker.count() - 2)
-            ]
-        )
+        choices = [
+            (self.picker.itemText(i), self.picker.itemData(i))
+            for i in range(self.picker.count() - 2)
+        ]
+        self.fewshot.set_compare_choices(choices)
+        self.inside.set_compare_choices(choices)
         loading = self._load is not None and not self._load.finished
         shown = self._loading_name if loading else self.model_id
         if shown:
@@ -412,6 +417,15 @@ class MainWindow(QMainWindow):
         self.models.set_loaded(self.model_id)
         self.playground.on_model_loaded(self.model_id)
         self.fewshot.on_model_loaded()
+        if not self.inside.prompt.toPlainText():
+            self.inside.prompt.setPlainText(self.playground.prompt.toPlainText())
+        self.inside.on_model_loaded(info)
+
+    def _on_ablation_changed(self) -> None:
+        """Heads were silenced or restored: what the other tabs show came from the model as
+        it was."""
+        self.playground.request_prediction()
+        self.fewshot.request_preview()
 
     def _show_model_info(self, info: ModelInfo) -> None:
         self.model_info = info

@@ -18,13 +18,18 @@ Qt-free: the window's bridge (tokenscope.gui.service_bridge) is one client, test
 
 from tokenscope.service.cancel import CancelToken, JobCancelled
 from tokenscope.service.jobs import (
+    AttentionMap,
     FewShotPreview,
     Generate,
+    Induction,
     Job,
+    Lens,
     Load,
     Predict,
     Score,
+    SetAblation,
     SetThreads,
+    Surprisal,
     Sweep,
     Tokenize,
 )
@@ -32,18 +37,23 @@ from tokenscope.service.runner import JobEvent, JobRunner, Ticket
 from tokenscope.service.service import ModelService
 
 __all__ = [
+    "AttentionMap",
     "CancelToken",
     "FewShotPreview",
     "Generate",
+    "Induction",
     "Job",
     "JobCancelled",
     "JobEvent",
     "JobRunner",
+    "Lens",
     "Load",
     "ModelService",
     "Predict",
     "Score",
+    "SetAblation",
     "SetThreads",
+    "Surprisal",
     "Sweep",
     "Ticket",
     "Tokenize",

@@ -123,3 +123,57 @@ class Sweep(Job):
     orders: int = 1
     seed: int = 0
     others: Sequence[str] = ()
+
+
+# ----- looking inside (tokenscope.lm.inside) -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Lens(Job):
+    """The logit lens at token `position` of `text` (-1: the next token after it)."""
+
+    interactive: ClassVar[bool] = True
+
+    text: str
+    position: int = -1
+    top_k: int = 8
+    cursor: int | None = None  # a character offset: the token ending there (overrides position)
+
+
+@dataclass(frozen=True)
+class AttentionMap(Job):
+    """One layer's attention over `text`: a head, or the heads averaged (head None)."""
+
+    interactive: ClassVar[bool] = True
+
+    text: str
+    layer: int = 0
+    head: int | None = None
+
+
+@dataclass(frozen=True)
+class Induction(Job):
+    """Every head's induction score (a repeated random sequence, seeded)."""
+
+    interactive: ClassVar[bool] = True
+
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class SetAblation(Job):
+    """Silence exactly these (layer, head) pairs from now on (none: the model as trained)."""
+
+    interactive: ClassVar[bool] = True
+
+    heads: frozenset[tuple[int, int]] = frozenset()
+
+
+@dataclass(frozen=True)
+class Surprisal(Job):
+    """Every token of `text` and its surprisal; with `other`, that model's too and where the
+    two disagree (loaded for this job and let go). Yields SurprisalProgress per window."""
+
+    text: str
+    other: str = ""
+    top_k: int = 3

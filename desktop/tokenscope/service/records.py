@@ -31,6 +31,7 @@ class ModelInfo:
     packing: str | None = None  # how the weights are held, e.g. "fp16 head + int4 g32"
     compiled: bool = False  # decoding through the compiled step
     note: str = ""  # something the person should know about this load, e.g. why not compiled
+    heads: int = 0  # attention heads per layer (0: not known, a model on a server)
     remote: str = ""  # a model on a server: what it returns ("llama.cpp · top-100 · raw")
     can_score: bool = True  # it can score a given continuation (a server: prompt log-probs)
 
@@ -129,3 +130,43 @@ class SweepSeries:
     model: str
     points: tuple[Any, ...]  # SweepPoint records
     note: str = ""  # e.g. that some points of a model on a server are upper bounds
+
+
+@dataclass(frozen=True)
+class LensView:
+    """The logit lens at one position: a row per layer (embeddings first)."""
+
+    labels: tuple[str, ...]  # the tokens the model saw
+    position: int
+    target_label: str  # the model's own prediction there
+    first_top_layer: int | None
+    rows: tuple[Any, ...]  # tokenscope.lm.inside.LensRow records
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class AttentionView:
+    """One layer's attention (a head, or the heads averaged) over the model's tokens."""
+
+    labels: tuple[str, ...]
+    layer: int
+    head: int | None
+    weights: Any  # (T, T) numpy array, rows sum to 1
+    layers: int
+    heads: int
+    ablated: frozenset[tuple[int, int]] = frozenset()
+
+
+@dataclass(frozen=True)
+class SurprisalProgress:
+    model: str
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class SurprisalView:
+    """A text's surprisal under one model, or two and their differences."""
+
+    results: tuple[Any, ...]  # tokenscope.lm.inside.Surprisal records, one or two
+    disagreements: tuple[tuple[int, int, float, float], ...] = ()  # (start, end, A, B)

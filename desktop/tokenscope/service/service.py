@@ -18,23 +18,32 @@ from typing import Any
 
 from tokenscope.service.cancel import CancelToken, JobCancelled
 from tokenscope.service.jobs import (
+    AttentionMap,
     FewShotPreview,
     Generate,
+    Induction,
     Job,
+    Lens,
     Load,
     Predict,
     Score,
+    SetAblation,
     SetThreads,
+    Surprisal,
     Sweep,
     Tokenize,
 )
 from tokenscope.service.records import (
+    AttentionView,
     FewShotView,
     GenerationDone,
     GenerationStarted,
+    LensView,
     LoadProgress,
     ModelInfo,
     NextTokenView,
+    SurprisalProgress,
+    SurprisalView,
     SweepProgress,
     SweepSeries,
     TokenRow,
@@ -112,6 +121,7 @@ class ModelService:
         self._last: tuple[str, Any] | None = None  # (text, NextTokenDistribution)
         self._watch: tuple[tuple[int, ...], str, float] | None = None
         self.remote = False  # the model is on a server (tokenscope.lm.remote.RemoteModel)
+        self._maps: tuple[str, Any] | None = None  # (text, AttentionMaps) of the last map
         self._stand_ins: dict[str, int] = {}  # token text -> id, for servers that give none
 
     def handle(self, job: Job, ctx: JobContext) -> Any:
@@ -165,7 +175,7 @@ class ModelService:
                 torch.set_num_threads(previous_threads)
                 raise
         self.model, self.epoch = model, self.epoch + 1
-        self._last = self._watch = None
+        self._last = self._watch = self._maps = None
         self.remote = False
         c = model.config
         self.info = ModelInfo(
@@ -175,6 +185,7 @@ class ModelService:
             source=model.source or "",
             parameters=model.parameter_count,
             layers=c.n_layer,
+            heads=c.n_head,
             context_length=c.context_length,
             vocab_size=model.tokenizer.vocab_size,
             device=str(model.device),
@@ -281,6 +292,100 @@ class ModelService:
                 "server returns only its top tokens"
             )
         return self.model.score(job.text)
+
+    # ----- looking inside ------------------------------------------------------------------
+
+    def _local(self, what: str) -> None:
+        if self.remote:
+            raise ValueError(
+                f"{what} needs the model's forward pass: open the model locally (a server "
+                "returns only its top tokens)"
+            )
+
+    def _lens(self, job: Lens, ctx: JobContext) -> LensView:
+        from tokenscope.lm.inside import logit_lens
+
+        self._local("the logit lens")
+        started = time.perf_counter()
+        position = job.position
+        if job.cursor is not None and 0 <= job.cursor < len(job.text.rstrip()):
+            # The token that ends at or before the cursor: the lens shows what follows it.
+            pieces = self.model.tokenizer.encode_with_offsets(job.text)
+            seen = len(self.model._context_ids(job.text))
+            lead = seen - len(pieces)
+            before = [k for k, (_i, _s, end) in enumerate(pieces) if end <= job.cursor]
+            position = lead + before[-1] if before else max(0, lead - 1)
+            position -= max(0, seen - self.model.config.context_length)  # cut to fit
+            if position < 0:
+                raise ValueError(
+                    "the cursor is in the part of the prompt cut off to fit the context"
+                )
+        lens = logit_lens(self.model, job.text, position=position, top_k=job.top_k)
+        tok = self.model.tokenizer
+        return LensView(
+            labels=tuple(tok.display(i) for i in lens.token_ids),
+            position=lens.position,
+            target_label=lens.target_label,
+            first_top_layer=lens.first_top_layer,
+            rows=lens.rows,
+            seconds=time.perf_counter() - started,
+        )
+
+    def _attentionmap(self, job: AttentionMap, ctx: JobContext) -> AttentionView:
+        from tokenscope.lm.inside import ablation, attention
+
+        self._local("the attention map")
+        c = self.model.config
+        if not 0 <= job.layer < c.n_layer or (
+            job.head is not None and not 0 <= job.head < c.n_head
+        ):
+            raise ValueError(f"the model has {c.n_layer} layers of {c.n_head} heads")
+        if self._maps is None or self._maps[0] != job.text:
+            self._maps = (job.text, attention(self.model, job.text))
+        maps = self._maps[1]
+        grid = maps.averaged(job.layer) if job.head is None else maps.weights[job.layer, job.head]
+        return AttentionView(maps.labels, job.layer, job.head, grid, c.n_layer, c.n_head,
+                             ablation(self.model))  # fmt: skip
+
+    def _induction(self, job: Induction, ctx: JobContext) -> Any:
+        from tokenscope.lm.inside import induction_scores
+
+        self._local("the induction score")
+        return induction_scores(self.model, seed=job.seed)
+
+    def _setablation(self, job: SetAblation, ctx: JobContext) -> frozenset[tuple[int, int]]:
+        from tokenscope.lm.inside import ablation, set_ablation
+
+        self._local("ablating heads")
+        set_ablation(self.model, job.heads)
+        self._last = self._watch = self._maps = None  # they were computed without it
+        return ablation(self.model)
+
+    def _surprisal(self, job: Surprisal, ctx: JobContext) -> Iterator[Any]:
+        from tokenscope.lm.inside import compare, surprisal
+
+        self._local("surprisal")
+        if not job.text.strip():
+            raise ValueError("there is no text to score")
+        models = [(self.model, self.info.name if self.info else "model")]
+        if job.other:
+            models.append((None, job.other))
+        results = []
+        for model, label in models:
+            if model is None:
+                yield SurprisalProgress(label, 0, 0)
+                model = self._open_other(label, ctx)
+                if not hasattr(model, "transformer"):
+                    raise ValueError(f"{label} is on a server: surprisal needs a local model")
+
+            def progress(done: int, total: int, label: str = label) -> None:
+                ctx.check()
+                ctx.emit(SurprisalProgress(label, done, total))
+
+            results.append(surprisal(model, job.text, top_k=job.top_k, progress=progress))
+            yield SurprisalProgress(label, 1, 1)
+        spans = compare(*results).spans if len(results) == 2 else ()
+        return SurprisalView(tuple(results), tuple(spans))
 
     # ----- a model on a server ---------------------------------------------------------------
 

@@ -1,0 +1,1 @@
+"""The Inside tab: the logit lens, attention and surprisal."""
