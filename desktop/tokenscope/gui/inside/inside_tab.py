@@ -700,6 +700,8 @@ class InsideTab(QWidget):
 
     def request_lens(self) -> None:
         text = self.prompt.toPlainText()
+        if not self.live:  # a large model: say it is working (one forward pass, seconds)
+            self.lens.summary.setText("computing the lens (one forward pass of the model)…")
         cursor = self.prompt.textCursor().position() if self.lens.follow.isChecked() else None
         self.bridge.submit(
             Lens(text, cursor=cursor, top_k=8),
@@ -715,6 +717,8 @@ class InsideTab(QWidget):
     def request_attention(self) -> None:
         if not self.model_ready:
             return
+        if not self.live:
+            self.attention.caption.setText("computing the attention weights…")
         self.bridge.submit(
             AttentionMap(self.prompt.toPlainText(), self.attention.layer.value(),
                          self.attention.head.currentData()),
