@@ -726,6 +726,65 @@ def _cmd_surprisal(args: argparse.Namespace) -> int:
     return 0
 
 
+def _scale_targets(given: list[str] | None) -> list[str]:
+    """The models asked for, else the bundled one and every known model installed here."""
+    if given:
+        return given
+    from tokenscope.lm.registry import KNOWN_MODELS, known_model_path
+
+    return ["builtin"] + [m for m in KNOWN_MODELS if known_model_path(m) is not None]
+
+
+def _cmd_scale(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from tokenscope.lm.scale import Probe, run_probe, run_sweeps
+
+    targets = _scale_targets(args.models)
+
+    def progress(target: str, done: int, total: int) -> None:
+        if not args.json:
+            print(f"({done + 1}/{total}) {target}…", file=sys.stderr, flush=True)
+
+    if args.fewshot:
+        from tokenscope.lm.fewshot import load_prompt
+
+        if args.prompt or args.answer:
+            raise ValueError("give either PROMPT ANSWER or --fewshot PRESET, not both")
+        prompt = load_prompt(args.fewshot)
+        sweeps = run_sweeps(targets, prompt, max_shots=args.max_shots,
+                            use_cache=not args.no_cache, progress=progress)  # fmt: skip
+        sweeps.sort(key=lambda s: s.parameters)
+        if args.json:
+            print(json.dumps({"prompt": prompt.name or args.fewshot, "models": [
+                {"model": s.model, "name": s.name, "parameters": s.parameters,
+                 "points": [asdict(p) for p in s.points]} for s in sweeps]},
+                ensure_ascii=False))  # fmt: skip
+            return 0
+        shots = max((len(s.points) for s in sweeps), default=0)
+        print(f"P({prompt.answer_text(prompt.expected)!r}) by shots, smallest model first")
+        print(f"{'model':<28} {'parameters':>12}  " + "  ".join(f"{k:>6}" for k in range(shots)))
+        for s in sweeps:
+            values = "  ".join(f"{p.probability:6.3f}" for p in s.points)
+            print(f"{s.name[:28]:<28} {s.parameters:>12,}  {values}")
+        return 0
+    if not args.prompt or args.answer is None:
+        raise ValueError("give a PROMPT and the ANSWER whose probability to measure")
+    points = run_probe(targets, Probe(args.prompt, args.answer), use_cache=not args.no_cache,
+                       progress=progress)  # fmt: skip
+    points.sort(key=lambda p: p.parameters)
+    if args.json:
+        print(json.dumps({"prompt": args.prompt, "answer": args.answer,
+                          "models": [asdict(p) for p in points]}, ensure_ascii=False))  # fmt: skip
+        return 0
+    print(f"P({args.answer!r} | {args.prompt!r}), smallest model first")
+    print(f"{'model':<28} {'parameters':>12}  {'P(answer)':>10}  {'rank':>6}  top prediction")
+    for p in points:
+        print(f"{p.name[:28]:<28} {p.parameters:>12,}  {p.probability:10.4f}  {p.rank:>6}  "
+              f"{p.top_prediction!r} {p.top_probability:.3f}")  # fmt: skip
+    return 0
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     from tokenscope.serve import serve
 
@@ -880,6 +939,22 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true")
     _add_threads_option(sp)
     sp.set_defaults(run=_cmd_surprisal)
+
+    sc = sub.add_parser(
+        "scale",
+        help="one probe across models: P(answer) by model size",
+        description="Measure P(ANSWER | PROMPT), or a few-shot sweep, on several models (by "
+        "default the bundled one and every known model installed), smallest first. Results "
+        "are cached per model and probe.",
+    )
+    sc.add_argument("prompt", nargs="?", default="")
+    sc.add_argument("answer", nargs="?", default=None, help='e.g. " Jakarta" (mind the space)')
+    sc.add_argument("--model", "-m", dest="models", action="append", help="a model (repeat)")
+    sc.add_argument("--fewshot", metavar="PRESET", help="a few-shot preset or JSON file: sweep")
+    sc.add_argument("--max-shots", "-k", type=int, default=None)
+    sc.add_argument("--no-cache", action="store_true", help="measure again")
+    sc.add_argument("--json", action="store_true")
+    sc.set_defaults(run=_cmd_scale)
 
     s = sub.add_parser(
         "serve",

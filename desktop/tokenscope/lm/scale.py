@@ -1,0 +1,210 @@
+"""One probe across many models: does the answer's probability grow with the model's size?
+
+    probe = Probe("The capital of Indonesia is", " Jakarta")
+    for point in run_probe(["builtin", "smollm2-135m", "gemma3-270m"], probe):
+        print(point.model, point.parameters, point.probability, point.rank)
+    sweeps = run_sweeps(["builtin", "smollm2-135m"], load_prompt("capitals"))  # 0..k shots each
+
+Each (model, probe) result is kept in a cache (`$XDG_CACHE_HOME/tokenscope/scale`), keyed by
+the probe and by the model as it is on disk (its path, size and modification time), so asking
+again costs nothing and a retrained model is measured anew. Models are loaded one at a time
+and let go; a model on a server is asked over HTTP (its parameter count where it says).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tokenscope.lm.fewshot import FewShotPrompt, SweepPoint, iter_sweep, score_answer
+
+CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A prompt and the continuation whose probability is measured."""
+
+    prompt: str
+    answer: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.prompt, str) or not isinstance(self.answer, str):
+            raise ValueError("a probe is a prompt and an answer, both text")
+        if not self.answer:
+            raise ValueError("the probe's answer is empty")
+
+    def key(self) -> str:
+        return _digest({"prompt": self.prompt, "answer": self.answer})
+
+
+@dataclass(frozen=True)
+class ScalePoint:
+    """One model's answer to a probe."""
+
+    model: str  # the target as asked for (a name, a path or a server)
+    name: str  # the model's own name
+    parameters: int  # 0 where a server does not say
+    probability: float  # P(answer | prompt), over all of its tokens
+    rank: int  # of the answer's first token (1: the model's most likely next token)
+    top_prediction: str
+    top_probability: float
+    cached: bool = False
+
+    @property
+    def log10_parameters(self) -> float | None:
+        return math.log10(self.parameters) if self.parameters > 0 else None
+
+
+def cache_dir() -> Path:
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "tokenscope" / "scale"
+
+
+def _digest(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
+
+
+def model_key(target: str) -> str:
+    """The model as it is now: a file or folder by its path, size and modification time (a
+    retrained checkpoint gets a new key); a name or a server by its name."""
+    path = Path(target).expanduser()
+    if path.exists():
+        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+        stamp = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files[:200]]
+        return _digest({"path": str(path.resolve()), "files": stamp})
+    if target.startswith(("http://", "https://")):
+        return _digest({"server": target})
+    from tokenscope.lm.registry import known_model_path
+
+    known = known_model_path(target) if target != "builtin" else None
+    if known is not None:
+        return model_key(str(known))
+    from tokenscope import __version__
+
+    return _digest({"name": target, "version": __version__})
+
+
+def _open(target: str) -> Any:
+    from tokenscope.lm.remote import RemoteModel, is_remote
+
+    if is_remote(target):
+        return RemoteModel(target)
+    from tokenscope.lm.loading import load_model
+
+    return load_model(target)
+
+
+def _parameters(model: Any) -> int:
+    if hasattr(model, "capabilities"):
+        return model.capabilities.parameters
+    return model.parameter_count
+
+
+def _name(model: Any, target: str) -> str:
+    return getattr(model, "name", None) or Path(target).name or target
+
+
+def _read(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # absent or damaged: measured again
+    return data if isinstance(data, dict) and data.get("version") == CACHE_VERSION else None
+
+
+def _write(path: Path, data: dict) -> None:
+    from tokenscope.files import atomic_write_text
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps({"version": CACHE_VERSION, **data}, ensure_ascii=False))
+    except OSError:
+        pass  # a cache: the result stands without it
+
+
+def iter_probe(
+    targets: Sequence[str],
+    probe: Probe,
+    *,
+    use_cache: bool = True,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> Iterator[ScalePoint]:
+    """The probe on each model in turn (cached results first-hand); `progress(target, done,
+    total)` before each model, and it may raise to stop."""
+    for n, target in enumerate(targets):
+        if progress is not None:
+            progress(target, n, len(targets))
+        path = cache_dir() / model_key(target) / f"probe-{probe.key()}.json"
+        got = _read(path) if use_cache else None
+        if got is not None and "point" in got:
+            yield dataclasses.replace(ScalePoint(**got["point"]), model=target, cached=True)
+            continue
+        model = _open(target)
+        score = score_answer(model, probe.prompt, probe.answer)
+        point = ScalePoint(
+            model=target,
+            name=_name(model, target),
+            parameters=_parameters(model),
+            probability=score.probability,
+            rank=score.first_token_rank,
+            top_prediction=score.top_prediction,
+            top_probability=score.top_probability,
+        )
+        del model
+        _write(path, {"point": dataclasses.asdict(point)})
+        yield point
+
+
+def run_probe(targets: Sequence[str], probe: Probe, **options: Any) -> list[ScalePoint]:
+    return list(iter_probe(targets, probe, **options))
+
+
+@dataclass(frozen=True)
+class ScaleSweep:
+    """One model's few-shot sweep (P(expected) for 0..k shots)."""
+
+    model: str
+    name: str
+    parameters: int
+    points: tuple[SweepPoint, ...]
+    cached: bool = False
+
+
+def run_sweeps(
+    targets: Sequence[str],
+    prompt: FewShotPrompt,
+    *,
+    max_shots: int | None = None,
+    use_cache: bool = True,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> list[ScaleSweep]:
+    """The 0..k sweep of a few-shot prompt on every model (one curve each), cached."""
+    key = _digest({"prompt": prompt.to_dict(), "max_shots": max_shots})
+    out = []
+    for n, target in enumerate(targets):
+        if progress is not None:
+            progress(target, n, len(targets))
+        path = cache_dir() / model_key(target) / f"sweep-{key}.json"
+        got = _read(path) if use_cache else None
+        if got is not None and "points" in got:
+            points = tuple(SweepPoint(**p) for p in got["points"])
+            out.append(ScaleSweep(target, got["name"], got["parameters"], points, cached=True))
+            continue
+        model = _open(target)
+        points = tuple(iter_sweep(model, prompt, max_shots=max_shots))
+        sweep = ScaleSweep(target, _name(model, target), _parameters(model), points)
+        del model
+        _write(path, {"name": sweep.name, "parameters": sweep.parameters,
+                      "points": [dataclasses.asdict(p) for p in points]})  # fmt: skip
+        out.append(sweep)
+    return out
