@@ -5,6 +5,7 @@
     python -m tokenscope.train --run DIR --resume          continue a run from its folder
     python -m tokenscope.train --run DIR --baselines       n-gram and LSTM beside the run
     python -m tokenscope.train --config run.json --measure-steps 3   time a few steps
+    python -m tokenscope.train --recipe default --ladder   sizes from 0.1 M to 3 M, and a fit
     torchrun --nproc-per-node 2 -m tokenscope.train ...    the same, with several processes
 
 Progress is one JSON event per line on stdout (see tokenscope.train.events); every failure
@@ -37,6 +38,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="override a config field, e.g. --set steps=200 --set 'model={\"n_layer\": 2}'",
     )
     p.add_argument("--baselines", action="store_true", help="train the n-gram and LSTM baselines")
+    p.add_argument(
+        "--ladder",
+        action="store_true",
+        help="train a size ladder (4 sizes, ~0.1 M to ~3 M parameters, the same corpus and "
+        "tokenizer) one after the other, then fit L(N) = a N^-alpha + c to the losses",
+    )
+    p.add_argument(
+        "--ladder-tokens",
+        type=int,
+        metavar="N",
+        help="training tokens per size (default: 1,000,000)",
+    )
+    p.add_argument(
+        "--compute-optimal",
+        action="store_true",
+        help="with --ladder: ~20 training tokens per parameter for each size instead",
+    )
     p.add_argument(
         "--measure-steps",
         type=int,
@@ -114,10 +132,49 @@ def run(args: argparse.Namespace) -> int:
         from tokenscope.train.baselines import run_baselines
 
         return 0 if run_baselines(config) else 1
+    if args.ladder:
+        return _run_ladder(args, config)
     from tokenscope.train.loop import Trainer
 
     status = Trainer(config, resume=args.resume, stop_at_step=args.stop_at_step).run()
     return {"completed": 0, "stopped": 0}.get(status, 1)
+
+
+def _run_ladder(args: argparse.Namespace, config) -> int:
+    """The ladder's runs (their own events), then one `ladder` event: each size's parameters
+    and final validation loss, the fit and its prediction for a size 4x the largest."""
+    from tokenscope.lm.errors import TokenscopeError
+    from tokenscope.train import ladder
+    from tokenscope.train.events import EventWriter
+
+    try:
+        if args.compute_optimal and args.ladder_tokens:
+            raise ValueError("give --ladder-tokens or --compute-optimal, not both")
+        if args.ladder_tokens is not None and args.ladder_tokens < 1:
+            raise ValueError(f"--ladder-tokens must be at least 1 (got {args.ladder_tokens})")
+        tokens = None if args.compute_optimal else (args.ladder_tokens or ladder.DEFAULT_TOKENS)
+        per_parameter = ladder.COMPUTE_OPTIMAL if args.compute_optimal else None
+        configs = ladder.plan(config, tokens=tokens, tokens_per_parameter=per_parameter)
+    except (ValueError, TokenscopeError) as e:
+        return _refuse(args, str(e), 2)
+    results = ladder.run_ladder(configs)
+    sizes = [{"run_dir": r.run_dir, "parameters": r.parameters, "tokens": r.tokens,
+              "val_loss": r.val_loss, "status": r.status} for r in results]  # fmt: skip
+    event: dict = {"sizes": sizes}
+    done = [r for r in results if r.status == "completed"]
+    if len(done) == len(configs):
+        fit = ladder.fit_power_law([r.parameters for r in done], [r.val_loss for r in done])
+        bigger = 4 * done[-1].parameters
+        event["fit"] = {
+            "a": fit.a,
+            "alpha": fit.alpha,
+            "c": fit.c,
+            "rms": fit.rms,
+            "next_parameters": bigger,
+            "next_val_loss": fit.predict(bigger),
+        }
+    EventWriter(None).emit("ladder", **event)
+    return 0 if len(done) == len(configs) else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:

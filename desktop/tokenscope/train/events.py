@@ -2,7 +2,8 @@
 
     {"v": 1, "event": "step", "time": 1732800000.1, "step": 10, "loss": 3.2, ...}
 
-Kinds: start, progress, step, eval, baseline, sample, probe, checkpoint, warning, error, done.
+Kinds: start, progress, step, eval, baseline, sample, probe, checkpoint, warning, error, done;
+and ladder (after a size ladder: each size's loss and the power-law fit).
 `done` carries "status": completed, stopped or failed. Readers use parse_event, which skips
 anything on the stream that is not an event (library warnings, tracebacks, blank lines).
 """
@@ -30,6 +31,7 @@ KINDS = frozenset(
         "warning",
         "error",
         "done",
+        "ladder",
     }
 )
 
