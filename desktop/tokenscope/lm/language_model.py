@@ -24,8 +24,6 @@ from tokenscope.lm.model import Transformer
 from tokenscope.lm.sampling import SamplingSettings, sampling_distribution
 from tokenscope.lm.tokenizer import Tokenizer
 
-_LN2 = math.log(2)
-
 
 @dataclass(frozen=True, slots=True)
 class Token:
@@ -297,13 +295,6 @@ class LanguageModel:
     # ----- scoring -------------------------------------------------------------------------
 
     @torch.inference_mode()
-    def _logprobs(self, ids: Sequence[int]) -> torch.Tensor:
-        """log P(ids[i+1] | ids[..i]) for each i, in one forward pass; (len(ids) - 1,)."""
-        x = torch.tensor([list(ids)], device=self.device)
-        logits = self.transformer(x)[0, :-1].float()  # (T-1, V)
-        logp = torch.log_softmax(logits, dim=-1)
-        return logp.gather(1, x[0, 1:, None])[:, 0]
-
     @torch.inference_mode()
     def prompt_logprobs(
         self, ids: Sequence[int], top_k: int = 0
@@ -380,35 +371,15 @@ class LanguageModel:
 
         The first token is scored after BOS (or EOS) when the tokenizer has one; otherwise it
         has no score. Texts longer than the window are scored in overlapping windows, each token
-        seeing at least half a window of context.
+        seeing at least half a window of context (see tokenscope.lm.inside.surprisal, which
+        this is without the ranks and alternatives).
         """
-        ids = self.encode(arguments.text("text", text))
-        start = self.tokenizer.bos_id if self.tokenizer.bos_id is not None else None
-        start = start if start is not None else self.tokenizer.eos_id
-        full = ([start] if start is not None else []) + ids
-        offset = 1 if start is not None else 0
-        logprobs: list[float | None] = [None] * len(full)
-        window = self.config.context_length
-        stride = max(1, window // 2)
-        begin = 0
-        while True:
-            chunk = full[begin : begin + window]
-            if len(chunk) > 1:
-                values = self._logprobs(chunk).tolist()
-                first_new = 1 if begin == 0 else window - stride
-                for j in range(first_new, len(chunk)):
-                    logprobs[begin + j] = values[j - 1]
-            if begin + window >= len(full):
-                break
-            begin += stride
-        tok = self.tokenizer
-        scores = []
-        for i, token_id in enumerate(ids):
-            lp = logprobs[i + offset]
-            scores.append(
-                TokenScore(token_id, tok.display(token_id), lp, None if lp is None else -lp / _LN2)
-            )
-        return TextScore(tuple(scores))
+        from tokenscope.lm.inside import surprisal
+
+        result = surprisal(self, arguments.text("text", text), top_k=0)
+        return TextScore(
+            tuple(TokenScore(t.token_id, t.display, t.logprob, t.bits) for t in result.tokens)
+        )
 
     # ----- generation ----------------------------------------------------------------------
 
