@@ -94,3 +94,28 @@ def endless_checkpoint(tmp_path, endless_model):
 def other_checkpoint(tmp_path, make_model):
     """A second tiny model with other weights (a different curve, a different answer)."""
     return make_model("tiny", seed=7).save(tmp_path / "other-checkpoint")
+
+
+# ----- model servers (tests/lm/formats/remote_servers.py) ---------------------------------------
+
+
+@pytest.fixture(scope="session")
+def llama():
+    """The /v1 address of llama.cpp's own server on SmolLM2 (a process of its own, one thread),
+    shared by the run's tests."""
+    from .lm.formats.remote_servers import llama_server
+
+    running, url = llama_server()
+    yield url
+    running.stop()
+
+
+@pytest.fixture
+def faulty():
+    """A small local server that lists one model and misbehaves as its `mode` says."""
+    from .lm.formats.remote_servers import FaultyServer
+
+    server = FaultyServer()
+    yield server
+    server.release.set()  # (a request still held by mode "slow")
+    server.http.shutdown()

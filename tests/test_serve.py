@@ -131,6 +131,8 @@ def test_a_key_is_required_when_asked_for(folder, monkeypatch):
 
 
 def test_a_sweep_through_the_service_equals_the_local_sweep(served, local):
+    import threading
+
     from tokenscope.lm.fewshot import Example, FewShotPrompt, sweep
     from tokenscope.service import JobRunner, Load, ModelService, Sweep
     from tokenscope.service.records import SweepSeries
@@ -141,21 +143,25 @@ def test_a_sweep_through_the_service_equals_the_local_sweep(served, local):
         expected="Jakarta",
         template="The capital of {input} is {output}.",
     )
-    events = []
-    service = ModelService()
-    runner = JobRunner(service, events.append)
-    import threading
-    import time
+    events, finished = [], threading.Condition()
 
+    def sink(event) -> None:
+        with finished:
+            events.append(event)
+            finished.notify_all()
+
+    service = ModelService()
+    runner = JobRunner(service, sink)
     thread = threading.Thread(target=runner.serve)
     thread.start()
     try:
 
         def finish(ticket) -> None:
-            deadline = time.monotonic() + 120
-            while not any(e.ticket == ticket.id and e.kind == "finished" for e in events):
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
+            with finished:
+                assert finished.wait_for(
+                    lambda: any(e.ticket == ticket.id and e.kind == "finished" for e in events),
+                    timeout=120,
+                )
 
         finish(runner.submit(Load(served), 0))
         finish(runner.submit(Sweep(prompt), 1))

@@ -14,27 +14,10 @@ from tokenscope.lm.sampling import SamplingSettings
 from tokenscope.service import FewShotPreview, Generate, Load, Predict, Sweep, Tokenize
 from tokenscope.service.records import GenerationDone, GenerationStarted, SweepSeries
 
-from ..lm.formats.remote_servers import FaultyServer, llama_server
-
 pytestmark = pytest.mark.slow
 
 PROMPT = "The capital of Indonesia is"
 GREEDY = SamplingSettings(temperature=0.0)
-
-
-@pytest.fixture(scope="module")
-def llama():
-    running, url = llama_server()
-    yield url
-    running.stop()
-
-
-@pytest.fixture
-def faulty():
-    server = FaultyServer()
-    yield server
-    server.release.set()
-    server.http.shutdown()
 
 
 def test_a_server_model_loads_predicts_and_tokenizes_through_the_service(harness, llama):
@@ -92,7 +75,7 @@ def test_cancel_stops_a_request_waiting_on_the_server(harness, faulty):
     harness.load(faulty.url)
     faulty.mode = "slow"
     ticket = harness.submit(Predict("x"))
-    time.sleep(0.3)
+    assert faulty.holding.wait(10)  # the request is waiting on the server
     started = time.perf_counter()
     ticket.cancel()
     assert harness.finished(ticket, timeout=10).outcome == "cancelled"

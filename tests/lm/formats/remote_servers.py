@@ -73,6 +73,7 @@ class FaultyServer:
         self.key: str | None = None  # when set, every request needs "Bearer <key>"
         self.seen_keys: list[str] = []  # the Authorization headers received
         self.release = threading.Event()
+        self.holding = threading.Event()  # mode "slow" has a request waiting
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -114,6 +115,7 @@ class FaultyServer:
                     return
                 mode = owner.mode
                 if mode == "slow":
+                    owner.holding.set()
                     owner.release.wait(30)  # a server that takes its time
                     return self._send(503, b'{"error": "too late"}')
                 if mode == "max5" and body.get("logprobs", 0) > 5:  # as vLLM words it

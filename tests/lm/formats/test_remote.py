@@ -1,7 +1,7 @@
-"""A model on a server: llama.cpp's own server (the package xllamacpp, in this process, on the
-SmolLM2 file) against the local engine, and each network fault produced for real: a port with
-nothing listening, and a small local server that answers 401, 429, 500, broken JSON, no
-log-probabilities, or cuts its stream."""
+"""A model on a server: llama.cpp's own server (the package xllamacpp, in a process of its
+own, on the SmolLM2 file) against the local engine, and each network fault produced for real:
+a port with nothing listening, and a small local server that answers 401, 429, 500, broken
+JSON, no log-probabilities, or cuts its stream."""
 
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ from tokenscope.lm import load_model
 from tokenscope.lm.remote import RemoteCancelled, RemoteError, RemoteModel
 
 from .prompts import PROMPTS
-from .remote_servers import FaultyServer, llama_server
 
 pytestmark = pytest.mark.slow
 
@@ -29,23 +28,16 @@ MAX_DP = 0.1
 NEAR_TIE = 0.03
 
 
-@pytest.fixture(scope="module")
-def server():
-    running, url = llama_server()
-    yield url
-    running.stop()
-
-
-def test_connecting_reports_llama_cpp_and_what_it_can_do(server):
-    model = RemoteModel(server)
+def test_connecting_reports_llama_cpp_and_what_it_can_do(llama):
+    model = RemoteModel(llama)
     c = model.capabilities
     assert c.kind == "llama.cpp" and c.model.endswith("SmolLM2-135M-Instruct.Q4_1.gguf")
     assert c.max_top_k >= 20 and c.probabilities == "raw" and not c.prompt_logprobs
     assert c.label == f"remote · top-{c.max_top_k} · raw"
 
 
-def test_remote_top_k_agrees_with_the_local_engine(server):
-    model = RemoteModel(server)
+def test_remote_top_k_agrees_with_the_local_engine(llama):
+    model = RemoteModel(llama)
     local = load_model("smollm2-135m")
     compared, differ, worst = 0, [], 0.0
     for prompt in PROMPTS[:-1]:
@@ -72,8 +64,8 @@ def test_remote_top_k_agrees_with_the_local_engine(server):
     ) == (" Jak")
 
 
-def test_generation_streams_each_token_with_its_alternatives(server):
-    model = RemoteModel(server)
+def test_generation_streams_each_token_with_its_alternatives(llama):
+    model = RemoteModel(llama)
     steps = list(model.generate("The capital of Indonesia is", 6, temperature=0.0, seed=1))
     assert "".join(s.text for s in steps).startswith(" Jakarta")
     assert [s.index for s in steps] == list(range(len(steps))) and len(steps) == 6
@@ -81,10 +73,10 @@ def test_generation_streams_each_token_with_its_alternatives(server):
     assert steps[0].top[0].display == "␣Jak"
 
 
-def test_the_command_line_predicts_on_a_server(server):
+def test_the_command_line_predicts_on_a_server(llama):
     proc = subprocess.run(
         [sys.executable, "-m", "tokenscope", "predict", "The capital of Indonesia is",
-         "-m", server, "--top", "5", "--json"],
+         "-m", llama, "--top", "5", "--json"],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -93,7 +85,7 @@ def test_the_command_line_predicts_on_a_server(server):
     assert len(out["top"]) == 5 and 0 < out["other"] < 1
     proc = subprocess.run(
         [sys.executable, "-m", "tokenscope", "predict", "The capital of Indonesia is",
-         "-m", server, "--top-k", "3"],
+         "-m", llama, "--top-k", "3"],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -103,13 +95,6 @@ def test_the_command_line_predicts_on_a_server(server):
 
 
 # ----- faults ----------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def faulty():
-    server = FaultyServer()
-    yield server
-    server.http.shutdown()
 
 
 def test_a_port_with_nothing_listening(monkeypatch):
@@ -175,7 +160,7 @@ def test_the_api_key_comes_from_the_environment_only(faulty, monkeypatch):
     assert "sk-test" not in proc.stderr + proc.stdout
 
 
-def test_a_continuation_is_scored_where_the_server_echoes_the_prompt(faulty, server):
+def test_a_continuation_is_scored_where_the_server_echoes_the_prompt(faulty, llama):
     faulty.mode, faulty.echo = "ok", True
     try:
         model = RemoteModel(faulty.url)
@@ -195,8 +180,8 @@ def test_a_continuation_is_scored_where_the_server_echoes_the_prompt(faulty, ser
         plain.score_continuation("The capital of Indonesia is", " Jakarta")
 
 
-def test_llama_cpp_scores_a_continuation_token_by_token_through_its_top_k(server):
-    llama = RemoteModel(server)
+def test_llama_cpp_scores_a_continuation_token_by_token_through_its_top_k(llama):
+    llama = RemoteModel(llama)
     c = llama.capabilities
     assert not c.prompt_logprobs and c.tokenizes and c.can_score
     score = llama.score_continuation("The capital of Indonesia is", " Jakarta")
@@ -314,24 +299,24 @@ def test_a_very_low_temperature_keeps_the_sampled_view_finite():
     assert sum(view.probabilities) == pytest.approx(1.0)
 
 
-def test_the_command_line_sweeps_few_shot_on_a_server(server):
+def test_the_command_line_sweeps_few_shot_on_a_server(llama):
     from tokenscope.lm.fewshot import load_prompt
 
     proc = subprocess.run(
         [sys.executable, "-m", "tokenscope", "fewshot", "capitals", "--sweep", "-k", "2",
-         "-m", server, "--json"],
+         "-m", llama, "--json"],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     points = json.loads(proc.stdout)["points"]
     prompt = load_prompt("capitals")
-    model = RemoteModel(server)
+    model = RemoteModel(llama)
     for p in points:
         shot = prompt.with_shots(p["shots"])
         score = model.score_continuation(shot.assemble().text, shot.answer_text(prompt.expected))
         assert p["probability"] == pytest.approx(score.probability, rel=1e-6)
     proc = subprocess.run(
-        [sys.executable, "-m", "tokenscope", "fewshot", "capitals", "-m", server],
+        [sys.executable, "-m", "tokenscope", "fewshot", "capitals", "-m", llama],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 2 and "runs the sweep (--sweep)" in proc.stderr
