@@ -79,7 +79,9 @@ def test_attention_map_heads_and_silencing_a_head(qtbot, window, checkpoint):
     )
 
 
-def test_surprisal_of_a_text_and_two_models(qtbot, window, checkpoint, other_checkpoint, tmp_path):
+def test_surprisal_of_a_text_and_two_models(
+    qtbot, window, checkpoint, other_checkpoint, tmp_path, monkeypatch
+):
     ins = _inside(qtbot, window)
     ins.views.setCurrentWidget(ins.surprisal)
     text = "The capital of Indonesia is Jakarta. The capital of France is Paris."
@@ -97,6 +99,14 @@ def test_surprisal_of_a_text_and_two_models(qtbot, window, checkpoint, other_che
     assert ins.surprisal.differences.count() > 0 and ins.surprisal.progress.format() == "completed"
     ins.surprisal.differences.setCurrentRow(0)
     assert ins.surprisal.result.textCursor().hasSelection()
+    # A long text is coloured up to a limit (the layout of a book would hold the window).
+    from tokenscope.gui.inside import surprisal_panel
+
+    monkeypatch.setattr(surprisal_panel, "MAX_COLORED", 5)
+    ins.surprisal.show_view(view)
+    n = len(view.results[0].tokens)
+    assert f"the first 5 of {n:,} tokens are coloured" in ins.surprisal.result.toPlainText()
+    assert ins.surprisal.result.toPlainText().count("Jakarta") == 0  # past the fifth token
     for suffix in ("png", "svg", "csv"):
         path = tmp_path / f"surprisal.{suffix}"
         ins.surprisal.export(path)

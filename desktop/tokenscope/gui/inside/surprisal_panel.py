@@ -34,6 +34,8 @@ from tokenscope.service.records import SurprisalProgress, SurprisalView
 
 #: the longest text the view opens (characters)
 MAX_SURPRISAL_CHARS = 2_000_000
+#: tokens coloured at most (the figures cover the whole text)
+MAX_COLORED = 20_000
 
 
 class SurprisalPanel(Exportable):
@@ -88,7 +90,6 @@ class SurprisalPanel(Exportable):
         self.result.highlighted.connect(self._on_hover)
         self.result.anchorClicked.connect(lambda url: self._on_hover(url))
         self.differences.currentRowChanged.connect(self._on_difference_picked)
-        self._spans: list[tuple[int, int]] = []  # document positions of each token (model A)
 
     def _open_file(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
@@ -154,18 +155,26 @@ class SurprisalPanel(Exportable):
             )
         lines.append(legend)
         self.stats.setText("\n".join(lines))
+        # Coloured up to MAX_COLORED tokens: laying out one anchor per token of a book would
+        # hold the window for seconds; the statistics above cover the whole text.
+        shown_tokens = a.tokens[:MAX_COLORED]
         cells, position = [], 0
-        self._spans = []
-        for i, t in enumerate(a.tokens):
+        for i, t in enumerate(shown_tokens):
             cells.append(html.escape(a.text[position : t.start]))
             piece = a.text[t.start : t.end] if t.end > position else ""
-            shown = html.escape(max(piece, "")).replace("\n", "↵<br>")
             cells.append(
                 f'<a href="tok:{i}" style="color:#111;text-decoration:none;'
-                f'background-color:{surprise_color(t.bits)}">{shown}</a>'
+                f'background-color:{surprise_color(t.bits)}">'
+                f"{html.escape(piece).replace(chr(10), '↵<br>')}</a>"
             )
             position = max(position, t.end)
-        cells.append(html.escape(a.text[position:]))
+        if len(a.tokens) > MAX_COLORED:
+            cells.append(
+                f"<p><i>… the first {MAX_COLORED:,} of {len(a.tokens):,} tokens are coloured; "
+                "the figures above cover them all.</i></p>"
+            )
+        else:
+            cells.append(html.escape(a.text[position:]))
         self.result.setHtml('<div style="white-space: pre-wrap">' + "".join(cells) + "</div>")
         self.differences.clear()
         text = a.text
