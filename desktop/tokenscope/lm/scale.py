@@ -4,6 +4,8 @@
     for point in run_probe(["builtin", "smollm2-135m", "gemma3-270m"], probe):
         print(point.model, point.parameters, point.probability, point.rank)
     sweeps = run_sweeps(["builtin", "smollm2-135m"], load_prompt("capitals"))  # 0..k shots each
+    curve = training_curve("runs/default", probe)   # the probe on each checkpoint of a run
+    [training_curve(size, probe) for size in run_sizes("runs/ladder")]  # a ladder: one per size
 
 Each (model, probe) result is kept in a cache (`$XDG_CACHE_HOME/tokenscope/scale`), keyed by
 the probe and by the model as it is on disk (its path, size and modification time), so asking
@@ -84,9 +86,9 @@ def model_key(target: str) -> str:
         return _digest({"path": str(path.resolve()), "files": stamp})
     if target.startswith(("http://", "https://")):
         return _digest({"server": target})
-    from tokenscope.lm.registry import known_model_path
+    from tokenscope.lm.registry import KNOWN_MODELS, known_model_path
 
-    known = known_model_path(target) if target != "builtin" else None
+    known = known_model_path(target) if target in KNOWN_MODELS else None
     if known is not None:
         return model_key(str(known))
     from tokenscope import __version__
@@ -132,6 +134,39 @@ def _write(path: Path, data: dict) -> None:
         pass  # a cache: the result stands without it
 
 
+def measure_probe(
+    target: str,
+    probe: Probe,
+    *,
+    use_cache: bool = True,
+    open_model: Callable[[str], Any] | None = None,
+) -> ScalePoint:
+    """The probe on one model: from the cache when it holds this model as it is on disk,
+    else measured (the model opened with `open_model`, by default the engine's loader) and
+    kept."""
+    path = cache_dir() / model_key(target) / f"probe-{probe.key()}.json"
+    got = _read(path) if use_cache else None
+    if got is not None and "point" in got:
+        try:
+            return dataclasses.replace(ScalePoint(**got["point"]), model=target, cached=True)
+        except TypeError:
+            pass  # written by another version: measured again
+    model = (open_model or _open)(target)
+    score = score_answer(model, probe.prompt, probe.answer)
+    point = ScalePoint(
+        model=target,
+        name=_name(model, target),
+        parameters=_parameters(model),
+        probability=score.probability,
+        rank=score.first_token_rank,
+        top_prediction=score.top_prediction,
+        top_probability=score.top_probability,
+    )
+    del model
+    _write(path, {"point": dataclasses.asdict(point)})
+    return point
+
+
 def iter_probe(
     targets: Sequence[str],
     probe: Probe,
@@ -144,29 +179,90 @@ def iter_probe(
     for n, target in enumerate(targets):
         if progress is not None:
             progress(target, n, len(targets))
-        path = cache_dir() / model_key(target) / f"probe-{probe.key()}.json"
-        got = _read(path) if use_cache else None
-        if got is not None and "point" in got:
-            yield dataclasses.replace(ScalePoint(**got["point"]), model=target, cached=True)
-            continue
-        model = _open(target)
-        score = score_answer(model, probe.prompt, probe.answer)
-        point = ScalePoint(
-            model=target,
-            name=_name(model, target),
-            parameters=_parameters(model),
-            probability=score.probability,
-            rank=score.first_token_rank,
-            top_prediction=score.top_prediction,
-            top_probability=score.top_probability,
-        )
-        del model
-        _write(path, {"point": dataclasses.asdict(point)})
-        yield point
+        yield measure_probe(target, probe, use_cache=use_cache)
 
 
 def run_probe(targets: Sequence[str], probe: Probe, **options: Any) -> list[ScalePoint]:
     return list(iter_probe(targets, probe, **options))
+
+
+# ----- as training goes on ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    """The probe on one checkpoint of a run."""
+
+    step: int
+    tokens: int  # training tokens seen by this checkpoint
+    probability: float
+    rank: int
+
+
+@dataclass(frozen=True)
+class TrainingCurve:
+    """The probe on every checkpoint of one run (one model size), oldest first."""
+
+    run_dir: str
+    name: str
+    parameters: int
+    points: tuple[CurvePoint, ...]
+
+
+def run_sizes(folder: str | Path) -> list[Path]:
+    """The runs in `folder`: itself when it is a run folder (it has checkpoints/), else the
+    sizes of a ladder (size-1, size-2, ... each a run folder), smallest first."""
+    folder = Path(folder).expanduser()
+    if (folder / "checkpoints").is_dir():
+        return [folder]
+    sizes = [p for p in folder.glob("size-*") if (p / "checkpoints").is_dir()]
+    return sorted(sizes, key=lambda p: int(p.name.split("-")[1]) if p.name[5:].isdigit() else 0)
+
+
+def is_run_folder(target: str) -> bool:
+    """True for a training run's folder or a ladder's folder (not a single checkpoint)."""
+    return bool(run_sizes(target)) if Path(target).expanduser().is_dir() else False
+
+
+def _tokens_per_step(run_dir: Path) -> float:
+    """Training tokens per optimizer step, from the run's own step events (they count every
+    process and accumulated micro-batch), else from its config."""
+    from tokenscope.train.events import read_events
+
+    for event in reversed(read_events(run_dir / "events.jsonl")):
+        if event.get("event") == "step" and event.get("step") and event.get("tokens"):
+            return float(event["tokens"]) / float(event["step"])
+    try:
+        c = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+        return float(c["batch_size"] * c["context"] * c.get("grad_accum", 1))
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0.0
+
+
+def training_curve(
+    run_dir: str | Path,
+    probe: Probe,
+    *,
+    use_cache: bool = True,
+    open_model: Callable[[str], Any] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> TrainingCurve:
+    """The probe on each checkpoint of a run, against the training tokens it had seen
+    (each checkpoint cached like any model)."""
+    from tokenscope.train.run_folder import list_checkpoints
+
+    run_dir = Path(run_dir).expanduser()
+    checkpoints = list_checkpoints(run_dir)
+    per_step = _tokens_per_step(run_dir)
+    points, name, parameters = [], run_dir.name, 0
+    for n, folder in enumerate(checkpoints):
+        if progress is not None:
+            progress(str(folder), n, len(checkpoints))
+        step = int(folder.name.split("-")[1])
+        point = measure_probe(str(folder), probe, use_cache=use_cache, open_model=open_model)
+        name, parameters = point.name, point.parameters
+        points.append(CurvePoint(step, round(step * per_step), point.probability, point.rank))
+    return TrainingCurve(str(run_dir), name, parameters, tuple(points))
 
 
 @dataclass(frozen=True)
@@ -180,6 +276,39 @@ class ScaleSweep:
     cached: bool = False
 
 
+def measure_sweep(
+    target: str,
+    prompt: FewShotPrompt,
+    *,
+    max_shots: int | None = None,
+    use_cache: bool = True,
+    open_model: Callable[[str], Any] | None = None,
+    on_point: Callable[[SweepPoint], None] | None = None,
+) -> ScaleSweep:
+    """The 0..k sweep of a few-shot prompt on one model, cached like a probe; `on_point`
+    is called after each measured point (it may raise to stop)."""
+    key = _digest({"prompt": prompt.to_dict(), "max_shots": max_shots})
+    path = cache_dir() / model_key(target) / f"sweep-{key}.json"
+    got = _read(path) if use_cache else None
+    if got is not None and "points" in got:
+        try:
+            points = tuple(SweepPoint(**p) for p in got["points"])
+            return ScaleSweep(target, got["name"], got["parameters"], points, cached=True)
+        except (TypeError, KeyError):
+            pass  # written by another version: measured again
+    model = (open_model or _open)(target)
+    points = []
+    for point in iter_sweep(model, prompt, max_shots=max_shots):
+        points.append(point)
+        if on_point is not None:
+            on_point(point)
+    sweep = ScaleSweep(target, _name(model, target), _parameters(model), tuple(points))
+    del model
+    _write(path, {"name": sweep.name, "parameters": sweep.parameters,
+                  "points": [dataclasses.asdict(p) for p in points]})  # fmt: skip
+    return sweep
+
+
 def run_sweeps(
     targets: Sequence[str],
     prompt: FewShotPrompt,
@@ -189,22 +318,9 @@ def run_sweeps(
     progress: Callable[[str, int, int], None] | None = None,
 ) -> list[ScaleSweep]:
     """The 0..k sweep of a few-shot prompt on every model (one curve each), cached."""
-    key = _digest({"prompt": prompt.to_dict(), "max_shots": max_shots})
     out = []
     for n, target in enumerate(targets):
         if progress is not None:
             progress(target, n, len(targets))
-        path = cache_dir() / model_key(target) / f"sweep-{key}.json"
-        got = _read(path) if use_cache else None
-        if got is not None and "points" in got:
-            points = tuple(SweepPoint(**p) for p in got["points"])
-            out.append(ScaleSweep(target, got["name"], got["parameters"], points, cached=True))
-            continue
-        model = _open(target)
-        points = tuple(iter_sweep(model, prompt, max_shots=max_shots))
-        sweep = ScaleSweep(target, _name(model, target), _parameters(model), points)
-        del model
-        _write(path, {"name": sweep.name, "parameters": sweep.parameters,
-                      "points": [dataclasses.asdict(p) for p in points]})  # fmt: skip
-        out.append(sweep)
+        out.append(measure_sweep(target, prompt, max_shots=max_shots, use_cache=use_cache))
     return out

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from tokenscope.lm.fewshot import FewShotPrompt
     from tokenscope.lm.generation import GenerationStep
     from tokenscope.lm.sampling import SamplingSettings
+    from tokenscope.lm.scale import Probe
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,24 @@ class Sweep(Job):
     orders: int = 1
     seed: int = 0
     others: Sequence[str] = ()
+
+
+@dataclass(frozen=True)
+class ScaleRun(Job):
+    """One probe (P(answer | prompt) and its rank), or a few-shot sweep, on each of
+    `targets`: names, files, folders, servers, a run's folder or a ladder's (each size),
+    opened just for this and let go (see tokenscope.lm.scale; results are cached per model
+    as it is on disk). A run is also measured at each of its checkpoints (P against
+    training tokens). Yields ScaleProgress as it goes and a ScaleResult per model; a model
+    that cannot be opened gives a ScaleResult with its error and the others go on."""
+
+    needs_model: ClassVar[bool] = False
+
+    targets: Sequence[str]
+    probe: Probe | None = None
+    prompt: FewShotPrompt | None = None
+    max_shots: int | None = None
+    use_cache: bool = True
 
 
 # ----- looking inside (tokenscope.lm.inside) -----------------------------------------------------

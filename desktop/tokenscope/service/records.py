@@ -170,3 +170,26 @@ class SurprisalView:
 
     results: tuple[Any, ...]  # tokenscope.lm.inside.Surprisal records, one or two
     disagreements: tuple[tuple[int, int, float, float], ...] = ()  # (start, end, A, B)
+
+
+@dataclass(frozen=True)
+class ScaleProgress:
+    """A scale run is measuring `label` (a model, or a run's checkpoint): unit `done` of
+    `total` (models and checkpoints together)."""
+
+    label: str
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class ScaleResult:
+    """One model's answer in a scale run: a ScalePoint (a probe) or a ScaleSweep (a few-shot
+    task), and for a run the probe on each of its checkpoints (a TrainingCurve); or the
+    error that kept it from being measured."""
+
+    target: str
+    point: Any = None  # tokenscope.lm.scale.ScalePoint
+    sweep: Any = None  # tokenscope.lm.scale.ScaleSweep
+    curve: Any = None  # tokenscope.lm.scale.TrainingCurve, for a run
+    error: str = ""

@@ -26,6 +26,7 @@ from tokenscope.service.jobs import (
     Lens,
     Load,
     Predict,
+    ScaleRun,
     Score,
     SetAblation,
     SetThreads,
@@ -42,6 +43,8 @@ from tokenscope.service.records import (
     LoadProgress,
     ModelInfo,
     NextTokenView,
+    ScaleProgress,
+    ScaleResult,
     SurprisalProgress,
     SurprisalView,
     SweepProgress,
@@ -677,6 +680,67 @@ class ModelService:
                 if isinstance(model, _Scoped) and model.bounded:
                     note = _BOUND_NOTE.format(k=model.model.capabilities.max_top_k)
             yield SweepSeries(label, tuple(points), note)
+        return "completed"
+
+    def _scalerun(self, job: ScaleRun, ctx: JobContext) -> Iterator[Any]:
+        from tokenscope.lm import scale
+        from tokenscope.lm.errors import TokenscopeError
+        from tokenscope.lm.remote import RemoteError
+        from tokenscope.train.run_folder import latest_checkpoint, list_checkpoints
+
+        if (job.probe is None) == (job.prompt is None):
+            raise ValueError("a scale run measures either a probe or a few-shot task")
+        # Every run (a ladder: every size) counts as one model; its checkpoints as units too.
+        units: list[tuple[str, Path | None]] = []
+        for target in job.targets:
+            sizes = scale.run_sizes(target) if scale.is_run_folder(target) else []
+            units += [(str(size), size) for size in sizes] or [(target, None)]
+        total = len(units)
+        if job.probe is not None:
+            total += sum(len(list_checkpoints(run)) for _t, run in units if run is not None)
+        done = 0
+
+        def opener(target: str) -> Any:
+            return self._open_other(target, ctx)
+
+        def step(label: str) -> ScaleProgress:
+            nonlocal done
+            ctx.check()
+            done += 1
+            return ScaleProgress(label, done - 1, total)
+
+        for target, run in units:
+            yield step(target)
+            try:
+                model_target = target
+                if run is not None:
+                    last = latest_checkpoint(run)
+                    if last is None:
+                        raise ValueError(f"{run} has no complete checkpoint yet")
+                    model_target = str(last)
+                if job.probe is not None:
+                    point = scale.measure_probe(
+                        model_target, job.probe, use_cache=job.use_cache, open_model=opener
+                    )
+                    curve = None
+                    if run is not None:
+                        curve = scale.training_curve(
+                            run, job.probe, use_cache=job.use_cache, open_model=opener,
+                            progress=lambda label, _n, _t: ctx.emit(step(label)),
+                        )  # fmt: skip
+                    yield ScaleResult(target, point=point, curve=curve)
+                else:
+                    sweep = scale.measure_sweep(
+                        model_target, job.prompt, max_shots=job.max_shots,
+                        use_cache=job.use_cache, open_model=opener,
+                        on_point=lambda _p: ctx.check(),
+                    )  # fmt: skip
+                    yield ScaleResult(target, sweep=sweep)
+            except JobCancelled:
+                raise
+            except (TokenscopeError, RemoteError, OSError, ValueError, RuntimeError) as e:
+                yield ScaleResult(target, error=str(e) or type(e).__name__)
+        yield ScaleProgress("", total, total)
         return "completed"
 
 
