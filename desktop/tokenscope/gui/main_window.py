@@ -28,6 +28,7 @@ from tokenscope.gui.fewshot.fewshot_tab import FewShotTab
 from tokenscope.gui.inside.inside_tab import InsideTab
 from tokenscope.gui.models.models_tab import ModelsTab
 from tokenscope.gui.playground.playground import Playground
+from tokenscope.gui.scale.scale_tab import ScaleTab
 from tokenscope.gui.service_bridge import JobHandle, ServiceBridge
 from tokenscope.gui.settings_file import MAX_PROMPT_CHARS, open_settings
 from tokenscope.gui.training.training_tab import TrainingTab
@@ -72,6 +73,7 @@ class MainWindow(QMainWindow):
         self._weights_in_use: tuple[str, bool] | None = None
         self._weights_asked: tuple[str, bool] = ("auto", False)
         self._banner_about_load = False
+        self._scale_ticked: list[str] | None = None  # the Scale tab's ticks, until first listed
         self._build()
         self._connect()
         self._restore()
@@ -144,6 +146,8 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.fewshot, "Few-shot")
         self.inside = InsideTab(self.bridge)
         self.tabs.addTab(self.inside, "Inside")
+        self.scale = ScaleTab(self.bridge)
+        self.tabs.addTab(self.scale, "Scale")
         self.training = TrainingTab()
         self.tabs.addTab(self.training, "Training")
         self.tabs.addTab(self.models, "Models")
@@ -196,6 +200,10 @@ class MainWindow(QMainWindow):
         self.playground.message.connect(self.show_message)
         self.fewshot.message.connect(self.show_message)
         self.inside.message.connect(self.show_message)
+        self.scale.message.connect(self.show_message)
+        self.scale.editor_prompt_wanted.connect(
+            lambda: self.scale.set_editor_prompt(self.fewshot.editor.prompt())
+        )
         self.inside.ablation_changed.connect(self._on_ablation_changed)
         self.training.open_in_playground.connect(self._on_training_open_in_playground)
 
@@ -223,6 +231,12 @@ class MainWindow(QMainWindow):
             widget.blockSignals(False)
         prompt = self.settings.value("playground/prompt", "The capital of Indonesia is")
         self.playground.prompt.setPlainText(str(prompt))
+        try:
+            scale = json.loads(str(self.settings.value("scale/settings", "{}")))
+            values = scale if isinstance(scale, dict) else {}
+            self._scale_ticked = self.scale.restore_settings(values)
+        except (ValueError, TypeError):
+            self._scale_ticked = []
 
     def _fit_screen(self) -> None:
         """Never larger than the screen it opens on (a 1024 x 768 one included)."""
@@ -238,6 +252,7 @@ class MainWindow(QMainWindow):
         # The settings file keeps a prompt up to its limit (a longer one is a session's job).
         prompt = self.playground.prompt.toPlainText()[:MAX_PROMPT_CHARS]
         self.settings.setValue("playground/prompt", prompt)
+        self.settings.setValue("scale/settings", json.dumps(self.scale.settings_values()))
         if self.model_id:
             self.settings.setValue("model/last", self.model_id)
         self.settings.sync()
@@ -288,6 +303,8 @@ class MainWindow(QMainWindow):
         ]
         self.fewshot.set_compare_choices(choices)
         self.inside.set_compare_choices(choices)
+        ticked, self._scale_ticked = self._scale_ticked, None
+        self.scale.set_models(choices, set(ticked) if ticked else None)
         loading = self._load is not None and not self._load.finished
         shown = self._loading_name if loading else self.model_id
         if shown:

@@ -3,18 +3,11 @@ to PNG, SVG or CSV."""
 
 from __future__ import annotations
 
-import csv
-from pathlib import Path
-from typing import Any
+from PySide6.QtGui import QColor
 
-from PySide6.QtCore import QPoint, QRectF, Signal
-from PySide6.QtGui import QColor, QPainter
-from PySide6.QtWidgets import (
-    QFileDialog,
-    QGraphicsView,
-    QPushButton,
-    QWidget,
-)
+from tokenscope.gui.widgets.exporting import Exportable, export_widget
+
+__all__ = ["Exportable", "export_widget", "heat", "surprise_color"]
 
 
 def heat(p: float) -> QColor:
@@ -31,57 +24,3 @@ def surprise_color(bits: float | None) -> str:
     return QColor.fromHslF((1 - share) * 120 / 360, 0.75, 0.82).name()
 
 
-def export_widget(widget: QWidget, path: str | Path) -> None:
-    """The widget as drawn, to PNG or SVG (by the suffix)."""
-    if str(path).lower().endswith(".svg"):
-        from PySide6.QtSvg import QSvgGenerator
-
-        generator = QSvgGenerator()
-        generator.setFileName(str(path))
-        generator.setSize(widget.size())
-        generator.setViewBox(QRectF(0, 0, widget.width(), widget.height()))
-        painter = QPainter(generator)
-        try:
-            if isinstance(widget, QGraphicsView):  # (a plot: its scene, drawn into the page)
-                widget.render(painter, QRectF(0, 0, widget.width(), widget.height()))
-            else:
-                widget.render(painter, QPoint(0, 0))
-        finally:
-            painter.end()
-    elif not widget.grab().save(str(path)):
-        raise OSError(f"could not write {path}")
-
-
-class Exportable(QWidget):
-    """A view with an Export… button: PNG, SVG or CSV."""
-
-    message = Signal(str)
-
-    def _export_button(self, name: str) -> QPushButton:
-        button = QPushButton("Export…", objectName=f"{name}ExportButton")
-        button.setToolTip("Save this view as PNG or SVG, or its numbers as CSV")
-        button.clicked.connect(self._export_dialog)
-        return button
-
-    def _export_dialog(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(
-            self, "Export", str(Path.home()), "PNG (*.png);;SVG (*.svg);;CSV (*.csv)"
-        )
-        if path:
-            try:
-                self.export(path)
-            except OSError as e:
-                self.message.emit(f"Could not export: {e}")
-
-    def export(self, path: str | Path) -> None:
-        if str(path).lower().endswith(".csv"):
-            with open(path, "w", newline="", encoding="utf-8") as f:
-                csv.writer(f).writerows(self.rows())
-        else:
-            export_widget(self.picture(), path)
-
-    def rows(self) -> list[list[Any]]:  # overridden
-        return []
-
-    def picture(self) -> QWidget:  # overridden
-        return self

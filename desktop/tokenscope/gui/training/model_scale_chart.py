@@ -60,6 +60,8 @@ class ModelScaleChart(QWidget):
         self.setAccessibleName("Model size compared with well-known models")
         self.references = load_reference_models()
         self.planned_parameters: int | None = None
+        self.marks: list[tuple[str, int]] = []  # models measured elsewhere (the Scale tab)
+        self._mark_lines: list[pg.InfiniteLine] = []
         self.plot = pg.PlotWidget(background="w")
         self.plot.setMinimumHeight(300)
         layout = QVBoxLayout(self)
@@ -115,6 +117,23 @@ class ModelScaleChart(QWidget):
             self._planned_label.setPos(x + 0.05, year)
         self._fit_view()
 
+    def set_marks(self, marks: list[tuple[str, int]]) -> None:
+        """Mark these (name, parameters) with a thin vertical line each, e.g. the models a
+        probe was run on, so they sit among the well-known ones."""
+        item = self.plot.getPlotItem()
+        for line in self._mark_lines:
+            item.removeItem(line)
+        self.marks = [(name, n) for name, n in marks if n > 0]
+        self._mark_lines = []
+        for name, n in self.marks:
+            line = pg.InfiniteLine(
+                math.log10(n), angle=90, pen=pg.mkPen(PLANNED_COLOR, width=1.5), movable=False
+            )
+            line.setToolTip(f"{name}: {n:,} parameters")
+            item.addItem(line)
+            self._mark_lines.append(line)
+        self._fit_view()
+
     def points(self) -> list[tuple[str, int]]:
         """(name, parameters) of every point shown, reference models first, then the planned one."""
         shown = [(r.name, r.parameters) for r in self.references]
@@ -163,6 +182,7 @@ class ModelScaleChart(QWidget):
         xs = [math.log10(r.parameters) for r in self.references]
         if self.planned_parameters:
             xs.append(math.log10(self.planned_parameters))
+        xs += [math.log10(n) for _name, n in self.marks]
         low, high = (min(xs), max(xs)) if xs else (3.0, 12.0)
         # Room on the right for the labels of the largest models.
         self.plot.setXRange(math.floor(low) - 0.3, math.ceil(high) + 1.5, padding=0)

@@ -1,0 +1,256 @@
+"""The Scale tab's three charts: one probe against model size (over the reference chart of
+well-known models), against training tokens (one curve per run), and a few-shot sweep per
+model. Each one's numbers are what it plots (`data()`), and its CSV rows (`rows()`)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QSplitter, QVBoxLayout, QWidget
+
+from tokenscope.gui.training.model_scale_chart import ModelScaleChart
+from tokenscope.units import format_count
+
+POINT_COLOR = (220, 60, 40)
+
+
+def size_colors(count: int) -> list[tuple[int, int, int]]:
+    """One colour per model, smallest first: light to dark along viridis, so that "from some
+    size on" reads as a change of colour."""
+    cmap = pg.colormap.get("viridis")
+    if count <= 0:
+        return []
+    if count == 1:
+        return [tuple(int(v) for v in cmap.map(0.35, mode="byte")[:3])]
+    return [
+        tuple(int(v) for v in cmap.map(0.9 - 0.85 * i / (count - 1), mode="byte")[:3])
+        for i in range(count)
+    ]
+
+
+def _plot(title: str, bottom: str, left: str) -> pg.PlotWidget:
+    plot = pg.PlotWidget(background="w")
+    item = plot.getPlotItem()
+    item.setMenuEnabled(False)
+    item.hideButtons()
+    item.showGrid(x=True, y=True, alpha=0.25)
+    item.setTitle(title, size="9pt")
+    item.setLabel("bottom", bottom)
+    item.setLabel("left", left)
+    return plot
+
+
+def _label(p: Any) -> str:
+    return f"{p.name} ({format_count(p.parameters)})" if p.parameters else p.name
+
+
+class SizeChart(QWidget):
+    """P(answer), or its rank, against parameters (log scale), under the reference chart of
+    well-known models with the same axis: the probed models are marked on it too."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("scaleSizeChart")
+        self.metric = "probability"
+        self.points: list[Any] = []  # ScalePoint, smallest first
+        self.reference = ModelScaleChart()
+        self.reference.plot.setMinimumHeight(140)
+        self.reference.plot.getPlotItem().setTitle(
+            "Well-known language models (red lines: the models measured here)", size="9pt"
+        )
+        self.plot = _plot("", "parameters (log scale)", "P(answer)")
+        self.plot.setMinimumHeight(160)
+        self.plot.setXLink(self.reference.plot)
+        ticks = [(e, format_count(10**e)) for e in range(3, 13)]
+        self.plot.getPlotItem().getAxis("bottom").setTicks([ticks])
+        self.plot.getPlotItem().setMouseEnabled(x=False, y=False)
+        self._curve = pg.PlotDataItem(
+            pen=pg.mkPen(POINT_COLOR, width=2), symbol="o", symbolSize=10,
+            symbolBrush=pg.mkBrush(*POINT_COLOR), symbolPen=pg.mkPen(None),
+        )  # fmt: skip
+        self.plot.addItem(self._curve)
+        self._labels: list[pg.TextItem] = []
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.addWidget(self.reference)
+        split.addWidget(self.plot)
+        split.setStretchFactor(0, 2)
+        split.setStretchFactor(1, 3)
+        split.setChildrenCollapsible(False)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(split)
+        self._draw()
+
+    def set_points(self, points: list[Any]) -> None:
+        self.points = sorted((p for p in points if p.parameters > 0), key=lambda p: p.parameters)
+        self.reference.set_marks([(p.name, p.parameters) for p in self.points])
+        self._draw()
+
+    def set_metric(self, metric: str) -> None:
+        """ "probability" or "rank" (of the answer's first token; 1 at the top, log scale)."""
+        self.metric = metric
+        self._draw()
+
+    def data(self) -> list[tuple[str, float, float]]:
+        """(name, log10 parameters, P(answer) or rank) of each point drawn."""
+        return [(p.name, math.log10(p.parameters), self._value(p)) for p in self.points]
+
+    def rows(self) -> list[list[Any]]:
+        head = ["model", "target", "parameters", "probability", "rank", "top prediction"]
+        return [head] + [
+            [p.name, p.model, p.parameters, p.probability, p.rank, p.top_prediction]
+            for p in self.points
+        ]
+
+    def _value(self, p: Any) -> float:
+        return float(p.rank) if self.metric == "rank" else p.probability
+
+    def _draw(self) -> None:
+        item = self.plot.getPlotItem()
+        for label in self._labels:
+            item.removeItem(label)
+        self._labels = []
+        rank = self.metric == "rank"
+        item.setLogMode(x=False, y=rank)
+        item.invertY(rank)
+        item.setLabel("left", "rank of the answer (1 = top)" if rank else "P(answer)")
+        xs = [math.log10(p.parameters) for p in self.points]
+        ys = [self._value(p) for p in self.points]
+        self._curve.setData(xs, ys)
+        for p, x, y in zip(self.points, xs, ys, strict=True):
+            text = f"{p.name}\n{'#' + str(p.rank) if rank else f'{p.probability:.3f}'}"
+            label = pg.TextItem(text, color=(60, 60, 60), anchor=(0, 1 if not rank else 0))
+            label.setPos(x + 0.05, math.log10(max(y, 1)) if rank else y)
+            item.addItem(label)
+            self._labels.append(label)
+        if rank:
+            top = max([math.log10(max(y, 1)) for y in ys] + [1.0])
+            item.setYRange(0, top + 0.3, padding=0)
+        else:
+            item.setYRange(0, 1.08, padding=0)
+
+
+class TrainingChart(QWidget):
+    """P(answer) against training tokens (log scale): one curve per run, e.g. per size of a
+    ladder, from the probe measured on each checkpoint."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("scaleTrainingChart")
+        self.curves: list[Any] = []  # TrainingCurve, smallest model first
+        self.plot = _plot(
+            "P(answer) as training goes on (one curve per run)",
+            "training tokens (log scale)",
+            "P(answer)",
+        )
+        self.plot.getPlotItem().setLogMode(x=True, y=False)
+        self.plot.getPlotItem().setMouseEnabled(x=False, y=False)
+        self.legend = self.plot.getPlotItem().addLegend(offset=(10, 10))
+        self.empty = pg.TextItem(
+            "Add a training run or a ladder's folder to the models (Add run…): each of its "
+            "checkpoints is measured.",
+            color=(110, 110, 110), anchor=(0.5, 0.5),
+        )  # fmt: skip
+        self.plot.addItem(self.empty)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.plot)
+        self.set_curves([])
+
+    def set_curves(self, curves: list[Any]) -> None:
+        self.curves = sorted((c for c in curves if c.points), key=lambda c: c.parameters)
+        item = self.plot.getPlotItem()
+        for thing in list(item.listDataItems()):
+            item.removeItem(thing)
+        self.legend.clear()
+        for curve, color in zip(self.curves, size_colors(len(self.curves)), strict=True):
+            xs, ys = self._xy(curve)
+            item.addItem(pg.PlotDataItem(
+                xs, ys, pen=pg.mkPen(color, width=2), symbol="o", symbolSize=7,
+                symbolBrush=pg.mkBrush(*color), symbolPen=pg.mkPen(None),
+                name=f"{curve.name} ({format_count(curve.parameters)})",
+            ))  # fmt: skip
+        self.empty.setVisible(not self.curves)
+        if self.curves:
+            item.enableAutoRange(x=True)
+        else:
+            item.setXRange(3, 7, padding=0)
+            self.empty.setPos(5, 0.5)
+        item.setYRange(0, 1.05, padding=0)
+
+    @staticmethod
+    def _xy(curve: Any) -> tuple[list[int], list[float]]:
+        points = [p for p in curve.points if p.tokens > 0]  # (a log axis has no 0)
+        return [p.tokens for p in points], [p.probability for p in points]
+
+    def data(self) -> list[tuple[str, list[int], list[float]]]:
+        return [(c.name, *self._xy(c)) for c in self.curves]
+
+    def rows(self) -> list[list[Any]]:
+        out: list[list[Any]] = [["run", "parameters", "step", "training tokens", "probability",
+                                 "rank"]]  # fmt: skip
+        for c in self.curves:
+            out += [[c.run_dir, c.parameters, p.step, p.tokens, p.probability, p.rank]
+                    for p in c.points]  # fmt: skip
+        return out
+
+
+class SweepChart(QWidget):
+    """A few-shot task's P(expected answer) against the number of examples, one curve per
+    model, smallest model lightest."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("scaleSweepChart")
+        self.sweeps: list[Any] = []  # ScaleSweep, smallest first
+        self.plot = _plot(
+            "Few-shot: P(expected answer) by number of examples, one curve per model",
+            "examples in the prompt (shots)",
+            "P(expected answer)",
+        )
+        self.plot.getPlotItem().setMouseEnabled(x=False, y=False)
+        self.legend = self.plot.getPlotItem().addLegend(offset=(10, 10))
+        self.empty = pg.TextItem(
+            "Choose “Few-shot task” above and Run: every model's sweep appears here.",
+            color=(110, 110, 110), anchor=(0.5, 0.5),
+        )  # fmt: skip
+        self.plot.addItem(self.empty)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.plot)
+        self.set_sweeps([])
+
+    def set_sweeps(self, sweeps: list[Any]) -> None:
+        self.sweeps = sorted((s for s in sweeps if s.points), key=lambda s: s.parameters)
+        item = self.plot.getPlotItem()
+        for thing in list(item.listDataItems()):
+            item.removeItem(thing)
+        self.legend.clear()
+        for s, color in zip(self.sweeps, size_colors(len(self.sweeps)), strict=True):
+            xs, ys = self._xy(s)
+            item.addItem(pg.PlotDataItem(
+                xs, ys, pen=pg.mkPen(color, width=2), symbol="o", symbolSize=8,
+                symbolBrush=pg.mkBrush(*color), symbolPen=pg.mkPen(None), name=_label(s),
+            ))  # fmt: skip
+        self.empty.setVisible(not self.sweeps)
+        shots = max((len(s.points) for s in self.sweeps), default=5)
+        item.setXRange(-0.2, max(1, shots - 1) + 0.2, padding=0)
+        item.getAxis("bottom").setTicks([[(k, str(k)) for k in range(max(2, shots))]])
+        item.setYRange(0, 1.05, padding=0)
+        self.empty.setPos((shots - 1) / 2, 0.5)
+
+    @staticmethod
+    def _xy(s: Any) -> tuple[list[int], list[float]]:
+        return [p.shots for p in s.points], [p.probability for p in s.points]
+
+    def data(self) -> list[tuple[str, list[int], list[float]]]:
+        return [(s.name, *self._xy(s)) for s in self.sweeps]
+
+    def rows(self) -> list[list[Any]]:
+        out: list[list[Any]] = [["model", "target", "parameters", "shots", "probability"]]
+        for s in self.sweeps:
+            out += [[s.name, s.model, s.parameters, p.shots, p.probability] for p in s.points]
+        return out
