@@ -16,6 +16,7 @@ from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 
 from tokenscope.train import checkpoints as ckpt
+from tokenscope.train.events import read_events
 
 RUN_TIMEOUT = 90_000  # ms; a loaded 2-core machine can take a while to import torch
 CAPITALS = [("Indonesia", "Jakarta"), ("France", "Paris"), ("Japan", "Tokyo"), ("Peru", "Lima")]
@@ -319,3 +320,32 @@ def test_resume_can_train_a_finished_run_further(qtbot, tab, tmp_path, private_h
     assert tab.done_event["status"] == "completed"
     steps = [s for s, _ in tab.charts.curve_points("train")]
     assert steps[-1] == 16 and steps == sorted(set(steps))
+
+
+def test_a_size_ladder_trains_every_size_and_charts_the_fit(qtbot, tab, tmp_path, private_home):
+    corpus = write_corpus(tmp_path / "corpus")
+    plan_tiny_run(qtbot, tab, corpus, steps=200, name="capitals", eval_every=2)
+    budget = tab.controls.ladder_budget
+    budget.addItem("a few steps", 4 * 8 * 32)  # 4 steps of 8 x 32 tokens per size
+    budget.setCurrentIndex(budget.count() - 1)
+    click(qtbot, tab.ladder_button)
+    assert tab.bottom.currentWidget() is tab.ladder_chart
+    qtbot.waitUntil(lambda: finished(tab), timeout=4 * RUN_TIMEOUT)
+    assert not tab.error.isVisible(), tab.error.text()
+    ladder_dir = private_home / "runs" / "capitals-ladder"
+    sizes = sorted(p.name for p in ladder_dir.glob("size-*"))
+    assert sizes == ["size-1", "size-2", "size-3", "size-4"]
+    points = tab.ladder_chart.loss_points()
+    assert len(points) == 4
+    # Each point is that size's own last evaluation, read back from its run folder.
+    for (parameters, loss), size in zip(points, sizes, strict=True):
+        events = read_events(ladder_dir / size / "events.jsonl")
+        start = next(e for e in events if e["event"] == "start")
+        last_eval = [e for e in events if e["event"] == "eval"][-1]
+        assert parameters == start["parameters"]
+        assert loss == pytest.approx(last_eval["val_loss"])
+    assert [n for n, _ in points] == sorted(n for n, _ in points)
+    fit = tab.ladder_chart.fit
+    assert fit is not None and {"a", "alpha", "c", "next_parameters"} <= set(fit)
+    assert "Fit: L(N)" in tab.ladder_chart.summary.text()
+    assert tab.status.text().startswith("Ladder capitals-ladder: 4 size(s) trained")

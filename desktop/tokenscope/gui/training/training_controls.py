@@ -1,4 +1,5 @@
-"""The Training tab's row of actions: start, stop, resume, open in the playground, baselines."""
+"""The Training tab's rows of actions: start, stop, resume, a size ladder, open in the
+playground, baselines."""
 
 from __future__ import annotations
 
@@ -36,11 +37,26 @@ class TrainingControls(QWidget):
             "baselinesButton",
             "Train an n-gram model and an LSTM on the same tokens; compare validation perplexity",
         )
+        self.ladder = _button(
+            "Train a size ladder",
+            "ladderButton",
+            "Train this data at four model sizes (~0.1 M to ~3 M parameters, the same "
+            "tokenizer), one after the other, and fit loss against size with a power law",
+        )
+        self.ladder_budget = QComboBox(objectName="ladderBudget")
+        self.ladder_budget.setAccessibleName("Training tokens per ladder size")
+        self.ladder_budget.addItem("1 M tokens each", 1_000_000)
+        self.ladder_budget.addItem("4 M tokens each", 4_000_000)
+        self.ladder_budget.addItem("compute-optimal (~20 per parameter)", 0)
+        self.ladder_budget.setToolTip(
+            "Training tokens for each size: the same budget for all, or about 20 tokens per "
+            "parameter (the Chinchilla rule), so larger sizes train longer"
+        )
         # Two rows, so the tab still fits a 1024-pixel screen beside the run's settings.
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         run = QHBoxLayout()
-        for w in (self.start, self.stop, self.resume):
+        for w in (self.start, self.stop, self.resume, self.ladder, self.ladder_budget):
             run.addWidget(w)
         run.addStretch(1)
         result = QHBoxLayout()

@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 
 from tokenscope.gui import background
 from tokenscope.gui.background import run_in_background
+from tokenscope.gui.training.ladder_chart import LadderChart
 from tokenscope.gui.training.learning_notes import LearningNotes
 from tokenscope.gui.training.model_scale_chart import ModelScaleChart
 from tokenscope.gui.training.run_options import RunOptions
@@ -74,6 +75,7 @@ class TrainingTab(QWidget):
         self._steps_total: int | None = None
         self._baseline_ppl: dict[str, float] = {}
         self._logged_decile: dict[str, int] = {}
+        self._ladder_size_dir: Path | None = None  # the ladder's size now training
         self.process = TrainingProcess(self)
         self._build()
         self._connect()
@@ -101,6 +103,8 @@ class TrainingTab(QWidget):
         self.checkpoint_choice = self.controls.checkpoint_choice
         self.playground_button = self.controls.playground
         self.baselines_button = self.controls.baselines
+        self.ladder_button = self.controls.ladder
+        self.ladder_chart = LadderChart()
         self.status = QLabel("No run yet.", objectName="trainingStatus", wordWrap=True)
         self.error = QLabel(objectName="trainingError", wordWrap=True, visible=False)
         self.error.setStyleSheet("background:#fde2e1; color:#7a1212; padding:6px;")
@@ -120,6 +124,7 @@ class TrainingTab(QWidget):
         self.bottom.addTab(self.samples, "Samples")
         self.bottom.addTab(self.log, "Log")
         self.bottom.addTab(self.runs, "Runs")
+        self.bottom.addTab(self.ladder_chart, "Ladder")
         right = QWidget()
         rlayout = QVBoxLayout(right)
         rlayout.addWidget(self.controls)
@@ -152,6 +157,7 @@ class TrainingTab(QWidget):
         self.resume_button.clicked.connect(self.resume)
         self.playground_button.clicked.connect(self._on_playground_clicked)
         self.baselines_button.clicked.connect(self.run_baselines)
+        self.ladder_button.clicked.connect(self.start_ladder)
         self.process.event_received.connect(self._on_process_event)
         self.process.log_received.connect(self._on_process_log)
         self.process.process_finished.connect(self._on_process_finished)
@@ -168,16 +174,39 @@ class TrainingTab(QWidget):
 
     def start(self) -> None:
         """Start a new run from the settings on the left."""
+        prepared = self._new_run()
+        if prepared is not None:
+            run_dir, processes = prepared
+            self._launch("train", ["--config", str(run_dir / "run.json")], processes)
+
+    def start_ladder(self) -> None:
+        """Train the settings on the left at four model sizes (the ladder's own, ~0.1 M to
+        ~3 M parameters) on the chosen token budget, one after the other, in one process; the
+        Ladder tab below shows loss against size with the fit as sizes finish."""
+        prepared = self._new_run(suffix="-ladder")
+        if prepared is None:
+            return
+        run_dir, _processes = prepared
+        budget = self.controls.ladder_budget.currentData()
+        args = ["--config", str(run_dir / "run.json"), "--ladder"]
+        args += ["--ladder-tokens", str(budget)] if budget else ["--compute-optimal"]
+        self.ladder_chart.clear()
+        self.bottom.setCurrentWidget(self.ladder_chart)
+        self._launch("ladder", args, 1)
+
+    def _new_run(self, suffix: str = "") -> tuple[Path, int] | None:
+        """A new run folder with its run.json from the settings on the left, or None (the
+        reason shown)."""
         from tokenscope.train.config import TrainConfig
 
         if self.process.is_running():
-            return
+            return None
         paths = self.data.paths()
         if not paths:
             self.show_error(NO_DATA)
-            return
+            return None
         processes = self.plan.processes.value()
-        name = self.options.run_name()
+        name = self.options.run_name() + suffix
         run_dir = runs_root() / name
         suffix = 2
         while run_dir.exists():  # never train into another run's folder
@@ -202,11 +231,11 @@ class TrainingTab(QWidget):
                                  f"{processes} processes")  # fmt: skip
         except (ValueError, TypeError) as e:
             self.show_error(f"Cannot start: {e}")
-            return
+            return None
         run_dir.mkdir(parents=True)
         (run_dir / "run.json").write_text(config.to_json(), encoding="utf-8")
         self._show_run(run_dir)
-        self._launch("train", ["--config", str(run_dir / "run.json")], processes)
+        return run_dir, processes
 
     def stop(self) -> None:
         """Ask the run to save a checkpoint and stop (a second click ends it at once)."""
@@ -215,6 +244,10 @@ class TrainingTab(QWidget):
         if self.mode == "baselines":
             self.process.kill()
             return
+        if self.mode == "ladder" and self._ladder_size_dir is not None:
+            # Each size trains in its own folder and watches its own STOP file; a stopped
+            # size ends the ladder.
+            self.process.run_dir = self._ladder_size_dir
         self.status.setText("Stopping: saving a checkpoint… (click Stop again to end it now)")
         self.process.request_stop()
 
@@ -265,7 +298,8 @@ class TrainingTab(QWidget):
         command = train_command(args, processes)
         self.log.appendPlainText("$ " + " ".join(command))
         self.process.start(command, self.run_dir, trainer_threads(processes))
-        self.status.setText("Starting the trainer…" if mode == "train" else self.status.text())
+        starting = "Starting the trainer…" if mode in ("train", "ladder") else self.status.text()
+        self.status.setText(starting)
         self._update_buttons()
 
     def shutdown(self) -> None:
@@ -327,6 +361,12 @@ class TrainingTab(QWidget):
 
     def _handle_event(self, event: dict[str, Any], *, live: bool) -> None:
         kind = event["event"]
+        if self.mode == "ladder" and live:
+            if kind == "start":
+                self.charts.clear()  # each size's curves on their own
+                out_dir = (event.get("config") or {}).get("out_dir")
+                self._ladder_size_dir = Path(out_dir) if out_dir else None
+            self.ladder_chart.add_event(event)
         self.charts.add_event(event)
         for note in self.notes.feed(event):
             self.notes_view.addItem(note)
@@ -360,6 +400,8 @@ class TrainingTab(QWidget):
         elif kind == "done":
             self.done_event = event
             self.log.appendPlainText(f"done: {event.get('status')} at step {event.get('step')}")
+        elif kind == "ladder":
+            self.log.appendPlainText(self.ladder_chart.summary.text())
 
     def _show_progress(self, event: dict[str, Any]) -> None:
         stage, done, total = event.get("stage"), event.get("done", 0), event.get("total") or 1
@@ -405,11 +447,19 @@ class TrainingTab(QWidget):
         elif mode == "train" and done is not None and done.get("status") == "failed":
             if not self.error.isVisible():
                 self.show_error(f"The run failed: {done.get('message', 'see the log')}")
+        elif mode == "ladder" and code != 0 and not self.error.isVisible():
+            tail = "\n".join(self.log.toPlainText().splitlines()[-8:])
+            self.show_error(f"The ladder did not finish (exit code {code}). Its last output:\n"
+                            + tail)  # fmt: skip
         elif mode == "baselines" and code != 0 and not self.error.isVisible():
             self.show_error(f"The baselines ended with exit code {code}; see the log.")
         if mode == "train":
             self.status.setText(f"Run {self.run_dir.name if self.run_dir else ''}: "
                                 + self._describe_end())  # fmt: skip
+        elif mode == "ladder":
+            sizes = len(self.ladder_chart.loss_points())
+            self.status.setText(f"Ladder {self.run_dir.name if self.run_dir else ''}: {sizes} "
+                                "size(s) trained; see the Ladder tab below")  # fmt: skip
         self._update_buttons()
         self.runs.refresh()
 
@@ -451,6 +501,7 @@ class TrainingTab(QWidget):
         self.resume_button.setEnabled(not running and bool(has_checkpoint))
         self.playground_button.setEnabled(bool(has_checkpoint))
         self.baselines_button.setEnabled(not running and bool(has_tokens))
+        self.ladder_button.setEnabled(not running and self._plan_valid)
 
     def _on_data_corpus_changed(self) -> None:
         if self.error.isVisible() and self.last_error == NO_DATA and self.data.paths():

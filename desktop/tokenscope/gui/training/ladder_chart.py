@@ -1,0 +1,237 @@
+"""A size ladder as it trains: final validation loss against parameters (log-log) with the
+fitted power law L(N) = a N^-alpha + c and its prediction for the next size up, and each
+size's probes against training tokens.
+
+It reads the trainer's events: each size's `start` (its parameters), `step` (training tokens
+so far), `eval` and `probe`, then the ladder's own `ladder` event (every size and the fit).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QLabel, QSplitter, QVBoxLayout, QWidget
+
+from tokenscope.gui.scale.scale_charts import size_colors
+from tokenscope.units import format_count
+
+FIT_COLOR = (220, 60, 40)
+
+
+@dataclass
+class LadderSize:
+    """What the events told of one size so far."""
+
+    parameters: int
+    tokens_per_step: float = 0.0
+    val_loss: float | None = None  # the last evaluation's
+    probes: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # (tokens, P)
+
+
+def _log_ticks(low: float, high: float) -> list[tuple[float, str]]:
+    return [(e, format_count(10**e)) for e in range(math.floor(low), math.ceil(high) + 1)]
+
+
+class LadderChart(QWidget):
+    """Loss against size with the fit (top), probes against training tokens (bottom)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("ladderChart")
+        self.sizes: list[LadderSize] = []
+        self.fit: dict[str, float] | None = None
+        self.summary = QLabel(objectName="ladderSummary", wordWrap=True)
+        self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.loss_plot = self._plot(
+            "Final validation loss by model size (log-log) and the power-law fit",
+            "parameters (log scale)",
+            "validation loss (log scale)",
+        )
+        self.probe_plot = self._plot(
+            "Probes by training tokens, one curve per size",
+            "training tokens (log scale)",
+            "P(continuation)",
+        )
+        self.probe_plot.getPlotItem().setLogMode(x=True, y=False)
+        self.probe_legend = self.probe_plot.getPlotItem().addLegend(offset=(10, 10))
+        self._points = pg.ScatterPlotItem(size=11, pen=pg.mkPen(None))
+        dashed = pg.mkPen(FIT_COLOR, width=2, style=Qt.PenStyle.DashLine)
+        self._fit_line = pg.PlotDataItem(pen=dashed)
+        self._next = pg.ScatterPlotItem(
+            size=14, symbol="star", brush=pg.mkBrush(*FIT_COLOR), pen=pg.mkPen(None)
+        )
+        self._next_label = pg.TextItem("", color=FIT_COLOR, anchor=(1, 1))
+        for thing in (self._points, self._fit_line, self._next, self._next_label):
+            self.loss_plot.addItem(thing)
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.addWidget(self.loss_plot)
+        split.addWidget(self.probe_plot)
+        split.setChildrenCollapsible(False)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.summary)
+        layout.addWidget(split, 1)
+        self.clear()
+
+    @staticmethod
+    def _plot(title: str, bottom: str, left: str) -> pg.PlotWidget:
+        plot = pg.PlotWidget(background="w")
+        item = plot.getPlotItem()
+        item.setMenuEnabled(False)
+        item.hideButtons()
+        item.setMouseEnabled(x=False, y=False)
+        item.showGrid(x=True, y=True, alpha=0.25)
+        item.setTitle(title, size="9pt")
+        item.setLabel("bottom", bottom)
+        item.setLabel("left", left)
+        plot.setMinimumHeight(140)
+        return plot
+
+    def clear(self) -> None:
+        self.sizes = []
+        self.fit = None
+        self.summary.setText(
+            "A size ladder trains the same data at several model sizes, one after the other; "
+            "each size's final validation loss appears here as it finishes."
+        )
+        self._draw()
+
+    # ----- events --------------------------------------------------------------------------
+
+    def add_event(self, event: dict[str, Any]) -> None:
+        kind = event.get("event")
+        if kind == "start" and event.get("parameters"):
+            if event.get("resumed_from") is None or not self.sizes:
+                self.sizes.append(LadderSize(int(event["parameters"])))
+        elif not self.sizes:
+            return
+        elif kind == "step" and event.get("step") and event.get("tokens"):
+            self.sizes[-1].tokens_per_step = float(event["tokens"]) / float(event["step"])
+        elif kind == "eval" and isinstance(event.get("val_loss"), (int, float)):
+            self.sizes[-1].val_loss = float(event["val_loss"])
+            self._draw()
+        elif kind == "probe" and isinstance(event.get("probability"), (int, float)):
+            size = self.sizes[-1]
+            tokens = int(float(event.get("step") or 0) * size.tokens_per_step)
+            name = str(event.get("continuation", "")).strip() or "probe"
+            size.probes.setdefault(name, []).append((tokens, float(event["probability"])))
+            self._draw()
+        elif kind == "ladder":
+            self._take_ladder(event)
+            self._draw()
+
+    def _take_ladder(self, event: dict[str, Any]) -> None:
+        """The ladder's summary is the truth for each size's loss (a resumed size included)."""
+        rows = [s for s in event.get("sizes") or [] if isinstance(s, dict)]
+        for n, row in enumerate(rows):
+            if n < len(self.sizes):
+                self.sizes[n].parameters = int(row.get("parameters") or self.sizes[n].parameters)
+                if isinstance(row.get("val_loss"), (int, float)):
+                    self.sizes[n].val_loss = float(row["val_loss"])
+            elif row.get("parameters"):
+                loss = row.get("val_loss")
+                loss = float(loss) if isinstance(loss, (int, float)) else None
+                self.sizes.append(LadderSize(int(row["parameters"]), val_loss=loss))
+        fit = event.get("fit")
+        self.fit = fit if isinstance(fit, dict) and "alpha" in fit else None
+
+    # ----- what is drawn -------------------------------------------------------------------
+
+    def loss_points(self) -> list[tuple[int, float]]:
+        """(parameters, final validation loss) of every size with an evaluation."""
+        return [(s.parameters, s.val_loss) for s in self.sizes if s.val_loss is not None]
+
+    def _draw(self) -> None:
+        points = self.loss_points()
+        colors = size_colors(len(self.sizes))
+        spots = [
+            {"pos": (math.log10(n), math.log10(v)), "brush": pg.mkBrush(*colors[i]),
+             "data": f"{n:,} parameters: validation loss {v:.3f}"}
+            for i, (n, v) in enumerate((s.parameters, s.val_loss) for s in self.sizes)
+            if v is not None and v > 0
+        ]  # fmt: skip
+        self._points.setData(spots=spots)
+        xs = [math.log10(n) for n, _v in points]
+        visible = self.fit is not None and bool(points)
+        self._fit_line.setVisible(visible)
+        self._next.setVisible(visible)
+        self._next_label.setVisible(visible)
+        if visible:
+            f = self.fit
+            n_next = float(f.get("next_parameters") or 4 * points[-1][0])
+            lo, hi = min(xs) - 0.15, math.log10(n_next) + 0.05
+            grid = [lo + (hi - lo) * i / 60 for i in range(61)]
+            ys = [f["a"] * (10**x) ** -f["alpha"] + f["c"] for x in grid]
+            self._fit_line.setData(grid, [math.log10(y) for y in ys])
+            predicted = f["a"] * n_next ** -f["alpha"] + f["c"]
+            self._next.setData([math.log10(n_next)], [math.log10(predicted)])
+            self._next_label.setText(f"next size ({format_count(n_next)}): {predicted:.2f}?")
+            self._next_label.setPos(math.log10(n_next), math.log10(predicted))
+            xs.append(math.log10(n_next))
+        item = self.loss_plot.getPlotItem()
+        if xs:
+            item.getAxis("bottom").setTicks([_log_ticks(min(xs), max(xs))])
+            item.setXRange(min(xs) - 0.3, max(xs) + 0.3, padding=0)
+            losses = [v for _n, v in points if v > 0]
+            if self.fit is not None:
+                losses.append(self.fit["a"] * float(self.fit.get("next_parameters") or 1)
+                              ** -self.fit["alpha"] + self.fit["c"])  # fmt: skip
+            low, high = math.log10(min(losses)), math.log10(max(losses))
+            item.setYRange(low - 0.05, high + 0.05, padding=0)
+            ticks = _loss_ticks(min(losses), max(losses))
+            item.getAxis("left").setTicks([[(math.log10(v), f"{v:.2f}") for v in ticks]])
+        self._draw_probes()
+        self._summarise()
+
+    def _draw_probes(self) -> None:
+        item = self.probe_plot.getPlotItem()
+        for thing in list(item.listDataItems()):
+            item.removeItem(thing)
+        self.probe_legend.clear()
+        colors = size_colors(len(self.sizes))
+        styles = (Qt.PenStyle.SolidLine, Qt.PenStyle.DashLine, Qt.PenStyle.DotLine)
+        names = sorted({name for s in self.sizes for name in s.probes})
+        for i, s in enumerate(self.sizes):
+            for j, name in enumerate(names):
+                pts = [(t, p) for t, p in s.probes.get(name, []) if t > 0]
+                if not pts:
+                    continue
+                pen = pg.mkPen(colors[i], width=2, style=styles[j % len(styles)])
+                label = format_count(s.parameters)
+                if len(names) > 1:
+                    label += f": {name!r}"
+                xs, ys = [t for t, _p in pts], [p for _t, p in pts]
+                item.addItem(pg.PlotDataItem(xs, ys, pen=pen, name=label))
+        item.setYRange(0, 1.05, padding=0)
+
+    def _summarise(self) -> None:
+        done = self.loss_points()
+        if not done:
+            return
+        parts = [f"{format_count(n)}: {v:.3f}" for n, v in done]
+        text = "Final validation loss — " + ", ".join(parts)
+        if self.fit is not None:
+            f = self.fit
+            n_next = float(f.get("next_parameters") or 0)
+            text += (
+                f".  Fit: L(N) = {f['a']:.3g} · N^−{f['alpha']:.3f} + {f['c']:.3g} "
+                f"(rms {f.get('rms', 0):.3f}); predicted for {format_count(n_next)}: "
+                f"{f['a'] * n_next ** -f['alpha'] + f['c']:.3f}"
+            )
+        self.summary.setText(text)
+
+
+def _loss_ticks(low: float, high: float) -> list[float]:
+    """A few round loss values between low and high, for a log axis."""
+    step = 0.1 if high - low < 1.0 else 0.25 if high - low < 3 else 1.0
+    start = math.floor(low / step) * step
+    ticks, v = [], start
+    while v <= high + step:
+        if v > 0:
+            ticks.append(round(v, 2))
+        v += step
+    return ticks
