@@ -116,6 +116,7 @@ class FewShotEditor(QWidget):
             "What goes between the instruction, the examples and the query; \\n is a new line"
         )
         self.name = ""  # the prompt's name, kept as it was loaded
+        self.notes = ""  # and its notes (what the task teaches), shown by the tab
         self.header = self._line("fewshotHeader", "Header before the query")
         self.expected = self._line("fewshotExpected", "Expected answer")
         self.candidates = self._line("fewshotCandidates", "Candidate answers")
@@ -201,6 +202,7 @@ class FewShotEditor(QWidget):
             expected=self.expected.text(),
             candidates=tuple(c.strip() for c in self.candidates.text().split(",") if c.strip()),
             name=self.name,
+            notes=self.notes,
         )
 
     def set_prompt(self, p: Any) -> None:
@@ -216,6 +218,7 @@ class FewShotEditor(QWidget):
         for w in widgets:
             w.blockSignals(True)
         self.name = p.name
+        self.notes = p.notes
         self.instruction.setText(p.instruction)
         self.query.setText(p.query)
         self.template.setText(escape(p.template))

@@ -73,6 +73,11 @@ class FewShotTab(QWidget):
         self.cancel_button = QPushButton("Cancel", objectName="cancelSweepButton", enabled=False)
         self.progress = QProgressBar(objectName="sweepProgress")
         self.sweep_status = QLabel(objectName="sweepStatus", wordWrap=True)
+        self.task_notes = QLabel(objectName="fewshotTaskNotes", wordWrap=True, visible=False)
+        self.task_notes.setStyleSheet("background:#eef4fb; color:#1f3b57; padding:4px;")
+        self.task_notes.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.sweep_reading = QLabel(objectName="sweepReading", wordWrap=True)
+        self.sweep_reading.setStyleSheet("color:#1f3b57")
         self.sweep_chart = SweepChart()
         self.sweep_plot = self.sweep_chart.plot
         for b in (self.open_button, self.save_button, self.sweep_button, self.cancel_button):
@@ -86,6 +91,7 @@ class FewShotTab(QWidget):
         left = QWidget()
         lv = QVBoxLayout(left)
         lv.addLayout(top)
+        lv.addWidget(self.task_notes)
         lv.addWidget(self.editor, 1)
 
         prompt_view = QWidget()
@@ -120,6 +126,7 @@ class FewShotTab(QWidget):
         run_row.addWidget(self.progress, 1)
         sv.addLayout(run_row)
         sv.addWidget(self.sweep_status)
+        sv.addWidget(self.sweep_reading)
         sv.addWidget(self.sweep_chart, 1)
 
         right = QSplitter(Qt.Orientation.Vertical, objectName="fewshotRight")
@@ -169,6 +176,8 @@ class FewShotTab(QWidget):
         self.cancel_sweep()
         self.clear_sweep()
         self.editor.set_prompt(prompt)
+        self.task_notes.setText(prompt.notes)
+        self.task_notes.setVisible(bool(prompt.notes))
         self.max_shots.setMaximum(len(prompt.examples))
         self.max_shots.setValue(len(prompt.examples))
 
@@ -319,6 +328,7 @@ class FewShotTab(QWidget):
         self._notes = []
         self.sweep_chart.clear()
         self.sweep_status.setText("")
+        self.sweep_reading.setText("")
         self.progress.reset()
         self.progress.setFormat("")
 
@@ -371,6 +381,18 @@ class FewShotTab(QWidget):
                 f"{points} points: P(expected answer) with 0 to {self.max_shots.value()} "
                 "examples in the prompt." + "".join(f" ({n})" for n in self._notes)
             )
+            self.sweep_reading.setText(self._read_sweep())
+
+    def _read_sweep(self) -> str:
+        """A sentence per model on what its curve says (memorised, learned in context, ...)."""
+        from tokenscope.lm.fewshot.scoring import read_sweep
+
+        series = self.sweep_chart.series
+        lines = [(name, read_sweep(points)) for name, points in series.items()]
+        lines = [(name, text) for name, text in lines if text]
+        if len(lines) == 1:
+            return lines[0][1]
+        return "  ".join(f"{name}: {text}" for name, text in lines)
 
     def sweep_points(self) -> dict[str, list[Any]]:
         """What the sweep chart shows, by model (for tests and exports)."""

@@ -106,10 +106,11 @@ class FewShotPrompt:
     expected: str = ""
     candidates: tuple[str, ...] = ()
     name: str = ""
+    notes: str = ""  # what this task teaches, shown beside it (presets say it)
 
     def __post_init__(self) -> None:
         _check_template(self.template)
-        for f in ("instruction", "query", "separator", "query_header", "expected", "name"):
+        for f in ("instruction", "query", "separator", "query_header", "expected", "name", "notes"):
             value = getattr(self, f)
             if not isinstance(value, str):
                 raise ValueError(f"{f} must be text (got {type(value).__name__})")
@@ -191,6 +192,7 @@ class FewShotPrompt:
             "query": self.query,
             "expected": self.expected,
             "candidates": list(self.candidates),
+            **({"notes": self.notes} if self.notes else {}),
         }
 
     @classmethod

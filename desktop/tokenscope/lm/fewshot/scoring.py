@@ -228,3 +228,31 @@ __all__ = [
     "sweep",
     "sweep_size",
 ]
+
+
+def read_sweep(points: Sequence[SweepPoint]) -> str:
+    """What a sweep's curve says, in a sentence for the learner: memorised (high and flat),
+    learned in context (rising), not learned (low and flat), or mixed. Order 0 only."""
+    by_shots = sorted((p for p in points if p.order == 0), key=lambda p: p.shots)
+    if len(by_shots) < 2:
+        return ""
+    first, last = by_shots[0].probability, by_shots[-1].probability
+    best = max(p.probability for p in by_shots)
+    k = by_shots[-1].shots
+    if first >= 0.8 and best - min(p.probability for p in by_shots) < 0.15:
+        return (
+            f"Flat and high (P = {first:.2f} with no example): the model already knows this "
+            "answer from its training data, so the examples have nothing to teach it. That is "
+            "memorisation, not learning in context."
+        )
+    if last - first >= 0.3:
+        return (
+            f"Rising from {first:.2f} with no example to {last:.2f} with {k}: the model takes "
+            "the task from the examples in the prompt (in-context learning)."
+        )
+    if best < 0.2:
+        return (
+            f"Low throughout (at most {best:.2f}): the examples do not help this model with "
+            "this task; a larger or better-trained model may."
+        )
+    return f"From {first:.2f} with no example to {last:.2f} with {k}."
