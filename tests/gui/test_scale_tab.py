@@ -194,3 +194,18 @@ def test_cancel_stops_a_run_and_the_tab_is_ready_again(qtbot, window, checkpoint
         tab.models.item(i).setCheckState(Qt.CheckState.Unchecked)
     tab.run()
     assert not tab.running and "Tick at least one model" in tab.status.text()
+
+
+def test_the_tab_remembers_its_probe_and_models(qtbot, make_window, checkpoint, bigger_checkpoint):
+    first = make_window(checkpoint)
+    tab = _scale(qtbot, first, bigger_checkpoint)
+    tab.prompt.setText("The capital of France is")
+    tab.answer.setText(" Paris")
+    tab.mode_task.setChecked(True)
+    tab.task.setCurrentIndex(tab.task.findData("capitals"))
+    first.close()
+    again = make_window(checkpoint).scale
+    qtbot.waitUntil(lambda: again.models.count() > 1)
+    assert again.prompt.text() == "The capital of France is" and again.answer.text() == " Paris"
+    assert again.mode_task.isChecked() and again.task.currentData() == "capitals"
+    assert again.targets() == [str(bigger_checkpoint)]  # the one ticked, and only it

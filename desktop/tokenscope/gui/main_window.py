@@ -303,7 +303,10 @@ class MainWindow(QMainWindow):
         ]
         self.fewshot.set_compare_choices(choices)
         self.inside.set_compare_choices(choices)
-        ticked, self._scale_ticked = self._scale_ticked, None
+        # The ticks remembered from last time apply once the models have been listed.
+        ticked = self._scale_ticked
+        if choices:
+            self._scale_ticked = None
         self.scale.set_models(choices, set(ticked) if ticked else None)
         loading = self._load is not None and not self._load.finished
         shown = self._loading_name if loading else self.model_id

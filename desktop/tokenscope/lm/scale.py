@@ -219,6 +219,13 @@ def run_sizes(folder: str | Path) -> list[Path]:
     return sorted(sizes, key=lambda p: int(p.name.split("-")[1]) if p.name[5:].isdigit() else 0)
 
 
+def run_label(run_dir: str | Path) -> str:
+    """A run's name for a chart: its folder, with the ladder's for a size ("ladder/size-2")."""
+    run_dir = Path(run_dir)
+    is_size = run_dir.name.startswith("size-") and run_dir.parent.name
+    return f"{run_dir.parent.name}/{run_dir.name}" if is_size else run_dir.name
+
+
 def is_run_folder(target: str) -> bool:
     """True for a training run's folder or a ladder's folder (not a single checkpoint)."""
     return bool(run_sizes(target)) if Path(target).expanduser().is_dir() else False
@@ -254,15 +261,15 @@ def training_curve(
     run_dir = Path(run_dir).expanduser()
     checkpoints = list_checkpoints(run_dir)
     per_step = _tokens_per_step(run_dir)
-    points, name, parameters = [], run_dir.name, 0
+    points, parameters = [], 0
     for n, folder in enumerate(checkpoints):
         if progress is not None:
             progress(str(folder), n, len(checkpoints))
         step = int(folder.name.split("-")[1])
         point = measure_probe(str(folder), probe, use_cache=use_cache, open_model=open_model)
-        name, parameters = point.name, point.parameters
+        parameters = point.parameters
         points.append(CurvePoint(step, round(step * per_step), point.probability, point.rank))
-    return TrainingCurve(str(run_dir), name, parameters, tuple(points))
+    return TrainingCurve(str(run_dir), run_label(run_dir), parameters, tuple(points))
 
 
 @dataclass(frozen=True)

@@ -724,6 +724,7 @@ class ModelService:
                     )
                     curve = None
                     if run is not None:
+                        point = dataclasses.replace(point, name=scale.run_label(run))
                         curve = scale.training_curve(
                             run, job.probe, use_cache=job.use_cache, open_model=opener,
                             progress=lambda label, _n, _t: ctx.emit(step(label)),
@@ -735,6 +736,8 @@ class ModelService:
                         use_cache=job.use_cache, open_model=opener,
                         on_point=lambda _p: ctx.check(),
                     )  # fmt: skip
+                    if run is not None:
+                        sweep = dataclasses.replace(sweep, name=scale.run_label(run))
                     yield ScaleResult(target, sweep=sweep)
             except JobCancelled:
                 raise

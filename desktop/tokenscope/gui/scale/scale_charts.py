@@ -43,6 +43,21 @@ def _plot(title: str, bottom: str, left: str) -> pg.PlotWidget:
     return plot
 
 
+def log_ticks(values: list[float]) -> list[tuple[float, str]]:
+    """Ticks for a log10 axis in plain units (1M, 2M, 5M, 10M, ...) around `values`."""
+    values = [v for v in values if v > 0]
+    if not values:
+        return []
+    low, high = min(values) / 1.5, max(values) * 1.5
+    ticks = []
+    for e in range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1):
+        for m in (1, 2, 5):
+            v = m * 10**e
+            if low <= v <= high:
+                ticks.append((math.log10(v), format_count(v)))
+    return ticks
+
+
 def _label(p: Any) -> str:
     return f"{p.name} ({format_count(p.parameters)})" if p.parameters else p.name
 
@@ -120,9 +135,10 @@ class SizeChart(QWidget):
         xs = [math.log10(p.parameters) for p in self.points]
         ys = [self._value(p) for p in self.points]
         self._curve.setData(xs, ys)
-        for p, x, y in zip(self.points, xs, ys, strict=True):
+        for n, (p, x, y) in enumerate(zip(self.points, xs, ys, strict=True)):
             text = f"{p.name}\n{'#' + str(p.rank) if rank else f'{p.probability:.3f}'}"
-            label = pg.TextItem(text, color=(60, 60, 60), anchor=(0, 1 if not rank else 0))
+            # Neighbours alternate above and below their point, so close sizes stay legible.
+            label = pg.TextItem(text, color=(60, 60, 60), anchor=(0, 1 if n % 2 == 0 else 0))
             label.setPos(x + 0.05, math.log10(max(y, 1)) if rank else y)
             item.addItem(label)
             self._labels.append(label)
@@ -130,7 +146,7 @@ class SizeChart(QWidget):
             top = max([math.log10(max(y, 1)) for y in ys] + [1.0])
             item.setYRange(0, top + 0.3, padding=0)
         else:
-            item.setYRange(0, 1.08, padding=0)
+            item.setYRange(0, 1.18, padding=0)
 
 
 class TrainingChart(QWidget):
@@ -148,7 +164,7 @@ class TrainingChart(QWidget):
         )
         self.plot.getPlotItem().setLogMode(x=True, y=False)
         self.plot.getPlotItem().setMouseEnabled(x=False, y=False)
-        self.legend = self.plot.getPlotItem().addLegend(offset=(10, 10))
+        self.legend = self.plot.getPlotItem().addLegend(offset=(-10, -10))
         self.empty = pg.TextItem(
             "Add a training run or a ladder's folder to the models (Add run…): each of its "
             "checkpoints is measured.",
@@ -175,8 +191,12 @@ class TrainingChart(QWidget):
             ))  # fmt: skip
         self.empty.setVisible(not self.curves)
         if self.curves:
-            item.enableAutoRange(x=True)
+            tokens = [t for c in self.curves for t in self._xy(c)[0]]
+            item.getAxis("bottom").setTicks([log_ticks(tokens)])
+            low, high = math.log10(min(tokens)), math.log10(max(tokens))
+            item.setXRange(low - 0.1, high + 0.1, padding=0)
         else:
+            item.getAxis("bottom").setTicks(None)
             item.setXRange(3, 7, padding=0)
             self.empty.setPos(5, 0.5)
         item.setYRange(0, 1.05, padding=0)
@@ -212,7 +232,7 @@ class SweepChart(QWidget):
             "P(expected answer)",
         )
         self.plot.getPlotItem().setMouseEnabled(x=False, y=False)
-        self.legend = self.plot.getPlotItem().addLegend(offset=(10, 10))
+        self.legend = self.plot.getPlotItem().addLegend(offset=(-10, -10))
         self.empty = pg.TextItem(
             "Choose “Few-shot task” above and Run: every model's sweep appears here.",
             color=(110, 110, 110), anchor=(0.5, 0.5),

@@ -161,13 +161,6 @@ class ScaleTab(Exportable):
         left = QWidget()
         lv = QVBoxLayout(left)
         lv.setContentsMargins(0, 0, 0, 0)
-        lv.addWidget(QLabel("Models"))
-        lv.addWidget(self.models, 1)
-        adds = QHBoxLayout()
-        adds.addWidget(self.add_path_button)
-        adds.addWidget(self.add_server_button)
-        lv.addLayout(adds)
-
         probe = QFormLayout()
         probe.addRow(self.mode_probe)
         probe.addRow("Prompt", self.prompt)
@@ -175,7 +168,7 @@ class ScaleTab(Exportable):
         probe.addRow(self.mode_task)
         task_row = QHBoxLayout()
         task_row.addWidget(self.task, 1)
-        task_row.addWidget(QLabel("shots up to"))
+        task_row.addWidget(QLabel("up to"))
         task_row.addWidget(self.max_shots)
         probe.addRow("Task", task_row)
         lv.addLayout(probe)
@@ -186,6 +179,13 @@ class ScaleTab(Exportable):
         lv.addLayout(buttons)
         lv.addWidget(self.progress)
         lv.addWidget(self.status)
+        lv.addWidget(QLabel("Models (ticked ones are measured, smallest first on the charts)",
+                            wordWrap=True))  # fmt: skip
+        lv.addWidget(self.models, 1)
+        adds = QHBoxLayout()
+        adds.addWidget(self.add_path_button)
+        adds.addWidget(self.add_server_button)
+        lv.addLayout(adds)
 
         right = QWidget()
         rv = QVBoxLayout(right)

@@ -8,18 +8,49 @@ so far), `eval` and `probe`, then the ladder's own `ladder` event (every size an
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QSplitter, QVBoxLayout, QWidget
 
-from tokenscope.gui.scale.scale_charts import size_colors
+from tokenscope.gui.scale.scale_charts import log_ticks, size_colors
 from tokenscope.units import format_count
 
 FIT_COLOR = (220, 60, 40)
+#: the ladder's summary (its `ladder` event), kept in the ladder's folder
+SUMMARY_FILE = "ladder.json"
+
+
+def ladder_sizes(folder: Path) -> list[Path]:
+    """The size folders of a ladder (size-1, size-2, ...), smallest first."""
+    sizes = [p for p in folder.glob("size-*") if p.is_dir() and p.name[5:].isdigit()]
+    return sorted(sizes, key=lambda p: int(p.name[5:]))
+
+
+def is_ladder_folder(folder: Path) -> bool:
+    return bool(ladder_sizes(folder)) and not (folder / "events.jsonl").is_file()
+
+
+def read_ladder_events(folder: Path) -> list[dict[str, Any]]:
+    """Every size's events in turn, then the ladder's summary if it finished (blocking: for
+    a background thread)."""
+    from tokenscope.train.events import read_events
+
+    events: list[dict[str, Any]] = []
+    for size in ladder_sizes(folder):
+        events += read_events(size / "events.jsonl")
+    try:
+        summary = json.loads((folder / SUMMARY_FILE).read_text(encoding="utf-8"))
+        if isinstance(summary, dict):
+            events.append({**summary, "event": "ladder"})
+    except (OSError, ValueError):
+        pass  # not finished (or not written): the sizes still show
+    return events
 
 
 @dataclass
@@ -57,7 +88,7 @@ class LadderChart(QWidget):
             "P(continuation)",
         )
         self.probe_plot.getPlotItem().setLogMode(x=True, y=False)
-        self.probe_legend = self.probe_plot.getPlotItem().addLegend(offset=(10, 10))
+        self.probe_legend = self.probe_plot.getPlotItem().addLegend(offset=(-10, -10))
         self._points = pg.ScatterPlotItem(size=11, pen=pg.mkPen(None))
         dashed = pg.mkPen(FIT_COLOR, width=2, style=Qt.PenStyle.DashLine)
         self._fit_line = pg.PlotDataItem(pen=dashed)
@@ -88,7 +119,7 @@ class LadderChart(QWidget):
         item.setTitle(title, size="9pt")
         item.setLabel("bottom", bottom)
         item.setLabel("left", left)
-        plot.setMinimumHeight(140)
+        plot.setMinimumHeight(50)  # it shares the tab's lower pane with the notes and log
         return plot
 
     def clear(self) -> None:
@@ -206,6 +237,8 @@ class LadderChart(QWidget):
                     label += f": {name!r}"
                 xs, ys = [t for t, _p in pts], [p for _t, p in pts]
                 item.addItem(pg.PlotDataItem(xs, ys, pen=pen, name=label))
+        tokens = [t for s in self.sizes for pts in s.probes.values() for t, _p in pts if t > 0]
+        item.getAxis("bottom").setTicks([log_ticks(tokens)] if tokens else None)
         item.setYRange(0, 1.05, padding=0)
 
     def _summarise(self) -> None:

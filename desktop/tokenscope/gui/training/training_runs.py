@@ -47,6 +47,8 @@ class RunInfo:
     modified: float
 
     def label(self) -> str:
+        if self.status.startswith("size ladder"):
+            return f"{self.name} — {self.status}"
         of = f"/{self.steps}" if self.steps else ""
         best = f", best validation loss {self.best_val_loss:.3f}" if self.best_val_loss else ""
         return f"{self.name} — step {self.step}{of}, {self.status}{best}"
@@ -86,12 +88,25 @@ def read_run_info(folder: Path) -> RunInfo:
     return RunInfo(str(folder), folder.name, status, step, steps, best, modified)
 
 
+def read_ladder_info(folder: Path) -> RunInfo:
+    """Summarise a ladder's folder: how many sizes, and whether its fit was made."""
+    from tokenscope.gui.training.ladder_chart import SUMMARY_FILE, ladder_sizes
+
+    sizes = ladder_sizes(folder)
+    done = (folder / SUMMARY_FILE).is_file()
+    status = f"size ladder, {len(sizes)} sizes" + (", fitted" if done else ", unfinished")
+    stamp = max([folder.stat().st_mtime] + [p.stat().st_mtime for p in sizes])
+    return RunInfo(str(folder), folder.name, status, 0, None, None, stamp)
+
+
 def list_runs(root: Path) -> list[RunInfo]:
     """Every run folder under root, newest first."""
     if not root.is_dir():
         return []
+    from tokenscope.gui.training.ladder_chart import is_ladder_folder
+
     found = [
-        read_run_info(p)
+        read_ladder_info(p) if is_ladder_folder(p) else read_run_info(p)
         for p in root.iterdir()
         if p.is_dir() and ((p / "events.jsonl").is_file() or (p / "run.json").is_file())
     ]

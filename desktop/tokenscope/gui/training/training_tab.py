@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
 
 from tokenscope.gui import background
 from tokenscope.gui.background import run_in_background
-from tokenscope.gui.training.ladder_chart import LadderChart
+from tokenscope.gui.training.ladder_chart import LadderChart, is_ladder_folder, read_ladder_events
 from tokenscope.gui.training.learning_notes import LearningNotes
 from tokenscope.gui.training.model_scale_chart import ModelScaleChart
 from tokenscope.gui.training.run_options import RunOptions
@@ -76,6 +76,7 @@ class TrainingTab(QWidget):
         self._baseline_ppl: dict[str, float] = {}
         self._logged_decile: dict[str, int] = {}
         self._ladder_size_dir: Path | None = None  # the ladder's size now training
+        self._ladder_replay = False  # the run shown is a ladder's folder
         self.process = TrainingProcess(self)
         self._build()
         self._connect()
@@ -323,19 +324,25 @@ class TrainingTab(QWidget):
         self.hide_error()
 
     def open_run(self, path: str) -> None:
-        """Show a past run: its curves, samples and notes from its events file."""
+        """Show a past run: its curves, samples and notes from its events file. A ladder's
+        folder shows every size's events in turn, and its fit in the Ladder tab."""
         if self.process.is_running():
             self.status.setText("A process is running: stop it before opening another run.")
             return
         self._show_run(Path(path))
         self.status.setText(f"Reading {Path(path).name}…")
         self._read_id += 1
-        request, events_file = self._read_id, Path(path) / "events.jsonl"
+        request, folder = self._read_id, Path(path)
+        self._ladder_replay = is_ladder_folder(folder)
+        if self._ladder_replay:
+            self.ladder_chart.clear()
+            self.bottom.setCurrentWidget(self.ladder_chart)
         run_in_background(
-            lambda: read_events(events_file),
+            lambda: read_ladder_events(folder) if is_ladder_folder(folder)
+            else read_events(folder / "events.jsonl"),
             lambda result, error: self._on_events_read(request, result, error),
             self,
-        )
+        )  # fmt: skip
 
     def _on_events_read(self, request: int, events: Any, error: str | None) -> None:
         if request != self._read_id:
@@ -344,9 +351,18 @@ class TrainingTab(QWidget):
             self.show_error(f"Cannot read the run's events: {error}")
             return
         for event in events or []:
+            if self._ladder_replay:
+                if event["event"] == "start":
+                    self.charts.clear()  # the last size's curves stay
+                self.ladder_chart.add_event(event)
             self._handle_event(event, live=False)
         name = self.run_dir.name if self.run_dir else ""
-        self.status.setText(f"Run {name}: {self._describe_end()}")
+        if self._ladder_replay:
+            sizes = len(self.ladder_chart.loss_points())
+            self.status.setText(f"Ladder {name}: {sizes} size(s); the Ladder tab below shows "
+                                "the fit, the charts the last size")  # fmt: skip
+        else:
+            self.status.setText(f"Run {name}: {self._describe_end()}")
         self._update_buttons()
 
     def _describe_end(self) -> str:
