@@ -48,6 +48,8 @@ BAD_FIELDS = [
     ("device", "gpu", "device must be one of auto, cpu, mps, cuda or cuda:N (got 'gpu')"),
     ("device", 0, "device must be one of"),
     ("precision", "fp8", "precision must be one of 'auto', 'fp32', 'bf16', 'fp16'"),
+    ("strategy", "zero3", "strategy must be one of 'ddp', 'fsdp' (got 'zero3')"),
+    ("strategy", None, "strategy must be one of 'ddp', 'fsdp' (got None)"),
     ("tokenizer", "words", "tokenizer must be one of 'char', 'bpe', 'model'"),
     ("preset", "huge", "preset must be one of "),
     ("corpus_recipe", "mine", "corpus_recipe must be one of 'default'"),
@@ -96,10 +98,15 @@ def test_every_problem_is_named_at_once():
 def test_good_values_pass_and_lists_become_tuples():
     config = TrainConfig.from_dict(
         _config(
-            threads=None, context=None, device="cuda:1", model={"n_kv_head": None, "d_ff": None}
+            threads=None,
+            context=None,
+            device="cuda:1",
+            model={"n_kv_head": None, "d_ff": None},
+            strategy="fsdp",
         )
     )
-    assert config.device == "cuda:1"
+    assert config.device == "cuda:1" and config.strategy == "fsdp"
+    assert TrainConfig.from_dict(_config()).strategy == "ddp"
     direct = TrainConfig(data=["a"], out_dir="o", sample_prompts=["x"])
     assert direct.data == ("a",) and direct.sample_prompts == ("x",)
 

@@ -45,14 +45,14 @@ __all__ = [
     "list_checkpoints",
     "load_training_state",
     "mark_best",
+    "read_training_state",
     "save_training_checkpoint",
 ]
 
 OPTIMIZER_FILE = "optimizer.safetensors"
 
 
-def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
-    state = optimizer.state_dict()
+def _optimizer_tensors(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict]:
     tensors: dict[str, torch.Tensor] = {}
     scalars: dict[str, dict[str, Any]] = {}
     for index, values in state["state"].items():
@@ -82,13 +82,16 @@ def save_training_checkpoint(
     step: int,
     transformer: Transformer,
     tokenizer: Tokenizer,
-    optimizer: torch.optim.Optimizer,
+    optimizer_state: dict[str, Any],
     state: dict[str, Any],
     *,
     name: str,
     keep: int,
 ) -> Path:
     """Write the checkpoint for `step` (completed steps), then prune old ones.
+
+    `optimizer_state` is what `optimizer.state_dict()` gives in one process: each parameter's
+    state under its index (FSDP gathers its shards into that form first).
 
     On failure nothing of the new checkpoint is left behind and the earlier ones are as they
     were; CheckpointError says why, and which complete checkpoint is the latest."""
@@ -97,7 +100,7 @@ def save_training_checkpoint(
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         write_checkpoint(tmp, transformer, tokenizer, name=name)
-        tensors, optimizer_meta = _optimizer_tensors(optimizer)
+        tensors, optimizer_meta = _optimizer_tensors(optimizer_state)
         atomic_write(tmp / OPTIMIZER_FILE, lambda p: save_file(tensors, p))
         payload = {**state, "step": step, "optimizer": optimizer_meta}
         text = json.dumps(payload, indent=2)
@@ -138,6 +141,14 @@ def _prune(run_dir: Path, keep: int) -> None:
 
 def load_training_state(checkpoint: Path, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
     """Restore the optimizer from a checkpoint and return its training state (step, best...)."""
+    optimizer_state, payload = read_training_state(checkpoint)
+    optimizer.load_state_dict(optimizer_state)
+    return payload
+
+
+def read_training_state(checkpoint: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The optimizer's state dict, as `optimizer.state_dict()` gives it in one process, and
+    the training state (step, best...) of a checkpoint."""
     payload = json.loads((checkpoint / STATE_FILE).read_text())
     tensors = load_file(str(checkpoint / OPTIMIZER_FILE))
     meta = payload.pop("optimizer")
@@ -147,5 +158,4 @@ def load_training_state(checkpoint: Path, optimizer: torch.optim.Optimizer) -> d
         per_param.setdefault(int(index), {})[name] = value
     for index, values in meta["scalars"].items():
         per_param.setdefault(int(index), {}).update(values)
-    optimizer.load_state_dict({"state": per_param, "param_groups": meta["param_groups"]})
-    return payload
+    return {"state": per_param, "param_groups": meta["param_groups"]}, payload

@@ -18,6 +18,7 @@ from tokenscope.train import config_checks as checks
 
 TokenizerKind = Literal["char", "bpe", "model"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
+Strategy = Literal["ddp", "fsdp"]
 MAX_CONFIG_BYTES = 10 << 20
 
 
@@ -59,6 +60,10 @@ class TrainConfig:
     dropout: float = 0.0
     precision: Precision = "auto"
     device: str = "auto"
+    # With several processes (torchrun): "ddp" keeps a whole model on every device, "fsdp"
+    # shards parameters, gradients and optimizer state over them, for a model that does not
+    # fit one device. The same losses either way; one process trains the same with both.
+    strategy: Strategy = "ddp"
     threads: int | None = None  # CPU threads for torch; None: torch's default
     seed: int = 1337
     val_fraction: float = 0.1

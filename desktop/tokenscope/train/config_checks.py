@@ -33,6 +33,7 @@ MAX_SAMPLE_TOKENS = 4096
 MAX_TEXT = 100_000  # characters in a sample prompt or a probe
 MAX_NAME = 200
 
+STRATEGIES = ("ddp", "fsdp")  # data parallel, or fully sharded data parallel (FSDP2)
 DEVICE_PATTERN = re.compile(r"(auto|cpu|mps|(cuda|xpu)(:\d{1,3})?)")
 DEVICE_TEXT = "auto, cpu, mps, cuda or cuda:N"
 ROPE_SCALING_KEYS = ("factor", "low_freq_factor", "high_freq_factor", "original_context_length")
@@ -200,6 +201,7 @@ def field_problems(c: Any, presets: Sequence[str]) -> list[str]:
     p += choice("precision", c.precision, ("auto", "fp32", "bf16", "fp16"))
     if not isinstance(c.device, str) or not DEVICE_PATTERN.fullmatch(c.device):
         p.append(f"device must be one of {DEVICE_TEXT} (got {_got(c.device)})")
+    p += choice("strategy", c.strategy, STRATEGIES)
     p += whole("threads", c.threads, 1, MAX_THREADS, none_ok=True)
     p += whole("seed", c.seed, 0, MAX_SEED)
     p += number("val_fraction", c.val_fraction, 0.0, 0.5, low_open=True, high_open=True)

@@ -1,12 +1,15 @@
-"""The training loop: one process, or several under torchrun (PyTorch DDP, chosen by environment).
+"""The training loop: one process, or several under torchrun (chosen by environment), each
+holding the whole model (strategy "ddp", PyTorch DDP) or a shard of it ("fsdp", FSDP2; see
+tokenscope.train.fsdp).
 
     python -m tokenscope.train --config run.json
     torchrun --nproc-per-node 2 -m tokenscope.train --config run.json
     python -m tokenscope.train.torchrun ...    the same, exiting 0 after a clean SIGTERM stop
 
 Every process draws the same global batch for a step (it depends only on seed and step) and
-takes its share of rows, so N processes follow the same trajectory as one. Rank 0 alone writes
-events and checkpoints, and holds the run folder's lock while it does.
+takes its share of rows, so N processes follow the same trajectory as one; evaluation shares
+its rows the same way. Rank 0 alone writes events and checkpoints, and holds the run folder's
+lock while it does.
 """
 
 from __future__ import annotations
@@ -153,7 +156,8 @@ class _RunState:
     train: TokenDataset
     val: TokenDataset
     resumed_from: Path | None = None
-    ddp_model: torch.nn.Module | None = None
+    # What the steps run: the DDP wrapper, or the model itself (alone, or sharded in place).
+    training_model: torch.nn.Module | None = None
     scaler: Any = None
     step: int = 0
     best_val: float = math.inf
@@ -192,6 +196,11 @@ class Trainer:
         self.corpus_info: dict[str, Any] = {}  # what the corpus held, when prepared in this run
 
     # ----- set-up --------------------------------------------------------------------------
+
+    @property
+    def sharded(self) -> bool:
+        """FSDP over several processes (one process has nothing to shard: it trains alone)."""
+        return self.config.strategy == "fsdp" and self.rt.world > 1
 
     def _barrier(self) -> None:
         if self.rt.world > 1:
@@ -268,6 +277,8 @@ class Trainer:
             model_config = c.model_config(tokenizer.vocab_size)
             self._check_memory(model_config)
             model = Transformer(model_config).init_weights(seed=c.seed)
+        if self.sharded:
+            return model.train()  # sharding moves each shard to the device, never the whole
         return model.to(self.rt.device).train()
 
     def _check_memory(self, model_config: ModelConfig) -> None:
@@ -275,7 +286,8 @@ class Trainer:
         c = self.config
         micro = max(1, c.batch_size // c.grad_accum // self.rt.world)
         context = min(c.context or model_config.context_length, model_config.context_length)
-        check_fits(model_config, micro, context, self.rt.device)
+        shards = self.rt.world if self.sharded else 1
+        check_fits(model_config, micro, context, self.rt.device, shards=shards)
 
     def _optimizer(self, model: Transformer) -> torch.optim.Optimizer:
         c = self.config
@@ -304,18 +316,36 @@ class Trainer:
 
     @torch.no_grad()
     def _evaluate(self, model: Transformer, train: TokenDataset, val: TokenDataset) -> dict:
+        """Mean losses over the same batches every time, on every rank: each takes its share
+        of the rows, as in training (under FSDP every rank must run the forward pass anyway:
+        it gathers the weights), and all learn the same figures."""
+        rt = self.rt
         model.eval()
-        out = {}
-        for name, data in (("train", train), ("val", val)):
+        means = []
+        for data in (train, val):
             length = min(self.context, len(data) - 1)
-            losses = []
+            total = 0.0
             for i in range(self.config.eval_batches):
                 starts = self._rows(data, EVAL_SEED_OFFSET + i, self.micro_global, length)
-                losses.append(float(self._loss(model, *data.batch(starts, length))))
-            out[f"{name}_loss"] = sum(losses) / len(losses)
+                x, y = data.batch(starts[rt.rank :: rt.world], length)
+                total += float(self._loss(model, x, y))
+            means.append(total / self.config.eval_batches)
         model.train()
-        out["val_perplexity"] = math.exp(min(out["val_loss"], 50.0))
-        return out
+        model._head_copy = None  # no copy of the whole head outlives the evaluation
+        train_loss, val_loss = self._mean_over_ranks(means)
+        return {
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            "val_perplexity": math.exp(min(val_loss, 50.0)),
+        }
+
+    def _mean_over_ranks(self, values: list[float]) -> list[float]:
+        """The mean of each value over the processes (the values themselves in one)."""
+        if self.rt.world == 1:
+            return values
+        t = torch.tensor(values, dtype=torch.float64, device=self.rt.device)
+        dist.all_reduce(t)
+        return (t / self.rt.world).tolist()
 
     def _report_samples(self, step: int, model: Transformer, tokenizer: Tokenizer) -> None:
         c = self.config
@@ -440,19 +470,51 @@ class Trainer:
                 f"the training split has {len(train)} tokens; the context is {self.context}: "
                 "use more text or a shorter context"
             )
-        optimizer = self._optimizer(model)
-        state = _RunState(model, tokenizer, optimizer, train, val, resumed_from=resume_from)
+        training_model = self._distribute(model)
+        optimizer = self._optimizer(model)  # after sharding: it must hold the shards
+        state = _RunState(model, tokenizer, optimizer, train, val, resumed_from=resume_from,
+                          training_model=training_model)  # fmt: skip
         if resume_from is not None:
-            saved = ckpt.load_training_state(resume_from, optimizer)
+            saved = self._load_training_state(resume_from, state)
             state.step = saved["step"]
             state.best_val = saved.get("best_val_loss") or math.inf
-        state.ddp_model = model
+        state.scaler = self._grad_scaler()
+        return state
+
+    def _distribute(self, model: Transformer) -> torch.nn.Module:
+        """What the steps run: the model alone, wrapped in DDP, or sharded in place (FSDP)."""
+        rt = self.rt
+        if self.sharded:
+            from tokenscope.train import fsdp
+
+            fsdp.shard(model, rt.device, rt.world)
+            return model
         if rt.world > 1:
-            state.ddp_model = torch.nn.parallel.DistributedDataParallel(
+            return torch.nn.parallel.DistributedDataParallel(
                 model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None
             )
-        state.scaler = torch.amp.GradScaler(enabled=self.autocast_dtype == torch.float16)
-        return state
+        return model
+
+    def _load_training_state(self, checkpoint: Path, state: _RunState) -> dict[str, Any]:
+        """Restore the optimizer from `checkpoint` (every rank reads it, as it read the
+        weights); return the saved training state (step, best validation loss)."""
+        if not self.sharded:
+            return ckpt.load_training_state(checkpoint, state.optimizer)
+        from tokenscope.train import fsdp
+
+        optimizer_state, saved = ckpt.read_training_state(checkpoint)
+        fsdp.load_optimizer_state(state.model, state.optimizer, optimizer_state)
+        return saved
+
+    def _grad_scaler(self) -> Any:
+        """Loss scaling for float16 (a no-op otherwise). Under FSDP each rank checks only its
+        shards for overflow: the sharded scaler makes them agree on skipping a step."""
+        enabled = self.autocast_dtype == torch.float16
+        if self.sharded and enabled:
+            from torch.distributed.fsdp.sharded_grad_scaler import ShardedGradScaler
+
+            return ShardedGradScaler(device=self.rt.device.type)
+        return torch.amp.GradScaler(enabled=enabled)
 
     def _announce(self, state: _RunState) -> None:
         """The start event: what is trained, where, how fast it could go."""
@@ -506,9 +568,8 @@ class Trainer:
             )
             x, y = state.train.batch(starts[rt.rank :: rt.world], self.context)
             sync = micro == c.grad_accum - 1 or rt.world == 1
-            ctx = nullcontext() if sync else state.ddp_model.no_sync()
-            with ctx:
-                loss = self._loss(state.ddp_model, x, y) / c.grad_accum
+            with nullcontext() if sync else self._no_sync(state):
+                loss = self._loss(state.training_model, x, y) / c.grad_accum
                 state.scaler.scale(loss).backward()
             total += loss.detach()
         if rt.world > 1:
@@ -527,14 +588,20 @@ class Trainer:
             return False
         state.bad_steps = 0
         state.scaler.unscale_(state.optimizer)
-        state.grad_norm = float(
-            torch.nn.utils.clip_grad_norm_(state.model.parameters(), c.grad_clip)
-        )
+        state.grad_norm = _clip_gradients(state.model, c.grad_clip)
         state.scaler.step(state.optimizer)
         state.scaler.update()
         state.optimizer.zero_grad(set_to_none=True)
         state.last_loss = loss_value
         return True
+
+    def _no_sync(self, state: _RunState) -> Any:
+        """Accumulate this micro-step's gradients without reducing them over the processes."""
+        if self.sharded:
+            from tokenscope.train import fsdp
+
+            return fsdp.gradient_sync_off(state.model)
+        return state.training_model.no_sync()
 
     def _after_step(self, state: _RunState) -> bool:
         """Report, evaluate, sample, probe and save as the schedule says; True to stop now."""
@@ -555,22 +622,43 @@ class Trainer:
                 tokens=step * self.tokens_per_step,
             )
         is_last = step == c.steps
+        evaluate = step % c.eval_every == 0 or is_last
+        sample = bool(c.sample_prompts) and (step % c.sample_every == 0 or is_last)
         improved = False
-        if rt.is_main and (step % c.eval_every == 0 or is_last):
+        if evaluate:  # on every rank, so every rank knows whether this is the best so far
             metrics = self._evaluate(state.model, state.train, state.val)
             improved = metrics["val_loss"] < state.best_val
             state.best_val = min(state.best_val, metrics["val_loss"])
             self.events.emit("eval", step=step, **metrics, best=improved)
-            self._report_probes(step, state.model, state.tokenizer)
-        if rt.is_main and c.sample_prompts and (step % c.sample_every == 0 or is_last):
-            self._report_samples(step, state.model, state.tokenizer)
         stop_now = self._agree(self.stop.requested() or step == self.stop_at_step)
-        if step % c.checkpoint_every == 0 or is_last or stop_now or improved:
-            self._save(
-                step, state.model, state.tokenizer, state.optimizer, state.best_val, improved
-            )
+        save = step % c.checkpoint_every == 0 or is_last or stop_now or improved
+        if (evaluate and c.probes) or sample or save:
+            whole = self._whole_model(state)
+            if rt.is_main and evaluate:
+                self._report_probes(step, whole, state.tokenizer)
+            if rt.is_main and sample:
+                self._report_samples(step, whole, state.tokenizer)
+            if save:
+                self._save(step, state, whole, improved)
         self._barrier()
         return stop_now and not is_last
+
+    def _whole_model(self, state: _RunState) -> Transformer | None:
+        """The whole model on rank 0 (None on the others), for probes, samples and
+        checkpoints. Under FSDP a copy gathered onto rank 0's CPU, every rank taking part."""
+        if self.sharded:
+            from tokenscope.train import fsdp
+
+            return fsdp.full_model(state.model)
+        return state.model if self.rt.is_main else None
+
+    def _whole_optimizer_state(self, state: _RunState) -> dict[str, Any] | None:
+        """The optimizer's state as one process holds it, on rank 0 (None on the others)."""
+        if self.sharded:
+            from tokenscope.train import fsdp
+
+            return fsdp.full_optimizer_state(state.model, state.optimizer)
+        return state.optimizer.state_dict() if self.rt.is_main else None
 
     def _agree(self, flag: bool) -> bool:
         """Every process stops at the same step if any was asked to."""
@@ -584,23 +672,19 @@ class Trainer:
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return int(t.item())
 
-    def _save(
-        self,
-        step: int,
-        model: Transformer,
-        tokenizer: Tokenizer,
-        optimizer: torch.optim.Optimizer,
-        best_val: float,
-        is_best: bool,
-    ) -> None:
+    def _save(self, step: int, state: _RunState, model: Transformer | None, is_best: bool) -> None:
+        """Rank 0 writes `model` (the whole model) and the optimizer's state; under FSDP
+        every rank first takes part in gathering that state."""
+        optimizer_state = self._whole_optimizer_state(state)
         if not self.rt.is_main:
             return
+        best_val = state.best_val
         path = ckpt.save_training_checkpoint(
             self.run_dir,
             step,
             model,
-            tokenizer,
-            optimizer,
+            state.tokenizer,
+            optimizer_state,
             {"best_val_loss": best_val if math.isfinite(best_val) else None},
             name=self.config.name,
             keep=self.config.keep_checkpoints,
@@ -608,6 +692,16 @@ class Trainer:
         if is_best:
             ckpt.mark_best(self.run_dir, path, best_val)
         self.events.emit("checkpoint", step=step, path=str(path))
+
+
+def _clip_gradients(model: torch.nn.Module, max_norm: float) -> float:
+    """Clip the gradients to `max_norm`; return their norm before clipping. Under FSDP the
+    gradients are DTensor shards and so is the norm: its full value is the whole gradient's
+    norm, the figure DDP or one process reports."""
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+    if hasattr(norm, "full_tensor"):  # a DTensor
+        norm = norm.full_tensor()
+    return float(norm)
 
 
 class _OtherRankFailed(Exception):  # a signal between ranks

@@ -6,7 +6,8 @@ the system) half-way.
 
 The estimate is deliberately simple (float32 training with AdamW):
 
-    weights + gradients + two AdamW moments      16 bytes per parameter
+    weights + gradients + two AdamW moments      16 bytes per parameter (over N with FSDP
+                                                 on N processes: each holds one shard)
     activations kept for backward, per layer    ~(10 d_model + 3 d_ff + 2 n_head T) floats
                                                  per token of the micro-batch
     logits, log-probabilities and their grad     3 x micro-batch x T x vocabulary floats
@@ -31,11 +32,14 @@ class NotEnoughMemory(TokenscopeError):
     """The run would need more memory than the device has available."""
 
 
-def training_bytes(model: ModelConfig, micro_batch: int, context: int) -> dict[str, int]:
-    """Estimated bytes for one training step of `micro_batch` rows of `context` tokens."""
+def training_bytes(
+    model: ModelConfig, micro_batch: int, context: int, *, shards: int = 1
+) -> dict[str, int]:
+    """Estimated bytes for one training step of `micro_batch` rows of `context` tokens, on a
+    device that holds 1/`shards` of the weights, gradients and moments (FSDP)."""
     t = min(context, model.context_length)
     tokens = micro_batch * t
-    state = 16 * model.parameter_count()
+    state = 16 * model.parameter_count() // shards
     per_token = model.n_layer * (10 * model.d_model + 3 * model.ffn_dim + 2 * model.n_head * t)
     activations = FLOAT * tokens * per_token
     logits = 3 * FLOAT * tokens * model.vocab_size
@@ -106,9 +110,11 @@ def _gb(n: float) -> str:
     return f"{n / 1e9:.1f} GB" if n >= 1e8 else f"{n / 1e6:.0f} MB"
 
 
-def check_fits(model: ModelConfig, micro_batch: int, context: int, device: Any) -> dict[str, int]:
+def check_fits(
+    model: ModelConfig, micro_batch: int, context: int, device: Any, *, shards: int = 1
+) -> dict[str, int]:
     """Raise NotEnoughMemory, naming what to change, when the run cannot fit on `device`."""
-    need = training_bytes(model, micro_batch, context)
+    need = training_bytes(model, micro_batch, context, shards=shards)
     free = available_bytes(device)
     if free is not None and need["total"] > free:
         biggest = max(("state", "activations", "logits"), key=lambda k: need[k])

@@ -1,6 +1,7 @@
 """The model and budget part of the Training tab: a preset or custom shape, steps, batch,
-processes; and, as they change, parameters, memory, FLOPs per token, the compute for the
-planned tokens, how many passes over the corpus that is, and the time it will take.
+processes and how they share the model (DDP or FSDP); and, as they change, parameters, memory,
+FLOPs per token, the compute for the planned tokens, how many passes over the corpus that is,
+the time it will take, and the torchrun command that trains the run on several machines.
 
 The estimates are arithmetic on ModelConfig (no torch). The time starts as a rough guess from
 the device's peak FLOP/s and becomes a measurement: a second after the plan stops changing,
@@ -9,10 +10,11 @@ the trainer times a few real steps of this model and batch in a process of its o
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QTimer, Signal
-from PySide6.QtGui import QShowEvent
+from PySide6.QtGui import QGuiApplication, QShowEvent
 from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -20,6 +22,8 @@ from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
+    QPushButton,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -27,6 +31,7 @@ from PySide6.QtWidgets import (
 
 from tokenscope.gui.background import run_in_background
 from tokenscope.gui.training.training_process import threads_note, trainer_threads
+from tokenscope.launch import multinode_command
 from tokenscope.lm.config import PRESETS, ModelConfig, preset
 from tokenscope.units import format_bytes, format_count, format_duration
 
@@ -38,6 +43,14 @@ ADAM_BYTES_PER_PARAMETER = 16  # float32 weights, gradients and two Adam moments
 MEASURE_AFTER_MS = 1200  # the plan must rest this long before a burst is measured
 MEASURE_STEPS = 3
 MANY_EPOCHS = 10  # more passes over the text than this: say the model will memorise it
+NODES = 2  # machines in the command shown for several machines (more: change --nnodes)
+RDZV_PLACEHOLDER = "HOST:29500"  # one of the machines, as the others reach it
+NO_RUN_YET = Path("RUN") / "run.json"  # the command's config until a run is shown
+STRATEGY_TIP = (
+    "How several processes share the model. DDP keeps a whole copy on each. FSDP shards "
+    "parameters, gradients and optimizer state across the processes, for models that do not "
+    "fit one device. The losses are the same."
+)
 
 
 def measure_step(fields: dict[str, Any], vocab_size: int) -> float:
@@ -102,6 +115,7 @@ class TrainingPlan(QGroupBox):
         self._measure_timer.timeout.connect(self.measure)
         self._build()
         self._on_preset_changed()
+        self._update_multinode()
 
     def _build(self) -> None:
         def spin(name: str, low: int, high: int, value: int, accessible: str) -> QSpinBox:
@@ -124,7 +138,21 @@ class TrainingPlan(QGroupBox):
         self.batch = spin("batchControl", 1, 4096, 16, "Batch size (sequences per step)")
         self.eval_every = spin("evalEveryControl", 1, 1_000_000, 100, "Evaluate every N steps")
         self.processes = spin("processesControl", 1, 64, 1, "Processes")
-        self.processes.setToolTip("More than one runs the trainer under torchrun (DDP)")
+        self.processes.setToolTip("More than one runs the trainer under torchrun (DDP or FSDP)")
+        self.strategy = QComboBox(objectName="strategyControl", enabled=False)
+        self.strategy.setAccessibleName("How processes share the model")
+        self.strategy.addItem("DDP", "ddp")
+        self.strategy.addItem("FSDP", "fsdp")
+        self.strategy.setToolTip(STRATEGY_TIP)
+        self.run_config: Path | None = None  # the shown run's config, for the command below
+        self.multinode = QLineEdit(objectName="multinodeCommand", readOnly=True)
+        self.multinode.setAccessibleName("Command to train this run on several machines")
+        self.multinode.setToolTip(
+            f"Type it on each of the {NODES} machines, with {RDZV_PLACEHOLDER} replaced by one "
+            "of them; every machine must see the run's files at the same paths"
+        )
+        self.copy_multinode = QPushButton("Copy", objectName="copyMultinodeCommand")
+        self.copy_multinode.setAccessibleName("Copy the command for several machines")
         self.lr = QDoubleSpinBox(objectName="learningRateControl", decimals=5, minimum=1e-5)
         self.lr.setRange(1e-5, 1.0)
         self.lr.setSingleStep(1e-4)
@@ -144,7 +172,10 @@ class TrainingPlan(QGroupBox):
         budget.addRow("Batch", self.batch)
         budget.addRow("Learning rate", self.lr)
         budget.addRow("Evaluate every", self.eval_every)
-        budget.addRow("Processes", self.processes)
+        processes = QHBoxLayout()
+        processes.addWidget(self.processes)
+        processes.addWidget(self.strategy)
+        budget.addRow("Processes", processes)
         columns = QHBoxLayout()
         columns.addLayout(shape)
         columns.addLayout(budget)
@@ -152,6 +183,11 @@ class TrainingPlan(QGroupBox):
         layout.addLayout(columns)
         layout.addWidget(self.threads_label)
         layout.addWidget(self.estimates)
+        several = QHBoxLayout()
+        several.addWidget(QLabel("On several machines:"))
+        several.addWidget(self.multinode, 1)
+        several.addWidget(self.copy_multinode)
+        layout.addLayout(several)
 
         self.preset.currentIndexChanged.connect(self._on_preset_changed)
         for box in (self.layers, self.heads, self.width, self.context):
@@ -159,6 +195,10 @@ class TrainingPlan(QGroupBox):
         for box in (self.steps, self.batch):
             box.valueChanged.connect(self._on_budget_changed)
         self.processes.valueChanged.connect(self._on_processes_changed)
+        self.strategy.currentIndexChanged.connect(self._update_multinode)
+        self.copy_multinode.clicked.connect(
+            lambda: QGuiApplication.clipboard().setText(self.multinode.text())
+        )
 
     # ----- what the run uses ----------------------------------------------------------------
 
@@ -211,7 +251,26 @@ class TrainingPlan(QGroupBox):
             "sample_every": eval_every * max(1, steps // eval_every // 5),
             "checkpoint_every": eval_every,
             "threads": trainer_threads(self.processes.value()),
+            "strategy": self.strategy_choice(),
         }
+
+    def strategy_choice(self) -> str:
+        """How several processes share the model: "ddp" or "fsdp"."""
+        return str(self.strategy.currentData())
+
+    def set_run_config(self, path: Path | None) -> None:
+        """The run shown (its config file): the command for several machines trains it."""
+        self.run_config = path
+        self._update_multinode()
+
+    def _update_multinode(self, _index: int = 0) -> None:
+        self.multinode.setText(
+            multinode_command(
+                self.run_config or NO_RUN_YET, NODES, self.processes.value(), RDZV_PLACEHOLDER,
+                strategy=self.strategy_choice(),
+            )
+        )  # fmt: skip
+        self.multinode.setCursorPosition(0)
 
     def showEvent(self, event: QShowEvent) -> None:
         super().showEvent(event)
@@ -289,6 +348,8 @@ class TrainingPlan(QGroupBox):
 
     def _on_processes_changed(self, _value: int) -> None:
         self.device = None  # the peak depends on processes and threads
+        self.strategy.setEnabled(self.processes.value() > 1)
+        self._update_multinode()
         self._update_estimates()
         self.detect_device()
 
