@@ -349,3 +349,15 @@ def test_a_size_ladder_trains_every_size_and_charts_the_fit(qtbot, tab, tmp_path
     assert fit is not None and {"a", "alpha", "c", "next_parameters"} <= set(fit)
     assert "Fit: L(N)" in tab.ladder_chart.summary.text()
     assert tab.status.text().startswith("Ladder capitals-ladder: 4 size(s) trained")
+    # Reopened later (the runs list), the ladder shows the same sizes and fit again.
+    tab.ladder_chart.clear()
+    tab.runs.refresh()
+    qtbot.waitUntil(lambda: any(r.path == str(ladder_dir) for r in tab.runs.runs), timeout=10_000)
+    info = next(r for r in tab.runs.runs if r.path == str(ladder_dir))
+    assert info.label() == "capitals-ladder — size ladder, 4 sizes, fitted"
+    tab.open_run(str(ladder_dir))
+    qtbot.waitUntil(lambda: tab.ladder_chart.fit is not None, timeout=10_000)
+    again = tab.ladder_chart.loss_points()
+    assert [n for n, _ in again] == [n for n, _ in points]
+    assert [v for _, v in again] == pytest.approx([v for _, v in points])
+    assert tab.ladder_chart.fit == pytest.approx(fit)

@@ -7,6 +7,8 @@
     python -m tokenscope.train --config run.json --measure-steps 3   time a few steps
     python -m tokenscope.train --recipe default --ladder   sizes from 0.1 M to 3 M, and a fit
     torchrun --nproc-per-node 2 -m tokenscope.train ...    the same, with several processes
+    python -m tokenscope.train --config run.json --print-torchrun --nnodes 2 --nproc-per-node 8
+                                                the torchrun line for several machines
 
 Progress is one JSON event per line on stdout (see tokenscope.train.events); every failure
 ends in an `error` and a `done` event (a refused config also in one line on stderr).
@@ -16,6 +18,7 @@ Exit status: 0 completed or stopped, 1 the run failed, 2 the config was refused.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Sequence
@@ -62,6 +65,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="time N training steps of this config's model on random tokens, print one JSON "
         "line and exit (the Training tab's estimate)",
     )
+    several = p.add_argument_group("several machines")
+    several.add_argument(
+        "--print-torchrun",
+        action="store_true",
+        help="print the torchrun command that trains this config on several machines (the "
+        "same line on each) and exit",
+    )
+    several.add_argument("--nnodes", type=int, default=2, metavar="N", help="machines (default: 2)")
+    several.add_argument(
+        "--nproc-per-node",
+        type=int,
+        default=1,
+        metavar="N",
+        help="processes per machine (default: 1)",
+    )
+    several.add_argument(
+        "--rdzv-endpoint",
+        default="HOST:29500",
+        metavar="HOST:PORT",
+        help="HOST:PORT of the machine where the others meet (default: HOST:29500)",
+    )
 
 
 def _load_config(args: argparse.Namespace):
@@ -96,7 +120,7 @@ def _refuse(args: argparse.Namespace, message: str, code: int) -> int:
     """One line on stderr and, for a training run, an error and a done event on stdout (the
     window reads those); the measurement's stdout stays one measure line or nothing."""
     print(f"tokenscope train: error: {message}", file=sys.stderr)
-    if not args.measure_steps:
+    if not args.measure_steps and not args.print_torchrun:
         from tokenscope.train.events import EventWriter
 
         events = EventWriter(None)
@@ -115,6 +139,9 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--measure-steps must be at least 1 (got {args.measure_steps})")
         if args.stop_at_step is not None and args.stop_at_step < 1:
             raise ValueError(f"--stop-at-step must be at least 1 (got {args.stop_at_step})")
+        if args.print_torchrun:
+            print(_torchrun_line(args, config))
+            return 0
     except (ValueError, TypeError, TokenscopeError) as e:
         return _refuse(args, str(e), 2)
     if args.measure_steps:
@@ -138,6 +165,34 @@ def run(args: argparse.Namespace) -> int:
 
     status = Trainer(config, resume=args.resume, stop_at_step=args.stop_at_step).run()
     return {"completed": 0, "stopped": 0}.get(status, 1)
+
+
+def _torchrun_line(args: argparse.Namespace, config) -> str:
+    """The multi-node torchrun command for the config file as it is (checked first)."""
+    from tokenscope.launch import multinode_command
+
+    if not args.config:
+        raise ValueError("--print-torchrun needs --config: the command names the config file")
+    given = {
+        "--set": args.set,
+        "--out": args.out,
+        "--resume": args.resume,
+        "--stop-at-step": args.stop_at_step is not None,
+        "--baselines": args.baselines,
+        "--ladder": args.ladder,
+        "--measure-steps": args.measure_steps is not None,
+    }
+    if others := [name for name, present in given.items() if present]:
+        raise ValueError(
+            "--print-torchrun prints the command for the config file as it is; leave out "
+            + ", ".join(others)
+        )
+    if args.nnodes < 1 or args.nproc_per_node < 1:
+        raise ValueError("--nnodes and --nproc-per-node must be at least 1")
+    return multinode_command(
+        args.config.absolute(), args.nnodes, args.nproc_per_node, args.rdzv_endpoint,
+        run_id=config.name,
+    )  # fmt: skip
 
 
 def _run_ladder(args: argparse.Namespace, config) -> int:
@@ -174,6 +229,11 @@ def _run_ladder(args: argparse.Namespace, config) -> int:
             "next_val_loss": fit.predict(bigger),
         }
     EventWriter(None).emit("ladder", **event)
+    # Kept beside the sizes, so the window can show the ladder and its fit again.
+    from tokenscope.files import atomic_write_text
+
+    with contextlib.suppress(OSError):
+        atomic_write_text(Path(config.out_dir) / "ladder.json", json.dumps(event, indent=1))
     return 0 if len(done) == len(configs) else 1
 
 

@@ -22,5 +22,3 @@ def surprise_color(bits: float | None) -> str:
         return "#eeeeee"
     share = max(0.0, min(1.0, bits / 12))
     return QColor.fromHslF((1 - share) * 120 / 360, 0.75, 0.82).name()
-
-

@@ -314,6 +314,7 @@ class TrainingTab(QWidget):
 
     def _show_run(self, run_dir: Path) -> None:
         self.run_dir = run_dir
+        self.plan.set_run_config(run_dir / "run.json")  # its command for several machines
         self.charts.clear()
         self.notes.reset()
         self.notes_view.clear()
