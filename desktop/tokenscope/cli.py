@@ -738,9 +738,22 @@ def _scale_targets(given: list[str] | None) -> list[str]:
 def _cmd_scale(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from tokenscope.lm.scale import Probe, run_probe, run_sweeps
+    from tokenscope.lm.scale import Probe, is_run_folder, run_probe, run_sizes, run_sweeps
+    from tokenscope.train.run_folder import latest_checkpoint
 
-    targets = _scale_targets(args.models)
+    # A run (or a ladder: each size) counts as its latest checkpoint, and with a probe it is
+    # also measured at every checkpoint (P against training tokens).
+    targets, runs, run_of = [], [], {}
+    for target in _scale_targets(args.models):
+        if not is_run_folder(target):
+            targets.append(target)
+            continue
+        for size in run_sizes(target):
+            last = latest_checkpoint(size)
+            if last is not None:
+                targets.append(str(last))
+                runs.append(size)
+                run_of[str(last)] = size
 
     def progress(target: str, done: int, total: int) -> None:
         if not args.json:
@@ -770,18 +783,32 @@ def _cmd_scale(args: argparse.Namespace) -> int:
         return 0
     if not args.prompt or args.answer is None:
         raise ValueError("give a PROMPT and the ANSWER whose probability to measure")
-    points = run_probe(targets, Probe(args.prompt, args.answer), use_cache=not args.no_cache,
-                       progress=progress)  # fmt: skip
+    probe = Probe(args.prompt, args.answer)
+    points = run_probe(targets, probe, use_cache=not args.no_cache, progress=progress)
     points.sort(key=lambda p: p.parameters)
+    from dataclasses import replace
+
+    from tokenscope.lm.scale import run_label, training_curve
+
+    points = [replace(p, name=run_label(run_of[p.model])) if p.model in run_of else p
+              for p in points]  # fmt: skip
+
+    curves = [training_curve(run, probe, use_cache=not args.no_cache) for run in runs]
     if args.json:
         print(json.dumps({"prompt": args.prompt, "answer": args.answer,
-                          "models": [asdict(p) for p in points]}, ensure_ascii=False))  # fmt: skip
+                          "models": [asdict(p) for p in points],
+                          "runs": [asdict(c) for c in curves]}, ensure_ascii=False))  # fmt: skip
         return 0
     print(f"P({args.answer!r} | {args.prompt!r}), smallest model first")
     print(f"{'model':<28} {'parameters':>12}  {'P(answer)':>10}  {'rank':>6}  top prediction")
     for p in points:
         print(f"{p.name[:28]:<28} {p.parameters:>12,}  {p.probability:10.4f}  {p.rank:>6}  "
               f"{p.top_prediction!r} {p.top_probability:.3f}")  # fmt: skip
+    for c in curves:
+        print(f"\n{c.name} ({c.parameters:,} parameters) during training")
+        print(f"{'step':>8}  {'training tokens':>15}  {'P(answer)':>10}  {'rank':>6}")
+        for pt in c.points:
+            print(f"{pt.step:>8,}  {pt.tokens:>15,}  {pt.probability:10.4f}  {pt.rank:>6}")
     return 0
 
 
