@@ -44,3 +44,21 @@ def test_it_learned_more_than_the_two_examples():
         for country, city in facts.items()
     )
     assert right >= 3
+
+
+def test_it_learns_an_invented_language_from_the_examples():
+    """The in-context preset: with no example the made-up ending is a guess; by four examples
+    the model reads it off the prompt. The memorised table, by contrast, is flat."""
+    from tokenscope.lm.fewshot import load_prompt, sweep
+    from tokenscope.lm.fewshot.scoring import read_sweep
+
+    model = tokenscope.load_model("builtin")
+    points = sweep(model, load_prompt("invented-language"), max_shots=4)
+    p = [pt.probability for pt in points]
+    assert p[0] < 0.05  # near chance: nothing says the ending is "vek"
+    assert p[4] - p[0] > 0.5  # the threshold the issue asks to state
+    assert min(p[1:]) > 0.5  # (one example shows this simple rule; measured 0.99 from 1 shot)
+    assert read_sweep(points).startswith("Rising")
+    flat = sweep(model, load_prompt("english-indonesian"), max_shots=4)
+    assert min(pt.probability for pt in flat) > 0.8  # remembered, with or without examples
+    assert read_sweep(flat).startswith("Flat and high")

@@ -8,6 +8,13 @@ sentences a learner can read: facts about capitals, translation lists in the few
 of Tokenscope's examples, small arithmetic and simple sentences. Everything the bundled model
 knows comes from here, which is the point: it shows what a language model learns from its
 data, and nothing more. The output is the same for the same seed.
+
+It also holds lists in invented languages: each document makes up a language whose words are
+the English words with an ending of its own ("cat => catvek", "red => redvek"). The ending is
+drawn afresh for every document, so no table can be memorised: the only way to predict
+"cloud => cloudvek" is to read the ending off the examples above it. That is what teaches the
+bundled model to learn in context (the `invented-language` preset), beside the
+English->Indonesian table it simply remembers.
 """
 
 from __future__ import annotations
@@ -85,6 +92,40 @@ def translation_blocks(rng: random.Random, words: list[Word], count: int) -> Ite
         yield "\n".join(lines)
 
 
+CONSONANTS = "bdfgklmnprstvz"
+VOWELS = "aeiou"
+
+
+def invented_ending(rng: random.Random) -> str:
+    """A made-up ending of one or two syllables: "vek", "zomi", "tal"."""
+    syllables = [rng.choice(CONSONANTS) + rng.choice(VOWELS) for _ in range(rng.randint(1, 2))]
+    if rng.random() < 0.6:
+        syllables[-1] += rng.choice(CONSONANTS)
+    return "".join(syllables)
+
+
+def invented_language_name(rng: random.Random) -> str:
+    return invented_ending(rng).capitalize() + "ish"
+
+
+def invented_language_blocks(rng: random.Random, words: list[Word], count: int) -> Iterator[str]:
+    """Lists in a language made up for the document: every word gets the same fresh ending.
+
+    The name says nothing about the ending (both are drawn independently), so with no example
+    the ending is a guess; each example shows it once more.
+    """
+    single = [w.english for w in words if " " not in w.english and w.kind != "other"]
+    for _ in range(count):
+        header = f"Translate English to {invented_language_name(rng)}:"
+        ending = invented_ending(rng)
+        picked = rng.sample(single, rng.randint(2, 7))
+        lines = [header, *(f"{w} => {w}{ending}" for w in picked[:-1])]
+        if rng.random() < 0.7:
+            lines.append(header)
+        lines.append(f"{picked[-1]} => {picked[-1]}{ending}")
+        yield "\n".join(lines)
+
+
 def dictionary_sentences(rng: random.Random, words: list[Word], rounds: int) -> Iterator[str]:
     for _ in range(rounds):
         for w in words:
@@ -149,6 +190,7 @@ def build(seed: int = 0, scale: int = 1) -> str:
         *capital_facts(rng, countries, 40 * scale),
         *capital_lists(rng, countries, 600 * scale),
         *translation_blocks(rng, words, 12000 * scale),
+        *invented_language_blocks(rng, words, 6000 * scale),
         *dictionary_sentences(rng, words, 10 * scale),
         *arithmetic(rng, 3000 * scale),
         *simple_sentences(rng, words, 3000 * scale),
