@@ -40,6 +40,10 @@ def test_the_default_ladder_spans_30x_and_budgets_tokens(tmp_path):
     assert {c.steps for c in configs} == {math.ceil(ladder.DEFAULT_TOKENS / (16 * 64))}
     assert [c.out_dir for c in configs] == [str(tmp_path / "ladder" / f"size-{i}")
                                             for i in range(1, 5)]  # fmt: skip
+    # Each size gets a curve: eight evaluations (probes) and four checkpoints at least.
+    for c in configs:
+        assert c.eval_every <= c.steps // 8 and c.checkpoint_every <= c.steps // 4
+        assert c.keep_checkpoints >= 4
     optimal = ladder.plan(base, tokens=None, tokens_per_parameter=ladder.COMPUTE_OPTIMAL)
     for c, n in zip(optimal, params, strict=True):
         assert c.steps == math.ceil(20 * n / (16 * 64))

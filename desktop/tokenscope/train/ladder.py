@@ -67,9 +67,12 @@ def plan(
             config.replace(
                 steps=steps,
                 warmup_steps=min(config.warmup_steps, max(1, steps // 10)),
-                eval_every=min(config.eval_every, steps),
+                # Eight evaluations (and probes) and four checkpoints per size at least, so
+                # each size has a curve against training tokens, not one point.
+                eval_every=min(config.eval_every, max(1, steps // 8)),
                 sample_every=min(config.sample_every, steps),
-                checkpoint_every=min(config.checkpoint_every, steps),
+                checkpoint_every=min(config.checkpoint_every, max(1, steps // 4)),
+                keep_checkpoints=max(config.keep_checkpoints, 4),
             )
         )
     return out
