@@ -114,3 +114,12 @@ def test_a_run_is_measured_at_each_checkpoint(tmp_path):
     assert [p["probability"] for p in out["runs"][0]["points"]] == pytest.approx(
         [p.probability for p in curve.points]
     )
+
+
+def test_the_bundled_model_is_keyed_by_its_files():
+    """A new version that retrains the bundled model must not answer from the old one's
+    cache: its key is its folder's files, as for any model on disk."""
+    from tokenscope.lm.loading import builtin_model_path
+    from tokenscope.lm.scale import model_key
+
+    assert model_key("builtin") == model_key(str(builtin_model_path()))

@@ -88,6 +88,10 @@ def model_key(target: str) -> str:
         return _digest({"server": target})
     from tokenscope.lm.registry import KNOWN_MODELS, known_model_path
 
+    if target == "builtin":  # the bundled model as it is on disk (a new version retrains it)
+        from tokenscope.lm.loading import builtin_model_path
+
+        return model_key(str(builtin_model_path()))
     known = known_model_path(target) if target in KNOWN_MODELS else None
     if known is not None:
         return model_key(str(known))
