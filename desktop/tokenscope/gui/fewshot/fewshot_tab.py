@@ -133,9 +133,10 @@ class FewShotTab(QWidget):
         right.addWidget(preview)
         right.addWidget(sweep)
         right.setChildrenCollapsible(False)
-        right.setStretchFactor(0, 3)
-        right.setStretchFactor(1, 2)
-        right.setSizes([600, 400])
+        # Even halves: the sweep, its reading and its chart need room on a 768-pixel screen.
+        right.setStretchFactor(0, 1)
+        right.setStretchFactor(1, 1)
+        right.setSizes([500, 500])
 
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(left)
