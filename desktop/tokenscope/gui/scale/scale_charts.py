@@ -146,7 +146,9 @@ class SizeChart(QWidget):
             top = max([math.log10(max(y, 1)) for y in ys] + [1.0])
             item.setYRange(0, top + 0.3, padding=0)
         else:
-            item.setYRange(0, 1.18, padding=0)
+            item.setYRange(0, 1.18, padding=0)  # room above 1 for the labels, no tick there
+        probability_ticks = [[(v / 5, f"{v / 5:.1f}") for v in range(6)]]
+        item.getAxis("left").setTicks(None if rank else probability_ticks)
 
 
 class TrainingChart(QWidget):
