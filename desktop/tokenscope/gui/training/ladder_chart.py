@@ -63,6 +63,14 @@ class LadderSize:
     probes: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # (tokens, P)
 
 
+def probe_name(event: dict[str, Any]) -> str:
+    """A short name for a probe: its continuation, and the end of its prompt (two probes may
+    ask for the same continuation after different prompts)."""
+    prompt = str(event.get("prompt", "")).replace("\n", "↵")
+    tail = prompt if len(prompt) <= 18 else "…" + prompt[-17:]
+    return f"{event.get('continuation', '')!r} after {tail!r}"
+
+
 def _log_ticks(low: float, high: float) -> list[tuple[float, str]]:
     return [(e, format_count(10**e)) for e in range(math.floor(low), math.ceil(high) + 1)]
 
@@ -88,6 +96,7 @@ class LadderChart(QWidget):
             "P(continuation)",
         )
         self.probe_plot.getPlotItem().setLogMode(x=True, y=False)
+        self.loss_plot.getPlotItem().getAxis("left").enableAutoSIPrefix(False)
         self.probe_legend = self.probe_plot.getPlotItem().addLegend(offset=(-10, -10))
         self._points = pg.ScatterPlotItem(size=11, pen=pg.mkPen(None))
         dashed = pg.mkPen(FIT_COLOR, width=2, style=Qt.PenStyle.DashLine)
@@ -148,7 +157,7 @@ class LadderChart(QWidget):
         elif kind == "probe" and isinstance(event.get("probability"), (int, float)):
             size = self.sizes[-1]
             tokens = int(float(event.get("step") or 0) * size.tokens_per_step)
-            name = str(event.get("continuation", "")).strip() or "probe"
+            name = probe_name(event)
             size.probes.setdefault(name, []).append((tokens, float(event["probability"])))
             self._draw()
         elif kind == "ladder":
@@ -227,16 +236,23 @@ class LadderChart(QWidget):
         styles = (Qt.PenStyle.SolidLine, Qt.PenStyle.DashLine, Qt.PenStyle.DotLine)
         names = sorted({name for s in self.sizes for name in s.probes})
         for i, s in enumerate(self.sizes):
+            named = False
             for j, name in enumerate(names):
                 pts = [(t, p) for t, p in s.probes.get(name, []) if t > 0]
                 if not pts:
                     continue
                 pen = pg.mkPen(colors[i], width=2, style=styles[j % len(styles)])
-                label = format_count(s.parameters)
-                if len(names) > 1:
-                    label += f": {name!r}"
+                # One legend entry per size (its colour); the line style tells the probes.
+                label = None if named else f"{format_count(s.parameters)} parameters"
+                named = True
                 xs, ys = [t for t, _p in pts], [p for _t, p in pts]
                 item.addItem(pg.PlotDataItem(xs, ys, pen=pen, name=label))
+        marks = ("—", "– –", "···")
+        key = ";  ".join(f"{marks[j % 3]} {n}" for j, n in enumerate(names[:3]))
+        item.setTitle(
+            "Probes by training tokens, one colour per size" + (f"<br>{key}" if key else ""),
+            size="9pt",
+        )
         tokens = [t for s in self.sizes for pts in s.probes.values() for t, _p in pts if t > 0]
         item.getAxis("bottom").setTicks([log_ticks(tokens)] if tokens else None)
         item.setYRange(0, 1.05, padding=0)
@@ -260,7 +276,7 @@ class LadderChart(QWidget):
 
 def _loss_ticks(low: float, high: float) -> list[float]:
     """A few round loss values between low and high, for a log axis."""
-    step = 0.1 if high - low < 1.0 else 0.25 if high - low < 3 else 1.0
+    step = 0.1 if high - low < 0.5 else 0.25 if high - low < 1.5 else 0.5 if high - low < 3 else 1.0
     start = math.floor(low / step) * step
     ticks, v = [], start
     while v <= high + step:

@@ -136,6 +136,7 @@ class TrainingTab(QWidget):
         inner.addWidget(self.bottom)
         inner.setStretchFactor(0, 3)
         inner.setStretchFactor(1, 2)
+        self._inner = inner
         rlayout.addWidget(inner, 1)
         splitter = QSplitter(objectName="trainingSplitter")
         splitter.addWidget(scroll)
@@ -159,11 +160,21 @@ class TrainingTab(QWidget):
         self.playground_button.clicked.connect(self._on_playground_clicked)
         self.baselines_button.clicked.connect(self.run_baselines)
         self.ladder_button.clicked.connect(self.start_ladder)
+        self.bottom.currentChanged.connect(self._on_details_tab_changed)
         self.process.event_received.connect(self._on_process_event)
         self.process.log_received.connect(self._on_process_log)
         self.process.process_finished.connect(self._on_process_finished)
         self.process.start_failed.connect(self._on_process_start_failed)
         self.runs.run_chosen.connect(self.open_run)
+
+    def _on_details_tab_changed(self, _index: int) -> None:
+        """The Ladder pane holds two charts: give it most of the height while it is shown,
+        and the run's charts theirs back after."""
+        total = sum(self._inner.sizes())
+        if total <= 0:
+            return
+        share = 0.6 if self.bottom.currentWidget() is self.ladder_chart else 0.4
+        self._inner.setSizes([round(total * (1 - share)), round(total * share)])
 
     def showEvent(self, event: QShowEvent) -> None:  # Qt's name
         super().showEvent(event)
