@@ -361,3 +361,21 @@ def test_a_size_ladder_trains_every_size_and_charts_the_fit(qtbot, tab, tmp_path
     assert [n for n, _ in again] == [n for n, _ in points]
     assert [v for _, v in again] == pytest.approx([v for _, v in points])
     assert tab.ladder_chart.fit == pytest.approx(fit)
+
+
+def test_stopping_a_ladder_saves_the_size_in_training_and_ends_it(qtbot, tab, tmp_path):
+    corpus = write_corpus(tmp_path / "corpus")
+    plan_tiny_run(qtbot, tab, corpus, steps=200, name="capitals", eval_every=50)
+    budget = tab.controls.ladder_budget
+    budget.addItem("long", 5000 * 8 * 32)  # far more than the test waits for
+    budget.setCurrentIndex(budget.count() - 1)
+    click(qtbot, tab.ladder_button)
+    qtbot.waitUntil(lambda: tab._last_step is not None, timeout=RUN_TIMEOUT)  # size 1 trains
+    click(qtbot, tab.stop_button)
+    qtbot.waitUntil(lambda: finished(tab), timeout=RUN_TIMEOUT)
+    assert not tab.error.isVisible(), tab.error.text()  # a stop asked for is not a failure
+    size_1 = tab.run_dir / "size-1"
+    assert ckpt.latest_checkpoint(size_1) is not None  # it saved where it stood
+    assert not (tab.run_dir / "size-2").exists()  # and the ladder went no further
+    summary = json.loads((tab.run_dir / "ladder.json").read_text())
+    assert [s["status"] for s in summary["sizes"]] == ["stopped"] and "fit" not in summary

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tokenscope.lm.errors import TokenscopeError
 from tokenscope.lm.fewshot import FewShotPrompt, SweepPoint, iter_sweep, score_answer
 
 CACHE_VERSION = 1
@@ -100,6 +101,12 @@ def model_key(target: str) -> str:
     return _digest({"name": target, "version": __version__})
 
 
+def _cacheable(target: str) -> bool:
+    """A server may serve another model at the same address tomorrow: its answers are
+    measured each time."""
+    return not target.startswith(("http://", "https://"))
+
+
 def _open(target: str) -> Any:
     from tokenscope.lm.remote import RemoteModel, is_remote
 
@@ -149,7 +156,7 @@ def measure_probe(
     else measured (the model opened with `open_model`, by default the engine's loader) and
     kept."""
     path = cache_dir() / model_key(target) / f"probe-{probe.key()}.json"
-    got = _read(path) if use_cache else None
+    got = _read(path) if use_cache and _cacheable(target) else None
     if got is not None and "point" in got:
         try:
             return dataclasses.replace(ScalePoint(**got["point"]), model=target, cached=True)
@@ -245,7 +252,7 @@ def _tokens_per_step(run_dir: Path) -> float:
             return float(event["tokens"]) / float(event["step"])
     try:
         c = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-        return float(c["batch_size"] * c["context"] * c.get("grad_accum", 1))
+        return float(c["batch_size"] * c["context"])  # (the batch is per optimizer step)
     except (OSError, ValueError, KeyError, TypeError):
         return 0.0
 
@@ -270,7 +277,12 @@ def training_curve(
         if progress is not None:
             progress(str(folder), n, len(checkpoints))
         step = int(folder.name.split("-")[1])
-        point = measure_probe(str(folder), probe, use_cache=use_cache, open_model=open_model)
+        try:
+            point = measure_probe(str(folder), probe, use_cache=use_cache, open_model=open_model)
+        except (TokenscopeError, OSError):
+            if folder.exists():
+                raise
+            continue  # removed meanwhile by the run that is still training (it keeps the last N)
         parameters = point.parameters
         points.append(CurvePoint(step, round(step * per_step), point.probability, point.rank))
     return TrainingCurve(str(run_dir), run_label(run_dir), parameters, tuple(points))
@@ -300,7 +312,7 @@ def measure_sweep(
     is called after each measured point (it may raise to stop)."""
     key = _digest({"prompt": prompt.to_dict(), "max_shots": max_shots})
     path = cache_dir() / model_key(target) / f"sweep-{key}.json"
-    got = _read(path) if use_cache else None
+    got = _read(path) if use_cache and _cacheable(target) else None
     if got is not None and "points" in got:
         try:
             points = tuple(SweepPoint(**p) for p in got["points"])

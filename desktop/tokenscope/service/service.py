@@ -684,9 +684,8 @@ class ModelService:
 
     def _scalerun(self, job: ScaleRun, ctx: JobContext) -> Iterator[Any]:
         from tokenscope.lm import scale
-        from tokenscope.lm.errors import TokenscopeError
-        from tokenscope.lm.remote import RemoteError
-        from tokenscope.train.run_folder import latest_checkpoint, list_checkpoints
+        from tokenscope.lm.remote import RemoteModel
+        from tokenscope.train.run_folder import list_checkpoints
 
         if (job.probe is None) == (job.prompt is None):
             raise ValueError("a scale run measures either a probe or a few-shot task")
@@ -700,14 +699,30 @@ class ModelService:
             total += sum(len(list_checkpoints(run)) for _t, run in units if run is not None)
         done = 0
 
+        requests = contextlib.ExitStack()  # the cancel scopes of models on servers
+
         def opener(target: str) -> Any:
-            return self._open_other(target, ctx)
+            """A model for one measurement; a server's requests belong to this job, so
+            Cancel ends one that is waiting on the server."""
+            model = self._open_other(target, ctx)
+            if isinstance(model, RemoteModel):
+                return _Scoped(model, requests.enter_context(ctx.remote()))
+            return model
 
         def step(label: str) -> ScaleProgress:
             nonlocal done
             ctx.check()
             done += 1
             return ScaleProgress(label, done - 1, total)
+
+        with requests:
+            yield from self._scale_units(job, ctx, units, opener, step)
+        yield ScaleProgress("", total, total)
+        return "completed"
+
+    def _scale_units(self, job: ScaleRun, ctx: JobContext, units, opener, step) -> Iterator[Any]:
+        from tokenscope.lm import scale
+        from tokenscope.train.run_folder import latest_checkpoint
 
         for target, run in units:
             yield step(target)
@@ -741,10 +756,10 @@ class ModelService:
                     yield ScaleResult(target, sweep=sweep)
             except JobCancelled:
                 raise
-            except (TokenscopeError, RemoteError, OSError, ValueError, RuntimeError) as e:
+            except Exception as e:  # one model's trouble, reported in its row; the rest go on
+                if ctx.token.cancelled:  # (a server request ended by Cancel)
+                    raise JobCancelled from None
                 yield ScaleResult(target, error=str(e) or type(e).__name__)
-        yield ScaleProgress("", total, total)
-        return "completed"
 
 
 class _Scoped:
@@ -754,6 +769,9 @@ class _Scoped:
     def __init__(self, model: Any, scope: Any) -> None:
         self.model, self.scope = model, scope
         self.bounded = False  # some score was an upper bound (a token below the server's list)
+
+    def __getattr__(self, name: str) -> Any:  # the rest (name, capabilities) as the model's
+        return getattr(self.model, name)
 
     def score_continuation(self, context: str, continuation: str) -> Any:
         score = self.model.score_continuation(context, continuation, scope=self.scope)

@@ -234,7 +234,8 @@ def _run_ladder(args: argparse.Namespace, config) -> int:
 
     with contextlib.suppress(OSError):
         atomic_write_text(Path(config.out_dir) / "ladder.json", json.dumps(event, indent=1))
-    return 0 if len(done) == len(configs) else 1
+    stopped = bool(results) and results[-1].status == "stopped"  # asked to stop: not a failure
+    return 0 if len(done) == len(configs) or stopped else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -191,9 +191,9 @@ class TrainingChart(QWidget):
                 symbolBrush=pg.mkBrush(*color), symbolPen=pg.mkPen(None),
                 name=f"{curve.name} ({format_count(curve.parameters)})",
             ))  # fmt: skip
-        self.empty.setVisible(not self.curves)
-        if self.curves:
-            tokens = [t for c in self.curves for t in self._xy(c)[0]]
+        tokens = [t for c in self.curves for t in self._xy(c)[0]]
+        self.empty.setVisible(not tokens)
+        if tokens:
             item.getAxis("bottom").setTicks([log_ticks(tokens)])
             low, high = math.log10(min(tokens)), math.log10(max(tokens))
             item.setXRange(low - 0.1, high + 0.1, padding=0)

@@ -83,6 +83,7 @@ class ScaleTab(Exportable):
         self.results: list[ScaleResult] = []
         self._job: JobHandle | None = None
         self._editor_prompt: Any = None
+        self._error = ""  # the job's error, if it failed
         self._build()
         self._connect()
         self._on_mode_changed()
@@ -337,6 +338,7 @@ class ScaleTab(Exportable):
             return ScaleRun(tuple(targets), probe=probe, use_cache=use_cache)
         name = self.task.currentData()
         if name == EDITOR_TASK:
+            self._editor_prompt = None  # (an editor whose prompt is invalid leaves it None)
             self.editor_prompt_wanted.emit()
             prompt = self._editor_prompt
             if prompt is None or not prompt.expected:
@@ -359,6 +361,7 @@ class ScaleTab(Exportable):
             self.status.setText(str(e))
             return
         self.results = []
+        self._error = ""
         self._show_results()
         self.status.setText("")
         if job.prompt is not None:
@@ -370,9 +373,13 @@ class ScaleTab(Exportable):
             lane="scale",
             on_yield=self._on_record,
             on_done=self._on_done,
-            on_error=self.status.setText,
+            on_error=self._on_error,
         )
         self._set_running(self._job is not None)
+
+    def _on_error(self, message: str) -> None:
+        self._error = message
+        self.status.setText(message)
 
     def cancel(self) -> None:
         if self._job is not None:
@@ -419,6 +426,8 @@ class ScaleTab(Exportable):
             self.progress.setValue(0)
             self.progress.setFormat(outcome)
             text = f"{outcome.capitalize()} after {measured} model(s)"
+            if self._error:
+                text += f": {self._error}"
         if errors:
             text += f"; {len(errors)} could not be measured (see the table)"
         self.status.setText(text + ".")

@@ -146,7 +146,9 @@ class LadderChart(QWidget):
         kind = event.get("event")
         if kind == "start" and event.get("parameters"):
             if event.get("resumed_from") is None or not self.sizes:
-                self.sizes.append(LadderSize(int(event["parameters"])))
+                per_step = event.get("tokens_per_step")
+                per_step = float(per_step) if isinstance(per_step, (int, float)) else 0.0
+                self.sizes.append(LadderSize(int(event["parameters"]), tokens_per_step=per_step))
         elif not self.sizes:
             return
         elif kind == "step" and event.get("step") and event.get("tokens"):

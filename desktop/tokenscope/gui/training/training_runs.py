@@ -108,7 +108,8 @@ def list_runs(root: Path) -> list[RunInfo]:
     found = [
         read_ladder_info(p) if is_ladder_folder(p) else read_run_info(p)
         for p in root.iterdir()
-        if p.is_dir() and ((p / "events.jsonl").is_file() or (p / "run.json").is_file())
+        if p.is_dir()
+        and any((p / name).is_file() for name in ("events.jsonl", "run.json", "ladder.json"))
     ]
     return sorted(found, key=lambda r: r.modified, reverse=True)
 

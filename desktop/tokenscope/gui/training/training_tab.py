@@ -203,6 +203,7 @@ class TrainingTab(QWidget):
         args = ["--config", str(run_dir / "run.json"), "--ladder"]
         args += ["--ladder-tokens", str(budget)] if budget else ["--compute-optimal"]
         self.ladder_chart.clear()
+        self._ladder_size_dir = None
         self.bottom.setCurrentWidget(self.ladder_chart)
         self._launch("ladder", args, 1)
 
@@ -256,10 +257,11 @@ class TrainingTab(QWidget):
         if self.mode == "baselines":
             self.process.kill()
             return
-        if self.mode == "ladder" and self._ladder_size_dir is not None:
-            # Each size trains in its own folder and watches its own STOP file; a stopped
-            # size ends the ladder.
-            self.process.run_dir = self._ladder_size_dir
+        if self.mode == "ladder":
+            # Each size trains in its own folder, and the one in training is not known while
+            # data is prepared or between sizes: SIGTERM reaches whichever size runs (it
+            # saves a checkpoint and stops), and a stopped size ends the ladder.
+            self.process.run_dir = None
         self.status.setText("Stopping: saving a checkpoint… (click Stop again to end it now)")
         self.process.request_stop()
 
