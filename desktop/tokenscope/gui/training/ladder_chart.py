@@ -91,7 +91,7 @@ class LadderChart(QWidget):
             "validation loss (log scale)",
         )
         self.probe_plot = self._plot(
-            "Probes by training tokens, one curve per size",
+            "Probes by training tokens: one colour per size, one line style per probe",
             "training tokens (log scale)",
             "P(continuation)",
         )
@@ -107,9 +107,17 @@ class LadderChart(QWidget):
         self._next_label = pg.TextItem("", color=FIT_COLOR, anchor=(1, 1))
         for thing in (self._points, self._fit_line, self._next, self._next_label):
             self.loss_plot.addItem(thing)
+        self.probe_key = QLabel(objectName="ladderProbeKey", wordWrap=True)
+        self.probe_key.setStyleSheet("color:#555")
+        probes = QWidget()
+        pv = QVBoxLayout(probes)
+        pv.setContentsMargins(0, 0, 0, 0)
+        pv.setSpacing(0)
+        pv.addWidget(self.probe_key)
+        pv.addWidget(self.probe_plot, 1)
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(self.loss_plot)
-        split.addWidget(self.probe_plot)
+        split.addWidget(probes)
         split.setChildrenCollapsible(False)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -250,11 +258,9 @@ class LadderChart(QWidget):
                 xs, ys = [t for t, _p in pts], [p for _t, p in pts]
                 item.addItem(pg.PlotDataItem(xs, ys, pen=pen, name=label))
         marks = ("—", "– –", "···")
-        key = ";  ".join(f"{marks[j % 3]} {n}" for j, n in enumerate(names[:3]))
-        item.setTitle(
-            "Probes by training tokens, one colour per size" + (f"<br>{key}" if key else ""),
-            size="9pt",
-        )
+        # (A label that wraps, not the plot's title: a long title would widen the plot past
+        # the pane.)
+        self.probe_key.setText(";  ".join(f"{marks[j % 3]} {n}" for j, n in enumerate(names[:3])))
         tokens = [t for s in self.sizes for pts in s.probes.values() for t, _p in pts if t > 0]
         item.getAxis("bottom").setTicks([log_ticks(tokens)] if tokens else None)
         item.setYRange(0, 1.05, padding=0)

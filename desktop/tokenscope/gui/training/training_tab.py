@@ -136,7 +136,6 @@ class TrainingTab(QWidget):
         inner.addWidget(self.bottom)
         inner.setStretchFactor(0, 3)
         inner.setStretchFactor(1, 2)
-        self._inner = inner
         rlayout.addWidget(inner, 1)
         splitter = QSplitter(objectName="trainingSplitter")
         splitter.addWidget(scroll)
@@ -168,13 +167,10 @@ class TrainingTab(QWidget):
         self.runs.run_chosen.connect(self.open_run)
 
     def _on_details_tab_changed(self, _index: int) -> None:
-        """The Ladder pane holds two charts: give it most of the height while it is shown,
-        and the run's charts theirs back after."""
-        total = sum(self._inner.sizes())
-        if total <= 0:
-            return
-        share = 0.6 if self.bottom.currentWidget() is self.ladder_chart else 0.4
-        self._inner.setSizes([round(total * (1 - share)), round(total * share)])
+        """The Ladder pane holds two charts of its own: while it is shown it takes the place
+        of the run's charts (which come back with any other pane), so that it is readable
+        on a 768-pixel screen too."""
+        self.charts.setVisible(self.bottom.currentWidget() is not self.ladder_chart)
 
     def showEvent(self, event: QShowEvent) -> None:  # Qt's name
         super().showEvent(event)
