@@ -62,6 +62,18 @@ def _label(p: Any) -> str:
     return f"{p.name} ({format_count(p.parameters)})" if p.parameters else p.name
 
 
+def _draw_curves(item: Any, legend: Any, curves: list[tuple[str, list, list]]) -> None:
+    """Replace the plot's lines with one per (name, xs, ys), coloured by size order."""
+    for thing in list(item.listDataItems()):
+        item.removeItem(thing)
+    legend.clear()
+    for (name, xs, ys), color in zip(curves, size_colors(len(curves)), strict=True):
+        item.addItem(pg.PlotDataItem(
+            xs, ys, pen=pg.mkPen(color, width=2), symbol="o", symbolSize=8,
+            symbolBrush=pg.mkBrush(*color), symbolPen=pg.mkPen(None), name=name,
+        ))  # fmt: skip
+
+
 class SizeChart(QWidget):
     """P(answer), or its rank, against parameters (log scale), under the reference chart of
     well-known models with the same axis: the probed models are marked on it too."""
@@ -181,16 +193,7 @@ class TrainingChart(QWidget):
     def set_curves(self, curves: list[Any]) -> None:
         self.curves = sorted((c for c in curves if c.points), key=lambda c: c.parameters)
         item = self.plot.getPlotItem()
-        for thing in list(item.listDataItems()):
-            item.removeItem(thing)
-        self.legend.clear()
-        for curve, color in zip(self.curves, size_colors(len(self.curves)), strict=True):
-            xs, ys = self._xy(curve)
-            item.addItem(pg.PlotDataItem(
-                xs, ys, pen=pg.mkPen(color, width=2), symbol="o", symbolSize=7,
-                symbolBrush=pg.mkBrush(*color), symbolPen=pg.mkPen(None),
-                name=f"{curve.name} ({format_count(curve.parameters)})",
-            ))  # fmt: skip
+        _draw_curves(item, self.legend, [(_label(c), *self._xy(c)) for c in self.curves])
         tokens = [t for c in self.curves for t in self._xy(c)[0]]
         self.empty.setVisible(not tokens)
         if tokens:
@@ -248,15 +251,7 @@ class SweepChart(QWidget):
     def set_sweeps(self, sweeps: list[Any]) -> None:
         self.sweeps = sorted((s for s in sweeps if s.points), key=lambda s: s.parameters)
         item = self.plot.getPlotItem()
-        for thing in list(item.listDataItems()):
-            item.removeItem(thing)
-        self.legend.clear()
-        for s, color in zip(self.sweeps, size_colors(len(self.sweeps)), strict=True):
-            xs, ys = self._xy(s)
-            item.addItem(pg.PlotDataItem(
-                xs, ys, pen=pg.mkPen(color, width=2), symbol="o", symbolSize=8,
-                symbolBrush=pg.mkBrush(*color), symbolPen=pg.mkPen(None), name=_label(s),
-            ))  # fmt: skip
+        _draw_curves(item, self.legend, [(_label(s), *self._xy(s)) for s in self.sweeps])
         self.empty.setVisible(not self.sweeps)
         shots = max((len(s.points) for s in self.sweeps), default=5)
         item.setXRange(-0.2, max(1, shots - 1) + 0.2, padding=0)
