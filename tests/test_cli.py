@@ -193,7 +193,7 @@ def test_stop_strings_understand_backslash_escapes(checkpoint):
 
 def test_threads_and_presets_on_the_command_line(checkpoint):
     out = run("fewshot", "--help").stdout
-    assert "presets: capitals, english-indonesian, sentiment" in out
+    assert "presets: capitals, english-indonesian, invented-language, sentiment" in out
     assert "order 0 keeps the examples as given" in " ".join(out.split())
     proc = run("predict", "The", "-m", checkpoint, "--threads", "2", "--json")
     assert json.loads(proc.stdout)["top"]

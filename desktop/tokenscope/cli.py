@@ -738,7 +738,8 @@ def _scale_targets(given: list[str] | None) -> list[str]:
 def _cmd_scale(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from tokenscope.lm.scale import Probe, is_run_folder, run_probe, run_sizes, run_sweeps
+    from tokenscope.lm.scale import Probe, run_probe, run_sweeps
+    from tokenscope.train.probe_runs import is_run_folder, run_sizes
     from tokenscope.train.run_folder import latest_checkpoint
 
     # A run (or a ladder: each size) counts as its latest checkpoint, and with a probe it is
@@ -788,7 +789,7 @@ def _cmd_scale(args: argparse.Namespace) -> int:
     points.sort(key=lambda p: p.parameters)
     from dataclasses import replace
 
-    from tokenscope.lm.scale import run_label, training_curve
+    from tokenscope.train.probe_runs import run_label, training_curve
 
     points = [replace(p, name=run_label(run_of[p.model])) if p.model in run_of else p
               for p in points]  # fmt: skip

@@ -191,5 +191,5 @@ class ScaleResult:
     target: str
     point: Any = None  # tokenscope.lm.scale.ScalePoint
     sweep: Any = None  # tokenscope.lm.scale.ScaleSweep
-    curve: Any = None  # tokenscope.lm.scale.TrainingCurve, for a run
+    curve: Any = None  # tokenscope.train.probe_runs.TrainingCurve, for a run
     error: str = ""

@@ -683,8 +683,8 @@ class ModelService:
         return "completed"
 
     def _scalerun(self, job: ScaleRun, ctx: JobContext) -> Iterator[Any]:
-        from tokenscope.lm import scale
         from tokenscope.lm.remote import RemoteModel
+        from tokenscope.train import probe_runs as runs
         from tokenscope.train.run_folder import list_checkpoints
 
         if (job.probe is None) == (job.prompt is None):
@@ -692,7 +692,7 @@ class ModelService:
         # Every run (a ladder: every size) counts as one model; its checkpoints as units too.
         units: list[tuple[str, Path | None]] = []
         for target in job.targets:
-            sizes = scale.run_sizes(target) if scale.is_run_folder(target) else []
+            sizes = runs.run_sizes(target) if runs.is_run_folder(target) else []
             units += [(str(size), size) for size in sizes] or [(target, None)]
         total = len(units)
         if job.probe is not None:
@@ -722,6 +722,7 @@ class ModelService:
 
     def _scale_units(self, job: ScaleRun, ctx: JobContext, units, opener, step) -> Iterator[Any]:
         from tokenscope.lm import scale
+        from tokenscope.train import probe_runs as runs
         from tokenscope.train.run_folder import latest_checkpoint
 
         for target, run in units:
@@ -739,8 +740,8 @@ class ModelService:
                     )
                     curve = None
                     if run is not None:
-                        point = dataclasses.replace(point, name=scale.run_label(run))
-                        curve = scale.training_curve(
+                        point = dataclasses.replace(point, name=runs.run_label(run))
+                        curve = runs.training_curve(
                             run, job.probe, use_cache=job.use_cache, open_model=opener,
                             progress=lambda label, _n, _t: ctx.emit(step(label)),
                         )  # fmt: skip
@@ -752,7 +753,7 @@ class ModelService:
                         on_point=lambda _p: ctx.check(),
                     )  # fmt: skip
                     if run is not None:
-                        sweep = dataclasses.replace(sweep, name=scale.run_label(run))
+                        sweep = dataclasses.replace(sweep, name=runs.run_label(run))
                     yield ScaleResult(target, sweep=sweep)
             except JobCancelled:
                 raise

@@ -170,7 +170,7 @@ class TrainingChart(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("scaleTrainingChart")
-        self.curves: list[Any] = []  # TrainingCurve, smallest model first
+        self.curves: list[Any] = []  # train.probe_runs.TrainingCurve, smallest first
         self.plot = _plot(
             "P(answer) as training goes on (one curve per run)",
             "training tokens (log scale)",

@@ -289,7 +289,7 @@ class ScaleTab(Exportable):
                 item.setCheckState(Qt.CheckState.Checked)
                 return
         if label is None:
-            from tokenscope.lm.scale import is_run_folder
+            from tokenscope.train.probe_runs import is_run_folder
 
             kind = "run" if is_run_folder(target) else "server" if "://" in target else "file"
             label = f"{Path(target).name or target}  ({kind})"
