@@ -12,66 +12,14 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QSplitter, QVBoxLayout, QWidget
 
 from tokenscope.gui.training.model_scale_chart import ModelScaleChart
+from tokenscope.gui.widgets.plots import log_ticks, size_colors, titled_plot
 from tokenscope.units import format_count
 
 POINT_COLOR = (220, 60, 40)
 
 
-def size_colors(count: int) -> list[tuple[int, int, int]]:
-    """One colour per model, smallest first: light to dark along viridis, so that "from some
-    size on" reads as a change of colour."""
-    cmap = pg.colormap.get("viridis")
-    if count <= 0:
-        return []
-    if count == 1:
-        return [tuple(int(v) for v in cmap.map(0.35, mode="byte")[:3])]
-    return [
-        tuple(int(v) for v in cmap.map(0.9 - 0.85 * i / (count - 1), mode="byte")[:3])
-        for i in range(count)
-    ]
-
-
-def _plot(title: str, bottom: str, left: str) -> pg.PlotWidget:
-    plot = pg.PlotWidget(background="w")
-    item = plot.getPlotItem()
-    item.setMenuEnabled(False)
-    item.hideButtons()
-    item.showGrid(x=True, y=True, alpha=0.25)
-    item.setTitle(title, size="9pt")
-    item.setLabel("bottom", bottom)
-    item.setLabel("left", left)
-    return plot
-
-
-def log_ticks(values: list[float]) -> list[tuple[float, str]]:
-    """Ticks for a log10 axis in plain units (1M, 2M, 5M, 10M, ...) around `values`."""
-    values = [v for v in values if v > 0]
-    if not values:
-        return []
-    low, high = min(values) / 1.5, max(values) * 1.5
-    ticks = []
-    for e in range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1):
-        for m in (1, 2, 5):
-            v = m * 10**e
-            if low <= v <= high:
-                ticks.append((math.log10(v), format_count(v)))
-    return ticks
-
-
 def _label(p: Any) -> str:
     return f"{p.name} ({format_count(p.parameters)})" if p.parameters else p.name
-
-
-def _draw_curves(item: Any, legend: Any, curves: list[tuple[str, list, list]]) -> None:
-    """Replace the plot's lines with one per (name, xs, ys), coloured by size order."""
-    for thing in list(item.listDataItems()):
-        item.removeItem(thing)
-    legend.clear()
-    for (name, xs, ys), color in zip(curves, size_colors(len(curves)), strict=True):
-        item.addItem(pg.PlotDataItem(
-            xs, ys, pen=pg.mkPen(color, width=2), symbol="o", symbolSize=8,
-            symbolBrush=pg.mkBrush(*color), symbolPen=pg.mkPen(None), name=name,
-        ))  # fmt: skip
 
 
 class SizeChart(QWidget):
@@ -88,12 +36,11 @@ class SizeChart(QWidget):
         self.reference.plot.getPlotItem().setTitle(
             "Well-known language models (red lines: the models measured here)", size="9pt"
         )
-        self.plot = _plot("", "parameters (log scale)", "P(answer)")
+        self.plot = titled_plot("", "parameters (log scale)", "P(answer)")
         self.plot.setMinimumHeight(160)
         self.plot.setXLink(self.reference.plot)
         ticks = [(e, format_count(10**e)) for e in range(3, 13)]
         self.plot.getPlotItem().getAxis("bottom").setTicks([ticks])
-        self.plot.getPlotItem().setMouseEnabled(x=False, y=False)
         self._curve = pg.PlotDataItem(
             pen=pg.mkPen(POINT_COLOR, width=2), symbol="o", symbolSize=10,
             symbolBrush=pg.mkBrush(*POINT_COLOR), symbolPen=pg.mkPen(None),
@@ -163,37 +110,54 @@ class SizeChart(QWidget):
         item.getAxis("left").setTicks(None if rank else probability_ticks)
 
 
-class TrainingChart(QWidget):
-    """P(answer) against training tokens (log scale): one curve per run, e.g. per size of a
-    ladder, from the probe measured on each checkpoint."""
+class _CurvesChart(QWidget):
+    """A plot of one curve per model (or run), coloured by size, with a hint while empty."""
 
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setObjectName("scaleTrainingChart")
-        self.curves: list[Any] = []  # train.probe_runs.TrainingCurve, smallest first
-        self.plot = _plot(
-            "P(answer) as training goes on (one curve per run)",
-            "training tokens (log scale)",
-            "P(answer)",
-        )
-        self.plot.getPlotItem().setLogMode(x=True, y=False)
-        self.plot.getPlotItem().setMouseEnabled(x=False, y=False)
+    def __init__(self, name: str, title: str, bottom: str, left: str, hint: str) -> None:
+        super().__init__()
+        self.setObjectName(name)
+        self.plot = titled_plot(title, bottom, left)
         self.legend = self.plot.getPlotItem().addLegend(offset=(-10, -10))
-        self.empty = pg.TextItem(
-            "Add a training run or a ladder's folder to the models (Add run…): each of its "
-            "checkpoints is measured.",
-            color=(110, 110, 110), anchor=(0.5, 0.5),
-        )  # fmt: skip
+        self.empty = pg.TextItem(hint, color=(110, 110, 110), anchor=(0.5, 0.5))
         self.plot.addItem(self.empty)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.plot)
+
+    def _draw(self, curves: list[tuple[str, list, list]]) -> None:
+        """Replace the lines with one per (name, xs, ys), smallest model first."""
+        item = self.plot.getPlotItem()
+        for thing in list(item.listDataItems()):
+            item.removeItem(thing)
+        self.legend.clear()
+        for (name, xs, ys), color in zip(curves, size_colors(len(curves)), strict=True):
+            item.addItem(pg.PlotDataItem(
+                xs, ys, pen=pg.mkPen(color, width=2), symbol="o", symbolSize=8,
+                symbolBrush=pg.mkBrush(*color), symbolPen=pg.mkPen(None), name=name,
+            ))  # fmt: skip
+
+
+class TrainingChart(_CurvesChart):
+    """P(answer) against training tokens (log scale): one curve per run, e.g. per size of a
+    ladder, from the probe measured on each checkpoint."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "scaleTrainingChart",
+            "P(answer) as training goes on (one curve per run)",
+            "training tokens (log scale)",
+            "P(answer)",
+            "Add a training run or a ladder's folder to the models (Add run…): each of its "
+            "checkpoints is measured.",
+        )
+        self.curves: list[Any] = []  # train.probe_runs.TrainingCurve, smallest first
+        self.plot.getPlotItem().setLogMode(x=True, y=False)
         self.set_curves([])
 
     def set_curves(self, curves: list[Any]) -> None:
         self.curves = sorted((c for c in curves if c.points), key=lambda c: c.parameters)
         item = self.plot.getPlotItem()
-        _draw_curves(item, self.legend, [(_label(c), *self._xy(c)) for c in self.curves])
+        self._draw([(_label(c), *self._xy(c)) for c in self.curves])
         tokens = [t for c in self.curves for t in self._xy(c)[0]]
         self.empty.setVisible(not tokens)
         if tokens:
@@ -223,35 +187,25 @@ class TrainingChart(QWidget):
         return out
 
 
-class SweepChart(QWidget):
+class SweepChart(_CurvesChart):
     """A few-shot task's P(expected answer) against the number of examples, one curve per
     model, smallest model lightest."""
 
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setObjectName("scaleSweepChart")
-        self.sweeps: list[Any] = []  # ScaleSweep, smallest first
-        self.plot = _plot(
+    def __init__(self) -> None:
+        super().__init__(
+            "scaleSweepChart",
             "Few-shot: P(expected answer) by number of examples, one curve per model",
             "examples in the prompt (shots)",
             "P(expected answer)",
-        )
-        self.plot.getPlotItem().setMouseEnabled(x=False, y=False)
-        self.legend = self.plot.getPlotItem().addLegend(offset=(-10, -10))
-        self.empty = pg.TextItem(
             "Choose “Few-shot task” above and Run: every model's sweep appears here.",
-            color=(110, 110, 110), anchor=(0.5, 0.5),
-        )  # fmt: skip
-        self.plot.addItem(self.empty)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.plot)
+        )
+        self.sweeps: list[Any] = []  # ScaleSweep, smallest first
         self.set_sweeps([])
 
     def set_sweeps(self, sweeps: list[Any]) -> None:
         self.sweeps = sorted((s for s in sweeps if s.points), key=lambda s: s.parameters)
         item = self.plot.getPlotItem()
-        _draw_curves(item, self.legend, [(_label(s), *self._xy(s)) for s in self.sweeps])
+        self._draw([(_label(s), *self._xy(s)) for s in self.sweeps])
         self.empty.setVisible(not self.sweeps)
         shots = max((len(s.points) for s in self.sweeps), default=5)
         item.setXRange(-0.2, max(1, shots - 1) + 0.2, padding=0)

@@ -47,7 +47,7 @@ from PySide6.QtWidgets import (
 
 from tokenscope.gui.scale.scale_charts import SizeChart, SweepChart, TrainingChart
 from tokenscope.gui.service_bridge import JobHandle, ServiceBridge
-from tokenscope.gui.widgets.exporting import Exportable, export_widget
+from tokenscope.gui.widgets.exporting import Exportable
 from tokenscope.service.jobs import ScaleRun
 from tokenscope.service.records import ScaleProgress, ScaleResult
 
@@ -478,12 +478,6 @@ class ScaleTab(Exportable):
 
     def picture(self) -> QWidget:
         return self.current_chart()
-
-    def export(self, path: str | Path) -> None:
-        if str(path).lower().endswith(".csv"):
-            super().export(path)
-        else:
-            export_widget(self.picture(), path)
 
     # ----- remembered settings -------------------------------------------------------------
 

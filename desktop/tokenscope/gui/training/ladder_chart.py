@@ -18,7 +18,8 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QSplitter, QVBoxLayout, QWidget
 
-from tokenscope.gui.scale.scale_charts import log_ticks, size_colors
+from tokenscope.gui.widgets.plots import log_ticks, size_colors, titled_plot
+from tokenscope.train.ladder import PowerLaw
 from tokenscope.units import format_count
 
 FIT_COLOR = (220, 60, 40)
@@ -71,10 +72,6 @@ def probe_name(event: dict[str, Any]) -> str:
     return f"{event.get('continuation', '')!r} after {tail!r}"
 
 
-def _log_ticks(low: float, high: float) -> list[tuple[float, str]]:
-    return [(e, format_count(10**e)) for e in range(math.floor(low), math.ceil(high) + 1)]
-
-
 class LadderChart(QWidget):
     """Loss against size with the fit (top), probes against training tokens (bottom)."""
 
@@ -85,16 +82,18 @@ class LadderChart(QWidget):
         self.fit: dict[str, float] | None = None
         self.summary = QLabel(objectName="ladderSummary", wordWrap=True)
         self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.loss_plot = self._plot(
+        self.loss_plot = titled_plot(
             "Final validation loss by model size (log-log) and the power-law fit",
             "parameters (log scale)",
             "validation loss (log scale)",
         )
-        self.probe_plot = self._plot(
+        self.probe_plot = titled_plot(
             "Probes by training tokens: one colour per size, one line style per probe",
             "training tokens (log scale)",
             "P(continuation)",
         )
+        for plot in (self.loss_plot, self.probe_plot):
+            plot.setMinimumHeight(50)  # it shares the tab's lower pane with the notes and log
         self.probe_plot.getPlotItem().setLogMode(x=True, y=False)
         self.loss_plot.getPlotItem().getAxis("left").enableAutoSIPrefix(False)
         self.probe_legend = self.probe_plot.getPlotItem().addLegend(offset=(-10, -10))
@@ -124,20 +123,6 @@ class LadderChart(QWidget):
         layout.addWidget(self.summary)
         layout.addWidget(split, 1)
         self.clear()
-
-    @staticmethod
-    def _plot(title: str, bottom: str, left: str) -> pg.PlotWidget:
-        plot = pg.PlotWidget(background="w")
-        item = plot.getPlotItem()
-        item.setMenuEnabled(False)
-        item.hideButtons()
-        item.setMouseEnabled(x=False, y=False)
-        item.showGrid(x=True, y=True, alpha=0.25)
-        item.setTitle(title, size="9pt")
-        item.setLabel("bottom", bottom)
-        item.setLabel("left", left)
-        plot.setMinimumHeight(50)  # it shares the tab's lower pane with the notes and log
-        return plot
 
     def clear(self) -> None:
         self.sizes = []
@@ -189,6 +174,16 @@ class LadderChart(QWidget):
         fit = event.get("fit")
         self.fit = fit if isinstance(fit, dict) and "alpha" in fit else None
 
+    def _law(self) -> PowerLaw:
+        f = self.fit or {}
+        return PowerLaw(float(f["a"]), float(f["alpha"]), float(f.get("c", 0.0)),
+                        float(f.get("rms", 0.0)))  # fmt: skip
+
+    def _next_size(self) -> float:
+        """The size the fit predicts for: the ladder's own choice, else 4x the largest."""
+        largest = max((n for n, _v in self.loss_points()), default=1)
+        return float((self.fit or {}).get("next_parameters") or 4 * largest)
+
     # ----- what is drawn -------------------------------------------------------------------
 
     def loss_points(self) -> list[tuple[int, float]]:
@@ -211,25 +206,22 @@ class LadderChart(QWidget):
         self._next.setVisible(visible)
         self._next_label.setVisible(visible)
         if visible:
-            f = self.fit
-            n_next = float(f.get("next_parameters") or 4 * points[-1][0])
+            law, n_next = self._law(), self._next_size()
             lo, hi = min(xs) - 0.15, math.log10(n_next) + 0.05
             grid = [lo + (hi - lo) * i / 60 for i in range(61)]
-            ys = [f["a"] * (10**x) ** -f["alpha"] + f["c"] for x in grid]
-            self._fit_line.setData(grid, [math.log10(y) for y in ys])
-            predicted = f["a"] * n_next ** -f["alpha"] + f["c"]
+            self._fit_line.setData(grid, [math.log10(law.predict(10**x)) for x in grid])
+            predicted = law.predict(n_next)
             self._next.setData([math.log10(n_next)], [math.log10(predicted)])
             self._next_label.setText(f"next size ({format_count(n_next)}): {predicted:.2f}?")
             self._next_label.setPos(math.log10(n_next), math.log10(predicted))
             xs.append(math.log10(n_next))
         item = self.loss_plot.getPlotItem()
         if xs:
-            item.getAxis("bottom").setTicks([_log_ticks(min(xs), max(xs))])
+            item.getAxis("bottom").setTicks([log_ticks([10**x for x in xs])])
             item.setXRange(min(xs) - 0.3, max(xs) + 0.3, padding=0)
             losses = [v for _n, v in points if v > 0]
-            if self.fit is not None:
-                losses.append(self.fit["a"] * float(self.fit.get("next_parameters") or 1)
-                              ** -self.fit["alpha"] + self.fit["c"])  # fmt: skip
+            if visible:
+                losses.append(self._law().predict(self._next_size()))
             low, high = math.log10(min(losses)), math.log10(max(losses))
             item.setYRange(low - 0.05, high + 0.05, padding=0)
             ticks = _loss_ticks(min(losses), max(losses))
@@ -272,12 +264,11 @@ class LadderChart(QWidget):
         parts = [f"{format_count(n)}: {v:.3f}" for n, v in done]
         text = "Final validation loss — " + ", ".join(parts)
         if self.fit is not None:
-            f = self.fit
-            n_next = float(f.get("next_parameters") or 0)
+            law, n_next = self._law(), self._next_size()
             text += (
-                f".  Fit: L(N) = {f['a']:.3g} · N^−{f['alpha']:.3f} + {f['c']:.3g} "
-                f"(rms {f.get('rms', 0):.3f}); predicted for {format_count(n_next)}: "
-                f"{f['a'] * n_next ** -f['alpha'] + f['c']:.3f}"
+                f".  Fit: L(N) = {law.a:.3g} · N^−{law.alpha:.3f} + {law.c:.3g} "
+                f"(rms {law.rms:.3f}); predicted for {format_count(n_next)}: "
+                f"{law.predict(n_next):.3f}"
             )
         self.summary.setText(text)
 

@@ -1,10 +1,13 @@
-"""What the charts share: a quiet pyqtgraph plot, and probabilities written as percentages."""
+"""What the charts share: a quiet pyqtgraph plot, probabilities written as percentages, log
+axes in plain units, and one colour per model size."""
 
 from __future__ import annotations
 
 import math
 
 import pyqtgraph as pg
+
+from tokenscope.units import format_count
 
 
 def quiet_plot(plot: pg.PlotWidget) -> pg.PlotItem:
@@ -14,6 +17,46 @@ def quiet_plot(plot: pg.PlotWidget) -> pg.PlotItem:
     item.setMouseEnabled(x=False, y=False)
     item.hideButtons()
     return item
+
+
+def titled_plot(title: str, bottom: str, left: str) -> pg.PlotWidget:
+    """A quiet plot on white with a grid, a small title and both axes named."""
+    plot = pg.PlotWidget(background="w")
+    item = quiet_plot(plot)
+    item.showGrid(x=True, y=True, alpha=0.25)
+    item.setTitle(title, size="9pt")
+    item.setLabel("bottom", bottom)
+    item.setLabel("left", left)
+    return plot
+
+
+def size_colors(count: int) -> list[tuple[int, int, int]]:
+    """One colour per model, smallest first: light to dark along viridis, so that "from some
+    size on" reads as a change of colour."""
+    cmap = pg.colormap.get("viridis")
+    if count <= 0:
+        return []
+    if count == 1:
+        return [tuple(int(v) for v in cmap.map(0.35, mode="byte")[:3])]
+    return [
+        tuple(int(v) for v in cmap.map(0.9 - 0.85 * i / (count - 1), mode="byte")[:3])
+        for i in range(count)
+    ]
+
+
+def log_ticks(values: list[float]) -> list[tuple[float, str]]:
+    """Ticks for a log10 axis in plain units (1M, 2M, 5M, 10M, ...) around `values`."""
+    values = [v for v in values if v > 0]
+    if not values:
+        return []
+    low, high = min(values) / 1.5, max(values) * 1.5
+    ticks = []
+    for e in range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1):
+        for m in (1, 2, 5):
+            v = m * 10**e
+            if low <= v <= high:
+                ticks.append((math.log10(v), format_count(v)))
+    return ticks
 
 
 def format_probability(p: float) -> str:
