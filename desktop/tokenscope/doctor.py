@@ -124,7 +124,7 @@ def report() -> dict[str, Any]:
         "sudo apt install fonts-noto-cjk)"
     )
     from tokenscope.lm.catalog import catalog
-    from tokenscope.lm.registry import data_dir
+    from tokenscope.paths import data_dir
 
     facts["models"] = [
         {"name": e.name, "kind": e.kind, "note": e.note, "path": e.path} for e in catalog()

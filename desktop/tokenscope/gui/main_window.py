@@ -53,9 +53,9 @@ def _int_setting(value: object, default: int = 0) -> int:
 def settings_store() -> tuple[QSettings, str | None]:
     """Settings in the data folder (TOKENSCOPE_HOME when set, as in tests), checked first:
     a damaged file is set aside and the note says so."""
-    from tokenscope.lm.registry import data_dir
+    from tokenscope.paths import settings_file
 
-    return open_settings(data_dir() / "settings.ini")
+    return open_settings(settings_file())
 
 
 class MainWindow(QMainWindow):

@@ -1,6 +1,6 @@
 """The window's settings file, checked as a whole before the window reads any of it.
 
-    settings, note = open_settings(data_dir() / "settings.ini")
+    settings, note = open_settings(settings_file())
     if note: window.show_error(note)
 
 A damaged file (cut short, a flipped bit, a value out of range, a wrong type) would otherwise

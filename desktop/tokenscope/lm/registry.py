@@ -13,8 +13,7 @@ __init__ imports `llm` and `llama_cpp`, which are deliberately not installed, an
 never runs code that came with a model (the Gemma packages' own `assemble()` included: the
 parts are plain data and are read as such).
 
-The recently opened list is JSON in the data folder: $TOKENSCOPE_HOME if set, else
-$XDG_DATA_HOME/tokenscope, else ~/.local/share/tokenscope.
+The recently opened list is JSON in the data folder (tokenscope.paths.data_dir()).
 """
 
 from __future__ import annotations
@@ -31,6 +30,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from tokenscope import paths
 from tokenscope.files import atomic_write_text
 from tokenscope.launch import is_frozen
 from tokenscope.lm.errors import ModelNotFoundError
@@ -168,11 +168,9 @@ def package_file(package: str, file: str) -> Path | None:
 
 
 def models_cache_dir() -> Path:
-    """Where model files assembled from part packages are kept: $XDG_CACHE_HOME/tokenscope/
-    models, else ~/.cache/tokenscope/models (a cache: made again from the packages if lost)."""
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "tokenscope" / "models"
+    """Where model files assembled from part packages are kept (a cache: made again from the
+    packages if lost)."""
+    return paths.models_cache_dir()
 
 
 def assembled_path(model: KnownModel) -> Path:
@@ -349,13 +347,8 @@ def remove(name: str) -> int:
 
 
 def data_dir() -> Path:
-    """Where Tokenscope keeps its own files (created on first write)."""
-    home = os.environ.get("TOKENSCOPE_HOME")
-    if home:
-        return Path(home).expanduser()
-    xdg = os.environ.get("XDG_DATA_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share"
-    return base / "tokenscope"
+    """Where Tokenscope keeps its own files (created on first write; see tokenscope.paths)."""
+    return paths.data_dir()
 
 
 def recent_models() -> list[str]:

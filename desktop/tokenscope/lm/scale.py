@@ -8,7 +8,7 @@
 A run's checkpoints, against the training tokens each had seen, are measured by
 tokenscope.train.probe_runs (training_curve), with the same cache.
 
-Each (model, probe) result is kept in a cache (`$XDG_CACHE_HOME/tokenscope/scale`), keyed by
+Each (model, probe) result is kept in a cache (`tokenscope.paths.scale_cache_dir()`), keyed by
 the probe and by the model as it is on disk (its path, size and modification time), so asking
 again costs nothing and a retrained model is measured anew. Models are loaded one at a time
 and let go; a model on a server is asked over HTTP (its parameter count where it says).
@@ -20,7 +20,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,9 +66,9 @@ class ScalePoint:
 
 
 def cache_dir() -> Path:
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "tokenscope" / "scale"
+    from tokenscope.paths import scale_cache_dir
+
+    return scale_cache_dir()
 
 
 def _digest(value: Any) -> str:

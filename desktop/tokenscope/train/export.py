@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from tokenscope.files import atomic_write_text
 from tokenscope.lm.config import ModelConfig
 from tokenscope.lm.errors import TokenscopeError
 from tokenscope.lm.hf_names import RULES
@@ -149,6 +150,6 @@ def export_hugging_face(model: LanguageModel, folder: str | Path) -> Path:
     save_file(
         hf_state_dict(model, family), str(folder / "model.safetensors"), metadata={"format": "pt"}
     )
-    (folder / "config.json").write_text(json.dumps(config, indent=2))
+    atomic_write_text(folder / "config.json", json.dumps(config, indent=2))
     model.tokenizer.save(folder / "tokenizer.json")
     return folder

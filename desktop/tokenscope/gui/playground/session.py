@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tokenscope.files import atomic_write_text
+
 FORMAT, VERSION = "tokenscope-session", 1
 
 
@@ -61,7 +63,7 @@ def write_session(path: str | Path, fields: dict[str, Any], branches: list[Branc
             for b in branches
         ],
     }
-    Path(path).write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
+    atomic_write_text(path, json.dumps(data, indent=1, ensure_ascii=False))
 
 
 #: limits of what a session file may hold; a real session is far smaller

@@ -28,10 +28,10 @@ TAIL_BYTES = 64 * 1024
 
 
 def runs_root() -> Path:
-    """Where runs started from the window go: data_dir()/runs (TOKENSCOPE_HOME honoured)."""
-    from tokenscope.lm.registry import data_dir
+    """Where runs started from the window go (see tokenscope.paths)."""
+    from tokenscope.paths import runs_dir
 
-    return data_dir() / "runs"
+    return runs_dir()
 
 
 @dataclass(frozen=True)

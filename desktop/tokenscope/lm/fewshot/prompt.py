@@ -224,10 +224,10 @@ class FewShotPrompt:
 
     def save(self, path: str | Path) -> Path:
         """Write the prompt as JSON (UTF-8); returns the path."""
+        from tokenscope.files import atomic_write_text
+
         path = Path(path)
-        path.write_text(
-            json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
-        )
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n")
         return path
 
     @classmethod
