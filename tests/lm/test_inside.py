@@ -76,12 +76,13 @@ def test_attention_weights_are_softmax_of_scaled_scores_and_reproduce_the_fused_
         scores = scores.masked_fill(~torch.ones(n, n, dtype=torch.bool).tril(), float("-inf"))
         by_hand = torch.softmax(scores, dim=-1)[0].numpy()
     assert np.allclose(maps.weights[0], by_hand, atol=1e-6)
-    # The explicit path gives the fused path's logits.
-    from tokenscope.lm.inside import _recording
+    # The explicit path (taken while a hook reads the pattern) gives the fused path's logits.
+    from tokenscope.lm.hooks import hooks
 
+    readers = {f"blocks.{i}.attn.pattern": lambda x, name: None for i in range(c.n_layer)}
     with torch.inference_mode():
         fused = t(ids)
-        with _recording(model):
+        with hooks(t, readers):
             explicit = t(ids)
     assert torch.allclose(fused, explicit, atol=1e-5)
 

@@ -19,7 +19,6 @@ import inspect
 import os
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -43,15 +42,13 @@ def _has_guard_skipping() -> bool:
 _STANCE = _has_guard_skipping()
 
 
-def cache_dir() -> Path:
-    """Where inductor keeps compiled code between runs (TORCHINDUCTOR_CACHE_DIR wins)."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "tokenscope" / "inductor"
-
-
 def _use_disk_cache() -> None:
+    """Inductor keeps compiled code between runs in Tokenscope's cache folder
+    (TORCHINDUCTOR_CACHE_DIR wins)."""
+    from tokenscope.paths import inductor_cache_dir
+
     if "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
-        path = cache_dir()
+        path = inductor_cache_dir()
         path.mkdir(parents=True, exist_ok=True)
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(path)
 

@@ -182,7 +182,7 @@ class Generation(Iterator[GenerationStep]):
                     shifted = True
                     self.context_shifts += 1
                 ids = torch.tensor([pending], device=cache.keys.device)
-                logits = transformer(ids, cache, last_only=True)[0, -1]  # (V,)
+                logits = model.forward(ids, cache)[0, -1]  # (V,)
                 raw, sampled = sampling_distribution(logits, self._sampling, context)
                 token = draw(sampled, generator)
                 is_eos = token == tokenizer.eos_id

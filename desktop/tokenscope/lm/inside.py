@@ -8,11 +8,13 @@
         model.predict_next_token_probabilities("...")
     s = surprisal(model, text)                                    # bits per token and per byte
 
-The logit lens applies the model's own final norm, output head and soft cap to the residual
-stream before the first block and after each block: the last row is the model's prediction.
-Attention weights come from an explicit path (softmax(q k^T / sqrt(d) + mask)) run only when
-asked; the fused attention stays the default. Ablating a head zeroes its output before the
-output projection, in every forward (the chart, generation and sweeps) until it is undone.
+Everything here reads or changes the model through its named hook points
+(tokenscope.lm.hooks). The logit lens applies the model's own final norm, output head and soft
+cap to `resid_pre` of the first block and `resid_post` of each block: the last row is the
+model's prediction. Attention weights come from `attn.pattern`, which makes a layer compute
+them explicitly (softmax(q k^T / sqrt(d) + mask)) only while asked; the fused attention stays
+the default. Ablating a head zeroes it at `attn.head_out`, before the output projection, in
+every forward (the chart, generation and sweeps) until it is undone.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+
+from tokenscope.lm.hooks import run_with_cache
 
 if TYPE_CHECKING:
     from tokenscope.lm.language_model import LanguageModel
@@ -86,10 +90,10 @@ def logit_lens(
         raise ValueError(f"position {position} is outside the {len(ids)} tokens")
     at = position % len(ids)
     t = model.transformer
-    residuals: list[torch.Tensor] = []
-    x = torch.tensor([ids], device=model.device)
-    t(x, residuals=residuals)
-    stack = torch.stack([r[0, at] for r in residuals])  # (L + 1, C)
+    layers = len(t.blocks)
+    names = ["blocks.0.resid_pre"] + [f"blocks.{i}.resid_post" for i in range(layers)]
+    _logits, cache = run_with_cache(t, torch.tensor([ids], device=model.device), names)
+    stack = torch.stack([cache[name][0, at] for name in names])  # (L + 1, C)
     logp = torch.log_softmax(t.unembed(stack).float(), dim=-1)  # (L + 1, V)
     target = int(logp[-1].argmax())
     probs = logp.exp()
@@ -110,7 +114,7 @@ def logit_lens(
             float(target_p[layer]),
             float(entropy[layer]),
         )
-        for layer in range(len(residuals))
+        for layer in range(layers + 1)
     )
     return Lens(tuple(ids), at, target, tok.display(target), rows, dropped)
 
@@ -137,17 +141,12 @@ class AttentionMaps:
         return rows.mean(axis=0) if head is None else rows
 
 
-@contextlib.contextmanager
-def _recording(model: LanguageModel) -> Iterator[list[list[torch.Tensor]]]:
-    records: list[list[torch.Tensor]] = [[] for _ in model.transformer.blocks]
-    blocks = list(model.transformer.blocks)
-    for block, record in zip(blocks, records, strict=True):
-        block.attn.record = record
-    try:
-        yield records
-    finally:
-        for block in blocks:
-            block.attn.record = None
+def _patterns(model: LanguageModel, ids: list[int]) -> torch.Tensor:
+    """Every layer's attention weights (L, nh, T, T) over `ids`, from one forward pass."""
+    names = [f"blocks.{i}.attn.pattern" for i in range(len(model.transformer.blocks))]
+    x = torch.tensor([ids], device=model.device)
+    _logits, cache = run_with_cache(model.transformer, x, names)
+    return torch.stack([cache[name][0] for name in names]).float()  # (L, nh, T, T)
 
 
 @torch.inference_mode()
@@ -155,9 +154,7 @@ def attention(model: LanguageModel, prompt: str | Sequence[int]) -> AttentionMap
     """Every layer's and head's attention weights over the prompt, from one forward pass
     through the explicit attention path."""
     ids, _dropped = _ids(model, prompt)
-    with _recording(model) as records:
-        model.transformer(torch.tensor([ids], device=model.device))
-    weights = np.stack([r[0][0].float().cpu().numpy() for r in records])  # (L, H, T, T)
+    weights = _patterns(model, ids).cpu().numpy()  # (L, H, T, T)
     tok = model.tokenizer
     return AttentionMaps(tuple(ids), tuple(tok.display(i) for i in ids), weights)
 
@@ -184,9 +181,7 @@ def induction_scores(
         half = rng.choice(pool, size=n, replace=len(pool) < n).tolist()
         start = [tok.bos_id] if tok.bos_id is not None else []
         ids = start + half + half
-        with _recording(model) as records:
-            model.transformer(torch.tensor([ids], device=model.device))
-        w = torch.stack([r[0][0] for r in records]).float()  # (L, H, T, T)
+        w = _patterns(model, ids)  # (L, H, T, T)
         offset = len(start)
         # Position offset + n + i (the second copy's i-th token) should look at
         # offset + i + 1 (the token after the first copy's i-th).
@@ -210,14 +205,14 @@ def ablated(model: LanguageModel, heads: Iterable[tuple[int, int]]) -> Iterator[
 
 def ablation(model: LanguageModel) -> frozenset[tuple[int, int]]:
     """The (layer, head) pairs ablated now."""
-    return frozenset(
-        (layer, h) for layer, b in enumerate(model.transformer.blocks) for h in b.attn.ablated
-    )
+    heads = model.intervention("ablation")
+    return heads if isinstance(heads, frozenset) else frozenset()
 
 
 def set_ablation(model: LanguageModel, heads: Iterable[tuple[int, int]]) -> None:
-    """Ablate exactly these (layer, head) pairs (none: the model as trained). Kept until
-    changed; cached predictions are dropped since they no longer hold."""
+    """Ablate exactly these (layer, head) pairs (none: the model as trained): a hook on each
+    affected layer's `attn.head_out` zeroes those heads' outputs before the projection mixes
+    them, in every forward pass until changed."""
     c = model.config
     chosen: dict[int, set[int]] = {}
     for layer, head in heads:
@@ -227,9 +222,18 @@ def set_ablation(model: LanguageModel, heads: Iterable[tuple[int, int]]) -> None
                 f"{c.n_head} heads)"
             )
         chosen.setdefault(layer, set()).add(head)
-    for layer, block in enumerate(model.transformer.blocks):
-        block.attn.ablated = tuple(sorted(chosen.get(layer, ())))
-    model.forget_cache()
+    fns = [(f"blocks.{layer}.attn.head_out", _silencer(sorted(hs))) for layer, hs in chosen.items()]
+    pairs = frozenset((layer, h) for layer, hs in chosen.items() for h in hs)
+    model.intervene("ablation", pairs, fns)
+
+
+def _silencer(heads: list[int]) -> Callable[[torch.Tensor, str], torch.Tensor]:
+    def silence(y: torch.Tensor, _name: str) -> torch.Tensor:  # y: (B, nh, T, hs)
+        keep = torch.ones(y.shape[1], 1, 1, dtype=y.dtype, device=y.device)
+        keep[heads] = 0
+        return y * keep  # those heads add nothing to the residual stream
+
+    return silence
 
 
 # ----- surprisal ----------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -19,10 +20,14 @@ from tokenscope.lm import arguments
 from tokenscope.lm.config import ModelConfig
 from tokenscope.lm.distribution import NextTokenDistribution
 from tokenscope.lm.generation import Generation
+from tokenscope.lm.hooks import HookFn, HookHandle, add_hook, is_hooked
 from tokenscope.lm.kv_cache import KVCache
 from tokenscope.lm.model import Transformer
 from tokenscope.lm.sampling import SamplingSettings, sampling_distribution
 from tokenscope.lm.tokenizer import Tokenizer
+
+if TYPE_CHECKING:
+    from tokenscope.lm.compiled import CompiledDecoder
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +132,12 @@ class LanguageModel:
         self.packing = packing
         self._prefix_ids: list[int] = []  # what _prefix_cache holds
         self._prefix_cache: KVCache | None = None
+        # Set by compile_decoding: the compiled one-token step (lm.compiled), which `forward`
+        # uses for single new tokens while no hook is attached.
+        self._decoder: CompiledDecoder | None = None
+        # Lasting changes to the forward pass by name ("ablation"; steering would be another):
+        # what each one is, and the hooks that make it (see `intervene`).
+        self.interventions: dict[str, tuple[object, list[HookHandle]]] = {}
 
     # ----- facts ---------------------------------------------------------------------------
 
@@ -216,13 +227,46 @@ class LanguageModel:
 
         decoder = CompiledDecoder(self.transformer)
         seconds = decoder.warm(progress=progress) if warm else 0.0
-        self.transformer.decoder = decoder
+        self._decoder = decoder
         self.forget_cache()
         return seconds
 
     @property
     def compiled(self) -> bool:
-        return self.transformer.decoder is not None
+        return self._decoder is not None
+
+    def forward(self, ids: torch.Tensor, cache: KVCache, *, last_only: bool = True) -> torch.Tensor:
+        """Logits for `ids` (1, T) after what `cache` holds (it grows): the Transformer's
+        forward, or the compiled step for one new token when decoding is compiled and no
+        hook is attached (the compiled graph knows none)."""
+        decoder = self._decoder
+        if (
+            decoder is not None
+            and ids.shape == (1, 1)
+            and not torch.is_grad_enabled()
+            and not is_hooked(self.transformer)
+        ):
+            return decoder.step(ids, cache)
+        return self.transformer(ids, cache, last_only=last_only)
+
+    def intervene(self, kind: str, value: object, fns: Sequence[tuple[str, HookFn]] = ()) -> None:
+        """Make `fns` (hook point name, hook) the lasting change called `kind`, replacing the
+        one of that kind before (no hooks: undo it). Every forward pass respects it until
+        changed: the chart, generation, sweeps. `value` says what it is, for whoever asks
+        (`intervention(kind)`)."""
+        _old, handles = self.interventions.pop(kind, (None, []))
+        for handle in handles:
+            handle.remove()
+        try:
+            new = [add_hook(self.transformer, name, fn) for name, fn in fns]
+        finally:
+            self.forget_cache()  # what it holds was computed without the change
+        if new:
+            self.interventions[kind] = (value, new)
+
+    def intervention(self, kind: str) -> object | None:
+        """What the lasting change `kind` is (as given to `intervene`); None when none."""
+        return self.interventions.get(kind, (None, []))[0]
 
     def forget_cache(self) -> None:
         """Drop the cached prefix (call after changing the weights in place)."""
@@ -251,7 +295,7 @@ class LanguageModel:
         cache.truncate(min(shared, cache.length))
         new = torch.tensor([ids[cache.length :]], device=self.device)
         try:
-            logits = self.transformer(new, cache, last_only=True)[0, -1]
+            logits = self.forward(new, cache)[0, -1]
         except BaseException:
             self.forget_cache()
             raise
@@ -294,7 +338,6 @@ class LanguageModel:
 
     # ----- scoring -------------------------------------------------------------------------
 
-    @torch.inference_mode()
     @torch.inference_mode()
     def prompt_logprobs(
         self, ids: Sequence[int], top_k: int = 0

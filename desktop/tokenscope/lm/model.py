@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tokenscope.lm.config import ModelConfig
+from tokenscope.lm.hooks import HookPoint
 from tokenscope.lm.kv_cache import KVCache, power_of_two
 
 
@@ -143,28 +144,28 @@ class Attention(nn.Module):
         self.scale = config.attn_scale
         self.softcap = config.attn_softcap
         self.dropout = config.dropout
-        # Looking inside (tokenscope.lm.inside): heads whose output is zeroed, and a list that,
-        # when set, receives each forward's attention weights (B, nh, T, S), computed by the
-        # explicit path. Both off: the fused attention, unchanged.
-        self.ablated: tuple[int, ...] = ()
-        self.record: list[torch.Tensor] | None = None
+        # Looking inside (tokenscope.lm.hooks): the weights, computed only when a hook asks
+        # for them, and each head's output before the projection mixes the heads.
+        self.hook_pattern = HookPoint()  # (B, nh, T, S)
+        self.hook_head_out = HookPoint()  # (B, nh, T, hs)
 
     def _queries_keys(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, nh + nkv, T, hs) queries and keys, normed if the model norms them, and v."""
+        """Queries and keys (B, nh + nkv, T, hs), normed if the model norms them, and the
+        values still flat (B, T, nkv * hs)."""
         b, t, _ = x.shape
         q_size, kv_size = self.n_head * self.head_dim, self.n_kv_head * self.head_dim
         if self.qk_norm == "none":
-            qk, v = self.qkv(x).split([q_size + kv_size, kv_size], dim=-1)
-            qk = qk.view(b, t, self.n_head + self.n_kv_head, self.head_dim)
+            qk, v = self.qkv(x).split([q_size + kv_size, kv_size], dim=-1)  # (B, T, ...)
+            qk = qk.view(b, t, self.n_head + self.n_kv_head, self.head_dim)  # (B, T, nh+nkv, hs)
             return qk.transpose(1, 2), v
-        q, k, v = self.qkv(x).split([q_size, kv_size, kv_size], dim=-1)
-        if self.qk_norm == "full":
+        q, k, v = self.qkv(x).split([q_size, kv_size, kv_size], dim=-1)  # (B, T, nh hs), ...
+        if self.qk_norm == "full":  # over all heads at once (OLMo 2)
             q, k = self.q_norm(q), self.k_norm(k)
-        q = q.view(b, t, self.n_head, self.head_dim)
-        k = k.view(b, t, self.n_kv_head, self.head_dim)
-        if self.qk_norm == "head":
+        q = q.view(b, t, self.n_head, self.head_dim)  # (B, T, nh, hs)
+        k = k.view(b, t, self.n_kv_head, self.head_dim)  # (B, T, nkv, hs)
+        if self.qk_norm == "head":  # each head on its own (Qwen3, Gemma 3)
             q, k = self.q_norm(q), self.k_norm(k)
-        return torch.cat([q, k], dim=2).transpose(1, 2), v
+        return torch.cat([q, k], dim=2).transpose(1, 2), v  # (B, nh + nkv, T, hs)
 
     def forward(
         self, x: torch.Tensor, layer: int, start: int, cache: KVCache | None
@@ -185,7 +186,7 @@ class Attention(nn.Module):
             causal = True
         elif t > 1:
             mask = self._mask(start, t, s, x.device)
-        if self.softcap is not None or self.record is not None:
+        if self.softcap is not None or self.hook_pattern.active:
             y = self._explicit_attention(q, k, v, mask, causal)
         else:
             y = F.scaled_dot_product_attention(
@@ -198,11 +199,8 @@ class Attention(nn.Module):
                 enable_gqa=self.n_kv_head != self.n_head,
                 scale=self.scale,
             )  # (B, nh, T, hs)
-        if self.ablated:
-            keep = torch.ones(self.n_head, 1, 1, dtype=y.dtype, device=y.device)
-            keep[list(self.ablated)] = 0
-            y = y * keep  # those heads add nothing to the residual stream
-        y = y.transpose(1, 2).reshape(b, t, self.n_head * self.head_dim)
+        y = self.hook_head_out(y)  # (B, nh, T, hs)
+        y = y.transpose(1, 2).reshape(b, t, self.n_head * self.head_dim)  # (B, T, nh hs)
         return self.out(y)
 
     def _mask(self, start: int, t: int, s: int, device: torch.device) -> torch.Tensor:
@@ -224,7 +222,7 @@ class Attention(nn.Module):
         causal: bool,
     ) -> torch.Tensor:
         """Attention written out: softmax(q k^T * scale [soft-capped] + mask) v. For soft-capped
-        scores (SDPA has no cap) and when the weights are recorded."""
+        scores (SDPA has no cap) and when a hook reads (or replaces) the weights."""
         if self.n_kv_head != self.n_head:
             repeat = self.n_head // self.n_kv_head
             k, v = k.repeat_interleave(repeat, dim=1), v.repeat_interleave(repeat, dim=1)
@@ -237,9 +235,7 @@ class Attention(nn.Module):
             mask = torch.ones(t, t, dtype=torch.bool, device=q.device).tril()
         if mask is not None:
             scores = scores.masked_fill(~mask, float("-inf"))
-        weights = torch.softmax(scores.float(), dim=-1)
-        if self.record is not None:
-            self.record.append(weights.detach())
+        weights = self.hook_pattern(torch.softmax(scores.float(), dim=-1))  # (B, nh, T, S)
         weights = weights.to(q.dtype)
         if self.training and self.dropout:
             weights = F.dropout(weights, self.dropout)
@@ -286,18 +282,32 @@ class Block(nn.Module):
         self.mlp_post_norm = _norm(config) if after else None
         self.parallel = config.parallel_residual
         self.dropout = nn.Dropout(config.dropout)
+        self.hook_resid_pre = HookPoint(f"blocks.{layer}.resid_pre")  # (B, T, C)
+        self.hook_mlp_out = HookPoint(f"blocks.{layer}.mlp_out")  # (B, T, C)
+        self.hook_resid_post = HookPoint(f"blocks.{layer}.resid_post")  # (B, T, C)
+        self.attn.hook_pattern.name = f"blocks.{layer}.attn.pattern"
+        self.attn.hook_head_out.name = f"blocks.{layer}.attn.head_out"
+
+    def hook_points(self) -> tuple[HookPoint, ...]:
+        """This block's hook points, in forward order (see tokenscope.lm.hooks)."""
+        a = self.attn
+        return (self.hook_resid_pre, a.hook_pattern, a.hook_head_out, self.hook_mlp_out,
+                self.hook_resid_post)  # fmt: skip
 
     def forward(
         self, x: torch.Tensor, layer: int, start: int, cache: KVCache | None
     ) -> torch.Tensor:
+        x = self.hook_resid_pre(x)  # (B, T, C)
         h = self.attn(_maybe(self.attn_norm, x), layer, start, cache)
         h = self.dropout(_maybe(self.attn_post_norm, h))
         if self.parallel:  # GPT-NeoX: both sub-layers read the block's input
             m = self.mlp(_maybe(self.mlp_norm, x))
-            return x + h + self.dropout(_maybe(self.mlp_post_norm, m))
+            m = self.hook_mlp_out(self.dropout(_maybe(self.mlp_post_norm, m)))
+            return self.hook_resid_post(x + h + m)
         x = x + h
         m = self.mlp(_maybe(self.mlp_norm, x))
-        return x + self.dropout(_maybe(self.mlp_post_norm, m))
+        m = self.hook_mlp_out(self.dropout(_maybe(self.mlp_post_norm, m)))
+        return self.hook_resid_post(x + m)
 
 
 def _maybe(norm: nn.Module | None, x: torch.Tensor) -> torch.Tensor:
@@ -328,8 +338,6 @@ class Transformer(nn.Module):
         # of its own, used instead of `head` or the tied embedding.
         self.output_layer: nn.Module | None = None
         self._head_copy: tuple[tuple, torch.Tensor] | None = None
-        # Set by LanguageModel.compile_decoding: the compiled one-token step (lm.compiled).
-        self.decoder = None
 
     def set_output_layer(self, layer: nn.Module | None) -> None:
         """Compute logits with `layer` (a packed head) from now on; drop the untied head and
@@ -404,18 +412,11 @@ class Transformer(nn.Module):
         return self._head_copy[1]
 
     def forward(
-        self,
-        ids: torch.Tensor,
-        cache: KVCache | None = None,
-        *,
-        last_only: bool = False,
-        residuals: list[torch.Tensor] | None = None,
+        self, ids: torch.Tensor, cache: KVCache | None = None, *, last_only: bool = False
     ) -> torch.Tensor:
         """Logits (B, T, V) for token ids (B, T); (B, 1, V) with last_only.
 
         With a cache, `ids` are the positions after those already cached, and the cache grows.
-        `residuals`, when given, receives the residual stream (B, T, C) before the first block
-        and after each block (n_layer + 1 tensors).
         """
         t = ids.shape[1]
         start = cache.length if cache is not None else 0
@@ -423,14 +424,6 @@ class Transformer(nn.Module):
             raise ValueError(
                 f"{start + t} positions exceed the context length {self.config.context_length}"
             )
-        if (
-            self.decoder is not None
-            and cache is not None
-            and ids.shape == (1, 1)
-            and not torch.is_grad_enabled()
-            and not self.inspecting
-        ):
-            return self.decoder.step(ids, cache)
         x = self.embed(ids)  # (B, T, C)
         if x.dtype != self.compute_dtype:  # a packed embedding gives float32 rows
             x = x.to(self.compute_dtype)
@@ -440,11 +433,7 @@ class Transformer(nn.Module):
             x = x + self.pos_embed.weight[start : start + t]
         x = self.drop(x)
         for i, block in enumerate(self.blocks):
-            if residuals is not None:
-                residuals.append(x)
-            x = block(x, i, start, cache)
-        if residuals is not None:
-            residuals.append(x)
+            x = block(x, i, start, cache)  # (B, T, C)
         if cache is not None:
             cache.commit()
         if last_only:
@@ -462,8 +451,3 @@ class Transformer(nn.Module):
         if self.config.final_softcap is not None:
             logits = _soft_cap(logits, self.config.final_softcap)
         return logits
-
-    @property
-    def inspecting(self) -> bool:
-        """Heads are ablated or attention is recorded: the compiled step knows neither."""
-        return any(b.attn.ablated or b.attn.record is not None for b in self.blocks)

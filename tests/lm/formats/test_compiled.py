@@ -10,6 +10,7 @@ from gguf import GGMLQuantizationType as Q
 
 from tokenscope.lm import GREEDY, load_model
 from tokenscope.lm.compiled import CompiledDecoder
+from tokenscope.lm.inside import ablated
 from tokenscope.lm.kv_cache import KVCache
 
 from .conftest import write_gguf
@@ -30,6 +31,8 @@ def _greedy(model, prompt, n):
 def test_compiled_steps_match_eager_ones_on_the_bundled_model():
     model = load_model("builtin")
     ids, probs = _greedy(model, "The capital of Indonesia is", 12)
+    with ablated(model, {(0, 0), (1, 1)}):
+        silenced = _greedy(model, "The capital of Indonesia is", 12)[1]
     progress = []
     seconds = model.compile_decoding(lambda stage, done, total: progress.append(stage))
     assert model.compiled and seconds > 0
@@ -37,6 +40,10 @@ def test_compiled_steps_match_eager_ones_on_the_bundled_model():
     ids2, probs2 = _greedy(model, "The capital of Indonesia is", 12)
     assert ids2 == ids
     assert torch.allclose(probs2, probs, atol=1e-4)
+    # A hook (here: two heads ablated) sends decoding through the eager path, which knows it.
+    with ablated(model, {(0, 0), (1, 1)}):
+        assert torch.allclose(_greedy(model, "The capital of Indonesia is", 12)[1], silenced)
+    assert not torch.allclose(silenced, probs, atol=1e-3)
     # The next-token chart (a prefill) and scoring still run eagerly and agree.
     dist = model.predict_next_token_probabilities("The capital of France is")
     assert dist.most_likely.text.strip()
@@ -51,7 +58,7 @@ def test_a_packed_model_compiles_and_crosses_a_cache_bucket(tmp_path, hf_models,
     prompt = list(range(3, 3 + 120))  # 120 token ids; the window is 128
     eager_ids, eager_probs = _greedy(model, prompt, 7)
     decoder = CompiledDecoder(model.transformer)
-    model.transformer.decoder = decoder
+    model._decoder = decoder
     model.forget_cache()
     ids, probs = _greedy(model, prompt, 7)
     assert ids == eager_ids
@@ -62,12 +69,14 @@ def test_a_packed_model_compiles_and_crosses_a_cache_bucket(tmp_path, hf_models,
     t = model.transformer
     logits = {}
     for compiled in (False, True):
-        t.decoder = decoder if compiled else None
+        model._decoder = decoder if compiled else None
         c = t.config
         cache = KVCache(c.n_layer, c.kv_heads, c.head_dim, 64, max_capacity=c.context_length)
         with torch.inference_mode():
-            t(torch.tensor([prompt[:60]]), cache, last_only=True)
-            logits[compiled] = torch.cat([t(torch.tensor([[i]]), cache)[0] for i in prompt[60:70]])
+            model.forward(torch.tensor([prompt[:60]]), cache)
+            logits[compiled] = torch.cat(
+                [model.forward(torch.tensor([[i]]), cache)[0] for i in prompt[60:70]]
+            )
         assert cache.length == 70 and cache.capacity == 128
     assert decoder.buckets_ready == {64, 128}
     assert torch.allclose(logits[True], logits[False], atol=1e-3)
