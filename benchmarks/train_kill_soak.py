@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tokenscope.train.events import parse_event, read_events
+from tokenscope.train.events import DoneEvent, ProgressEvent, StepEvent, parse_event, read_events
 
 CAPITALS = [("Indonesia", "Jakarta"), ("France", "Paris"), ("Japan", "Tokyo"),
             ("Kenya", "Nairobi"), ("Peru", "Lima"), ("Egypt", "Cairo")]  # fmt: skip
@@ -68,11 +68,11 @@ def command(*args: str) -> list[str]:
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
-def losses_by_step(events: list[dict]) -> dict[int, list[float]]:
+def losses_by_step(events: list) -> dict[int, list[float]]:
     found: dict[int, list[float]] = {}
     for e in events:
-        if e["event"] == "step":
-            found.setdefault(e["step"], []).append(e["loss"])
+        if isinstance(e, StepEvent):
+            found.setdefault(e.step, []).append(e.loss)
     return found
 
 
@@ -81,8 +81,8 @@ def kill_loop(root: Path, kills: int, seed: int) -> dict:
     reference_config = write_config(root / "reference", corpus)
     done = subprocess.run(command("--config", reference_config), capture_output=True,
                           text=True, env=ENV, check=True)  # fmt: skip
-    reference = {e["step"]: e["loss"] for line in done.stdout.splitlines()
-                 if (e := parse_event(line)) and e["event"] == "step"}  # fmt: skip
+    reference = {e.step: e.loss for line in done.stdout.splitlines()
+                 if isinstance(e := parse_event(line), StepEvent)}  # fmt: skip
     config = write_config(root / "killed", corpus)
     run = root / "killed" / "run"
     rng = random.Random(seed)
@@ -100,9 +100,9 @@ def kill_loop(root: Path, kills: int, seed: int) -> dict:
             e = parse_event(line)
             if e is None:
                 continue
-            if tokenize and e.get("stage") == "tokenize":
+            if tokenize and isinstance(e, ProgressEvent) and e.stage == "tokenize":
                 break
-            if not tokenize and e.get("step", 0) >= target:
+            if not tokenize and isinstance(e, StepEvent) and e.step >= target:
                 time.sleep(rng.uniform(0, 0.03))
                 break
         os.kill(proc.pid, signal.SIGKILL)
@@ -117,10 +117,10 @@ def kill_loop(root: Path, kills: int, seed: int) -> dict:
             landed["elsewhere"] += 1
         # This run's history (a fresh start sets the earlier one aside).
         history = read_events(run / "events.jsonl")
-        last_step = max((e["step"] for e in history if e["event"] == "step"), default=0)
+        last_step = max((e.step for e in history if isinstance(e, StepEvent)), default=0)
         args = ["--config", config, "--resume"]
     subprocess.run(command(*args), capture_output=True, env=ENV, check=True)
-    complete = [e for e in read_events(run / "events.jsonl") if e["event"] == "done"][-1]
+    complete = [e for e in read_events(run / "events.jsonl") if isinstance(e, DoneEvent)][-1]
     history = [e for path in [*sorted(run.glob("earlier-runs/*/events.jsonl")),
                               run / "events.jsonl"] for e in read_events(path)]  # fmt: skip
     differing = sum(
@@ -132,7 +132,7 @@ def kill_loop(root: Path, kills: int, seed: int) -> dict:
     leftovers = [p.name for p in (run / "checkpoints").iterdir() if p.name.startswith(".")]
     reported = sum(map(len, losses_by_step(history).values()))
     return {"landed": landed, "differing": differing, "leftovers": leftovers,
-            "status": complete["status"], "reported": reported}  # fmt: skip
+            "status": complete.status, "reported": reported}  # fmt: skip
 
 
 def sigterm_while_tokenizing(root: Path, megabytes: float) -> list[tuple[str, float]]:
@@ -145,7 +145,11 @@ def sigterm_while_tokenizing(root: Path, megabytes: float) -> list[tuple[str, fl
                                 stderr=subprocess.DEVNULL, text=True, env=ENV)  # fmt: skip
         for line in proc.stdout:
             e = parse_event(line)
-            if e and e.get("stage") == stage and (stage == "tokenizer" or e["done"] > 0):
+            if (
+                isinstance(e, ProgressEvent)
+                and e.stage == stage
+                and (stage == "tokenizer" or e.done > 0)
+            ):
                 break
         if stage == "tokenizer":
             time.sleep(1.0)  # well inside the tokenizer's training

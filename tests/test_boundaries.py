@@ -4,6 +4,7 @@ The rules are import-linter contracts in pyproject.toml, checked here statically
 interpreters below check what actually gets loaded at run time.
 """
 
+import re
 import shutil
 import subprocess
 import sys
@@ -26,7 +27,30 @@ def test_the_import_contracts_hold():
     root = Path(__file__).resolve().parents[1]
     proc = subprocess.run([lint], cwd=root, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "3 kept, 0 broken" in proc.stdout
+    config = (root / "pyproject.toml").read_text(encoding="utf-8")
+    contracts = config.count("[[tool.importlinter.contracts]]")
+    assert f"{contracts} kept, 0 broken" in proc.stdout
+    # The architecture the contracts state: the layers, and the window's tabs independent.
+    layers = re.search(r"\nlayers = \[(.*?)\]", config, re.S).group(1)
+    assert re.findall(r'"([^"]+)"', layers) == [
+        "tokenscope.cli", "tokenscope.gui | tokenscope.serve", "tokenscope.service",
+        "tokenscope.train", "tokenscope.lm",
+    ]  # fmt: skip
+    independence = config.split('type = "independence"')[1].split("[[")[0]
+    tabs = {f"tokenscope.gui.{p.name}" for p in (root / "desktop/tokenscope/gui").iterdir()
+            if p.is_dir() and p.name not in ("widgets", "__pycache__")}  # fmt: skip
+    assert set(re.findall(r'"(tokenscope\.gui\.[a-z_]+)"', independence)) == tabs
+
+
+def test_the_model_service_never_asks_which_kind_of_model_it_holds():
+    """One protocol for a model here and on a server: the service branches on capabilities,
+    never on the implementation (no server module, no "remote" flag, no attribute probing)."""
+    root = Path(__file__).resolve().parents[1] / "desktop/tokenscope/service"
+    for path in root.glob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        for word in ("lm.remote", "RemoteModel", "is_server", "is_remote", "self.remote",
+                     "hasattr(", "isinstance(model"):  # fmt: skip
+            assert word not in text, f"{path.name} mentions {word!r}"
 
 
 def test_engine_training_and_service_load_no_qt(checkpoint):

@@ -166,7 +166,7 @@ def test_a_bug_prints_its_traceback_and_asks_for_a_report(monkeypatch, capsys):
     monkeypatch.setattr(cli, "build_parser", lambda: parser)
     for action in parser._subparsers._group_actions[0].choices.values():
         if action.prog.endswith(" doctor"):
-            action.set_defaults(run=broken)
+            action.set_defaults(handler=broken)
     assert cli.main(["doctor"]) == cli.EXIT_BUG
     err = capsys.readouterr().err
     assert "Traceback" in err and "KeyError" in err and "please report it" in err.lower()

@@ -234,9 +234,16 @@ def test_chat_needs_a_template(checkpoint):
 
 @pytest.mark.slow
 def test_the_seed_example_from_the_command_line():
-    proc = run("predict", "The capital of Indonesia is", "--model", "smollm2-135m", "--json")
-    top = json.loads(proc.stdout)["top"]
-    assert top[0]["text"] == " Jak" and top[0]["probability"] == pytest.approx(0.547, abs=0.01)
+    # The reference numbers (float32) are the seed's; the default packed weights round the
+    # activations, by an amount that depends on the CPU's kernels and threads (measured 0.528
+    # on one thread and 0.539 on two on an AVX-512 machine, 0.547 on another).
+    prompt = "The capital of Indonesia is"
+    exact = run("predict", prompt, "--model", "smollm2-135m", "--dtype", "float32", "--json")
+    top = json.loads(exact.stdout)["top"]
+    assert top[0]["text"] == " Jak" and top[0]["probability"] == pytest.approx(0.547, abs=0.005)
+    packed = json.loads(run("predict", prompt, "--model", "smollm2-135m", "--json").stdout)["top"]
+    assert packed[0]["text"] == " Jak"
+    assert packed[0]["probability"] == pytest.approx(top[0]["probability"], abs=0.03)
     proc = run("generate", "The capital of Indonesia is", "-m", "smollm2-135m", "-t", 0, "-n", 2)
     assert proc.stdout.startswith(" Jakarta")
 

@@ -1,6 +1,8 @@
 """`tokenscope serve`: a model opened in Tokenscope as an OpenAI-compatible server (FastAPI and
 uvicorn, in a process of its own), read back by the same client the window uses. Its numbers
-must be the local engine's: the top-k, the prompt's log-probabilities (echo), generation."""
+must be the local engine's: the top-k, the prompt's log-probabilities (echo), generation; its
+refusals one shape, naming the field; and the model is only ever called off the event loop,
+under the app's lock."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import urllib.request
 import pytest
 
 from tokenscope.lm.remote import RemoteError, RemoteModel
+from tokenscope.lm.sampling import GREEDY
 
 pytestmark = pytest.mark.slow
 
@@ -56,16 +59,17 @@ def local(folder):
 
 def test_the_client_finds_a_tokenscope_server_and_reads_it_exactly(served, local):
     model = RemoteModel(served)
-    c = model.capabilities
-    assert c.kind == "Tokenscope" and c.max_top_k == 20 and c.prompt_logprobs and c.tokenizes
-    assert c.context_length == local.config.context_length
-    assert c.parameters == local.parameter_count
+    s, c = model.info, model.capabilities
+    assert s.kind == "Tokenscope" and s.max_top_k == 20 and s.prompt_logprobs and s.tokenizes
+    assert c.exact_scores and c.shows_tokens and not c.internals
+    assert s.context_length == local.config.context_length
+    assert s.parameters == local.parameter_count == model.facts().parameters
     for prompt in ("The capital of Indonesia is", "Once upon a time", "a"):
         remote = model.predict_next_token_probabilities(prompt)
         mine = local.predict_next_token_probabilities(prompt).top(20)
         # With ids (the legacy keys alone would merge two tokens that share a text).
-        assert [t.token_id for t in remote.top()] == [t.token_id for t in mine]
-        assert [t.probability for t in remote.top()] == pytest.approx(
+        assert [t.token_id for t in remote.top(20)] == [t.token_id for t in mine]
+        assert [t.probability for t in remote.top(20)] == pytest.approx(
             [t.probability for t in mine], rel=1e-5, abs=1e-7
         )
         assert remote.other == pytest.approx(1 - sum(t.probability for t in mine), abs=1e-5)
@@ -78,7 +82,7 @@ def test_echoed_prompt_log_probs_score_an_answer_as_the_engine_does(served, loca
         assert score.probability == pytest.approx(
             local.score_continuation(context, answer).probability, rel=1e-4
         )
-    text = [t.text for t in model.tokenize("The capital", scope=None)]
+    text = [t.text for t in model.tokenize("The capital")]
     assert text == [t.text for t in local.tokenize("The capital")]
 
 
@@ -87,11 +91,11 @@ def test_greedy_generation_streams_the_engines_tokens(served, local):
 
     model = RemoteModel(served)
     greedy = SamplingSettings(temperature=0.0)
-    steps = list(model.generate("The capital of", 8, sampling=greedy))
+    steps = list(model.generate("The capital of", max_tokens=8, sampling=greedy, top_k=20))
     mine = list(local.generate("The capital of", max_tokens=8, sampling=greedy))
     assert [s.text for s in steps] == [local.tokenizer.token_text(s.token_id) for s in mine]
     assert steps[0].probability == pytest.approx(mine[0].probability, rel=1e-5)
-    assert len(steps[0].top) == 20
+    assert len(steps[0].top_raw) == 20 and steps[0].token_id == mine[0].token_id
 
 
 def test_refusals_are_clear(served, local):
@@ -174,3 +178,259 @@ def test_a_sweep_through_the_service_equals_the_local_sweep(served, local):
     assert [p.probability for p in series[0].points] == pytest.approx(
         [p.probability for p in mine], rel=1e-4
     )
+
+
+# ----- the server's own answers: request bodies, routes, threads ----------------------------------
+
+
+def call(root, path, body=None, *, data=None, method=None, headers=None):
+    """(status, JSON answer) of one request to the server at `root`: `body` sent as JSON, or
+    `data` as it is."""
+    headers = dict(headers or {})
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers.setdefault("Content-Type", "application/json")
+    request = urllib.request.Request(root + path, data, headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def streamed(root, body):
+    """The payloads of a streamed completion's events, up to [DONE]."""
+    request = urllib.request.Request(
+        root + "/v1/completions", json.dumps({**body, "stream": True}).encode(),
+        {"Content-Type": "application/json"},
+    )  # fmt: skip
+    payloads = []
+    with urllib.request.urlopen(request, timeout=60) as answer:
+        for line in answer:
+            if line.startswith(b"data: "):
+                if line.strip() == b"data: [DONE]":
+                    return payloads
+                payloads.append(json.loads(line[6:]))
+    raise AssertionError(f"the stream ended without [DONE] after {len(payloads)} events")
+
+
+def refused(status, message, param=None):
+    """The answer to a refused request: OpenAI's error shape."""
+    kind = {401: "authentication_error"}.get(status, "invalid_request_error")
+    return status, {"error": {"message": message, "type": kind, "param": param, "code": status}}
+
+
+def test_a_value_of_the_wrong_type_is_refused_naming_the_field(served):
+    root = served.removesuffix("/v1")
+    assert call(root, "/v1/completions", {"prompt": "a", "max_tokens": "16"}) == refused(
+        400, 'max_tokens should be a valid integer (got "16")', "max_tokens"
+    )
+    # A whole number is strict: not 16.0 and not true.
+    assert call(root, "/v1/completions", {"prompt": "a", "logprobs": True}) == refused(
+        400, "logprobs should be a valid integer (got true)", "logprobs"
+    )
+    assert call(root, "/v1/completions", {"prompt": {"text": "a"}}) == refused(
+        400,
+        'prompt should be text or a non-empty list of token ids (one prompt a request) '
+        '(got {"text": "a"})',
+        "prompt",
+    )  # fmt: skip
+    assert call(root, "/v1/completions", {"prompt": "a", "echo": "perhaps"}) == refused(
+        400, 'echo should be a valid boolean, unable to interpret input (got "perhaps")', "echo"
+    )
+    assert call(root, "/v1/completions", {"max_tokens": 1}) == refused(
+        400, "prompt is required", "prompt"
+    )
+    assert call(root, "/tokenize", {"content": 5}) == refused(
+        400, "content should be a valid string (got 5)", "content"
+    )
+
+
+def test_a_value_out_of_range_is_refused_with_what_is_allowed(served, local):
+    root = served.removesuffix("/v1")
+    assert call(root, "/v1/completions", {"prompt": "a", "temperature": 500}) == refused(
+        400, "temperature should be less than or equal to 100 (got 500)", "temperature"
+    )
+    assert call(root, "/v1/completions", {"prompt": "a", "top_p": 0}) == refused(
+        400, "top_p should be greater than 0 (got 0)", "top_p"
+    )
+    window = local.config.context_length
+    assert call(root, "/v1/completions", {"prompt": "a", "max_tokens": window + 1}) == refused(
+        400, f"max_tokens should be at most {window}, this model's context (got {window + 1})",
+        "max_tokens",
+    )  # fmt: skip
+    assert call(root, "/v1/completions", {"prompt": [1, 10**9]}) == refused(
+        400, f"a token id is outside the vocabulary (0..{local.config.vocab_size - 1})", "prompt"
+    )
+    # Every problem of a body, on one line; `param` names the first.
+    status, answer = call(root, "/v1/completions", {"prompt": "a", "top_k": -2, "seed": -1})
+    assert (status, answer["error"]["param"]) == (400, "top_k")
+    assert answer["error"]["message"] == (
+        "top_k should be greater than or equal to -1 (got -2); "
+        "seed should be greater than or equal to 0 (got -1)"
+    )
+
+
+def test_unknown_routes_and_methods_answer_in_the_same_shape(served):
+    root = served.removesuffix("/v1")
+    assert call(root, "/v2/completions", {"prompt": "a"}) == refused(
+        404,
+        "this server has no POST /v2/completions; it answers GET /v1/models, GET /tokenscope, "
+        "POST /tokenize, POST /v1/completions",
+    )
+    assert call(root, "/v1/completions") == refused(405, "/v1/completions answers POST, not GET")
+
+
+def test_a_body_that_is_not_a_json_object_is_refused_clearly(served):
+    root = served.removesuffix("/v1")
+    json_type = {"Content-Type": "application/json"}
+    status, answer = call(root, "/v1/completions", data=b'{"prompt": ', headers=json_type)
+    assert status == 400 and answer["error"]["param"] is None
+    assert answer["error"]["message"].startswith("the request body is not JSON (")
+    not_an_object = refused(
+        400, "the request body must be a JSON object, sent as Content-Type: application/json"
+    )
+    assert call(root, "/v1/completions", ["a"]) == not_an_object
+    # (A form, as `curl -d` sends it: a web page may send one to a local server unasked.)
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    assert call(root, "/v1/completions", data=b'{"prompt": "a"}', headers=form) == not_an_object
+
+
+def test_null_is_the_default_and_fields_for_other_servers_are_ignored(served, local):
+    root = served.removesuffix("/v1")
+    body = {"prompt": "The capital of", "max_tokens": 3, "temperature": 0.0, "logprobs": None,
+            "top_p": None, "seed": None, "user": "someone", "repeat_penalty": 1.0}  # fmt: skip
+    status, answer = call(root, "/v1/completions", body)
+    assert status == 200 and answer["choices"][0]["logprobs"] is None
+    greedy = local.generate("The capital of", max_tokens=3, sampling=GREEDY)
+    assert answer["choices"][0]["text"] == "".join(
+        local.tokenizer.token_text(s.token_id) for s in greedy
+    )
+    # /tokenize under llama.cpp's names too.
+    status, answer = call(root, "/tokenize", {"content": "The capital", "add_special": True})
+    assert status == 200 and answer["tokens"] == local._context_ids("The capital")
+
+
+def test_a_stream_sends_what_the_whole_answer_holds(served):
+    """Echo with max_tokens 0 (how harnesses score a text), and a greedy completion."""
+    root = served.removesuffix("/v1")
+    for body in (
+        {"prompt": "The capital of Indonesia is", "max_tokens": 0, "echo": True, "logprobs": 5},
+        {"prompt": "Once upon a time", "max_tokens": 6, "echo": True, "logprobs": 3,
+         "temperature": 0},
+        {"prompt": "ab", "max_tokens": 4, "logprobs": 0, "temperature": 0},
+    ):  # fmt: skip
+        status, whole = call(root, "/v1/completions", body)
+        assert status == 200
+        events = streamed(root, body)
+        choices = [e["choices"][0] for e in events]
+        assert "".join(c["text"] for c in choices) == whole["choices"][0]["text"]
+        assert choices[-1]["finish_reason"] == whole["choices"][0]["finish_reason"]
+        joined = {
+            key: [v for c in choices[:-1] for v in c["logprobs"][key]]
+            for key in whole["choices"][0]["logprobs"]
+        }
+        assert joined == whole["choices"][0]["logprobs"]
+    assert whole["choices"][0]["logprobs"]["top_logprobs"] == [None] * 4  # (logprobs 0)
+
+
+class Watched:
+    """A model that notes, at each call, whether it runs on an event loop and whether the
+    app's lock is held."""
+
+    CALLS = ("_context_ids", "encode", "prompt_logprobs", "generate")
+
+    def __init__(self, model) -> None:
+        self.model, self.lock, self.calls = model, None, []
+
+    def note(self, name: str) -> None:
+        import asyncio
+
+        try:
+            asyncio.get_running_loop()
+            on_loop = True
+        except RuntimeError:
+            on_loop = False
+        self.calls.append((name, on_loop, self.lock.locked()))
+
+    def __getattr__(self, name: str):
+        value = getattr(self.model, name)
+        if name not in self.CALLS:
+            return value
+
+        def watched(*args, **kwargs):
+            self.note(name)
+            out = value(*args, **kwargs)
+            return WatchedSteps(out, self) if name == "generate" else out
+
+        return watched
+
+
+class WatchedSteps:
+    def __init__(self, gen, watched: Watched) -> None:
+        self.gen, self.watched = gen, watched
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        self.watched.note("step")
+        return next(self.gen)
+
+    def __getattr__(self, name: str):
+        return getattr(self.gen, name)
+
+
+def running(app):
+    """`app` served by uvicorn on a thread of this process; yields its address."""
+    import contextlib
+    import socket
+    import threading
+
+    import uvicorn
+
+    @contextlib.contextmanager
+    def run():
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(16)  # connections wait from now on, while the server starts
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]})
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+        finally:
+            server.should_exit = True
+            thread.join(30)
+            sock.close()
+
+    return run()
+
+
+def test_the_model_is_called_off_the_event_loop_and_under_the_lock(local):
+    from tokenscope.serve import create_app
+
+    model = Watched(local)
+    app = create_app(model, name="tiny", max_logprobs=5)
+    model.lock = app.state.served.lock
+    with running(app) as root:
+        assert call(root, "/tokenize", {"prompt": "ab", "add_special_tokens": True})[0] == 200
+        assert call(root, "/tokenize", {"prompt": "ab"})[0] == 200
+        body = {"prompt": "The capital", "max_tokens": 3, "echo": True, "logprobs": 5}
+        assert call(root, "/v1/completions", body)[0] == 200
+        assert len(streamed(root, body)) == 5  # echo, 3 tokens, finish
+    assert {name for name, _, _ in model.calls} == {*Watched.CALLS, "step"}
+    assert [c for c in model.calls if c[1:] != (False, True)] == []
+
+
+def test_without_the_key_nothing_is_told(local):
+    from tokenscope.serve import create_app
+
+    with running(create_app(local, name="tiny", api_key="k-1")) as root:
+        no_key = refused(401, "invalid or missing API key")
+        assert call(root, "/v2/nothing") == no_key
+        assert call(root, "/tokenscope", headers={"Authorization": "Bearer k-2"}) == no_key
+        assert call(root, "/v2/nothing", headers={"Authorization": "Bearer k-1"})[0] == 404
+        status, about = call(root, "/tokenscope", headers={"Authorization": "Bearer k-1"})
+        assert status == 200 and about["name"] == "tiny" and about["max_logprobs"] == 20
+        assert about["context_length"] == local.config.context_length

@@ -33,7 +33,6 @@ XCB_LIBRARIES = {
     "xcb-shape": "libxcb-shape0",
     "xkbcommon-x11": "libxkbcommon-x11-0",
 }
-CJK_FONT_HINTS = ("CJK", "WenQuanYi", "Droid Sans Fallback", "Source Han", "Unifont")
 
 
 def display_problem(

@@ -34,3 +34,16 @@ def format_duration(seconds: float) -> str:
     if seconds < 48 * 3600:
         return f"{seconds / 3600:.1f} h"
     return f"{seconds / 86400:.1f} days"
+
+
+def format_rank(rank: int | None, above: int = 0) -> str:
+    """A token's rank: "3"; "> 100" when it was below the 100 tokens a server listed; "?"
+    where nothing was listed."""
+    if rank is not None:
+        return str(rank)
+    return f"> {above}" if above else "?"
+
+
+def bound_mark(upper_bound: bool) -> str:
+    """ "≤" before a probability that is only an upper bound (a server's top-k list)."""
+    return "≤" if upper_bound else ""

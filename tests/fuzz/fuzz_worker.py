@@ -66,7 +66,7 @@ def _exercise(model: Any) -> str:
         assert isinstance(token.display, str) and isinstance(token.text, str)
     steps = list(model.generate("Hello", max_tokens=2, sampling=SamplingSettings(temperature=0)))
     for step in steps:
-        assert isinstance(step.piece, str) and 0.0 <= step.probability <= 1.0
+        assert isinstance(step.display, str) and 0.0 <= step.probability <= 1.0
     if model.chat_template:
         text = model.chat_prompt("Hello")
         assert isinstance(text, str)

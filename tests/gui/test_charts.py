@@ -39,7 +39,7 @@ def test_probabilities_read_as_percentages_with_values_on_the_bars(qtbot, window
     assert [format_probability(p) for p in (0.547, 0.0053, 0.00041, 2.5e-7, 0)] == [
         "54.7%", "0.53%", "0.041%", "2.5e-07", "0"
     ]  # fmt: skip
-    assert _shown_values(chart) == [format_probability(r.raw) for r in data.rows]
+    assert _shown_values(chart) == [format_probability(r.probability) for r in data.rows]
     # The legend and the notes are above the plot, not on it.
     assert chart.legend.parent() is chart and chart.note.parent() is chart
     # Knobs: the sampled bars get their own values, and the legend appears.
@@ -58,7 +58,7 @@ def test_the_log_scale_shows_small_probabilities(qtbot, window):
     widths = chart.raw_bars.opts["width"]
     x0 = chart.raw_bars.opts["x0"][0]
     for r, w in zip(rows, widths, strict=True):  # bar ends at log10(p)
-        assert math.isclose(x0 + w, math.log10(r.raw), abs_tol=1e-6)
+        assert math.isclose(x0 + w, math.log10(r.probability), abs_tol=1e-6)
     axis = chart.plot.getPlotItem().getAxis("bottom")
     assert axis.tickStrings([-3.0, -2.0, -1.0, 0.0], 1, 1) == ["0.1%", "1.0%", "10.0%", "100.0%"]
 
@@ -157,7 +157,7 @@ def test_every_tab_fits_a_1024_by_768_screen(qtbot, window):
 
 
 def test_the_model_size_chart_never_draws_one_name_over_another(qtbot):
-    from tokenscope.gui.training.model_scale_chart import ModelScaleChart
+    from tokenscope.gui.widgets.model_scale_chart import ModelScaleChart
 
     chart = ModelScaleChart()
     qtbot.addWidget(chart)

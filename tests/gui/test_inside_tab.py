@@ -66,15 +66,17 @@ def test_attention_map_heads_and_silencing_a_head(qtbot, window, checkpoint):
     pg = window.playground
     pg.prompt.setPlainText(PROMPT)
     qtbot.waitUntil(lambda: pg.chart.current_data() is not None, timeout=10_000)
-    before = [r.raw for r in pg.chart.current_data().rows]
+    before = [r.probability for r in pg.chart.current_data().rows]
     ins.attention._on_head_clicked(1, 0)  # as a click on that cell
     qtbot.waitUntil(lambda: ins.attention.ablated == {(1, 0)}, timeout=10_000)
-    qtbot.waitUntil(lambda: [r.raw for r in pg.chart.current_data().rows] != before, timeout=10_000)
+    qtbot.waitUntil(
+        lambda: [r.probability for r in pg.chart.current_data().rows] != before, timeout=10_000
+    )
     assert "off" in ins.attention.heads_table.item(1, 0).text()
     qtbot.mouseClick(ins.attention.restore_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: not ins.attention.ablated, timeout=10_000)
     qtbot.waitUntil(
-        lambda: [r.raw for r in pg.chart.current_data().rows] == pytest.approx(before),
+        lambda: [r.probability for r in pg.chart.current_data().rows] == pytest.approx(before),
         timeout=10_000,
     )
 

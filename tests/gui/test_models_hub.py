@@ -142,8 +142,8 @@ def test_a_model_with_terms_of_use_shows_them_before_installing(qtbot, window, m
 
 
 def test_training_runs_are_listed_with_their_checkpoint_and_open(qtbot, window, tiny_model):
-    from tokenscope.gui.training.training_runs import runs_root
     from tokenscope.train.run_folder import STATE_FILE, step_folder
+    from tokenscope.train.runs import runs_root
 
     step = step_folder(runs_root() / "my-first-run", 300)
     tiny_model.save(step)

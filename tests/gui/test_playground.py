@@ -15,7 +15,7 @@ def _expected_top(checkpoint, text, k=1):
 
 def _chart_labels(window):
     data = window.playground.chart.current_data()
-    return [r.label for r in data.rows] if data else []
+    return [r.display for r in data.rows] if data else []
 
 
 def test_typing_a_prompt_shows_the_models_top_token(qtbot, window, checkpoint):
@@ -25,7 +25,7 @@ def test_typing_a_prompt_shows_the_models_top_token(qtbot, window, checkpoint):
     expected = _expected_top(checkpoint, "The capital of Indonesia is", 10)
     qtbot.waitUntil(lambda: _chart_labels(window) == expected, timeout=10_000)
     data = window.playground.chart.current_data()
-    assert data.rows[0].raw >= data.rows[1].raw
+    assert data.rows[0].probability >= data.rows[1].probability
     assert data.entropy_bits > 0
     # The token view is a job of its own: it may land just after the chart.
     qtbot.waitUntil(
@@ -37,20 +37,26 @@ def test_typing_a_prompt_shows_the_models_top_token(qtbot, window, checkpoint):
 def test_changing_temperature_changes_the_sampled_distribution_without_the_model(qtbot, window):
     qtbot.waitUntil(lambda: window.playground.chart.current_data() is not None, timeout=10_000)
     before = window.playground.chart.current_data()
-    predictions = window.playground.predictions
+    model_ran = []
+    window.playground.prediction_arrived.connect(lambda view: model_ran.append(view.recomputed))
     window.playground.sampling.temperature.setValue(0.3)
     qtbot.waitUntil(
         lambda: (
-            window.playground.chart.current_data().rows[0].sampled > before.rows[0].sampled + 1e-6
+            window.playground.chart.current_data().rows[0].sampled_probability
+            > before.rows[0].sampled_probability + 1e-6
         ),
         timeout=5_000,
     )
     after = window.playground.chart.current_data()
-    assert [r.raw for r in after.rows] == [r.raw for r in before.rows]  # the model's view is fixed
-    assert window.playground.predictions == predictions  # the model did not run again
+    assert [r.probability for r in after.rows] == [
+        r.probability for r in before.rows
+    ]  # the model's view is fixed
+    assert model_ran and not any(model_ran)  # knobs re-applied: the model did not run again
     window.playground.sampling.top_k.setValue(2)
     qtbot.waitUntil(
-        lambda: sum(r.sampled > 0 for r in window.playground.chart.current_data().rows) == 2,
+        lambda: (
+            sum(r.sampled_probability > 0 for r in window.playground.chart.current_data().rows) == 2
+        ),
         timeout=5_000,
     )
     assert window.playground.chart.current_data().removed_mass > 0
@@ -92,13 +98,13 @@ def test_generated_text_keeps_its_spaces_and_its_font(qtbot, make_window):
         press()
         qtbot.waitUntil(lambda: pg.generate_button.isEnabled(), timeout=20_000)
     steps = pg.branches[pg.current].steps
-    generated = "".join(s.text or s.piece for s in steps)
+    generated = "".join(s.text or s.display for s in steps)
     assert generated.startswith(" Jakarta")  # the space belongs to the token
     pg.text.flush()  # what the next repaint tick shows
     expected = ("The capital of Indonesia is" + generated).replace("\n", "↵\n")
     assert pg.text.toPlainText() == expected
     assert [t for _, t, _ in pg.text.shown_tokens()] == [
-        (s.text or s.piece).replace("\n", "↵\n") for s in steps
+        (s.text or s.display).replace("\n", "↵\n") for s in steps
     ]
     fonts = {f.charFormat().font().pointSize() for f in _fragments(pg.text.document())}
     assert fonts <= {size, -1} and size == 12
@@ -196,9 +202,17 @@ def test_chart_exports(qtbot, window, tmp_path):
     qtbot.waitUntil(lambda: window.playground.chart.current_data() is not None, timeout=10_000)
     chart = window.playground.chart
     chart.export_csv(tmp_path / "chart.csv")
-    lines = (tmp_path / "chart.csv").read_text().splitlines()
-    assert lines[0] == "rank,token_id,label,raw,sampled"
+    import csv
+
+    with open(tmp_path / "chart.csv", newline="", encoding="utf-8") as f:
+        lines = list(csv.reader(f))  # (a token's text may hold a newline)
+    assert lines[0] == ["rank", "token_id", "text", "display", "probability",
+                        "sampled_probability"]  # fmt: skip
     assert len(lines) == 1 + len(chart.current_data().rows)
+    first = lines[1]
+    row = chart.current_data().rows[0]
+    assert first[0] == "1" and int(first[1]) == row.token_id
+    assert float(first[4]) == pytest.approx(row.probability)
     chart.export_image(tmp_path / "chart.png")
     chart.export_image(tmp_path / "chart.svg")
     assert (tmp_path / "chart.png").read_bytes()[:4] == b"\x89PNG"

@@ -1,4 +1,5 @@
-"""Guard against the PySide6 build that corrupts reference counts (FIELD_NOTES: none_dealloc)."""
+"""Guard against the PySide6 build that corrupts reference counts: 6.12.0 on Python 3.11
+drops a reference to None on void calls, and the interpreter aborts with none_dealloc."""
 
 import sys
 

@@ -66,7 +66,7 @@ def _connect(qtbot, window, url, model="", key="", keep=True):
 
 
 def _on_server(window) -> bool:
-    return window.model_info is not None and bool(window.model_info.remote)
+    return window.model_info is not None and not window.model_info.capabilities.internals
 
 
 def test_connecting_lists_the_servers_models_and_opens_one(qtbot, window, llama):
@@ -97,14 +97,14 @@ def test_the_chart_shows_the_listed_tokens_and_the_rest_as_one_bar(qtbot, window
     pg = window.playground
     pg.prompt.setPlainText(PROMPT)
     qtbot.waitUntil(
-        lambda: (d := pg.chart.current_data()) is not None and d.rows[0].label == "␣Jak",
+        lambda: (d := pg.chart.current_data()) is not None and d.rows[0].display == "␣Jak",
         timeout=10_000,
     )
     data = pg.chart.current_data()
     assert len(data.rows) == pg.chart_k.value() and data.other > 0
-    assert sum(r.raw for r in data.rows) + data.other == pytest.approx(1.0)
+    assert sum(r.probability for r in data.rows) + data.other == pytest.approx(1.0)
     bars = data.bars()
-    assert bars[-1].label == "(all others)" and bars[-1].raw == data.other
+    assert bars[-1].display == "(all others)" and bars[-1].probability == data.other
     title = pg.chart.title.text()
     assert "remote · top-100 · raw" in title and "entropy ≥" in title
     assert "grey: every token without a bar (of 100 listed)" in pg.chart.note.text()
@@ -198,7 +198,7 @@ def test_a_typed_key_is_kept_in_the_keyring_never_in_the_settings(
     qtbot.waitUntil(lambda: window.banner.isVisible(), timeout=10_000)
     assert "401" in window.banner.text() and "TOKENSCOPE_API_KEY" in window.banner.text()
     assert "Connect to a server" in window.banner.text()
-    assert window.model_info is not None and not window.model_info.remote  # the model stays
+    assert window.model_info is not None and window.model_info.capabilities.internals  # stays
 
     _connect(qtbot, window, faulty.url, key="sk-typed-secret")
     qtbot.waitUntil(lambda: _on_server(window), timeout=20_000)

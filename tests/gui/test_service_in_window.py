@@ -144,7 +144,7 @@ w.load_model(sys.argv[1])
 w._on_load_progress_original = w._on_load_progress
 def progress(p):
     w._on_load_progress_original(p)
-    if p.stage == "reading the weights":
+    if p.label == "reading the weights":
         close_now()
 w._load.on_yield = progress
 """

@@ -155,7 +155,7 @@ def test_a_random_walk_through_the_window(qtbot, window, checkpoint, other_check
     qtbot.waitUntil(
         lambda: (
             pg.chart.current_data() is not None
-            and [r.label for r in pg.chart.current_data().rows[:3]] == expected
+            and [r.display for r in pg.chart.current_data().rows[:3]] == expected
         ),
         timeout=20_000,
     )

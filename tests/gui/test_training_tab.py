@@ -16,7 +16,15 @@ from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 
 from tokenscope.train import checkpoints as ckpt
-from tokenscope.train.events import read_events
+from tokenscope.train.events import (
+    BaselineEvent,
+    EvalEvent,
+    ProbeEvent,
+    StartEvent,
+    StepEvent,
+    event_fields,
+    read_events,
+)
 
 RUN_TIMEOUT = 90_000  # ms; a loaded 2-core machine can take a while to import torch
 CAPITALS = [("Indonesia", "Jakarta"), ("France", "Paris"), ("Japan", "Tokyo"), ("Peru", "Lima")]
@@ -100,8 +108,8 @@ def test_a_run_plots_stops_resumes_reopens_and_compares(qtbot, tab, tmp_path, pr
     # Stop saves a checkpoint and ends the run as "stopped".
     click(qtbot, tab.stop_button)
     qtbot.waitUntil(lambda: finished(tab), timeout=RUN_TIMEOUT)
-    assert tab.done_event["status"] == "stopped"
-    stopped_at = tab.done_event["step"]
+    assert tab.done_event.status == "stopped"
+    stopped_at = tab.done_event.step
     latest = ckpt.latest_checkpoint(run_dir)
     assert latest is not None and latest.name == f"step-{stopped_at:06d}"
     assert not tab.error.isVisible()
@@ -226,7 +234,7 @@ def test_the_thread_count_leaves_a_core_for_the_window_or_says_it_cannot(tab):
 
 
 def test_the_scale_chart_places_the_model_among_known_ones(tab):
-    from tokenscope.gui.training.model_scale_chart import load_reference_models
+    from tokenscope.gui.widgets.model_scale_chart import load_reference_models
 
     refs = {r.name: r for r in load_reference_models()}
     for name in ("BERT-Large", "GPT-2", "GPT-3", "Chinchilla", "Llama 2 70B", "SmolLM2-135M"):
@@ -264,16 +272,16 @@ def test_notes_explain_spikes_and_overfitting():
     from tokenscope.gui.training.learning_notes import LearningNotes
 
     notes = LearningNotes()
-    said = notes.feed({"event": "start", "model": {"vocab_size": 100}})
+    said = notes.feed(StartEvent(model={"vocab_size": 100}))
     assert "ln(100) = 4.61" in said[0]
     for step in range(1, 30):
-        assert notes.feed({"event": "step", "step": step, "loss": 3.0}) == []
-    (spike,) = notes.feed({"event": "step", "step": 30, "loss": 9.0})
+        assert notes.feed(StepEvent(step=step, loss=3.0)) == []
+    (spike,) = notes.feed(StepEvent(step=30, loss=9.0))
     assert "spike at step 30" in spike
     evals = [(10, 2.0, 2.1), (20, 1.8, 2.0), (30, 1.6, 2.2), (40, 1.4, 2.4)]
     said = []
     for step, train, val in evals:
-        said += notes.feed({"event": "eval", "step": step, "train_loss": train, "val_loss": val})
+        said += notes.feed(EvalEvent(step=step, train_loss=train, val_loss=val))
     assert len(said) == 2
     assert said[0].startswith("First evaluation (step 10)") and "perplexity of 8.2" in said[0]
     assert "overfitting" in said[1]
@@ -283,25 +291,25 @@ def test_notes_follow_epochs_probes_and_the_baselines():
     from tokenscope.gui.training.learning_notes import LearningNotes
 
     notes = LearningNotes()
-    notes.feed({"event": "start", "model": {"vocab_size": 50}, "corpus": {"train_tokens": 1000}})
-    said = notes.feed({"event": "step", "step": 5, "loss": 3.0, "tokens": 999})
+    notes.feed(StartEvent(model={"vocab_size": 50}, corpus={"train_tokens": 1000}))
+    said = notes.feed(StepEvent(step=5, loss=3.0, tokens=999))
     assert said == []
-    (once,) = notes.feed({"event": "step", "step": 6, "loss": 3.0, "tokens": 1200})
+    (once,) = notes.feed(StepEvent(step=6, loss=3.0, tokens=1200))
     assert "whole training text once" in once
-    (ten,) = notes.feed({"event": "step", "step": 50, "loss": 3.0, "tokens": 10_000})
+    (ten,) = notes.feed(StepEvent(step=50, loss=3.0, tokens=10_000))
     assert "10 passes" in ten
-    probe = {"event": "probe", "prompt": "The capital of Indonesia is", "continuation": " Jakarta"}
-    assert notes.feed({**probe, "step": 10, "probability": 0.001}) == []
-    (rising,) = notes.feed({**probe, "step": 20, "probability": 0.02})
+    probe = {"prompt": "The capital of Indonesia is", "continuation": " Jakarta"}
+    assert notes.feed(ProbeEvent(**probe, step=10, probability=0.001)) == []
+    (rising,) = notes.feed(ProbeEvent(**probe, step=20, probability=0.02))
     assert "risen from 0.10% to 2.00%" in rising
-    (learned,) = notes.feed({**probe, "step": 30, "probability": 0.8})
+    (learned,) = notes.feed(ProbeEvent(**probe, step=30, probability=0.8))
     assert "has learned this fact" in learned
-    notes.feed({"event": "eval", "step": 100, "train_loss": 3.0, "val_loss": 4.0})
-    (ngram,) = notes.feed({"event": "baseline", "model": "ngram", "val_loss": 3.5})
+    notes.feed(EvalEvent(step=100, train_loss=3.0, val_loss=4.0))
+    (ngram,) = notes.feed(BaselineEvent(model="ngram", val_loss=3.5))
     assert "n-gram (trigram) model beats the Transformer" in ngram and "small" in ngram
-    (lstm,) = notes.feed({"event": "baseline", "model": "lstm", "val_loss": 4.5})
+    (lstm,) = notes.feed(BaselineEvent(model="lstm", val_loss=4.5))
     assert lstm.startswith("The Transformer beats the LSTM")
-    (passed,) = notes.feed({"event": "eval", "step": 200, "train_loss": 2.0, "val_loss": 3.4})
+    (passed,) = notes.feed(EvalEvent(step=200, train_loss=2.0, val_loss=3.4))
     assert "now below the n-gram (trigram) model's (3.50)" in passed
 
 
@@ -310,14 +318,14 @@ def test_resume_can_train_a_finished_run_further(qtbot, tab, tmp_path, private_h
     plan_tiny_run(qtbot, tab, corpus, steps=10, name="longer", eval_every=5)
     click(qtbot, tab.start_button)
     qtbot.waitUntil(lambda: finished(tab) and tab.done_event is not None, timeout=RUN_TIMEOUT)
-    assert tab.done_event["status"] == "completed" and tab.done_event["step"] == 10
+    assert tab.done_event.status == "completed" and tab.done_event.step == 10
     tab.plan.steps.setValue(16)  # ask for more steps, then Resume
     click(qtbot, tab.resume_button)
     qtbot.waitUntil(
-        lambda: finished(tab) and tab.done_event is not None and tab.done_event["step"] == 16,
+        lambda: finished(tab) and tab.done_event is not None and tab.done_event.step == 16,
         timeout=RUN_TIMEOUT,
     )
-    assert tab.done_event["status"] == "completed"
+    assert tab.done_event.status == "completed"
     steps = [s for s, _ in tab.charts.curve_points("train")]
     assert steps[-1] == 16 and steps == sorted(set(steps))
 
@@ -340,13 +348,13 @@ def test_a_size_ladder_trains_every_size_and_charts_the_fit(qtbot, tab, tmp_path
     # Each point is that size's own last evaluation, read back from its run folder.
     for (parameters, loss), size in zip(points, sizes, strict=True):
         events = read_events(ladder_dir / size / "events.jsonl")
-        start = next(e for e in events if e["event"] == "start")
-        last_eval = [e for e in events if e["event"] == "eval"][-1]
-        assert parameters == start["parameters"]
-        assert loss == pytest.approx(last_eval["val_loss"])
+        start = next(e for e in events if isinstance(e, StartEvent))
+        last_eval = [e for e in events if isinstance(e, EvalEvent)][-1]
+        assert parameters == start.parameters
+        assert loss == pytest.approx(last_eval.val_loss)
     assert [n for n, _ in points] == sorted(n for n, _ in points)
     fit = tab.ladder_chart.fit
-    assert fit is not None and {"a", "alpha", "c", "next_parameters"} <= set(fit)
+    assert fit is not None and {"a", "alpha", "c", "next_parameters"} <= set(event_fields(fit))
     assert "Fit: L(N)" in tab.ladder_chart.summary.text()
     assert tab.status.text().startswith("Ladder capitals-ladder: 4 size(s) trained")
     # Reopened later (the runs list), the ladder shows the same sizes and fit again.
@@ -360,7 +368,7 @@ def test_a_size_ladder_trains_every_size_and_charts_the_fit(qtbot, tab, tmp_path
     again = tab.ladder_chart.loss_points()
     assert [n for n, _ in again] == [n for n, _ in points]
     assert [v for _, v in again] == pytest.approx([v for _, v in points])
-    assert tab.ladder_chart.fit == pytest.approx(fit)
+    assert event_fields(tab.ladder_chart.fit) == pytest.approx(event_fields(fit))
 
 
 def test_stopping_a_ladder_saves_the_size_in_training_and_ends_it(qtbot, tab, tmp_path):

@@ -272,7 +272,7 @@ def test_a_sweep_is_computed_one_point_at_a_time_and_stops_when_closed(tiny_mode
     scored = []
     original = tiny_model.score_continuation
     monkeypatch.setattr(
-        tiny_model, "score_continuation", lambda *a: scored.append(a) or original(*a)
+        tiny_model, "score_continuation", lambda *a, **k: scored.append(a) or original(*a, **k)
     )
     points = iter_sweep(tiny_model, prompt, orders=2)
     first = [next(points) for _ in range(3)]

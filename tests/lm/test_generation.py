@@ -40,9 +40,9 @@ def test_step_records_carry_the_distribution_they_came_from(tiny_model):
         )
         assert step.top_raw[0].probability == pytest.approx(float(raw.max()), rel=1e-4)
         assert step.token_id in {a.token_id for a in step.top_sampled}
-        assert sum(a.probability for a in step.top_sampled) == pytest.approx(1.0, abs=1e-5)
+        assert sum(a.sampled_probability for a in step.top_sampled) == pytest.approx(1, abs=1e-5)
         assert step.entropy == pytest.approx(float(-(raw * raw.log2()).sum()), rel=1e-3)
-        assert step.piece == tiny_model.tokenizer.display(step.token_id)
+        assert step.display == tiny_model.tokenizer.display(step.token_id)
         assert step.elapsed > 0
         context.append(step.token_id)
     with pytest.raises(dataclasses.FrozenInstanceError):

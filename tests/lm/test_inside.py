@@ -163,7 +163,7 @@ def test_surprisal_is_minus_log2_p_and_windows_match_a_single_pass(make_model):
         if ref.logprob is None:
             assert mine.logprob is None
         else:
-            assert mine.bits == pytest.approx(ref.surprisal, abs=1e-5)
+            assert mine.bits == pytest.approx(ref.bits, abs=1e-5)
     # Every token by hand: one forward pass of the window that scores it (windows start every
     # 32 tokens; each scores the positions past the first half, the first from position 1).
     ids = [t.token_id for t in s.tokens]

@@ -96,8 +96,8 @@ def test_score_matches_a_direct_computation(tiny_model):
     for i, t in enumerate(result.tokens):
         p = float(_direct_next_probs(tiny_model, full[: i + 1])[ids[i]])
         assert t.logprob == pytest.approx(math.log(p), abs=1e-4)
-        assert t.surprisal == pytest.approx(-math.log2(p), abs=1e-4)
-    assert result.perplexity == pytest.approx(2**result.mean_surprisal)
+        assert t.bits == pytest.approx(-math.log2(p), abs=1e-4)
+    assert result.perplexity == pytest.approx(2**result.bits_per_token)
 
 
 def test_score_of_a_text_longer_than_the_context_scores_every_token(tiny_model):

@@ -22,24 +22,28 @@ GREEDY = SamplingSettings(temperature=0.0)
 
 def test_a_server_model_loads_predicts_and_tokenizes_through_the_service(harness, llama):
     info = harness.load(llama)
-    assert info.remote == "llama.cpp · remote · top-100 · raw" and info.device == "server"
+    c = info.capabilities
+    assert (c.kind, c.label, info.device) == ("llama.cpp", "remote · top-100 · raw", "server")
+    assert not c.internals and not c.full_vocabulary and c.can_score and not c.exact_scores
     assert info.parameters == 134_515_008 and info.context_length == 1024
     assert info.target.startswith(llama + "#") and info.name.endswith("Q4_1.gguf @ " + llama[7:-3])
 
     done = harness.finished(harness.submit(Predict(PROMPT, top_k=5, watch=" Jak")))
     view = done.payload
     assert done.outcome == "completed" and len(view.rows) == 5
-    assert view.rows[0].label == "␣Jak" and view.source == "remote · top-100 · raw"
-    assert sum(r.raw for r in view.rows) + view.other == pytest.approx(1.0)
-    assert view.watch_probability == pytest.approx(view.rows[0].raw)  # listed: read off the list
+    assert view.rows[0].display == "␣Jak" and view.label == "remote · top-100 · raw"
+    assert sum(r.probability for r in view.rows) + view.other == pytest.approx(1.0)
+    # listed: read off the list
+    assert view.watch_probability == pytest.approx(view.rows[0].probability)
     assert view.context_ids == () and not view.approximate
 
     # Knobs on the same text: re-applied to the kept list, no second request.
     knobs = SamplingSettings(top_k=2)
     again = harness.finished(harness.submit(Predict(PROMPT, knobs, top_k=5))).payload
-    assert not again.recomputed and [r.raw for r in again.rows] == [r.raw for r in view.rows]
-    assert again.rows[0].sampled + again.rows[1].sampled == pytest.approx(1.0)
-    assert again.rows[2].sampled == 0.0 and not again.approximate  # a top-2 of 100: exact
+    assert not again.recomputed
+    assert [r.probability for r in again.rows] == [r.probability for r in view.rows]
+    assert again.rows[0].sampled_probability + again.rows[1].sampled_probability == pytest.approx(1)
+    assert again.rows[2].sampled_probability == 0.0 and not again.approximate  # top-2 of 100
 
     tokens = harness.finished(harness.submit(Tokenize("The café is"))).payload
     assert [(t.display, t.start, t.end) for t in tokens] == [
@@ -56,7 +60,7 @@ def test_generation_streams_steps_and_a_chosen_alternative_continues_as_text(har
     assert len(steps) == 6 and "".join(s.text for s in steps).startswith(" Jakarta")
     assert isinstance(done.payload, GenerationDone) and done.payload.reason == "max_tokens"
     first = steps[0]
-    assert first.piece == "␣Jak" and len(first.top_raw) == 20  # as many as a local model keeps
+    assert first.display == "␣Jak" and len(first.top_raw) == 20  # as many as a local model keeps
     assert first.probability == pytest.approx(first.top_raw[0].probability)
     assert first.sampled_probability == 1.0  # greedy
 
@@ -136,7 +140,7 @@ def test_llama_cpp_sweeps_through_its_top_k(harness, llama):
     from tokenscope.lm.remote import RemoteModel
 
     info = harness.load(llama)
-    assert info.can_score
+    assert info.capabilities.can_score
     prompt = load_prompt("capitals")
     ticket = harness.submit(Sweep(prompt, max_shots=2))
     assert harness.finished(ticket, timeout=120).outcome == "completed"
@@ -179,4 +183,5 @@ def test_a_server_that_is_not_running_leaves_the_current_model(harness, checkpoi
     assert harness.finished(ticket).outcome == "failed"
     errors = " ".join(e.payload for e in harness.of(ticket, "errored"))
     assert "nothing answers at" in errors and "is the server running?" in errors
-    assert harness.service.info.target == str(checkpoint) and not harness.service.remote
+    assert harness.service.info.target == str(checkpoint)
+    assert harness.service.info.capabilities.internals

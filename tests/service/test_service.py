@@ -7,23 +7,22 @@ import pytest
 import tokenscope
 from tokenscope.lm import SamplingSettings
 from tokenscope.lm.fewshot import load_prompt
-from tokenscope.lm.generation import GenerationStep
+from tokenscope.lm.tokens import GenerationStep
 from tokenscope.service import (
     FewShotPreview,
     Generate,
     Load,
     Predict,
-    Score,
+    Surprisal,
     Sweep,
     Tokenize,
 )
 from tokenscope.service.records import (
     GenerationDone,
     GenerationStarted,
-    LoadProgress,
     ModelInfo,
     NextTokenView,
-    SweepProgress,
+    Progress,
     SweepSeries,
 )
 
@@ -37,7 +36,7 @@ def test_load_reports_stages_and_makes_a_new_epoch(harness, checkpoint, tiny_mod
     assert info.epoch == done.epoch == harness.service.epoch == 1
     assert info.parameters == tiny_model.parameter_count
     assert info.threads >= 1
-    stages = [r.stage for r in harness.yielded(ticket) if isinstance(r, LoadProgress)]
+    stages = [r.label for r in harness.yielded(ticket) if isinstance(r, Progress)]
     assert stages[0] == "importing PyTorch"
     assert "building the tokenizer" in stages and "placing the weights" in stages
     assert harness.load(checkpoint).epoch == 2  # loading again is a new epoch
@@ -50,9 +49,10 @@ def test_prediction_rows_are_the_engines_distribution(harness, checkpoint):
     assert isinstance(view, NextTokenView)
     dist = tokenscope.load_model(str(checkpoint)).predict_next_token_probabilities(text)
     assert [r.token_id for r in view.rows] == [t.token_id for t in dist.top(5)]
-    assert [r.raw for r in view.rows] == pytest.approx([t.probability for t in dist.top(5)])
-    assert [r.label for r in view.rows] == [t.display for t in dist.top(5)]
-    assert [r.rank for r in view.rows] == [1, 2, 3, 4, 5]
+    assert [r.probability for r in view.rows] == pytest.approx([t.probability for t in dist.top(5)])
+    assert [r.display for r in view.rows] == [t.display for t in dist.top(5)]
+    assert [r.text for r in view.rows] == [t.text for t in dist.top(5)]
+    assert view.other is None and view.label == "full vocabulary"  # the whole vocabulary
     assert view.entropy_bits == pytest.approx(dist.entropy, rel=1e-5)
     assert view.recomputed and view.removed_mass == 0
 
@@ -69,10 +69,11 @@ def test_other_knobs_on_the_same_text_reuse_the_logits(harness, checkpoint, monk
     sharp = SamplingSettings(temperature=0.3, top_k=2)
     second = harness.finished(harness.submit(Predict("Once upon", sampling=sharp))).payload
     assert not second.recomputed and calls == []  # the model did not run
-    assert [r.raw for r in second.rows] == [r.raw for r in first.rows]
-    assert sum(r.sampled > 0 for r in second.rows) == 2
-    assert second.rows[0].sampled > first.rows[0].sampled
-    assert second.removed_mass == pytest.approx(1 - first.rows[0].raw - first.rows[1].raw, abs=1e-5)
+    assert [r.probability for r in second.rows] == [r.probability for r in first.rows]
+    assert sum(r.sampled_probability > 0 for r in second.rows) == 2
+    assert second.rows[0].sampled_probability > first.rows[0].sampled_probability
+    kept = first.rows[0].probability + first.rows[1].probability
+    assert second.removed_mass == pytest.approx(1 - kept, abs=1e-5)
 
 
 def test_watch_probability_uses_the_one_scoring_routine(harness, checkpoint):
@@ -89,8 +90,8 @@ def test_tokenize_and_score(harness, checkpoint):
     harness.load(checkpoint)
     tokens = harness.finished(harness.submit(Tokenize("Hello, 世界"))).payload
     assert "".join("Hello, 世界"[t.start : t.end] for t in tokens if t.start < t.end)
-    score = harness.finished(harness.submit(Score("The cat sat."))).payload
-    assert score.perplexity > 1
+    view = harness.finished(harness.submit(Surprisal("The cat sat."))).payload
+    assert view.results[0].perplexity > 1
 
 
 def test_generation_streams_steps_then_a_summary(harness, checkpoint):
@@ -155,7 +156,7 @@ def test_a_cancelled_load_keeps_the_current_model(harness, checkpoint, tmp_path,
 
     def cancel_while_converting(event):
         payload = event.payload
-        if isinstance(payload, LoadProgress) and payload.stage == "building the tokenizer":
+        if isinstance(payload, Progress) and payload.label == "building the tokenizer":
             ticket.cancel()
 
     harness.listeners.append(cancel_while_converting)
@@ -196,7 +197,7 @@ def test_a_sweep_reports_each_point_and_each_model(harness, checkpoint, other_ch
     records = harness.yielded(ticket)
     series = [r for r in records if isinstance(r, SweepSeries)]
     assert [len(s.points) for s in series] == [3, 3]
-    assert [r.done for r in records if isinstance(r, SweepProgress) and r.total] == [1, 2, 3] * 2
+    assert [r.done for r in records if isinstance(r, Progress) and r.total] == [1, 2, 3] * 2
     assert [p.probability for p in series[0].points] != [p.probability for p in series[1].points]
 
 
@@ -214,12 +215,12 @@ def test_a_sweep_stops_between_points_when_cancelled(harness, checkpoint):
     ticket = harness.submit(Sweep(load_prompt("english-indonesian"), orders=20))
 
     def cancel_at_two(event):
-        if isinstance(event.payload, SweepProgress) and event.payload.done == 2:
+        if isinstance(event.payload, Progress) and event.payload.done == 2:
             ticket.cancel()
 
     harness.listeners.append(cancel_at_two)
     assert harness.finished(ticket).outcome == "cancelled"
-    done = [r.done for r in harness.yielded(ticket) if isinstance(r, SweepProgress)]
+    done = [r.done for r in harness.yielded(ticket) if isinstance(r, Progress)]
     assert max(done) == 2
 
 
@@ -230,7 +231,9 @@ def test_a_fewshot_preview_is_ready_to_show(harness, checkpoint):
     ).payload
     assert view.text.endswith("cloud =>")
     assert view.expected.continuation == " awan"
-    assert view.chart.rows and view.chart.rows[0].rank == 1
+    assert view.chart.rows and view.chart.rows[0].probability == max(
+        r.probability for r in view.chart.rows
+    )
     assert view.token_count == len(view.chart.context_ids) + view.chart.dropped_tokens
 
 
@@ -252,7 +255,7 @@ def test_a_load_can_warm_the_compiled_decode_step(harness, checkpoint, tmp_path,
     ticket = harness.submit(Load(str(checkpoint), compile=True))
     done = harness.finished(ticket, timeout=600)
     assert done.outcome == "completed" and done.payload.compiled and not done.payload.note
-    stages = [r.stage for r in harness.yielded(ticket) if isinstance(r, LoadProgress)]
+    stages = [r.label for r in harness.yielded(ticket) if isinstance(r, Progress)]
     assert any(s.startswith("compiling the decode step") for s in stages)
     steps = harness.finished(harness.submit(Generate("The capital of", max_tokens=5)), 120)
     assert steps.outcome == "completed"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tokenscope.train.events import parse_event
+from tokenscope.train.events import Event, StepEvent, parse_event
 
 CAPITALS = [
     ("Indonesia", "Jakarta"),
@@ -71,7 +71,7 @@ def train_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "tokenscope.train", *map(str, args)]
 
 
-def train(*args: str, ok: bool = True) -> tuple[list[dict], subprocess.CompletedProcess]:
+def train(*args: str, ok: bool = True) -> tuple[list[Event], subprocess.CompletedProcess]:
     """Run training to the end in a subprocess; return its events (from stdout) and the process."""
     proc = subprocess.run(
         train_command(*args),
@@ -86,8 +86,8 @@ def train(*args: str, ok: bool = True) -> tuple[list[dict], subprocess.Completed
     return events, proc
 
 
-def of_kind(events: list[dict], kind: str) -> list[dict]:
-    return [e for e in events if e["event"] == kind]
+def of_kind(events: list[Event], kind: type[Event]) -> list:
+    return [e for e in events if isinstance(e, kind)]
 
 
 def start(*args: str, **popen) -> subprocess.Popen:
@@ -102,7 +102,7 @@ def start(*args: str, **popen) -> subprocess.Popen:
     )
 
 
-def read_until(proc: subprocess.Popen, seen: list[dict], stop) -> dict | None:
+def read_until(proc: subprocess.Popen, seen: list[Event], stop) -> Event | None:
     """Read events into `seen` until `stop(event)` is true (that event is returned) or the
     output ends (None)."""
     for line in proc.stdout:
@@ -114,18 +114,18 @@ def read_until(proc: subprocess.Popen, seen: list[dict], stop) -> dict | None:
     return None
 
 
-def finish(proc: subprocess.Popen, seen: list[dict], timeout: float = 120) -> str:
+def finish(proc: subprocess.Popen, seen: list[Event], timeout: float = 120) -> str:
     """Read the remaining events into `seen`, wait for the process; return its stderr."""
     read_until(proc, seen, lambda event: False)
     proc.wait(timeout=timeout)
     return proc.stderr.read()
 
 
-def step_losses(events: list[dict]) -> dict[int, list[float]]:
+def step_losses(events: list[Event]) -> dict[int, list[float]]:
     """Every loss reported for each step (a step redone after a resume appears twice)."""
     losses: dict[int, list[float]] = {}
-    for e in of_kind(events, "step"):
-        losses.setdefault(e["step"], []).append(e["loss"])
+    for e in of_kind(events, StepEvent):
+        losses.setdefault(e.step, []).append(e.loss)
     return losses
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from tokenscope.train.baselines import NGramModel
+from tokenscope.train.events import BaselineEvent, EvalEvent, StartEvent
 
 
 def test_ngram_probabilities_form_a_distribution_for_every_context():
@@ -30,17 +31,17 @@ def test_ngram_learns_a_repeating_pattern():
 def test_baselines_report_beside_the_run(tmp_path, tools):
     config = tools.run_config(tmp_path, steps=10, eval_every=10)
     events, _ = tools.train("--config", config)
-    run_val = tools.of_kind(events, "eval")[-1]["val_perplexity"]
+    run_val = tools.of_kind(events, EvalEvent)[-1].val_perplexity
     more, _ = tools.train("--run", tmp_path / "run", "--baselines")
-    baselines = {e["model"]: e for e in tools.of_kind(more, "baseline")}
+    baselines = {e.model: e for e in tools.of_kind(more, BaselineEvent)}
     assert set(baselines) == {"ngram", "lstm"}
-    vocab = tools.of_kind(events, "start")[0]["model"]["vocab_size"]
+    vocab = tools.of_kind(events, StartEvent)[0].model["vocab_size"]
     for result in baselines.values():
-        assert 1.0 < result["val_perplexity"] < vocab  # better than guessing uniformly
-        assert result["val_loss"] == pytest.approx(math.log(result["val_perplexity"]))
+        assert 1.0 < result.val_perplexity < vocab  # better than guessing uniformly
+        assert result.val_loss == pytest.approx(math.log(result.val_perplexity))
     assert run_val > 1.0
     from tokenscope.train.events import read_events
 
-    assert [e["event"] for e in read_events(tmp_path / "run" / "events.jsonl")].count(
-        "baseline"
+    assert [type(e) for e in read_events(tmp_path / "run" / "events.jsonl")].count(
+        BaselineEvent
     ) == 2

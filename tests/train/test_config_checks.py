@@ -13,7 +13,14 @@ import torch
 from tokenscope.lm.config import preset
 from tokenscope.train.cli import main
 from tokenscope.train.config import TrainConfig
-from tokenscope.train.events import parse_event
+from tokenscope.train.events import (
+    DoneEvent,
+    ErrorEvent,
+    Event,
+    StepEvent,
+    WarningEvent,
+    parse_event,
+)
 from tokenscope.train.loop import Trainer
 from tokenscope.train.memory import NotEnoughMemory, check_fits, training_bytes
 
@@ -133,7 +140,7 @@ def test_a_folder_given_as_config_is_refused(tmp_path):
         TrainConfig.from_file(tmp_path)
 
 
-def _events(text: str) -> list[dict]:
+def _events(text: str) -> list[Event]:
     return [e for line in text.splitlines() if (e := parse_event(line))]
 
 
@@ -150,8 +157,8 @@ def test_the_command_line_reports_a_bad_field_as_an_error_event(tmp_path, capsys
     out, err = capsys.readouterr()
     assert code == 2
     events = _events(out)
-    assert [e["event"] for e in events] == ["error", "done"]
-    assert field in events[0]["message"] and events[1]["status"] == "failed"
+    assert [type(e) for e in events] == [ErrorEvent, DoneEvent]
+    assert field in events[0].message and events[1].status == "failed"
     assert err.count("\n") == 1 and field in err and "Traceback" not in err
     assert not (tmp_path / "run").exists()
 
@@ -188,7 +195,7 @@ def test_a_model_that_cannot_fit_is_refused_before_allocating():
 # ----- failures before the first step --------------------------------------------------------
 
 
-def _run_in_process(tmp_path, capsys, **fields) -> tuple[str, list[dict]]:
+def _run_in_process(tmp_path, capsys, **fields) -> tuple[str, list[Event]]:
     """Trainer.run() here: these configs fail before anything is trained."""
     corpus = tmp_path / "corpus"
     corpus.mkdir(exist_ok=True)
@@ -203,8 +210,8 @@ def _run_in_process(tmp_path, capsys, **fields) -> tuple[str, list[dict]]:
 def test_a_device_this_machine_lacks_is_an_error_event(tmp_path, capsys):
     device = "cuda:99" if torch.cuda.is_available() else "cuda"
     status, events = _run_in_process(tmp_path, capsys, device=device)
-    assert status == "failed" and [e["event"] for e in events] == ["error", "done"]
-    assert f'device "{device}" is not available' in events[0]["message"]
+    assert status == "failed" and [type(e) for e in events] == [ErrorEvent, DoneEvent]
+    assert f'device "{device}" is not available' in events[0].message
     assert not (tmp_path / "run").exists()
 
 
@@ -212,8 +219,8 @@ def test_a_model_too_big_for_this_machine_is_an_error_event(tmp_path, capsys):
     status, events = _run_in_process(
         tmp_path, capsys, model={"n_layer": 1024, "d_model": 16384, "n_head": 128}
     )
-    assert status == "failed" and events[-1]["event"] == "done"
-    error = next(e for e in events if e["event"] == "error")["message"]
+    assert status == "failed" and isinstance(events[-1], DoneEvent)
+    error = next(e for e in events if isinstance(e, ErrorEvent)).message
     assert "need about" in error and "available" in error
     assert not list((tmp_path / "run").glob("checkpoints/*"))
 
@@ -228,16 +235,16 @@ def test_event_writing_that_breaks_does_not_break_the_run(tmp_path):
             raise BrokenPipeError(32, "Broken pipe")
 
     writer = EventWriter(tmp_path / "events.jsonl", stream=Closed())
-    writer.emit("step", step=1)
-    writer.emit("step", step=2)
+    writer.emit(StepEvent(step=1))
+    writer.emit(StepEvent(step=2))
     writer.close()
-    assert [e["step"] for e in _events((tmp_path / "events.jsonl").read_text())] == [1, 2]
+    assert [e.step for e in _events((tmp_path / "events.jsonl").read_text())] == [1, 2]
 
     stream = io.StringIO()
     full = EventWriter(Path("/dev/full"), stream=stream)  # every write: ENOSPC
-    full.emit("step", step=1)
-    full.emit("step", step=2)
+    full.emit(StepEvent(step=1))
+    full.emit(StepEvent(step=2))
     full.close()
     events = _events(stream.getvalue())
-    assert [e["event"] for e in events] == ["step", "warning", "step"]
-    assert "No space left on device" in events[1]["message"]
+    assert [type(e) for e in events] == [StepEvent, WarningEvent, StepEvent]
+    assert "No space left on device" in events[1].message

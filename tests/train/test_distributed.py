@@ -15,7 +15,17 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tokenscope.train.events import parse_event
+from tokenscope.train.events import (
+    CheckpointEvent,
+    DoneEvent,
+    EvalEvent,
+    Event,
+    ProbeEvent,
+    SampleEvent,
+    StartEvent,
+    StepEvent,
+    parse_event,
+)
 
 
 def _torchrun() -> list[str]:
@@ -25,7 +35,7 @@ def _torchrun() -> list[str]:
     return [found]
 
 
-def _train_on_two(config: Path, *args) -> list[dict]:
+def _train_on_two(config: Path, *args) -> list[Event]:
     """The events of a run in two processes under torchrun; it must end with exit status 0."""
     proc = subprocess.run(
         [*_torchrun(), "--standalone", "--nproc-per-node", "2", "-m", "tokenscope.train",
@@ -60,15 +70,15 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path, tools):
     assert proc.returncode == 0, proc.stderr[-3000:]
     events_two = [e for line in proc.stdout.splitlines() if (e := parse_event(line))]
     # Rank 0 alone writes: one start, one done, one line per step.
-    assert len(tools.of_kind(events_two, "start")) == 1
-    assert tools.of_kind(events_two, "start")[0]["world_size"] == 2
-    assert events_two[-1]["status"] == "completed"
-    one = [e["loss"] for e in tools.of_kind(events_one, "step")]
-    two = [e["loss"] for e in tools.of_kind(events_two, "step")]
+    assert len(tools.of_kind(events_two, StartEvent)) == 1
+    assert tools.of_kind(events_two, StartEvent)[0].world_size == 2
+    assert events_two[-1].status == "completed"
+    one = [e.loss for e in tools.of_kind(events_one, StepEvent)]
+    two = [e.loss for e in tools.of_kind(events_two, StepEvent)]
     assert len(one) == len(two) == 12
     assert two == pytest.approx(one, rel=1e-3)
-    val_one = tools.of_kind(events_one, "eval")[-1]["val_loss"]
-    val_two = tools.of_kind(events_two, "eval")[-1]["val_loss"]
+    val_one = tools.of_kind(events_one, EvalEvent)[-1].val_loss
+    val_two = tools.of_kind(events_two, EvalEvent)[-1].val_loss
     assert val_two == pytest.approx(val_one, rel=1e-3)
 
 
@@ -81,14 +91,14 @@ def test_a_sigterm_stops_every_process_cleanly_and_torchrun_exits_0(tmp_path, to
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )  # fmt: skip
-    seen: list[dict] = []
-    assert tools.read_until(proc, seen, lambda e: e.get("step") == 2)
+    seen: list[Event] = []
+    assert tools.read_until(proc, seen, lambda e: isinstance(e, StepEvent) and e.step == 2)
     proc.send_signal(signal.SIGTERM)
     stderr = tools.finish(proc, seen)
     assert proc.returncode == 0, stderr[-3000:]
     assert "Traceback" not in stderr
-    assert seen[-1]["event"] == "done" and seen[-1]["status"] == "stopped"
-    assert seen[-2]["event"] == "checkpoint" and seen[-2]["step"] == seen[-1]["step"]
+    assert isinstance(seen[-1], DoneEvent) and seen[-1].status == "stopped"
+    assert isinstance(seen[-2], CheckpointEvent) and seen[-2].step == seen[-1].step
 
 
 # Two micro-batches a step (FSDP's gradient sync off, then on), dropout, samples, probes and
@@ -102,25 +112,25 @@ def test_fsdp_trains_as_ddp_does(tmp_path, tools):
     same evaluation, and the whole model (not a shard) in the checkpoints and the probes."""
     ddp = _train_on_two(tools.run_config(tmp_path / "ddp", strategy="ddp", **SHARDED_RUN))
     fsdp = _train_on_two(tools.run_config(tmp_path / "fsdp", strategy="fsdp", **SHARDED_RUN))
-    assert fsdp[-1]["status"] == "completed"
-    assert tools.of_kind(fsdp, "start")[0]["config"]["strategy"] == "fsdp"
+    assert fsdp[-1].status == "completed"
+    assert tools.of_kind(fsdp, StartEvent)[0].config["strategy"] == "fsdp"
 
     def figures(events, kind, key):
-        return [e[key] for e in tools.of_kind(events, kind)]
+        return [getattr(e, key) for e in tools.of_kind(events, kind)]
 
-    losses = figures(ddp, "step", "loss"), figures(fsdp, "step", "loss")
+    losses = figures(ddp, StepEvent, "loss"), figures(fsdp, StepEvent, "loss")
     assert len(losses[0]) == len(losses[1]) == 20
     assert max(abs(a - b) for a, b in zip(*losses, strict=True)) <= 1e-4
-    assert figures(fsdp, "step", "grad_norm") == pytest.approx(
-        figures(ddp, "step", "grad_norm"), rel=1e-4
+    assert figures(fsdp, StepEvent, "grad_norm") == pytest.approx(
+        figures(ddp, StepEvent, "grad_norm"), rel=1e-4
     )
     for key in ("train_loss", "val_loss"):
-        evals = figures(ddp, "eval", key), figures(fsdp, "eval", key)
+        evals = figures(ddp, EvalEvent, key), figures(fsdp, EvalEvent, key)
         assert len(evals[1]) == 2 and max(abs(a - b) for a, b in zip(*evals, strict=True)) <= 1e-4
     # Probes and samples run on the copy gathered onto rank 0: the same model as DDP's.
-    probes = figures(ddp, "probe", "probability"), figures(fsdp, "probe", "probability")
+    probes = figures(ddp, ProbeEvent, "probability"), figures(fsdp, ProbeEvent, "probability")
     assert len(probes[1]) == 2 and probes[1] == pytest.approx(probes[0], rel=1e-3)
-    assert len(tools.of_kind(fsdp, "sample")) == 2
+    assert len(tools.of_kind(fsdp, SampleEvent)) == 2
     last = Path("run", "checkpoints", "step-000020", "model.safetensors")
     saved_ddp, saved_fsdp = load_file(tmp_path / "ddp" / last), load_file(tmp_path / "fsdp" / last)
     assert sorted(saved_fsdp) == sorted(saved_ddp)
@@ -135,21 +145,21 @@ def test_an_fsdp_run_stopped_and_resumed_ends_as_one_run(tmp_path, tools):
     whole = _train_on_two(tools.run_config(tmp_path / "a", strategy="fsdp", **SHARDED_RUN))
     config = tools.run_config(tmp_path / "b", strategy="fsdp", **SHARDED_RUN)
     first = _train_on_two(config, "--stop-at-step", 10)
-    assert first[-1]["status"] == "stopped" and first[-1]["step"] == 10
+    assert first[-1].status == "stopped" and first[-1].step == 10
     shutil.copytree(tmp_path / "b" / "run", tmp_path / "c" / "run")
     second = _train_on_two(config, "--resume")
-    assert tools.of_kind(second, "start")[0]["resumed_from"] == 10
-    one = [e["loss"] for e in tools.of_kind(whole, "step")]
-    two = [e["loss"] for e in tools.of_kind(first + second, "step")]
+    assert tools.of_kind(second, StartEvent)[0].resumed_from == 10
+    one = [e.loss for e in tools.of_kind(whole, StepEvent)]
+    two = [e.loss for e in tools.of_kind(first + second, StepEvent)]
     assert len(one) == len(two) == 20
     assert two == pytest.approx(one, rel=1e-5, abs=1e-6)
-    val_one = tools.of_kind(whole, "eval")[-1]["val_loss"]
-    assert tools.of_kind(second, "eval")[-1]["val_loss"] == pytest.approx(val_one, rel=1e-5)
+    val_one = tools.of_kind(whole, EvalEvent)[-1].val_loss
+    assert tools.of_kind(second, EvalEvent)[-1].val_loss == pytest.approx(val_one, rel=1e-5)
 
     under_ddp = tools.run_config(tmp_path / "c", strategy="ddp", **SHARDED_RUN)
     third = _train_on_two(under_ddp, "--resume")
-    assert tools.of_kind(third, "start")[0]["resumed_from"] == 10
-    three = [e["loss"] for e in tools.of_kind(first + third, "step")]
+    assert tools.of_kind(third, StartEvent)[0].resumed_from == 10
+    three = [e.loss for e in tools.of_kind(first + third, StepEvent)]
     assert max(abs(a - b) for a, b in zip(one, three, strict=True)) <= 1e-4
 
 

@@ -8,15 +8,24 @@ import math
 import pytest
 
 from tokenscope.train.config import Probe, TrainConfig, recipe_path
-from tokenscope.train.events import VERSION, EventWriter, parse_event, read_events
+from tokenscope.train.events import (
+    VERSION,
+    DoneEvent,
+    EvalEvent,
+    EventWriter,
+    StartEvent,
+    StepEvent,
+    parse_event,
+    read_events,
+)
 from tokenscope.train.loop import learning_rate
 
 
 def test_events_are_versioned_json_lines_written_twice(tmp_path):
     stream = io.StringIO()
     writer = EventWriter(tmp_path / "events.jsonl", stream=stream)
-    writer.emit("step", step=1, loss=float("nan"), grad_norm=float("inf"))
-    writer.emit("done", status="completed")
+    writer.emit(StepEvent(step=1, loss=float("nan"), grad_norm=float("inf")))
+    writer.emit(DoneEvent(status="completed"))
     writer.close()
     lines = stream.getvalue().splitlines()
     assert (tmp_path / "events.jsonl").read_text().splitlines() == lines
@@ -29,7 +38,7 @@ def test_events_are_versioned_json_lines_written_twice(tmp_path):
 def test_other_ranks_write_nothing(tmp_path):
     stream = io.StringIO()
     writer = EventWriter(tmp_path / "events.jsonl", stream=stream, enabled=False)
-    writer.emit("step", step=1)
+    writer.emit(StepEvent(step=1))
     assert stream.getvalue() == "" and not (tmp_path / "events.jsonl").exists()
 
 
@@ -51,10 +60,10 @@ def test_parser_skips_lines_that_are_not_events(line):
 
 
 def test_parser_reads_events_and_damaged_files(tmp_path):
-    assert parse_event(b'{"v": 1, "event": "eval", "val_loss": 2.0}\n')["val_loss"] == 2.0
+    assert parse_event(b'{"v": 1, "event": "eval", "val_loss": 2.0}\n') == EvalEvent(val_loss=2.0)
     path = tmp_path / "events.jsonl"
     path.write_bytes(b'{"v": 1, "event": "start"}\n\xff\xfe garbage\n{"v": 1, "event": "do')
-    assert [e["event"] for e in read_events(path)] == ["start"]
+    assert [type(e) for e in read_events(path)] == [StartEvent]
     assert read_events(tmp_path / "missing.jsonl") == []
 
 

@@ -13,14 +13,24 @@ import time
 import pytest
 
 import tokenscope
-from tokenscope.train.events import parse_event, read_events
+from tokenscope.train.events import (
+    DoneEvent,
+    ErrorEvent,
+    Event,
+    ProgressEvent,
+    StartEvent,
+    StepEvent,
+    WarningEvent,
+    parse_event,
+    read_events,
+)
 from tokenscope.train.token_files import read_manifest
 
 
 def _reference_losses(tools, tmp_path, **config) -> list[float]:
     path = tools.run_config(tmp_path / "reference", **config)
     events, _ = tools.train("--config", path)
-    return [e["loss"] for e in tools.of_kind(events, "step")]
+    return [e.loss for e in tools.of_kind(events, StepEvent)]
 
 
 def _assert_same_losses(reported: dict[int, list[float]], reference: list[float]) -> None:
@@ -47,12 +57,14 @@ def test_kill_9_at_random_moments_then_resume_reproduces_the_losses(tmp_path, to
     last_step = 0
     while kills < 4:
         proc = tools.start(*args)
-        seen: list[dict] = []
+        seen: list[Event] = []
         if kills == 0:  # the first while the corpus is being tokenized
-            event = tools.read_until(proc, seen, lambda e: e["event"] == "progress")
+            event = tools.read_until(proc, seen, lambda e: isinstance(e, ProgressEvent))
         else:
             target = last_step + rng.randint(1, 4)
-            event = tools.read_until(proc, seen, lambda e, t=target: e.get("step", 0) >= t)
+            event = tools.read_until(
+                proc, seen, lambda e, t=target: isinstance(e, StepEvent) and e.step >= t
+            )
             time.sleep(rng.uniform(0, 0.02))  # into the eval or the checkpoint that follows
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=60)
@@ -61,41 +73,41 @@ def test_kill_9_at_random_moments_then_resume_reproduces_the_losses(tmp_path, to
         assert event is not None, "the trainer ended before it could be killed"
         assert proc.returncode == -signal.SIGKILL
         kills += 1
-        last_step = max([last_step] + [e["step"] for e in tools.of_kind(seen, "step")])
+        last_step = max([last_step] + [e.step for e in tools.of_kind(seen, StepEvent)])
         args = ["--config", config, "--resume"]
     events, _ = tools.train(*args)
-    assert events[-1]["status"] == "completed" and events[-1]["step"] == KILL_CONFIG["steps"]
+    assert events[-1].status == "completed" and events[-1].step == KILL_CONFIG["steps"]
     history = read_events(run / "events.jsonl")
     _assert_same_losses(tools.step_losses(history), reference)
     assert not [p.name for p in (run / "checkpoints").iterdir() if p.name.startswith(".")]
-    assert tokenscope.load_model(events[-1]["checkpoint"]).config.name == "tiny"
+    assert tokenscope.load_model(events[-1].checkpoint).config.name == "tiny"
 
 
 def test_a_second_trainer_on_the_folder_is_refused_and_the_first_goes_on(tmp_path, tools):
     config = tools.run_config(tmp_path, steps=100000, checkpoint_every=100000, eval_every=100000)
     first = tools.start("--config", config)
-    seen: list[dict] = []
-    assert tools.read_until(first, seen, lambda e: e.get("step") == 2)
+    seen: list[Event] = []
+    assert tools.read_until(first, seen, lambda e: isinstance(e, StepEvent) and e.step == 2)
 
     # A new run and a resume into the same folder: both refused, naming the first's pid.
     for args in (("--config", config), ("--config", config, "--resume")):
         events, proc = tools.train(*args, ok=False)
         assert proc.returncode == 1 and "Traceback" not in proc.stderr
-        assert [e["event"] for e in events] == ["error", "done"]
-        message = events[0]["message"]
+        assert [type(e) for e in events] == [ErrorEvent, DoneEvent]
+        message = events[0].message
         assert f"pid {first.pid}" in message and "in use by another trainer" in message
-        assert events[-1]["status"] == "failed"
+        assert events[-1].status == "failed"
 
     # The first trainer never noticed: it trains on, then stops when asked, as usual.
-    now = max(e["step"] for e in tools.of_kind(seen, "step"))
-    assert tools.read_until(first, seen, lambda e: e.get("step") == now + 3)
+    now = max(e.step for e in tools.of_kind(seen, StepEvent))
+    assert tools.read_until(first, seen, lambda e: isinstance(e, StepEvent) and e.step == now + 3)
     (tmp_path / "run" / "STOP").touch()
     stderr = tools.finish(first, seen)
     assert first.returncode == 0, stderr[-2000:]
-    assert seen[-1]["status"] == "stopped" and seen[-1]["step"] >= now + 3
-    assert tokenscope.load_model(seen[-1]["checkpoint"]).config.name == "tiny"
+    assert seen[-1].status == "stopped" and seen[-1].step >= now + 3
+    assert tokenscope.load_model(seen[-1].checkpoint).config.name == "tiny"
     history = read_events(tmp_path / "run" / "events.jsonl")
-    assert len(tools.of_kind(history, "start")) == 1 and not tools.of_kind(history, "error")
+    assert len(tools.of_kind(history, StartEvent)) == 1 and not tools.of_kind(history, ErrorEvent)
 
 
 def test_a_full_disk_stops_the_run_and_keeps_the_last_checkpoint(tmp_path, tools, small_disk):
@@ -107,26 +119,26 @@ def test_a_full_disk_stops_the_run_and_keeps_the_last_checkpoint(tmp_path, tools
     path = tools.run_config(small_disk.path, **config)
     run = small_disk.path / "run"
     first, _ = tools.train("--config", path, "--stop-at-step", 4)
-    assert first[-1]["status"] == "stopped"
+    assert first[-1].status == "stopped"
 
     small_disk.fill(64 * 1024)  # room for events, not for a checkpoint of about 0.5 MB
     proc = tools.start("--config", path, "--resume", **small_disk.popen())
-    failed: list[dict] = []
+    failed: list[Event] = []
     stderr = tools.finish(proc, failed)
     assert proc.returncode == 1, stderr[-2000:]
     assert "Traceback" not in stderr and "SafetensorError" not in stderr
-    error = tools.of_kind(failed, "error")[0]["message"]
+    error = tools.of_kind(failed, ErrorEvent)[0].message
     assert "could not save the checkpoint of step 8" in error
     reason = "No space left on device" if small_disk.tmpfs else "File too large"
     assert reason in error and "step-000004, is intact" in error
-    assert failed[-1]["event"] == "done" and failed[-1]["status"] == "failed"
+    assert isinstance(failed[-1], DoneEvent) and failed[-1].status == "failed"
     leftovers = [p.name for p in (run / "checkpoints").iterdir() if p.name.startswith(".")]
     assert leftovers == []
     assert tokenscope.load_model(run / "checkpoints" / "step-000004").config.name == "tiny"
 
     small_disk.grow()
     second, _ = tools.train("--config", path, "--resume")
-    assert second[-1]["status"] == "completed"
+    assert second[-1].status == "completed"
     _assert_same_losses(tools.step_losses(first + failed + second), reference)
 
 
@@ -134,10 +146,14 @@ def test_an_unwritable_run_folder_fails_with_one_line(tmp_path, tools, read_only
     config = tools.run_config(tmp_path, out_dir=str(read_only_dir / "run"))
     events, proc = tools.train("--config", config, ok=False)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    error = tools.of_kind(events, "error")[0]["message"]
+    error = tools.of_kind(events, ErrorEvent)[0].message
     assert str(read_only_dir / "run") in error
     assert "read-only" in error or "permission denied" in error
-    assert [e["event"] for e in events] == ["error", "done"]
+    assert [type(e) for e in events] == [ErrorEvent, DoneEvent]
+
+
+def _tokenizing(event: Event) -> bool:
+    return isinstance(event, ProgressEvent) and event.stage == "tokenize"
 
 
 def test_stopped_or_killed_while_tokenizing_then_resume_tokenizes_everything(tmp_path, tools):
@@ -147,17 +163,17 @@ def test_stopped_or_killed_while_tokenizing_then_resume_tokenizes_everything(tmp
     data = tmp_path / "run" / "data"
 
     proc = tools.start("--config", config)
-    seen: list[dict] = []
-    assert tools.read_until(proc, seen, lambda e: e.get("stage") == "tokenize")
+    seen: list[Event] = []
+    assert tools.read_until(proc, seen, _tokenizing)
     proc.send_signal(signal.SIGTERM)
     stderr = tools.finish(proc, seen)
     assert proc.returncode == 0, stderr[-2000:]
-    assert seen[-1]["event"] == "done" and seen[-1]["status"] == "stopped"
-    assert seen[-1]["step"] == 0 and not tools.of_kind(seen, "step")
+    assert isinstance(seen[-1], DoneEvent) and seen[-1].status == "stopped"
+    assert seen[-1].step == 0 and not tools.of_kind(seen, StepEvent)
     assert read_manifest(data) is None and not list(data.glob(".*"))
 
     proc = tools.start("--config", config, "--resume")
-    assert tools.read_until(proc, [], lambda e: e.get("stage") == "tokenize")
+    assert tools.read_until(proc, [], _tokenizing)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=60)
     proc.stdout.close()
@@ -165,30 +181,30 @@ def test_stopped_or_killed_while_tokenizing_then_resume_tokenizes_everything(tmp
     assert read_manifest(data) is None  # incomplete token files are never marked complete
 
     events, _ = tools.train("--config", config, "--resume")
-    corpus = tools.of_kind(events, "start")[0]["corpus"]
+    corpus = tools.of_kind(events, StartEvent)[0].corpus
     assert corpus["bytes"] == total and corpus["files"] == 1
     manifest = read_manifest(data)
     assert manifest["bytes"] == total
     tokens = sum((data / name).stat().st_size // 2 for name in ("train.bin", "val.bin"))
     assert corpus["train_tokens"] + corpus["val_tokens"] == tokens
-    assert events[-1]["status"] == "completed"
+    assert events[-1].status == "completed"
 
 
 def test_token_files_cut_short_are_made_again_on_resume(tmp_path, tools):
     config = tools.run_config(tmp_path, steps=4, eval_every=2, sample_every=1000)
     first, _ = tools.train("--config", config, "--stop-at-step", 2)
-    assert first[-1]["status"] == "stopped"
+    assert first[-1].status == "stopped"
     train_bin = tmp_path / "run" / "data" / "train.bin"
     full = train_bin.stat().st_size
     with open(train_bin, "r+b") as f:  # what a writer killed half-way would have left
         f.truncate(full // 3)
     events, _ = tools.train("--config", config, "--resume")
-    warnings = [e["message"] for e in tools.of_kind(events, "warning")]
+    warnings = [e.message for e in tools.of_kind(events, WarningEvent)]
     assert any("train.bin is incomplete" in w and "tokenizing the corpus again" in w
                for w in warnings)  # fmt: skip
     assert train_bin.stat().st_size == full
-    assert tools.of_kind(events, "start")[0]["resumed_from"] == 2
-    assert events[-1]["status"] == "completed"
+    assert tools.of_kind(events, StartEvent)[0].resumed_from == 2
+    assert events[-1].status == "completed"
 
 
 def test_a_new_run_sets_aside_an_earlier_run_in_its_folder(tmp_path, tools):
@@ -196,18 +212,16 @@ def test_a_new_run_sets_aside_an_earlier_run_in_its_folder(tmp_path, tools):
     prune nor report the first run's checkpoints."""
     config = tools.run_config(tmp_path, steps=20, checkpoint_every=5, keep_checkpoints=1)
     first, _ = tools.train("--config", config)
-    assert first[-1]["checkpoint"].endswith("step-000020")
+    assert first[-1].checkpoint.endswith("step-000020")
     second, _ = tools.train("--config", config, "--set", "steps=6", "--set", "checkpoint_every=3")
     run = tmp_path / "run"
-    moved = [
-        e["message"] for e in tools.of_kind(second, "warning") if "earlier run" in e["message"]
-    ]
+    moved = [e.message for e in tools.of_kind(second, WarningEvent) if "earlier run" in e.message]
     assert len(moved) == 1
     done = second[-1]
-    assert done["status"] == "completed" and done["checkpoint"] == str(
+    assert done.status == "completed" and done.checkpoint == str(
         run / "checkpoints" / "step-000006"
     )
-    assert done["best_checkpoint"].startswith(str(run / "checkpoints"))
+    assert done.best_checkpoint.startswith(str(run / "checkpoints"))
     kept = {p.name for p in (run / "checkpoints").glob("step-*")}
     assert "step-000006" in kept and kept <= {"step-000003", "step-000006"}
     earlier = list((run / "earlier-runs").iterdir())
@@ -215,8 +229,8 @@ def test_a_new_run_sets_aside_an_earlier_run_in_its_folder(tmp_path, tools):
     assert json.loads((earlier[0] / "run.json").read_text())["steps"] == 20
     # The folder's history is the new run's alone.
     history = read_events(run / "events.jsonl")
-    assert len(tools.of_kind(history, "start")) == 1
-    assert tools.of_kind(history, "start")[0]["config"]["steps"] == 6
+    assert len(tools.of_kind(history, StartEvent)) == 1
+    assert tools.of_kind(history, StartEvent)[0].config["steps"] == 6
 
 
 def test_a_corpus_of_one_enormous_line_trains(tmp_path, tools):
@@ -227,9 +241,9 @@ def test_a_corpus_of_one_enormous_line_trains(tmp_path, tools):
     (tmp_path / "corpus" / "line.txt").write_text(line, encoding="utf-8")
     config = tools.run_config(tmp_path, steps=3, eval_every=3, sample_every=1000)
     events, _ = tools.train("--config", config)
-    corpus = tools.of_kind(events, "start")[0]["corpus"]
+    corpus = tools.of_kind(events, StartEvent)[0].corpus
     assert corpus["bytes"] == len(line) and corpus["train_tokens"] > 100_000
-    assert events[-1]["status"] == "completed"
+    assert events[-1].status == "completed"
 
 
 def test_a_sparse_multi_gb_file_is_skipped_in_bounded_memory(tmp_path, tools):
@@ -257,11 +271,11 @@ def test_a_sparse_multi_gb_file_is_skipped_in_bounded_memory(tmp_path, tools):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     events = [e for line in proc.stdout.splitlines() if (e := parse_event(line))]
-    warnings = " ".join(e["message"] for e in tools.of_kind(events, "warning"))
+    warnings = " ".join(e.message for e in tools.of_kind(events, WarningEvent))
     assert "sparse.txt: binary file (a NUL byte at offset 29,000)" in warnings
     assert "hole.txt: binary file" in warnings
-    start = tools.of_kind(events, "start")[0]
-    assert start["corpus"]["bytes"] == (corpus / "capitals.txt").stat().st_size
+    start = tools.of_kind(events, StartEvent)[0]
+    assert start.corpus["bytes"] == (corpus / "capitals.txt").stat().st_size
     peak = int(proc.stdout.split("PEAK")[-1])
     assert peak < 2e9  # never the 4 GB files in memory
-    assert events[-1]["status"] == "completed"
+    assert events[-1].status == "completed"

@@ -13,7 +13,8 @@ import pytest
 import tokenscope
 from tokenscope.lm.fewshot import score_answer
 from tokenscope.lm.scale import Probe
-from tokenscope.train.probe_runs import run_label, run_sizes, training_curve
+from tokenscope.train.probe_runs import training_curve
+from tokenscope.train.runs import run_label, run_sizes
 
 PROBE = Probe("The capital of Indonesia is", " Jakarta")
 

@@ -9,34 +9,48 @@ import subprocess
 import pytest
 
 import tokenscope
-from tokenscope.train.events import parse_event, read_events
+from tokenscope.train.events import (
+    CheckpointEvent,
+    DoneEvent,
+    ErrorEvent,
+    EvalEvent,
+    ProbeEvent,
+    ProgressEvent,
+    SampleEvent,
+    StartEvent,
+    StepEvent,
+    WarningEvent,
+    parse_event,
+    read_events,
+)
 
 
 def test_a_run_reports_every_kind_of_event_and_learns(tmp_path, tools):
     config = tools.run_config(tmp_path, steps=30)
     events, _ = tools.train("--config", config)
-    kinds = [e["event"] for e in events]
-    assert kinds[-1] == "done" and events[-1]["status"] == "completed"
-    for kind in ("progress", "start", "step", "eval", "sample", "probe", "checkpoint"):
+    kinds = [type(e) for e in events]
+    assert kinds[-1] is DoneEvent and events[-1].status == "completed"
+    for kind in (ProgressEvent, StartEvent, StepEvent, EvalEvent, SampleEvent, ProbeEvent,
+                 CheckpointEvent):  # fmt: skip
         assert kind in kinds, kind
-    start = tools.of_kind(events, "start")[0]
-    assert start["world_size"] == 1 and start["parameters"] > 0 and start["device"] == "cpu"
-    assert start["config"]["steps"] == 30 and start["corpus"]["files"] == 1
-    steps = tools.of_kind(events, "step")
-    assert [s["step"] for s in steps] == list(range(1, 31))
-    assert all(s["tokens_per_s"] > 0 and 0 < s["mfu"] < 1 and s["eta_s"] >= 0 for s in steps)
-    assert steps[-1]["loss"] < steps[0]["loss"] * 0.5
-    evals = tools.of_kind(events, "eval")
-    assert [e["step"] for e in evals] == [10, 20, 30]
-    assert evals[-1]["val_perplexity"] == pytest.approx(math.exp(evals[-1]["val_loss"]))
-    probes = tools.of_kind(events, "probe")
-    assert probes[-1]["probability"] > probes[0]["probability"]
+    start = tools.of_kind(events, StartEvent)[0]
+    assert start.world_size == 1 and start.parameters > 0 and start.device == "cpu"
+    assert start.config["steps"] == 30 and start.corpus["files"] == 1
+    steps = tools.of_kind(events, StepEvent)
+    assert [s.step for s in steps] == list(range(1, 31))
+    assert all(s.tokens_per_s > 0 and 0 < s.mfu < 1 and s.eta_s >= 0 for s in steps)
+    assert steps[-1].loss < steps[0].loss * 0.5
+    evals = tools.of_kind(events, EvalEvent)
+    assert [e.step for e in evals] == [10, 20, 30]
+    assert evals[-1].val_perplexity == pytest.approx(math.exp(evals[-1].val_loss))
+    probes = tools.of_kind(events, ProbeEvent)
+    assert probes[-1].probability > probes[0].probability
     # The same events were appended to the run folder's events.jsonl.
     run = tmp_path / "run"
-    assert [e["event"] for e in read_events(run / "events.jsonl")] == kinds
+    assert [type(e) for e in read_events(run / "events.jsonl")] == kinds
     assert json.loads((run / "run.json").read_text())["steps"] == 30
     # The final checkpoint opens in the engine like any model.
-    model = tokenscope.load_model(events[-1]["checkpoint"])
+    model = tokenscope.load_model(events[-1].checkpoint)
     dist = model.predict_next_token_probabilities("The capital of Indonesia is")
     assert dist.vector().sum() == pytest.approx(1.0, abs=1e-4)
 
@@ -44,14 +58,14 @@ def test_a_run_reports_every_kind_of_event_and_learns(tmp_path, tools):
 def test_stop_then_resume_gives_the_same_losses_as_one_run(tmp_path, tools):
     one = tools.run_config(tmp_path / "a", steps=16, checkpoint_every=100, dropout=0.1)
     events, _ = tools.train("--config", one)
-    losses_one = [e["loss"] for e in tools.of_kind(events, "step")]
+    losses_one = [e.loss for e in tools.of_kind(events, StepEvent)]
 
     two = tools.run_config(tmp_path / "b", steps=16, checkpoint_every=100, dropout=0.1)
     first, _ = tools.train("--config", two, "--stop-at-step", 8)
-    assert first[-1]["status"] == "stopped" and first[-1]["step"] == 8
+    assert first[-1].status == "stopped" and first[-1].step == 8
     second, _ = tools.train("--config", two, "--resume")
-    assert tools.of_kind(second, "start")[0]["resumed_from"] == 8
-    losses_two = [e["loss"] for e in tools.of_kind(first + second, "step")]
+    assert tools.of_kind(second, StartEvent)[0].resumed_from == 8
+    losses_two = [e.loss for e in tools.of_kind(first + second, StepEvent)]
     assert len(losses_two) == 16
     assert losses_two == pytest.approx(losses_one, rel=1e-5, abs=1e-6)
 
@@ -66,17 +80,17 @@ def test_a_stop_file_saves_and_stops(tmp_path, tools):
         event = parse_event(line)
         if event:
             seen.append(event)
-            if event["event"] == "step" and event["step"] == 3:
+            if isinstance(event, StepEvent) and event.step == 3:
                 (tmp_path / "run" / "STOP").touch()
     assert proc.wait(timeout=120) == 0
     done = seen[-1]
-    assert done["event"] == "done" and done["status"] == "stopped"
-    saved = [e for e in seen if e["event"] == "checkpoint"]
-    assert saved and saved[-1]["step"] == done["step"] >= 3
-    assert tokenscope.load_model(saved[-1]["path"]).config.name == "tiny"
+    assert isinstance(done, DoneEvent) and done.status == "stopped"
+    saved = [e for e in seen if isinstance(e, CheckpointEvent)]
+    assert saved and saved[-1].step == done.step >= 3
+    assert tokenscope.load_model(saved[-1].path).config.name == "tiny"
     # Resuming is a new request: the old STOP file does not stop it at once.
-    more, _ = tools.train("--config", config, "--resume", "--stop-at-step", done["step"] + 3)
-    assert more[-1]["status"] == "stopped" and more[-1]["step"] == done["step"] + 3
+    more, _ = tools.train("--config", config, "--resume", "--stop-at-step", done.step + 3)
+    assert more[-1].status == "stopped" and more[-1].step == done.step + 3
 
 
 def test_sigterm_saves_and_stops(tmp_path, tools):
@@ -89,11 +103,11 @@ def test_sigterm_saves_and_stops(tmp_path, tools):
         event = parse_event(line)
         if event:
             seen.append(event)
-            if event["event"] == "step" and event["step"] == 2:
+            if isinstance(event, StepEvent) and event.step == 2:
                 proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=120) == 0
-    assert seen[-1]["status"] == "stopped"
-    assert seen[-2]["event"] == "checkpoint"
+    assert seen[-1].status == "stopped"
+    assert isinstance(seen[-2], CheckpointEvent)
 
 
 def test_after_kill_9_the_last_checkpoint_loads_and_the_run_resumes(tmp_path, tools):
@@ -106,7 +120,7 @@ def test_after_kill_9_the_last_checkpoint_loads_and_the_run_resumes(tmp_path, to
     saved = []
     for line in proc.stdout:
         event = parse_event(line)
-        if event and event["event"] == "checkpoint":
+        if isinstance(event, CheckpointEvent):
             saved.append(event)
             if len(saved) == 2:
                 # Killed while it goes on writing: mid-step or mid-checkpoint, either must be safe.
@@ -114,12 +128,12 @@ def test_after_kill_9_the_last_checkpoint_loads_and_the_run_resumes(tmp_path, to
                 break
     proc.wait(timeout=60)
     assert proc.returncode == -signal.SIGKILL
-    model = tokenscope.load_model(saved[-1]["path"])
+    model = tokenscope.load_model(saved[-1].path)
     assert model.config.name == "tiny"
-    events, _ = tools.train("--config", config, "--resume", "--stop-at-step", saved[-1]["step"] + 2)
-    start = tools.of_kind(events, "start")[0]
-    assert start["resumed_from"] >= saved[-1]["step"]
-    assert events[-1]["status"] == "stopped"
+    events, _ = tools.train("--config", config, "--resume", "--stop-at-step", saved[-1].step + 2)
+    start = tools.of_kind(events, StartEvent)[0]
+    assert start.resumed_from >= saved[-1].step
+    assert events[-1].status == "stopped"
 
 
 def test_an_empty_corpus_fails_with_a_clear_error(tmp_path, tools):
@@ -128,11 +142,11 @@ def test_an_empty_corpus_fails_with_a_clear_error(tmp_path, tools):
     config = tools.run_config(tmp_path)
     events, proc = tools.train("--config", config, ok=False)
     assert proc.returncode == 1
-    warnings = [e["message"] for e in tools.of_kind(events, "warning")]
+    warnings = [e.message for e in tools.of_kind(events, WarningEvent)]
     assert any("image.png" in w and "binary" in w for w in warnings)
-    error = tools.of_kind(events, "error")[0]["message"]
+    error = tools.of_kind(events, ErrorEvent)[0].message
     assert "corpus is empty" in error
-    assert events[-1]["event"] == "done" and events[-1]["status"] == "failed"
+    assert isinstance(events[-1], DoneEvent) and events[-1].status == "failed"
     assert "Traceback" not in proc.stderr
 
 
@@ -141,10 +155,10 @@ def test_a_diverging_run_skips_bad_steps_then_fails(tmp_path, tools):
         tmp_path, steps=50, learning_rate=1e30, warmup_steps=0, grad_clip=1e30, max_bad_steps=3
     )
     events, proc = tools.train("--config", config, ok=False)
-    warnings = [e for e in tools.of_kind(events, "warning") if "step skipped" in e["message"]]
+    warnings = [e for e in tools.of_kind(events, WarningEvent) if "step skipped" in e.message]
     assert len(warnings) == 3
-    assert "not finite for 3 steps" in tools.of_kind(events, "error")[0]["message"]
-    assert events[-1]["status"] == "failed" and proc.returncode == 1
+    assert "not finite for 3 steps" in tools.of_kind(events, ErrorEvent)[0].message
+    assert events[-1].status == "failed" and proc.returncode == 1
 
 
 def test_invalid_config_is_refused_before_anything_runs(tmp_path, tools):
@@ -154,23 +168,23 @@ def test_invalid_config_is_refused_before_anything_runs(tmp_path, tools):
     assert "steps must be a whole number in [1, " in proc.stderr
     assert "multiple of grad_accum" in proc.stderr
     # The window reads the same as events: an error naming the field, and the end.
-    assert [e["event"] for e in events] == ["error", "done"]
-    assert "steps must be a whole number" in events[0]["message"]
+    assert [type(e) for e in events] == [ErrorEvent, DoneEvent]
+    assert "steps must be a whole number" in events[0].message
     assert not (tmp_path / "run").exists()  # nothing was created
 
 
 def test_fine_tuning_continues_from_a_checkpoint_with_its_tokenizer(tmp_path, tools):
     base = tools.run_config(tmp_path / "base", steps=20)
     base_events, _ = tools.train("--config", base)
-    checkpoint = base_events[-1]["checkpoint"]
+    checkpoint = base_events[-1].checkpoint
     tuned = tools.run_config(tmp_path / "tuned", steps=5, init_from=checkpoint, tokenizer="model")
     scratch = tools.run_config(tmp_path / "scratch", steps=5)
     tuned_events, _ = tools.train("--config", tuned)
     scratch_events, _ = tools.train("--config", scratch)
-    first = lambda events: tools.of_kind(events, "step")[0]["loss"]  # noqa: E731
+    first = lambda events: tools.of_kind(events, StepEvent)[0].loss  # noqa: E731
     assert first(tuned_events) < 0.5 * first(scratch_events)  # it starts where the base left off
-    start = tools.of_kind(tuned_events, "start")[0]
-    assert start["parameters"] == tools.of_kind(base_events, "start")[0]["parameters"]
+    start = tools.of_kind(tuned_events, StartEvent)[0]
+    assert start.parameters == tools.of_kind(base_events, StartEvent)[0].parameters
 
 
 def test_tokenscope_train_is_the_same_command(tmp_path, tools):
@@ -185,7 +199,7 @@ def test_tokenscope_train_is_the_same_command(tmp_path, tools):
     )
     assert proc.returncode == 0, proc.stderr
     events = [e for line in proc.stdout.splitlines() if (e := parse_event(line))]
-    assert events[-1]["status"] == "completed" and events[-1]["step"] == 2
+    assert events[-1].status == "completed" and events[-1].step == 2
 
 
 def test_measure_steps_times_the_planned_model_without_a_corpus(tmp_path):

@@ -11,7 +11,10 @@ import os
 import sys
 from collections.abc import Sequence
 
-BROKEN_PYSIDE = ("6.12.0",)  # aborts with "none_dealloc" on Python 3.11 (see FIELD_NOTES)
+# 6.12.0 corrupts the reference count of None on void calls (QPainter.setPen) and of True on
+# Signal.emit() on Python 3.11: the app aborts within minutes ("Fatal Python error:
+# none_dealloc"); 6.11.3 and 6.10.3 are clean (tests/gui/test_pyside_guard.py checks).
+BROKEN_PYSIDE = ("6.12.0",)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

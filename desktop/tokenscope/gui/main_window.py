@@ -35,7 +35,7 @@ from tokenscope.gui.training.training_tab import TrainingTab
 from tokenscope.lm.threads import cpu_cores
 from tokenscope.lm.weight_modes import DTYPE_CHOICES
 from tokenscope.service.jobs import SetThreads
-from tokenscope.service.records import LoadProgress, ModelInfo
+from tokenscope.service.records import ModelInfo, Progress
 
 OPEN_OTHER = "Open file or folder…"
 CONNECT = "Connect to a server…"
@@ -391,16 +391,16 @@ class MainWindow(QMainWindow):
         if self._load is not None:
             self._load.cancel()
 
-    def _on_load_progress(self, p: LoadProgress) -> None:
+    def _on_load_progress(self, p: Progress) -> None:
         if p.total:
             self.load_progress.setRange(0, p.total)
             self.load_progress.setValue(p.done)
         else:
             self.load_progress.setRange(0, 0)
-        self.load_label.setText(f"{p.stage}…")
+        self.load_label.setText(f"{p.label}…")
         # The toolbar may be too narrow to show the label: the status bar always has room.
-        self.load_progress.setToolTip(f"{p.stage}…")
-        self.statusBar().showMessage(f"{p.stage}…")
+        self.load_progress.setToolTip(f"{p.label}…")
+        self.statusBar().showMessage(f"{p.label}…")
 
     def _on_load_done(self, _info: ModelInfo | None, outcome: str) -> None:
         self.settings.remove("model/opening")
@@ -449,19 +449,30 @@ class MainWindow(QMainWindow):
 
     def _show_model_info(self, info: ModelInfo) -> None:
         self.model_info = info
-        local = not info.remote  # threads and weights are the server's business
+        c = info.capabilities
         for widget in (self.threads, self.weights, self.compiled):
-            widget.setEnabled(local)
-        if info.remote:
+            widget.setEnabled(c.local_weights)  # a server decides its own threads and weights
+        if not c.full_vocabulary:
             size = f"{info.parameters / 1e6:,.0f} M parameters · " if info.parameters else ""
             window = f"context {info.context_length:,} · " if info.context_length else ""
-            scores = "scores given answers" if info.can_score else "no prompt log-probs"
-            self.status_model.setText(f"{info.name} · {size}{window}{info.remote} · {scores}")
+            scores = (
+                "scores given answers"
+                if c.exact_scores
+                else "scores given answers (bounds below its list)"
+                if c.can_score
+                else "no prompt log-probs"
+            )
+            self.status_model.setText(
+                f"{info.name} · {size}{window}{c.kind} · {c.label} · {scores}"
+            )
             self.status_model.setToolTip(
                 "A model on a server: it returns its top tokens only (the rest is one grey bar)."
                 + (
                     " It returns the log-probabilities of the prompt, so given answers are scored."
-                    if info.can_score
+                    if c.exact_scores
+                    else " It shows its tokens, so given answers are scored token by token "
+                    "through its top tokens; one below its list makes the score an upper bound."
+                    if c.can_score
                     else " It returns no log-probabilities of the prompt, so given answers "
                     "(few-shot sweeps, a watched continuation beyond its list) cannot be scored."
                 )
@@ -574,9 +585,10 @@ class MainWindow(QMainWindow):
 
 def _picker_label(target: str) -> str:
     """How the model picker names a target it has no entry for."""
-    from tokenscope.lm.remote import is_remote, split_target
+    from tokenscope.lm.backend import is_server
+    from tokenscope.lm.remote import split_target
 
-    if is_remote(target):
+    if is_server(target):
         from urllib.parse import urlsplit
 
         url, model = split_target(target)

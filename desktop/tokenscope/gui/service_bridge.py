@@ -32,7 +32,9 @@ from tokenscope.service.jobs import Job
 from tokenscope.service.records import ModelInfo
 
 # The service's Python between torch calls holds the GIL; switching threads more often than
-# the 5 ms default keeps the GUI thread's timers on time (FIELD_NOTES: GIL).
+# the 5 ms default keeps the GUI thread's timers on time. Measured with a 5 ms GUI timer and a
+# pure-Python worker loop on 2 cores: p99 gap ~75 ms at the default, 33 ms at 1 ms, 13 ms at
+# 0.2 ms (a torch matmul worker, which releases the GIL: ~7 ms).
 SWITCH_INTERVAL_S = 0.0005
 
 

@@ -11,21 +11,22 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _WHERE = {
+    "Capabilities": "backend",
+    "ModelBackend": "backend",
+    "open_model": "backend",
     "PRESETS": "config",
     "ModelConfig": "config",
     "preset": "config",
     "NextTokenDistribution": "distribution",
-    "TokenProbability": "distribution",
     "ModelFormatError": "errors",
     "ModelNotFoundError": "errors",
     "TokenscopeError": "errors",
     "Generation": "generation",
-    "GenerationStep": "generation",
-    "ContinuationScore": "language_model",
     "LanguageModel": "language_model",
-    "TextScore": "language_model",
-    "Token": "language_model",
-    "TokenScore": "language_model",
+    "ContinuationScore": "tokens",
+    "GenerationStep": "tokens",
+    "Token": "tokens",
+    "TokenProbability": "tokens",
     "load_model": "loading",
     "Transformer": "model",
     "GREEDY": "sampling",
@@ -36,23 +37,24 @@ _WHERE = {
 __all__ = [
     "GREEDY",
     "PRESETS",
+    "Capabilities",
     "ContinuationScore",
     "Generation",
     "GenerationStep",
     "LanguageModel",
+    "ModelBackend",
     "ModelConfig",
     "ModelFormatError",
     "ModelNotFoundError",
     "NextTokenDistribution",
     "SamplingSettings",
-    "TextScore",
     "Token",
     "TokenProbability",
-    "TokenScore",
     "Tokenizer",
     "TokenscopeError",
     "Transformer",
     "load_model",
+    "open_model",
     "preset",
 ]
 
@@ -70,22 +72,18 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+    from tokenscope.lm.backend import Capabilities, ModelBackend, open_model
     from tokenscope.lm.config import PRESETS, ModelConfig, preset
-    from tokenscope.lm.distribution import NextTokenDistribution, TokenProbability
+    from tokenscope.lm.distribution import NextTokenDistribution
     from tokenscope.lm.errors import (
         ModelFormatError,
         ModelNotFoundError,
         TokenscopeError,
     )
-    from tokenscope.lm.generation import Generation, GenerationStep
-    from tokenscope.lm.language_model import (
-        ContinuationScore,
-        LanguageModel,
-        TextScore,
-        Token,
-        TokenScore,
-    )
+    from tokenscope.lm.generation import Generation
+    from tokenscope.lm.language_model import LanguageModel
     from tokenscope.lm.loading import load_model
     from tokenscope.lm.model import Transformer
     from tokenscope.lm.sampling import GREEDY, SamplingSettings
     from tokenscope.lm.tokenizer import Tokenizer
+    from tokenscope.lm.tokens import ContinuationScore, GenerationStep, Token, TokenProbability

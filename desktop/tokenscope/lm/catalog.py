@@ -1,4 +1,6 @@
-"""The catalogue of models a person can open: bundled, installed by name, recently opened.
+"""The catalogue of models a person can open: bundled, installed by name, downloaded from
+the Hub, the person's training runs (each run's best, else latest, checkpoint), recently
+opened.
 
 One list for every client: `tokenscope models list` prints it, the window's Models tab and
 model picker show it. Reading it opens only file headers, never weights.
@@ -13,6 +15,10 @@ from tokenscope.lm.formats.summary import ModelSummary, summarize
 from tokenscope.lm.hub import cached_models
 from tokenscope.lm.loading import BUILTIN, builtin_model_path
 from tokenscope.lm.registry import KNOWN_MODELS, known_model_path, parts_installed, recent_models
+from tokenscope.lm.run_checkpoints import best_checkpoint, latest_checkpoint
+
+#: the newest runs listed (a person who trained hundreds still gets a list that reads)
+MAX_RUNS = 50
 
 
 @dataclass(frozen=True)
@@ -60,8 +66,8 @@ def _entry(name: str, kind: str, s: ModelSummary, path: str | None = None) -> Ca
 
 
 def catalog() -> list[CatalogEntry]:
-    """Every model worth listing: bundled, installed by name, in the Hugging Face cache, then
-    recently opened."""
+    """Every model worth listing: bundled, installed by name, in the Hugging Face cache, the
+    training runs (newest first), then recently opened."""
     entries = []
     builtin = builtin_model_path()
     if builtin.exists():
@@ -89,6 +95,7 @@ def catalog() -> list[CatalogEntry]:
     for cached in cached_models():
         s = summarize(cached.path)
         entries.append(replace(_entry(cached.ref, "hub", s), size_bytes=cached.size_bytes))
+    entries += run_entries()
     listed = {_same_file(e.path) for e in entries if e.path}
     for path in recent_models():
         if _same_file(path) in listed:
@@ -96,6 +103,25 @@ def catalog() -> list[CatalogEntry]:
         listed.add(_same_file(path))
         entries.append(_entry(Path(path).name or path, "recent", summarize(path), path))
     return entries
+
+
+def run_entries(root: Path | None = None) -> list[CatalogEntry]:
+    """The training runs in `root` (the runs folder by default), newest first, each as its
+    best checkpoint, else its latest; runs without a complete checkpoint are left out."""
+    from tokenscope.paths import runs_dir
+
+    root = runs_dir() if root is None else root
+    try:
+        runs = sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: -p.stat().st_mtime)
+    except OSError:
+        return []  # no runs folder yet (or one that cannot be read): no runs to list
+    found = []
+    for run in runs[:MAX_RUNS]:
+        checkpoint = best_checkpoint(run) or latest_checkpoint(run)
+        if checkpoint is not None:
+            entry = _entry(f"{run.name} ({checkpoint.name})", "run", summarize(checkpoint))
+            found.append(entry)
+    return found
 
 
 def _same_file(path: str) -> str:

@@ -3,36 +3,34 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from tokenscope.lm.sampling import SamplingSettings, entropy_bits, sampling_distribution
+from tokenscope.lm.tokens import TokenProbability
 
 if TYPE_CHECKING:
     from tokenscope.lm.language_model import LanguageModel
 
-
-@dataclass(frozen=True, slots=True)
-class TokenProbability:
-    """A candidate next token: id, text (" Jak"), readable label ("␣Jak"), probabilities."""
-
-    token_id: int
-    text: str
-    display: str
-    probability: float  # under the raw distribution
-    sampled_probability: float  # under the distribution actually sampled from
+__all__ = ["NextTokenDistribution", "TokenProbability"]
 
 
 class NextTokenDistribution:
-    """What the model predicts after a context.
+    """What the model predicts after a context, over the whole vocabulary (a
+    tokenscope.lm.backend.Distribution whose every value is exact).
 
     Iterating yields the top-k as (token text, probability) pairs, most likely first.
     `raw` is softmax(logits); `sampled` is what sampling draws from after the knobs
     (they are the same tensor when no knob is set).
     """
+
+    label = "full vocabulary"
+    entropy_exact = True  # every token's probability is known
+    sampled_exact = True
+    other = 0.0  # no token goes unlisted
+    other_sampled = 0.0
 
     def __init__(
         self,
@@ -88,10 +86,6 @@ class NextTokenDistribution:
     def entropy(self) -> float:
         """Entropy of the raw distribution, in bits."""
         return entropy_bits(self.raw)
-
-    @property
-    def sampled_entropy(self) -> float:
-        return entropy_bits(self.sampled)
 
     @property
     def removed_mass(self) -> float:

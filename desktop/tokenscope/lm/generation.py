@@ -18,54 +18,28 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
 
+from tokenscope.lm.cancel import CancelToken
 from tokenscope.lm.sampling import SamplingSettings, draw, entropy_bits, sampling_distribution
 from tokenscope.lm.tokenizer import IncrementalDecoder, Tokenizer
+from tokenscope.lm.tokens import GenerationStep, TokenProbability
 
 if TYPE_CHECKING:
     from tokenscope.lm.language_model import LanguageModel
-
-
-@dataclass(frozen=True, slots=True)
-class Alternative:
-    token_id: int
-    display: str
-    probability: float
-    text: str = ""  # the token's text, where a model on a server gave it without an id
-
-
-@dataclass(frozen=True, slots=True)
-class GenerationStep:
-    """One generated token and the distribution it came from."""
-
-    index: int  # 0 for the first generated token
-    token_id: int
-    piece: str  # readable label of the token ("␣Jak", "↵", "<E4>")
-    text: str  # text this token completed ("" inside a multi-byte character)
-    probability: float  # under the raw distribution
-    sampled_probability: float  # under the distribution it was drawn from
-    top_raw: tuple[Alternative, ...]
-    top_sampled: tuple[Alternative, ...]
-    entropy: float  # of the raw distribution, in bits
-    elapsed: float  # seconds spent on this step
-    context_shifted: bool = False  # the window was full and the oldest tokens were dropped
-    is_eos: bool = False
-    removed_mass: float = 0.0  # raw probability of the tokens the knobs made impossible
 
 
 def choose_alternative(step: GenerationStep, token_id: int, tokenizer: Tokenizer) -> GenerationStep:
     """The record of choosing `token_id` where `step` was generated: the same distribution
     (captured then, not recomputed), another token. A branch starts with it."""
     raw = {a.token_id: a.probability for a in step.top_raw}
-    sampled = {a.token_id: a.probability for a in step.top_sampled}
+    sampled = {a.token_id: a.sampled_probability for a in step.top_sampled}
     return dataclasses.replace(
         step,
         token_id=token_id,
-        piece=tokenizer.display(token_id),
+        display=tokenizer.display(token_id),
         text=tokenizer.token_text(token_id),
         probability=raw.get(token_id, 0.0),
         sampled_probability=sampled.get(token_id, 0.0),
@@ -86,7 +60,12 @@ class Generation(Iterator[GenerationStep]):
         sampling: SamplingSettings,
         stop: Sequence[str] = (),
         top_k: int = 10,
+        first: GenerationStep | None = None,
+        cancel: CancelToken | None = None,
     ) -> None:
+        """`first`: a step chosen already (an alternative taken where another branch was
+        generated): it is yielded first, as it was captured, and the model continues after
+        its token. `cancel` is checked between tokens."""
         if max_tokens < 0:
             raise ValueError(f"max_tokens must be >= 0 (got {max_tokens})")
         window = model.config.context_length
@@ -102,6 +81,8 @@ class Generation(Iterator[GenerationStep]):
         self._stop = tuple(s for s in stop if s)
         self._stop_reach = max((len(s) for s in self._stop), default=0)
         self._top_k = top_k
+        self._first = first
+        self._cancel = cancel
         self._text_parts: list[str] = []
         self._steps = self._run()
 
@@ -145,13 +126,17 @@ class Generation(Iterator[GenerationStep]):
         recent = "".join(reversed(tail))
         return any(s in recent for s in self._stop)
 
-    def _alternatives(self, probs: torch.Tensor) -> tuple[Alternative, ...]:
-        k = min(self._top_k, int((probs > 0).sum()))
-        values, ids = torch.topk(probs, k)
-        display = self._model.tokenizer.display
+    def _alternatives(
+        self, by: torch.Tensor, raw: torch.Tensor, sampled: torch.Tensor
+    ) -> tuple[TokenProbability, ...]:
+        """The top tokens by `by` (raw or sampled), with both probabilities of each."""
+        k = min(self._top_k, int((by > 0).sum()))
+        ids = torch.topk(by, k).indices.tolist()
+        tok = self._model.tokenizer
+        raw_p, sampled_p = raw[ids].tolist(), sampled[ids].tolist()
         return tuple(
-            Alternative(i, display(i), p)
-            for i, p in zip(ids.tolist(), values.tolist(), strict=True)
+            TokenProbability(i, tok.token_text(i), tok.display(i), r, s)
+            for i, r, s in zip(ids, raw_p, sampled_p, strict=True)
         )
 
     def _run(self) -> Iterator[GenerationStep]:
@@ -167,7 +152,22 @@ class Generation(Iterator[GenerationStep]):
         context = list(self.prompt_ids)  # what the cache holds, plus the token to feed next
         cache = transformer.new_cache(len(context) + self._max_tokens)
         pending = context
-        for index in range(self._max_tokens):
+        start = 0
+        if self._first is not None and self._max_tokens > 0:
+            first = self._first
+            decoder.feed(first.token_id)
+            self.steps.append(first)
+            self._text_parts.append(first.text)
+            context.append(first.token_id)
+            start = 1
+            if first.is_eos:
+                self.stop_reason = "eos"
+            yield first
+            if self.stop_reason is not None:
+                return
+        for index in range(start, self._max_tokens):
+            if self._cancel is not None:
+                self._cancel.check()
             started = time.perf_counter()
             # Inference mode only around the work, never across the yield: code that runs
             # while this generator is suspended (another job on the same thread, a model
@@ -190,12 +190,12 @@ class Generation(Iterator[GenerationStep]):
                 step = GenerationStep(
                     index=index,
                     token_id=token,
-                    piece=tokenizer.display(token),
+                    display=tokenizer.display(token),
                     text=text,
                     probability=float(raw[token]),
                     sampled_probability=float(sampled[token]),
-                    top_raw=self._alternatives(raw),
-                    top_sampled=self._alternatives(sampled),
+                    top_raw=self._alternatives(raw, raw, sampled),
+                    top_sampled=self._alternatives(sampled, raw, sampled),
                     entropy=entropy_bits(raw),
                     elapsed=time.perf_counter() - started,
                     context_shifted=shifted,

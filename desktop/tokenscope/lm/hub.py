@@ -640,10 +640,3 @@ def delete_cached(ref_text: str) -> int:
             if ref_file.is_file() and ref_file.read_text().strip() == commit:
                 ref_file.unlink()
     return freed
-
-
-def _snapshot_of(file: Path) -> Path:
-    for parent in file.parents:
-        if parent.parent.name == "snapshots":
-            return parent
-    return file.parent

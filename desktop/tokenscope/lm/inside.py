@@ -135,11 +135,6 @@ class AttentionMaps:
         """(T, T): the layer's heads averaged."""
         return self.weights[layer].mean(axis=0)
 
-    def last_token(self, layer: int, head: int | None = None) -> np.ndarray:
-        """(T,): what the last position attends to (one head, or the layer's average)."""
-        rows = self.weights[layer, :, -1] if head is None else self.weights[layer, head, -1]
-        return rows.mean(axis=0) if head is None else rows
-
 
 def _patterns(model: LanguageModel, ids: list[int]) -> torch.Tensor:
     """Every layer's attention weights (L, nh, T, T) over `ids`, from one forward pass."""

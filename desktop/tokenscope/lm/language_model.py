@@ -4,98 +4,36 @@ model = tokenscope.load_model("builtin")
 dist = model.predict_next_token_probabilities("The capital of Indonesia is")
 model.get_most_likely_token(dist)     # " Jak"
 dist.probability_of(" Jakarta")       # product over the continuation's tokens
+
+It answers the model protocol (tokenscope.lm.backend.ModelBackend) with everything exact
+and every capability: the forward pass is here.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
 from tokenscope.lm import arguments
+from tokenscope.lm.backend import Capabilities, ModelFacts
+from tokenscope.lm.cancel import CancelToken
 from tokenscope.lm.config import ModelConfig
 from tokenscope.lm.distribution import NextTokenDistribution
-from tokenscope.lm.generation import Generation
+from tokenscope.lm.generation import Generation, choose_alternative
 from tokenscope.lm.hooks import HookFn, HookHandle, add_hook, is_hooked
 from tokenscope.lm.kv_cache import KVCache
 from tokenscope.lm.model import Transformer
 from tokenscope.lm.sampling import SamplingSettings, sampling_distribution
 from tokenscope.lm.tokenizer import Tokenizer
+from tokenscope.lm.tokens import ContinuationScore, GenerationStep, Token
 
 if TYPE_CHECKING:
     from tokenscope.lm.compiled import CompiledDecoder
-
-
-@dataclass(frozen=True, slots=True)
-class Token:
-    """A token of a tokenized text and the characters it covers (text[start:end]).
-
-    `text` is the token's own text; a token that holds only part of a character's bytes
-    shows U+FFFD there and shares that character's span with its neighbours.
-    """
-
-    token_id: int
-    text: str
-    display: str
-    start: int
-    end: int
-
-
-@dataclass(frozen=True, slots=True)
-class TokenScore:
-    token_id: int
-    display: str
-    logprob: float | None  # natural log of P(token | text before it); None if nothing came before
-    surprisal: float | None  # -log2 P, in bits
-
-    @property
-    def probability(self) -> float | None:
-        return None if self.logprob is None else math.exp(self.logprob)
-
-
-@dataclass(frozen=True, slots=True)
-class TextScore:
-    """How probable a text is under the model, token by token."""
-
-    tokens: tuple[TokenScore, ...]
-
-    @property
-    def total_logprob(self) -> float:
-        return sum(t.logprob for t in self.tokens if t.logprob is not None)
-
-    @property
-    def mean_surprisal(self) -> float:
-        """Average bits per scored token; 2 ** this is the perplexity."""
-        scored = [t.surprisal for t in self.tokens if t.surprisal is not None]
-        return sum(scored) / len(scored) if scored else float("nan")
-
-    @property
-    def perplexity(self) -> float:
-        return 2.0**self.mean_surprisal
-
-
-@dataclass(frozen=True, slots=True)
-class ContinuationScore:
-    """log P of each token of a continuation, and what the model preferred at its first token."""
-
-    token_ids: tuple[int, ...]
-    logprobs: tuple[float, ...]  # natural log, one per continuation token
-    first_rank: int  # 1 when the continuation's first token was the most likely one
-    top_token_id: int  # the most likely token where the continuation starts
-    top_probability: float
-    dropped_tokens: int = 0  # context tokens cut so that everything fits the window
-
-    @property
-    def logprob(self) -> float:
-        return sum(self.logprobs)
-
-    @property
-    def probability(self) -> float:
-        return math.exp(self.logprob)
+    from tokenscope.lm.inside import Surprisal
 
 
 class LanguageModel:
@@ -156,6 +94,52 @@ class LanguageModel:
         t = self.transformer
         return sum(p.numel() for p in t.parameters()) + packed_weight_count(t)
 
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(
+            kind="local",
+            label="full vocabulary",
+            full_vocabulary=True,
+            max_top_k=self.tokenizer.vocab_size,
+            can_score=True,
+            exact_scores=True,
+            shows_tokens=True,
+            internals=True,
+            continues_token_ids=True,
+            chat_template=bool(self.chat_template),
+            local_weights=True,
+        )
+
+    def facts(self) -> ModelFacts:
+        c = self.config
+        return ModelFacts(
+            name=self.name,
+            source=self.source or "",
+            parameters=self.parameter_count,
+            context_length=c.context_length,
+            vocab_size=self.tokenizer.vocab_size,
+            layers=c.n_layer,
+            heads=c.n_head,
+            device=str(self.device),
+            architecture=self.architecture
+            or ("Llama-style" if c.position == "rope" else "GPT-2-style"),
+            quantization=self.quantization,
+            packing=self.packing,
+            compiled=self.compiled,
+        )
+
+    def internals(self) -> LanguageModel:
+        return self
+
+    def set_threads(self, threads: int | None) -> int:
+        """Run on this many CPU threads (None: chosen from the model's size); torch's count
+        now. Threads are the process's: the last model to set them decides."""
+        from tokenscope.lm.threads import check_threads, choose_threads
+
+        n = choose_threads(self.parameter_count) if threads is None else check_threads(threads)
+        torch.set_num_threads(n)
+        return torch.get_num_threads()
+
     def __repr__(self) -> str:
         c = self.config
         return (
@@ -169,7 +153,7 @@ class LanguageModel:
     def encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text)
 
-    def tokenize(self, text: str) -> list[Token]:
+    def tokenize(self, text: str, *, cancel: CancelToken | None = None) -> list[Token]:
         """The text split into tokens, each with its id, readable label and character span."""
         tok = self.tokenizer
         return [
@@ -308,6 +292,7 @@ class LanguageModel:
         *,
         sampling: SamplingSettings | None = None,
         top_k: int = 10,
+        cancel: CancelToken | None = None,
     ) -> NextTokenDistribution:
         """P(next token | context) over the whole vocabulary.
 
@@ -365,7 +350,11 @@ class LanguageModel:
 
     @torch.inference_mode()
     def score_continuation(
-        self, context: str | Sequence[int], continuation: str | Sequence[int]
+        self,
+        context: str | Sequence[int],
+        continuation: str | Sequence[int],
+        *,
+        cancel: CancelToken | None = None,
     ) -> ContinuationScore:
         """How probable `continuation` is right after `context`, token by token.
 
@@ -391,15 +380,18 @@ class LanguageModel:
         first = torch.log_softmax(self.next_token_logits(ids).float(), dim=-1)
         logprobs = [float(first[cont[0]])]
         for i in range(1, len(cont)):
+            if cancel is not None:
+                cancel.check()
             step = torch.log_softmax(self.next_token_logits(ids + cont[:i]).float(), dim=-1)
             logprobs.append(float(step[cont[i]]))
         top = int(first.argmax())
         return ContinuationScore(
-            token_ids=tuple(cont),
             logprobs=tuple(logprobs),
             first_rank=1 + int((first > first[cont[0]]).sum()),
-            top_token_id=top,
+            top_text=self.tokenizer.token_text(top),
             top_probability=math.exp(float(first[top])),
+            token_ids=tuple(cont),
+            top_token_id=top,
             dropped_tokens=dropped,
         )
 
@@ -409,20 +401,18 @@ class LanguageModel:
         """log P of each continuation token given the context and the tokens before it."""
         return list(self.score_continuation(context, continuation).logprobs)
 
-    def score(self, text: str) -> TextScore:
-        """Log probability and surprisal of every token of `text` given the tokens before it.
+    def score(self, text: str) -> Surprisal:
+        """Log probability and surprisal (bits) of every token of `text` given the tokens
+        before it; `perplexity` and `bits_per_token` of the whole.
 
         The first token is scored after BOS (or EOS) when the tokenizer has one; otherwise it
         has no score. Texts longer than the window are scored in overlapping windows, each token
-        seeing at least half a window of context (see tokenscope.lm.inside.surprisal, which
-        this is without the ranks and alternatives).
+        seeing at least half a window of context (tokenscope.lm.inside.surprisal without the
+        ranks and alternatives).
         """
         from tokenscope.lm.inside import surprisal
 
-        result = surprisal(self, arguments.text("text", text), top_k=0)
-        return TextScore(
-            tuple(TokenScore(t.token_id, t.display, t.logprob, t.bits) for t in result.tokens)
-        )
+        return surprisal(self, arguments.text("text", text), top_k=0)
 
     # ----- generation ----------------------------------------------------------------------
 
@@ -434,16 +424,25 @@ class LanguageModel:
         sampling: SamplingSettings | None = None,
         stop: Sequence[str] = (),
         top_k: int = 10,
+        forced: tuple[GenerationStep, int] | None = None,
+        cancel: CancelToken | None = None,
     ) -> Generation:
         """An iterator of GenerationStep records; see tokenscope.lm.generation.
 
-        Every argument is checked here, before anything runs: a wrong type or an out-of-range
-        value raises InvalidArgumentError naming it."""
+        `forced` = (step, token id): start by choosing that token where `step` was generated
+        (continuing with an alternative), with the distribution captured then; it counts as
+        the first of `max_tokens`. Every argument is checked here, before anything runs: a
+        wrong type or an out-of-range value raises InvalidArgumentError naming it."""
         max_tokens = arguments.whole("max_tokens", max_tokens, low=0, high=arguments.MAX_NEW_TOKENS)
         top_k = arguments.whole("top_k", top_k, low=0, high=arguments.MAX_TOP_K_SHOWN)
         stop = arguments.strings(
             "stop", stop, most=arguments.MAX_STOP_STRINGS, max_chars=arguments.MAX_STOP_CHARS
         )
+        first = None
+        if forced is not None:
+            source, token_id = forced
+            token_id = arguments.token_ids("forced token", [token_id], self.config.vocab_size)[0]
+            first = choose_alternative(source, token_id, self.tokenizer)
         return Generation(
             self,
             self._context_ids(prompt, "prompt"),
@@ -451,6 +450,8 @@ class LanguageModel:
             sampling=_checked_sampling(sampling) or SamplingSettings(),
             stop=stop,
             top_k=top_k,
+            first=first,
+            cancel=cancel,
         )
 
     # ----- saving --------------------------------------------------------------------------

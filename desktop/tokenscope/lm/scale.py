@@ -19,12 +19,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tokenscope.lm.backend import ModelBackend, is_server
+from tokenscope.lm.backend import open_model as _open
+from tokenscope.lm.cancel import CancelToken
 from tokenscope.lm.fewshot import FewShotPrompt, SweepPoint, iter_sweep, score_answer
 
 CACHE_VERSION = 1
@@ -55,14 +57,12 @@ class ScalePoint:
     name: str  # the model's own name
     parameters: int  # 0 where a server does not say
     probability: float  # P(answer | prompt), over all of its tokens
-    rank: int  # of the answer's first token (1: the model's most likely next token)
+    rank: int | None  # of the answer's first token (1: the model's most likely next token)
     top_prediction: str
     top_probability: float
     cached: bool = False
-
-    @property
-    def log10_parameters(self) -> float | None:
-        return math.log10(self.parameters) if self.parameters > 0 else None
+    upper_bound: bool = False  # a server's top-k list: P is at most this
+    rank_above: int = 0  # rank None: below this many listed tokens
 
 
 def cache_dir() -> Path:
@@ -84,7 +84,7 @@ def model_key(target: str) -> str:
         files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
         stamp = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files[:200]]
         return _digest({"path": str(path.resolve()), "files": stamp})
-    if target.startswith(("http://", "https://")):
+    if is_server(target):
         return _digest({"server": target})
     from tokenscope.lm.registry import KNOWN_MODELS, known_model_path
 
@@ -103,27 +103,11 @@ def model_key(target: str) -> str:
 def _cacheable(target: str) -> bool:
     """A server may serve another model at the same address tomorrow: its answers are
     measured each time."""
-    return not target.startswith(("http://", "https://"))
+    return not is_server(target)
 
 
-def _open(target: str) -> Any:
-    from tokenscope.lm.remote import RemoteModel, is_remote
-
-    if is_remote(target):
-        return RemoteModel(target)
-    from tokenscope.lm.loading import load_model
-
-    return load_model(target)
-
-
-def _parameters(model: Any) -> int:
-    if hasattr(model, "capabilities"):
-        return model.capabilities.parameters
-    return model.parameter_count
-
-
-def _name(model: Any, target: str) -> str:
-    return getattr(model, "name", None) or Path(target).name or target
+def _name(model: ModelBackend, target: str) -> str:
+    return model.name or Path(target).name or target
 
 
 def _read(path: Path) -> dict | None:
@@ -149,11 +133,12 @@ def measure_probe(
     probe: Probe,
     *,
     use_cache: bool = True,
-    open_model: Callable[[str], Any] | None = None,
+    open_model: Callable[[str], ModelBackend] | None = None,
+    cancel: CancelToken | None = None,
 ) -> ScalePoint:
     """The probe on one model: from the cache when it holds this model as it is on disk,
-    else measured (the model opened with `open_model`, by default the engine's loader) and
-    kept."""
+    else measured (the model opened with `open_model`, by default tokenscope.lm.backend's)
+    and kept."""
     path = cache_dir() / model_key(target) / f"probe-{probe.key()}.json"
     got = _read(path) if use_cache and _cacheable(target) else None
     if got is not None and "point" in got:
@@ -162,15 +147,17 @@ def measure_probe(
         except TypeError:
             pass  # written by another version: measured again
     model = (open_model or _open)(target)
-    score = score_answer(model, probe.prompt, probe.answer)
+    score = score_answer(model, probe.prompt, probe.answer, cancel=cancel)
     point = ScalePoint(
         model=target,
         name=_name(model, target),
-        parameters=_parameters(model),
+        parameters=model.facts().parameters,
         probability=score.probability,
         rank=score.first_token_rank,
         top_prediction=score.top_prediction,
         top_probability=score.top_probability,
+        upper_bound=score.upper_bound,
+        rank_above=score.rank_above,
     )
     del model
     _write(path, {"point": dataclasses.asdict(point)})
@@ -213,8 +200,9 @@ def measure_sweep(
     *,
     max_shots: int | None = None,
     use_cache: bool = True,
-    open_model: Callable[[str], Any] | None = None,
+    open_model: Callable[[str], ModelBackend] | None = None,
     on_point: Callable[[SweepPoint], None] | None = None,
+    cancel: CancelToken | None = None,
 ) -> ScaleSweep:
     """The 0..k sweep of a few-shot prompt on one model, cached like a probe; `on_point`
     is called after each measured point (it may raise to stop)."""
@@ -229,11 +217,11 @@ def measure_sweep(
             pass  # written by another version: measured again
     model = (open_model or _open)(target)
     points = []
-    for point in iter_sweep(model, prompt, max_shots=max_shots):
+    for point in iter_sweep(model, prompt, max_shots=max_shots, cancel=cancel):
         points.append(point)
         if on_point is not None:
             on_point(point)
-    sweep = ScaleSweep(target, _name(model, target), _parameters(model), tuple(points))
+    sweep = ScaleSweep(target, _name(model, target), model.facts().parameters, tuple(points))
     del model
     _write(path, {"name": sweep.name, "parameters": sweep.parameters,
                   "points": [dataclasses.asdict(p) for p in points]})  # fmt: skip

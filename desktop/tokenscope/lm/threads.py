@@ -1,6 +1,6 @@
 """How many CPU threads torch should use for a model, on this machine.
 
-Measured on 2-core machines (FIELD_NOTES): spin-waiting thread pools collapse when another
+Measured on 2-core machines (2026-11-30): spin-waiting thread pools collapse when another
 process wants a core, and a small model gains nothing from a second thread: the bundled model
 generated 125-186 tokens/s on one thread but 14-26 on two while anything else ran, SmolLM2
 4.8 against 1.5. So small models get one thread, and larger ones every core but one, which

@@ -13,12 +13,14 @@ and the model epoch it was asked for; the epoch changes each time another model 
 and work asked of an older epoch is dropped instead of run. Results are display-ready plain
 records (tokenscope.service.records), never tensors, so any thread may hold them.
 
-Qt-free: the window's bridge (tokenscope.gui.service_bridge) is one client, tests another.
+Qt-free: the window's bridge (tokenscope.gui.service_bridge) is one client, the command line
+(through `run_job`, on its own thread) another.
 """
 
 from tokenscope.service.cancel import CancelToken, JobCancelled
 from tokenscope.service.jobs import (
     AttentionMap,
+    ChatPrompt,
     FewShotPreview,
     Generate,
     Induction,
@@ -27,19 +29,19 @@ from tokenscope.service.jobs import (
     Load,
     Predict,
     ScaleRun,
-    Score,
     SetAblation,
     SetThreads,
     Surprisal,
     Sweep,
     Tokenize,
 )
-from tokenscope.service.runner import JobEvent, JobRunner, Ticket
+from tokenscope.service.runner import JobEvent, JobRunner, Ticket, run_job
 from tokenscope.service.service import ModelService
 
 __all__ = [
     "AttentionMap",
     "CancelToken",
+    "ChatPrompt",
     "FewShotPreview",
     "Generate",
     "Induction",
@@ -52,11 +54,11 @@ __all__ = [
     "ModelService",
     "Predict",
     "ScaleRun",
-    "Score",
     "SetAblation",
     "SetThreads",
     "Surprisal",
     "Sweep",
     "Ticket",
     "Tokenize",
+    "run_job",
 ]

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
     from tokenscope.lm.fewshot import FewShotPrompt
-    from tokenscope.lm.generation import GenerationStep
     from tokenscope.lm.sampling import SamplingSettings
     from tokenscope.lm.scale import Probe
+    from tokenscope.lm.tokens import GenerationStep
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class Job:
 class Load(Job):
     """Load a model (a name, a file or a folder) and make it the current one (a new epoch).
 
-    Yields LoadProgress records; finishes with ModelInfo. If it fails or is cancelled, the
+    Yields Progress records; finishes with ModelInfo. If it fails or is cancelled, the
     current model stays.
     """
 
@@ -46,6 +46,7 @@ class Load(Job):
     # A model on a server (target "http://HOST:PORT/v1#NAME"): its API key when typed in;
     # None: the environment variable, else the system keyring. Never shown in a repr.
     api_key: str | None = field(default=None, repr=False)
+    api_key_env: str = "TOKENSCOPE_API_KEY"  # the environment variable that may hold it
 
 
 @dataclass(frozen=True)
@@ -94,13 +95,18 @@ class Generate(Job):
     sampling: SamplingSettings | None = None
     forced: tuple[GenerationStep, int] | None = None
     top_k: int = 20
+    stop: tuple[str, ...] = ()  # end where the text first contains one of these
 
 
 @dataclass(frozen=True)
-class Score(Job):
-    """Every token of `text` scored given the text before it (surprisal, perplexity)."""
+class ChatPrompt(Job):
+    """`text` as a user turn in the model's chat template, ready for the reply (a model
+    without a template refuses, naming why)."""
+
+    interactive: ClassVar[bool] = True
 
     text: str
+    system: str = ""
 
 
 @dataclass(frozen=True)
@@ -117,7 +123,7 @@ class FewShotPreview(Job):
 class Sweep(Job):
     """P(expected answer) for 0..k shots on the current model, then on each of `others`
     (models loaded just for this sweep and let go afterwards). Yields SweepProgress after
-    each point and SweepSeries when a model is done."""
+    each point (Progress) and SweepSeries when a model is done."""
 
     prompt: FewShotPrompt
     max_shots: int | None = None
@@ -132,7 +138,7 @@ class ScaleRun(Job):
     `targets`: names, files, folders, servers, a run's folder or a ladder's (each size),
     opened just for this and let go (see tokenscope.lm.scale; results are cached per model
     as it is on disk). A run is also measured at each of its checkpoints (P against
-    training tokens). Yields ScaleProgress as it goes and a ScaleResult per model; a model
+    training tokens). Yields Progress as it goes and a ScaleResult per model; a model
     that cannot be opened gives a ScaleResult with its error and the others go on."""
 
     needs_model: ClassVar[bool] = False
@@ -191,7 +197,7 @@ class SetAblation(Job):
 @dataclass(frozen=True)
 class Surprisal(Job):
     """Every token of `text` and its surprisal; with `other`, that model's too and where the
-    two disagree (loaded for this job and let go). Yields SurprisalProgress per window."""
+    two disagree (loaded for this job and let go). Yields Progress per window."""
 
     text: str
     other: str = ""

@@ -1,8 +1,8 @@
 """What the model service hands back: small frozen records, ready to display, never tensors.
 
-Generation steps are the engine's own GenerationStep records (already display-ready: the
-token, its label and the top alternatives captured when it was drawn); tokens are the
-engine's Token records; few-shot scores are AnswerScore and SweepPoint records.
+Tokens use the engine's one vocabulary (tokenscope.lm.tokens: Token, TokenProbability,
+GenerationStep); few-shot scores are AnswerScore and SweepPoint records; long jobs report
+where they are with one Progress record.
 """
 
 from __future__ import annotations
@@ -10,58 +10,49 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from tokenscope.lm.backend import Capabilities
+from tokenscope.lm.tokens import TokenProbability
+
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """The model that is now loaded, and the epoch that names it."""
+    """The model that is now loaded, what it can do, and the epoch that names it."""
 
     epoch: int
-    target: str  # what was asked for: a name, a file or a folder
+    target: str  # what was asked for: a name, a file, a folder or a server
     name: str
     source: str
-    parameters: int
+    parameters: int  # 0 where a server does not say
     layers: int
     context_length: int
     vocab_size: int
     device: str
     architecture: str
     quantization: str | None
-    has_chat_template: bool
-    threads: int  # torch threads the model runs with
+    threads: int  # torch threads the model runs with (0: a server decides)
+    capabilities: Capabilities
     packing: str | None = None  # how the weights are held, e.g. "fp16 head + int4 g32"
     compiled: bool = False  # decoding through the compiled step
     note: str = ""  # something the person should know about this load, e.g. why not compiled
     heads: int = 0  # attention heads per layer (0: not known, a model on a server)
-    remote: str = ""  # a model on a server: what it returns ("llama.cpp · top-100 · raw")
-    can_score: bool = True  # it can score a given continuation (a server: prompt log-probs)
 
 
 @dataclass(frozen=True)
-class LoadProgress:
-    """Where a load is: a stage ("converting the weights") and, when known, done of total."""
+class Progress:
+    """Where a long job is: what it is doing ("converting the weights", a model's name) and,
+    when known, `done` of `total` (0 of 0: not known, e.g. a model being loaded)."""
 
-    stage: str
+    label: str
     done: int = 0
     total: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class TokenRow:
-    """One bar of a next-token chart."""
-
-    rank: int  # 1 for the most likely token under the raw distribution
-    token_id: int
-    label: str  # readable: "␣Jak", "↵", "<E4>"
-    raw: float  # probability under the model
-    sampled: float  # probability after the sampling knobs
 
 
 @dataclass(frozen=True)
 class NextTokenView:
     """A next-token distribution, reduced to what a chart shows."""
 
-    rows: tuple[TokenRow, ...]  # the top tokens by raw probability
-    entropy_bits: float  # of the raw distribution
+    rows: tuple[TokenProbability, ...]  # the top tokens by raw probability (rank = index + 1)
+    entropy_bits: float  # of the raw distribution (a lower bound unless `entropy_exact`)
     removed_mass: float  # raw probability the knobs made impossible
     context_ids: tuple[int, ...]  # what the model saw (after BOS and cutting to the window)
     dropped_tokens: int = 0  # prompt tokens cut from the front to fit the window
@@ -69,31 +60,37 @@ class NextTokenView:
     watch_probability: float | None = None
     seconds: float = 0.0
     recomputed: bool = True  # False when only the knobs changed and the model did not run
-    # A model on a server lists only its top tokens: `other` is the probability of every
-    # token without a bar (None: the whole vocabulary is known), `source` says what was
+    # A model that lists only its top tokens (a server): `other` is the probability of
+    # every token without a bar (None: the whole vocabulary is known), `label` says what was
     # returned ("remote · top-20 · raw"), `approximate` that the after-sampling values are
-    # estimated from the listed tokens, `watch_note` why a watched probability is unknown.
+    # estimated from the listed tokens, `watch_note` why a watched probability is unknown or
+    # only a bound.
     other: float | None = None
     other_sampled: float = 0.0
-    source: str = ""
+    label: str = ""
     approximate: bool = False
     watch_note: str = ""
+    entropy_exact: bool = True
 
 
 @dataclass(frozen=True)
 class GenerationStarted:
-    """Generation has begun; the model sees these prompt ids (after BOS and the window)."""
+    """Generation has begun; the model sees these prompt ids (after BOS and the window; none
+    where a server does not say), `dropped_tokens` having been cut to fit the window."""
 
     prompt_ids: tuple[int, ...]
+    dropped_tokens: int = 0
 
 
 @dataclass(frozen=True)
 class GenerationDone:
-    """Generation ended: "eos", "stop_string" or "max_tokens"."""
+    """Generation ended: "eos", "stop_string" or "max_tokens"; `text` is what was generated
+    (without a stop string that ended it)."""
 
     reason: str
     tokens: int
     seconds: float
+    text: str = ""
 
     @property
     def tokens_per_second(self) -> float:
@@ -112,15 +109,7 @@ class FewShotView:
     expected: Any  # AnswerScore, or None without an expected answer
     candidates: tuple[tuple[str, float, float], ...]  # (candidate, probability, normalised)
     note: str = ""  # e.g. why the answers could not be scored on this model
-
-
-@dataclass(frozen=True)
-class SweepProgress:
-    """A sweep is at point `done` of `total` on `model` (total 0: the model is loading)."""
-
-    model: str
-    done: int
-    total: int
+    upper_bound: bool = False  # some score is only an upper bound (a server's top-k list)
 
 
 @dataclass(frozen=True)
@@ -142,6 +131,8 @@ class LensView:
     first_top_layer: int | None
     rows: tuple[Any, ...]  # tokenscope.lm.inside.LensRow records
     seconds: float = 0.0
+    target: int = 0  # its token id
+    dropped_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -155,13 +146,7 @@ class AttentionView:
     layers: int
     heads: int
     ablated: frozenset[tuple[int, int]] = frozenset()
-
-
-@dataclass(frozen=True)
-class SurprisalProgress:
-    model: str
-    done: int
-    total: int
+    token_ids: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -170,16 +155,6 @@ class SurprisalView:
 
     results: tuple[Any, ...]  # tokenscope.lm.inside.Surprisal records, one or two
     disagreements: tuple[tuple[int, int, float, float], ...] = ()  # (start, end, A, B)
-
-
-@dataclass(frozen=True)
-class ScaleProgress:
-    """A scale run is measuring `label` (a model, or a run's checkpoint): unit `done` of
-    `total` (models and checkpoints together)."""
-
-    label: str
-    done: int
-    total: int
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,8 @@
     ticket.cancel()                       # from any thread
     runner.shutdown(); thread.join()
 
+    result = run_job(service, job, on_record)   # the command line: one job, on this thread
+
 Scheduling: interactive jobs (a prediction, a tokenization) run as soon as they arrive, even
 between two tokens of a generation. Long jobs (generation, sweeps, loads) advance one unit at
 a time (a token, a sweep point) and take turns. Before each unit the runner drops the job if
@@ -69,6 +71,30 @@ def describe_error(e: BaseException) -> str:
     if isinstance(e, (TokenscopeError, ValueError, OSError)):
         return str(e) or type(e).__name__
     return f"{type(e).__name__}: {e}\n\n{traceback.format_exc(limit=3)}"
+
+
+def run_job(
+    service: ModelService,
+    job: Job,
+    on_record: Callable[[Any], None] | None = None,
+    token: CancelToken | None = None,
+) -> Any:
+    """Run `job` on the calling thread to its end, through the same handler the window's
+    runner uses: each record it yields goes to `on_record`, its result is returned, and an
+    error is raised as it is (JobCancelled when `token` was cancelled)."""
+    ctx = JobContext(token or CancelToken(), on_record or (lambda _record: None))
+    result = service.handle(job, ctx)
+    if not inspect.isgenerator(result):
+        return result
+    try:
+        while True:
+            record = next(result)
+            if on_record is not None:
+                on_record(record)
+    except StopIteration as done:
+        return done.value
+    finally:
+        result.close()
 
 
 class JobRunner:

@@ -22,7 +22,7 @@ from torch import nn
 
 from tokenscope.lm.errors import TokenscopeError
 from tokenscope.train.config import TrainConfig
-from tokenscope.train.events import EventWriter
+from tokenscope.train.events import BaselineEvent, ErrorEvent, EventWriter, ProgressEvent
 from tokenscope.train.loop import learning_rate
 from tokenscope.train.token_files import TokenDataset, read_manifest
 
@@ -172,23 +172,25 @@ def run_baselines(config: TrainConfig, *, lstm_steps: int | None = None) -> bool
         tokenizer = Tokenizer.from_file(run_dir / "tokenizer.json")
         problem = _token_files_problem(run_dir / "data")
         if problem:
-            events.emit("error", message=f"the run's token files {problem}: resume the run "
-                        "first, so that it tokenizes its corpus to the end")  # fmt: skip
+            message = (f"the run's token files {problem}: resume the run first, so that it "
+                       "tokenizes its corpus to the end")  # fmt: skip
+            events.emit(ErrorEvent(message=message))
             return False
         vocab = tokenizer.vocab_size
         train = TokenDataset(run_dir / "data" / "train.bin", vocab)
         val = TokenDataset(run_dir / "data" / "val.bin", vocab)
         started = time.perf_counter()
-        events.emit("progress", stage="ngram", done=0, total=1)
+        events.emit(ProgressEvent(stage="ngram", done=0, total=1))
         ngram = NGramModel(vocab).fit(np.asarray(train.tokens))
         ppl = ngram.perplexity(np.asarray(val.tokens))
         events.emit(
-            "baseline",
-            model="ngram",
-            order=ngram.order,
-            val_perplexity=ppl,
-            val_loss=math.log(ppl),
-            seconds=time.perf_counter() - started,
+            BaselineEvent(
+                model="ngram",
+                order=ngram.order,
+                val_perplexity=ppl,
+                val_loss=math.log(ppl),
+                seconds=time.perf_counter() - started,
+            )
         )
         started = time.perf_counter()
         context = min(config.context or 128, len(train) - 1)
@@ -199,20 +201,21 @@ def run_baselines(config: TrainConfig, *, lstm_steps: int | None = None) -> bool
             if now - last[0] >= PROGRESS_EVERY_S or done == total:
                 last[0] = now
                 eta = (now - started) / done * (total - done)
-                events.emit("progress", stage="lstm", done=done, total=total, eta_s=eta)
+                events.emit(ProgressEvent(stage="lstm", done=done, total=total, eta_s=eta))
 
         _, ppl = train_lstm(config, train, val, vocab, context, steps=lstm_steps,
                             progress=progress)  # fmt: skip
         events.emit(
-            "baseline",
-            model="lstm",
-            val_perplexity=ppl,
-            val_loss=math.log(ppl),
-            seconds=time.perf_counter() - started,
+            BaselineEvent(
+                model="lstm",
+                val_perplexity=ppl,
+                val_loss=math.log(ppl),
+                seconds=time.perf_counter() - started,
+            )
         )
         return True
     except (OSError, ValueError, TokenscopeError) as e:
-        events.emit("error", message=f"baselines need a prepared run folder: {e}")
+        events.emit(ErrorEvent(message=f"baselines need a prepared run folder: {e}"))
         return False
     finally:
         events.close()

@@ -121,11 +121,11 @@ def _refuse(args: argparse.Namespace, message: str, code: int) -> int:
     window reads those); the measurement's stdout stays one measure line or nothing."""
     print(f"tokenscope train: error: {message}", file=sys.stderr)
     if not args.measure_steps and not args.print_torchrun:
-        from tokenscope.train.events import EventWriter
+        from tokenscope.train.events import DoneEvent, ErrorEvent, EventWriter
 
         events = EventWriter(None)
-        events.emit("error", message=message)
-        events.emit("done", status="failed", message=message)
+        events.emit(ErrorEvent(message=message))
+        events.emit(DoneEvent(status="failed", message=message))
     return code
 
 
@@ -200,7 +200,13 @@ def _run_ladder(args: argparse.Namespace, config) -> int:
     and final validation loss, the fit and its prediction for a size 4x the largest."""
     from tokenscope.lm.errors import TokenscopeError
     from tokenscope.train import ladder
-    from tokenscope.train.events import EventWriter
+    from tokenscope.train.events import (
+        EventWriter,
+        LadderEvent,
+        LadderFit,
+        LadderSizeResult,
+        event_fields,
+    )
 
     try:
         if args.compute_optimal and args.ladder_tokens:
@@ -213,27 +219,24 @@ def _run_ladder(args: argparse.Namespace, config) -> int:
     except (ValueError, TokenscopeError) as e:
         return _refuse(args, str(e), 2)
     results = ladder.run_ladder(configs)
-    sizes = [{"run_dir": r.run_dir, "parameters": r.parameters, "tokens": r.tokens,
-              "val_loss": r.val_loss, "status": r.status} for r in results]  # fmt: skip
-    event: dict = {"sizes": sizes}
+    sizes = tuple(LadderSizeResult(run_dir=r.run_dir, parameters=r.parameters, tokens=r.tokens,
+                                   val_loss=r.val_loss, status=r.status)
+                  for r in results)  # fmt: skip
+    fit = None
     done = [r for r in results if r.status == "completed"]
     if len(done) == len(configs):
-        fit = ladder.fit_power_law([r.parameters for r in done], [r.val_loss for r in done])
+        law = ladder.fit_power_law([r.parameters for r in done], [r.val_loss for r in done])
         bigger = 4 * done[-1].parameters
-        event["fit"] = {
-            "a": fit.a,
-            "alpha": fit.alpha,
-            "c": fit.c,
-            "rms": fit.rms,
-            "next_parameters": bigger,
-            "next_val_loss": fit.predict(bigger),
-        }
-    EventWriter(None).emit("ladder", **event)
+        fit = LadderFit(a=law.a, alpha=law.alpha, c=law.c, rms=law.rms,
+                        next_parameters=bigger, next_val_loss=law.predict(bigger))  # fmt: skip
+    event = EventWriter(None).emit(LadderEvent(sizes=sizes, fit=fit))
     # Kept beside the sizes, so the window can show the ladder and its fit again.
     from tokenscope.files import atomic_write_text
+    from tokenscope.train.runs import LADDER_FILE
 
     with contextlib.suppress(OSError):
-        atomic_write_text(Path(config.out_dir) / "ladder.json", json.dumps(event, indent=1))
+        summary = json.dumps(event_fields(event), indent=1)
+        atomic_write_text(Path(config.out_dir) / LADDER_FILE, summary)
     stopped = bool(results) and results[-1].status == "stopped"  # asked to stop: not a failure
     return 0 if len(done) == len(configs) or stopped else 1
 

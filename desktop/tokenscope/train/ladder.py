@@ -88,17 +88,17 @@ class LadderResult:
 
 
 def _result(config: TrainConfig, status: str) -> LadderResult:
-    from tokenscope.train.events import read_events
+    from tokenscope.train.events import EvalEvent, StartEvent, StepEvent, read_events
 
     events = read_events(Path(config.out_dir) / "events.jsonl")
-    start = next((e for e in reversed(events) if e.get("event") == "start"), {})
-    evals = [e for e in events if e.get("event") == "eval" and e.get("val_loss") is not None]
-    steps = [e for e in events if e.get("event") == "step"]
+    start = next((e for e in reversed(events) if isinstance(e, StartEvent)), None)
+    evals = [e for e in events if isinstance(e, EvalEvent) and e.val_loss is not None]
+    steps = [e for e in events if isinstance(e, StepEvent)]
     return LadderResult(
         run_dir=config.out_dir,
-        parameters=int(start.get("parameters") or 0),
-        tokens=int(steps[-1].get("tokens", 0)) if steps else 0,
-        val_loss=float(evals[-1]["val_loss"]) if evals else math.nan,
+        parameters=start.parameters if start is not None else 0,
+        tokens=steps[-1].tokens if steps else 0,
+        val_loss=evals[-1].val_loss if evals else math.nan,
         status=status,
     )
 

@@ -38,7 +38,19 @@ from tokenscope.lm.tokenizer import Tokenizer
 from tokenscope.train import checkpoints as ckpt
 from tokenscope.train.config import TrainConfig
 from tokenscope.train.corpus import CorpusError, Interrupted
-from tokenscope.train.events import EventWriter
+from tokenscope.train.devices import peak_flops
+from tokenscope.train.events import (
+    CheckpointEvent,
+    DoneEvent,
+    ErrorEvent,
+    EvalEvent,
+    EventWriter,
+    ProbeEvent,
+    SampleEvent,
+    StartEvent,
+    StepEvent,
+    WarningEvent,
+)
 from tokenscope.train.memory import check_fits
 from tokenscope.train.prepare import prepare_data
 from tokenscope.train.run_folder import (
@@ -135,17 +147,6 @@ def _autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | 
     return None  # auto on CPU: float32 is the fast and exact choice there
 
 
-def peak_flops(device: torch.device, threads: int) -> float:
-    """A rough peak for the MFU estimate (stated in the start event, so it can be judged)."""
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-        for key, value in (("H200", 989e12), ("H100", 989e12), ("A100", 312e12), ("L4", 121e12)):
-            if key in name:
-                return value
-        return 100e12
-    return threads * 100e9  # ~AVX-512 FMA throughput of one core, float32
-
-
 @dataclass
 class _RunState:
     """What a run carries from step to step."""
@@ -227,8 +228,7 @@ class Trainer:
         self.events.open_file(self.run_dir / "events.jsonl")
         if earlier is not None:
             self.events.emit(
-                "warning",
-                message=f"this folder held an earlier run: it was moved to {earlier}",
+                WarningEvent(message=f"this folder held an earlier run: it was moved to {earlier}")
             )
 
     def _prepare_data(self, resume_from: Path | None) -> Tokenizer:
@@ -358,7 +358,7 @@ class Trainer:
             )
             for _ in gen:
                 pass
-            self.events.emit("sample", step=step, prompt=prompt, text=gen.text)
+            self.events.emit(SampleEvent(step=step, prompt=prompt, text=gen.text))
         model.train()
         model._head_copy = None  # do not keep an inference copy of the head while training
 
@@ -368,12 +368,13 @@ class Trainer:
             ids = tokenizer.encode(probe.continuation)
             logprob = sum(lm.continuation_logprobs(lm.encode(probe.prompt) or [0], ids))
             self.events.emit(
-                "probe",
-                step=step,
-                prompt=probe.prompt,
-                continuation=probe.continuation,
-                probability=math.exp(logprob),
-                tokens=len(ids),
+                ProbeEvent(
+                    step=step,
+                    prompt=probe.prompt,
+                    continuation=probe.continuation,
+                    probability=math.exp(logprob),
+                    tokens=len(ids),
+                )
             )
         model.train()
         model._head_copy = None
@@ -389,8 +390,8 @@ class Trainer:
             self._take_folder()
             return self._run()
         except PreparationStopped:
-            self.events.emit("done", status="stopped", step=0, checkpoint="",
-                             message="stopped before the first step")  # fmt: skip
+            self.events.emit(DoneEvent(status="stopped", step=0, checkpoint="",
+                                       message="stopped before the first step"))  # fmt: skip
             return "stopped"
         except _OtherRankFailed:
             return "failed"  # rank 0 reported it
@@ -412,8 +413,8 @@ class Trainer:
                 dist.destroy_process_group()
 
     def _fail(self, message: str) -> str:
-        self.events.emit("error", message=message)
-        self.events.emit("done", status="failed", message=message)
+        self.events.emit(ErrorEvent(message=message))
+        self.events.emit(DoneEvent(status="failed", message=message))
         return "failed"
 
     def _run(self) -> str:
@@ -424,13 +425,14 @@ class Trainer:
         self._announce(state)
         status = self._train(state)
         self.events.emit(
-            "done",
-            status=status,
-            step=state.step,
-            loss=state.last_loss,
-            best_val_loss=state.best_val,
-            checkpoint=str(ckpt.latest_checkpoint(self.run_dir) or ""),
-            best_checkpoint=str(ckpt.best_checkpoint(self.run_dir) or ""),
+            DoneEvent(
+                status=status,
+                step=state.step,
+                loss=state.last_loss,
+                best_val_loss=state.best_val,
+                checkpoint=str(ckpt.latest_checkpoint(self.run_dir) or ""),
+                best_checkpoint=str(ckpt.best_checkpoint(self.run_dir) or ""),
+            )
         )
         return status
 
@@ -444,7 +446,7 @@ class Trainer:
             (self.run_dir / STOP_FILE).unlink(missing_ok=True)
         resume_from = ckpt.latest_checkpoint(self.run_dir) if self.resume else None
         if self.resume and resume_from is None and rt.is_main:
-            self.events.emit("warning", message="nothing to resume: starting a new run")
+            self.events.emit(WarningEvent(message="nothing to resume: starting a new run"))
         if resume_from is None and not c.init_from and c.tokenizer == "bpe":
             # Before reading the corpus: the tokenizer will have at most vocab_size tokens.
             self._check_memory(c.model_config(c.vocab_size))
@@ -524,19 +526,20 @@ class Trainer:
         self.peak = peak_flops(rt.device, threads) * rt.world
         self.tokens_per_step = c.batch_size * self.context
         self.events.emit(
-            "start",
-            config=c.to_dict(),
-            model=config.to_dict(),
-            parameters=config.parameter_count(),
-            device=str(rt.device),
-            world_size=rt.world,
-            threads=threads,
-            precision=str(self.autocast_dtype or torch.float32).replace("torch.", ""),
-            peak_flops=self.peak,
-            tokens_per_step=self.tokens_per_step,
-            resumed_from=state.step if state.resumed_from else None,
-            corpus=self.corpus_info,
-            run_dir=str(self.run_dir),
+            StartEvent(
+                config=c.to_dict(),
+                model=config.to_dict(),
+                parameters=config.parameter_count(),
+                device=str(rt.device),
+                world_size=rt.world,
+                threads=threads,
+                precision=str(self.autocast_dtype or torch.float32).replace("torch.", ""),
+                peak_flops=self.peak,
+                tokens_per_step=self.tokens_per_step,
+                resumed_from=state.step if state.resumed_from else None,
+                corpus=self.corpus_info,
+                run_dir=str(self.run_dir),
+            )
         )
 
     def _train(self, state: _RunState) -> str:
@@ -579,7 +582,7 @@ class Trainer:
         if not math.isfinite(loss_value):
             state.optimizer.zero_grad(set_to_none=True)
             state.bad_steps += 1
-            self.events.emit("warning", step=step, message=f"loss is {loss_value}: step skipped")
+            self.events.emit(WarningEvent(step=step, message=f"loss is {loss_value}: step skipped"))
             if state.bad_steps >= c.max_bad_steps:
                 raise TokenscopeError(
                     f"the loss was not finite for {state.bad_steps} steps in a row "
@@ -611,15 +614,16 @@ class Trainer:
         tokens_per_s = self.tokens_per_step / seconds
         if step % c.log_every == 0 or step == c.steps:
             self.events.emit(
-                "step",
-                step=step,
-                loss=state.last_loss,
-                lr=state.lr,
-                grad_norm=state.grad_norm,
-                tokens_per_s=tokens_per_s,
-                mfu=self.flops_per_token * tokens_per_s / self.peak,
-                eta_s=seconds * (c.steps - step),
-                tokens=step * self.tokens_per_step,
+                StepEvent(
+                    step=step,
+                    loss=state.last_loss,
+                    lr=state.lr,
+                    grad_norm=state.grad_norm,
+                    tokens_per_s=tokens_per_s,
+                    mfu=self.flops_per_token * tokens_per_s / self.peak,
+                    eta_s=seconds * (c.steps - step),
+                    tokens=step * self.tokens_per_step,
+                )
             )
         is_last = step == c.steps
         evaluate = step % c.eval_every == 0 or is_last
@@ -629,7 +633,7 @@ class Trainer:
             metrics = self._evaluate(state.model, state.train, state.val)
             improved = metrics["val_loss"] < state.best_val
             state.best_val = min(state.best_val, metrics["val_loss"])
-            self.events.emit("eval", step=step, **metrics, best=improved)
+            self.events.emit(EvalEvent(step=step, **metrics, best=improved))
         stop_now = self._agree(self.stop.requested() or step == self.stop_at_step)
         save = step % c.checkpoint_every == 0 or is_last or stop_now or improved
         if (evaluate and c.probes) or sample or save:
@@ -691,7 +695,7 @@ class Trainer:
         )
         if is_best:
             ckpt.mark_best(self.run_dir, path, best_val)
-        self.events.emit("checkpoint", step=step, path=str(path))
+        self.events.emit(CheckpointEvent(step=step, path=str(path)))
 
 
 def _clip_gradients(model: torch.nn.Module, max_norm: float) -> float:

@@ -11,7 +11,7 @@ from tokenscope.lm.errors import TokenscopeError
 from tokenscope.lm.tokenizer import Tokenizer
 from tokenscope.train.config import TrainConfig
 from tokenscope.train.corpus import CorpusError, StopCheck, find_files, iter_corpus_text
-from tokenscope.train.events import EventWriter
+from tokenscope.train.events import EventWriter, ProgressEvent, WarningEvent
 from tokenscope.train.token_files import read_manifest, token_files_problem, tokenize_corpus
 
 
@@ -58,10 +58,10 @@ def prepare_data(
             if resume_from is not None:
                 tokenizer.save(tok_path)
             return tokenizer, _corpus_info(read_manifest(data_dir) or {})
-        events.emit("warning", message=f"the token files cannot be reused: {problem}; "
-                         "tokenizing the corpus again")  # fmt: skip
+        events.emit(WarningEvent(message=f"the token files cannot be reused: {problem}; "
+                                 "tokenizing the corpus again"))  # fmt: skip
     for path, reason in skipped:
-        events.emit("warning", message=f"skipped {path}: {reason}")
+        events.emit(WarningEvent(message=f"skipped {path}: {reason}"))
     if not files:
         raise CorpusError("the corpus is empty: no readable text files in " + ", ".join(data))
     if tokenizer is None:
@@ -73,7 +73,7 @@ def prepare_data(
         now = time.monotonic()
         if now - last[0] > 0.5 or done == total:
             last[0] = now
-            events.emit("progress", stage="tokenize", done=done, total=total)
+            events.emit(ProgressEvent(stage="tokenize", done=done, total=total))
 
     corpus = tokenize_corpus(
         files,
@@ -86,10 +86,10 @@ def prepare_data(
         settings=settings,
     )
     for path, reason in corpus.summary.skipped[len(skipped) :]:
-        events.emit("warning", message=f"skipped {path}: {reason}")
+        events.emit(WarningEvent(message=f"skipped {path}: {reason}"))
     invalid = corpus.summary.invalid_bytes
     if invalid:
-        events.emit("warning", message=f"{invalid} bytes were not valid UTF-8 and were replaced")
+        events.emit(WarningEvent(message=f"{invalid} bytes were not valid UTF-8 and were replaced"))
     return tokenizer, _corpus_info(read_manifest(data_dir) or {})
 
 
@@ -106,7 +106,7 @@ def _make_tokenizer(
         from tokenscope.lm.loading import load_model
 
         return load_model(c.init_from).tokenizer, files
-    events.emit("progress", stage="tokenizer", done=0, total=1)
+    events.emit(ProgressEvent(stage="tokenizer", done=0, total=1))
     while True:
         binary: list[tuple[Path, int]] = []
         texts = iter_corpus_text(files, should_stop=should_stop, on_binary=_collect(binary))
@@ -122,11 +122,11 @@ def _make_tokenizer(
         for path, offset in binary:
             reason = f"binary file (a NUL byte at offset {offset:,})"
             skipped.append((path, reason))
-            events.emit("warning", message=f"skipped {path}: {reason}")
+            events.emit(WarningEvent(message=f"skipped {path}: {reason}"))
         files = [f for f in files if f not in {path for path, _ in binary}]
         if not files:
             raise CorpusError("the corpus is empty: every file turned out to be binary")
-    events.emit("progress", stage="tokenizer", done=1, total=1)
+    events.emit(ProgressEvent(stage="tokenizer", done=1, total=1))
     return tokenizer, files
 
 

@@ -9,7 +9,6 @@ and placed at the training tokens it had seen, from the run's own step events.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,10 @@ from typing import Any
 
 from tokenscope.lm.errors import TokenscopeError
 from tokenscope.lm.scale import Probe, measure_probe
+from tokenscope.train.run_folder import list_checkpoints
+
+# for tokenscope.cli and the service until they import them from there.
+from tokenscope.train.runs import run_label, tokens_per_step
 
 
 @dataclass(frozen=True)
@@ -39,43 +42,6 @@ class TrainingCurve:
     points: tuple[CurvePoint, ...]
 
 
-def run_sizes(folder: str | Path) -> list[Path]:
-    """The runs in `folder`: itself when it is a run folder (it has checkpoints/), else the
-    sizes of a ladder (size-1, size-2, ... each a run folder), smallest first."""
-    folder = Path(folder).expanduser()
-    if (folder / "checkpoints").is_dir():
-        return [folder]
-    sizes = [p for p in folder.glob("size-*") if (p / "checkpoints").is_dir()]
-    return sorted(sizes, key=lambda p: int(p.name.split("-")[1]) if p.name[5:].isdigit() else 0)
-
-
-def run_label(run_dir: str | Path) -> str:
-    """A run's name for a chart: its folder, with the ladder's for a size ("ladder/size-2")."""
-    run_dir = Path(run_dir)
-    is_size = run_dir.name.startswith("size-") and run_dir.parent.name
-    return f"{run_dir.parent.name}/{run_dir.name}" if is_size else run_dir.name
-
-
-def is_run_folder(target: str) -> bool:
-    """True for a training run's folder or a ladder's folder (not a single checkpoint)."""
-    return bool(run_sizes(target)) if Path(target).expanduser().is_dir() else False
-
-
-def _tokens_per_step(run_dir: Path) -> float:
-    """Training tokens per optimizer step, from the run's own step events (they count every
-    process and accumulated micro-batch), else from its config."""
-    from tokenscope.train.events import read_events
-
-    for event in reversed(read_events(run_dir / "events.jsonl")):
-        if event.get("event") == "step" and event.get("step") and event.get("tokens"):
-            return float(event["tokens"]) / float(event["step"])
-    try:
-        c = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-        return float(c["batch_size"] * c["context"])  # (the batch is per optimizer step)
-    except (OSError, ValueError, KeyError, TypeError):
-        return 0.0
-
-
 def training_curve(
     run_dir: str | Path,
     probe: Probe,
@@ -86,11 +52,9 @@ def training_curve(
 ) -> TrainingCurve:
     """The probe on each checkpoint of a run, against the training tokens it had seen
     (each checkpoint cached like any model)."""
-    from tokenscope.train.run_folder import list_checkpoints
-
     run_dir = Path(run_dir).expanduser()
     checkpoints = list_checkpoints(run_dir)
-    per_step = _tokens_per_step(run_dir)
+    per_step = tokens_per_step(run_dir)
     points, parameters = [], 0
     for n, folder in enumerate(checkpoints):
         if progress is not None:

@@ -1,7 +1,7 @@
 """A run folder: its checkpoints (latest, best), its lock, and what earlier runs left.
 
 No torch needed: the window lists runs and opens their checkpoints without importing the
-training code.
+training code. Making, listing and reading runs (and ladders) is tokenscope.train.runs.
 
     RUN/run.json, events.jsonl, tokenizer.json, data/     the run and its token files
     RUN/checkpoints/step-NNNNNN/, best.json                its checkpoints
@@ -12,49 +12,43 @@ training code.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import shutil
 import time
 from pathlib import Path
 
 from tokenscope.lm.errors import TokenscopeError
+from tokenscope.lm.run_checkpoints import (  # the engine reads checkpoints without training
+    BEST_FILE,
+    STATE_FILE,
+    best_checkpoint,
+    checkpoint_dir,
+    latest_checkpoint,
+    list_checkpoints,
+    step_folder,
+)
 
-STATE_FILE, BEST_FILE = "training_state.json", "best.json"
+__all__ = [
+    "BEST_FILE",
+    "EARLIER_RUNS",
+    "LOCK_FILE",
+    "STATE_FILE",
+    "STOP_FILE",
+    "RunFolderBusy",
+    "RunLock",
+    "best_checkpoint",
+    "checkpoint_dir",
+    "has_earlier_run",
+    "latest_checkpoint",
+    "list_checkpoints",
+    "remove_leftovers",
+    "set_aside_earlier_run",
+    "step_folder",
+]
+
 # A file that asks the run in progress to save a checkpoint and stop; every rank checks for it
 # between steps, also under torchrun.
 STOP_FILE = "STOP"
-
-
-def checkpoint_dir(run_dir: Path) -> Path:
-    return run_dir / "checkpoints"
-
-
-def step_folder(run_dir: Path, step: int) -> Path:
-    return checkpoint_dir(run_dir) / f"step-{step:06d}"
-
-
-def list_checkpoints(run_dir: Path) -> list[Path]:
-    """Complete checkpoints of a run, oldest first (temporary folders are ignored)."""
-    folder = checkpoint_dir(run_dir)
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.glob("step-*") if p.is_dir() and (p / STATE_FILE).is_file())
-
-
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    found = list_checkpoints(run_dir)
-    return found[-1] if found else None
-
-
-def best_checkpoint(run_dir: Path) -> Path | None:
-    try:
-        best = json.loads((checkpoint_dir(run_dir) / BEST_FILE).read_text())
-        path = checkpoint_dir(run_dir) / best["checkpoint"]
-        return path if path.is_dir() else None
-    except (OSError, ValueError, KeyError):
-        return None
-
 
 # ----- one trainer per run folder --------------------------------------------------------------
 

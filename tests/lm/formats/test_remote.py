@@ -15,8 +15,10 @@ import threading
 import numpy as np
 import pytest
 
-from tokenscope.lm import load_model
-from tokenscope.lm.remote import RemoteCancelled, RemoteError, RemoteModel
+from tokenscope.lm import SamplingSettings, TokenProbability, load_model
+from tokenscope.lm.cancel import Cancelled, CancelToken
+from tokenscope.lm.remote import RemoteDistribution, RemoteError, RemoteModel
+from tokenscope.lm.remote.parsing import STAND_IN_BASE
 
 from .prompts import PROMPTS
 
@@ -30,10 +32,12 @@ NEAR_TIE = 0.03
 
 def test_connecting_reports_llama_cpp_and_what_it_can_do(llama):
     model = RemoteModel(llama)
+    s = model.info
+    assert s.kind == "llama.cpp" and s.model.endswith("SmolLM2-135M-Instruct.Q4_1.gguf")
+    assert s.max_top_k >= 20 and s.probabilities == "raw" and not s.prompt_logprobs
     c = model.capabilities
-    assert c.kind == "llama.cpp" and c.model.endswith("SmolLM2-135M-Instruct.Q4_1.gguf")
-    assert c.max_top_k >= 20 and c.probabilities == "raw" and not c.prompt_logprobs
-    assert c.label == f"remote · top-{c.max_top_k} · raw"
+    assert c.label == f"remote · top-{c.max_top_k} · raw" and c.kind == "llama.cpp"
+    assert not c.full_vocabulary and not c.internals and not c.exact_scores and c.can_score
 
 
 def test_remote_top_k_agrees_with_the_local_engine(llama):
@@ -48,8 +52,9 @@ def test_remote_top_k_agrees_with_the_local_engine(llama):
             continue
         compared += 1
         mine = np.asarray(local.predict_next_token_probabilities(prompt).vector())
-        top = dist.top()
-        assert abs(sum(t.probability for t in top) + dist.other - 1.0) < 1e-6
+        top = dist.top()  # the 20 asked for; the distribution keeps every listed token
+        assert len(top) == 20 and len(dist.tokens) == model.info.max_top_k
+        assert abs(sum(t.probability for t in dist.tokens) + dist.other - 1.0) < 1e-6
         if top[0].token_id != int(mine.argmax()) and top[0].probability - top[1].probability > (
             NEAR_TIE
         ):
@@ -66,11 +71,15 @@ def test_remote_top_k_agrees_with_the_local_engine(llama):
 
 def test_generation_streams_each_token_with_its_alternatives(llama):
     model = RemoteModel(llama)
-    steps = list(model.generate("The capital of Indonesia is", 6, temperature=0.0, seed=1))
-    assert "".join(s.text for s in steps).startswith(" Jakarta")
+    greedy = SamplingSettings(temperature=0.0, seed=1)
+    gen = model.generate("The capital of Indonesia is", max_tokens=6, sampling=greedy, top_k=20)
+    steps = list(gen)
+    assert "".join(s.text for s in steps).startswith(" Jakarta") and gen.text == "".join(
+        s.text for s in steps
+    )
     assert [s.index for s in steps] == list(range(len(steps))) and len(steps) == 6
-    assert all(len(s.top) >= 20 and s.probability is not None for s in steps)
-    assert steps[0].top[0].display == "␣Jak"
+    assert all(len(s.top_raw) == 20 and s.probability > 0 for s in steps)
+    assert steps[0].top_raw[0].display == "␣Jak" and gen.stop_reason == "max_tokens"
 
 
 def test_the_command_line_predicts_on_a_server(llama):
@@ -81,7 +90,8 @@ def test_the_command_line_predicts_on_a_server(llama):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
-    assert out["server"] == "llama.cpp" and out["top"][0]["text"] == " Jak"
+    assert out["kind"] == "llama.cpp" and out["top"][0]["text"] == " Jak"
+    assert out["entropy_exact"] is False and out["label"] == "remote · top-100 · raw"
     assert len(out["top"]) == 5 and 0 < out["other"] < 1
     proc = subprocess.run(
         [sys.executable, "-m", "tokenscope", "predict", "The capital of Indonesia is",
@@ -110,7 +120,8 @@ def test_a_generic_server_is_detected_and_read(faulty):
     model = RemoteModel(faulty.url)
     assert model.capabilities.kind == "OpenAI-compatible"
     dist = model.predict_next_token_probabilities("x")
-    assert [t.text for t in dist.top()] == [" a", " b"] and dist.top()[0].token_id is None
+    assert [t.text for t in dist.top()] == [" a", " b"]
+    assert dist.top()[0].token_id >= STAND_IN_BASE  # named without an id: a stand-in
     assert dist.other == pytest.approx(1 - np.exp(-0.2) - np.exp(-1.9))
     with pytest.raises(RemoteError, match="has no model 'big' \\(it serves: tiny\\)"):
         RemoteModel(faulty.url, "big")
@@ -141,7 +152,7 @@ def test_a_stream_cut_mid_way_keeps_the_tokens_that_came(faulty):
     faulty.mode = "cut"
     got = []
     with pytest.raises(RemoteError, match=r"after 2 tokens.*the tokens that arrived are kept"):
-        for step in model.generate("x", 10):
+        for step in model.generate("x", max_tokens=10):
             got.append(step)
     assert [s.text for s in got] == [" a", " b"]
     assert got[0].probability == pytest.approx(np.exp(-0.1))
@@ -164,7 +175,7 @@ def test_a_continuation_is_scored_where_the_server_echoes_the_prompt(faulty, lla
     faulty.mode, faulty.echo = "ok", True
     try:
         model = RemoteModel(faulty.url)
-        assert model.capabilities.prompt_logprobs
+        assert model.info.prompt_logprobs and model.capabilities.exact_scores
         # " is Jakarta" after "The capital": words 3 and 4 of 4, log-probs -1.0 and -1.5.
         score = model.score_continuation("The capital", " is Jakarta")
         assert score.probability == pytest.approx(np.exp(-1.0 - 1.5))
@@ -182,8 +193,8 @@ def test_a_continuation_is_scored_where_the_server_echoes_the_prompt(faulty, lla
 
 def test_llama_cpp_scores_a_continuation_token_by_token_through_its_top_k(llama):
     llama = RemoteModel(llama)
-    c = llama.capabilities
-    assert not c.prompt_logprobs and c.tokenizes and c.can_score
+    assert not llama.info.prompt_logprobs and llama.info.tokenizes
+    assert llama.capabilities.can_score and not llama.capabilities.exact_scores
     score = llama.score_continuation("The capital of Indonesia is", " Jakarta")
     # " Jakarta" is " Jak" + "arta" here: each read off its own top-k.
     first = llama.predict_next_token_probabilities("The capital of Indonesia is")
@@ -193,6 +204,7 @@ def test_llama_cpp_scores_a_continuation_token_by_token_through_its_top_k(llama)
     assert score.first_rank == 1 and score.top_text == " Jak" and len(score.logprobs) == 2
     unlikely = llama.score_continuation("The capital of Indonesia is", " zzzqxv")
     assert unlikely.upper_bound and unlikely.probability < 1e-4
+    assert unlikely.first_rank is None and unlikely.rank_above == llama.info.max_top_k
 
 
 def test_a_request_waiting_on_the_server_is_cancelled_at_once(faulty):
@@ -202,11 +214,12 @@ def test_a_request_waiting_on_the_server_is_cancelled_at_once(faulty):
     model = RemoteModel(faulty.url)
     faulty.mode = "slow"
     faulty.release.clear()
-    threading.Timer(0.3, model.cancel).start()
+    token = CancelToken()
+    threading.Timer(0.3, token.cancel).start()
     started = time.perf_counter()
     try:
-        with pytest.raises(RemoteCancelled, match="cancelled"):
-            model.predict_next_token_probabilities("x")
+        with pytest.raises(Cancelled):
+            model.predict_next_token_probabilities("x", cancel=token)
         assert time.perf_counter() - started < 10  # not the server's 30 s
     finally:
         faulty.release.set()
@@ -247,22 +260,27 @@ def test_the_after_sampling_view_of_a_top_k_is_exact_where_it_can_be(knobs, exac
     """Against the local sampler on the whole distribution, of which the server showed 4."""
     import torch
 
-    from tokenscope.lm.remote import RemoteDistribution, RemoteToken
-    from tokenscope.lm.sampling import SamplingSettings, sampling_distribution
+    from tokenscope.lm.sampling import sampling_distribution
 
     logits = torch.tensor([3.0, 2.5, 1.0, 0.5, 0.2, 0.1, -1.0, -2.0])
     full = torch.softmax(logits, -1)
     shown = 4
-    tokens = tuple(RemoteToken(i, f"t{i}", f"t{i}", float(full[i])) for i in range(shown))
+    tokens = tuple(_listed(i, float(full[i])) for i in range(shown))
     dist = RemoteDistribution(tokens, float(full[shown:].sum()), "remote · top-4 · raw")
     settings = SamplingSettings(**knobs)
-    view = dist.after_sampling(settings)
-    assert view.exact is exact
-    assert sum(view.probabilities) + view.other == pytest.approx(1.0)
+    view = dist.with_sampling(settings)
+    assert view.sampled_exact is exact
+    shares = [t.sampled_probability for t in view.tokens]
+    assert sum(shares) + view.other_sampled == pytest.approx(1.0)
+    assert [t.probability for t in view.tokens] == [t.probability for t in tokens]  # raw kept
     if exact:
         _, sampled = sampling_distribution(logits, settings, [])
-        assert view.probabilities == pytest.approx(sampled[:shown].tolist(), abs=1e-6)
-        assert view.other == pytest.approx(float(sampled[shown:].sum()), abs=1e-6)
+        assert shares == pytest.approx(sampled[:shown].tolist(), abs=1e-6)
+        assert view.other_sampled == pytest.approx(float(sampled[shown:].sum()), abs=1e-6)
+
+
+def _listed(i: int, p: float) -> TokenProbability:
+    return TokenProbability(i, f"t{i}", f"t{i}", p, p)
 
 
 def test_the_largest_top_k_is_read_from_the_servers_words_not_its_address(faulty):
@@ -289,14 +307,12 @@ def test_an_api_key_is_cleaned_or_refused_without_being_shown(faulty, monkeypatc
 
 
 def test_a_very_low_temperature_keeps_the_sampled_view_finite():
-    from tokenscope.lm.remote import RemoteDistribution, RemoteToken
-    from tokenscope.lm.sampling import SamplingSettings
-
-    tokens = tuple(RemoteToken(i, f"t{i}", f"t{i}", p) for i, p in enumerate((4e-4, 3e-4, 1e-4)))
+    tokens = tuple(_listed(i, p) for i, p in enumerate((4e-4, 3e-4, 1e-4)))
     dist = RemoteDistribution(tokens, 1 - 8e-4, "remote · top-3 · raw")
-    view = dist.after_sampling(SamplingSettings(temperature=0.01, top_k=2))
-    assert view.probabilities[0] == pytest.approx(1.0) and view.other == 0.0
-    assert sum(view.probabilities) == pytest.approx(1.0)
+    view = dist.with_sampling(SamplingSettings(temperature=0.01, top_k=2))
+    shares = [t.sampled_probability for t in view.tokens]
+    assert shares[0] == pytest.approx(1.0) and view.other_sampled == 0.0
+    assert sum(shares) == pytest.approx(1.0)
 
 
 def test_the_command_line_sweeps_few_shot_on_a_server(llama):
@@ -315,8 +331,14 @@ def test_the_command_line_sweeps_few_shot_on_a_server(llama):
         shot = prompt.with_shots(p["shots"])
         score = model.score_continuation(shot.assemble().text, shot.answer_text(prompt.expected))
         assert p["probability"] == pytest.approx(score.probability, rel=1e-6)
+    # Without --sweep: the prompt's chart and its expected answer, scored as the window does.
     proc = subprocess.run(
-        [sys.executable, "-m", "tokenscope", "fewshot", "capitals", "-m", llama],
+        [sys.executable, "-m", "tokenscope", "fewshot", "capitals", "-m", llama, "--json"],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
-    assert proc.returncode == 2 and "runs the sweep (--sweep)" in proc.stderr
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    text = prompt.assemble().text
+    assert out["text"] == text and out["top"] and out["other"] > 0
+    score = model.score_continuation(text, prompt.answer_text(prompt.expected))
+    assert out["expected"]["probability"] == pytest.approx(score.probability, rel=1e-6)

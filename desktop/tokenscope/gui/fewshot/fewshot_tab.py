@@ -26,7 +26,7 @@ from tokenscope.gui.service_bridge import JobHandle, ServiceBridge
 from tokenscope.gui.widgets.next_token_chart import ChartData, NextTokenChart
 from tokenscope.gui.widgets.plots import format_probability
 from tokenscope.service.jobs import FewShotPreview, Sweep
-from tokenscope.service.records import FewShotView, SweepProgress, SweepSeries
+from tokenscope.service.records import FewShotView, Progress, SweepSeries
 
 PART_COLORS = {
     "instruction": "#ede9fe",
@@ -346,11 +346,11 @@ class FewShotTab(QWidget):
             self._sweep.cancel()
 
     def _on_sweep_record(self, record: Any) -> None:
-        if isinstance(record, SweepProgress):
+        if isinstance(record, Progress):
             total = record.total
             self.progress.setRange(0, max(total, 1))
             self.progress.setValue(record.done)
-            name = record.model
+            name = record.label
             self.progress.setFormat(
                 f"{name}: {record.done}/{total}" if total else f"loading {name}…"
             )

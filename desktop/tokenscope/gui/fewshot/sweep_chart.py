@@ -19,6 +19,7 @@ from PySide6.QtGui import QFont
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QTextBrowser, QVBoxLayout, QWidget
 
 from tokenscope.gui.widgets.plots import ProbabilityAxis, format_probability, quiet_plot
+from tokenscope.units import bound_mark, format_rank
 
 LINE_COLORS = ((30, 100, 200), (220, 100, 30), (40, 160, 80), (160, 60, 160))
 LABEL_CHARS = 10
@@ -134,7 +135,8 @@ class SweepChart(QWidget):
     def _fill_table(self) -> None:
         rows = "".join(
             f"<tr><td>{html.escape(n)}</td><td>{p.order}</td><td>{p.shots}</td>"
-            f"<td>{format_probability(p.probability)}</td><td>{p.rank}</td>"
+            f"<td>{bound_mark(p.upper_bound)}{format_probability(p.probability)}</td>"
+            f"<td>{html.escape(format_rank(p.rank, p.rank_above))}</td>"
             f"<td>{html.escape(repr(p.top_prediction))}</td></tr>"
             for n, pts in self.series.items()
             for p in pts

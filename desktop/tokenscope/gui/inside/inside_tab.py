@@ -31,7 +31,7 @@ from tokenscope.gui.inside.surprisal_panel import SurprisalPanel
 from tokenscope.gui.service_bridge import JobHandle, ServiceBridge
 from tokenscope.gui.widgets.long_text import PlainTextEditor
 from tokenscope.service.jobs import AttentionMap, Induction, Lens, SetAblation, Surprisal
-from tokenscope.service.records import AttentionView, LensView, SurprisalProgress, SurprisalView
+from tokenscope.service.records import AttentionView, LensView, Progress, SurprisalView
 
 #: models up to this size follow every keystroke; larger ones update on demand
 LIVE_PARAMETERS = 150_000_000
@@ -92,11 +92,11 @@ class InsideTab(QWidget):
 
     def on_model_loaded(self, info: Any) -> None:
         """Another model is in place: its shape, whether it follows every keystroke."""
-        self.model_ready = not info.remote
+        self.model_ready = info.capabilities.internals
         self.live = info.parameters <= LIVE_PARAMETERS
         self.attention.set_shape(info.layers, self._heads(info))
         self.attention.show_ablation(frozenset())
-        if info.remote:
+        if not info.capabilities.internals:
             self.note.setText(
                 "A model on a server returns only its top tokens: these views need the model's "
                 "own forward pass. Open the model locally to look inside it."
@@ -235,7 +235,7 @@ class InsideTab(QWidget):
             self._surprisal.cancel()
 
     def _on_surprisal_record(self, record: Any) -> None:
-        if isinstance(record, SurprisalProgress):
+        if isinstance(record, Progress):
             self.surprisal.on_progress(record)
 
     def _on_surprisal_failed(self, message: str) -> None:

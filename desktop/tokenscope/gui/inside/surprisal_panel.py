@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
 
 from tokenscope.gui.inside.common import Exportable, surprise_color
 from tokenscope.gui.widgets.long_text import PlainTextEditor
-from tokenscope.service.records import SurprisalProgress, SurprisalView
+from tokenscope.service.records import Progress, SurprisalView
 
 # ----- surprisal ----------------------------------------------------------------------------
 
@@ -126,14 +126,14 @@ class SurprisalPanel(Exportable):
             self.progress.setRange(0, 0)
             self.progress.setFormat("scoring…")
 
-    def on_progress(self, p: SurprisalProgress) -> None:
+    def on_progress(self, p: Progress) -> None:
         if p.total:
             self.progress.setRange(0, p.total)
             self.progress.setValue(p.done)
-            self.progress.setFormat(f"{p.model}: window {p.done} of {p.total}")
+            self.progress.setFormat(f"{p.label}: window {p.done} of {p.total}")
         else:
             self.progress.setRange(0, 0)
-            self.progress.setFormat(f"opening {p.model}…")
+            self.progress.setFormat(f"opening {p.label}…")
 
     def show_view(self, view: SurprisalView) -> None:
         self.view = view

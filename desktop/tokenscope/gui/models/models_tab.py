@@ -41,42 +41,6 @@ COLUMNS = ("Name", "Kind", "Architecture", "Parameters", "Quantization", "Contex
 KIND_LABELS = {"hub": "Hub cache", "run": "training run"}
 
 
-def list_models() -> list[Any]:
-    """The engine's catalogue plus the person's training runs (their best, else latest,
-    checkpoint), newest run first."""
-    from tokenscope.gui.training.training_runs import runs_root
-    from tokenscope.lm.catalog import CatalogEntry, catalog
-    from tokenscope.lm.formats.summary import summarize
-    from tokenscope.train.run_folder import best_checkpoint, latest_checkpoint
-
-    entries = catalog()
-    root = runs_root()
-    runs = sorted(root.iterdir(), key=lambda p: -p.stat().st_mtime) if root.is_dir() else []
-    at = next((i for i, e in enumerate(entries) if e.kind == "recent"), len(entries))
-    found = []
-    for run in runs[:50]:
-        checkpoint = best_checkpoint(run) or latest_checkpoint(run) if run.is_dir() else None
-        if checkpoint is None:
-            continue
-        s = summarize(checkpoint)
-        found.append(
-            CatalogEntry(
-                name=f"{run.name} ({checkpoint.name})",
-                kind="run",
-                path=str(checkpoint),
-                size_bytes=s.size_bytes,
-                parameters=s.parameters,
-                architecture=s.architecture,
-                quantization=s.quantization,
-                context_length=getattr(s, "context_length", None),
-                note=f"cannot open: {s.problem}" if s.problem else None,
-            )
-        )
-    listed = {e.path for e in found}
-    rest = [e for e in entries[at:] if e.path not in listed]
-    return [*entries[:at], *found, *rest]
-
-
 class ModelsTab(QWidget):
     #: (name or path) — the person asked to open this model (GUI thread)
     open_requested = Signal(str)
@@ -170,7 +134,9 @@ class ModelsTab(QWidget):
     def refresh(self) -> None:
         """Read the catalogue in the background (headers of model files can take a moment)."""
         self.refresh_button.setEnabled(False)
-        run_in_background(list_models, self._on_catalog_read, self)
+        from tokenscope.lm.catalog import catalog
+
+        run_in_background(catalog, self._on_catalog_read, self)
 
     def _on_catalog_read(self, entries: list | None, error: str | None) -> None:
         self.refresh_button.setEnabled(True)

@@ -44,10 +44,6 @@ def remember_server(settings: QSettings, url: str) -> None:
     settings.setValue(RECENT_KEY, servers[:RECENT_MAX])
 
 
-def _not_an_address(url: str) -> str:
-    return f"{url or 'An empty address'} is not a server address (e.g. {DEFAULT_URL})"
-
-
 class ServerDialog(QDialog):
     """Asks for a server and one of its models; `target()` and `api_key()` once accepted."""
 

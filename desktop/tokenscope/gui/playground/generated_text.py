@@ -34,6 +34,8 @@ def _shown(text: str) -> str:
 class GeneratedTextView(QTextBrowser):
     #: (token index) — the person clicked a generated token (GUI thread)
     token_clicked = Signal(int)
+    #: () — the text was laid out anew (on the repaint timer, not per token); GUI thread
+    repainted = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -54,7 +56,6 @@ class GeneratedTextView(QTextBrowser):
         self._dirty = False
         self._timer = QTimer(self, singleShot=True, interval=REPAINT_MS)
         self._timer.timeout.connect(self._render)
-        self.repaints = 0
 
     # ----- data in -------------------------------------------------------------------------
 
@@ -96,7 +97,7 @@ class GeneratedTextView(QTextBrowser):
         for i in indices:
             step = self._steps[i]
             start = cursor.position()
-            cursor.insertText(_shown(step.text if step.text else step.piece),
+            cursor.insertText(_shown(step.text if step.text else step.display),
                               self._token_format(i, step))  # fmt: skip
             self._spans.append((start, cursor.position()))
 
@@ -127,7 +128,7 @@ class GeneratedTextView(QTextBrowser):
             scrollbar.setValue(scrollbar.maximum())
         self._shown_count = len(self._steps)
         wrap_for(self, self.document().toPlainText())
-        self.repaints += 1
+        self.repainted.emit()
 
     def shown_tokens(self) -> list[tuple[int, str, str]]:
         """(token index, text, background colour) of every generated token on screen."""
@@ -165,7 +166,7 @@ class GeneratedTextView(QTextBrowser):
 
     def tooltip_for(self, index: int) -> str:
         step = self._steps[index]
-        lines = [f"{step.piece!s}  p = {step.probability:.3f}   entropy {step.entropy:.2f} bits"]
+        lines = [f"{step.display!s}  p = {step.probability:.3f}   entropy {step.entropy:.2f} bits"]
         lines += [f"  {a.display}  {a.probability:.3f}" for a in step.top_raw[:5]]
         return "\n".join(lines)
 

@@ -39,7 +39,7 @@ from tokenscope.gui.service_bridge import JobHandle, ServiceBridge
 from tokenscope.gui.widgets.long_text import PlainTextEditor
 from tokenscope.gui.widgets.next_token_chart import ChartData, NextTokenChart
 from tokenscope.service.jobs import Generate, Predict, Tokenize
-from tokenscope.service.records import GenerationDone, GenerationStarted, NextTokenView, TokenRow
+from tokenscope.service.records import GenerationDone, GenerationStarted, NextTokenView
 
 DEBOUNCE_MS = 15  # coalesces a burst of keys; superseded requests are dropped anyway
 REFRESH_MS = 33
@@ -50,6 +50,9 @@ class Playground(QWidget):
     speed_changed = Signal(float)
     #: (message) — something the person should read (shown in the status bar); GUI thread
     message = Signal(str)
+    #: (NextTokenView) — a live prediction arrived (its `recomputed` says whether the model
+    #: ran or only the knobs were applied again); GUI thread
+    prediction_arrived = Signal(object)
 
     def __init__(self, bridge: ServiceBridge, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -57,7 +60,6 @@ class Playground(QWidget):
         self.bridge = bridge
         self.model_ready = False
         self.model_id = ""  # what the loaded model was opened as (a name or a path)
-        self.predictions = 0  # predictions that ran the model (not only re-applied knobs)
         self.predicted_text: str | None = None  # the prompt the live chart belongs to
         self._prediction: NextTokenView | None = None
         self.branches: list[Branch] = []
@@ -242,10 +244,11 @@ class Playground(QWidget):
         )
 
     @property
-    def remote(self) -> bool:
-        """The model is on a server: it continues from text and lists only its top tokens."""
+    def by_text(self) -> bool:
+        """The model continues a branch from its text, not its token ids (a server, which
+        gives no ids of its own prompt)."""
         info = self.bridge.info
-        return bool(info is not None and info.remote)
+        return info is not None and not info.capabilities.continues_token_ids
 
     def _settings(self) -> Any:
         from tokenscope.lm.sampling import SamplingSettings
@@ -260,7 +263,7 @@ class Playground(QWidget):
         if outcome != "completed" or view is None:
             return
         self._prediction, self.predicted_text = view, text
-        self.predictions += view.recomputed
+        self.prediction_arrived.emit(view)
         self._show_context(view)
         self.refresh_chart()
 
@@ -270,14 +273,15 @@ class Playground(QWidget):
         if view is None or info is None:
             self.context_info.setText("")
             return
-        if info.remote:
+        if not view.context_ids:  # a server does not say what it saw
+            c = info.capabilities
             n = len(self.tokens.spans)
             window = f"{info.context_length:,}" if info.context_length else "its"
             used = f"{n:,} of {window}" if n else f"up to {window}"
             self.context_info.setStyleSheet("color:#555")
             self.context_info.setText(
-                f"On a server ({info.remote}): {used} context tokens; the server cuts nothing "
-                "and refuses a longer prompt."
+                f"On a server ({c.kind} · {c.label}): {used} context tokens; the server cuts "
+                "nothing and refuses a longer prompt."
             )
             return
         seen = len(view.context_ids)
@@ -294,8 +298,8 @@ class Playground(QWidget):
     def _on_tokens_done(self, tokens: Any, outcome: str) -> None:
         if outcome == "completed":
             self.tokens.set_tokens(tokens)
-            if self.remote:
-                self._show_context(self._prediction)
+            if self._prediction is not None and not self._prediction.context_ids:
+                self._show_context(self._prediction)  # the count comes from these tokens
 
     def _on_tokens_failed(self, message: str) -> None:
         self.tokens.show_note(f"The tokens are not shown: {message}")
@@ -330,21 +334,22 @@ class Playground(QWidget):
 
     @staticmethod
     def _captured_chart(index: int, step: Any, k: int) -> ChartData:
-        sampled = {a.token_id: a.probability for a in step.top_sampled}
+        sampled = {a.token_id: a.sampled_probability for a in step.top_sampled}
         rows = tuple(
-            TokenRow(rank + 1, a.token_id, a.display, a.probability, sampled.get(a.token_id, 0.0))
-            for rank, a in enumerate(step.top_raw[:k])
+            dataclasses.replace(a, sampled_probability=sampled.get(a.token_id, 0.0))
+            for a in step.top_raw[:k]
         )
-        title = f"token {index + 1} {step.piece!r} (captured when generated)"
-        if any(a.text for a in step.top_raw):  # from a server: only its top tokens are known
+        title = f"token {index + 1} {step.display!r} (captured when generated)"
+        if not step.full_vocabulary:  # from a server: only its top tokens are known
             return ChartData(
                 title,
                 rows,
                 step.entropy,
                 step.removed_mass,
-                other=max(0.0, 1.0 - sum(r.raw for r in rows)),
-                other_sampled=max(0.0, 1.0 - sum(r.sampled for r in rows)),
+                other=max(0.0, 1.0 - sum(r.probability for r in rows)),
+                other_sampled=max(0.0, 1.0 - sum(r.sampled_probability for r in rows)),
                 source=f"remote · kept top-{len(step.top_raw)}",
+                entropy_exact=False,
             )
         return ChartData(title, rows, step.entropy, step.removed_mass)
 
@@ -382,7 +387,7 @@ class Playground(QWidget):
         if (
             branch is None
             or branch.prompt != prompt
-            or (not branch.prompt_ids and not self.remote)
+            or (not branch.prompt_ids and not self.by_text)
             or (branch.model != self.model_id)
         ):
             self._start_branch(Branch(prompt, model=self.model_id))
@@ -426,7 +431,7 @@ class Playground(QWidget):
     def _continuation(self, branch: Branch) -> str | tuple[int, ...]:
         """What the model continues from: the branch's token ids, or its text for a model on
         a server (which takes text and gives no ids of its own prompt)."""
-        if self.remote:
+        if self.by_text:
             return branch.prompt + "".join(s.text for s in branch.steps)
         return tuple(branch.prompt_ids + [s.token_id for s in branch.steps])
 

@@ -14,7 +14,9 @@ from typing import Any
 
 from tokenscope.files import atomic_write_text
 
-FORMAT, VERSION = "tokenscope-session", 1
+# Version 2: steps in the engine's one token vocabulary (display, TokenProbability lists with
+# both probabilities, full_vocabulary); version 1 files still open.
+FORMAT, VERSION = "tokenscope-session", 2
 
 
 @dataclass
@@ -119,14 +121,17 @@ def _str(d: dict, key: str, where: str, max_chars: int = MAX_TEXT, default: Any 
     return value
 
 
-def _bool(d: dict, key: str, where: str) -> bool:
-    value = d.get(key, False)
+def _bool(d: dict, key: str, where: str, default: bool = False) -> bool:
+    value = d.get(key, default)
     _expect(isinstance(value, bool), f"{where}.{key}", "true or false")
     return value
 
 
-def _alternatives(value: Any, where: str) -> tuple[Any, ...]:
-    from tokenscope.lm.generation import Alternative
+def _alternatives(value: Any, where: str, version: int) -> tuple[Any, ...]:
+    """A step's alternatives as TokenProbability records. Version 1 kept one probability per
+    alternative (the raw one in top_raw, the sampled one in top_sampled): `probability`
+    holds it; _step puts each in its place."""
+    from tokenscope.lm.tokens import TokenProbability
 
     _expect(
         isinstance(value, list) and len(value) <= MAX_ALTERNATIVES,
@@ -137,36 +142,64 @@ def _alternatives(value: Any, where: str) -> tuple[Any, ...]:
     for i, a in enumerate(value):
         at = f"{where}[{i}]"
         _expect(isinstance(a, dict), at, "an object")
+        p = _float(a, "probability", at, 0.0, P_MAX)
+        sampled = p if version == 1 else _float(a, "sampled_probability", at, 0.0, P_MAX)
         out.append(
-            Alternative(
+            TokenProbability(
                 _int(a, "token_id", at, 0, MAX_TOKEN_ID),
-                _str(a, "display", at, 10_000),
-                _float(a, "probability", at, 0.0, P_MAX),
                 _str(a, "text", at, MAX_TOKEN_TEXT, default=""),
+                _str(a, "display", at, 10_000),
+                p,
+                sampled,
             )
         )
     return tuple(out)
 
 
-def _step(d: Any, where: str) -> Any:
-    from tokenscope.lm.generation import GenerationStep
+def _step(d: Any, where: str, version: int) -> Any:
+    from tokenscope.lm.tokens import GenerationStep
 
     _expect(isinstance(d, dict), where, "an object")
+    top_raw = _alternatives(d.get("top_raw"), f"{where}.top_raw", version)
+    top_sampled = _alternatives(d.get("top_sampled"), f"{where}.top_sampled", version)
+    if version == 1:
+        top_raw, top_sampled, full = _from_version_1(top_raw, top_sampled)
+    else:
+        full = _bool(d, "full_vocabulary", where, default=True)
     return GenerationStep(
         index=_int(d, "index", where, 0, MAX_STEPS),
         token_id=_int(d, "token_id", where, 0, MAX_TOKEN_ID),
-        piece=_str(d, "piece", where, MAX_TOKEN_TEXT),
+        display=_str(d, "piece" if version == 1 else "display", where, MAX_TOKEN_TEXT),
         text=_str(d, "text", where, MAX_TOKEN_TEXT),
         probability=_float(d, "probability", where, 0.0, P_MAX),
         sampled_probability=_float(d, "sampled_probability", where, 0.0, P_MAX),
-        top_raw=_alternatives(d.get("top_raw"), f"{where}.top_raw"),
-        top_sampled=_alternatives(d.get("top_sampled"), f"{where}.top_sampled"),
+        top_raw=top_raw,
+        top_sampled=top_sampled,
         entropy=_float(d, "entropy", where, 0.0, 64.0),
         elapsed=_float(d, "elapsed", where, 0.0, 1e9),
         context_shifted=_bool(d, "context_shifted", where),
         is_eos=_bool(d, "is_eos", where),
         removed_mass=_float(d, "removed_mass", where, 0.0, P_MAX) if "removed_mass" in d else 0.0,
+        full_vocabulary=full,
     )
+
+
+def _from_version_1(raw: tuple[Any, ...], sampled: tuple[Any, ...]) -> tuple[Any, Any, bool]:
+    """Version 1's lists, each completed with the other's probabilities; its alternatives
+    carried their text only where a server had listed them (a top-k list, not the whole
+    vocabulary)."""
+    import dataclasses
+
+    raw_p = {a.token_id: a.probability for a in raw}
+    sampled_p = {a.token_id: a.probability for a in sampled}
+    full = not any(a.text for a in raw)
+    raw = tuple(dataclasses.replace(a, sampled_probability=sampled_p.get(a.token_id, 0.0))
+                for a in raw)  # fmt: skip
+    sampled = tuple(
+        dataclasses.replace(a, probability=raw_p.get(a.token_id, 0.0), sampled_probability=p)
+        for a, p in ((a, a.probability) for a in sampled)
+    )
+    return raw, sampled, full
 
 
 def read_session(path: str | Path) -> tuple[dict[str, Any], list[Branch]]:
@@ -193,7 +226,8 @@ def read_session(path: str | Path) -> tuple[dict[str, Any], list[Branch]]:
         raise SessionError(f"{path} is not valid JSON ({e.msg}, line {e.lineno})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise SessionError(f"{path} is not a Tokenscope session file")
-    _expect(data.get("version") == VERSION, "version", f"{VERSION} (a newer Tokenscope made it?)")
+    version = data.get("version")
+    _expect(version in (1, VERSION), "version", f"1 or {VERSION} (a newer Tokenscope made it?)")
     _str(data, "prompt", "session")
     _str(data, "watch", "session", 10_000, default="")
     _str(data, "model", "session", 10_000, default="")
@@ -236,7 +270,7 @@ def read_session(path: str | Path) -> tuple[dict[str, Any], list[Branch]]:
             Branch(
                 _str(b, "prompt", at),
                 list(ids),
-                [_step(s, f"{at}.steps[{j}]") for j, s in enumerate(raw_steps)],
+                [_step(s, f"{at}.steps[{j}]", version) for j, s in enumerate(raw_steps)],
                 parent if i > 0 else None,
                 fork_at,
                 _str(b, "model", at, 10_000, default="") or str(data.get("model") or ""),

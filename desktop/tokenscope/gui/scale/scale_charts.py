@@ -11,9 +11,9 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QSplitter, QVBoxLayout, QWidget
 
-from tokenscope.gui.training.model_scale_chart import ModelScaleChart
+from tokenscope.gui.widgets.model_scale_chart import ModelScaleChart
 from tokenscope.gui.widgets.plots import log_ticks, size_colors, titled_plot
-from tokenscope.units import format_count
+from tokenscope.units import bound_mark, format_count, format_rank
 
 POINT_COLOR = (220, 60, 40)
 
@@ -75,12 +75,16 @@ class SizeChart(QWidget):
     def rows(self) -> list[list[Any]]:
         head = ["model", "target", "parameters", "probability", "rank", "top prediction"]
         return [head] + [
-            [p.name, p.model, p.parameters, p.probability, p.rank, p.top_prediction]
+            [p.name, p.model, p.parameters, p.probability, format_rank(p.rank, p.rank_above),
+             p.top_prediction]
             for p in self.points
-        ]
+        ]  # fmt: skip
 
     def _value(self, p: Any) -> float:
-        return float(p.rank) if self.metric == "rank" else p.probability
+        """P, or the rank (below a server's list: the first rank it could have)."""
+        if self.metric != "rank":
+            return p.probability
+        return float(p.rank if p.rank is not None else p.rank_above + 1)
 
     def _draw(self) -> None:
         item = self.plot.getPlotItem()
@@ -95,7 +99,12 @@ class SizeChart(QWidget):
         ys = [self._value(p) for p in self.points]
         self._curve.setData(xs, ys)
         for n, (p, x, y) in enumerate(zip(self.points, xs, ys, strict=True)):
-            text = f"{p.name}\n{'#' + str(p.rank) if rank else f'{p.probability:.3f}'}"
+            shown = (
+                "#" + format_rank(p.rank, p.rank_above)
+                if rank
+                else f"{bound_mark(p.upper_bound)}{p.probability:.3f}"
+            )
+            text = f"{p.name}\n{shown}"
             # Neighbours alternate above and below their point, so close sizes stay legible.
             label = pg.TextItem(text, color=(60, 60, 60), anchor=(0, 1 if n % 2 == 0 else 0))
             label.setPos(x + 0.05, math.log10(max(y, 1)) if rank else y)

@@ -49,7 +49,8 @@ from tokenscope.gui.scale.scale_charts import SizeChart, SweepChart, TrainingCha
 from tokenscope.gui.service_bridge import JobHandle, ServiceBridge
 from tokenscope.gui.widgets.exporting import Exportable
 from tokenscope.service.jobs import ScaleRun
-from tokenscope.service.records import ScaleProgress, ScaleResult
+from tokenscope.service.records import Progress, ScaleResult
+from tokenscope.units import bound_mark, format_rank
 
 DEFAULT_PROMPT = "The capital of Indonesia is"
 DEFAULT_ANSWER = " Jakarta"
@@ -58,15 +59,6 @@ EDITOR_TASK = "(the Few-shot tab's prompt)"
 DEFAULT_TASK = "invented-language"
 TARGET_ROLE = Qt.ItemDataRole.UserRole
 RIGHT = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
-
-
-def run_folder_of(path: str) -> str:
-    """A training run's folder from one of its checkpoints (runs/x/checkpoints/step-N), so
-    the Scale tab measures the whole run; anything else as it is."""
-    p = Path(path)
-    if p.parent.name == "checkpoints" and (p.parent.parent / "run.json").is_file():
-        return str(p.parent.parent)
-    return path
 
 
 class ScaleTab(Exportable):
@@ -254,8 +246,10 @@ class ScaleTab(Exportable):
         ]
         self.models.clear()
         seen: set[str] = set()
+        from tokenscope.train.runs import run_of_checkpoint
+
         for label, target in [*choices, *added]:
-            target = run_folder_of(target)
+            target = run_of_checkpoint(target)
             if target in seen:
                 continue
             seen.add(target)
@@ -282,16 +276,17 @@ class ScaleTab(Exportable):
 
     def add_target(self, target: str, label: str | None = None) -> None:
         """Add a model (a path or a server) to the list, ticked."""
-        target = run_folder_of(target)
+        from tokenscope.lm.backend import is_server
+        from tokenscope.train.runs import is_run_folder, run_of_checkpoint
+
+        target = run_of_checkpoint(target)
         for i in range(self.models.count()):
             item = self.models.item(i)
             if item.data(TARGET_ROLE) == target:
                 item.setCheckState(Qt.CheckState.Checked)
                 return
         if label is None:
-            from tokenscope.train.probe_runs import is_run_folder
-
-            kind = "run" if is_run_folder(target) else "server" if "://" in target else "file"
+            kind = "run" if is_run_folder(target) else "server" if is_server(target) else "file"
             label = f"{Path(target).name or target}  ({kind})"
         self._add_item(label, target, True).setCheckState(Qt.CheckState.Checked)
 
@@ -397,7 +392,7 @@ class ScaleTab(Exportable):
             self.progress.setFormat("starting…")
 
     def _on_record(self, record: Any) -> None:
-        if isinstance(record, ScaleProgress):
+        if isinstance(record, Progress):
             self.progress.setRange(0, max(1, record.total))
             self.progress.setValue(record.done)
             name = Path(record.label).name or record.label
@@ -450,15 +445,19 @@ class ScaleTab(Exportable):
                 p = r.point
                 note = f"{p.top_prediction!r} {p.top_probability:.3f}"
                 rows.append([p.name, f"{p.parameters:,}" if p.parameters else "?",
-                             f"{p.probability:.4f}", str(p.rank),
+                             f"{bound_mark(p.upper_bound)}{p.probability:.4f}",
+                             format_rank(p.rank, p.rank_above),
                              note + ("  (cached)" if p.cached else "")])  # fmt: skip
             elif r.sweep is not None:
                 s = r.sweep
-                values = " → ".join(f"{pt.probability:.3f}" for pt in s.points)
+                values = " → ".join(
+                    f"{bound_mark(pt.upper_bound)}{pt.probability:.3f}" for pt in s.points
+                )
                 first, last = s.points[0], s.points[-1]
                 rows.append([s.name, f"{s.parameters:,}" if s.parameters else "?",
                              f"{first.probability:.3f} → {last.probability:.3f}",
-                             str(last.rank), f"0..{last.shots} shots: {values}"])  # fmt: skip
+                             format_rank(last.rank, last.rank_above),
+                             f"0..{last.shots} shots: {values}"])  # fmt: skip
         self.table.setRowCount(len(rows))
         for i, row in enumerate(rows):
             for j, text in enumerate(row):

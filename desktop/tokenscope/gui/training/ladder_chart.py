@@ -4,54 +4,32 @@ size's probes against training tokens.
 
 It reads the trainer's events: each size's `start` (its parameters), `step` (training tokens
 so far), `eval` and `probe`, then the ladder's own `ladder` event (every size and the fit).
+Which folders make a ladder, and reading them back, is tokenscope.train.runs.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QSplitter, QVBoxLayout, QWidget
 
 from tokenscope.gui.widgets.plots import log_ticks, size_colors, titled_plot
+from tokenscope.train.events import (
+    EvalEvent,
+    Event,
+    LadderEvent,
+    LadderFit,
+    ProbeEvent,
+    StartEvent,
+    StepEvent,
+)
 from tokenscope.train.ladder import PowerLaw
 from tokenscope.units import format_count
 
 FIT_COLOR = (220, 60, 40)
-#: the ladder's summary (its `ladder` event), kept in the ladder's folder
-SUMMARY_FILE = "ladder.json"
-
-
-def ladder_sizes(folder: Path) -> list[Path]:
-    """The size folders of a ladder (size-1, size-2, ...), smallest first."""
-    sizes = [p for p in folder.glob("size-*") if p.is_dir() and p.name[5:].isdigit()]
-    return sorted(sizes, key=lambda p: int(p.name[5:]))
-
-
-def is_ladder_folder(folder: Path) -> bool:
-    return bool(ladder_sizes(folder)) and not (folder / "events.jsonl").is_file()
-
-
-def read_ladder_events(folder: Path) -> list[dict[str, Any]]:
-    """Every size's events in turn, then the ladder's summary if it finished (blocking: for
-    a background thread)."""
-    from tokenscope.train.events import read_events
-
-    events: list[dict[str, Any]] = []
-    for size in ladder_sizes(folder):
-        events += read_events(size / "events.jsonl")
-    try:
-        summary = json.loads((folder / SUMMARY_FILE).read_text(encoding="utf-8"))
-        if isinstance(summary, dict):
-            events.append({**summary, "event": "ladder"})
-    except (OSError, ValueError):
-        pass  # not finished (or not written): the sizes still show
-    return events
 
 
 @dataclass
@@ -64,12 +42,12 @@ class LadderSize:
     probes: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # (tokens, P)
 
 
-def probe_name(event: dict[str, Any]) -> str:
+def probe_name(event: ProbeEvent) -> str:
     """A short name for a probe: its continuation, and the end of its prompt (two probes may
     ask for the same continuation after different prompts)."""
-    prompt = str(event.get("prompt", "")).replace("\n", "↵")
+    prompt = event.prompt.replace("\n", "↵")
     tail = prompt if len(prompt) <= 18 else "…" + prompt[-17:]
-    return f"{event.get('continuation', '')!r} after {tail!r}"
+    return f"{event.continuation!r} after {tail!r}"
 
 
 class LadderChart(QWidget):
@@ -79,7 +57,7 @@ class LadderChart(QWidget):
         super().__init__(parent)
         self.setObjectName("ladderChart")
         self.sizes: list[LadderSize] = []
-        self.fit: dict[str, float] | None = None
+        self.fit: LadderFit | None = None
         self.summary = QLabel(objectName="ladderSummary", wordWrap=True)
         self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.loss_plot = titled_plot(
@@ -135,54 +113,49 @@ class LadderChart(QWidget):
 
     # ----- events --------------------------------------------------------------------------
 
-    def add_event(self, event: dict[str, Any]) -> None:
-        kind = event.get("event")
-        if kind == "start" and event.get("parameters"):
-            if event.get("resumed_from") is None or not self.sizes:
-                per_step = event.get("tokens_per_step")
-                per_step = float(per_step) if isinstance(per_step, (int, float)) else 0.0
-                self.sizes.append(LadderSize(int(event["parameters"]), tokens_per_step=per_step))
-        elif not self.sizes:
-            return
-        elif kind == "step" and event.get("step") and event.get("tokens"):
-            self.sizes[-1].tokens_per_step = float(event["tokens"]) / float(event["step"])
-        elif kind == "eval" and isinstance(event.get("val_loss"), (int, float)):
-            self.sizes[-1].val_loss = float(event["val_loss"])
-            self._draw()
-        elif kind == "probe" and isinstance(event.get("probability"), (int, float)):
-            size = self.sizes[-1]
-            tokens = int(float(event.get("step") or 0) * size.tokens_per_step)
-            name = probe_name(event)
-            size.probes.setdefault(name, []).append((tokens, float(event["probability"])))
-            self._draw()
-        elif kind == "ladder":
-            self._take_ladder(event)
-            self._draw()
+    def add_event(self, event: Event) -> None:
+        match event:
+            case StartEvent() if event.parameters:
+                if event.resumed_from is None or not self.sizes:
+                    per_step = float(event.tokens_per_step)
+                    self.sizes.append(LadderSize(event.parameters, tokens_per_step=per_step))
+            case _ if not self.sizes:
+                return
+            case StepEvent() if event.step and event.tokens:
+                self.sizes[-1].tokens_per_step = float(event.tokens) / float(event.step)
+            case EvalEvent() if event.val_loss is not None:
+                self.sizes[-1].val_loss = event.val_loss
+                self._draw()
+            case ProbeEvent() if event.probability is not None:
+                size = self.sizes[-1]
+                tokens = int(event.step * size.tokens_per_step)
+                name = probe_name(event)
+                size.probes.setdefault(name, []).append((tokens, event.probability))
+                self._draw()
+            case LadderEvent():
+                self._take_ladder(event)
+                self._draw()
 
-    def _take_ladder(self, event: dict[str, Any]) -> None:
+    def _take_ladder(self, event: LadderEvent) -> None:
         """The ladder's summary is the truth for each size's loss (a resumed size included)."""
-        rows = [s for s in event.get("sizes") or [] if isinstance(s, dict)]
-        for n, row in enumerate(rows):
+        for n, row in enumerate(event.sizes):
             if n < len(self.sizes):
-                self.sizes[n].parameters = int(row.get("parameters") or self.sizes[n].parameters)
-                if isinstance(row.get("val_loss"), (int, float)):
-                    self.sizes[n].val_loss = float(row["val_loss"])
-            elif row.get("parameters"):
-                loss = row.get("val_loss")
-                loss = float(loss) if isinstance(loss, (int, float)) else None
-                self.sizes.append(LadderSize(int(row["parameters"]), val_loss=loss))
-        fit = event.get("fit")
-        self.fit = fit if isinstance(fit, dict) and "alpha" in fit else None
+                self.sizes[n].parameters = row.parameters or self.sizes[n].parameters
+                if row.val_loss is not None:
+                    self.sizes[n].val_loss = row.val_loss
+            elif row.parameters:
+                self.sizes.append(LadderSize(row.parameters, val_loss=row.val_loss))
+        self.fit = event.fit
 
     def _law(self) -> PowerLaw:
-        f = self.fit or {}
-        return PowerLaw(float(f["a"]), float(f["alpha"]), float(f.get("c", 0.0)),
-                        float(f.get("rms", 0.0)))  # fmt: skip
+        f = self.fit
+        assert f is not None
+        return PowerLaw(f.a, f.alpha, f.c, f.rms)
 
     def _next_size(self) -> float:
         """The size the fit predicts for: the ladder's own choice, else 4x the largest."""
         largest = max((n for n, _v in self.loss_points()), default=1)
-        return float((self.fit or {}).get("next_parameters") or 4 * largest)
+        return float((self.fit.next_parameters if self.fit else None) or 4 * largest)
 
     # ----- what is drawn -------------------------------------------------------------------
 

@@ -9,7 +9,15 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass, field
-from typing import Any
+
+from tokenscope.train.events import (
+    BaselineEvent,
+    EvalEvent,
+    Event,
+    ProbeEvent,
+    StartEvent,
+    StepEvent,
+)
 
 SPIKE_RATIO = 1.5  # a step loss this many times the recent average counts as a spike
 SPIKE_WARMUP = 10  # step points before spikes are judged (early losses fall fast anyway)
@@ -43,30 +51,30 @@ class LearningNotes:
         """Forget everything (a different run is shown)."""
         self.__init__()  # type: ignore[misc]
 
-    def feed(self, event: dict[str, Any]) -> list[str]:
+    def feed(self, event: Event) -> list[str]:
         """New notes caused by this event (usually none)."""
-        kind = event.get("event")
-        if kind == "start":
-            return self._on_start(event)
-        if kind == "step":
-            return self._on_step(event)
-        if kind == "eval":
-            return self._on_eval(event)
-        if kind == "probe":
-            return self._on_probe(event)
-        if kind == "baseline":
-            return self._on_baseline(event)
+        match event:
+            case StartEvent():
+                return self._on_start(event)
+            case StepEvent():
+                return self._on_step(event)
+            case EvalEvent():
+                return self._on_eval(event)
+            case ProbeEvent():
+                return self._on_probe(event)
+            case BaselineEvent():
+                return self._on_baseline(event)
         return []
 
-    def _on_start(self, event: dict[str, Any]) -> list[str]:
-        if event.get("resumed_from") is not None:
+    def _on_start(self, event: StartEvent) -> list[str]:
+        if event.resumed_from is not None:
             # The curve before the resume is kept; the averages start over from here.
             self._average, self._points = None, 0
-            return [f"Resumed from the checkpoint at step {event['resumed_from']}."]
-        corpus = event.get("corpus") or {}
-        if isinstance(corpus.get("train_tokens"), int) and corpus["train_tokens"] > 0:
-            self._train_tokens = corpus["train_tokens"]
-        vocab = (event.get("model") or {}).get("vocab_size")
+            return [f"Resumed from the checkpoint at step {event.resumed_from}."]
+        train_tokens = event.corpus.get("train_tokens")
+        if isinstance(train_tokens, int) and train_tokens > 0:
+            self._train_tokens = train_tokens
+        vocab = event.model.get("vocab_size")
         if self._start_said or not vocab:
             return []
         self._start_said = True
@@ -76,29 +84,28 @@ class LearningNotes:
             "learns which tokens are common, then which follow which."
         ]
 
-    def _epochs(self, event: dict[str, Any]) -> list[str]:
-        tokens = event.get("tokens")
-        if not self._train_tokens or not isinstance(tokens, (int, float)):
+    def _epochs(self, event: StepEvent) -> list[str]:
+        if not self._train_tokens:
             return []
-        epochs = tokens / self._train_tokens
+        epochs = event.tokens / self._train_tokens
         for mark in EPOCH_MARKS:
             if epochs >= mark and mark not in self._epochs_said:
                 self._epochs_said.add(mark)
                 if mark == 1:
                     return [
-                        f"Step {event.get('step')}: the model has now read its whole training "
+                        f"Step {event.step}: the model has now read its whole training "
                         "text once (one epoch). From here on it sees every passage again."
                     ]
                 return [
-                    f"Step {event.get('step')}: {mark} passes over the training text. Each "
+                    f"Step {event.step}: {mark} passes over the training text. Each "
                     "pass teaches less that carries over to new text and more of this text "
                     "by heart: watch whether the validation loss still falls."
                 ]
         return []
 
-    def _on_step(self, event: dict[str, Any]) -> list[str]:
-        loss, step = event.get("loss"), int(event.get("step", 0))
-        if not isinstance(loss, (int, float)) or not math.isfinite(loss):
+    def _on_step(self, event: StepEvent) -> list[str]:
+        loss, step = event.loss, event.step
+        if loss is None or not math.isfinite(loss):
             return []
         notes = self._epochs(event)
         average = self._average
@@ -119,20 +126,20 @@ class LearningNotes:
         self._points += 1
         return notes
 
-    def _on_eval(self, event: dict[str, Any]) -> list[str]:
-        train, val = event.get("train_loss"), event.get("val_loss")
-        if not isinstance(train, (int, float)) or not isinstance(val, (int, float)):
+    def _on_eval(self, event: EvalEvent) -> list[str]:
+        train, val = event.train_loss, event.val_loss
+        if train is None or val is None:
             return []
         first = not self._evals
-        self._evals.append((int(event.get("step", 0)), float(train), float(val)))
+        self._evals.append((event.step, train, val))
         if first:
             return [
-                f"First evaluation (step {event.get('step')}): validation loss {val:.2f}, a "
+                f"First evaluation (step {event.step}): validation loss {val:.2f}, a "
                 f"perplexity of {math.exp(min(val, 50)):,.1f}: on text it has not trained on, "
                 f"the model is as unsure as if it chose among {math.exp(min(val, 50)):,.0f} "
                 "equally likely tokens. Lower is better."
             ]
-        passed = self._passing_baselines(int(event.get("step", 0)), float(val))
+        passed = self._passing_baselines(event.step, val)
         if passed:
             return passed
         recent = self._evals[-(OVERFIT_EVALS + 1) :]
@@ -167,11 +174,11 @@ class LearningNotes:
                 )
         return notes
 
-    def _on_baseline(self, event: dict[str, Any]) -> list[str]:
-        model, loss = str(event.get("model")), event.get("val_loss")
-        if not isinstance(loss, (int, float)) or not math.isfinite(loss):
+    def _on_baseline(self, event: BaselineEvent) -> list[str]:
+        model, loss = event.model, event.val_loss
+        if loss is None or not math.isfinite(loss):
             return []
-        self._baselines[model] = float(loss)
+        self._baselines[model] = loss
         name = BASELINE_NAMES.get(model, model)
         if not self._evals:
             return []
@@ -197,24 +204,24 @@ class LearningNotes:
             f"{math.exp(loss):,.1f} against {math.exp(best):,.1f}. {why}"
         ]
 
-    def _on_probe(self, event: dict[str, Any]) -> list[str]:
-        p = event.get("probability")
-        key = f"{event.get('prompt')}\u241f{event.get('continuation')}"
-        if not isinstance(p, (int, float)):
+    def _on_probe(self, event: ProbeEvent) -> list[str]:
+        p = event.probability
+        key = f"{event.prompt}\u241f{event.continuation}"
+        if p is None:
             return []
-        first = self._probe_first.setdefault(key, float(p))
+        first = self._probe_first.setdefault(key, p)
         if p < 0.5 and first > 0 and p >= PROBE_RISE * first and key not in self._probe_rise_said:
             self._probe_rise_said.add(key)
             return [
-                f"At step {event.get('step')} the probability of {event.get('continuation')!r} "
-                f"after {event.get('prompt')!r} has risen from {first:.2%} to {p:.2%}: the "
+                f"At step {event.step} the probability of {event.continuation!r} "
+                f"after {event.prompt!r} has risen from {first:.2%} to {p:.2%}: the "
                 "model is picking up this fact, not yet sure of it."
             ]
         if p < 0.5 or key in self._probe_said:
             return []
         self._probe_said.add(key)
         return [
-            f"At step {event.get('step')} the model gives {event.get('continuation')!r} after "
-            f"{event.get('prompt')!r} a probability of {p:.0%}: it has learned this fact "
+            f"At step {event.step} the model gives {event.continuation!r} after "
+            f"{event.prompt!r} a probability of {p:.0%}: it has learned this fact "
             "from the text."
         ]

@@ -9,7 +9,6 @@ the window with repaints. `curve_points(name)` returns what a curve holds, for t
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import pyqtgraph as pg
 from PySide6.QtCore import QTimer
@@ -21,6 +20,15 @@ from PySide6.QtWidgets import (
     QLabel,
     QVBoxLayout,
     QWidget,
+)
+
+from tokenscope.train.events import (
+    BaselineEvent,
+    EvalEvent,
+    Event,
+    ProbeEvent,
+    StartEvent,
+    StepEvent,
 )
 
 REPAINT_MS = 33
@@ -141,31 +149,27 @@ class TrainingCharts(QWidget):
         self._baselines.clear()
         self._dirty = True
 
-    def add_event(self, event: dict[str, Any]) -> None:
+    def add_event(self, event: Event) -> None:
         """Store what this event adds to a curve; the repaint happens on the timer."""
-        kind = event.get("event")
-        step = event.get("step")
-        if kind == "start" and event.get("resumed_from") is not None:
-            # Steps after the checkpoint are trained again: drop their old points.
-            self._trim_after(int(event["resumed_from"]))
-        elif kind == "step" and step is not None:
-            for key, name in (
-                ("loss", "train"),
-                ("lr", "lr"),
-                ("grad_norm", "grad_norm"),
-                ("tokens_per_s", "tokens_per_s"),
-            ):
-                self._append(name, step, event.get(key))
-        elif kind == "eval" and step is not None:
-            self._append("val", step, event.get("val_loss"))
-        elif kind == "probe" and step is not None:
-            self._append(self._probe_curve(event), step, event.get("probability"))
-        elif kind == "baseline" and isinstance(event.get("val_loss"), (int, float)):
-            self._baselines[str(event.get("model"))] = float(event["val_loss"])
-            self._dirty = True
+        match event:
+            case StartEvent(resumed_from=int() as resumed_from):
+                # Steps after the checkpoint are trained again: drop their old points.
+                self._trim_after(resumed_from)
+            case StepEvent():
+                self._append("train", event.step, event.loss)
+                self._append("lr", event.step, event.lr)
+                self._append("grad_norm", event.step, event.grad_norm)
+                self._append("tokens_per_s", event.step, event.tokens_per_s)
+            case EvalEvent():
+                self._append("val", event.step, event.val_loss)
+            case ProbeEvent():
+                self._append(self._probe_curve(event), event.step, event.probability)
+            case BaselineEvent(val_loss=float() as val_loss):
+                self._baselines[event.model] = val_loss
+                self._dirty = True
 
-    def _append(self, name: str, step: Any, value: Any) -> None:
-        if not isinstance(value, (int, float)):
+    def _append(self, name: str, step: int, value: float | None) -> None:
+        if value is None:
             return  # null: the trainer wrote a NaN or infinity there
         xs, ys = self._series.setdefault(name, ([], []))
         xs.append(float(step))
@@ -179,8 +183,8 @@ class TrainingCharts(QWidget):
                 ys.pop()
         self._dirty = True
 
-    def _probe_curve(self, event: dict[str, Any]) -> str:
-        name = f"{event.get('continuation')!r} after {event.get('prompt')!r}"
+    def _probe_curve(self, event: ProbeEvent) -> str:
+        name = f"{event.continuation!r} after {event.prompt!r}"
         if name not in self._probe_names:
             color = PROBE_COLORS[len(self._probe_names) % len(PROBE_COLORS)]
             self._probe_names.append(name)

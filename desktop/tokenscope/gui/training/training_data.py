@@ -1,9 +1,10 @@
 """The data and tokenizer part of the Training tab: text files and folders, what they hold,
 which tokenizer to train, and how a sample sentence splits under it.
 
-Reading a corpus and training a preview tokenizer can take seconds, so both run in the thread
-pool (run_in_background); each request carries an id and a result older than the latest
-request is dropped.
+Reading a corpus (tokenscope.train.corpus) and training a preview tokenizer
+(tokenscope.train.tokenizer_preview) can take seconds, so both run in the thread pool
+(run_in_background); each request carries an id and a result older than the latest request is
+dropped.
 """
 
 from __future__ import annotations
@@ -30,9 +31,9 @@ from PySide6.QtWidgets import (
 )
 
 from tokenscope.gui.background import run_in_background
+from tokenscope.train.tokenizer_preview import PREVIEW_SAMPLE_CHARS, preview_tokens
 from tokenscope.units import format_bytes
 
-PREVIEW_SAMPLE_CHARS = 1 << 20  # the preview tokenizer learns from the first MB of the corpus
 PREVIEW_DEBOUNCE_MS = 300
 DEFAULT_SENTENCE = "The capital of Indonesia is Jakarta."
 # The marks token labels use for what would otherwise be invisible, explained beside them.
@@ -42,41 +43,6 @@ PIECE_NOTES = (
     ("<", "<E4> is one byte of a character"),
 )
 KINDS = (("Characters", "char"), ("Byte-level BPE", "bpe"), ("A model's tokenizer", "model"))
-
-
-def preview_tokens(
-    paths: list[str], kind: str, vocab_size: int, init_from: str, sentence: str
-) -> tuple[list[str], int]:
-    """How `sentence` splits under the tokenizer the run would make (from a corpus sample):
-    the token labels and the tokenizer's vocabulary size. Runs in a pool thread."""
-    from tokenscope.lm.tokenizer import Tokenizer
-    from tokenscope.train.corpus import find_files, iter_corpus_text
-
-    if kind == "model":
-        folder = Path(init_from).expanduser()
-        if (folder / "tokenizer.json").is_file():
-            tokenizer = Tokenizer.from_file(folder / "tokenizer.json")
-        else:
-            from tokenscope.lm.loading import load_model
-
-            tokenizer = load_model(init_from).tokenizer
-    else:
-        files, _ = find_files(paths)
-        sample: list[str] = []
-        total = 0
-        for chunk in iter_corpus_text(files):
-            if total >= PREVIEW_SAMPLE_CHARS:
-                break
-            sample.append(chunk)
-            total += len(chunk)
-        if not sample:
-            raise ValueError("the corpus has no readable text yet")
-        if kind == "char":
-            tokenizer = Tokenizer.train_chars(sample)
-        else:
-            tokenizer = Tokenizer.train_bpe(sample, vocab_size=vocab_size)
-    ids = tokenizer.encode(sentence)
-    return [tokenizer.display(i) for i in ids], tokenizer.vocab_size
 
 
 class TrainingData(QGroupBox):
@@ -193,11 +159,6 @@ class TrainingData(QGroupBox):
                 known.add(p)
         self.refresh()
 
-    def set_paths(self, paths: list[str]) -> None:
-        """Replace the list (e.g. with a past run's data)."""
-        self.files.clear()
-        self.add_paths(paths)
-
     def refresh(self) -> None:
         """Read the corpus again in the background, then redo the tokenizer preview."""
         from tokenscope.train.corpus import summarize
@@ -298,7 +259,7 @@ class TrainingData(QGroupBox):
             self.preview, self.preview_vocab = [], None
             self.preview_label.setText(f"(no preview: {error.split(': ', 1)[-1]})")
             return
-        self.preview, self.preview_vocab = result
+        self.preview, self.preview_vocab = list(result.pieces), result.vocab_size
         marks = "".join(self.preview)
         notes = [text for mark, text in PIECE_NOTES if mark in marks]
         hint = f"; {', '.join(notes)}" if notes else ""

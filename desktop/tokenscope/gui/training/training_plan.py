@@ -33,6 +33,7 @@ from tokenscope.gui.background import run_in_background
 from tokenscope.gui.training.training_process import threads_note, trainer_threads
 from tokenscope.launch import multinode_command
 from tokenscope.lm.config import PRESETS, ModelConfig, preset
+from tokenscope.train.devices import TrainingDevice, detect_device
 from tokenscope.units import format_bytes, format_count, format_duration
 
 CUSTOM = "custom"
@@ -76,24 +77,6 @@ def measure_step(fields: dict[str, Any], vocab_size: int) -> float:
     raise RuntimeError((done.stderr.strip().splitlines() or ["no answer"])[-1])
 
 
-def detect_device(processes: int) -> dict[str, Any]:
-    """The device a run would use and its rough peak FLOP/s for `processes` processes.
-    Runs in a pool thread (it imports torch)."""
-    import torch
-
-    from tokenscope.train.loop import peak_flops
-
-    threads = trainer_threads(processes)
-    if torch.cuda.is_available():
-        device = torch.device("cuda:0")
-        gpus = min(processes, torch.cuda.device_count())
-        name = torch.cuda.get_device_name(device)
-        return {"kind": "cuda", "label": f"{gpus} × {name}", "peak": peak_flops(device, 1) * gpus}
-    label = f"CPU, {processes} × {threads} thread{'s' if threads > 1 else ''}"
-    return {"kind": "cpu", "label": label, "peak": peak_flops(torch.device("cpu"), threads)
-            * processes}  # fmt: skip
-
-
 class TrainingPlan(QGroupBox):
     """Model shape, training budget and the estimates that follow from them."""
 
@@ -105,7 +88,7 @@ class TrainingPlan(QGroupBox):
         super().__init__("Model and budget", parent)
         self.setObjectName("trainingPlan")
         self.vocab_size = 2048
-        self.device: dict[str, Any] | None = None
+        self.device: TrainingDevice | None = None
         self._base = "small"  # the preset a custom shape starts from (GPT-2 or Llama style)
         self._device_id = 0
         self.corpus_tokens: int | None = None  # of the text chosen, as estimated
@@ -357,8 +340,9 @@ class TrainingPlan(QGroupBox):
         """Find the device (and its peak) in the background; the estimate follows."""
         self._device_id += 1
         request, processes = self._device_id, self.processes.value()
+        threads = trainer_threads(processes)
         run_in_background(
-            lambda: detect_device(processes),
+            lambda: detect_device(processes, threads),
             lambda result, error: self._on_device_detected(request, result, error),
             self,
         )
@@ -417,10 +401,10 @@ class TrainingPlan(QGroupBox):
         elif self.device is None:
             lines.append("Time: detecting the device…")
         else:
-            utilization = ASSUMED_UTILIZATION[self.device["kind"]]
-            seconds = compute / (self.device["peak"] * utilization)
+            utilization = ASSUMED_UTILIZATION[self.device.kind]
+            seconds = compute / (self.device.peak_flops * utilization)
             lines.append(
-                f"Time: about {format_duration(seconds)} on {self.device['label']} (a rough "
+                f"Time: about {format_duration(seconds)} on {self.device.label} (a rough "
                 f"guess at {utilization:.0%} of its peak; measuring a few real steps…)"
             )
             self._measure_timer.start()

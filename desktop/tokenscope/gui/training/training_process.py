@@ -46,7 +46,7 @@ def train_command(args: list[str], processes: int = 1) -> list[str]:
 class TrainingProcess(QObject):
     """One trainer process at a time; its events and output lines, and how it ended."""
 
-    #: (event dict) — one parsed event from the trainer's stdout; GUI thread
+    #: (tokenscope.train.events.Event) — one parsed event from the trainer's stdout; GUI thread
     event_received = Signal(object)
     #: (text line) — a line of output that is not an event (stderr, library messages); GUI thread
     log_received = Signal(str)

@@ -7,7 +7,6 @@ the window stays up: a failure is an error message here, with the trainer's log 
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -27,18 +26,37 @@ from PySide6.QtWidgets import (
 
 from tokenscope.gui import background
 from tokenscope.gui.background import run_in_background
-from tokenscope.gui.training.ladder_chart import LadderChart, is_ladder_folder, read_ladder_events
+from tokenscope.gui.training.ladder_chart import LadderChart
 from tokenscope.gui.training.learning_notes import LearningNotes
-from tokenscope.gui.training.model_scale_chart import ModelScaleChart
 from tokenscope.gui.training.run_options import RunOptions
 from tokenscope.gui.training.training_charts import TrainingCharts
 from tokenscope.gui.training.training_controls import TrainingControls
 from tokenscope.gui.training.training_data import TrainingData
 from tokenscope.gui.training.training_plan import TrainingPlan
 from tokenscope.gui.training.training_process import TrainingProcess, train_command, trainer_threads
-from tokenscope.gui.training.training_runs import TrainingRuns, runs_root
+from tokenscope.gui.training.training_runs import TrainingRuns
+from tokenscope.gui.widgets.model_scale_chart import ModelScaleChart
 from tokenscope.train import run_folder as ckpt
-from tokenscope.train.events import read_events
+from tokenscope.train.events import (
+    BaselineEvent,
+    CheckpointEvent,
+    DoneEvent,
+    ErrorEvent,
+    Event,
+    LadderEvent,
+    ProgressEvent,
+    SampleEvent,
+    StartEvent,
+    StepEvent,
+    WarningEvent,
+)
+from tokenscope.train.runs import (
+    create_run,
+    is_ladder_folder,
+    planned_steps,
+    read_run_events,
+    unique_run_dir,
+)
 from tokenscope.units import format_duration
 
 STATUS_MS = 33
@@ -64,10 +82,10 @@ class TrainingTab(QWidget):
         self.setObjectName("trainingTab")
         self.run_dir: Path | None = None  # the run shown (and trained, when a process runs)
         self.mode: str | None = None  # "train" or "baselines" while a process runs
-        self.done_event: dict[str, Any] | None = None  # the running process's `done`
+        self.done_event: DoneEvent | None = None  # the running process's `done`
         self.last_error: str | None = None
         self.notes = LearningNotes()
-        self._last_step: dict[str, Any] | None = None
+        self._last_step: StepEvent | None = None
         self._status_dirty = False
         self._shown_once = False
         self._plan_valid = True
@@ -75,7 +93,6 @@ class TrainingTab(QWidget):
         self._steps_total: int | None = None
         self._baseline_ppl: dict[str, float] = {}
         self._logged_decile: dict[str, int] = {}
-        self._ladder_size_dir: Path | None = None  # the ladder's size now training
         self._ladder_replay = False  # the run shown is a ladder's folder
         self.process = TrainingProcess(self)
         self._build()
@@ -199,7 +216,6 @@ class TrainingTab(QWidget):
         args = ["--config", str(run_dir / "run.json"), "--ladder"]
         args += ["--ladder-tokens", str(budget)] if budget else ["--compute-optimal"]
         self.ladder_chart.clear()
-        self._ladder_size_dir = None
         self.bottom.setCurrentWidget(self.ladder_chart)
         self._launch("ladder", args, 1)
 
@@ -215,12 +231,7 @@ class TrainingTab(QWidget):
             self.show_error(NO_DATA)
             return None
         processes = self.plan.processes.value()
-        name = self.options.run_name() + suffix
-        run_dir = runs_root() / name
-        suffix = 2
-        while run_dir.exists():  # never train into another run's folder
-            run_dir = runs_root() / f"{name}-{suffix}"
-            suffix += 1
+        run_dir = unique_run_dir(self.options.run_name() + suffix)
         fields: dict[str, Any] = {
             "data": paths,
             "out_dir": str(run_dir),
@@ -241,8 +252,11 @@ class TrainingTab(QWidget):
         except (ValueError, TypeError) as e:
             self.show_error(f"Cannot start: {e}")
             return None
-        run_dir.mkdir(parents=True)
-        (run_dir / "run.json").write_text(config.to_json(), encoding="utf-8")
+        try:
+            create_run(config)
+        except OSError as e:
+            self.show_error(f"Cannot start: cannot make the run's folder {run_dir}: {e}")
+            return None
         self._show_run(run_dir)
         return run_dir, processes
 
@@ -272,10 +286,7 @@ class TrainingTab(QWidget):
         processes = self.plan.processes.value()
         threads = trainer_threads(processes)
         args = ["--run", str(self.run_dir), "--resume", "--set", f"threads={threads}"]
-        try:
-            planned = int(json.loads((self.run_dir / "run.json").read_text())["steps"])
-        except (OSError, ValueError, KeyError, TypeError):
-            planned = 0
+        planned = planned_steps(self.run_dir) or 0
         if self.plan.steps.value() > planned > 0:
             args += ["--set", f"steps={self.plan.steps.value()}"]
         self._launch("train", args, processes)
@@ -348,13 +359,12 @@ class TrainingTab(QWidget):
             self.ladder_chart.clear()
             self.bottom.setCurrentWidget(self.ladder_chart)
         run_in_background(
-            lambda: read_ladder_events(folder) if is_ladder_folder(folder)
-            else read_events(folder / "events.jsonl"),
+            lambda: read_run_events(folder),
             lambda result, error: self._on_events_read(request, result, error),
             self,
-        )  # fmt: skip
+        )
 
-    def _on_events_read(self, request: int, events: Any, error: str | None) -> None:
+    def _on_events_read(self, request: int, events: list[Event] | None, error: str | None) -> None:
         if request != self._read_id:
             return
         if error:
@@ -362,7 +372,7 @@ class TrainingTab(QWidget):
             return
         for event in events or []:
             if self._ladder_replay:
-                if event["event"] == "start":
+                if isinstance(event, StartEvent):
                     self.charts.clear()  # the last size's curves stay
                 self.ladder_chart.add_event(event)
             self._handle_event(event, live=False)
@@ -376,67 +386,65 @@ class TrainingTab(QWidget):
         self._update_buttons()
 
     def _describe_end(self) -> str:
-        step = (self._last_step or {}).get("step", 0)
-        done = self.done_event or {}
-        return f"step {step}, {done.get('status', 'interrupted or never finished')}"
+        step = self._last_step.step if self._last_step is not None else 0
+        status = self.done_event.status if self.done_event is not None else None
+        return f"step {step}, {status or 'interrupted or never finished'}"
 
     # ----- events ------------------------------------------------------------------------------
 
-    def _on_process_event(self, event: dict[str, Any]) -> None:
+    def _on_process_event(self, event: Event) -> None:
         self._handle_event(event, live=True)
 
-    def _handle_event(self, event: dict[str, Any], *, live: bool) -> None:
-        kind = event["event"]
+    def _handle_event(self, event: Event, *, live: bool) -> None:
         if self.mode == "ladder" and live:
-            if kind == "start":
+            if isinstance(event, StartEvent):
                 self.charts.clear()  # each size's curves on their own
-                out_dir = (event.get("config") or {}).get("out_dir")
-                self._ladder_size_dir = Path(out_dir) if out_dir else None
             self.ladder_chart.add_event(event)
         self.charts.add_event(event)
         for note in self.notes.feed(event):
             self.notes_view.addItem(note)
             self.notes_view.scrollToBottom()
-        if kind == "step":
-            self._last_step = event
-            self._status_dirty = True
-        elif kind == "start":
-            self.done_event = None
-            self.last_error = None
-            self._steps_total = (event.get("config") or {}).get("steps")
-            self.log.appendPlainText(
-                f"start: {event.get('parameters', 0):,} parameters on {event.get('device')} "
-                f"({event.get('world_size', 1)} process(es), {event.get('threads')} threads)"
-            )
-        elif kind == "progress" and live:
-            self._show_progress(event)
-        elif kind == "sample":
-            self.samples.appendPlainText(
-                f"step {event.get('step')}: {event.get('prompt', '')}{event.get('text', '')}"
-            )
-        elif kind in ("checkpoint", "warning"):
-            what = event.get("path") or event.get("message")
-            self.log.appendPlainText(f"{kind} (step {event.get('step', '-')}): {what}")
-            if kind == "checkpoint" and live:
-                self._update_buttons()
-        elif kind == "error":
-            self.show_error(f"The trainer reported an error: {event.get('message')}")
-        elif kind == "baseline":
-            self._show_baseline(event)
-        elif kind == "done":
-            self.done_event = event
-            self.log.appendPlainText(f"done: {event.get('status')} at step {event.get('step')}")
-        elif kind == "ladder":
-            self.log.appendPlainText(self.ladder_chart.summary.text())
+        match event:
+            case StepEvent():
+                self._last_step = event
+                self._status_dirty = True
+            case StartEvent():
+                self.done_event = None
+                self.last_error = None
+                self._steps_total = event.config.get("steps")
+                self.log.appendPlainText(
+                    f"start: {event.parameters:,} parameters on {event.device} "
+                    f"({event.world_size} process(es), {event.threads} threads)"
+                )
+            case ProgressEvent() if live:
+                self._show_progress(event)
+            case SampleEvent():
+                self.samples.appendPlainText(f"step {event.step}: {event.prompt}{event.text}")
+            case CheckpointEvent():
+                self.log.appendPlainText(f"checkpoint (step {event.step}): {event.path}")
+                if live:
+                    self._update_buttons()
+            case WarningEvent():
+                step = "-" if event.step is None else event.step
+                self.log.appendPlainText(f"warning (step {step}): {event.message}")
+            case ErrorEvent():
+                self.show_error(f"The trainer reported an error: {event.message}")
+            case BaselineEvent():
+                self._show_baseline(event)
+            case DoneEvent():
+                self.done_event = event
+                self.log.appendPlainText(f"done: {event.status} at step {event.step}")
+            case LadderEvent():
+                self.log.appendPlainText(self.ladder_chart.summary.text())
 
-    def _show_progress(self, event: dict[str, Any]) -> None:
-        stage, done, total = event.get("stage"), event.get("done", 0), event.get("total") or 1
-        what = PROGRESS_STAGES.get(str(stage), str(stage))
+    def _show_progress(self, event: ProgressEvent) -> None:
+        stage, done, total = event.stage, event.done, event.total or 1
+        what = PROGRESS_STAGES.get(stage, stage)
         text = f"{what}: {done / total:.0%}"
         if stage == "lstm":
             text += f" (step {done:,} of {total:,}"
-            if event.get("eta_s") is not None:
-                text += f", about {format_duration(event['eta_s'])} left"
+            if event.eta_s is not None:
+                text += f", about {format_duration(event.eta_s)} left"
             text += ")"
         self.status.setText(text)
         if stage in ("ngram", "lstm"):
@@ -446,9 +454,9 @@ class TrainingTab(QWidget):
                 self._logged_decile[stage] = decile
                 self.log.appendPlainText(text)
 
-    def _show_baseline(self, event: dict[str, Any]) -> None:
+    def _show_baseline(self, event: BaselineEvent) -> None:
         ppl = self._baseline_ppl
-        ppl[str(event.get("model"))] = float(event.get("val_perplexity") or math.nan)
+        ppl[event.model] = event.val_perplexity if event.val_perplexity is not None else math.nan
         val = [p for _, p in self.charts.curve_points("val")]
         parts = [f"{model}: {p:,.2f}" for model, p in ppl.items()]
         if val:
@@ -456,8 +464,8 @@ class TrainingTab(QWidget):
         self.baselines_label.setText("Validation perplexity (lower is better) — "
                                      + "; ".join(parts))  # fmt: skip
         self.log.appendPlainText(
-            f"baseline {event.get('model')}: validation perplexity "
-            f"{ppl[str(event.get('model'))]:,.2f} in {format_duration(event.get('seconds') or 0)}"
+            f"baseline {event.model}: validation perplexity "
+            f"{ppl[event.model]:,.2f} in {format_duration(event.seconds or 0)}"
         )
 
     def _on_process_log(self, line: str) -> None:
@@ -470,9 +478,9 @@ class TrainingTab(QWidget):
             tail = "\n".join(self.log.toPlainText().splitlines()[-8:])
             how = "was killed" if crashed else f"ended with exit code {code}"
             self.show_error(f"The trainer {how} before finishing. Its last output:\n{tail}")
-        elif mode == "train" and done is not None and done.get("status") == "failed":
+        elif mode == "train" and done is not None and done.status == "failed":
             if not self.error.isVisible():
-                self.show_error(f"The run failed: {done.get('message', 'see the log')}")
+                self.show_error(f"The run failed: {done.message or 'see the log'}")
         elif mode == "ladder" and code != 0 and not self.error.isVisible():
             tail = "\n".join(self.log.toPlainText().splitlines()[-8:])
             self.show_error(f"The ladder did not finish (exit code {code}). Its last output:\n"
@@ -512,10 +520,10 @@ class TrainingTab(QWidget):
         e = self._last_step
         total = self._steps_total
         of = f"/{total:,}" if total else ""
-        eta = format_duration(e.get("eta_s") or 0)
+        eta = format_duration(e.eta_s or 0)
         self.status.setText(
-            f"Step {e.get('step', 0):,}{of} · loss {e.get('loss') or float('nan'):.3f} · "
-            f"{e.get('tokens_per_s') or 0:,.0f} tokens/s · ETA {eta}"
+            f"Step {e.step:,}{of} · loss {e.loss or float('nan'):.3f} · "
+            f"{e.tokens_per_s or 0:,.0f} tokens/s · ETA {eta}"
         )
 
     def _update_buttons(self) -> None:

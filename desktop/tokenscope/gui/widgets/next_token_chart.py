@@ -11,13 +11,14 @@ CSV export writes), so tests and other views can read the chart.
 from __future__ import annotations
 
 import csv
+import io
 import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pyqtgraph as pg
-from PySide6.QtCore import QRectF, QSize, Qt, QTimer
+from PySide6.QtCore import QRectF, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QFont, QImage, QPainter
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -29,8 +30,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from tokenscope.files import atomic_write_text
 from tokenscope.gui.widgets.plots import ProbabilityAxis, format_probability, quiet_plot
-from tokenscope.service.records import TokenRow
+from tokenscope.lm.tokens import TokenProbability
+from tokenscope.service.records import NextTokenView
 
 REPAINT_MS = 33
 RAW_COLOR = (70, 130, 200)
@@ -42,33 +45,35 @@ LABEL_CHARS = 22
 ROW_PX = 22  # height of one token's pair of bars
 LOG_FLOOR = -12  # log10 of the smallest probability the log scale shows
 
-ChartRow = TokenRow  # one bar: rank, token id, label, raw and sampled probability
+ChartRow = TokenProbability  # one bar: its token and raw and sampled probability
 
 
 @dataclass(frozen=True)
 class ChartData:
     title: str
-    rows: tuple[ChartRow, ...]
+    rows: tuple[ChartRow, ...]  # most likely first: rank = index + 1
     entropy_bits: float
     removed_mass: float  # raw probability the knobs made impossible
     watch_text: str = ""
     watch_probability: float | None = None
-    # A model on a server lists only its top tokens: the rest is one grey bar (`other`),
-    # `source` says what the server returned, `approximate` marks estimated sampled values.
+    # A model that lists only its top tokens (a server): the rest is one grey bar (`other`),
+    # `source` says what it returned, `approximate` marks estimated sampled values, and the
+    # entropy is only a lower bound.
     other: float | None = None
     other_sampled: float = 0.0
     source: str = ""
     approximate: bool = False
     watch_note: str = ""
+    entropy_exact: bool = True
 
     def bars(self) -> tuple[ChartRow, ...]:
         """The rows drawn: the tokens, then the others as one row where there is one."""
         if self.other is None:
             return self.rows
-        return (*self.rows, ChartRow(0, -1, OTHER_LABEL, self.other, self.other_sampled))
+        return (*self.rows, ChartRow(-1, "", OTHER_LABEL, self.other, self.other_sampled))
 
     @classmethod
-    def of_view(cls, title: str, view: object) -> ChartData:
+    def of_view(cls, title: str, view: NextTokenView) -> ChartData:
         """The chart of a NextTokenView (tokenscope.service.records)."""
         return cls(
             title,
@@ -79,9 +84,10 @@ class ChartData:
             view.watch_probability,
             view.other,
             view.other_sampled,
-            view.source,
+            view.label if view.other is not None else "",
             view.approximate,
             view.watch_note,
+            view.entropy_exact,
         )
 
 
@@ -95,6 +101,9 @@ def _swatch(color: tuple[int, int, int], text: str) -> str:
 
 
 class NextTokenChart(QWidget):
+    #: () — the plot was drawn anew (at most ~30 times a second, whatever arrives); GUI thread
+    repainted = Signal()
+
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("nextTokenChart")
@@ -155,7 +164,6 @@ class NextTokenChart(QWidget):
         self._pending: ChartData | None = None
         self._timer = QTimer(self, singleShot=True, interval=REPAINT_MS)
         self._timer.timeout.connect(self._repaint)
-        self.repaints = 0  # how often the plot was actually redrawn (for the UI benchmark)
         self._last_paint = 0.0
         self.clear()
 
@@ -229,13 +237,13 @@ class NextTokenChart(QWidget):
         log = self.log_scale.isChecked()
         axis = self.plot.getPlotItem().getAxis("bottom")
         axis.log = log
-        values = [p for r in rows for p in (r.raw, r.sampled) if p > 0]
+        values = [p for r in rows for p in (r.probability, r.sampled_probability) if p > 0]
         floor = 0.0
         if log:
             floor = max(LOG_FLOOR, math.floor(math.log10(min(values, default=1e-3))) - 0.5)
         ys = [n - i for i in range(n)]  # rank 1 on top
-        raw_end = [self._x(r.raw, floor) for r in rows]
-        sampled_end = [self._x(r.sampled, floor) for r in rows]
+        raw_end = [self._x(r.probability, floor) for r in rows]
+        sampled_end = [self._x(r.sampled_probability, floor) for r in rows]
 
         def brushes(color: tuple, other: tuple) -> list:
             return [pg.mkBrush(other if grey and i == n - 1 else color) for i in range(n)]
@@ -252,31 +260,31 @@ class NextTokenChart(QWidget):
             width=[e - floor for e in sampled_end],
             brushes=brushes(SAMPLED_COLOR, OTHER_SAMPLED_COLOR),
         )
-        knobs = any(abs(r.raw - r.sampled) > 1e-9 for r in rows)
+        knobs = any(abs(r.probability - r.sampled_probability) > 1e-9 for r in rows)
         used = 0
         for y, r, a, b in zip(ys, rows, raw_end, sampled_end, strict=True):
             label = self._value_label(used)
-            label.setText(format_probability(r.raw))
+            label.setText(format_probability(r.probability))
             label.setPos(a, y + 0.2)
             used += 1
             if knobs:
                 label = self._value_label(used)
-                label.setText(format_probability(r.sampled))
+                label.setText(format_probability(r.sampled_probability))
                 label.setPos(b, y - 0.2)
                 used += 1
         for label in self._values[used:]:
             label.setText("")
         item = self.plot.getPlotItem()
         item.getAxis("left").setTicks(
-            [[(y, _short(r.label)) for y, r in zip(ys, rows, strict=True)]]
+            [[(y, _short(r.display)) for y, r in zip(ys, rows, strict=True)]]
         )
         top = max([*raw_end, *sampled_end, floor + 0.05 if log else 0.05])
         span = top - floor
         item.setXRange(floor, top + 0.22 * span, padding=0)  # room for the value labels
         item.setYRange(0.4, n + 0.6, padding=0)
         self.plot.setMinimumHeight(n * ROW_PX + 50)  # more bars: taller, and it scrolls
-        # A server's top-k hides the spread of the rest: its entropy is only a lower bound.
-        at_least = "≥ " if data.source else ""
+        # A top-k list hides the spread of the rest: its entropy is only a lower bound.
+        at_least = "" if data.entropy_exact else "≥ "
         title = data.title + (f" · {data.source}" if data.source else "")
         title += f" · entropy {at_least}{data.entropy_bits:.2f} bits"
         if data.watch_text and data.watch_probability is not None:
@@ -297,17 +305,20 @@ class NextTokenChart(QWidget):
         if data.watch_note:
             notes.append(f"P({data.watch_text!r}): {data.watch_note}")
         self.note.setText("; ".join(notes))
-        self.repaints += 1
+        self.repainted.emit()
 
     # ----- export --------------------------------------------------------------------------
 
     def export_csv(self, path: str | Path) -> None:
+        """The bars as a table, in the engine's words (the others' row has token id -1)."""
         data = self.current_data()
-        with open(path, "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=["rank", "token_id", "label", "raw", "sampled"])
-            writer.writeheader()
-            for row in data.bars() if data else ():
-                writer.writerow(asdict(row))
+        fields = ["rank", "token_id", "text", "display", "probability", "sampled_probability"]
+        buffer = io.StringIO(newline="")
+        writer = csv.DictWriter(buffer, fieldnames=fields)
+        writer.writeheader()
+        for rank, row in enumerate(data.bars() if data else (), start=1):
+            writer.writerow({"rank": rank, **asdict(row)})
+        atomic_write_text(path, buffer.getvalue())
 
     def export_image(self, path: str | Path, caption: str = "") -> None:
         """PNG or SVG (by the file's suffix): the chart with its title and legend, and

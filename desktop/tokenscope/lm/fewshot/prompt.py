@@ -62,10 +62,6 @@ class AssembledPrompt:
     parts: tuple[PromptPart, ...]
     token_count: int | None = None
 
-    def part_text(self, part: PromptPart) -> str:
-        """The characters of one part."""
-        return self.text[part.start : part.end]
-
 
 def _check_template(template: str) -> None:
     if not isinstance(template, str):

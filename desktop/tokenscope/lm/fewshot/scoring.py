@@ -5,6 +5,10 @@
     for point in iter_sweep(model, prompt):  # one point at a time (cancel by stopping)
         ...
 
+Works on any model of the protocol (tokenscope.lm.backend): on a server that lists only its
+top k tokens a score may be an upper bound and a rank only "below the k listed"; the records
+say so (`upper_bound`, `rank_above`) and every client shows it.
+
 Qt-free: the window's few-shot tab and `tokenscope fewshot` are both clients of this module.
 """
 
@@ -16,10 +20,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from tokenscope.lm.cancel import CancelToken
 from tokenscope.lm.fewshot.prompt import FewShotPrompt
 
 if TYPE_CHECKING:
-    from tokenscope.lm.language_model import LanguageModel
+    from tokenscope.lm.backend import ModelBackend
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,8 @@ class AnswerScore:
     the prompt and the tokens before it. `first_token_rank` and the top prediction describe the
     distribution right after the prompt. `dropped_tokens` counts prompt tokens cut from the
     front so that the prompt and the answer fit the model's context window (0: it fits).
+    On a server that lists only its top k tokens: `upper_bound` means the probability is at
+    most the value given, and a first token below the list has rank None, `rank_above` k.
     """
 
     answer: str
@@ -37,10 +44,12 @@ class AnswerScore:
     probability: float
     logprob: float
     token_probabilities: tuple[float, ...]
-    first_token_rank: int
+    first_token_rank: int | None
     top_prediction: str
     top_probability: float
     dropped_tokens: int = 0
+    upper_bound: bool = False
+    rank_above: int = 0
 
 
 def _prompt_text(prompt: FewShotPrompt | str) -> str:
@@ -53,9 +62,9 @@ def _continuation(prompt: FewShotPrompt | str, answer: str) -> str:
 
 
 def _score_continuation(
-    model: LanguageModel, text: str, answer: str, continuation: str
+    model: ModelBackend, text: str, answer: str, continuation: str, cancel: CancelToken | None
 ) -> AnswerScore:
-    score = model.score_continuation(text, continuation)
+    score = model.score_continuation(text, continuation, cancel=cancel)
     return AnswerScore(
         answer=answer,
         continuation=continuation,
@@ -63,23 +72,28 @@ def _score_continuation(
         logprob=score.logprob,
         token_probabilities=tuple(math.exp(lp) for lp in score.logprobs),
         first_token_rank=score.first_rank,
-        top_prediction=(
-            score.top_text  # a model on a server names its top token
-            if hasattr(score, "top_text")
-            else model.tokenizer.token_text(score.top_token_id)
-        ),
+        top_prediction=score.top_text,
         top_probability=score.top_probability,
         dropped_tokens=score.dropped_tokens,
+        upper_bound=score.upper_bound,
+        rank_above=score.rank_above,
     )
 
 
-def score_answer(model: LanguageModel, prompt: FewShotPrompt | str, answer: str) -> AnswerScore:
+def score_answer(
+    model: ModelBackend,
+    prompt: FewShotPrompt | str,
+    answer: str,
+    *,
+    cancel: CancelToken | None = None,
+) -> AnswerScore:
     """P(answer | prompt) over all of the answer's tokens, with its first token's rank.
 
     For a FewShotPrompt the scored continuation is `prompt.answer_text(answer)` (" awan");
     a plain-text prompt is followed by `answer` exactly as given.
     """
-    return _score_continuation(model, _prompt_text(prompt), answer, _continuation(prompt, answer))
+    text, continuation = _prompt_text(prompt), _continuation(prompt, answer)
+    return _score_continuation(model, text, answer, continuation, cancel)
 
 
 def _normalise(logprobs: Sequence[float]) -> list[float]:
@@ -92,24 +106,37 @@ def _normalise(logprobs: Sequence[float]) -> list[float]:
     return [w / total for w in weights]
 
 
-def _score_all(
-    model: LanguageModel, prompt: FewShotPrompt | str, answers: Sequence[str]
+def score_answers(
+    model: ModelBackend,
+    prompt: FewShotPrompt | str,
+    answers: Sequence[str],
+    *,
+    cancel: CancelToken | None = None,
 ) -> list[AnswerScore]:
-    text = _prompt_text(prompt)  # assembled once for all answers
-    return [_score_continuation(model, text, a, _continuation(prompt, a)) for a in answers]
+    """`score_answer` for each answer (the prompt assembled once for all)."""
+    text = _prompt_text(prompt)
+    return [_score_continuation(model, text, a, _continuation(prompt, a), cancel) for a in answers]
 
 
-def score_candidates(
-    model: LanguageModel, prompt: FewShotPrompt | str, candidates: Sequence[str]
-) -> list[tuple[str, float, float]]:
-    """(candidate, P(candidate | prompt), P normalised over the candidates) per candidate.
+def candidate_shares(scores: Sequence[AnswerScore]) -> list[tuple[str, float, float]]:
+    """(candidate, P(candidate | prompt), P normalised over the candidates) per score.
 
     The normalised values sum to 1 and keep the order of the raw probabilities: the model's
     choice among the label words, as a classifier would report it.
     """
-    scores = _score_all(model, prompt, list(candidates))
     shares = _normalise([s.logprob for s in scores])
     return [(s.answer, s.probability, n) for s, n in zip(scores, shares, strict=True)]
+
+
+def score_candidates(
+    model: ModelBackend,
+    prompt: FewShotPrompt | str,
+    candidates: Sequence[str],
+    *,
+    cancel: CancelToken | None = None,
+) -> list[tuple[str, float, float]]:
+    """(candidate, P(candidate | prompt), P normalised over the candidates) per candidate."""
+    return candidate_shares(score_answers(model, prompt, list(candidates), cancel=cancel))
 
 
 # ----- sweeps ------------------------------------------------------------------------------
@@ -127,11 +154,13 @@ class SweepPoint:
     shots: int
     order: int
     probability: float
-    rank: int
+    rank: int | None  # None: below the `rank_above` tokens a server listed
     top_prediction: str
     top_probability: float
     normalised: float | None = None
     dropped_tokens: int = 0
+    upper_bound: bool = False  # `probability` is at most this (a server's top-k list)
+    rank_above: int = 0
 
 
 def reorder(prompt: FewShotPrompt, order: int, seed: int = 0) -> FewShotPrompt:
@@ -164,12 +193,13 @@ def sweep_size(prompt: FewShotPrompt, max_shots: int | None = None, orders: int 
 
 
 def iter_sweep(
-    model: LanguageModel,
+    model: ModelBackend,
     prompt: FewShotPrompt,
     *,
     max_shots: int | None = None,
     orders: int = 1,
     seed: int = 0,
+    cancel: CancelToken | None = None,
 ) -> Iterator[SweepPoint]:
     """P(expected answer) for 0..k shots (k = max_shots or all examples) in each example order.
 
@@ -188,12 +218,13 @@ def iter_sweep(
         for shots in range(k + 1):
             shot_prompt = shuffled.with_shots(shots)
             if answers:
-                scores = _score_all(model, shot_prompt, answers)
+                scores = score_answers(model, shot_prompt, answers, cancel=cancel)
                 shares = _normalise([s.logprob for s in scores])
                 at = answers.index(prompt.expected)
                 score, normalised = scores[at], shares[at]
             else:
-                score, normalised = score_answer(model, shot_prompt, prompt.expected), None
+                score = score_answer(model, shot_prompt, prompt.expected, cancel=cancel)
+                normalised = None
             yield SweepPoint(
                 shots=shots,
                 order=order,
@@ -203,27 +234,34 @@ def iter_sweep(
                 top_probability=score.top_probability,
                 normalised=normalised,
                 dropped_tokens=score.dropped_tokens,
+                upper_bound=score.upper_bound,
+                rank_above=score.rank_above,
             )
 
 
 def sweep(
-    model: LanguageModel,
+    model: ModelBackend,
     prompt: FewShotPrompt,
     *,
     max_shots: int | None = None,
     orders: int = 1,
     seed: int = 0,
+    cancel: CancelToken | None = None,
 ) -> list[SweepPoint]:
     """Every point of `iter_sweep`, as a list."""
-    return list(iter_sweep(model, prompt, max_shots=max_shots, orders=orders, seed=seed))
+    return list(
+        iter_sweep(model, prompt, max_shots=max_shots, orders=orders, seed=seed, cancel=cancel)
+    )
 
 
 __all__ = [
     "AnswerScore",
     "SweepPoint",
+    "candidate_shares",
     "iter_sweep",
     "reorder",
     "score_answer",
+    "score_answers",
     "score_candidates",
     "sweep",
     "sweep_size",

@@ -1,0 +1,154 @@
+"""`tokenscope fewshot`: a few-shot prompt's expected answer, or a sweep over 0..k shots.
+
+The FewShotPreview and Sweep jobs of the model service, as the Few-shot tab runs them. On a
+server that lists only its top k tokens a value may be a bound: printed "≤ P" and "> k"
+(JSON: "upper_bound": true; "rank": null with "rank_above": k).
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict
+from typing import Any
+
+from tokenscope.cli.common import (
+    BAR_WIDTH,
+    Session,
+    add_dtype_option,
+    add_model_option,
+    add_server_options,
+    add_threads_option,
+    bar,
+    print_json,
+)
+from tokenscope.cli.predict import token_json
+from tokenscope.units import bound_mark, format_rank
+
+
+def register(sub: Any) -> None:
+    from tokenscope.lm.fewshot.prompt import list_presets
+
+    f = sub.add_parser(
+        "fewshot",
+        help="score a few-shot prompt's expected answer, or sweep shots",
+        epilog=f"presets: {', '.join(list_presets())}. In a sweep, order 0 keeps the "
+        "examples as given; orders 1 and up shuffle them (seeded by --seed).",
+    )
+    f.add_argument("preset", help="a preset name (see below) or a JSON file")
+    add_model_option(f)
+    add_dtype_option(f)
+    add_server_options(f)
+    f.add_argument("--sweep", action="store_true", help="P(expected) for 0..K shots")
+    f.add_argument("--max-shots", "-k", type=int, default=None, help="use the first K examples")
+    f.add_argument("--orders", type=int, default=1, help="example orders to sweep (1: as given)")
+    f.add_argument("--seed", type=int, default=0, help="seed for the shuffled orders")
+    f.add_argument("--top", type=int, default=5, help="how many next tokens to show")
+    f.add_argument("--json", action="store_true", help="print one JSON object")
+    add_threads_option(f)
+    f.set_defaults(handler=fewshot)
+
+
+def probability_text(p: float, upper_bound: bool) -> str:
+    """1.234e-05, or ≤1.234e-05 for a bound."""
+    return f"{bound_mark(upper_bound)}{p:.3e}"
+
+
+def fewshot(args: argparse.Namespace) -> int:
+    from tokenscope.lm.fewshot import load_prompt
+
+    prompt = load_prompt(args.preset)  # a bad file is a ValueError: main() reports it
+    if args.max_shots is not None and not args.sweep:
+        prompt = prompt.with_shots(args.max_shots)
+    session = Session()
+    info = session.load(args)
+    label = prompt.name or args.preset
+    if args.sweep:
+        return _sweep(args, session, prompt, label, info.name)
+    return _preview(args, session, prompt, label, info.name)
+
+
+def _sweep(args: argparse.Namespace, session: Session, prompt: Any, label: str, name: str) -> int:
+    from tokenscope.service import Sweep
+    from tokenscope.service.records import SweepSeries
+
+    series: list[SweepSeries] = []
+    job = Sweep(prompt, max_shots=args.max_shots, orders=args.orders, seed=args.seed)
+    session.run(job, lambda r: series.append(r) if isinstance(r, SweepSeries) else None)
+    points = series[0].points
+    note = series[0].note
+    if args.json:
+        print_json(
+            {
+                "model": name,
+                "prompt": label,
+                "expected": prompt.expected,
+                "note": note,
+                "points": [asdict(p) for p in points],
+            }
+        )
+        return 0
+    print(f"{label} on {name}: P({prompt.answer_text(prompt.expected)!r}) by shots")
+    print("(order 0: the examples as given; 1 and up: the same examples shuffled)")
+    norm = "  normalised" if prompt.candidates else ""
+    print(f"{'shots':>5}  {'order':>5}  {'P(expected)':>11}  {'rank':>6}{norm}  top prediction")
+    for p in points:
+        share = f"  {p.normalised:10.4f}" if p.normalised is not None else ""
+        cut = f"  ({p.dropped_tokens} tokens dropped)" if p.dropped_tokens else ""
+        print(
+            f"{p.shots:>5}  {p.order:>5}  {probability_text(p.probability, p.upper_bound):>11}"
+            f"  {format_rank(p.rank, p.rank_above):>6}{share}  "
+            f"{p.top_prediction!r} {p.top_probability:.3f}{cut}"
+        )
+    if note:
+        print(f"({note})")
+    return 0
+
+
+def _preview(args: argparse.Namespace, session: Session, prompt: Any, label: str, name: str) -> int:
+    from tokenscope.service import FewShotPreview
+
+    view = session.run(FewShotPreview(prompt, top_k=args.top))
+    chart, expected = view.chart, view.expected
+    if args.json:
+        print_json(
+            {
+                "model": name,
+                "prompt": label,
+                "text": view.text,
+                "token_count": view.token_count,
+                "dropped_tokens": chart.dropped_tokens,
+                "top": [token_json(t) for t in chart.rows],
+                "other": chart.other,
+                "expected": None if expected is None else asdict(expected),
+                "candidates": [
+                    {"candidate": c, "probability": p, "normalised": n}
+                    for c, p, n in view.candidates
+                ],
+                "upper_bound": view.upper_bound,
+                "note": view.note,
+            }
+        )
+        return 0
+    tokens = f", {view.token_count} tokens" if view.token_count else ""
+    print(f"{label}: {len(prompt.examples)}-shot{tokens}")
+    print(view.text)
+    print("-" * BAR_WIDTH)
+    if chart.dropped_tokens:
+        print(f"(the prompt was too long: its first {chart.dropped_tokens} tokens were dropped)")
+    width = max([len(t.display) for t in chart.rows] + [5])
+    for rank, t in enumerate(chart.rows, 1):
+        print(f"{rank:>4}  {t.display:<{width}}  {t.probability:6.4f}  {bar(t.probability)}")
+    if chart.other is not None:
+        print(f"{'':>4}  {'other':<{width}}  {chart.other:6.4f}  {bar(chart.other)}")
+    if expected is not None:
+        p = probability_text(expected.probability, expected.upper_bound)
+        print(
+            f"expected {expected.continuation!r}: P = {p} over "
+            f"{len(expected.token_probabilities)} tokens, first-token rank "
+            f"{format_rank(expected.first_token_rank, expected.rank_above)}"
+        )
+    for c, p, n in view.candidates:
+        print(f"candidate {c!r}: P = {p:.3e}, normalised {n:.4f}")
+    if view.note:
+        print(f"({view.note})")
+    return 0

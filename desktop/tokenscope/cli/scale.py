@@ -1,0 +1,145 @@
+"""`tokenscope scale`: one probe, or a few-shot sweep, across models, smallest first.
+
+The ScaleRun job of the model service, as the Scale tab runs it: runs and ladders count as
+their latest checkpoint and, with a probe, are measured at every checkpoint too; a model
+that cannot be measured gets its error on its own line and the others go on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import asdict
+from typing import Any
+
+from tokenscope.cli.common import Session, print_json
+from tokenscope.cli.fewshot import probability_text
+from tokenscope.units import format_rank
+
+
+def register(sub: Any) -> None:
+    sc = sub.add_parser(
+        "scale",
+        help="one probe across models: P(answer) by model size",
+        description="Measure P(ANSWER | PROMPT), or a few-shot sweep, on several models (by "
+        "default the bundled one and every known model installed), smallest first. Results "
+        "are cached per model and probe.",
+    )
+    sc.add_argument("prompt", nargs="?", default="")
+    sc.add_argument("answer", nargs="?", default=None, help='e.g. " Jakarta" (mind the space)')
+    sc.add_argument("--model", "-m", dest="models", action="append", help="a model (repeat)")
+    sc.add_argument("--fewshot", metavar="PRESET", help="a few-shot preset or JSON file: sweep")
+    sc.add_argument("--max-shots", "-k", type=int, default=None)
+    sc.add_argument("--no-cache", action="store_true", help="measure again")
+    sc.add_argument("--json", action="store_true")
+    sc.set_defaults(handler=scale)
+
+
+def _targets(given: list[str] | None) -> list[str]:
+    """The models asked for, else the bundled one and every known model installed here."""
+    if given:
+        return given
+    from tokenscope.lm.registry import KNOWN_MODELS, known_model_path
+
+    return ["builtin"] + [m for m in KNOWN_MODELS if known_model_path(m) is not None]
+
+
+def scale(args: argparse.Namespace) -> int:
+    from tokenscope.lm.scale import Probe
+    from tokenscope.service import ScaleRun
+    from tokenscope.service.records import Progress, ScaleResult
+
+    probe, prompt = None, None
+    if args.fewshot:
+        from tokenscope.lm.fewshot import load_prompt
+
+        if args.prompt or args.answer:
+            raise ValueError("give either PROMPT ANSWER or --fewshot PRESET, not both")
+        prompt = load_prompt(args.fewshot)
+    else:
+        if not args.prompt or args.answer is None:
+            raise ValueError("give a PROMPT and the ANSWER whose probability to measure")
+        probe = Probe(args.prompt, args.answer)
+    results: list[ScaleResult] = []
+
+    def record(r: Any) -> None:
+        if isinstance(r, ScaleResult):
+            results.append(r)
+        elif isinstance(r, Progress) and r.label and r.total and not args.json:
+            print(f"({r.done + 1}/{r.total}) {r.label}…", file=sys.stderr, flush=True)
+
+    job = ScaleRun(
+        _targets(args.models),
+        probe=probe,
+        prompt=prompt,
+        max_shots=args.max_shots,
+        use_cache=not args.no_cache,
+    )
+    Session().run(job, record)
+    errors = [r for r in results if r.error]
+    for r in errors:
+        print(f"tokenscope: {r.target}: {r.error}", file=sys.stderr)
+    if prompt is not None:
+        _print_sweeps(args, prompt, [r.sweep for r in results if r.sweep is not None])
+    else:
+        assert probe is not None
+        points = [r.point for r in results if r.point is not None]
+        curves = [r.curve for r in results if r.curve is not None]
+        _print_points(args, probe, points, curves)
+    return 2 if errors else 0
+
+
+def _print_sweeps(args: argparse.Namespace, prompt: Any, sweeps: list[Any]) -> None:
+    sweeps.sort(key=lambda s: s.parameters)
+    if args.json:
+        print_json(
+            {
+                "prompt": prompt.name or args.fewshot,
+                "models": [
+                    {
+                        "model": s.model,
+                        "name": s.name,
+                        "parameters": s.parameters,
+                        "points": [asdict(p) for p in s.points],
+                    }
+                    for s in sweeps
+                ],
+            }
+        )
+        return
+    shots = max((len(s.points) for s in sweeps), default=0)
+    print(f"P({prompt.answer_text(prompt.expected)!r}) by shots, smallest model first")
+    print(f"{'model':<28} {'parameters':>12}  " + "  ".join(f"{k:>10}" for k in range(shots)))
+    for s in sweeps:
+        values = "  ".join(
+            f"{probability_text(p.probability, p.upper_bound):>10}" for p in s.points
+        )
+        print(f"{s.name[:28]:<28} {s.parameters:>12,}  {values}")
+
+
+def _print_points(args: argparse.Namespace, probe: Any, points: list[Any], curves: list[Any]):
+    points.sort(key=lambda p: p.parameters)
+    if args.json:
+        print_json(
+            {
+                "prompt": probe.prompt,
+                "answer": probe.answer,
+                "models": [asdict(p) for p in points],
+                "runs": [asdict(c) for c in curves],
+            }
+        )
+        return
+    print(f"P({probe.answer!r} | {probe.prompt!r}), smallest model first")
+    print(f"{'model':<28} {'parameters':>12}  {'P(answer)':>10}  {'rank':>6}  top prediction")
+    for p in points:
+        print(
+            f"{p.name[:28]:<28} {p.parameters:>12,}  "
+            f"{probability_text(p.probability, p.upper_bound):>10}  "
+            f"{format_rank(p.rank, p.rank_above):>6}  "
+            f"{p.top_prediction!r} {p.top_probability:.3f}"
+        )
+    for c in curves:
+        print(f"\n{c.name} ({c.parameters:,} parameters) during training")
+        print(f"{'step':>8}  {'training tokens':>15}  {'P(answer)':>10}  {'rank':>6}")
+        for pt in c.points:
+            print(f"{pt.step:>8,}  {pt.tokens:>15,}  {pt.probability:10.4f}  {pt.rank:>6}")

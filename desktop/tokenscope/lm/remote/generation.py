@@ -1,0 +1,201 @@
+"""Generation on a server: its event stream read as GenerationStep records.
+
+A server streams one event per token (llama.cpp, vLLM) with the alternatives it listed; each
+becomes the same record a local model yields, with the sampled alternatives computed from the
+listed ones (tokenscope.lm.remote.distribution). The stream ends after `max_tokens` steps
+whatever the server sends; a stream cut mid-way raises RemoteError after the tokens that
+arrived, which the caller keeps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import http.client
+import json
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from tokenscope.lm.cancel import Cancelled
+from tokenscope.lm.remote.distribution import RemoteDistribution
+from tokenscope.lm.remote.parsing import StandIns, display, positions
+from tokenscope.lm.remote.transport import Exchange, RemoteError
+from tokenscope.lm.tokens import GenerationStep, TokenProbability
+
+if TYPE_CHECKING:
+    from tokenscope.lm.sampling import SamplingSettings
+
+#: a server's finish_reason as Generation's stop_reason
+STOP_REASONS = {"stop": "eos", "length": "max_tokens"}
+
+
+class RemoteGeneration(Iterator[GenerationStep]):
+    """The steps of a streamed generation (a tokenscope.lm.backend.GenerationStream)."""
+
+    dropped_prompt_tokens = 0
+
+    def __init__(
+        self,
+        exchange: Exchange | None,
+        *,
+        max_tokens: int,
+        sampling: SamplingSettings | None,
+        top_k: int,
+        ids: StandIns,
+        first: GenerationStep | None = None,
+    ) -> None:
+        self.prompt_ids: list[int] = []  # the server does not say how it split the prompt
+        self.steps: list[GenerationStep] = []
+        self.stop_reason: str | None = None
+        self._exchange, self._max = exchange, max_tokens
+        self._sampling, self._top_k, self._ids = sampling, top_k, ids
+        self._first = first
+        self._steps = self._run()
+
+    @property
+    def text(self) -> str:
+        return "".join(s.text for s in self.steps)
+
+    def __next__(self) -> GenerationStep:
+        return next(self._steps)
+
+    def close(self) -> None:
+        if self.stop_reason is None:
+            self.stop_reason = "closed"
+        self._steps.close()
+        if self._exchange is not None:
+            self._exchange.close()
+
+    def _run(self) -> Iterator[GenerationStep]:
+        if self._first is not None:
+            self.steps.append(self._first)
+            yield self._first
+        if len(self.steps) >= self._max or self._exchange is None:
+            self.stop_reason = "max_tokens"
+            return
+        with self._exchange as exchange:
+            yield from self._read(exchange)
+
+    def _read(self, exchange: Exchange) -> Iterator[GenerationStep]:
+        root = exchange.server.root
+        finished = False
+        last = time.perf_counter()
+        try:
+            for raw in exchange.lines():
+                line = raw.decode("utf-8", errors="replace").strip()
+                if not line.startswith("data:"):
+                    continue
+                payload = line[5:].strip()
+                if payload == "[DONE]":
+                    finished = True
+                    break
+                choice = _choice(payload, root, len(self.steps))
+                text = choice.get("text") if isinstance(choice.get("text"), str) else ""
+                found = positions(choice.get("logprobs"), self._ids)
+                if not found and text:  # a server without log-probs
+                    found = [(None, [])]
+                for token, top in found:
+                    now = time.perf_counter()
+                    # One token per event (llama.cpp, vLLM streaming): the event's text is the
+                    # server's own decoding, whole characters even where one is split across
+                    # tokens; continuing a branch sends it back.
+                    own = text if len(found) == 1 or token is None else token.text
+                    step = self._step(len(self.steps), own, token, top, now - last)
+                    self.steps.append(step)
+                    yield step
+                    last = time.perf_counter()
+                    if len(self.steps) >= self._max:  # whatever the server means to send
+                        self.stop_reason = "max_tokens"
+                        return
+                reason = choice.get("finish_reason")
+                if reason:
+                    finished = True
+                    self.stop_reason = STOP_REASONS.get(str(reason), "max_tokens")
+        except (OSError, http.client.HTTPException) as e:
+            if exchange.cancelled:
+                raise Cancelled from None
+            if isinstance(e, TimeoutError):
+                raise exchange.server.timeout_error() from None
+            raise RemoteError(
+                f"{root} closed the stream after {len(self.steps)} tokens ({type(e).__name__}); "
+                "the tokens that arrived are kept"
+            ) from None
+        if exchange.cancelled:
+            raise Cancelled
+        if not finished:
+            raise RemoteError(
+                f"{root} ended the stream after {len(self.steps)} tokens without finishing; "
+                "the tokens that arrived are kept"
+            )
+        if self.stop_reason is None:
+            self.stop_reason = "max_tokens"
+
+    def _step(
+        self,
+        index: int,
+        text: str,
+        token: TokenProbability | None,
+        top: list[TokenProbability],
+        elapsed: float,
+    ) -> GenerationStep:
+        """The record of one streamed token, with its `top_k` most likely alternatives (the
+        sampled values come from all listed)."""
+        other = max(0.0, 1.0 - sum(t.probability for t in top))
+        dist = RemoteDistribution(tuple(top), other, "")
+        if self._sampling is not None and top:
+            dist = dist.with_sampling(self._sampling)
+        if token is None:
+            token = TokenProbability(self._ids.id_for(None, text), text, display(text, None), 0, 0)
+        sampled = {t.token_id: t.sampled_probability for t in dist.tokens}
+        by_sampled = sorted(
+            (t for t in dist.tokens if t.sampled_probability > 0),
+            key=lambda t: -t.sampled_probability,
+        )
+        return GenerationStep(
+            index=index,
+            token_id=token.token_id,
+            display=token.display,
+            text=text,
+            probability=token.probability,
+            sampled_probability=sampled.get(token.token_id, 0.0),
+            top_raw=dist.tokens[: self._top_k],
+            top_sampled=tuple(by_sampled[: self._top_k]),
+            entropy=dist.entropy if top else 0.0,
+            elapsed=elapsed,
+            full_vocabulary=False,
+        )
+
+
+def _choice(payload: str, root: str, index: int) -> dict[str, Any]:
+    try:
+        choice = json.loads(payload)["choices"][0]
+    except (ValueError, KeyError, IndexError, TypeError, RecursionError):
+        choice = None
+    if not isinstance(choice, dict):
+        raise RemoteError(f"{root} sent a malformed event after {index} tokens: {payload[:80]!r}")
+    return choice
+
+
+def forced_step(source: GenerationStep, token_id: int) -> tuple[GenerationStep, str]:
+    """Choosing `token_id` where `source` was generated, from a server's listed alternatives:
+    the step (captured then, not recomputed) and the text to append to the prompt."""
+    alternative = next((a for a in source.top_raw if a.token_id == token_id), None)
+    if alternative is None:
+        raise ValueError("that alternative is not one the server listed at this token")
+    if not alternative.text or "\ufffd" in alternative.text:
+        raise ValueError(
+            f"{alternative.display} is part of a character split across tokens; a server "
+            "continues from text, so choose an alternative that is whole"
+        )
+    sampled = {a.token_id: a.sampled_probability for a in source.top_sampled}
+    step = dataclasses.replace(
+        source,
+        token_id=token_id,
+        display=alternative.display,
+        text=alternative.text,
+        probability=alternative.probability,
+        sampled_probability=sampled.get(token_id, 0.0),
+        elapsed=0.0,
+        is_eos=False,
+    )
+    return step, alternative.text

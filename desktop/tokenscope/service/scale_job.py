@@ -1,0 +1,108 @@
+"""The ScaleRun job: one probe, or a few-shot sweep, on each of several models in turn.
+
+Runs and ladders count as their latest checkpoint on the size chart, and with a probe they
+are also measured at every checkpoint (P against training tokens). One model's trouble
+becomes its row's error; the others go on. Models are opened for this job alone and let go.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tokenscope.service.cancel import JobCancelled
+from tokenscope.service.jobs import ScaleRun
+from tokenscope.service.records import Progress, ScaleResult
+
+if TYPE_CHECKING:
+    from tokenscope.lm.backend import ModelBackend
+    from tokenscope.service.service import JobContext
+
+
+def run_scale(
+    job: ScaleRun, ctx: JobContext, opener: Callable[[str], ModelBackend]
+) -> Iterator[Any]:
+    """The job's records (Progress, then a ScaleResult per model); returns "completed"."""
+    from tokenscope.train import runs
+    from tokenscope.train.run_folder import list_checkpoints
+
+    if (job.probe is None) == (job.prompt is None):
+        raise ValueError("a scale run measures either a probe or a few-shot task")
+    # Every run (a ladder: every size) counts as one model; its checkpoints as units too.
+    units: list[tuple[str, Path | None]] = []
+    for target in job.targets:
+        sizes = runs.run_sizes(target) if runs.is_run_folder(target) else []
+        units += [(str(size), size) for size in sizes] or [(target, None)]
+    total = len(units)
+    if job.probe is not None:
+        total += sum(len(list_checkpoints(run)) for _t, run in units if run is not None)
+    done = 0
+
+    def step(label: str) -> Progress:
+        nonlocal done
+        ctx.check()
+        done += 1
+        return Progress(label, done - 1, total)
+
+    for target, run in units:
+        yield step(target)
+        try:
+            yield _measure(job, ctx, target, run, opener, step)
+        except JobCancelled:
+            raise
+        except Exception as e:  # one model's trouble, reported in its row; the rest go on
+            if ctx.token.cancelled:  # (a server request ended by Cancel)
+                raise JobCancelled from None
+            yield ScaleResult(target, error=str(e) or type(e).__name__)
+    yield Progress("", total, total)
+    return "completed"
+
+
+def _measure(
+    job: ScaleRun,
+    ctx: JobContext,
+    target: str,
+    run: Path | None,
+    opener: Callable[[str], ModelBackend],
+    step: Callable[[str], Progress],
+) -> ScaleResult:
+    from tokenscope.lm import scale
+    from tokenscope.train import probe_runs, runs
+    from tokenscope.train.run_folder import latest_checkpoint
+
+    model_target = target
+    if run is not None:
+        last = latest_checkpoint(run)
+        if last is None:
+            raise ValueError(f"{run} has no complete checkpoint yet")
+        model_target = str(last)
+    if job.probe is not None:
+        point = scale.measure_probe(
+            model_target, job.probe, use_cache=job.use_cache, open_model=opener, cancel=ctx.token
+        )
+        curve = None
+        if run is not None:
+            point = dataclasses.replace(point, name=runs.run_label(run))
+            curve = probe_runs.training_curve(
+                run,
+                job.probe,
+                use_cache=job.use_cache,
+                open_model=opener,
+                progress=lambda label, _n, _t: ctx.emit(step(label)),
+            )
+        return ScaleResult(target, point=point, curve=curve)
+    assert job.prompt is not None
+    sweep = scale.measure_sweep(
+        model_target,
+        job.prompt,
+        max_shots=job.max_shots,
+        use_cache=job.use_cache,
+        open_model=opener,
+        on_point=lambda _p: ctx.check(),
+        cancel=ctx.token,
+    )
+    if run is not None:
+        sweep = dataclasses.replace(sweep, name=runs.run_label(run))
+    return ScaleResult(target, sweep=sweep)
