@@ -1,4 +1,5 @@
-"""The command line, run as a person runs it: a separate process."""
+"""The command line as a person runs it: its commands in this process (`cli.main`), and a
+real `python -m tokenscope` where the process itself is the point."""
 
 import json
 import subprocess
@@ -6,8 +7,10 @@ import sys
 
 import pytest
 
+from .cli_run import run_cli as run
 
-def run(*args, ok=True):
+
+def run_process(*args, ok=True):
     proc = subprocess.run(
         [sys.executable, "-m", "tokenscope", *map(str, args)],
         capture_output=True,
@@ -21,7 +24,8 @@ def run(*args, ok=True):
 
 
 def test_predict_json_matches_the_engine(checkpoint, tiny_model):
-    proc = run(
+    # The one command run as its own process: the entry point, stdout and the exit status.
+    proc = run_process(
         "predict", "The capital of Indonesia is", "--model", checkpoint, "--top", 5, "--json"
     )
     out = json.loads(proc.stdout)
@@ -117,6 +121,7 @@ def _bad_models(tmp_path, checkpoint):
     }
 
 
+@pytest.mark.slow
 def test_every_bad_model_gives_one_line_and_status_2(tmp_path, checkpoint):
     for what, model in _bad_models(tmp_path, checkpoint).items():
         proc = subprocess.run(
@@ -175,7 +180,7 @@ def test_a_bug_prints_its_traceback_and_asks_for_a_report(monkeypatch, capsys):
 def test_version():
     import tokenscope
 
-    assert run("--version").stdout.strip() == f"tokenscope {tokenscope.__version__}"
+    assert run_process("--version").stdout.strip() == f"tokenscope {tokenscope.__version__}"
 
 
 def test_stop_strings_understand_backslash_escapes(checkpoint):

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -12,16 +10,13 @@ import pytest
 import tokenscope
 from tokenscope.lm.inside import attention, compare, induction_scores, logit_lens, surprisal
 
+from .cli_run import run_cli
+
 PROMPT = "The capital of Indonesia is"
 
 
 def _run(*args: str) -> dict:
-    proc = subprocess.run(
-        [sys.executable, "-m", "tokenscope", *args, "--json"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
+    return json.loads(run_cli(*args, "--json").stdout)
 
 
 def test_lens_on_the_command_line_is_the_api(checkpoint):
@@ -63,8 +58,5 @@ def test_surprisal_on_the_command_line_is_the_api(checkpoint, other_checkpoint, 
     assert [(d["start"], d["end"]) for d in out["disagreements"]] == [(s, e) for s, e, *_ in top]
     empty = tmp_path / "empty.txt"
     empty.write_text("  \n", encoding="utf-8")
-    proc = subprocess.run(
-        [sys.executable, "-m", "tokenscope", "surprisal", str(empty)],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    proc = run_cli("surprisal", str(empty), ok=False)
     assert proc.returncode == 2 and "has no text to score" in proc.stderr

@@ -10,6 +10,8 @@ import pytest
 
 from tokenscope.lm import ModelNotFoundError, registry
 
+from .cli_run import run_cli
+
 
 @pytest.fixture(autouse=True)
 def _tokenscope_home(tmp_path_factory, monkeypatch):
@@ -18,6 +20,11 @@ def _tokenscope_home(tmp_path_factory, monkeypatch):
 
 
 def run(*args, ok=True, env=None):
+    """In this process (see tests/cli_run.py)."""
+    return run_cli(*args, ok=ok, env=env)
+
+
+def run_process(*args, ok=True, env=None):
     proc = subprocess.run(
         [sys.executable, "-m", "tokenscope", *map(str, args)],
         capture_output=True,
@@ -238,13 +245,14 @@ def test_the_seed_example_from_the_command_line():
     # activations, by an amount that depends on the CPU's kernels and threads (measured 0.528
     # on one thread and 0.539 on two on an AVX-512 machine, 0.547 on another).
     prompt = "The capital of Indonesia is"
-    exact = run("predict", prompt, "--model", "smollm2-135m", "--dtype", "float32", "--json")
+    exact = run_process("predict", prompt, "-m", "smollm2-135m", "--dtype", "float32", "--json")
     top = json.loads(exact.stdout)["top"]
     assert top[0]["text"] == " Jak" and top[0]["probability"] == pytest.approx(0.547, abs=0.005)
     packed = json.loads(run("predict", prompt, "--model", "smollm2-135m", "--json").stdout)["top"]
     assert packed[0]["text"] == " Jak"
     assert packed[0]["probability"] == pytest.approx(top[0]["probability"], abs=0.03)
-    proc = run("generate", "The capital of Indonesia is", "-m", "smollm2-135m", "-t", 0, "-n", 2)
+    proc = run_process("generate", "The capital of Indonesia is", "-m", "smollm2-135m", "-t", 0,
+                       "-n", 2)  # fmt: skip
     assert proc.stdout.startswith(" Jakarta")
 
 

@@ -54,6 +54,7 @@ def _damaged_versions(good: bytes, rng: random.Random) -> list[tuple[str, bytes]
     return out
 
 
+@pytest.mark.slow
 def test_a_damaged_settings_file_is_set_aside_and_the_window_starts(qtbot, private_home):
     good = _saved_settings(qtbot, private_home)
     assert b"Once upon a time" in good and b"top_k" in good
@@ -180,6 +181,7 @@ def test_a_damaged_session_shows_the_banner_and_changes_nothing(qtbot, window, t
     assert not window.banner.isVisibleTo(window)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("length", [300_000, 1_000_000])
 def test_a_long_unbroken_prompt_is_laid_out_wrapping_anywhere(qtbot, window, length):
     """Word wrapping a run with no spaces costs ~n^2 in Qt (seconds at 300 K characters)."""

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 from PySide6.QtCore import Qt
 
 
@@ -180,6 +181,7 @@ def _close_while(setup, what, checkpoint, tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_closing_the_window_during_a_load_exits_cleanly(checkpoint, tmp_path):
     proc = _close_while(DURING_LOAD, "not w._load.finished", checkpoint, tmp_path)
     assert proc.returncode == 0, proc.stderr

@@ -15,6 +15,7 @@ import os
 import random
 import time
 
+import pytest
 from PySide6.QtCore import Qt, QTimer
 
 SOAK_SECONDS = float(os.environ.get("TOKENSCOPE_SOAK_SECONDS", "20"))
@@ -51,6 +52,7 @@ class GapMeter:
         self.timer.stop()
 
 
+@pytest.mark.slow
 def test_a_random_walk_through_the_window(qtbot, window, checkpoint, other_checkpoint):
     rng = random.Random(SOAK_SEED)
     pg, fewshot = window.playground, window.fewshot

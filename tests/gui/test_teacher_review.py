@@ -3,6 +3,7 @@ used by a teacher): stale messages, the first sweep, shortcuts, seeds, the Model
 
 from __future__ import annotations
 
+import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
 
@@ -219,6 +220,7 @@ def test_the_thread_count_can_be_chosen_and_is_remembered(qtbot, window, checkpo
         again.close()
 
 
+@pytest.mark.slow
 def test_the_training_plan_measures_a_few_real_steps(qtbot, window, tmp_path):
     tab = window.training
     window.tabs.setCurrentWidget(tab)

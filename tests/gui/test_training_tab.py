@@ -79,6 +79,7 @@ def finished(tab) -> bool:
     return not tab.process.is_running()
 
 
+@pytest.mark.slow
 def test_a_run_plots_stops_resumes_reopens_and_compares(qtbot, tab, tmp_path, private_home):
     corpus = write_corpus(tmp_path / "corpus")
     plan_tiny_run(qtbot, tab, corpus, steps=200, name="capitals")
@@ -313,6 +314,7 @@ def test_notes_follow_epochs_probes_and_the_baselines():
     assert "now below the n-gram (trigram) model's (3.50)" in passed
 
 
+@pytest.mark.slow
 def test_resume_can_train_a_finished_run_further(qtbot, tab, tmp_path, private_home):
     corpus = write_corpus(tmp_path / "corpus")
     plan_tiny_run(qtbot, tab, corpus, steps=10, name="longer", eval_every=5)
@@ -330,6 +332,7 @@ def test_resume_can_train_a_finished_run_further(qtbot, tab, tmp_path, private_h
     assert steps[-1] == 16 and steps == sorted(set(steps))
 
 
+@pytest.mark.slow
 def test_a_size_ladder_trains_every_size_and_charts_the_fit(qtbot, tab, tmp_path, private_home):
     corpus = write_corpus(tmp_path / "corpus")
     plan_tiny_run(qtbot, tab, corpus, steps=200, name="capitals", eval_every=2)
@@ -371,6 +374,7 @@ def test_a_size_ladder_trains_every_size_and_charts_the_fit(qtbot, tab, tmp_path
     assert event_fields(tab.ladder_chart.fit) == pytest.approx(event_fields(fit))
 
 
+@pytest.mark.slow
 def test_stopping_a_ladder_saves_the_size_in_training_and_ends_it(qtbot, tab, tmp_path):
     corpus = write_corpus(tmp_path / "corpus")
     plan_tiny_run(qtbot, tab, corpus, steps=200, name="capitals", eval_every=50)

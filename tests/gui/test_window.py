@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from PySide6.QtCore import Qt
 
 
@@ -76,6 +77,7 @@ def test_settings_are_remembered_between_runs(qtbot, window, checkpoint):
         again.close()
 
 
+@pytest.mark.slow
 def test_tokenscope_without_arguments_opens_the_window(tmp_path, checkpoint):
     env = {
         **os.environ,

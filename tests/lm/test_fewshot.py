@@ -2,8 +2,6 @@
 
 import json
 import math
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -293,14 +291,9 @@ def test_sweep_refuses_what_it_cannot_do(tiny_model):
 
 
 def run_cli(*args):
-    proc = subprocess.run(
-        [sys.executable, "-m", "tokenscope", "fewshot", *map(str, args)],
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        timeout=120,
-    )
-    return proc
+    from ..cli_run import run_cli as run
+
+    return run("fewshot", *args, ok=False)
 
 
 def test_cli_sweep_json_matches_the_engine(checkpoint):

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
@@ -62,13 +60,10 @@ def test_sweeps_for_every_model_are_the_models_own_sweeps(checkpoint, other_chec
 
 
 def test_the_command_line_gives_the_apis_numbers(checkpoint, other_checkpoint, tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "tokenscope", "scale", PROBE.prompt, PROBE.answer,
-         "-m", str(checkpoint), "-m", str(other_checkpoint), "--json"],
-        capture_output=True, text=True, timeout=300,
-        env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cli-cache")},
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
+    from ..cli_run import run_cli
+
+    proc = run_cli("scale", PROBE.prompt, PROBE.answer, "-m", checkpoint, "-m", other_checkpoint,
+                   "--json", env={"XDG_CACHE_HOME": str(tmp_path / "cli-cache")})  # fmt: skip
     out = json.loads(proc.stdout)["models"]
     mine = {p.model: p for p in run_probe([str(checkpoint), str(other_checkpoint)], PROBE)}
     for row in out:

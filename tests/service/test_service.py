@@ -251,7 +251,6 @@ def test_shutdown_cancels_a_running_generation(harness, endless_checkpoint):
 
 @pytest.mark.slow
 def test_a_load_can_warm_the_compiled_decode_step(harness, checkpoint, tmp_path, monkeypatch):
-    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
     ticket = harness.submit(Load(str(checkpoint), compile=True))
     done = harness.finished(ticket, timeout=600)
     assert done.outcome == "completed" and done.payload.compiled and not done.payload.note

@@ -28,6 +28,7 @@ def test_ngram_learns_a_repeating_pattern():
     assert model.perplexity(noise) > 5
 
 
+@pytest.mark.slow
 def test_baselines_report_beside_the_run(tmp_path, tools):
     config = tools.run_config(tmp_path, steps=10, eval_every=10)
     events, _ = tools.train("--config", config)

@@ -46,6 +46,7 @@ def _train_on_two(config: Path, *args) -> list[Event]:
     return [e for line in proc.stdout.splitlines() if (e := parse_event(line))]
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_with_the_same_global_batch(tmp_path, tools):
     single = tools.run_config(tmp_path / "one", steps=12, eval_every=6, sample_every=1000)
     events_one, _ = tools.train("--config", single)
@@ -82,6 +83,7 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path, tools):
     assert val_two == pytest.approx(val_one, rel=1e-3)
 
 
+@pytest.mark.slow
 def test_a_sigterm_stops_every_process_cleanly_and_torchrun_exits_0(tmp_path, tools):
     """Through tokenscope.train.torchrun (torchrun itself exits 1 after any signal)."""
     config = tools.run_config(tmp_path, steps=100000, checkpoint_every=100000, eval_every=100000)
@@ -107,6 +109,7 @@ SHARDED_RUN = {"steps": 20, "grad_accum": 2, "dropout": 0.1, "eval_every": 10,
                "sample_every": 10, "checkpoint_every": 10}  # fmt: skip
 
 
+@pytest.mark.slow
 def test_fsdp_trains_as_ddp_does(tmp_path, tools):
     """Sharded parameters, gradients and optimizer state: the losses DDP has, step by step, the
     same evaluation, and the whole model (not a shard) in the checkpoints and the probes."""
@@ -139,6 +142,7 @@ def test_fsdp_trains_as_ddp_does(tmp_path, tools):
         torch.testing.assert_close(saved_fsdp[name], tensor, rtol=0, atol=1e-3)
 
 
+@pytest.mark.slow
 def test_an_fsdp_run_stopped_and_resumed_ends_as_one_run(tmp_path, tools):
     """The gathered checkpoint (weights and AdamW moments) is loaded back into the shards; it
     is an ordinary checkpoint, so DDP resumes it too."""

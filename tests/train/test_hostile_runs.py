@@ -43,6 +43,7 @@ def _assert_same_losses(reported: dict[int, list[float]], reference: list[float]
 KILL_CONFIG = dict(steps=18, checkpoint_every=3, eval_every=6, sample_every=1000, dropout=0.1)
 
 
+@pytest.mark.slow
 def test_kill_9_at_random_moments_then_resume_reproduces_the_losses(tmp_path, tools):
     """Killed while tokenizing, between steps and inside checkpoint writes (a checkpoint
     follows the step event of every third step at once), then resumed to the end: every
@@ -83,6 +84,7 @@ def test_kill_9_at_random_moments_then_resume_reproduces_the_losses(tmp_path, to
     assert tokenscope.load_model(events[-1].checkpoint).config.name == "tiny"
 
 
+@pytest.mark.slow
 def test_a_second_trainer_on_the_folder_is_refused_and_the_first_goes_on(tmp_path, tools):
     config = tools.run_config(tmp_path, steps=100000, checkpoint_every=100000, eval_every=100000)
     first = tools.start("--config", config)
@@ -110,6 +112,7 @@ def test_a_second_trainer_on_the_folder_is_refused_and_the_first_goes_on(tmp_pat
     assert len(tools.of_kind(history, StartEvent)) == 1 and not tools.of_kind(history, ErrorEvent)
 
 
+@pytest.mark.slow
 def test_a_full_disk_stops_the_run_and_keeps_the_last_checkpoint(tmp_path, tools, small_disk):
     """The disk fills while a checkpoint is written: the run ends with a message, the earlier
     checkpoint is intact, nothing half-written is left; with room again, it resumes to the
@@ -156,6 +159,7 @@ def _tokenizing(event: Event) -> bool:
     return isinstance(event, ProgressEvent) and event.stage == "tokenize"
 
 
+@pytest.mark.slow
 def test_stopped_or_killed_while_tokenizing_then_resume_tokenizes_everything(tmp_path, tools):
     tools.write_corpus(tmp_path / "corpus", lines=60000)  # about 2 MB: a second or two
     config = tools.run_config(tmp_path, steps=2, eval_every=2, sample_every=1000)
@@ -190,6 +194,7 @@ def test_stopped_or_killed_while_tokenizing_then_resume_tokenizes_everything(tmp
     assert events[-1].status == "completed"
 
 
+@pytest.mark.slow
 def test_token_files_cut_short_are_made_again_on_resume(tmp_path, tools):
     config = tools.run_config(tmp_path, steps=4, eval_every=2, sample_every=1000)
     first, _ = tools.train("--config", config, "--stop-at-step", 2)
@@ -207,6 +212,7 @@ def test_token_files_cut_short_are_made_again_on_resume(tmp_path, tools):
     assert events[-1].status == "completed"
 
 
+@pytest.mark.slow
 def test_a_new_run_sets_aside_an_earlier_run_in_its_folder(tmp_path, tools):
     """What `tokenscope train --recipe default` run twice does: the second run must neither
     prune nor report the first run's checkpoints."""
@@ -233,6 +239,7 @@ def test_a_new_run_sets_aside_an_earlier_run_in_its_folder(tmp_path, tools):
     assert tools.of_kind(history, StartEvent)[0].config["steps"] == 6
 
 
+@pytest.mark.slow
 def test_a_corpus_of_one_enormous_line_trains(tmp_path, tools):
     rng = random.Random(3)
     words = ["capital", "Jakarta", "Paris", "the", "of", "is", "language", "model", "token"]
@@ -246,6 +253,7 @@ def test_a_corpus_of_one_enormous_line_trains(tmp_path, tools):
     assert events[-1].status == "completed"
 
 
+@pytest.mark.slow
 def test_a_sparse_multi_gb_file_is_skipped_in_bounded_memory(tmp_path, tools):
     """A 4 GB file of text at the start and a hole after it (its first NUL byte far past
     the first 8 KB), and a 4 GB file that is all hole: both are binary, found without

@@ -49,11 +49,9 @@ def test_a_run_is_measured_at_each_checkpoint(tmp_path):
         assert p.probability == pytest.approx(
             score_answer(model, PROBE.prompt, PROBE.answer).probability, rel=1e-6
         )
-    proc = subprocess.run(
-        [sys.executable, "-m", "tokenscope", "scale", PROBE.prompt, PROBE.answer,
-         "-m", str(tmp_path / "ladder"), "--json"], capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
+    from ..cli_run import run_cli
+
+    proc = run_cli("scale", PROBE.prompt, PROBE.answer, "-m", tmp_path / "ladder", "--json")
     out = json.loads(proc.stdout)
     assert [m["name"] for m in out["models"]] == ["ladder/size-1"]
     assert out["models"][0]["probability"] == pytest.approx(curve.points[-1].probability)

@@ -25,6 +25,7 @@ from tokenscope.train.events import (
 )
 
 
+@pytest.mark.slow
 def test_a_run_reports_every_kind_of_event_and_learns(tmp_path, tools):
     config = tools.run_config(tmp_path, steps=30)
     events, _ = tools.train("--config", config)
@@ -55,6 +56,7 @@ def test_a_run_reports_every_kind_of_event_and_learns(tmp_path, tools):
     assert dist.vector().sum() == pytest.approx(1.0, abs=1e-4)
 
 
+@pytest.mark.slow
 def test_stop_then_resume_gives_the_same_losses_as_one_run(tmp_path, tools):
     one = tools.run_config(tmp_path / "a", steps=16, checkpoint_every=100, dropout=0.1)
     events, _ = tools.train("--config", one)
@@ -70,6 +72,7 @@ def test_stop_then_resume_gives_the_same_losses_as_one_run(tmp_path, tools):
     assert losses_two == pytest.approx(losses_one, rel=1e-5, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_a_stop_file_saves_and_stops(tmp_path, tools):
     config = tools.run_config(tmp_path, steps=100000, checkpoint_every=100000, eval_every=100000)
     proc = subprocess.Popen(
@@ -110,6 +113,7 @@ def test_sigterm_saves_and_stops(tmp_path, tools):
     assert isinstance(seen[-2], CheckpointEvent)
 
 
+@pytest.mark.slow
 def test_after_kill_9_the_last_checkpoint_loads_and_the_run_resumes(tmp_path, tools):
     config = tools.run_config(
         tmp_path, steps=100000, checkpoint_every=5, eval_every=100000, sample_every=100000
@@ -173,6 +177,7 @@ def test_invalid_config_is_refused_before_anything_runs(tmp_path, tools):
     assert not (tmp_path / "run").exists()  # nothing was created
 
 
+@pytest.mark.slow
 def test_fine_tuning_continues_from_a_checkpoint_with_its_tokenizer(tmp_path, tools):
     base = tools.run_config(tmp_path / "base", steps=20)
     base_events, _ = tools.train("--config", base)

@@ -76,7 +76,7 @@ def describe_failure(e: BaseException) -> tuple[str, int] | None:
 
     if isinstance(e, TokenscopeError):
         return str(e), EXIT_BAD_INPUT
-    if isinstance(e, UnicodeError):
+    if isinstance(e, (UnicodeDecodeError, UnicodeEncodeError, UnicodeTranslateError)):
         return f"the file is not UTF-8 text ({e.reason})", EXIT_BAD_INPUT
     if isinstance(e, ValueError):
         return str(e) or type(e).__name__, EXIT_BAD_INPUT

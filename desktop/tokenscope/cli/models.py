@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from tokenscope.units import format_bytes
@@ -159,7 +160,7 @@ def pull(args: argparse.Namespace) -> int:
                 last[0] = percent
                 print(f"\rassembling {model.file}: {percent}%", end="", flush=True)
 
-        path = assemble(args.name, show)
+        path: Path | None = assemble(args.name, show)
         print()
     else:
         from tokenscope.lm.registry import known_model_path

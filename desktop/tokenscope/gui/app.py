@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
+from typing import cast
 
 # 6.12.0 corrupts the reference count of None on void calls (QPainter.setPen) and of True on
 # Signal.emit() on Python 3.11: the app aborts within minutes ("Fatal Python error:
@@ -39,7 +40,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    app = QApplication.instance() or QApplication(list(argv or sys.argv[:1]))
+    running = cast("QApplication | None", QApplication.instance())  # (typed QCoreApplication)
+    app = running or QApplication(list(argv or sys.argv[:1]))
     app.setApplicationName("Tokenscope")
     app.setOrganizationName("Tokenscope")
     from tokenscope.files import resource_path

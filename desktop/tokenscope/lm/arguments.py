@@ -128,9 +128,10 @@ def token_ids(name: str, value: Any, vocab_size: int) -> list[int]:
             raise InvalidArgumentError(
                 f"{name}[{i}] must be a token id (a whole number), not {type(item).__name__}"
             )
-        if not 0 <= item < vocab_size:
+        token = int(item)
+        if not 0 <= token < vocab_size:
             raise InvalidArgumentError(
-                f"{name}[{i}] is {int(item)}, not a token id of this model (0..{vocab_size - 1})"
+                f"{name}[{i}] is {token}, not a token id of this model (0..{vocab_size - 1})"
             )
-        ids.append(int(item))
+        ids.append(token)
     return ids

@@ -70,8 +70,16 @@ class ModelFacts:
 class Distribution(Protocol):
     """P(next token | context), or as much of it as the model shows."""
 
-    context_ids: tuple[int, ...]  # what the model saw (empty where a server does not say)
-    dropped_tokens: int  # prompt tokens cut from the front to fit the window
+    # Read-only here (properties): a frozen dataclass answers as well as a plain class.
+    @property
+    def context_ids(self) -> tuple[int, ...]:
+        """What the model saw (empty where a server does not say)."""
+        ...
+
+    @property
+    def dropped_tokens(self) -> int:
+        """Prompt tokens cut from the front to fit the window."""
+        ...
 
     def top(self, k: int | None = None) -> list[TokenProbability]: ...
 
@@ -118,9 +126,15 @@ class Distribution(Protocol):
 class GenerationStream(Protocol):
     """Generated tokens one at a time; `close()` stops the work."""
 
-    prompt_ids: Sequence[int]  # what the model saw before the first new token ([] : unknown)
-    dropped_prompt_tokens: int
     stop_reason: str | None  # "eos", "stop_string", "max_tokens" or "closed"
+
+    @property
+    def prompt_ids(self) -> Sequence[int]:
+        """What the model saw before the first new token ([]: unknown)."""
+        ...
+
+    @property
+    def dropped_prompt_tokens(self) -> int: ...
 
     def __iter__(self) -> Iterator[GenerationStep]: ...
 

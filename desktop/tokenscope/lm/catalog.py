@@ -97,11 +97,11 @@ def catalog() -> list[CatalogEntry]:
         entries.append(replace(_entry(cached.ref, "hub", s), size_bytes=cached.size_bytes))
     entries += run_entries()
     listed = {_same_file(e.path) for e in entries if e.path}
-    for path in recent_models():
-        if _same_file(path) in listed:
+    for recent in recent_models():
+        if _same_file(recent) in listed:
             continue  # opened by its path, but it is the bundled or an installed model
-        listed.add(_same_file(path))
-        entries.append(_entry(Path(path).name or path, "recent", summarize(path), path))
+        listed.add(_same_file(recent))
+        entries.append(_entry(Path(recent).name or recent, "recent", summarize(recent), recent))
     return entries
 
 

@@ -243,8 +243,8 @@ def check_weight_values(state: Mapping[str, torch.Tensor], source: str | Path) -
     for name, tensor in state.items():
         if tensor.numel() == 0:
             continue
-        low, high = torch.aminmax(tensor.detach())
-        low, high = float(low), float(high)
+        extremes = torch.aminmax(tensor.detach())
+        low, high = float(extremes.min), float(extremes.max)
         if not (low >= -MAX_ABS_WEIGHT and high <= MAX_ABS_WEIGHT):  # NaN fails both
             bad = [v for v in (low, high) if not math.isfinite(v)]
             worst = bad[0] if bad else max(low, high, key=abs)

@@ -19,11 +19,15 @@ import inspect
 import os
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING, cast
 
 import torch
 import torch.nn.functional as F
 
 from tokenscope.lm.kv_cache import KVCache
+
+if TYPE_CHECKING:
+    from tokenscope.lm.model import Block, Transformer
 
 FIRST_BUCKET = 256
 
@@ -58,7 +62,9 @@ def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tens
     return x * cos + torch.cat([-x[..., half:], x[..., :half]], dim=-1) * sin
 
 
-def _step(
+# `t` is the Transformer, left untyped: nn.Module's types give every submodule as
+# `Tensor | Module`, so a typed `t` would take a cast on each line of this traced graph.
+def _step(  # type: ignore[no-untyped-def]
     t,
     ids: torch.Tensor,
     pos: torch.Tensor,
@@ -76,7 +82,7 @@ def _step(
         x = x + t.pos_embed.weight.index_select(0, pos)[None]
     capacity = keys.shape[3]
     mask = (torch.arange(capacity, device=pos.device) <= pos)[None, None, None, :]
-    if cos is not None:
+    if cos is not None and sin is not None:  # both or neither
         cos_p, sin_p = cos.index_select(0, pos), sin.index_select(0, pos)  # (1, hs)
     q_size, kv_size = c.n_head * c.head_dim, c.kv_heads * c.head_dim
     heads = torch.arange(c.kv_heads, device=pos.device).view(1, -1)
@@ -110,7 +116,7 @@ def _step(
 class CompiledDecoder:
     """The compiled one-token step of a Transformer (see the module notes)."""
 
-    def __init__(self, transformer) -> None:
+    def __init__(self, transformer: Transformer) -> None:
         if not transformer.config.classic:
             raise ValueError(
                 "compiled decoding covers GPT-2 and Llama-style blocks; this model's "
@@ -121,12 +127,15 @@ class CompiledDecoder:
         # most 8 per function and then refuses to compile another).
         torch.compiler.reset()
         self.transformer = transformer
-        rotary = transformer.blocks[0].attn.rotary if len(transformer.blocks) else None
+        first = cast("Block", transformer.blocks[0]) if len(transformer.blocks) else None
+        rotary = first.attn.rotary if first is not None else None
         self._rotary = rotary
         self._fn = torch.compile(_step, fullgraph=True)
         self.buckets_ready: set[int] = set()
 
-    def _tables(self, device, dtype) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    def _tables(
+        self, device: torch.device, dtype: torch.dtype
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         if self._rotary is None:
             return None, None
         return self._rotary.tables(device, dtype)

@@ -222,7 +222,7 @@ class ModelConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+    def from_dict(cls, data: object) -> ModelConfig:
         """Build a config from a dict, refusing unknown keys so typos are not silently ignored.
 
         Raises ValueError naming the unknown, missing or invalid fields.
@@ -286,7 +286,7 @@ def _set(config: ModelConfig, name: str, value: Any) -> None:
     object.__setattr__(config, name, value)
 
 
-def _check_whole(config: ModelConfig, name: str, low: int, high: int, problems: list) -> None:
+def _check_whole(config: ModelConfig, name: str, low: int, high: int, problems: list[str]) -> None:
     raw = getattr(config, name)
     value = _whole(raw)
     if value is None or not low <= value <= high:
@@ -296,7 +296,7 @@ def _check_whole(config: ModelConfig, name: str, low: int, high: int, problems: 
 
 
 def _check_real(
-    config: ModelConfig, name: str, low: float, high: float, problems: list, *, open_low: bool
+    config: ModelConfig, name: str, low: float, high: float, problems: list[str], *, open_low: bool
 ) -> None:
     raw = getattr(config, name)
     value = _real(raw)
@@ -315,13 +315,14 @@ def _rope_scaling_problems(config: ModelConfig) -> list[str]:
     expected = f"null or an object with exactly {', '.join(ROPE_SCALING_KEYS)}"
     if not isinstance(scaling, dict) or set(scaling) != set(ROPE_SCALING_KEYS):
         return [f"rope_scaling must be {expected} (got {_got(scaling)})"]
-    values = {key: _real(scaling[key]) for key in ROPE_SCALING_KEYS}
-    bad = [key for key, value in values.items() if value is None or value <= 0]
+    reals = {key: _real(scaling[key]) for key in ROPE_SCALING_KEYS}
+    bad = [key for key, value in reals.items() if value is None or value <= 0]
     if bad:
         return [
             f"rope_scaling.{key} must be a positive number (got {_got(scaling[key])})"
             for key in bad
         ]
+    values = {key: value for key, value in reals.items() if value is not None}  # all of them
     problems = []
     if not 1.0 <= values["factor"] <= MAX_ROPE_FACTOR:
         problems.append(f"rope_scaling.factor must be in [1, {MAX_ROPE_FACTOR:g}]")

@@ -109,7 +109,8 @@ class NextTokenDistribution:
 
     def vector(self, *, sampled: bool = False) -> np.ndarray:
         """The full distribution over the vocabulary as a float32 NumPy array (a copy)."""
-        return (self.sampled if sampled else self.raw).detach().cpu().numpy().copy()
+        vector: np.ndarray = (self.sampled if sampled else self.raw).detach().cpu().numpy().copy()
+        return vector
 
     def probability_of(self, continuation: str | Sequence[int]) -> float:
         """Raw probability that the text continues with `continuation` (one or more tokens).

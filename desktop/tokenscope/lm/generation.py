@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 import torch
@@ -139,7 +139,7 @@ class Generation(Iterator[GenerationStep]):
             for i, r, s in zip(ids, raw_p, sampled_p, strict=True)
         )
 
-    def _run(self) -> Iterator[GenerationStep]:
+    def _run(self) -> Generator[GenerationStep, None, None]:
         model, tokenizer = self._model, self._model.tokenizer
         transformer = model.transformer
         window = model.config.context_length

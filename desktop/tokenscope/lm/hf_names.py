@@ -18,8 +18,9 @@ tied model) is skipped; a needed source that is missing is an error naming it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from types import EllipsisType
+from typing import Any, overload
 
 import torch
 
@@ -238,7 +239,7 @@ def _neox_regroup(w: torch.Tensor, config: ModelConfig) -> torch.Tensor:
     return grouped.reshape(w.shape)
 
 
-_OPS = {
+_OPS: dict[str, Callable[[list[torch.Tensor], ModelConfig], torch.Tensor]] = {
     "copy": lambda ts, c: ts[0],
     "t": lambda ts, c: ts[0].t(),
     "cat_t": lambda ts, c: torch.cat(ts, dim=0).t(),
@@ -265,7 +266,12 @@ class _Fields:
             raise ModelFormatError(f"config.json lacks {key!r}")
         return value
 
-    def whole(self, key: str, default: Any = ...) -> int | None:
+    @overload
+    def whole(self, key: str, default: int | EllipsisType = ...) -> int: ...
+    @overload
+    def whole(self, key: str, default: None) -> int | None: ...
+    def whole(self, key: str, default: int | EllipsisType | None = ...) -> int | None:
+        """The field as a whole number of at least 1; None only where `default` is None."""
         value = self._get(key, default)
         if value is None and default is None:
             return None

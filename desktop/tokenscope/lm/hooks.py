@@ -27,12 +27,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import torch
 
 if TYPE_CHECKING:
-    from tokenscope.lm.model import Transformer
+    from tokenscope.lm.model import Block, Transformer
 
 #: fn(activation, hook point name) -> a replacement, or None to keep the activation
 HookFn = Callable[[torch.Tensor, str], "torch.Tensor | None"]
@@ -96,7 +96,8 @@ class HookHandle:
 
 def hook_points(transformer: Transformer) -> dict[str, HookPoint]:
     """Every hook point of the model by name, in forward order."""
-    return {p.name: p for block in transformer.blocks for p in block.hook_points()}
+    # nn.ModuleList yields plain Modules to a type checker; these are Blocks.
+    return {p.name: p for b in transformer.blocks for p in cast("Block", b).hook_points()}
 
 
 def _point(transformer: Transformer, name: str) -> HookPoint:
@@ -117,7 +118,7 @@ def add_hook(transformer: Transformer, name: str, fn: HookFn) -> HookHandle:
 
 def is_hooked(transformer: Transformer) -> bool:
     """Whether any hook is attached (the compiled decode step must then stand aside)."""
-    return any(p.active for block in transformer.blocks for p in block.hook_points())
+    return any(p.active for b in transformer.blocks for p in cast("Block", b).hook_points())
 
 
 @contextlib.contextmanager

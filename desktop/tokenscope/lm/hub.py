@@ -25,8 +25,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from tokenscope.lm.errors import ModelFormatError, ModelNotFoundError, TokenscopeError
+
+if TYPE_CHECKING:
+    from huggingface_hub import HfApi
+    from tqdm.auto import tqdm
 
 PREFIX = "hf:"
 # The files a safetensors folder needs; weights are only ever *.safetensors.
@@ -127,12 +132,19 @@ class Transfer:
         return (self.total - self.done) / speed if speed > 0 and self.total else None
 
 
-def _progress_class(transfer: Transfer, on_progress, cancel: threading.Event | None):
+def _progress_class(
+    transfer: Transfer,
+    on_progress: Callable[[Transfer], None] | None,
+    cancel: threading.Event | None,
+) -> type[tqdm]:
     """A tqdm class for the client's byte counts: forwards them, and stops when cancelled."""
     from tqdm.auto import tqdm
 
-    class _Bar(tqdm):
-        def __init__(self, *args, **kwargs) -> None:
+    class _Bar(tqdm):  # type: ignore[misc]  # tqdm ships no type information
+        # tqdm would start a monitor thread that outlives the download; our bars draw nothing.
+        monitor_interval = 0
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
             kwargs["disable"] = True
             super().__init__(*args, **kwargs)
             # A resumed file starts part-way.
@@ -148,7 +160,8 @@ def _progress_class(transfer: Transfer, on_progress, cancel: threading.Event | N
                 on_progress(transfer)
             if cancel is not None and cancel.is_set():
                 raise DownloadCancelled("the download was cancelled")
-            return super().update(n)
+            updated: bool | None = super().update(n)
+            return updated
 
     return _Bar
 
@@ -170,7 +183,7 @@ def _wanted(name: str, ref: HubRef) -> bool:
     return "/" not in name and any(fnmatch.fnmatch(base, p) for p in FOLDER_FILES)
 
 
-def _api():
+def _api() -> HfApi:
     from huggingface_hub import HfApi
 
     return HfApi()
@@ -263,7 +276,7 @@ def revisions(repo: str) -> list[str]:
         raise _explain(e, ref) from None
     names = {r.name for r in [*refs.branches, *refs.tags]}
 
-    def natural(name: str) -> tuple:
+    def natural(name: str) -> tuple[int | str, ...]:
         return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name))
 
     return sorted(names, key=lambda n: (n != "main", natural(n)))
@@ -382,7 +395,7 @@ def pull(
 PARTIAL = ".tokenscope-partial"
 
 
-def _fetch_blob(ref: HubRef, f: RemoteFile, bar) -> None:
+def _fetch_blob(ref: HubRef, f: RemoteFile, bar: type[tqdm]) -> None:
     """Download a weight file into the cache's blob store through the client's own `http_get`,
     into a partial file that a cancel leaves in place and the next pull continues with a
     Range request (the client's own download deletes its partial file on any failure). The

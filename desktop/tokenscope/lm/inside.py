@@ -133,7 +133,8 @@ class AttentionMaps:
 
     def averaged(self, layer: int) -> np.ndarray:
         """(T, T): the layer's heads averaged."""
-        return self.weights[layer].mean(axis=0)
+        averaged: np.ndarray = self.weights[layer].mean(axis=0)
+        return averaged
 
 
 def _patterns(model: LanguageModel, ids: list[int]) -> torch.Tensor:
@@ -171,7 +172,7 @@ def induction_scores(
     special = {i for i in (tok.bos_id, tok.eos_id) if i is not None}
     pool = np.array([i for i in range(min(tok.vocab_size, model.config.vocab_size))
                      if i not in special])  # fmt: skip
-    total = None
+    total: torch.Tensor | None = None
     for _ in range(repeats):
         half = rng.choice(pool, size=n, replace=len(pool) < n).tolist()
         start = [tok.bos_id] if tok.bos_id is not None else []
@@ -184,6 +185,7 @@ def induction_scores(
         keys = queries - n + 1
         score = w[:, :, queries, keys].mean(-1)  # (L, H)
         total = score if total is None else total + score
+    assert total is not None, "repeats must be at least 1"
     return (total / repeats).cpu().numpy()
 
 
@@ -270,7 +272,7 @@ class Surprisal:
 
     @property
     def total_bits(self) -> float:
-        return sum(t.bits for t in self.scored)
+        return sum(bits for t in self.scored if (bits := t.bits) is not None)
 
     @property
     def bits_per_token(self) -> float:
@@ -278,7 +280,8 @@ class Surprisal:
 
     @property
     def perplexity(self) -> float:
-        return 2.0**self.bits_per_token
+        perplexity: float = 2.0**self.bits_per_token  # (typeshed: float ** float may be complex)
+        return perplexity
 
     @property
     def bits_per_byte(self) -> float:
@@ -334,7 +337,7 @@ def surprisal(
             first_new = 1 if begin == 0 else window - stride
             for j in range(first_new, len(chunk)):
                 top: tuple[tuple[str, float], ...] = ()
-                if k:
+                if indices is not None and values is not None:  # k > 0
                     pairs = zip(indices[j - 1].tolist(), values[j - 1].tolist(), strict=True)
                     top = tuple((tok.display(i), math.exp(v)) for i, v in pairs)
                 found[begin + j] = (float(own[j - 1]), int(ranks[j - 1]), top)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from tokenscope.lm import arguments
-from tokenscope.lm.backend import Capabilities, ModelFacts
+from tokenscope.lm.backend import Capabilities, Distribution, ModelFacts
 from tokenscope.lm.cancel import CancelToken
 from tokenscope.lm.config import ModelConfig
 from tokenscope.lm.distribution import NextTokenDistribution
@@ -231,7 +231,8 @@ class LanguageModel:
             and not is_hooked(self.transformer)
         ):
             return decoder.step(ids, cache)
-        return self.transformer(ids, cache, last_only=last_only)
+        logits: torch.Tensor = self.transformer(ids, cache, last_only=last_only)
+        return logits
 
     def intervene(self, kind: str, value: object, fns: Sequence[tuple[str, HookFn]] = ()) -> None:
         """Make `fns` (hook point name, hook) the lasting change called `kind`, replacing the
@@ -317,7 +318,7 @@ class LanguageModel:
             logits=logits,
         )
 
-    def get_most_likely_token(self, distribution: NextTokenDistribution) -> str:
+    def get_most_likely_token(self, distribution: Distribution) -> str:
         """The text of the most likely next token, e.g. " Jak"."""
         return distribution.most_likely.text
 

@@ -54,7 +54,7 @@ class Dense(nn.Module):
         return y.view(*shape[:-1], y.shape[-1])
 
 
-def _norm(config: ModelConfig, width: int | None = None) -> nn.Module:
+def _norm(config: ModelConfig, width: int | None = None) -> nn.LayerNorm | nn.RMSNorm:
     width = width or config.d_model
     if config.norm == "layernorm":
         return nn.LayerNorm(width, eps=config.norm_eps)
@@ -337,7 +337,7 @@ class Transformer(nn.Module):
         # Set when the weights are packed (tokenscope.lm.packed): the output head as a layer
         # of its own, used instead of `head` or the tied embedding.
         self.output_layer: nn.Module | None = None
-        self._head_copy: tuple[tuple, torch.Tensor] | None = None
+        self._head_copy: tuple[tuple[object, ...], torch.Tensor] | None = None
 
     def set_output_layer(self, layer: nn.Module | None) -> None:
         """Compute logits with `layer` (a packed head) from now on; drop the untied head and

@@ -32,14 +32,18 @@ import contextlib
 import functools
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, cast, runtime_checkable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from tokenscope.lm.heap import trim
+
+if TYPE_CHECKING:
+    from tokenscope.lm.model import Block, Dense, Transformer
 
 GROUP = 32
 # The output head is split into slices of this many rows: packing a slice needs it in float32
@@ -99,7 +103,7 @@ class Groups:
         return Groups(q.to(torch.uint8).view(rows, cols), scale, low, 4)
 
 
-def _quiet_stderr() -> contextlib.AbstractContextManager:
+def _quiet_stderr() -> contextlib.AbstractContextManager[None]:
     """fbgemm's fp16 functions print a one-time C++ deprecation notice on standard error;
     a person running `tokenscope predict` should not see it."""
 
@@ -155,6 +159,10 @@ def fp16_available() -> bool:
 
 class Int4Linear(nn.Module):
     """y = x W^T + b with W as 4-bit groups of 32 (see the module notes)."""
+
+    packed: torch.Tensor
+    scale_zero: torch.Tensor
+    zeros: torch.Tensor | None
 
     def __init__(self, groups: Groups, bias: torch.Tensor | None = None) -> None:
         super().__init__()
@@ -216,6 +224,8 @@ class Int4Linear(nn.Module):
 class Fp16Linear(nn.Module):
     """y = x W^T + b with W in float16, packed for fbgemm (float32 in, float32 out)."""
 
+    packed: torch.Tensor
+
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None) -> None:
         super().__init__()
         self.out_features, self.in_features = weight.shape
@@ -245,8 +255,13 @@ class Fp16Linear(nn.Module):
 class HalfLinear(nn.Module):
     """y = x W^T + b with W (out, in) in a half type, computed in that type."""
 
+    weight: torch.Tensor
+
     def __init__(
-        self, weight: torch.Tensor, bias: torch.Tensor | None = None, dtype=torch.bfloat16
+        self,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None = None,
+        dtype: torch.dtype = torch.bfloat16,
     ) -> None:
         super().__init__()
         self.out_features, self.in_features = weight.shape
@@ -269,7 +284,7 @@ class HalfLinear(nn.Module):
 class SlicedHead(nn.Module):
     """An output head made of row slices (see HEAD_SLICE_ROWS); logits are their concatenation."""
 
-    def __init__(self, parts: Sequence[nn.Module]) -> None:
+    def __init__(self, parts: Sequence[Fp16Linear | HalfLinear]) -> None:
         super().__init__()
         self.parts = nn.ModuleList(parts)
         self.in_features = parts[0].in_features
@@ -287,6 +302,10 @@ class SlicedHead(nn.Module):
 
 class GroupEmbedding(nn.Module):
     """Token embedding rows kept as groups (8- or 4-bit), decoded to float32 on lookup."""
+
+    q: torch.Tensor
+    scale: torch.Tensor
+    bias: torch.Tensor
 
     def __init__(self, groups: Groups) -> None:
         super().__init__()
@@ -314,6 +333,8 @@ class GroupEmbedding(nn.Module):
 class HalfEmbedding(nn.Module):
     """Token embedding rows kept in float16, returned as float32."""
 
+    weight: torch.Tensor
+
     def __init__(self, weight: torch.Tensor) -> None:
         super().__init__()
         self.num_embeddings, self.embedding_dim = weight.shape
@@ -333,6 +354,14 @@ class HalfEmbedding(nn.Module):
 PACKED_TYPES = (Int4Linear, Fp16Linear, HalfLinear, SlicedHead, GroupEmbedding, HalfEmbedding)
 
 
+@runtime_checkable
+class _CountsWeights(Protocol):
+    """A layer holding its weights as buffers (the types above, formats.int8.Int8Dense)."""
+
+    @property
+    def weight_count(self) -> int: ...
+
+
 def _bias_parameter(bias: torch.Tensor | None, n: int) -> nn.Parameter | None:
     if bias is None:
         return None
@@ -341,7 +370,7 @@ def _bias_parameter(bias: torch.Tensor | None, n: int) -> nn.Parameter | None:
     return nn.Parameter(bias.detach().float().clone(), requires_grad=False)
 
 
-def packed_weight_count(transformer: nn.Module) -> int:
+def packed_weight_count(transformer: Transformer) -> int:
     """Weights held by packed layers (buffers, not parameters); a tied head's copy of the
     embedding counted once, as in ModelConfig.parameter_count."""
     tied_copy = transformer.output_layer if transformer.config.tie_embeddings else None
@@ -349,7 +378,7 @@ def packed_weight_count(transformer: nn.Module) -> int:
     return sum(
         m.weight_count
         for m in transformer.modules()
-        if hasattr(m, "weight_count") and not isinstance(m, SlicedHead) and id(m) not in skip
+        if isinstance(m, _CountsWeights) and not isinstance(m, SlicedHead) and id(m) not in skip
     )
 
 
@@ -375,10 +404,10 @@ def half_or_fp16(w: torch.Tensor, fp16: bool, bias: torch.Tensor | None = None) 
     return HalfLinear(w, bias, dtype=torch.bfloat16)
 
 
-def head_from_rows(rows, vocab: int, fp16: bool) -> nn.Module:
+def head_from_rows(rows: Callable[[int, int], torch.Tensor], vocab: int, fp16: bool) -> nn.Module:
     """An output head (vocab outputs) from `rows(start, stop)` -> float32 (n, C) slices."""
     # The head is read in full for every token: fbgemm's speed is worth its padding here.
-    parts: list[nn.Module] = []
+    parts: list[Fp16Linear | HalfLinear] = []
     for start in range(0, vocab, HEAD_SLICE_ROWS):
         w = rows(start, min(vocab, start + HEAD_SLICE_ROWS))
         parts.append(Fp16Linear(w) if fp16 else HalfLinear(w, dtype=torch.bfloat16))
@@ -387,17 +416,18 @@ def head_from_rows(rows, vocab: int, fp16: bool) -> nn.Module:
     return SlicedHead(parts)
 
 
-def _dense_layers(transformer: nn.Module) -> Iterator[tuple[nn.Module, str, nn.Module]]:
+def _dense_layers(transformer: Transformer) -> Iterator[tuple[nn.Module, str, Dense]]:
     from tokenscope.lm.model import Dense
 
     for block in transformer.blocks:
+        block = cast("Block", block)  # nn.ModuleList yields plain Modules to a type checker
         for parent in (block.attn, block.mlp):
             for name, child in list(parent.named_children()):
                 if isinstance(child, Dense):
                     yield parent, name, child
 
 
-def half_layout(transformer: nn.Module) -> None:
+def half_layout(transformer: Transformer) -> None:
     """For a model already converted to a half type: every matrix as HalfLinear (out, in).
 
     Dense keeps (in, out) for float32 speed; in bfloat16 that layout multiplies ~10x slower
@@ -415,7 +445,7 @@ def half_layout(transformer: nn.Module) -> None:
     transformer.set_output_layer(HalfLinear(w, dtype=dtype))
 
 
-def quantize_int4(transformer: nn.Module, device: str = "cpu") -> None:
+def quantize_int4(transformer: Transformer, device: str = "cpu") -> None:
     """A loaded float model's block matrices as 4-bit groups (rounded), the head float16.
 
     Matrices whose input size is not a multiple of 32 stay as they are."""

@@ -199,17 +199,18 @@ def parts_installed(name: str) -> bool:
 
 def _expected_sha256(model: KnownModel) -> str:
     """The pinned checksum, which the package's own list must not contradict."""
+    expected = model.sha256 or ""
     listed = package_file(model.package, model.sums_file) if model.sums_file else None
     if listed is not None:
         for line in listed.read_text(encoding="utf-8", errors="replace").splitlines():
             digest, _, file = line.strip().partition("  ")
-            if file.strip() == model.file and digest.lower() != model.sha256:
+            if file.strip() == model.file and digest.lower() != expected:
                 raise ModelNotFoundError(
                     f"{model.distribution}'s checksum list names {digest[:16]}... for "
-                    f"{model.file}; Tokenscope expects {model.sha256[:16]}...: a different "
+                    f"{model.file}; Tokenscope expects {expected[:16]}...: a different "
                     "release than the one Tokenscope knows; not assembled"
                 )
-    return model.sha256 or ""
+    return expected
 
 
 def assemble(name: str, progress: Callable[[int, int], None] | None = None) -> Path:

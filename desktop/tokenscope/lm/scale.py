@@ -110,7 +110,7 @@ def _name(model: ModelBackend, target: str) -> str:
     return model.name or Path(target).name or target
 
 
-def _read(path: Path) -> dict | None:
+def _read(path: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -118,7 +118,7 @@ def _read(path: Path) -> dict | None:
     return data if isinstance(data, dict) and data.get("version") == CACHE_VERSION else None
 
 
-def _write(path: Path, data: dict) -> None:
+def _write(path: Path, data: dict[str, Any]) -> None:
     from tokenscope.files import atomic_write_text
 
     try:
@@ -211,8 +211,8 @@ def measure_sweep(
     got = _read(path) if use_cache and _cacheable(target) else None
     if got is not None and "points" in got:
         try:
-            points = tuple(SweepPoint(**p) for p in got["points"])
-            return ScaleSweep(target, got["name"], got["parameters"], points, cached=True)
+            stored = tuple(SweepPoint(**p) for p in got["points"])
+            return ScaleSweep(target, got["name"], got["parameters"], stored, cached=True)
         except (TypeError, KeyError):
             pass  # written by another version: measured again
     model = (open_model or _open)(target)

@@ -17,9 +17,9 @@ import os
 import re
 import stat
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard, TypeVar
 
 import tokenizers
 from tokenizers import Regex, decoders, models, pre_tokenizers, trainers
@@ -176,16 +176,21 @@ _PROBE_TEXTS = (
 )
 
 
+#: What a check raises: refuse("reason") names the file and the reason.
+_Refuse = Callable[[str], ModelFormatError]
+_T = TypeVar("_T")
+
+
 def _is_panic(error: BaseException) -> bool:
     """A Rust panic in tokenizers surfaces as pyo3's PanicException, a BaseException."""
     return type(error).__name__ == "PanicException"
 
 
-def _int_id(value: Any) -> bool:
+def _int_id(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _check_vocabulary(model: dict[str, Any], refuse: Any) -> list[int]:
+def _check_vocabulary(model: dict[str, Any], refuse: _Refuse) -> list[int]:
     """The ids of model.vocab after checking its shape, types and ranges."""
     kind = model.get("type")
     vocab = model.get("vocab")
@@ -236,7 +241,7 @@ def _check_vocabulary(model: dict[str, Any], refuse: Any) -> list[int]:
     return list(vocab.values())
 
 
-def _check_added_tokens(added: Any, refuse: Any) -> list[int]:
+def _check_added_tokens(added: Any, refuse: _Refuse) -> list[int]:
     if added is None:
         return []
     if not isinstance(added, list):
@@ -590,7 +595,7 @@ class Tokenizer:
 
     # -- text <-> ids -------------------------------------------------------------------
 
-    def _run(self, call: Any) -> Any:
+    def _run(self, call: Callable[[], _T]) -> _T:
         """Call the backend; a failure of the tokenizer's own rules is a ModelFormatError."""
         try:
             return call()

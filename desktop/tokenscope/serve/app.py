@@ -94,4 +94,4 @@ def create_app(
 def _endpoints() -> str:
     """What a request for an unknown route is told: "GET /v1/models, GET /tokenscope, ..."."""
     routes = [route for route in router.routes if isinstance(route, APIRoute)]
-    return ", ".join(f"{'/'.join(sorted(route.methods))} {route.path}" for route in routes)
+    return ", ".join(f"{'/'.join(sorted(route.methods or ()))} {route.path}" for route in routes)

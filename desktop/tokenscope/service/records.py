@@ -8,10 +8,20 @@ where they are with one Progress record.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from tokenscope.lm.backend import Capabilities
 from tokenscope.lm.tokens import TokenProbability
+
+if TYPE_CHECKING:  # for the types only: importing tokenscope.lm.inside imports torch
+    import numpy as np
+
+    from tokenscope.lm.fewshot.prompt import PromptPart
+    from tokenscope.lm.fewshot.scoring import AnswerScore, SweepPoint
+    from tokenscope.lm.inside import LensRow
+    from tokenscope.lm.inside import Surprisal as SurprisalResult
+    from tokenscope.lm.scale import ScalePoint, ScaleSweep
+    from tokenscope.train.probe_runs import TrainingCurve
 
 
 @dataclass(frozen=True)
@@ -102,11 +112,11 @@ class FewShotView:
     """A few-shot prompt as the model sees it, and how it scores the answers."""
 
     text: str
-    parts: tuple[Any, ...]  # PromptPart records
+    parts: tuple[PromptPart, ...]
     token_count: int
     context_length: int
     chart: NextTokenView  # the next token after the assembled prompt
-    expected: Any  # AnswerScore, or None without an expected answer
+    expected: AnswerScore | None  # None without an expected answer
     candidates: tuple[tuple[str, float, float], ...]  # (candidate, probability, normalised)
     note: str = ""  # e.g. why the answers could not be scored on this model
     upper_bound: bool = False  # some score is only an upper bound (a server's top-k list)
@@ -117,7 +127,7 @@ class SweepSeries:
     """Every point of one model's sweep."""
 
     model: str
-    points: tuple[Any, ...]  # SweepPoint records
+    points: tuple[SweepPoint, ...]
     note: str = ""  # e.g. that some points of a model on a server are upper bounds
 
 
@@ -129,7 +139,7 @@ class LensView:
     position: int
     target_label: str  # the model's own prediction there
     first_top_layer: int | None
-    rows: tuple[Any, ...]  # tokenscope.lm.inside.LensRow records
+    rows: tuple[LensRow, ...]
     seconds: float = 0.0
     target: int = 0  # its token id
     dropped_tokens: int = 0
@@ -142,7 +152,7 @@ class AttentionView:
     labels: tuple[str, ...]
     layer: int
     head: int | None
-    weights: Any  # (T, T) numpy array, rows sum to 1
+    weights: np.ndarray  # (T, T), rows sum to 1
     layers: int
     heads: int
     ablated: frozenset[tuple[int, int]] = frozenset()
@@ -153,7 +163,7 @@ class AttentionView:
 class SurprisalView:
     """A text's surprisal under one model, or two and their differences."""
 
-    results: tuple[Any, ...]  # tokenscope.lm.inside.Surprisal records, one or two
+    results: tuple[SurprisalResult, ...]  # one or two
     disagreements: tuple[tuple[int, int, float, float], ...] = ()  # (start, end, A, B)
 
 
@@ -164,7 +174,7 @@ class ScaleResult:
     error that kept it from being measured."""
 
     target: str
-    point: Any = None  # tokenscope.lm.scale.ScalePoint
-    sweep: Any = None  # tokenscope.lm.scale.ScaleSweep
-    curve: Any = None  # tokenscope.train.probe_runs.TrainingCurve, for a run
+    point: ScalePoint | None = None
+    sweep: ScaleSweep | None = None
+    curve: TrainingCurve | None = None  # for a run
     error: str = ""

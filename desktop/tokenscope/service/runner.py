@@ -26,7 +26,7 @@ import queue
 import threading
 import traceback
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +35,9 @@ from tokenscope.service.jobs import Job
 from tokenscope.service.service import JobContext, ModelService
 
 _STOP = object()
+
+#: a long job's handler: records (passed on as they are), then its result
+_Steps = Generator[object, Any, object]
 
 
 @dataclass(frozen=True)
@@ -108,7 +111,7 @@ class JobRunner:
         self._open: dict[int, Ticket] = {}  # submitted and not finished
         self._lock = threading.Lock()
         self._closed = False
-        self._active: deque[tuple[Ticket, Iterator[Any]]] = deque()
+        self._active: deque[tuple[Ticket, _Steps]] = deque()
 
     # ----- any thread ----------------------------------------------------------------------
 
@@ -198,11 +201,11 @@ class JobRunner:
         else:
             self._active.append((ticket, result))
 
-    def _run_through(self, ticket: Ticket, steps: Iterator[Any]) -> None:
+    def _run_through(self, ticket: Ticket, steps: _Steps) -> None:
         while self._advance(ticket, steps, requeue=False):
             pass
 
-    def _advance(self, ticket: Ticket, steps: Iterator[Any], requeue: bool = True) -> bool:
+    def _advance(self, ticket: Ticket, steps: _Steps, requeue: bool = True) -> bool:
         """One unit of a long job; True while it has more to do."""
         if ticket.token.cancelled or self._stale(ticket):
             self._close(ticket, steps, "cancelled" if ticket.token.cancelled else "stale")
@@ -220,7 +223,7 @@ class JobRunner:
             self._active.append((ticket, steps))
         return True
 
-    def _close(self, ticket: Ticket, steps: Iterator[Any], outcome: str) -> None:
+    def _close(self, ticket: Ticket, steps: _Steps, outcome: str) -> None:
         try:
             steps.close()  # runs the job's own clean-up (finally blocks)
         except BaseException as e:

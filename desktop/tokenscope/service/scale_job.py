@@ -8,9 +8,9 @@ becomes its row's error; the others go on. Models are opened for this job alone 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tokenscope.service.cancel import JobCancelled
 from tokenscope.service.jobs import ScaleRun
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 def run_scale(
     job: ScaleRun, ctx: JobContext, opener: Callable[[str], ModelBackend]
-) -> Iterator[Any]:
+) -> Generator[Progress | ScaleResult, None, str]:
     """The job's records (Progress, then a ScaleResult per model); returns "completed"."""
     from tokenscope.train import runs
     from tokenscope.train.run_folder import list_checkpoints

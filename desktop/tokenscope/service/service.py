@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 from tokenscope.lm.backend import ModelBackend, open_model, require_internals
@@ -48,13 +48,18 @@ from tokenscope.service.records import (
     ModelInfo,
     NextTokenView,
     Progress,
+    ScaleResult,
     SurprisalView,
     SweepSeries,
 )
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from tokenscope.lm.backend import Distribution
-    from tokenscope.lm.tokens import Token
+    from tokenscope.lm.fewshot.scoring import AnswerScore
+    from tokenscope.lm.inside import AttentionMaps
+    from tokenscope.lm.tokens import GenerationStep, Token
 
 PROGRESS_EVERY_S = 0.05  # load progress faster than this is not worth a repaint
 
@@ -80,15 +85,16 @@ class JobContext:
         """A progress callback for tokenscope.lm.progress that emits Progress records (a few
         per second at most; none with `emit` False, for a model opened inside a job that
         counts its own units) and stops the load when the job is cancelled."""
-        last = [0.0, ""]
+        last_time, last_stage = 0.0, ""
 
         def report(stage: str, done: int, total: int) -> None:
+            nonlocal last_time, last_stage
             self.token.check()
             if not emit:
                 return
             now = time.perf_counter()
-            if stage != last[1] or now - last[0] >= PROGRESS_EVERY_S or done == total:
-                last[0], last[1] = now, stage
+            if stage != last_stage or now - last_time >= PROGRESS_EVERY_S or done == total:
+                last_time, last_stage = now, stage
                 self.emit(Progress(stage, done, total))
 
         return report
@@ -125,7 +131,7 @@ class ModelService:
         self.epoch = 0
         self._last: tuple[str, Distribution] | None = None  # (text, its prediction)
         self._watch: tuple[str, str, float, str] | None = None  # (text, watch, P, note)
-        self._maps: tuple[str, Any] | None = None  # (text, AttentionMaps) of the last map
+        self._maps: tuple[str, AttentionMaps] | None = None  # the last map and its text
 
     @property
     def model(self) -> ModelBackend:
@@ -149,7 +155,7 @@ class ModelService:
 
     # ----- loading -------------------------------------------------------------------------
 
-    def _load(self, job: Load, ctx: JobContext) -> Iterator[Any]:
+    def _load(self, job: Load, ctx: JobContext) -> Generator[Progress, None, ModelInfo]:
         model = open_model(
             job.target,
             dtype=job.dtype,
@@ -250,7 +256,9 @@ class ModelService:
 
     # ----- generation ----------------------------------------------------------------------
 
-    def _generate(self, job: Generate, ctx: JobContext) -> Iterator[Any]:
+    def _generate(
+        self, job: Generate, ctx: JobContext
+    ) -> Generator[GenerationStarted | GenerationStep, None, GenerationDone]:
         started = time.perf_counter()
         prompt = list(job.prompt) if isinstance(job.prompt, tuple) else job.prompt
         gen = self.model.generate(
@@ -330,7 +338,7 @@ class ModelService:
             maps.token_ids,
         )
 
-    def _induction(self, job: Induction, ctx: JobContext) -> Any:
+    def _induction(self, job: Induction, ctx: JobContext) -> np.ndarray:
         from tokenscope.lm.inside import induction_scores
 
         return induction_scores(require_internals(self.model, "the induction score"), seed=job.seed)
@@ -343,7 +351,9 @@ class ModelService:
         self._forget()  # they were computed without it
         return ablation(model)
 
-    def _surprisal(self, job: Surprisal, ctx: JobContext) -> Iterator[Any]:
+    def _surprisal(
+        self, job: Surprisal, ctx: JobContext
+    ) -> Generator[Progress, None, SurprisalView]:
         from tokenscope.lm.inside import compare, surprisal
 
         if not job.text.strip():
@@ -378,7 +388,9 @@ class ModelService:
             assembled.text, top_k=job.top_k, cancel=ctx.token
         )
         chart = next_token_view(model, dist, job.top_k)
-        expected, candidates, note, bound = None, (), "", False
+        expected: AnswerScore | None = None
+        candidates: tuple[tuple[str, float, float], ...] = ()
+        note, bound = "", False
         c = model.capabilities
         if prompt.expected or prompt.candidates:
             if c.can_score:
@@ -408,7 +420,7 @@ class ModelService:
             upper_bound=bound,
         )
 
-    def _sweep(self, job: Sweep, ctx: JobContext) -> Iterator[Any]:
+    def _sweep(self, job: Sweep, ctx: JobContext) -> Generator[Progress | SweepSeries, None, str]:
         from tokenscope.lm.fewshot import iter_sweep, sweep_size
 
         total = sweep_size(job.prompt, job.max_shots, job.orders)  # bad settings fail here
@@ -442,7 +454,9 @@ class ModelService:
             )
         return "completed"
 
-    def _scalerun(self, job: ScaleRun, ctx: JobContext) -> Iterator[Any]:
+    def _scalerun(
+        self, job: ScaleRun, ctx: JobContext
+    ) -> Generator[Progress | ScaleResult, None, str]:
         from tokenscope.service.scale_job import run_scale
 
         return (yield from run_scale(job, ctx, lambda target: self._open(target, ctx)))

@@ -306,6 +306,7 @@ class EventWriter:
     def _drop_file(self, error: Exception) -> None:
         self.file_error = error
         file, self._file = self._file, None
+        assert file is not None  # called when writing to it failed
         try:
             file.close()
         except (OSError, ValueError):
@@ -352,7 +353,7 @@ def _converter(hint: Any) -> Converter:
         return lambda v: tuple(item(x) for x in _checked(v, list))
     if origin is dict:
         return lambda v: _checked(v, dict)
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return lambda v: _record(hint, _checked(v, dict))
     return _SCALARS[hint]
 

@@ -61,7 +61,11 @@ def plan(
         )
         model = config.model_config(base.vocab_size)
         context = min(config.context or model.context_length, model.context_length)
-        budget = tokens if tokens is not None else tokens_per_parameter * model.parameter_count()
+        if tokens is not None:
+            budget: float = tokens
+        else:
+            assert tokens_per_parameter is not None  # one of the two (checked above)
+            budget = tokens_per_parameter * model.parameter_count()
         steps = max(2, math.ceil(budget / (config.batch_size * context)))
         out.append(
             config.replace(
@@ -92,13 +96,13 @@ def _result(config: TrainConfig, status: str) -> LadderResult:
 
     events = read_events(Path(config.out_dir) / "events.jsonl")
     start = next((e for e in reversed(events) if isinstance(e, StartEvent)), None)
-    evals = [e for e in events if isinstance(e, EvalEvent) and e.val_loss is not None]
+    losses = [e.val_loss for e in events if isinstance(e, EvalEvent) and e.val_loss is not None]
     steps = [e for e in events if isinstance(e, StepEvent)]
     return LadderResult(
         run_dir=config.out_dir,
         parameters=start.parameters if start is not None else 0,
         tokens=steps[-1].tokens if steps else 0,
-        val_loss=evals[-1].val_loss if evals else math.nan,
+        val_loss=losses[-1] if losses else math.nan,
         status=status,
     )
 
@@ -168,4 +172,5 @@ def fit_power_law(parameters: Sequence[float], losses: Sequence[float]) -> Power
         )
         if best is None or rms < best.rms:
             best = PowerLaw(a, -slope, c, rms)
+    assert best is not None  # the first c sets it
     return best

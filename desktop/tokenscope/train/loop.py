@@ -21,7 +21,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -62,6 +62,9 @@ from tokenscope.train.run_folder import (
 )
 from tokenscope.train.stop_request import StopRequested
 from tokenscope.train.token_files import TokenDataset
+
+if TYPE_CHECKING:
+    from torch.distributed.fsdp import FSDPModule
 
 EVAL_SEED_OFFSET = 1_000_003  # eval batches come from their own stream, the same every time
 
@@ -156,9 +159,9 @@ class _RunState:
     optimizer: torch.optim.Optimizer
     train: TokenDataset
     val: TokenDataset
-    resumed_from: Path | None = None
     # What the steps run: the DDP wrapper, or the model itself (alone, or sharded in place).
-    training_model: torch.nn.Module | None = None
+    training_model: torch.nn.Module
+    resumed_from: Path | None = None
     scaler: Any = None
     step: int = 0
     best_val: float = math.inf
@@ -187,7 +190,7 @@ class Trainer:
         self.resume = resume
         self.stop_at_step = stop_at_step
         self.run_dir = Path(config.out_dir)
-        self.rt: Runtime | None = None
+        self._rt: Runtime | None = None  # set when run() starts
         self.is_main = _ranks()[1] == 0
         # Events go to stdout only until the folder is ours: a trainer refused at the lock
         # must not write into another run's events.jsonl.
@@ -197,6 +200,12 @@ class Trainer:
         self.corpus_info: dict[str, Any] = {}  # what the corpus held, when prepared in this run
 
     # ----- set-up --------------------------------------------------------------------------
+
+    @property
+    def rt(self) -> Runtime:
+        """The processes this run spans (known once `run()` has started)."""
+        assert self._rt is not None, "the run has not started"
+        return self._rt
 
     @property
     def sharded(self) -> bool:
@@ -384,7 +393,7 @@ class Trainer:
     def run(self) -> str:
         self.stop.install()
         try:
-            self.rt = _runtime(self.config)
+            self._rt = _runtime(self.config)
             if self.config.threads:
                 torch.set_num_threads(self.config.threads)
             self._take_folder()
@@ -409,7 +418,7 @@ class Trainer:
             self.events.close()
             if self.lock is not None:
                 self.lock.release()
-            if self.rt is not None and self.rt.world > 1 and dist.is_initialized():
+            if self._rt is not None and self._rt.world > 1 and dist.is_initialized():
                 dist.destroy_process_group()
 
     def _fail(self, message: str) -> str:
@@ -603,8 +612,9 @@ class Trainer:
         if self.sharded:
             from tokenscope.train import fsdp
 
-            return fsdp.gradient_sync_off(state.model)
-        return state.training_model.no_sync()
+            return fsdp.gradient_sync_off(cast("FSDPModule", state.model))  # sharded in place
+        ddp = cast(torch.nn.parallel.DistributedDataParallel, state.training_model)
+        return ddp.no_sync()
 
     def _after_step(self, state: _RunState) -> bool:
         """Report, evaluate, sample, probe and save as the schedule says; True to stop now."""
@@ -639,8 +649,10 @@ class Trainer:
         if (evaluate and c.probes) or sample or save:
             whole = self._whole_model(state)
             if rt.is_main and evaluate:
+                assert whole is not None  # rank 0 holds the whole model
                 self._report_probes(step, whole, state.tokenizer)
             if rt.is_main and sample:
+                assert whole is not None
                 self._report_samples(step, whole, state.tokenizer)
             if save:
                 self._save(step, state, whole, improved)
@@ -682,6 +694,7 @@ class Trainer:
         optimizer_state = self._whole_optimizer_state(state)
         if not self.rt.is_main:
             return
+        assert model is not None and optimizer_state is not None  # rank 0 holds both
         best_val = state.best_val
         path = ckpt.save_training_checkpoint(
             self.run_dir,

@@ -105,6 +105,7 @@ def _make_tokenizer(
     if c.tokenizer == "model":
         from tokenscope.lm.loading import load_model
 
+        assert c.init_from is not None  # the "model" tokenizer is init_from's (config checks)
         return load_model(c.init_from).tokenizer, files
     events.emit(ProgressEvent(stage="tokenizer", done=0, total=1))
     while True:

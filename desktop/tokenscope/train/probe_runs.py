@@ -67,5 +67,6 @@ def training_curve(
                 raise
             continue  # removed meanwhile by the run that is still training (it keeps the last N)
         parameters = point.parameters
+        assert point.rank is not None  # a local model ranks its whole vocabulary
         points.append(CurvePoint(step, round(step * per_step), point.probability, point.rank))
     return TrainingCurve(str(run_dir), run_label(run_dir), parameters, tuple(points))

@@ -185,8 +185,8 @@ def read_run_info(folder: Path) -> RunInfo:
                     best = e.best_val_loss
             case StepEvent() | ProbeEvent() | SampleEvent() | CheckpointEvent():
                 step = e.step
-            case WarningEvent(step=int()):
-                step = e.step
+            case WarningEvent(step=int() as warned_at):
+                step = warned_at
     return RunInfo(str(folder), folder.name, status, step, steps, best, modified)
 
 

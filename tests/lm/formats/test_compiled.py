@@ -18,11 +18,6 @@ from .conftest import write_gguf
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(autouse=True)
-def private_inductor_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
-
-
 def _greedy(model, prompt, n):
     steps = list(model.generate(prompt, max_tokens=n, sampling=GREEDY))
     return [s.token_id for s in steps], torch.tensor([s.probability for s in steps])

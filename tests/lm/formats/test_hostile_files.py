@@ -298,6 +298,7 @@ def test_weights_that_are_not_finite_or_absurd_are_refused(checkpoint, value):
         load_model(checkpoint)
 
 
+@pytest.mark.slow
 def test_a_config_far_larger_than_its_weights_costs_nothing(checkpoint):
     path = checkpoint / "config.json"
     meta = json.loads(path.read_text())

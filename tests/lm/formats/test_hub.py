@@ -116,6 +116,7 @@ def _logits(model, ids):
         return model.transformer(torch.tensor([ids]))[0, -1]
 
 
+@pytest.mark.slow
 def test_a_pythia_checkpoint_is_pulled_at_a_revision_and_predicts_as_transformers(
     hub, pythia, bpe_tokenizer
 ):

@@ -62,10 +62,8 @@ class ExamplesTable(QTreeWidget):
         return item
 
     def rows(self) -> list[tuple[str, str]]:
-        return [
-            (self.topLevelItem(i).text(0), self.topLevelItem(i).text(1))
-            for i in range(self.topLevelItemCount())
-        ]
+        items = [self.topLevelItem(i) for i in range(self.topLevelItemCount())]
+        return [(item.text(0), item.text(1)) for item in items if item is not None]
 
     def set_rows(self, rows: list[tuple[str, str]]) -> None:
         self.blockSignals(True)
@@ -80,6 +78,7 @@ class ExamplesTable(QTreeWidget):
     def move_row(self, source: int, target: int) -> None:
         """What a drag does, for keyboard users (and tests): move row `source` to `target`."""
         item = self.takeTopLevelItem(source)
+        assert item is not None, f"no row {source}"
         self.insertTopLevelItem(target, item)
         self.setCurrentItem(item)
         self.rows_changed.emit()
@@ -171,7 +170,8 @@ class FewShotEditor(QWidget):
         self.examples.editItem(item, 0)
 
     def _on_remove(self) -> None:
-        row = self.examples.indexOfTopLevelItem(self.examples.currentItem())
+        current = self.examples.currentItem()
+        row = self.examples.indexOfTopLevelItem(current) if current is not None else -1
         if row >= 0:
             self.examples.takeTopLevelItem(row)
             self.examples.rows_changed.emit()

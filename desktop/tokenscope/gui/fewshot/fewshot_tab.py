@@ -342,7 +342,7 @@ class FewShotTab(QWidget):
         self.cancel_button.setEnabled(self.sweeping)
 
     def cancel_sweep(self) -> None:
-        if self.sweeping:
+        if self._sweep is not None and self.sweeping:
             self._sweep.cancel()
 
     def _on_sweep_record(self, record: Any) -> None:

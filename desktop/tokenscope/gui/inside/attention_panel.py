@@ -200,9 +200,10 @@ class AttentionPanel(Exportable):
                 self.heads_table.setItem(layer, h, item)
         best = ""
         if self.scores is not None and self.scores.size:
-            layer, h = np.unravel_index(int(self.scores.argmax()), self.scores.shape)
+            top_layer, top_head = np.unravel_index(int(self.scores.argmax()), self.scores.shape)
             best = (
-                f"Highest induction score: layer {layer}, head {h} ({self.scores[layer, h]:.2f}). "
+                f"Highest induction score: layer {top_layer}, head {top_head} "
+                f"({self.scores[top_layer, top_head]:.2f}). "
             )
         silenced = len(self.ablated)
         note = best

@@ -97,7 +97,9 @@ class LensPanel(Exportable):
     def rows(self) -> list[list[Any]]:
         if self.view is None:
             return []
-        out = [["layer", "target", "target_rank", "target_probability", "rank", "token", "p"]]
+        out: list[list[Any]] = [
+            ["layer", "target", "target_rank", "target_probability", "rank", "token", "p"]
+        ]
         for r in self.view.rows:
             for rank, (_i, label, p) in enumerate(r.top, 1):
                 out.append([r.layer, self.view.target_label, r.target_rank,

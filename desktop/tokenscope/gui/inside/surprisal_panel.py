@@ -216,7 +216,7 @@ class SurprisalPanel(Exportable):
     def rows(self) -> list[list[Any]]:
         if self.view is None:
             return []
-        out = [["model", "token", "start", "end", "bits", "probability", "rank"]]
+        out: list[list[Any]] = [["model", "token", "start", "end", "bits", "probability", "rank"]]
         for r in self.view.results:
             for t in r.tokens:
                 out.append([r.model, t.display, t.start, t.end, t.bits, t.probability, t.rank])

@@ -76,7 +76,9 @@ class HubPanel(QGroupBox):
         # Editable: a commit can be typed; the list holds the repository's branches and tags
         # (Pythia's training checkpoints: step0 ... step143000).
         self.revision = QComboBox(objectName="hubRevision", editable=True)
-        self.revision.lineEdit().setPlaceholderText("main")
+        revision_text = self.revision.lineEdit()
+        assert revision_text is not None  # an editable combo box has one
+        revision_text.setPlaceholderText("main")
         self.revision.setToolTip(
             "A branch, tag or commit, e.g. step3000 for one of Pythia's training checkpoints"
         )
@@ -120,7 +122,7 @@ class HubPanel(QGroupBox):
         self.search_button.clicked.connect(self.search)
         self.query.returnPressed.connect(self.search)
         self.table.itemSelectionChanged.connect(self._on_model_chosen)
-        self.revision.lineEdit().editingFinished.connect(self._list_choices)
+        revision_text.editingFinished.connect(self._list_choices)
         self.revision.activated.connect(lambda _index: self._list_choices())
         self.download_button.clicked.connect(self.download)
         self.cancel_button.clicked.connect(self.pull.cancel)

@@ -76,7 +76,9 @@ class PullProcess(QObject):
                 self.process.waitForFinished(2000)
 
     def _on_output(self) -> None:
-        chunk = bytes(self.process.readAllStandardOutput()).decode("utf-8", errors="replace")
+        assert self.process is not None  # its output signal is connected while it runs
+        output = self.process.readAllStandardOutput().data()
+        chunk = bytes(output).decode("utf-8", errors="replace")
         self._output += chunk
         self._buffer += chunk.replace("\r", "\n")
         *lines, self._buffer = self._buffer.split("\n")

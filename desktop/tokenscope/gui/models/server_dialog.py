@@ -9,6 +9,9 @@ in the system keyring; it is never written to the settings file.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import cast
+
 from PySide6.QtCore import QSettings, Qt
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -35,7 +38,8 @@ def recent_servers(settings: QSettings) -> list[str]:
     value = settings.value(RECENT_KEY, [])
     if isinstance(value, str):  # QSettings gives a lone string for a one-item list
         value = [value]
-    return [str(v) for v in value or [] if str(v).startswith(("http://", "https://"))]
+    listed = cast("Iterable[object]", value or [])  # what was stored: a list of addresses
+    return [str(v) for v in listed if str(v).startswith(("http://", "https://"))]
 
 
 def remember_server(settings: QSettings, url: str) -> None:
@@ -57,13 +61,17 @@ class ServerDialog(QDialog):
         self.url = QComboBox(objectName="serverUrl", editable=True)
         self.url.setAccessibleName("Server address")
         self.url.addItems(recent_servers(settings) or [DEFAULT_URL])
-        self.url.lineEdit().setPlaceholderText(DEFAULT_URL)
+        url_text = self.url.lineEdit()
+        assert url_text is not None  # an editable combo box has one
+        url_text.setPlaceholderText(DEFAULT_URL)
         self.url.setMinimumContentsLength(34)
         self.list_button = QPushButton("List models", objectName="listServerModelsButton")
         self.list_button.setToolTip("Ask the server which models it serves (GET /v1/models)")
         self.model = QComboBox(objectName="serverModel", editable=True)
         self.model.setAccessibleName("Model on the server")
-        self.model.lineEdit().setPlaceholderText("the server's one model")
+        model_text = self.model.lineEdit()
+        assert model_text is not None
+        model_text.setPlaceholderText("the server's one model")
         self.key = QLineEdit(objectName="serverApiKey")
         self.key.setAccessibleName("API key")
         self.key.setEchoMode(QLineEdit.EchoMode.Password)

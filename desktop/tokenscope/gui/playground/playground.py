@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
-from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtGui import QKeyEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QComboBox,
     QHBoxLayout,
@@ -201,6 +201,7 @@ class Playground(QWidget):
         if (
             watched is self.prompt
             and event.type() == QEvent.Type.ShortcutOverride
+            and isinstance(event, QKeyEvent)  # what PySide6 hands over for this type
             and event.key() == Qt.Key.Key_Right
             and event.modifiers() == Qt.KeyboardModifier.ControlModifier
         ):
@@ -397,7 +398,7 @@ class Playground(QWidget):
 
     def stop(self) -> None:
         """Stop the generation in progress; no token drawn after this reaches the text."""
-        if self.generating:
+        if self._generation is not None and self.generating:
             self._generation.cancel()
 
     def continue_with_alternative(self) -> None:

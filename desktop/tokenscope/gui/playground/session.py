@@ -102,7 +102,7 @@ def _int(d: dict, key: str, where: str, low: int, high: int, optional: bool = Fa
 
 
 def _float(d: dict, key: str, where: str, low: float, high: float) -> float:
-    value = d.get(key)
+    value: Any = d.get(key)  # JSON, checked here
     _expect(
         isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value <= high,
         f"{where}.{key}",
@@ -226,7 +226,7 @@ def read_session(path: str | Path) -> tuple[dict[str, Any], list[Branch]]:
         raise SessionError(f"{path} is not valid JSON ({e.msg}, line {e.lineno})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise SessionError(f"{path} is not a Tokenscope session file")
-    version = data.get("version")
+    version: Any = data.get("version")  # JSON, checked here
     _expect(version in (1, VERSION), "version", f"1 or {VERSION} (a newer Tokenscope made it?)")
     _str(data, "prompt", "session")
     _str(data, "watch", "session", 10_000, default="")
@@ -239,7 +239,7 @@ def read_session(path: str | Path) -> tuple[dict[str, Any], list[Branch]]:
         "session.current",
         "a branch number (or -1)",
     )
-    raw_branches = data.get("branches")
+    raw_branches: Any = data.get("branches")  # JSON, checked here
     _expect(
         isinstance(raw_branches, list) and len(raw_branches) <= MAX_BRANCHES,
         "session.branches",

@@ -26,6 +26,10 @@ class SizeChart(QWidget):
     """P(answer), or its rank, against parameters (log scale), under the reference chart of
     well-known models with the same axis: the probed models are marked on it too."""
 
+    # A name QWidget has as a method (metric()); the attribute hides it from Python (Qt calls
+    # the C++ one). Renaming it would change what tests and callers use.
+    metric: str  # type: ignore[assignment]
+
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("scaleSizeChart")

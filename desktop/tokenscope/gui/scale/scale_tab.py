@@ -68,6 +68,10 @@ class ScaleTab(Exportable):
     #: set_editor_prompt (GUI thread)
     editor_prompt_wanted = Signal()
 
+    # A name QWidget has as a method (metric()); the attribute hides it from Python (Qt calls
+    # the C++ one). Renaming it would change what tests and callers use.
+    metric: QComboBox  # type: ignore[assignment]
+
     def __init__(self, bridge: ServiceBridge, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("scaleTab")
@@ -408,8 +412,7 @@ class ScaleTab(Exportable):
         self._set_running(False)
         errors = [r for r in self.results if r.error]
         measured = len(self.results) - len(errors)
-        cached = sum(bool((r.point or r.sweep) and (r.point or r.sweep).cached)
-                     for r in self.results)  # fmt: skip
+        cached = sum(bool(shown.cached) for r in self.results if (shown := r.point or r.sweep))
         if outcome == "completed":
             self.progress.setRange(0, 1)
             self.progress.setValue(1)

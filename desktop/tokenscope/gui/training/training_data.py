@@ -147,7 +147,9 @@ class TrainingData(QGroupBox):
                 and self.summary is not None
                 and (self.summary.characters <= PREVIEW_SAMPLE_CHARS)
             )
-            return min(self.vocab.value(), self.preview_vocab) if small else self.vocab.value()
+            if small and self.preview_vocab is not None:
+                return min(self.vocab.value(), self.preview_vocab)
+            return self.vocab.value()
         return self.preview_vocab or 256
 
     def add_paths(self, paths: list[str]) -> None:

@@ -84,6 +84,10 @@ class TrainingPlan(QGroupBox):
     #: GUI thread
     plan_changed = Signal(object)
 
+    # A name QWidget has as a method (width()); the attribute hides it from Python (Qt calls
+    # the C++ one). Renaming it would change what tests and callers use.
+    width: QSpinBox  # type: ignore[assignment]
+
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("Model and budget", parent)
         self.setObjectName("trainingPlan")

@@ -146,8 +146,8 @@ class TrainingTab(QWidget):
         right = QWidget()
         rlayout = QVBoxLayout(right)
         rlayout.addWidget(self.controls)
-        for w in (self.status, self.error, self.baselines_label):
-            rlayout.addWidget(w)
+        for label in (self.status, self.error, self.baselines_label):
+            rlayout.addWidget(label)
         inner = QSplitter(Qt.Orientation.Vertical)
         inner.addWidget(self.charts)
         inner.addWidget(self.bottom)

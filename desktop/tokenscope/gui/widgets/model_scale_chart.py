@@ -108,7 +108,7 @@ class ModelScaleChart(QWidget):
         visible = bool(parameters and parameters > 0)
         for thing in (self._planned_line, self._planned_dot, self._planned_label):
             thing.setVisible(visible)
-        if visible:
+        if parameters is not None and parameters > 0:  # visible
             x = math.log10(parameters)
             year = datetime.date.today().year
             self._planned_line.setValue(x)

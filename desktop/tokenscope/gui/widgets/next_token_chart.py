@@ -104,6 +104,10 @@ class NextTokenChart(QWidget):
     #: () — the plot was drawn anew (at most ~30 times a second, whatever arrives); GUI thread
     repainted = Signal()
 
+    # A name QWidget has as a method (scroll()); the attribute hides it from Python (Qt calls
+    # the C++ one). Renaming it would change what tests and callers use.
+    scroll: QScrollArea  # type: ignore[assignment]
+
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("nextTokenChart")

@@ -4,6 +4,7 @@ axes in plain units, and one colour per model size."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import pyqtgraph as pg
 
@@ -34,17 +35,19 @@ def size_colors(count: int) -> list[tuple[int, int, int]]:
     """One colour per model, smallest first: light to dark along viridis, so that "from some
     size on" reads as a change of colour."""
     cmap = pg.colormap.get("viridis")
+
+    def rgb(at: float) -> tuple[int, int, int]:
+        r, g, b = cmap.map(at, mode="byte")[:3]
+        return int(r), int(g), int(b)
+
     if count <= 0:
         return []
     if count == 1:
-        return [tuple(int(v) for v in cmap.map(0.35, mode="byte")[:3])]
-    return [
-        tuple(int(v) for v in cmap.map(0.9 - 0.85 * i / (count - 1), mode="byte")[:3])
-        for i in range(count)
-    ]
+        return [rgb(0.35)]
+    return [rgb(0.9 - 0.85 * i / (count - 1)) for i in range(count)]
 
 
-def log_ticks(values: list[float]) -> list[tuple[float, str]]:
+def log_ticks(values: Sequence[float]) -> list[tuple[float, str]]:
     """Ticks for a log10 axis in plain units (1M, 2M, 5M, 10M, ...) around `values`."""
     values = [v for v in values if v > 0]
     if not values:

@@ -133,7 +133,7 @@ def _formatted_size(fmt: str, values: Iterable[Any]) -> int:
     return len(fmt) + (fmt.count("{") + fmt.count("%")) * (biggest + widest)
 
 
-def _method_size(method: Any, args: tuple, kwargs: dict) -> int | None:
+def _method_size(method: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int | None:
     """The size a str method's result can reach, for those that multiply sizes."""
     # The sandbox hands out str.format wrapped (functools.update_wrapper keeps __wrapped__).
     owner = getattr(method, "__self__", None)
@@ -157,7 +157,9 @@ def _method_size(method: Any, args: tuple, kwargs: dict) -> int | None:
     return None
 
 
-def _check_call(name: str, value_first: bool, args: tuple, kwargs: dict) -> None:
+def _check_call(
+    name: str, value_first: bool, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
     """Refuse a call or filter whose arguments could build something beyond the budget."""
     budget = _budget()
     budget.tick()
@@ -197,7 +199,7 @@ def _is_jinja_context(value: Any) -> bool:
     return isinstance(value, (Context, EvalContext, Environment))
 
 
-def _materialized(args: tuple, index: int) -> tuple:
+def _materialized(args: tuple[Any, ...], index: int) -> tuple[Any, ...]:
     """`args` with args[index] turned into a list (a generator can be measured only once)."""
     if len(args) > index and not isinstance(args[index], (list, tuple, str, dict)):
         try:

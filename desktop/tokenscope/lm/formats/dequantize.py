@@ -14,6 +14,7 @@ Block layouts (llama.cpp's ggml-common.h), 32 weights per block:
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -21,6 +22,9 @@ from gguf import GGMLQuantizationType as Q
 from gguf.quants import dequantize as gguf_dequantize
 
 from tokenscope.lm.errors import ModelFormatError
+
+if TYPE_CHECKING:
+    from tokenscope.lm.packed import Groups
 
 SUPPORTED = (
     Q.F32, Q.F16, Q.BF16, Q.F64, Q.Q8_0, Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q5_1,
@@ -117,7 +121,7 @@ def _q4_k_scales(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return scales.float(), mins.float()
 
 
-def groups(raw: np.ndarray, qtype: Q, shape: tuple[int, ...], name: str = ""):
+def groups(raw: np.ndarray, qtype: Q, shape: tuple[int, ...], name: str = "") -> Groups:
     """A 2-D tensor of a group type as tokenscope.lm.packed.Groups (exact, no rounding)."""
     from tokenscope.lm.packed import GROUP, Groups
 

@@ -32,7 +32,11 @@ _INITIALISERS = frozenset(
 
 class _SkipInitialisers(TorchFunctionMode):
     def __torch_function__(
-        self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None
+        self,
+        func: Any,
+        types: Any,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
     ) -> Any:
         if func in _INITIALISERS:
             return args[0] if args else (kwargs or {}).get("tensor")

@@ -102,7 +102,7 @@ class SkippedStrings:
 class _Cursor:
     """Reads little-endian values from a buffer, refusing to read past its end."""
 
-    def __init__(self, buf: Any, path: Path) -> None:
+    def __init__(self, buf: mmap.mmap, path: Path) -> None:
         self.buf = buf
         self.pos = 0
         self.size = len(buf)
@@ -123,10 +123,10 @@ class _Cursor:
         return value
 
     def u32(self, what: str) -> int:
-        return self.scalar(4, what)
+        return int(self.scalar(4, what))
 
     def u64(self, what: str) -> int:
-        return self.scalar(10, what)
+        return int(self.scalar(10, what))
 
     def string(self, what: str, limit: int = MAX_STRING_BYTES) -> str:
         n = self.u64(what)
@@ -145,7 +145,7 @@ class _Cursor:
         # The tokenizer's 100k strings make this the hot loop of opening a file: kept tight.
         buf, pos, size = self.buf, self.pos, self.size
         unpack = _U64.unpack_from
-        out = []
+        out: list[str] = []
         append = out.append
         for _ in range(count):
             if pos + 8 > size:

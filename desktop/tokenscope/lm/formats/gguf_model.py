@@ -35,7 +35,7 @@ from tokenscope.lm.formats.gguf_tokenizer import tokenizer_from_gguf
 from tokenscope.lm.heap import fix_mmap_threshold, trim
 from tokenscope.lm.hf_names import GGUF_ARCHITECTURES, apply_rules, plan_shapes
 from tokenscope.lm.language_model import LanguageModel
-from tokenscope.lm.model import RotaryEmbedding
+from tokenscope.lm.model import RotaryEmbedding, Transformer
 from tokenscope.lm.progress import report
 
 
@@ -101,10 +101,11 @@ def architecture_of(meta: Mapping[str, Any], path: Path) -> str:
 def quantization_of(meta: Mapping[str, Any], tensors: Mapping[str, TensorInfo]) -> str:
     """A label such as "Q4_1": the file type it declares, else its most common matrix type."""
     file_type = meta.get("general.file_type")
-    try:
-        return LlamaFileType(int(file_type)).name.removeprefix("MOSTLY_")
-    except (TypeError, ValueError, OverflowError):
-        pass
+    if file_type is not None:
+        try:
+            return LlamaFileType(int(file_type)).name.removeprefix("MOSTLY_")
+        except (TypeError, ValueError, OverflowError):
+            pass
     kinds = [t.qtype.name for t in tensors.values() if len(t.shape) == 2]
     return max(set(kinds), key=kinds.count) if kinds else "unknown"
 
@@ -383,7 +384,11 @@ def load_gguf(
 
 
 def _check_plan(
-    gf: GGUFFile, config: ModelConfig, spec: dict, transformer: Any, targets: set[str]
+    gf: GGUFFile,
+    config: ModelConfig,
+    spec: dict[str, Any],
+    transformer: Transformer,
+    targets: set[str],
 ) -> None:
     """Refuse tensors that are missing, of the wrong shape or of an unreadable type."""
     from tokenscope.lm.checkpoint import check_state_dict

@@ -19,7 +19,8 @@ only if all are 4-bit; otherwise the whole matrix is float16.
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from gguf import GGMLQuantizationType as Q
@@ -38,12 +39,16 @@ from tokenscope.lm.packed import (
     HalfEmbedding,
     HalfLinear,
     Int4Linear,
+    SlicedHead,
     fp16_available,
     half_or_fp16,
     head_from_rows,
     int4_available,
 )
 from tokenscope.lm.progress import report
+
+if TYPE_CHECKING:
+    from tokenscope.lm.model import Transformer
 
 PACKING_MODES = ("auto", "int4")
 _BLOCK_MATRICES = ("attn.qkv", "attn.out", "mlp.gate_up", "mlp.up", "mlp.down")
@@ -97,7 +102,7 @@ def pack_gguf(
     gf: GGUFFile,
     config: ModelConfig,
     spec: dict[str, Any],
-    transformer: nn.Module,
+    transformer: Transformer,
     targets: set[str],
     mode: str,
     device: str,
@@ -137,7 +142,7 @@ def pack_gguf(
                 None
                 if mode == "auto" and types[0] == Q.F32  # float32 as before
                 else head_from_rows(
-                    lambda a, b, n=names[0]: source.floats(n, a, b), config.vocab_size, fp16_ok
+                    functools.partial(source.floats, names[0]), config.vocab_size, fp16_ok
                 )
             )
         else:
@@ -151,6 +156,7 @@ def pack_gguf(
     if config.tie_embeddings and "embed.weight" in done:
         report("packing the weights", total - 1, total)
         embed = transformer.embed
+        assert isinstance(embed, (GroupEmbedding, HalfEmbedding))  # packed above
         transformer.set_output_layer(head_from_rows(embed.rows, config.vocab_size, fp16_ok))
         used.add("fp16 head" if fp16_ok else "bf16 head")
     if not done:
@@ -160,7 +166,7 @@ def pack_gguf(
     return done, " + ".join(k for k in order if k in used)
 
 
-def finish_tied_head(transformer: nn.Module, device: str) -> None:
+def finish_tied_head(transformer: Transformer, device: str) -> None:
     """A tied float32 embedding's head as float16 slices, once the state dict is loaded
     (instead of the float32 transposed copy the plain path keeps)."""
     if transformer.config.tie_embeddings and transformer.output_layer is None:
@@ -182,7 +188,8 @@ def _kind(module: nn.Module) -> str:
         return "grouped embedding"
     if isinstance(module, HalfEmbedding):
         return "fp16 embedding"
-    return "fp16 head" if isinstance(module.parts[0], Fp16Linear) else "bf16 head"
+    head = cast(SlicedHead, module)  # what is left: a packed output head
+    return "fp16 head" if isinstance(head.parts[0], Fp16Linear) else "bf16 head"
 
 
 def _embedding(source: _Source, name: str, qtype: Q, mode: str) -> nn.Module | None:
@@ -207,7 +214,7 @@ def _block_matrix(
     return half_or_fp16(w, fp16_ok)
 
 
-def _install(transformer: nn.Module, name: str, module: nn.Module) -> None:
+def _install(transformer: Transformer, name: str, module: nn.Module) -> None:
     """Replace the layer owning `name` (e.g. blocks.3.attn.qkv.weight) with `module`; a bias
     the old layer had stays a (meta) parameter for the state dict to fill."""
     path = name.removesuffix(".weight")
@@ -217,7 +224,7 @@ def _install(transformer: nn.Module, name: str, module: nn.Module) -> None:
     bias = getattr(old, "bias", None)
     if isinstance(bias, nn.Parameter) and not isinstance(module, (GroupEmbedding, HalfEmbedding)):
         module.bias = nn.Parameter(torch.empty_like(bias), requires_grad=False)
-    if child == "head":
-        parent.set_output_layer(module)
+    if child == "head":  # "head.weight": the parent is the model itself
+        transformer.set_output_layer(module)
         return
     setattr(parent, child, module)

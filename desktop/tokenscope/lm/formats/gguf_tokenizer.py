@@ -87,7 +87,7 @@ class _Meta:
             raise self.error(f"the GGUF metadata {key!r} is not an array of {what}")
         if len(value) != n:
             raise self.error(f"the GGUF tokenizer has {n} tokens but {len(value)} {label}")
-        items = value.tolist()
+        items: list[Any] = value.tolist()
         if not integers and not all(math.isfinite(x) for x in items):
             raise self.error(f"the GGUF metadata {key!r} holds numbers that are not finite")
         return items

@@ -156,7 +156,8 @@ class _SafetensorsTensors(Mapping[str, torch.Tensor]):
     def __getitem__(self, name: str) -> torch.Tensor:
         handle, key, path = self._where[name]
         try:
-            return handle.get_tensor(key).float()
+            tensor: torch.Tensor = handle.get_tensor(key).float()
+            return tensor
         except Exception as e:
             raise ModelFormatError(
                 f"{path}: tensor {key!r} cannot be read ({_first_line(e)})"
@@ -232,6 +233,7 @@ def load_hf_folder(
             config_from_hf(hf)  # raises, naming the architecture and the supported ones
         except ModelFormatError as e:
             raise ModelFormatError(f"{config_path}: {e}") from None
+    assert isinstance(model_type, str)  # config_from_hf refuses a missing model_type
     files = weight_files(folder)
     if stat_path(folder / TOKENIZER) is None:
         others = [n for n in ("tokenizer.model", "vocab.json") if stat_path(folder / n)]

@@ -12,14 +12,19 @@ embedding, and those are read through the Transformer's own code paths.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 
-from tokenscope.lm.model import Dense, Transformer
+from tokenscope.lm.model import Block, Dense, Transformer
 
 
 class Int8Dense(nn.Module):
     """A Dense layer with its weight stored (out, in) as int8 plus a per-row scale."""
+
+    qweight: torch.Tensor
+    scale: torch.Tensor
 
     def __init__(self, dense: Dense) -> None:
         super().__init__()
@@ -48,6 +53,7 @@ def quantize_blocks_int8(transformer: Transformer) -> Transformer:
     if not hasattr(torch, "_weight_int8pack_mm"):
         raise ValueError("this PyTorch has no int8 matmul kernel (_weight_int8pack_mm)")
     for block in transformer.blocks:
+        block = cast(Block, block)  # nn.ModuleList yields plain Modules to a type checker
         for parent in (block.attn, block.mlp):
             for name, child in list(parent.named_children()):
                 if isinstance(child, Dense):

@@ -70,6 +70,7 @@ def _folder(path: Path) -> ModelSummary:
     from tokenscope.lm.hf_names import config_from_hf
 
     meta = read_json_object(path / "config.json", "a model's config.json")
+    dtype: str | None  # shown as the quantization
     if meta.get("format") == "tokenscope-checkpoint":
         config = ModelConfig.from_dict(meta.get("model"))
         architecture, dtype = "tokenscope", "F32"

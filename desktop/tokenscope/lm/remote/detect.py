@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from tokenscope.lm.cancel import CancelToken
 from tokenscope.lm.remote.parsing import sizes
@@ -38,7 +39,7 @@ class ServerInfo:
         return f"remote · top-{self.max_top_k} · {self.probabilities}"
 
 
-def list_models(server: Server, cancel: CancelToken | None = None) -> dict[str, dict]:
+def list_models(server: Server, cancel: CancelToken | None = None) -> dict[str, dict[str, Any]]:
     """The server's models by id, with what its listing says of each (GET /v1/models)."""
     listing = server.json("/v1/models", cancel=cancel)
     data = listing.get("data") if isinstance(listing, dict) else None

@@ -13,7 +13,7 @@ import dataclasses
 import http.client
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
 from tokenscope.lm.cancel import Cancelled
@@ -66,7 +66,7 @@ class RemoteGeneration(Iterator[GenerationStep]):
         if self._exchange is not None:
             self._exchange.close()
 
-    def _run(self) -> Iterator[GenerationStep]:
+    def _run(self) -> Generator[GenerationStep, None, None]:
         if self._first is not None:
             self.steps.append(self._first)
             yield self._first
@@ -90,7 +90,8 @@ class RemoteGeneration(Iterator[GenerationStep]):
                     finished = True
                     break
                 choice = _choice(payload, root, len(self.steps))
-                text = choice.get("text") if isinstance(choice.get("text"), str) else ""
+                raw_text = choice.get("text")
+                text = raw_text if isinstance(raw_text, str) else ""
                 found = positions(choice.get("logprobs"), self._ids)
                 if not found and text:  # a server without log-probs
                     found = [(None, [])]

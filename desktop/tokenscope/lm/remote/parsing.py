@@ -92,16 +92,16 @@ def positions(logprobs: Any, ids: StandIns) -> list[Position]:
     if isinstance(tokens, list) and isinstance(tops, list):
         for i, (token, top) in enumerate(zip(tokens, tops, strict=False)):
             alternatives = top.items() if isinstance(top, dict) else ()
-            listed = [
+            ranked = [
                 ids.token(None, str(text), None, probability(lp)) for text, lp in alternatives
             ]
-            listed.sort(key=lambda t: -t.probability)
-            own = values[i] if isinstance(values, list) and i < len(values) else None
-            chosen = next((t for t in listed if t.text == token), None)
+            ranked.sort(key=lambda t: -t.probability)
+            own_logprob = values[i] if isinstance(values, list) and i < len(values) else None
+            chosen = next((t for t in ranked if t.text == token), None)
             if chosen is None:
-                p = probability(own) if own is not None else 0.0
+                p = probability(own_logprob) if own_logprob is not None else 0.0
                 chosen = ids.token(None, str(token), None, p)
-            out.append((chosen, listed))
+            out.append((chosen, ranked))
     return out
 
 
