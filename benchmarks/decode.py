@@ -25,7 +25,8 @@ from tokenizers import Tokenizer as BackendTokenizer
 from tokenizers.models import WordLevel
 
 from tokenscope.lm import GREEDY, LanguageModel, Tokenizer, Transformer
-from tokenscope.lm.hf_names import config_from_hf, convert_state_dict
+from tokenscope.lm.hf_config import config_from_hf
+from tokenscope.lm.hf_names import convert_state_dict
 
 
 def build_models() -> tuple[LanguageModel, transformers.GPT2LMHeadModel]:

@@ -8,7 +8,8 @@ import pytest
 import torch
 import transformers  # a declared test dependency (the "test" extra)
 
-from tokenscope.lm.hf_names import config_from_hf, convert_state_dict
+from tokenscope.lm.hf_config import config_from_hf
+from tokenscope.lm.hf_names import convert_state_dict
 from tokenscope.lm.model import Transformer
 
 

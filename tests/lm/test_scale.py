@@ -26,7 +26,7 @@ def test_each_point_is_that_models_score_and_is_cached(checkpoint, other_checkpo
     points = run_probe(targets, PROBE)
     for target, point in zip(targets, points, strict=True):
         model = tokenscope.load_model(target)
-        score = score_answer(model, PROBE.prompt, PROBE.answer)
+        score = score_answer(model, PROBE.prompt, PROBE.continuation)
         assert point.probability == pytest.approx(score.probability, rel=1e-6)
         assert point.rank == score.first_token_rank and point.parameters == model.parameter_count
         assert not point.cached
@@ -62,7 +62,7 @@ def test_sweeps_for_every_model_are_the_models_own_sweeps(checkpoint, other_chec
 def test_the_command_line_gives_the_apis_numbers(checkpoint, other_checkpoint, tmp_path):
     from ..cli_run import run_cli
 
-    proc = run_cli("scale", PROBE.prompt, PROBE.answer, "-m", checkpoint, "-m", other_checkpoint,
+    proc = run_cli("scale", PROBE.prompt, PROBE.continuation, "-m", checkpoint, "-m", other_checkpoint,
                    "--json", env={"XDG_CACHE_HOME": str(tmp_path / "cli-cache")})  # fmt: skip
     out = json.loads(proc.stdout)["models"]
     mine = {p.model: p for p in run_probe([str(checkpoint), str(other_checkpoint)], PROBE)}

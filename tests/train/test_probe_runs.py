@@ -47,11 +47,11 @@ def test_a_run_is_measured_at_each_checkpoint(tmp_path):
     for p in curve.points:
         model = tokenscope.load_model(str(run / "checkpoints" / f"step-{p.step:06d}"))
         assert p.probability == pytest.approx(
-            score_answer(model, PROBE.prompt, PROBE.answer).probability, rel=1e-6
+            score_answer(model, PROBE.prompt, PROBE.continuation).probability, rel=1e-6
         )
     from ..cli_run import run_cli
 
-    proc = run_cli("scale", PROBE.prompt, PROBE.answer, "-m", tmp_path / "ladder", "--json")
+    proc = run_cli("scale", PROBE.prompt, PROBE.continuation, "-m", tmp_path / "ladder", "--json")
     out = json.loads(proc.stdout)
     assert [m["name"] for m in out["models"]] == ["ladder/size-1"]
     assert out["models"][0]["probability"] == pytest.approx(curve.points[-1].probability)

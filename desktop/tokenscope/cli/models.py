@@ -171,7 +171,8 @@ def pull(args: argparse.Namespace) -> int:
 
 
 def remove(args: argparse.Namespace) -> int:
-    from tokenscope.lm.hub import delete_cached, is_hub_ref
+    from tokenscope.lm.hub import is_hub_ref
+    from tokenscope.lm.hub_listing import delete_cached
     from tokenscope.lm.registry import remove
 
     if is_hub_ref(args.name):
@@ -187,7 +188,7 @@ def remove(args: argparse.Namespace) -> int:
 
 
 def search(args: argparse.Namespace) -> int:
-    from tokenscope.lm.hub import search
+    from tokenscope.lm.hub_listing import search
 
     found = search(args.query, limit=args.limit)
     if args.json:

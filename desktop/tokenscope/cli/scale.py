@@ -123,13 +123,13 @@ def _print_points(args: argparse.Namespace, probe: Any, points: list[Any], curve
         print_json(
             {
                 "prompt": probe.prompt,
-                "answer": probe.answer,
+                "answer": probe.continuation,
                 "models": [asdict(p) for p in points],
                 "runs": [asdict(c) for c in curves],
             }
         )
         return
-    print(f"P({probe.answer!r} | {probe.prompt!r}), smallest model first")
+    print(f"P({probe.continuation!r} | {probe.prompt!r}), smallest model first")
     print(f"{'model':<28} {'parameters':>12}  {'P(answer)':>10}  {'rank':>6}  top prediction")
     for p in points:
         print(

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tokenscope.lm.formats.summary import ModelSummary, summarize
-from tokenscope.lm.hub import cached_models
+from tokenscope.lm.hub_listing import cached_models
 from tokenscope.lm.loading import BUILTIN, builtin_model_path
 from tokenscope.lm.registry import KNOWN_MODELS, known_model_path, parts_installed, recent_models
 from tokenscope.lm.run_checkpoints import best_checkpoint, latest_checkpoint

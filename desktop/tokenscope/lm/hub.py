@@ -176,14 +176,14 @@ class RemoteFile:
     sha256: str | None  # for files stored with git-lfs (all weights)
 
 
-def _wanted(name: str, ref: HubRef) -> bool:
+def is_wanted_file(name: str, ref: HubRef) -> bool:
     if ref.file is not None:
         return name == ref.file
     base = name.rsplit("/", 1)[-1]
     return "/" not in name and any(fnmatch.fnmatch(base, p) for p in FOLDER_FILES)
 
 
-def _api() -> HfApi:
+def hub_api() -> HfApi:
     from huggingface_hub import HfApi
 
     return HfApi()
@@ -196,7 +196,7 @@ def _explain(error: Exception, ref: HubRef, file: str | None = None) -> Tokensco
     if isinstance(error, errors.LocalEntryNotFoundError):  # the client could not get it
         return ModelNotFoundError(
             f"the Hub cannot be reached for {ref}, and it is not in the Hugging Face cache "
-            f"({_first_line(error)})"
+            f"({first_line(error)})"
         )
     if isinstance(error, errors.GatedRepoError):
         return ModelNotFoundError(
@@ -218,11 +218,11 @@ def _explain(error: Exception, ref: HubRef, file: str | None = None) -> Tokensco
         )
     if isinstance(error, errors.HfHubHTTPError):
         status = getattr(error.response, "status_code", "?")
-        return ModelNotFoundError(f"the Hub answered {status} for {ref}: {_first_line(error)}")
-    return ModelNotFoundError(f"the Hub cannot be reached for {ref} ({_first_line(error)})")
+        return ModelNotFoundError(f"the Hub answered {status} for {ref}: {first_line(error)}")
+    return ModelNotFoundError(f"the Hub cannot be reached for {ref} ({first_line(error)})")
 
 
-def _first_line(error: BaseException) -> str:
+def first_line(error: BaseException) -> str:
     lines = str(error).strip().splitlines()
     return lines[0][:200] if lines else type(error).__name__
 
@@ -231,7 +231,7 @@ def remote_files(ref: HubRef) -> list[RemoteFile]:
     """The files a pull of `ref` fetches, asking the Hub; refuses a repository whose
     weights are only pickles, and a GGUF file that is not there."""
     try:
-        info = _api().model_info(ref.repo, revision=ref.revision, files_metadata=True)
+        info = hub_api().model_info(ref.repo, revision=ref.revision, files_metadata=True)
     except Exception as e:
         raise _explain(e, ref) from None
     siblings = info.siblings or []
@@ -239,7 +239,7 @@ def remote_files(ref: HubRef) -> list[RemoteFile]:
         RemoteFile(s.rfilename, int(s.size or (s.lfs.size if s.lfs else 0) or 0),
                    s.lfs.sha256 if s.lfs else None)
         for s in siblings
-        if _wanted(s.rfilename, ref)
+        if is_wanted_file(s.rfilename, ref)
     ]  # fmt: skip
     names = [s.rfilename for s in siblings]
     if ref.file is not None and not files:
@@ -271,7 +271,7 @@ def revisions(repo: str) -> list[str]:
     step10000): Pythia publishes each training checkpoint as a branch."""
     ref = parse_ref(f"{PREFIX}{repo}")
     try:
-        refs = _api().list_repo_refs(ref.repo)
+        refs = hub_api().list_repo_refs(ref.repo)
     except Exception as e:  # every client failure becomes one clear message
         raise _explain(e, ref) from None
     names = {r.name for r in [*refs.branches, *refs.tags]}
@@ -296,13 +296,13 @@ def choices(repo: str, revision: str | None = None) -> list[Choice]:
     file, smallest GGUF first; a message when there is nothing Tokenscope can read."""
     ref = parse_ref(f"{PREFIX}{repo}" + (f"@{revision}" if revision else ""))
     try:
-        info = _api().model_info(ref.repo, revision=ref.revision, files_metadata=True)
+        info = hub_api().model_info(ref.repo, revision=ref.revision, files_metadata=True)
     except Exception as e:
         raise _explain(e, ref) from None
     siblings = info.siblings or []
     at = f"@{revision}" if revision else ""
     found: list[Choice] = []
-    folder = [s for s in siblings if _wanted(s.rfilename, ref)]
+    folder = [s for s in siblings if is_wanted_file(s.rfilename, ref)]
     names = {s.rfilename for s in folder}
     if "config.json" in names and any(n.endswith(".safetensors") for n in names):
         size = sum(int(s.size or 0) for s in folder)
@@ -359,7 +359,11 @@ def pull(
             # so that `@revision` is found there offline. With the blob in place it only links.
             path = Path(
                 hf_hub_download(
-                    ref.repo, f.name, revision=ref.revision, tqdm_class=bar, cache_dir=_cache_dir()
+                    ref.repo,
+                    f.name,
+                    revision=ref.revision,
+                    tqdm_class=bar,
+                    cache_dir=cache_folder(),
                 )
             )
         except TokenscopeError:  # cancelled, damaged, busy: said already
@@ -405,7 +409,7 @@ def _fetch_blob(ref: HubRef, f: RemoteFile, bar: type[tqdm]) -> None:
     from huggingface_hub.file_download import http_get, repo_folder_name
     from huggingface_hub.utils import build_hf_headers
 
-    folder = Path(_cache_dir()) / repo_folder_name(repo_id=ref.repo, repo_type="model")
+    folder = Path(cache_folder()) / repo_folder_name(repo_id=ref.repo, repo_type="model")
     blob = folder / "blobs" / str(f.sha256)
     if blob.is_file():
         return
@@ -451,7 +455,7 @@ def _check_config(path: Path, ref: HubRef) -> None:
     """Refuse, before the weights come, a folder whose config.json Tokenscope cannot open."""
     import json
 
-    from tokenscope.lm.hf_names import config_from_hf
+    from tokenscope.lm.hf_config import config_from_hf
 
     try:
         hf = json.loads(path.read_text(encoding="utf-8"))
@@ -471,7 +475,7 @@ def _index_shards(path: Path) -> set[str]:
         raise ModelFormatError(f"{path.name} is not a safetensors index ({e})") from None
 
 
-def _cache_dir() -> str:
+def cache_folder() -> str:
     """The Hugging Face cache folder (HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/...)."""
     from huggingface_hub import constants
 
@@ -486,21 +490,21 @@ def cached_path(ref: HubRef | str) -> Path | None:
     ref = parse_ref(ref) if isinstance(ref, str) else ref
     if ref.file is not None:
         found = try_to_load_from_cache(
-            ref.repo, ref.file, revision=ref.revision, cache_dir=_cache_dir()
+            ref.repo, ref.file, revision=ref.revision, cache_dir=cache_folder()
         )
         return Path(found) if isinstance(found, str) else None
     try:
         folder = Path(
             snapshot_download(
-                ref.repo, revision=ref.revision, local_files_only=True, cache_dir=_cache_dir()
+                ref.repo, revision=ref.revision, local_files_only=True, cache_dir=cache_folder()
             )
         )
     except Exception:
         return None
-    return folder if _complete(folder) else None
+    return folder if is_complete_snapshot(folder) else None
 
 
-def _complete(folder: Path) -> bool:
+def is_complete_snapshot(folder: Path) -> bool:
     """A config and its weights: every shard the index lists, or one model.safetensors."""
     if not (folder / "config.json").is_file():
         return False
@@ -523,133 +527,3 @@ def resolve(text: str) -> Path:
             "Models tab's Hub search"
         )
     return path
-
-
-# ----- searching the Hub and listing the cache ---------------------------------------------
-
-
-@dataclass(frozen=True)
-class HubModel:
-    """One search result."""
-
-    id: str
-    downloads: int | None
-    parameters: int | None
-    formats: tuple[str, ...]  # "safetensors", "gguf"
-    license: str | None
-    gated: bool
-    size_bytes: int | None
-    architecture: str | None
-
-
-def search(query: str, limit: int = 30) -> list[HubModel]:
-    """Text-generation models on the Hub matching `query`, most downloaded first."""
-    try:
-        found = _api().list_models(
-            search=query or None,
-            pipeline_tag="text-generation",
-            sort="downloads",
-            limit=limit,
-            expand=["downloads", "gated", "tags", "safetensors", "gguf", "usedStorage",
-                    "pipeline_tag"],
-        )  # fmt: skip
-        found = list(found)
-    except Exception as e:  # every client failure becomes one clear message
-        from huggingface_hub import errors
-
-        if isinstance(e, errors.OfflineModeIsEnabled):
-            raise ModelNotFoundError("HF_HUB_OFFLINE is set: the Hub cannot be searched") from None
-        raise ModelNotFoundError(f"the Hub cannot be searched now ({_first_line(e)})") from None
-    results = []
-    for m in found:
-        tags = list(m.tags or [])
-        formats = tuple(f for f in ("safetensors", "gguf") if f in tags or getattr(m, f, None))
-        license_tag = next((t.split(":", 1)[1] for t in tags if t.startswith("license:")), None)
-        params = getattr(m.safetensors, "total", None) if m.safetensors else None
-        gguf = m.gguf if isinstance(m.gguf, dict) else {}
-        results.append(
-            HubModel(
-                id=m.id,
-                downloads=m.downloads,
-                parameters=params or gguf.get("total"),
-                formats=formats,
-                license=license_tag,
-                gated=bool(m.gated),
-                size_bytes=m.used_storage,
-                architecture=gguf.get("architecture"),
-            )
-        )
-    return results
-
-
-@dataclass(frozen=True)
-class CachedModel:
-    ref: str  # what load_model takes
-    path: str
-    size_bytes: int
-
-
-def cached_models() -> list[CachedModel]:
-    """Models in the Hugging Face cache that Tokenscope can open: snapshot folders with a
-    config and safetensors weights, and GGUF files; newest first."""
-    from huggingface_hub import scan_cache_dir
-
-    try:
-        cache = scan_cache_dir(_cache_dir())
-    except Exception:
-        return []
-    found: list[tuple[float, CachedModel]] = []
-    for repo in cache.repos:
-        if repo.repo_type != "model":
-            continue
-        for rev in repo.revisions:
-            names = {f.file_name: f for f in rev.files}
-            label = next(iter(sorted(rev.refs)), None) or rev.commit_hash
-            suffix = "" if label == "main" else f"@{label}"
-            when = rev.last_modified
-            if "config.json" in names and _complete(Path(rev.snapshot_path)):
-                ref = f"{PREFIX}{repo.repo_id}{suffix}"
-                found.append((when, CachedModel(ref, str(rev.snapshot_path), rev.size_on_disk)))
-            for f in rev.files:
-                if f.file_name.lower().endswith(".gguf"):
-                    rel = f.file_path.relative_to(rev.snapshot_path).as_posix()
-                    ref = f"{PREFIX}{repo.repo_id}/{rel}{suffix}"
-                    found.append((when, CachedModel(ref, str(f.file_path), f.size_on_disk)))
-    return [m for _, m in sorted(found, key=lambda x: -x[0])]
-
-
-def delete_cached(ref_text: str) -> int:
-    """Remove a cached model from the Hugging Face cache: the one GGUF file, or the folder's
-    files (other files of the same revision stay); the bytes freed. A revision left empty
-    goes, with the branch or tag names pointing at it."""
-    ref = parse_ref(ref_text)
-    path = cached_path(ref)
-    if path is None:
-        raise ModelNotFoundError(f"{ref} is not in the Hugging Face cache")
-    snapshot = path.parent if ref.file is not None else path
-    if ref.file is not None:
-        links = [path]
-    else:
-        links = [p for p in snapshot.iterdir() if _wanted(p.name, ref)]
-    repo_folder = snapshot.parent.parent
-    freed = 0
-    for link in links:
-        blob = link.resolve()
-        link.unlink(missing_ok=True)
-        others = [
-            p
-            for p in (repo_folder / "snapshots").rglob("*")
-            if p.is_symlink() and p.resolve() == blob
-        ]
-        if not others and blob.is_file() and blob.parent.name == "blobs":
-            freed += blob.stat().st_size
-            blob.unlink()
-    if not any(snapshot.rglob("*")):
-        snapshot.rmdir()
-        commit = snapshot.name
-        for ref_file in (
-            (repo_folder / "refs").rglob("*") if (repo_folder / "refs").is_dir() else []
-        ):
-            if ref_file.is_file() and ref_file.read_text().strip() == commit:
-                ref_file.unlink()
-    return freed

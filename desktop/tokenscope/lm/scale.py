@@ -28,25 +28,12 @@ from tokenscope.lm.backend import ModelBackend, is_server
 from tokenscope.lm.backend import open_model as _open
 from tokenscope.lm.cancel import CancelToken
 from tokenscope.lm.fewshot import FewShotPrompt, SweepPoint, iter_sweep, score_answer
+from tokenscope.lm.probe import Probe
+
+__all__ = ["Probe", "ScalePoint", "ScaleSweep", "measure_probe", "measure_sweep", "run_probe",
+           "run_sweeps"]  # fmt: skip
 
 CACHE_VERSION = 1
-
-
-@dataclass(frozen=True)
-class Probe:
-    """A prompt and the continuation whose probability is measured."""
-
-    prompt: str
-    answer: str
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.prompt, str) or not isinstance(self.answer, str):
-            raise ValueError("a probe is a prompt and an answer, both text")
-        if not self.answer:
-            raise ValueError("the probe's answer is empty")
-
-    def key(self) -> str:
-        return _digest({"prompt": self.prompt, "answer": self.answer})
 
 
 @dataclass(frozen=True)
@@ -147,7 +134,7 @@ def measure_probe(
         except TypeError:
             pass  # written by another version: measured again
     model = (open_model or _open)(target)
-    score = score_answer(model, probe.prompt, probe.answer, cancel=cancel)
+    score = score_answer(model, probe.prompt, probe.continuation, cancel=cancel)
     point = ScalePoint(
         model=target,
         name=_name(model, target),

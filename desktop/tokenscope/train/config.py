@@ -14,20 +14,13 @@ from typing import Any, Literal
 
 from tokenscope.files import resource_path
 from tokenscope.lm.config import PRESETS, ModelConfig, preset
+from tokenscope.lm.probe import Probe  # a prompt and the continuation reported as training goes
 from tokenscope.train import config_checks as checks
 
 TokenizerKind = Literal["char", "bpe", "model"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Strategy = Literal["ddp", "fsdp"]
 MAX_CONFIG_BYTES = 10 << 20
-
-
-@dataclass(frozen=True)
-class Probe:
-    """A prompt and a continuation whose probability is reported as training goes on."""
-
-    prompt: str
-    continuation: str
 
 
 @dataclass(frozen=True)

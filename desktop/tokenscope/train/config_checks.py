@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from tokenscope.lm import config as lm_config
+from tokenscope.lm.probe import Probe
 
 # Upper bounds well above any model this app trains, low enough that nothing absurd is
 # allocated on the way to the memory check (a vocabulary of 10^9 aborts the Rust tokenizer).
@@ -221,7 +222,7 @@ def probe_problems(probes: Any) -> list[str]:
         return [f"probes must be a list of {{prompt, continuation}} objects (got {_got(probes)})"]
     problems: list[str] = []
     for i, probe in enumerate(probes):
-        if hasattr(probe, "prompt") and hasattr(probe, "continuation"):
+        if isinstance(probe, Probe):
             probe = {"prompt": probe.prompt, "continuation": probe.continuation}
         if not isinstance(probe, dict) or sorted(probe) != ["continuation", "prompt"]:
             problems.append(f"probes[{i}] must be an object with exactly prompt and "

@@ -14,9 +14,7 @@ lock while it does.
 
 from __future__ import annotations
 
-import errno
 import math
-import os
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -31,9 +29,7 @@ import torch.nn.functional as F
 from tokenscope.files import atomic_write_text
 from tokenscope.lm.config import ModelConfig
 from tokenscope.lm.errors import TokenscopeError
-from tokenscope.lm.language_model import LanguageModel
 from tokenscope.lm.model import Transformer
-from tokenscope.lm.sampling import SamplingSettings
 from tokenscope.lm.tokenizer import Tokenizer
 from tokenscope.train import checkpoints as ckpt
 from tokenscope.train.config import TrainConfig
@@ -45,20 +41,28 @@ from tokenscope.train.events import (
     ErrorEvent,
     EvalEvent,
     EventWriter,
-    ProbeEvent,
-    SampleEvent,
     StartEvent,
     StepEvent,
     WarningEvent,
 )
 from tokenscope.train.memory import check_fits
 from tokenscope.train.prepare import prepare_data
+from tokenscope.train.reports import report_probes, report_samples
 from tokenscope.train.run_folder import (
     STOP_FILE,
     RunFolderBusy,
     RunLock,
     remove_leftovers,
     set_aside_earlier_run,
+)
+from tokenscope.train.runtime import (
+    OtherRankFailed,
+    Runtime,
+    autocast_dtype,
+    clip_gradients,
+    one_line,
+    ranks,
+    start_runtime,
 )
 from tokenscope.train.stop_request import StopRequested
 from tokenscope.train.token_files import TokenDataset
@@ -69,65 +73,6 @@ if TYPE_CHECKING:
 EVAL_SEED_OFFSET = 1_000_003  # eval batches come from their own stream, the same every time
 
 
-@dataclass(frozen=True)
-class Runtime:
-    rank: int
-    world: int
-    device: torch.device
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def _device(config: TrainConfig, local_rank: int) -> torch.device:
-    """The device the config asks for, refused with a message when this machine lacks it."""
-    if config.device == "auto":
-        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    device = torch.device(config.device)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            why = (
-                f"this torch ({torch.__version__}) was built without CUDA"
-                if torch.version.cuda is None
-                else "no CUDA GPU was found"
-            )
-            raise TokenscopeError(f'device "{config.device}" is not available: {why}; '
-                                  'use device "auto" or "cpu"')  # fmt: skip
-        index = local_rank if device.index is None else device.index
-        if index >= torch.cuda.device_count():
-            raise TokenscopeError(
-                f'device "{config.device}" is not available: this machine has '
-                f"{torch.cuda.device_count()} CUDA GPU(s), numbered from 0"
-            )
-        return torch.device("cuda", index)
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise TokenscopeError('device "mps" is not available here; use device "auto" or "cpu"')
-    if device.type == "xpu" and not (hasattr(torch, "xpu") and torch.xpu.is_available()):
-        raise TokenscopeError('device "xpu" is not available here; use device "auto" or "cpu"')
-    return device
-
-
-def _runtime(config: TrainConfig) -> Runtime:
-    world, rank, local_rank = _ranks()
-    device = _device(config, local_rank)
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    return Runtime(rank, world, device)
-
-
-def _ranks() -> tuple[int, int, int]:
-    """(world size, rank, local rank) from torchrun's environment (1, 0, 0 without it)."""
-    env = os.environ
-    return (
-        int(env.get("WORLD_SIZE", "1")),
-        int(env.get("RANK", "0")),
-        int(env.get("LOCAL_RANK", "0")),
-    )
-
-
 def learning_rate(step: int, config: TrainConfig) -> float:
     """Linear warmup to the peak, then cosine decay to the minimum at the last step."""
     if step < config.warmup_steps:
@@ -136,18 +81,6 @@ def learning_rate(step: int, config: TrainConfig) -> float:
     progress = min(1.0, (step - config.warmup_steps) / span)
     cosine = 0.5 * (1 + math.cos(math.pi * progress))
     return config.min_learning_rate + cosine * (config.learning_rate - config.min_learning_rate)
-
-
-def _autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
-    if config.precision == "fp32":
-        return None
-    if config.precision == "bf16":
-        return torch.bfloat16
-    if config.precision == "fp16":
-        return torch.float16
-    if device.type == "cuda":  # auto
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return None  # auto on CPU: float32 is the fast and exact choice there
 
 
 @dataclass
@@ -191,7 +124,7 @@ class Trainer:
         self.stop_at_step = stop_at_step
         self.run_dir = Path(config.out_dir)
         self._rt: Runtime | None = None  # set when run() starts
-        self.is_main = _ranks()[1] == 0
+        self.is_main = ranks()[1] == 0
         # Events go to stdout only until the folder is ours: a trainer refused at the lock
         # must not write into another run's events.jsonl.
         self.events = EventWriter(None, enabled=self.is_main)
@@ -212,10 +145,6 @@ class Trainer:
         """FSDP over several processes (one process has nothing to shard: it trains alone)."""
         return self.config.strategy == "fsdp" and self.rt.world > 1
 
-    def _barrier(self) -> None:
-        if self.rt.world > 1:
-            dist.barrier()
-
     def _take_folder(self) -> None:
         """Lock the run folder (rank 0), tidy what a killed trainer left, and set aside what
         an earlier run left when this is a new run. Every rank learns if the lock failed."""
@@ -226,10 +155,10 @@ class Trainer:
                 self.lock = RunLock.acquire(self.run_dir)
             except (OSError, RunFolderBusy) as e:
                 problem = e
-        if self._agree(problem is not None):
+        if self.rt.any(problem is not None):
             if problem is not None:
                 raise problem
-            raise _OtherRankFailed
+            raise OtherRankFailed
         if not self.rt.is_main:
             return
         remove_leftovers(self.run_dir)
@@ -255,14 +184,14 @@ class Trainer:
                 )  # fmt: skip
             except Exception as e:
                 problem = e
-        outcome = self._agree_max(0 if problem is None else 1 if isinstance(problem, Interrupted)
+        outcome = self.rt.max(0 if problem is None else 1 if isinstance(problem, Interrupted)
                                   else 2)  # fmt: skip
         if problem is not None:
             raise problem
         if outcome == 1:
             raise Interrupted
         if outcome == 2:
-            raise _OtherRankFailed
+            raise OtherRankFailed
         if not self.rt.is_main:
             tokenizer = Tokenizer.from_file(tok_path)
         return tokenizer
@@ -341,59 +270,19 @@ class Trainer:
             means.append(total / self.config.eval_batches)
         model.train()
         model._head_copy = None  # no copy of the whole head outlives the evaluation
-        train_loss, val_loss = self._mean_over_ranks(means)
+        train_loss, val_loss = self.rt.mean(means)
         return {
             "train_loss": train_loss,
             "val_loss": val_loss,
             "val_perplexity": math.exp(min(val_loss, 50.0)),
         }
 
-    def _mean_over_ranks(self, values: list[float]) -> list[float]:
-        """The mean of each value over the processes (the values themselves in one)."""
-        if self.rt.world == 1:
-            return values
-        t = torch.tensor(values, dtype=torch.float64, device=self.rt.device)
-        dist.all_reduce(t)
-        return (t / self.rt.world).tolist()
-
-    def _report_samples(self, step: int, model: Transformer, tokenizer: Tokenizer) -> None:
-        c = self.config
-        lm = LanguageModel(model, tokenizer, name=c.name)
-        for i, prompt in enumerate(c.sample_prompts):
-            gen = lm.generate(
-                prompt,
-                max_tokens=c.sample_tokens,
-                sampling=SamplingSettings(temperature=0.8, top_k=40, seed=c.seed + i),
-            )
-            for _ in gen:
-                pass
-            self.events.emit(SampleEvent(step=step, prompt=prompt, text=gen.text))
-        model.train()
-        model._head_copy = None  # do not keep an inference copy of the head while training
-
-    def _report_probes(self, step: int, model: Transformer, tokenizer: Tokenizer) -> None:
-        lm = LanguageModel(model, tokenizer, name=self.config.name)
-        for probe in self.config.probes:
-            ids = tokenizer.encode(probe.continuation)
-            logprob = sum(lm.continuation_logprobs(lm.encode(probe.prompt) or [0], ids))
-            self.events.emit(
-                ProbeEvent(
-                    step=step,
-                    prompt=probe.prompt,
-                    continuation=probe.continuation,
-                    probability=math.exp(logprob),
-                    tokens=len(ids),
-                )
-            )
-        model.train()
-        model._head_copy = None
-
     # ----- the run -------------------------------------------------------------------------
 
     def run(self) -> str:
         self.stop.install()
         try:
-            self._rt = _runtime(self.config)
+            self._rt = start_runtime(self.config)
             if self.config.threads:
                 torch.set_num_threads(self.config.threads)
             self._take_folder()
@@ -402,10 +291,10 @@ class Trainer:
             self.events.emit(DoneEvent(status="stopped", step=0, checkpoint="",
                                        message="stopped before the first step"))  # fmt: skip
             return "stopped"
-        except _OtherRankFailed:
+        except OtherRankFailed:
             return "failed"  # rank 0 reported it
         except (TokenscopeError, OSError) as e:
-            return self._fail(_message(e))
+            return self._fail(one_line(e))
         except torch.OutOfMemoryError as e:
             return self._fail(
                 f"out of memory: {str(e).splitlines()[0]}; try a smaller batch or model"
@@ -472,7 +361,7 @@ class Trainer:
             )
         model = self._build_model(tokenizer, resume_from)
         self.context = min(c.context or model.config.context_length, model.config.context_length)
-        self.autocast_dtype = _autocast_dtype(c, rt.device)
+        self.autocast_dtype = autocast_dtype(c, rt.device)
         vocab = model.config.vocab_size
         train = TokenDataset(self.run_dir / "data" / "train.bin", vocab)
         val = TokenDataset(self.run_dir / "data" / "val.bin", vocab)
@@ -600,7 +489,7 @@ class Trainer:
             return False
         state.bad_steps = 0
         state.scaler.unscale_(state.optimizer)
-        state.grad_norm = _clip_gradients(state.model, c.grad_clip)
+        state.grad_norm = clip_gradients(state.model, c.grad_clip)
         state.scaler.step(state.optimizer)
         state.scaler.update()
         state.optimizer.zero_grad(set_to_none=True)
@@ -644,19 +533,19 @@ class Trainer:
             improved = metrics["val_loss"] < state.best_val
             state.best_val = min(state.best_val, metrics["val_loss"])
             self.events.emit(EvalEvent(step=step, **metrics, best=improved))
-        stop_now = self._agree(self.stop.requested() or step == self.stop_at_step)
+        stop_now = self.rt.any(self.stop.requested() or step == self.stop_at_step)
         save = step % c.checkpoint_every == 0 or is_last or stop_now or improved
         if (evaluate and c.probes) or sample or save:
             whole = self._whole_model(state)
             if rt.is_main and evaluate:
                 assert whole is not None  # rank 0 holds the whole model
-                self._report_probes(step, whole, state.tokenizer)
+                report_probes(self.events, self.config, step, whole, state.tokenizer)
             if rt.is_main and sample:
                 assert whole is not None
-                self._report_samples(step, whole, state.tokenizer)
+                report_samples(self.events, self.config, step, whole, state.tokenizer)
             if save:
                 self._save(step, state, whole, improved)
-        self._barrier()
+        self.rt.barrier()
         return stop_now and not is_last
 
     def _whole_model(self, state: _RunState) -> Transformer | None:
@@ -675,18 +564,6 @@ class Trainer:
 
             return fsdp.full_optimizer_state(state.model, state.optimizer)
         return state.optimizer.state_dict() if self.rt.is_main else None
-
-    def _agree(self, flag: bool) -> bool:
-        """Every process stops at the same step if any was asked to."""
-        return self._agree_max(int(flag)) > 0
-
-    def _agree_max(self, value: int) -> int:
-        """The largest of every process's `value` (the value itself in a single process)."""
-        if self.rt.world == 1:
-            return value
-        t = torch.tensor([float(value)], device=self.rt.device)
-        dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        return int(t.item())
 
     def _save(self, step: int, state: _RunState, model: Transformer | None, is_best: bool) -> None:
         """Rank 0 writes `model` (the whole model) and the optimizer's state; under FSDP
@@ -709,37 +586,3 @@ class Trainer:
         if is_best:
             ckpt.mark_best(self.run_dir, path, best_val)
         self.events.emit(CheckpointEvent(step=step, path=str(path)))
-
-
-def _clip_gradients(model: torch.nn.Module, max_norm: float) -> float:
-    """Clip the gradients to `max_norm`; return their norm before clipping. Under FSDP the
-    gradients are DTensor shards and so is the norm: its full value is the whole gradient's
-    norm, the figure DDP or one process reports."""
-    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
-    if hasattr(norm, "full_tensor"):  # a DTensor
-        norm = norm.full_tensor()
-    return float(norm)
-
-
-class _OtherRankFailed(Exception):  # a signal between ranks
-    """Rank 0 could not take the run folder; it reports why, the other ranks just end."""
-
-
-_WRITE_ERRORS = {
-    errno.ENOSPC: "the disk is full",
-    errno.EDQUOT: "the disk quota is used up",
-    errno.EFBIG: "a file grew past the size limit",
-    errno.EROFS: "the file system is read-only",
-}
-
-
-def _message(error: BaseException) -> str:
-    """One line for a person: what failed and why, with the file when it is an OS error."""
-    if isinstance(error, OSError) and not isinstance(error, TokenscopeError):
-        where = f" ({error.filename})" if error.filename else ""
-        if error.errno in _WRITE_ERRORS:
-            return f"cannot write the run's files{where}: {_WRITE_ERRORS[error.errno]}"
-        if error.errno in (errno.EACCES, errno.EPERM):
-            return f"permission denied{where}"
-        return f"{error.strerror or error}{where}"
-    return str(error).splitlines()[0] if str(error) else type(error).__name__

@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tokenscope.lm import load_model
+from tokenscope.lm import hub_listing, load_model
 from tokenscope.lm.errors import ModelNotFoundError
 
 from .conftest import write_gguf
@@ -263,7 +263,7 @@ def test_progress_is_reported_as_json_lines_for_the_window(hub):
 
 
 def test_search_lists_models_with_size_format_and_licence(hub):
-    from tokenscope.lm.hub import search
+    from tokenscope.lm.hub_listing import search
 
     results = search("pythia")
     assert [r.id for r in results] == [PYTHIA]
@@ -280,15 +280,15 @@ def test_the_cache_is_listed_and_a_revision_deleted(hub):
 
     hub_module.pull(f"hf:{PYTHIA}@step1000")
     hub_module.pull("hf:acme/tiny-GGUF/tiny-f32.gguf")
-    refs = {m.ref for m in hub_module.cached_models()}
+    refs = {m.ref for m in hub_listing.cached_models()}
     assert refs == {f"hf:{PYTHIA}@step1000", "hf:acme/tiny-GGUF/tiny-f32.gguf"}
     entries = {e.name: e for e in catalog() if e.kind == "hub"}
     assert entries[f"hf:{PYTHIA}@step1000"].architecture == "gpt_neox"
     assert entries["hf:acme/tiny-GGUF/tiny-f32.gguf"].quantization == "F32"
     assert entries[f"hf:{PYTHIA}@step1000"].openable and entries[f"hf:{PYTHIA}@step1000"].removable
-    freed = hub_module.delete_cached(f"hf:{PYTHIA}@step1000")
+    freed = hub_listing.delete_cached(f"hf:{PYTHIA}@step1000")
     assert freed > 0
-    assert {m.ref for m in hub_module.cached_models()} == {"hf:acme/tiny-GGUF/tiny-f32.gguf"}
+    assert {m.ref for m in hub_listing.cached_models()} == {"hf:acme/tiny-GGUF/tiny-f32.gguf"}
     with pytest.raises(ModelNotFoundError):
         load_model(f"hf:{PYTHIA}@step1000")
 
@@ -335,7 +335,7 @@ def test_a_sharded_folder_fetches_the_listed_shards_and_its_chat_template(hub, h
     # One shard lost: the folder is incomplete, neither listed nor openable.
     next(path.glob("model-00002-*.safetensors")).unlink()
     assert hub_module.cached_path("hf:acme/sharded") is None
-    assert "hf:acme/sharded" not in {m.ref for m in hub_module.cached_models()}
+    assert "hf:acme/sharded" not in {m.ref for m in hub_listing.cached_models()}
 
 
 def test_an_unsupported_architecture_is_refused_before_its_weights_come(hub):
@@ -367,13 +367,13 @@ def test_deleting_one_gguf_keeps_the_other(hub):
 
     hub_module.pull("hf:acme/two-GGUF/a.gguf")
     hub_module.pull("hf:acme/two-GGUF/b.gguf")
-    assert hub_module.delete_cached("hf:acme/two-GGUF/a.gguf") > 0
+    assert hub_listing.delete_cached("hf:acme/two-GGUF/a.gguf") > 0
     assert hub_module.cached_path("hf:acme/two-GGUF/a.gguf") is None
     assert hub_module.cached_path("hf:acme/two-GGUF/b.gguf") is not None
-    assert hub_module.delete_cached("hf:acme/two-GGUF/b.gguf") > 0
-    assert {m.ref for m in hub_module.cached_models()} == set()
+    assert hub_listing.delete_cached("hf:acme/two-GGUF/b.gguf") > 0
+    assert {m.ref for m in hub_listing.cached_models()} == set()
     with pytest.raises(ModelNotFoundError, match="is not in the Hugging Face cache"):
-        hub_module.delete_cached("hf:acme/two-GGUF/b.gguf")
+        hub_listing.delete_cached("hf:acme/two-GGUF/b.gguf")
 
 
 def test_a_cancelled_file_continues_where_it_stopped(hub):

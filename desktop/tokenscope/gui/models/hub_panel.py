@@ -131,7 +131,7 @@ class HubPanel(QGroupBox):
     # ----- searching ---------------------------------------------------------------------------
 
     def search(self) -> None:
-        from tokenscope.lm.hub import search
+        from tokenscope.lm.hub_listing import search
 
         words = self.query.text().strip()
         self.search_button.setEnabled(False)

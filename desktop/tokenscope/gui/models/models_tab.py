@@ -297,7 +297,7 @@ class ModelsTab(QWidget):
         self._update_buttons()
 
     def _delete_from_hub_cache(self, e: Any) -> None:
-        from tokenscope.lm.hub import delete_cached
+        from tokenscope.lm.hub_listing import delete_cached
 
         answer = QMessageBox.question(
             self,

@@ -4,12 +4,15 @@ tabs' Export… buttons)."""
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QPoint, QRectF, Signal
 from PySide6.QtGui import QPainter
 from PySide6.QtWidgets import QFileDialog, QGraphicsView, QPushButton, QWidget
+
+from tokenscope.files import atomic_write_text
 
 
 def export_widget(widget: QWidget, path: str | Path) -> None:
@@ -56,8 +59,9 @@ class Exportable(QWidget):
 
     def export(self, path: str | Path) -> None:
         if str(path).lower().endswith(".csv"):
-            with open(path, "w", newline="", encoding="utf-8") as f:
-                csv.writer(f).writerows(self.rows())
+            buffer = io.StringIO(newline="")
+            csv.writer(buffer).writerows(self.rows())
+            atomic_write_text(path, buffer.getvalue())
         else:
             export_widget(self.picture(), path)
 

@@ -37,7 +37,8 @@ from tokenscope.lm.formats.safe_io import (
     require_file,
     stat_path,
 )
-from tokenscope.lm.hf_names import RULES, config_from_hf, convert_state_dict, plan_shapes
+from tokenscope.lm.hf_config import config_from_hf
+from tokenscope.lm.hf_names import RULES, convert_state_dict, plan_shapes
 from tokenscope.lm.language_model import LanguageModel
 from tokenscope.lm.progress import report
 from tokenscope.lm.tokenizer import Tokenizer

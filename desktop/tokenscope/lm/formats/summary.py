@@ -67,7 +67,7 @@ def _gguf(path: Path) -> ModelSummary:
 
 def _folder(path: Path) -> ModelSummary:
     from tokenscope.lm.config import ModelConfig
-    from tokenscope.lm.hf_names import config_from_hf
+    from tokenscope.lm.hf_config import config_from_hf
 
     meta = read_json_object(path / "config.json", "a model's config.json")
     dtype: str | None  # shown as the quantization
