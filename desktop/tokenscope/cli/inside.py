@@ -7,7 +7,7 @@ the Inside tab runs them (they need the model's forward pass: a model on a serve
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tokenscope.cli.common import (
     Session,
@@ -19,8 +19,11 @@ from tokenscope.cli.common import (
     read_text_argument,
 )
 
+if TYPE_CHECKING:
+    from tokenscope.lm.inside import Surprisal as SurprisalResult
 
-def register(sub: Any) -> None:
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ln = sub.add_parser("lens", help="the logit lens: every layer's guess of the next token")
     ln.add_argument("prompt")
     add_model_options(ln, chat=False)
@@ -216,7 +219,7 @@ def surprisal(args: argparse.Namespace) -> int:
     return 0
 
 
-def _surprisal_json(r: Any) -> dict[str, Any]:
+def _surprisal_json(r: SurprisalResult) -> dict[str, Any]:
     return {
         "model": r.model,
         "bits": r.total_bits,

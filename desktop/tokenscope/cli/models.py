@@ -13,16 +13,19 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tokenscope.units import format_bytes
+
+if TYPE_CHECKING:
+    from tokenscope.lm.hub import Transfer
 
 
 def _dumps(value: Any, **options: Any) -> str:
     return json.dumps(value, ensure_ascii=False, **options)
 
 
-def register(sub: Any) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     m = sub.add_parser("models", help="list models, or fetch a known one")
     models = m.add_subparsers(dest="models_command", metavar="ACTION", required=True)
     ml = models.add_parser("list", help="bundled, installed and recently opened models")
@@ -78,7 +81,7 @@ def list_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def _show_transfer(transfer: Any, as_json: bool) -> None:
+def _show_transfer(transfer: Transfer, as_json: bool) -> None:
     """One progress line (rewritten in place), or one JSON object a line for the window."""
     if as_json:
         print(
@@ -115,7 +118,7 @@ def _pull_from_hub(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     last = [0.0]
 
-    def show(transfer: Any) -> None:
+    def show(transfer: Transfer) -> None:
         now = time.monotonic()
         if now - last[0] >= 0.25 or transfer.done >= transfer.total:
             last[0] = now

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tokenscope.cli.common import (
     Session,
@@ -21,8 +21,11 @@ from tokenscope.cli.common import (
 )
 from tokenscope.escapes import unescape
 
+if TYPE_CHECKING:
+    from tokenscope.lm.tokens import TokenProbability
 
-def register(sub: Any) -> None:
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("predict", help="show the most likely next tokens after a prompt")
     p.add_argument("prompt")
     add_model_options(p)
@@ -47,7 +50,7 @@ def register(sub: Any) -> None:
     g.set_defaults(handler=generate)
 
 
-def token_json(t: Any) -> dict[str, Any]:
+def token_json(t: TokenProbability) -> dict[str, Any]:
     """A TokenProbability in the command line's JSON (the engine's own field names)."""
     return {
         "token_id": t.token_id,
@@ -118,7 +121,7 @@ def generate(args: argparse.Namespace) -> int:
         session.prompt(args), max_tokens=args.max_tokens, sampling=sampling(args), stop=stop
     )
 
-    def show(record: Any) -> None:
+    def show(record: GenerationStarted | GenerationStep) -> None:
         if isinstance(record, GenerationStarted) and record.dropped_tokens:
             print(
                 f"(the prompt was too long: its first {record.dropped_tokens} tokens were dropped)",

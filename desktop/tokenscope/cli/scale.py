@@ -10,14 +10,19 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING
 
 from tokenscope.cli.common import Session, print_json
 from tokenscope.cli.fewshot import probability_text
 from tokenscope.units import format_rank
 
+if TYPE_CHECKING:
+    from tokenscope.lm.fewshot.prompt import FewShotPrompt
+    from tokenscope.lm.scale import Probe, ScalePoint, ScaleSweep
+    from tokenscope.train.probe_runs import TrainingCurve
 
-def register(sub: Any) -> None:
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sc = sub.add_parser(
         "scale",
         help="one probe across models: P(answer) by model size",
@@ -62,7 +67,7 @@ def scale(args: argparse.Namespace) -> int:
         probe = Probe(args.prompt, args.answer)
     results: list[ScaleResult] = []
 
-    def record(r: Any) -> None:
+    def record(r: Progress | ScaleResult) -> None:
         if isinstance(r, ScaleResult):
             results.append(r)
         elif isinstance(r, Progress) and r.label and r.total and not args.json:
@@ -89,7 +94,9 @@ def scale(args: argparse.Namespace) -> int:
     return 2 if errors else 0
 
 
-def _print_sweeps(args: argparse.Namespace, prompt: Any, sweeps: list[Any]) -> None:
+def _print_sweeps(
+    args: argparse.Namespace, prompt: FewShotPrompt, sweeps: list[ScaleSweep]
+) -> None:
     sweeps.sort(key=lambda s: s.parameters)
     if args.json:
         print_json(
@@ -117,7 +124,9 @@ def _print_sweeps(args: argparse.Namespace, prompt: Any, sweeps: list[Any]) -> N
         print(f"{s.name[:28]:<28} {s.parameters:>12,}  {values}")
 
 
-def _print_points(args: argparse.Namespace, probe: Any, points: list[Any], curves: list[Any]):
+def _print_points(
+    args: argparse.Namespace, probe: Probe, points: list[ScalePoint], curves: list[TrainingCurve]
+) -> None:
     points.sort(key=lambda p: p.parameters)
     if args.json:
         print_json(

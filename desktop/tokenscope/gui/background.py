@@ -13,7 +13,7 @@ from __future__ import annotations
 import concurrent.futures
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TypeVar
 
 from PySide6.QtCore import QCoreApplication, QObject
 from shiboken6 import isValid
@@ -22,9 +22,11 @@ from tokenscope.gui.inbox import Inbox
 
 WORKERS = 4
 
+T = TypeVar("T")
+
 _pool: concurrent.futures.ThreadPoolExecutor | None = None
 _inbox: Inbox | None = None
-_pending: set[concurrent.futures.Future[Any]] = set()
+_pending: set[concurrent.futures.Future[None]] = set()
 _lock = threading.Lock()
 
 
@@ -38,13 +40,13 @@ def _the_pool() -> tuple[concurrent.futures.ThreadPoolExecutor, Inbox]:
 
 
 def run_in_background(
-    fn: Callable[[], Any], on_done: Callable[[Any, str | None], None], parent: QObject
+    fn: Callable[[], T], on_done: Callable[[T | None, str | None], None], parent: QObject
 ) -> None:
     """Call fn() in the pool; on_done(result, error) runs later on the GUI thread, unless
     `parent` has been deleted by then."""
     pool, inbox = _the_pool()
 
-    def done(result: Any, error: str | None) -> None:
+    def done(result: T | None, error: str | None) -> None:
         inbox.settle()
         if isValid(parent):
             on_done(result, error)
@@ -52,7 +54,7 @@ def run_in_background(
     def task() -> None:
         # Whatever happens, one answer is posted: the inbox waits for it (a Rust panic from
         # the tokenizer is a BaseException, not an Exception).
-        outcome: tuple[Any, str | None] = (None, "the call ended without an answer")
+        outcome: tuple[T | None, str | None] = (None, "the call ended without an answer")
         try:
             outcome = (fn(), None)
         except BaseException as e:  # handed to the caller, who shows it
@@ -67,7 +69,7 @@ def run_in_background(
     future.add_done_callback(_forget)
 
 
-def _forget(future: concurrent.futures.Future[Any]) -> None:
+def _forget(future: concurrent.futures.Future[None]) -> None:
     with _lock:
         _pending.discard(future)
 

@@ -125,7 +125,7 @@ class ServiceBridge(QObject):
         dtype: str | None = None,
         compile: bool = False,
         api_key: str | None = None,
-        **callbacks: Any,
+        **callbacks: Callable[..., None],
     ) -> JobHandle | None:
         """Switch models: stop every job (generation, sweeps, an unfinished load), then load.
 

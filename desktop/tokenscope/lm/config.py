@@ -282,7 +282,7 @@ def _real(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _set(config: ModelConfig, name: str, value: Any) -> None:
+def _set(config: ModelConfig, name: str, value: object) -> None:
     object.__setattr__(config, name, value)
 
 

@@ -29,7 +29,7 @@ class _Fields:
     def __init__(self, hf: Mapping[str, Any]) -> None:
         self.hf = hf
 
-    def _get(self, key: str, default: Any) -> Any:
+    def _get(self, key: str, default: float | EllipsisType | None) -> Any:
         value = self.hf.get(key, default)
         if value is ...:
             raise ModelFormatError(f"config.json lacks {key!r}")

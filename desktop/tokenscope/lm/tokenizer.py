@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import tokenizers
-from tokenizers import Regex, decoders, models, pre_tokenizers, trainers
+from tokenizers import Regex, decoders, models, normalizers, pre_tokenizers, trainers
 
 from tokenscope.files import atomic_write_text
 from tokenscope.lm.errors import ModelFormatError
@@ -155,7 +155,9 @@ def _contains_type(node: Any, type_name: str) -> bool:
     return False
 
 
-def _component(part: Any) -> Any:
+def _component(
+    part: normalizers.Normalizer | pre_tokenizers.PreTokenizer | decoders.Decoder | None,
+) -> Any:
     """A tokenizer's normalizer, pre-tokenizer or decoder as its JSON spec (None if unset)."""
     return None if part is None else json.loads(part.__getstate__())
 

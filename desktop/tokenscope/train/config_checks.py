@@ -11,10 +11,13 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tokenscope.lm import config as lm_config
 from tokenscope.lm.probe import Probe
+
+if TYPE_CHECKING:
+    from tokenscope.train.config import TrainConfig
 
 # Upper bounds well above any model this app trains, low enough that nothing absurd is
 # allocated on the way to the memory check (a vocabulary of 10^9 aborts the Rust tokenizer).
@@ -173,7 +176,7 @@ def model_problems(model: Any) -> list[str]:
 # ----- the whole config ----------------------------------------------------------------------
 
 
-def field_problems(c: Any, presets: Sequence[str]) -> list[str]:
+def field_problems(c: TrainConfig, presets: Sequence[str]) -> list[str]:
     """Type and range problems of every TrainConfig field (`c`), each naming its field."""
     p: list[str] = []
     if not isinstance(c.data, tuple) or not all(isinstance(x, str) and x for x in c.data):

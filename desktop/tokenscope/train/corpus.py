@@ -13,9 +13,12 @@ import codecs
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from tokenscope.lm.errors import TokenscopeError
+
+if TYPE_CHECKING:
+    import hashlib
 
 READ_BLOCK = 1 << 20  # bytes read at a time
 CHUNK_CHARS = 1 << 14  # text handed to the tokenizer at a time (cut at a newline)
@@ -105,7 +108,7 @@ def find_files(
 
 
 def iter_text(
-    path: Path, should_stop: StopCheck | None = None, hasher: Any = None
+    path: Path, should_stop: StopCheck | None = None, hasher: hashlib.blake2b | None = None
 ) -> Iterator[tuple[str, int, int]]:
     """(text, bytes read, invalid bytes) blocks of a file, decoded as UTF-8 with replacement.
 
@@ -136,7 +139,7 @@ def iter_text(
 
 
 def iter_chunks(
-    path: Path, should_stop: StopCheck | None = None, hasher: Any = None
+    path: Path, should_stop: StopCheck | None = None, hasher: hashlib.blake2b | None = None
 ) -> Iterator[tuple[str, int, int]]:
     """Like iter_text, but in pieces of about CHUNK_CHARS characters cut after a newline
     (or anywhere, in a line longer than that)."""

@@ -28,7 +28,10 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, TextIO
+from typing import TYPE_CHECKING, Any, ClassVar, TextIO, TypeVar
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 VERSION = 1
 
@@ -240,7 +243,7 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def event_fields(record: Any) -> dict[str, Any]:
+def event_fields(record: DataclassInstance) -> dict[str, Any]:
     """A record's fields as JSON-ready values, without `time` and without the fields that are
     None (a reader gives those their default)."""
     return {
@@ -339,6 +342,8 @@ class _Malformed(Exception):
 
 
 Converter = typing.Callable[[Any], Any]
+T = TypeVar("T")
+Record = TypeVar("Record", bound="DataclassInstance")
 
 
 def _converter(hint: Any) -> Converter:
@@ -358,7 +363,7 @@ def _converter(hint: Any) -> Converter:
     return _SCALARS[hint]
 
 
-def _checked(value: Any, kind: type) -> Any:
+def _checked(value: Any, kind: type[T]) -> T:
     if not isinstance(value, kind):
         raise _Malformed
     return value
@@ -392,7 +397,7 @@ def _plan(record_type: type) -> tuple[tuple[str, Converter, dataclasses.Field], 
     return tuple((f.name, _converter(hints[f.name]), f) for f in dataclasses.fields(record_type))
 
 
-def _record(record_type: type, values: dict[str, Any]) -> Any:
+def _record(record_type: type[Record], values: dict[str, Any]) -> Record:
     """A record from a JSON object: unknown keys ignored, those left out (or null) defaulted."""
     given = {}
     for name, convert, f in _plan(record_type):

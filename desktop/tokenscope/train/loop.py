@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import time
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -95,7 +95,7 @@ class _RunState:
     # What the steps run: the DDP wrapper, or the model itself (alone, or sharded in place).
     training_model: torch.nn.Module
     resumed_from: Path | None = None
-    scaler: Any = None
+    scaler: torch.amp.GradScaler | None = None  # set once the state is built
     step: int = 0
     best_val: float = math.inf
     last_loss: float = math.nan
@@ -406,7 +406,7 @@ class Trainer:
         fsdp.load_optimizer_state(state.model, state.optimizer, optimizer_state)
         return saved
 
-    def _grad_scaler(self) -> Any:
+    def _grad_scaler(self) -> torch.amp.GradScaler:
         """Loss scaling for float16 (a no-op otherwise). Under FSDP each rank checks only its
         shards for overflow: the sharded scaler makes them agree on skipping a step."""
         enabled = self.autocast_dtype == torch.float16
@@ -458,6 +458,7 @@ class Trainer:
         """One step over a global batch (with accumulation); False when it was skipped
         because the loss was not finite."""
         c, rt, step = self.config, self.rt, state.step
+        assert state.scaler is not None  # made with the state
         state.lr = learning_rate(step, c)
         for group in state.optimizer.param_groups:
             group["lr"] = state.lr
@@ -496,7 +497,7 @@ class Trainer:
         state.last_loss = loss_value
         return True
 
-    def _no_sync(self, state: _RunState) -> Any:
+    def _no_sync(self, state: _RunState) -> AbstractContextManager[None]:
         """Accumulate this micro-step's gradients without reducing them over the processes."""
         if self.sharded:
             from tokenscope.train import fsdp

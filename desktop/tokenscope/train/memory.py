@@ -20,10 +20,13 @@ from __future__ import annotations
 import os
 import resource
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from tokenscope.lm.config import ModelConfig
 from tokenscope.lm.errors import TokenscopeError
+
+if TYPE_CHECKING:
+    import torch
 
 FLOAT = 4
 
@@ -90,7 +93,7 @@ def _address_space_available() -> int | None:
     return soft
 
 
-def available_bytes(device: Any) -> int | None:
+def available_bytes(device: torch.device | str) -> int | None:
     """Free memory for `device` (a torch.device): GPU memory, or RAM within this process's
     limits. None when it cannot be told."""
     if getattr(device, "type", "cpu") == "cuda":
@@ -111,7 +114,12 @@ def _gb(n: float) -> str:
 
 
 def check_fits(
-    model: ModelConfig, micro_batch: int, context: int, device: Any, *, shards: int = 1
+    model: ModelConfig,
+    micro_batch: int,
+    context: int,
+    device: torch.device | str,
+    *,
+    shards: int = 1,
 ) -> dict[str, int]:
     """Raise NotEnoughMemory, naming what to change, when the run cannot fit on `device`."""
     need = training_bytes(model, micro_batch, context, shards=shards)

@@ -4,6 +4,7 @@ them complete (rank 0 alone does this; the other ranks load what it made)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -131,7 +132,7 @@ def _make_tokenizer(
     return tokenizer, files
 
 
-def _collect(found: list[tuple[Path, int]]) -> Any:
+def _collect(found: list[tuple[Path, int]]) -> Callable[[Path, int], None]:
     """An on_binary callback that lists the files found to be binary, and where."""
     return lambda path, offset: found.append((path, offset))
 

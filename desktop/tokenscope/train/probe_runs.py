@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from tokenscope.lm.errors import TokenscopeError
 from tokenscope.lm.scale import Probe, measure_probe
@@ -20,6 +20,9 @@ from tokenscope.train.run_folder import list_checkpoints
 
 # for tokenscope.cli and the service until they import them from there.
 from tokenscope.train.runs import run_label, tokens_per_step
+
+if TYPE_CHECKING:
+    from tokenscope.lm.backend import ModelBackend
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,7 @@ def training_curve(
     probe: Probe,
     *,
     use_cache: bool = True,
-    open_model: Callable[[str], Any] | None = None,
+    open_model: Callable[[str], ModelBackend] | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> TrainingCurve:
     """The probe on each checkpoint of a run, against the training tokens it had seen

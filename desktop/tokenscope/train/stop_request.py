@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from tokenscope.train.run_folder import STOP_FILE
@@ -53,7 +54,7 @@ class StopRequested:
                 os.close(fd)
             self._pipe = None
 
-    def _handle(self, signum: int, frame: Any) -> None:
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
         self.flag = True
 
     def requested(self) -> bool:

@@ -59,7 +59,7 @@ def tokenizer_fingerprint(tokenizer: Tokenizer) -> str:
     return hashlib.sha256(tokenizer.to_str().encode("utf-8")).hexdigest()[:32]
 
 
-def _file_hash() -> Any:
+def _file_hash() -> hashlib.blake2b:
     return hashlib.blake2b(digest_size=16)
 
 
@@ -87,7 +87,7 @@ class _SplitWriter:
             f.truncate(count * self.dtype.itemsize)
             f.seek(count * self.dtype.itemsize)
 
-    def write(self, split: int, ids: Any) -> None:
+    def write(self, split: int, ids: list[int]) -> None:
         arr = np.asarray(ids, dtype=self.dtype)
         self.files[split].write(arr.tobytes())  # a full disk raises OSError(ENOSPC) here
         self.counts[split] += len(arr)

@@ -17,7 +17,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from typing import Any
+from types import FrameType
 
 
 def _children() -> list[int]:
@@ -44,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     stopping = False
 
-    def on_signal(signum: int, frame: Any) -> None:
+    def on_signal(signum: int, frame: FrameType | None) -> None:
         nonlocal stopping
         if stopping:  # asked twice: end the workers as torchrun does
             raise SignalException(

@@ -7,10 +7,10 @@ fields as a tokenscope.lm.fewshot.FewShotPrompt.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QGuiApplication, QKeySequence, QShortcut
+from PySide6.QtGui import QDropEvent, QGuiApplication, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFormLayout,
@@ -24,6 +24,9 @@ from PySide6.QtWidgets import (
 )
 
 from tokenscope.escapes import escape, unescape
+
+if TYPE_CHECKING:
+    from tokenscope.lm.fewshot.prompt import FewShotPrompt
 
 ITEM_FLAGS = (
     Qt.ItemFlag.ItemIsSelectable
@@ -83,7 +86,7 @@ class ExamplesTable(QTreeWidget):
         self.setCurrentItem(item)
         self.rows_changed.emit()
 
-    def dropEvent(self, event: Any) -> None:
+    def dropEvent(self, event: QDropEvent) -> None:
         super().dropEvent(event)
         self.rows_changed.emit()
 
@@ -189,7 +192,7 @@ class FewShotEditor(QWidget):
 
     # ----- FewShotPrompt in and out --------------------------------------------------------
 
-    def prompt(self) -> Any:
+    def prompt(self) -> FewShotPrompt:
         from tokenscope.lm.fewshot import Example, FewShotPrompt
 
         return FewShotPrompt(
@@ -205,7 +208,7 @@ class FewShotEditor(QWidget):
             notes=self.notes,
         )
 
-    def set_prompt(self, p: Any) -> None:
+    def set_prompt(self, p: FewShotPrompt) -> None:
         widgets = (
             self.instruction,
             self.query,

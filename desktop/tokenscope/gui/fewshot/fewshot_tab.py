@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import html
-from typing import Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
@@ -27,6 +27,10 @@ from tokenscope.gui.widgets.next_token_chart import ChartData, NextTokenChart
 from tokenscope.gui.widgets.plots import format_probability
 from tokenscope.service.jobs import FewShotPreview, Sweep
 from tokenscope.service.records import FewShotView, Progress, SweepSeries
+
+if TYPE_CHECKING:
+    from tokenscope.lm.fewshot.prompt import FewShotPrompt
+    from tokenscope.lm.fewshot.scoring import SweepPoint
 
 PART_COLORS = {
     "instruction": "#ede9fe",
@@ -172,7 +176,7 @@ class FewShotTab(QWidget):
         self._set_prompt(FewShotPrompt.load(preset_path(name)))
         self.presets.setCurrentText(name)
 
-    def _set_prompt(self, prompt: Any) -> None:
+    def _set_prompt(self, prompt: FewShotPrompt) -> None:
         """Another task: its own examples, and no sweep of the one before."""
         self.cancel_sweep()
         self.clear_sweep()
@@ -345,7 +349,7 @@ class FewShotTab(QWidget):
         if self._sweep is not None and self.sweeping:
             self._sweep.cancel()
 
-    def _on_sweep_record(self, record: Any) -> None:
+    def _on_sweep_record(self, record: Progress | SweepSeries) -> None:
         if isinstance(record, Progress):
             total = record.total
             self.progress.setRange(0, max(total, 1))
@@ -369,7 +373,7 @@ class FewShotTab(QWidget):
     def _on_sweep_failed(self, message: str) -> None:
         self._say_sweep(f"The sweep could not run: {message}", error=True)
 
-    def _on_sweep_done(self, _result: Any, outcome: str) -> None:
+    def _on_sweep_done(self, _result: str | None, outcome: str) -> None:
         self._update_sweep_buttons()
         self.progress.setRange(0, 1)
         self.progress.setValue(1 if outcome == "completed" else 0)
@@ -395,7 +399,7 @@ class FewShotTab(QWidget):
             return lines[0][1]
         return "  ".join(f"{name}: {text}" for name, text in lines)
 
-    def sweep_points(self) -> dict[str, list[Any]]:
+    def sweep_points(self) -> dict[str, list[SweepPoint]]:
         """What the sweep chart shows, by model (for tests and exports)."""
         return dict(self.sweep_chart.series)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import html
 import math
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
@@ -20,6 +20,9 @@ from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QTextBrowser, QVBo
 
 from tokenscope.gui.widgets.plots import ProbabilityAxis, format_probability, quiet_plot
 from tokenscope.units import bound_mark, format_rank
+
+if TYPE_CHECKING:
+    from tokenscope.lm.fewshot.scoring import SweepPoint
 
 LINE_COLORS = ((30, 100, 200), (220, 100, 30), (40, 160, 80), (160, 60, 160))
 LABEL_CHARS = 10
@@ -55,7 +58,7 @@ class SweepChart(QWidget):
         layout.addLayout(header)
         layout.addWidget(self.plot, 3)
         layout.addWidget(self.table, 1)
-        self.series: dict[str, list[Any]] = {}  # model name -> SweepPoint list
+        self.series: dict[str, list[SweepPoint]] = {}  # by model name
         self.labels: list[tuple[str, int, str]] = []  # (model, shots, top prediction)
         self.log_scale.toggled.connect(self._redraw)
         self._redraw()
@@ -64,7 +67,7 @@ class SweepChart(QWidget):
         self.series.clear()
         self._redraw()
 
-    def add_series(self, name: str, points: list[Any]) -> str:
+    def add_series(self, name: str, points: list[SweepPoint]) -> str:
         """Draw one model's points; returns the name it is shown under (made unique)."""
         while name in self.series:  # the same model twice still gets two lines
             name += " (2)"

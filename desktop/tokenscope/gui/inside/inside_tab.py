@@ -15,7 +15,7 @@ Each view exports PNG, SVG or CSV.
 from __future__ import annotations
 
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QSize, QTimer, Signal
 from PySide6.QtWidgets import (
@@ -31,7 +31,10 @@ from tokenscope.gui.inside.surprisal_panel import SurprisalPanel
 from tokenscope.gui.service_bridge import JobHandle, ServiceBridge
 from tokenscope.gui.widgets.long_text import PlainTextEditor
 from tokenscope.service.jobs import AttentionMap, Induction, Lens, SetAblation, Surprisal
-from tokenscope.service.records import AttentionView, LensView, Progress, SurprisalView
+from tokenscope.service.records import AttentionView, LensView, ModelInfo, Progress, SurprisalView
+
+if TYPE_CHECKING:
+    import numpy as np
 
 #: models up to this size follow every keystroke; larger ones update on demand
 LIVE_PARAMETERS = 150_000_000
@@ -90,7 +93,7 @@ class InsideTab(QWidget):
 
     # ----- model --------------------------------------------------------------------------
 
-    def on_model_loaded(self, info: Any) -> None:
+    def on_model_loaded(self, info: ModelInfo) -> None:
         """Another model is in place: its shape, whether it follows every keystroke."""
         self.model_ready = info.capabilities.internals
         self.live = info.parameters <= LIVE_PARAMETERS
@@ -112,7 +115,7 @@ class InsideTab(QWidget):
             w.setEnabled(self.model_ready)
         self.refresh(force=True)
 
-    def _heads(self, info: Any) -> int:
+    def _heads(self, info: ModelInfo) -> int:
         return info.heads
 
     # ----- requests -----------------------------------------------------------------------
@@ -177,7 +180,7 @@ class InsideTab(QWidget):
             on_error=self.message.emit,
         )  # fmt: skip
 
-    def _on_induction(self, scores: Any, outcome: str) -> None:
+    def _on_induction(self, scores: np.ndarray | None, outcome: str) -> None:
         if outcome == "completed" and scores is not None:
             self.attention.show_scores(scores)
 
@@ -188,7 +191,7 @@ class InsideTab(QWidget):
             on_done=self._on_ablation, on_error=self.message.emit,
         )  # fmt: skip
 
-    def _on_ablation(self, heads: Any, outcome: str) -> None:
+    def _on_ablation(self, heads: frozenset[tuple[int, int]] | None, outcome: str) -> None:
         if outcome != "completed" or heads is None:
             return
         self.attention.show_ablation(heads)
@@ -234,7 +237,7 @@ class InsideTab(QWidget):
         if self._surprisal is not None:
             self._surprisal.cancel()
 
-    def _on_surprisal_record(self, record: Any) -> None:
+    def _on_surprisal_record(self, record: object) -> None:
         if isinstance(record, Progress):
             self.surprisal.on_progress(record)
 

@@ -7,7 +7,7 @@ time left and Cancel. Everything lands in the standard Hugging Face cache.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
@@ -29,6 +29,10 @@ from PySide6.QtWidgets import (
 from tokenscope.gui.background import run_in_background
 from tokenscope.gui.models.pull_process import PullProcess
 from tokenscope.units import format_bytes
+
+if TYPE_CHECKING:
+    from tokenscope.lm.hub import Choice
+    from tokenscope.lm.hub_listing import HubModel
 
 RESULT_COLUMNS = ("Model", "Parameters", "Size", "Format", "Licence", "Downloads")
 
@@ -56,8 +60,8 @@ class HubPanel(QGroupBox):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("Hugging Face Hub", parent)
         self.setObjectName("hubPanel")
-        self.results: list[Any] = []
-        self.choices: list[Any] = []
+        self.results: list[HubModel] = []
+        self.choices: list[Choice] = []
         self._asked = 0  # which listing of files the combo box waits for
         self.query = QLineEdit(objectName="hubQuery", clearButtonEnabled=True)
         self.query.setPlaceholderText("Search models, e.g. pythia, SmolLM2, Qwen2.5 GGUF")
@@ -138,7 +142,7 @@ class HubPanel(QGroupBox):
         self.status.setText(f"Searching the Hub for {words!r}…" if words else "Searching…")
         run_in_background(lambda: search(words), self._on_results, self)
 
-    def _on_results(self, results: list | None, error: str | None) -> None:
+    def _on_results(self, results: list[HubModel] | None, error: str | None) -> None:
         self.search_button.setEnabled(True)
         if error:
             self.status.setText(f"Cannot search the Hub: {_message(error)}")
@@ -166,7 +170,7 @@ class HubPanel(QGroupBox):
         )
         self._update_buttons()
 
-    def selected(self) -> Any:
+    def selected(self) -> HubModel | None:
         row = self.table.currentRow()
         return self.results[row] if 0 <= row < len(self.results) else None
 
@@ -184,7 +188,7 @@ class HubPanel(QGroupBox):
             )
         self._list_choices()
 
-    def _on_revisions(self, repo: str, found: list | None, error: str | None) -> None:
+    def _on_revisions(self, repo: str, found: list[str] | None, error: str | None) -> None:
         current = self.selected()
         if error or current is None or current.id != repo:
             return  # (the listing of files says what is wrong, if anything)
@@ -211,7 +215,7 @@ class HubPanel(QGroupBox):
             lambda: choices(m.id, revision), lambda r, e: self._on_choices(asked, r, e), self
         )
 
-    def _on_choices(self, asked: int, found: list | None, error: str | None) -> None:
+    def _on_choices(self, asked: int, found: list[Choice] | None, error: str | None) -> None:
         if asked != self._asked:
             return  # the person moved on (another model, another revision)
         current = self.selected()

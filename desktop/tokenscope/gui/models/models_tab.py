@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QFile, Qt, Signal
 from PySide6.QtGui import QFont
@@ -36,6 +36,9 @@ from tokenscope.gui.models.hub_panel import HubPanel
 from tokenscope.gui.models.pull_process import PullProcess
 from tokenscope.units import format_bytes
 
+if TYPE_CHECKING:
+    from tokenscope.lm.catalog import CatalogEntry
+
 COLUMNS = ("Name", "Kind", "Architecture", "Parameters", "Quantization", "Context", "Size",
            "Licence", "Where")  # fmt: skip
 KIND_LABELS = {"hub": "Hub cache", "run": "training run"}
@@ -54,7 +57,7 @@ class ModelsTab(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("modelsTab")
-        self.entries: list[Any] = []
+        self.entries: list[CatalogEntry] = []
         self.loaded = ""  # what the model in use was opened as
         self.table = QTableWidget(0, len(COLUMNS), objectName="modelsTable")
         self.table.setHorizontalHeaderLabels(COLUMNS)
@@ -138,7 +141,7 @@ class ModelsTab(QWidget):
 
         run_in_background(catalog, self._on_catalog_read, self)
 
-    def _on_catalog_read(self, entries: list | None, error: str | None) -> None:
+    def _on_catalog_read(self, entries: list[CatalogEntry] | None, error: str | None) -> None:
         self.refresh_button.setEnabled(True)
         if error:
             self.status.setText(f"Could not list the models: {error}")
@@ -152,7 +155,7 @@ class ModelsTab(QWidget):
         self.loaded = target
         self._fill_table()
 
-    def _is_loaded(self, e: Any) -> bool:
+    def _is_loaded(self, e: CatalogEntry) -> bool:
         if not self.loaded:
             return False
         if e.target == self.loaded:
@@ -193,20 +196,24 @@ class ModelsTab(QWidget):
             self.table.selectRow(selected)
         self._update_buttons()
 
-    def selected_entry(self) -> Any:
+    def selected_entry(self) -> CatalogEntry | None:
         row = self.table.currentRow()
         return self.entries[row] if 0 <= row < len(self.entries) else None
 
     def _update_buttons(self) -> None:
         e = self.selected_entry()
-        removable = e is not None and e.removable
+        if e is None:
+            for button in (self.forget_button, self.delete_button, self.install_button):
+                button.setEnabled(False)
+            return
+        removable = e.removable
         self.forget_button.setEnabled(removable and e.kind == "recent")
         self.delete_button.setEnabled(
             removable
             and not self._is_loaded(e)
             and not (e.kind == "installed" and self.pull.running)
         )
-        known = e is not None and e.kind in ("available", "installed")
+        known = e.kind in ("available", "installed")
         self.install_button.setEnabled(known and not self.pull.running)
         if known:
             self.install_button.setText("Reinstall" if e.kind == "installed" else "Install")
@@ -218,6 +225,7 @@ class ModelsTab(QWidget):
         e = self.selected_entry()
         if e is None or e.kind != "recent":
             return
+        assert e.path is not None  # a recent model is listed by its path
         forget(e.path)
         self.status.setText(f"{e.name} is no longer listed (its files are still at {e.path}).")
         self.refresh()
@@ -238,6 +246,7 @@ class ModelsTab(QWidget):
         if e.kind == "installed":
             self._uninstall(e)
             return
+        assert e.path is not None  # a recent model is listed by its path
         answer = QMessageBox.question(
             self,
             "Delete model",
@@ -275,7 +284,7 @@ class ModelsTab(QWidget):
         if 0 <= row < len(self.entries) and self.entries[row].openable:
             self.open_requested.emit(self.entries[row].target)
 
-    def _uninstall(self, e: Any) -> None:
+    def _uninstall(self, e: CatalogEntry) -> None:
         from tokenscope.lm.registry import KNOWN_MODELS
 
         model = KNOWN_MODELS.get(e.name)
@@ -296,7 +305,7 @@ class ModelsTab(QWidget):
         self.pull.start(model.name, action="remove")
         self._update_buttons()
 
-    def _delete_from_hub_cache(self, e: Any) -> None:
+    def _delete_from_hub_cache(self, e: CatalogEntry) -> None:
         from tokenscope.lm.hub_listing import delete_cached
 
         answer = QMessageBox.question(
@@ -313,7 +322,7 @@ class ModelsTab(QWidget):
             lambda: delete_cached(e.name), lambda r, err: self._on_hub_deleted(e, r, err), self
         )
 
-    def _on_hub_deleted(self, e: Any, freed: int | None, error: str | None) -> None:
+    def _on_hub_deleted(self, e: CatalogEntry, freed: int | None, error: str | None) -> None:
         if error:
             self.status.setText(f"Could not delete {e.name}: {error.partition(': ')[2] or error}")
         else:

@@ -1,8 +1,9 @@
 """Connect to a server: a model served by llama.cpp, vLLM, SGLang, Ollama or any
 OpenAI-compatible API, opened in the window like a local one.
 
-The person types the server's address (recent ones are offered), lists its models
-(GET /v1/models, in the background: the window never waits on the network) and picks one.
+The person types the server's address (recent ones are offered, and servers already running
+on this machine's usual ports are found by themselves), lists its models (GET /v1/models, in
+the background: the window never waits on the network) and picks one.
 An API key comes from the environment variable TOKENSCOPE_API_KEY, or is typed here and kept
 in the system keyring; it is never written to the settings file.
 """
@@ -10,7 +11,7 @@ in the system keyring; it is never written to the settings file.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from PySide6.QtCore import QSettings, Qt
 from PySide6.QtWidgets import (
@@ -29,9 +30,12 @@ from PySide6.QtWidgets import (
 
 from tokenscope.gui.background import run_in_background
 
+if TYPE_CHECKING:
+    from tokenscope.lm.remote.discover import FoundServer
+
 RECENT_KEY = "remote/recent"
 RECENT_MAX = 8
-DEFAULT_URL = "http://127.0.0.1:8080/v1"
+DEFAULT_URL = "http://127.0.0.1:8000/v1"  # where `tokenscope serve` listens
 
 
 def recent_servers(settings: QSettings) -> list[str]:
@@ -115,6 +119,35 @@ class ServerDialog(QDialog):
         self.buttons.rejected.connect(self.reject)
         self.list_button.clicked.connect(self.list_models)
         self._asked = 0  # answers to an older "List models" are dropped
+        self.found: list[FoundServer] = []
+        self._look_for_local_servers()
+
+    def _look_for_local_servers(self) -> None:
+        """Servers running here on their usual ports (loopback only), in the background."""
+        from tokenscope.lm.remote.discover import find_local_servers
+
+        self.status.setText("looking for servers on this machine…")
+        run_in_background(find_local_servers, self._on_found, parent=self)
+
+    def _on_found(self, found: list[FoundServer] | None, error: str | None) -> None:
+        self.found = list(found or [])
+        still_looking = self.status.text().startswith("looking for")  # (not a newer message)
+        if not self.found:
+            if still_looking:
+                self.status.setText("")
+            return
+        known = {self.url.itemText(i) for i in range(self.url.count())}
+        for server in reversed(self.found):
+            if server.url not in known:
+                self.url.insertItem(0, server.url)
+        if not recent_servers(self.settings):  # nothing chosen before: the first one found
+            self.url.setCurrentText(self.found[0].url)
+        if not still_looking:
+            return
+        self.status.setText("Running on this machine: " + "; ".join(
+            f"{s.kind} at {s.url} ({', '.join(s.models[:3]) or 'no model listed'})"
+            for s in self.found
+        ))  # fmt: skip
 
     def address(self) -> str:
         return self.url.currentText().strip()

@@ -7,13 +7,16 @@ Setting new tokens only marks the view dirty; a timer redraws at most ~30 times 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QPoint, QRect, QTimer, QUrl, Signal
 from PySide6.QtGui import QColor, QCursor, QFont, QTextCharFormat, QTextCursor
 from PySide6.QtWidgets import QTextBrowser, QToolTip, QWidget
 
 from tokenscope.gui.widgets.long_text import wrap_for
+
+if TYPE_CHECKING:
+    from tokenscope.lm.tokens import GenerationStep
 
 REPAINT_MS = 33
 #: characters of the prompt drawn at most (its end): the model sees far fewer
@@ -50,7 +53,7 @@ class GeneratedTextView(QTextBrowser):
         self.anchorClicked.connect(self._on_anchor_clicked)
         self.highlighted.connect(self._on_highlighted)
         self._prompt = ""
-        self._steps: Sequence[Any] = ()
+        self._steps: Sequence[GenerationStep] = ()
         self._selected: int | None = None
         self._spans: list[tuple[int, int]] = []  # document positions of each token
         self._dirty = False
@@ -59,7 +62,9 @@ class GeneratedTextView(QTextBrowser):
 
     # ----- data in -------------------------------------------------------------------------
 
-    def set_content(self, prompt: str, steps: Sequence[Any], selected: int | None = None) -> None:
+    def set_content(
+        self, prompt: str, steps: Sequence[GenerationStep], selected: int | None = None
+    ) -> None:
         """Show `prompt` then `steps` (GenerationStep records); redrawn at the next tick."""
         self._prompt, self._steps, self._selected = prompt, steps, selected
         self._steps_id = id(steps)  # another branch (another list) means drawing it anew
@@ -79,7 +84,7 @@ class GeneratedTextView(QTextBrowser):
 
     # ----- drawing -------------------------------------------------------------------------
 
-    def _token_format(self, i: int, step: Any) -> QTextCharFormat:
+    def _token_format(self, i: int, step: GenerationStep) -> QTextCharFormat:
         f = QTextCharFormat()
         f.setAnchor(True)
         f.setAnchorHref(f"#t{i}")

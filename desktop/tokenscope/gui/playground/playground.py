@@ -12,7 +12,7 @@ import random
 import time
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QKeyEvent, QKeySequence, QShortcut
@@ -40,6 +40,10 @@ from tokenscope.gui.widgets.long_text import PlainTextEditor
 from tokenscope.gui.widgets.next_token_chart import ChartData, NextTokenChart
 from tokenscope.service.jobs import Generate, Predict, Tokenize
 from tokenscope.service.records import GenerationDone, GenerationStarted, NextTokenView
+
+if TYPE_CHECKING:
+    from tokenscope.lm.sampling import SamplingSettings
+    from tokenscope.lm.tokens import GenerationStep, Token
 
 DEBOUNCE_MS = 15  # coalesces a burst of keys; superseded requests are dropped anyway
 REFRESH_MS = 33
@@ -251,7 +255,7 @@ class Playground(QWidget):
         info = self.bridge.info
         return info is not None and not info.capabilities.continues_token_ids
 
-    def _settings(self) -> Any:
+    def _settings(self) -> SamplingSettings:
         from tokenscope.lm.sampling import SamplingSettings
 
         try:
@@ -296,8 +300,8 @@ class Playground(QWidget):
             self.context_info.setStyleSheet("color:#555")
             self.context_info.setText(f"{seen} of {info.context_length} context tokens used")
 
-    def _on_tokens_done(self, tokens: Any, outcome: str) -> None:
-        if outcome == "completed":
+    def _on_tokens_done(self, tokens: tuple[Token, ...] | None, outcome: str) -> None:
+        if outcome == "completed" and tokens is not None:
             self.tokens.set_tokens(tokens)
             if self._prediction is not None and not self._prediction.context_ids:
                 self._show_context(self._prediction)  # the count comes from these tokens
@@ -334,7 +338,7 @@ class Playground(QWidget):
             self.request_prediction()
 
     @staticmethod
-    def _captured_chart(index: int, step: Any, k: int) -> ChartData:
+    def _captured_chart(index: int, step: GenerationStep, k: int) -> ChartData:
         sampled = {a.token_id: a.sampled_probability for a in step.top_sampled}
         rows = tuple(
             dataclasses.replace(a, sampled_probability=sampled.get(a.token_id, 0.0))
@@ -446,7 +450,12 @@ class Playground(QWidget):
         self._refresh_generation()
         self.refresh_chart()  # the live prediction again, not a token of the old branch
 
-    def _request(self, prompt: Any, max_tokens: int, forced: Any) -> None:
+    def _request(
+        self,
+        prompt: str | tuple[int, ...],
+        max_tokens: int,
+        forced: tuple[GenerationStep, int] | None,
+    ) -> None:
         branch = self.branches[self.current]
         try:
             settings = self.sampling.settings(seed_offset=len(branch.steps))
@@ -471,7 +480,7 @@ class Playground(QWidget):
         )
         self._update_buttons()
 
-    def _on_generation_record(self, record: Any) -> None:
+    def _on_generation_record(self, record: GenerationStarted | GenerationStep) -> None:
         branch = self.branches[self._gen_branch]
         if isinstance(record, GenerationStarted):
             if not branch.prompt_ids:
@@ -482,7 +491,7 @@ class Playground(QWidget):
         if not self._refresh.isActive():
             self._refresh.start()
 
-    def _on_generation_done(self, result: Any, outcome: str) -> None:
+    def _on_generation_done(self, result: GenerationDone | None, outcome: str) -> None:
         self._update_buttons()
         steps = self.branches[self._gen_branch].steps
         if self._follow and outcome == "completed" and self.current == self._gen_branch and steps:

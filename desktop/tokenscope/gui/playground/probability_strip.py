@@ -8,12 +8,15 @@ boxes share the x axis, so each quantity keeps its own honest scale.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pyqtgraph as pg
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from tokenscope.gui.widgets.plots import quiet_plot
+
+if TYPE_CHECKING:
+    from tokenscope.lm.tokens import GenerationStep
 
 BAR_COLOR = (70, 130, 200)
 ENTROPY_COLOR = (200, 60, 60)
@@ -62,7 +65,7 @@ class ProbabilityStrip(QWidget):
     def _on_plot_resized(self) -> None:
         self.entropy_box.setGeometry(self.plot.getPlotItem().vb.sceneBoundingRect())
 
-    def set_steps(self, steps: Sequence[Any]) -> None:
+    def set_steps(self, steps: Sequence[GenerationStep]) -> None:
         xs = list(range(1, len(steps) + 1))
         self.bars.setOpts(x=xs, height=[s.probability for s in steps])
         entropies = [s.entropy for s in steps]

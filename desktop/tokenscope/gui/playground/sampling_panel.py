@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QCheckBox, QDoubleSpinBox, QFormLayout, QGroupBox, QSpinBox, QWidget
+
+if TYPE_CHECKING:
+    from tokenscope.lm.sampling import SamplingSettings
 
 DEFAULTS: dict[str, Any] = {
     "temperature": 1.0,
@@ -129,7 +132,7 @@ class SamplingPanel(QGroupBox):
         self.seed.setValue(int(v["seed"]))
         self.use_seed.setChecked(bool(v["use_seed"]))
 
-    def settings(self, seed_offset: int = 0) -> Any:
+    def settings(self, seed_offset: int = 0) -> SamplingSettings:
         """The knobs as tokenscope.lm.SamplingSettings (imports the engine: call after loading)."""
         from tokenscope.lm.sampling import SamplingSettings
 

@@ -10,9 +10,13 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import EllipsisType
+from typing import TYPE_CHECKING, Any, overload
 
 from tokenscope.files import atomic_write_text
+
+if TYPE_CHECKING:
+    from tokenscope.lm.tokens import GenerationStep, TokenProbability
 
 # Version 2: steps in the engine's one token vocabulary (display, TokenProbability lists with
 # both probabilities, full_vocabulary); version 1 files still open.
@@ -25,7 +29,7 @@ class Branch:
 
     prompt: str
     prompt_ids: list[int] = field(default_factory=list)
-    steps: list[Any] = field(default_factory=list)  # GenerationStep records
+    steps: list[GenerationStep] = field(default_factory=list)
     parent: int | None = None
     fork_at: int | None = None
     model: str = ""  # the model that generated it: only that model can continue it
@@ -89,7 +93,11 @@ def _expect(ok: bool, where: str, what: str) -> None:
         raise SessionError(f"{where} should be {what}")
 
 
-def _int(d: dict, key: str, where: str, low: int, high: int, optional: bool = False) -> Any:
+@overload
+def _int(d: dict, key: str, where: str, low: int, high: int) -> int: ...
+@overload
+def _int(d: dict, key: str, where: str, low: int, high: int, optional: bool) -> int | None: ...
+def _int(d: dict, key: str, where: str, low: int, high: int, optional: bool = False) -> int | None:
     value = d.get(key)
     if optional and value is None:
         return None
@@ -111,7 +119,9 @@ def _float(d: dict, key: str, where: str, low: float, high: float) -> float:
     return float(value)
 
 
-def _str(d: dict, key: str, where: str, max_chars: int = MAX_TEXT, default: Any = ...) -> str:
+def _str(
+    d: dict, key: str, where: str, max_chars: int = MAX_TEXT, default: str | EllipsisType = ...
+) -> str:
     value = d.get(key, default)
     _expect(
         isinstance(value, str) and len(value) <= max_chars,
@@ -127,7 +137,7 @@ def _bool(d: dict, key: str, where: str, default: bool = False) -> bool:
     return value
 
 
-def _alternatives(value: Any, where: str, version: int) -> tuple[Any, ...]:
+def _alternatives(value: Any, where: str, version: int) -> tuple[TokenProbability, ...]:
     """A step's alternatives as TokenProbability records. Version 1 kept one probability per
     alternative (the raw one in top_raw, the sampled one in top_sampled): `probability`
     holds it; _step puts each in its place."""
@@ -156,7 +166,7 @@ def _alternatives(value: Any, where: str, version: int) -> tuple[Any, ...]:
     return tuple(out)
 
 
-def _step(d: Any, where: str, version: int) -> Any:
+def _step(d: Any, where: str, version: int) -> GenerationStep:
     from tokenscope.lm.tokens import GenerationStep
 
     _expect(isinstance(d, dict), where, "an object")
@@ -184,7 +194,9 @@ def _step(d: Any, where: str, version: int) -> Any:
     )
 
 
-def _from_version_1(raw: tuple[Any, ...], sampled: tuple[Any, ...]) -> tuple[Any, Any, bool]:
+def _from_version_1(
+    raw: tuple[TokenProbability, ...], sampled: tuple[TokenProbability, ...]
+) -> tuple[tuple[TokenProbability, ...], tuple[TokenProbability, ...], bool]:
     """Version 1's lists, each completed with the other's probabilities; its alternatives
     carried their text only where a server had listed them (a top-k list, not the whole
     vocabulary)."""

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import html
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtWidgets import QTextBrowser, QWidget
+
+if TYPE_CHECKING:
+    from tokenscope.lm.tokens import Token
 
 COLORS = ("#dbeafe", "#fde68a")
 #: tokens drawn at most (the last ones: those nearest the next token); a book-length prompt
@@ -22,9 +25,9 @@ class TokenView(QTextBrowser):
         self.setObjectName("tokenView")
         self.setAccessibleName("Tokens of the prompt")
         self.setMaximumHeight(120)
-        self.spans: Sequence[Any] = ()
+        self.spans: Sequence[Token] = ()
 
-    def set_tokens(self, spans: Sequence[Any]) -> None:
+    def set_tokens(self, spans: Sequence[Token]) -> None:
         """Show TokenSpan records (token_id, display)."""
         self.spans = spans
         first = max(0, len(spans) - MAX_SHOWN)

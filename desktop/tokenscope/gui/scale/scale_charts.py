@@ -5,7 +5,7 @@ model. Each one's numbers are what it plots (`data()`), and its CSV rows (`rows(
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
@@ -15,10 +15,14 @@ from tokenscope.gui.widgets.model_scale_chart import ModelScaleChart
 from tokenscope.gui.widgets.plots import log_ticks, size_colors, titled_plot
 from tokenscope.units import bound_mark, format_count, format_rank
 
+if TYPE_CHECKING:
+    from tokenscope.lm.scale import ScalePoint, ScaleSweep
+    from tokenscope.train.probe_runs import TrainingCurve
+
 POINT_COLOR = (220, 60, 40)
 
 
-def _label(p: Any) -> str:
+def _label(p: ScalePoint | TrainingCurve | ScaleSweep) -> str:
     return f"{p.name} ({format_count(p.parameters)})" if p.parameters else p.name
 
 
@@ -34,7 +38,7 @@ class SizeChart(QWidget):
         super().__init__(parent)
         self.setObjectName("scaleSizeChart")
         self.metric = "probability"
-        self.points: list[Any] = []  # ScalePoint, smallest first
+        self.points: list[ScalePoint] = []  # smallest first
         self.reference = ModelScaleChart()
         self.reference.plot.setMinimumHeight(140)
         self.reference.plot.getPlotItem().setTitle(
@@ -62,7 +66,7 @@ class SizeChart(QWidget):
         layout.addWidget(split)
         self._draw()
 
-    def set_points(self, points: list[Any]) -> None:
+    def set_points(self, points: list[ScalePoint]) -> None:
         self.points = sorted((p for p in points if p.parameters > 0), key=lambda p: p.parameters)
         self.reference.set_marks([(p.name, p.parameters) for p in self.points])
         self._draw()
@@ -84,7 +88,7 @@ class SizeChart(QWidget):
             for p in self.points
         ]  # fmt: skip
 
-    def _value(self, p: Any) -> float:
+    def _value(self, p: ScalePoint) -> float:
         """P, or the rank (below a server's list: the first rank it could have)."""
         if self.metric != "rank":
             return p.probability
@@ -163,11 +167,11 @@ class TrainingChart(_CurvesChart):
             "Add a training run or a ladder's folder to the models (Add run…): each of its "
             "checkpoints is measured.",
         )
-        self.curves: list[Any] = []  # train.probe_runs.TrainingCurve, smallest first
+        self.curves: list[TrainingCurve] = []  # smallest first
         self.plot.getPlotItem().setLogMode(x=True, y=False)
         self.set_curves([])
 
-    def set_curves(self, curves: list[Any]) -> None:
+    def set_curves(self, curves: list[TrainingCurve]) -> None:
         self.curves = sorted((c for c in curves if c.points), key=lambda c: c.parameters)
         item = self.plot.getPlotItem()
         self._draw([(_label(c), *self._xy(c)) for c in self.curves])
@@ -184,7 +188,7 @@ class TrainingChart(_CurvesChart):
         item.setYRange(0, 1.05, padding=0)
 
     @staticmethod
-    def _xy(curve: Any) -> tuple[list[int], list[float]]:
+    def _xy(curve: TrainingCurve) -> tuple[list[int], list[float]]:
         points = [p for p in curve.points if p.tokens > 0]  # (a log axis has no 0)
         return [p.tokens for p in points], [p.probability for p in points]
 
@@ -212,10 +216,10 @@ class SweepChart(_CurvesChart):
             "P(expected answer)",
             "Choose “Few-shot task” above and Run: every model's sweep appears here.",
         )
-        self.sweeps: list[Any] = []  # ScaleSweep, smallest first
+        self.sweeps: list[ScaleSweep] = []  # smallest first
         self.set_sweeps([])
 
-    def set_sweeps(self, sweeps: list[Any]) -> None:
+    def set_sweeps(self, sweeps: list[ScaleSweep]) -> None:
         self.sweeps = sorted((s for s in sweeps if s.points), key=lambda s: s.parameters)
         item = self.plot.getPlotItem()
         self._draw([(_label(s), *self._xy(s)) for s in self.sweeps])
@@ -227,7 +231,7 @@ class SweepChart(_CurvesChart):
         self.empty.setPos((shots - 1) / 2, 0.5)
 
     @staticmethod
-    def _xy(s: Any) -> tuple[list[int], list[float]]:
+    def _xy(s: ScaleSweep) -> tuple[list[int], list[float]]:
         return [p.shots for p in s.points], [p.probability for p in s.points]
 
     def data(self) -> list[tuple[str, list[int], list[float]]]:

@@ -16,7 +16,7 @@ Every chart exports PNG, SVG or CSV.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
@@ -52,6 +52,9 @@ from tokenscope.service.jobs import ScaleRun
 from tokenscope.service.records import Progress, ScaleResult
 from tokenscope.units import bound_mark, format_rank
 
+if TYPE_CHECKING:
+    from tokenscope.lm.fewshot.prompt import FewShotPrompt
+
 DEFAULT_PROMPT = "The capital of Indonesia is"
 DEFAULT_ANSWER = " Jakarta"
 #: the few-shot task list's entry for the Few-shot tab's current prompt
@@ -78,7 +81,7 @@ class ScaleTab(Exportable):
         self.bridge = bridge
         self.results: list[ScaleResult] = []
         self._job: JobHandle | None = None
-        self._editor_prompt: Any = None
+        self._editor_prompt: FewShotPrompt | None = None
         self._error = ""  # the job's error, if it failed
         self._build()
         self._connect()
@@ -318,7 +321,7 @@ class ScaleTab(Exportable):
 
     # ----- running -------------------------------------------------------------------------
 
-    def set_editor_prompt(self, prompt: Any) -> None:
+    def set_editor_prompt(self, prompt: FewShotPrompt) -> None:
         """The Few-shot tab's prompt, for the task entry EDITOR_TASK."""
         self._editor_prompt = prompt
 
@@ -395,7 +398,7 @@ class ScaleTab(Exportable):
             self.progress.setRange(0, 0)
             self.progress.setFormat("starting…")
 
-    def _on_record(self, record: Any) -> None:
+    def _on_record(self, record: Progress | ScaleResult) -> None:
         if isinstance(record, Progress):
             self.progress.setRange(0, max(1, record.total))
             self.progress.setValue(record.done)
@@ -407,7 +410,7 @@ class ScaleTab(Exportable):
             self.results.append(record)
             self._show_results()
 
-    def _on_done(self, _result: Any, outcome: str) -> None:
+    def _on_done(self, _result: str | None, outcome: str) -> None:
         self._job = None
         self._set_running(False)
         errors = [r for r in self.results if r.error]
@@ -472,8 +475,8 @@ class ScaleTab(Exportable):
 
     # ----- export --------------------------------------------------------------------------
 
-    def current_chart(self) -> Any:
-        return self.charts.currentWidget()
+    def current_chart(self) -> SizeChart | TrainingChart | SweepChart:
+        return cast("SizeChart | TrainingChart | SweepChart", self.charts.currentWidget())
 
     def rows(self) -> list[list[Any]]:
         return self.current_chart().rows()

@@ -10,7 +10,7 @@ dropped.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
@@ -33,6 +33,10 @@ from PySide6.QtWidgets import (
 from tokenscope.gui.background import run_in_background
 from tokenscope.train.tokenizer_preview import PREVIEW_SAMPLE_CHARS, preview_tokens
 from tokenscope.units import format_bytes
+
+if TYPE_CHECKING:
+    from tokenscope.train.corpus import CorpusSummary
+    from tokenscope.train.tokenizer_preview import TokenPreview
 
 PREVIEW_DEBOUNCE_MS = 300
 DEFAULT_SENTENCE = "The capital of Indonesia is Jakarta."
@@ -59,7 +63,7 @@ class TrainingData(QGroupBox):
         super().__init__("Data and tokenizer", parent)
         self.setObjectName("trainingData")
         self.setAcceptDrops(True)
-        self.summary: Any = None  # the latest CorpusSummary
+        self.summary: CorpusSummary | None = None  # the latest
         self.preview: list[str] = []  # labels of the sample sentence's tokens
         self.preview_vocab: int | None = None
         self._summary_id = 0
@@ -183,7 +187,9 @@ class TrainingData(QGroupBox):
 
     # ----- corpus summary -------------------------------------------------------------------
 
-    def _on_corpus_read(self, request: int, summary: Any, error: str | None) -> None:
+    def _on_corpus_read(
+        self, request: int, summary: CorpusSummary | None, error: str | None
+    ) -> None:
         if request != self._summary_id:
             return  # the list changed since: a newer summary is on its way
         self.summary = summary
@@ -192,6 +198,7 @@ class TrainingData(QGroupBox):
             self.corpus_summarized.emit(None)
             self.preview_timer.start()
             return
+        assert summary is not None  # no error: the corpus was read
         self.summary_label.setText(self.describe(summary))
         self.corpus_summarized.emit(self.estimated_tokens())
         self.preview_timer.start()
@@ -203,7 +210,7 @@ class TrainingData(QGroupBox):
             return None
         return s.characters if self.tokenizer_kind() == "char" else s.estimated_tokens
 
-    def describe(self, s: Any) -> str:
+    def describe(self, s: CorpusSummary) -> str:
         """The summary in words: files, size, characters, estimated tokens, problems found."""
         tokens = self.estimated_tokens()
         parts = [
@@ -254,13 +261,16 @@ class TrainingData(QGroupBox):
             self,
         )
 
-    def _on_preview_made(self, request: int, result: Any, error: str | None) -> None:
+    def _on_preview_made(
+        self, request: int, result: TokenPreview | None, error: str | None
+    ) -> None:
         if request != self._preview_id:
             return
         if error:
             self.preview, self.preview_vocab = [], None
             self.preview_label.setText(f"(no preview: {error.split(': ', 1)[-1]})")
             return
+        assert result is not None  # no error: the preview was made
         self.preview, self.preview_vocab = list(result.pieces), result.vocab_size
         marks = "".join(self.preview)
         notes = [text for mark, text in PIECE_NOTES if mark in marks]

@@ -290,7 +290,9 @@ class TrainingPlan(QGroupBox):
             self,
         )
 
-    def _on_measured(self, request: int, key: tuple, seconds: Any, error: str | None) -> None:
+    def _on_measured(
+        self, request: int, key: tuple, seconds: float | None, error: str | None
+    ) -> None:
         if request != self._measure_id or error or seconds is None:
             return  # superseded, or it could not run: the rough guess stays
         self.measured = (key, float(seconds))
@@ -351,7 +353,9 @@ class TrainingPlan(QGroupBox):
             self,
         )
 
-    def _on_device_detected(self, request: int, result: Any, error: str | None) -> None:
+    def _on_device_detected(
+        self, request: int, result: TrainingDevice | None, error: str | None
+    ) -> None:
         if request == self._device_id and not error:
             self.device = result
             self._update_estimates()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QShowEvent
@@ -58,6 +58,9 @@ from tokenscope.train.runs import (
     unique_run_dir,
 )
 from tokenscope.units import format_duration
+
+if TYPE_CHECKING:
+    from tokenscope.lm.config import ModelConfig
 
 STATUS_MS = 33
 PROGRESS_STAGES = {
@@ -541,7 +544,7 @@ class TrainingTab(QWidget):
         if self.error.isVisible() and self.last_error == NO_DATA and self.data.paths():
             self.hide_error()  # it is no longer true
 
-    def _on_plan_changed(self, config: Any) -> None:
+    def _on_plan_changed(self, config: ModelConfig | None) -> None:
         self._plan_valid = config is not None
         self.scale_chart.set_planned(config.parameter_count() if config is not None else None)
         self._update_buttons()

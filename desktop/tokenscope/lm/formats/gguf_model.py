@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from types import EllipsisType
 from typing import Any
 
 import numpy as np
@@ -45,7 +46,7 @@ class _Meta:
     def __init__(self, meta: Mapping[str, Any], arch: str, path: Path) -> None:
         self.meta, self.arch, self.path = meta, arch, path
 
-    def _value(self, key: str, default: Any) -> tuple[str, Any]:
+    def _value(self, key: str, default: float | EllipsisType) -> tuple[str, Any]:
         full = f"{self.arch}.{key}"
         value = self.meta.get(full, default)
         if value is ...:
@@ -56,7 +57,7 @@ class _Meta:
             value = value[0].item()
         return full, value
 
-    def whole(self, key: str, default: Any = ..., *, low: int = 1, high: int) -> int:
+    def whole(self, key: str, default: int | EllipsisType = ..., *, low: int = 1, high: int) -> int:
         """An integer in low..high."""
         full, value = self._value(key, default)
         if not isinstance(value, int) or isinstance(value, bool):
@@ -67,7 +68,9 @@ class _Meta:
             )
         return value
 
-    def real(self, key: str, default: Any = ..., *, low: float, high: float) -> float:
+    def real(
+        self, key: str, default: float | EllipsisType = ..., *, low: float, high: float
+    ) -> float:
         """A finite number in (low, high]."""
         full, value = self._value(key, default)
         if not isinstance(value, (int, float)) or isinstance(value, bool):

@@ -193,7 +193,7 @@ def _sentencepiece_merges(
     return [(left, right) for *_, left, right in found]
 
 
-def _sentencepiece(m: _Meta, tokens: list[str], types: list[int]) -> Any:
+def _sentencepiece(m: _Meta, tokens: list[str], types: list[int]) -> tokenizers.Tokenizer:
     scores = m.numbers("tokenizer.ggml.scores", len(tokens), "scores", integers=False)
     scores = scores if scores is not None else [0.0] * len(tokens)
     work = sum(len(t) ** 2 for t, kind in zip(tokens, types, strict=True) if kind == _NORMAL)
