@@ -242,3 +242,20 @@ def test_without_a_keyring_the_dialog_says_to_use_the_environment(
         assert dialog.result() and dialog.api_key() == "sk-x"  # for this session only
     finally:
         keyring.set_keyring(before)
+
+
+def test_the_dialog_finds_a_server_running_here_and_offers_tokenscope_serves_port(
+    qtbot, window, llama, monkeypatch
+):
+    from tokenscope.gui.models.server_dialog import DEFAULT_URL, ServerDialog
+    from tokenscope.lm.remote import discover
+
+    assert DEFAULT_URL == "http://127.0.0.1:8000/v1"  # where `tokenscope serve` listens
+    port = int(llama.rsplit(":", 1)[1].split("/")[0])
+    monkeypatch.setattr(discover, "USUAL_PORTS", ((port, "llama.cpp"),))
+    dialog = ServerDialog(window.settings, window)
+    qtbot.addWidget(dialog)
+    qtbot.waitUntil(lambda: dialog.status.text().startswith("Running on this machine"),
+                    timeout=10_000)  # fmt: skip
+    assert f"llama.cpp at {llama}" in dialog.status.text()
+    assert dialog.address() == llama  # nothing chosen before: the server found is offered

@@ -135,3 +135,20 @@ def test_tokenizer_larger_than_the_model_is_refused(bpe_tokenizer):
 
     with pytest.raises(ValueError, match="output rows"):
         LanguageModel(Transformer(preset("tiny", vocab_size=50)), bpe_tokenizer)
+
+
+def test_prompts_scored_together_score_as_each_alone(tiny_model, monkeypatch):
+    """lm-evaluation-harness sends many prompts in one request: scored as one padded batch
+    (a few prompts at a time), each prompt's numbers are its own."""
+    from tokenscope.lm import language_model
+
+    texts = ["The capital of France is Paris.", "a", "", "Once upon a time, " * 3, "xyz"]
+    ids = [tiny_model._context_ids(t) for t in texts]
+    alone = [tiny_model.prompt_logprobs(i, 3) for i in ids]
+    # A budget that holds two prompts a batch: several batches, shortest first.
+    monkeypatch.setattr(language_model, "LOGITS_BUDGET", 2 * 40 * tiny_model.config.vocab_size)
+    together = tiny_model.prompt_logprobs_batch(ids, 3)
+    assert [len(t) for t in together] == [len(i) - 1 if len(i) > 1 else 0 for i in ids]
+    for mine, ref in zip(together, alone, strict=True):
+        assert [v for v, _ in mine] == pytest.approx([v for v, _ in ref], abs=1e-5)
+        assert [[t for t, _ in top] for _, top in mine] == [[t for t, _ in top] for _, top in ref]

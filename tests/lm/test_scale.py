@@ -62,8 +62,9 @@ def test_sweeps_for_every_model_are_the_models_own_sweeps(checkpoint, other_chec
 def test_the_command_line_gives_the_apis_numbers(checkpoint, other_checkpoint, tmp_path):
     from ..cli_run import run_cli
 
-    proc = run_cli("scale", PROBE.prompt, PROBE.continuation, "-m", checkpoint, "-m", other_checkpoint,
-                   "--json", env={"XDG_CACHE_HOME": str(tmp_path / "cli-cache")})  # fmt: skip
+    models = ["-m", checkpoint, "-m", other_checkpoint]
+    proc = run_cli("scale", PROBE.prompt, PROBE.continuation, *models, "--json",
+                   env={"XDG_CACHE_HOME": str(tmp_path / "cli-cache")})  # fmt: skip
     out = json.loads(proc.stdout)["models"]
     mine = {p.model: p for p in run_probe([str(checkpoint), str(other_checkpoint)], PROBE)}
     for row in out:

@@ -24,7 +24,7 @@ def test_a_server_model_loads_predicts_and_tokenizes_through_the_service(harness
     info = harness.load(llama)
     c = info.capabilities
     assert (c.kind, c.label, info.device) == ("llama.cpp", "remote · top-100 · raw", "server")
-    assert not c.internals and not c.full_vocabulary and c.can_score and not c.exact_scores
+    assert not c.internals and not c.full_vocabulary and c.can_score and c.exact_scores
     assert info.parameters == 134_515_008 and info.context_length == 1024
     assert info.target.startswith(llama + "#") and info.name.endswith("Q4_1.gguf @ " + llama[7:-3])
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING
 
 from tokenscope.cli.common import (
     BAR_WIDTH,
@@ -24,8 +24,11 @@ from tokenscope.cli.common import (
 from tokenscope.cli.predict import token_json
 from tokenscope.units import bound_mark, format_rank
 
+if TYPE_CHECKING:
+    from tokenscope.lm.fewshot.prompt import FewShotPrompt
 
-def register(sub: Any) -> None:
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from tokenscope.lm.fewshot.prompt import list_presets
 
     f = sub.add_parser(
@@ -67,7 +70,9 @@ def fewshot(args: argparse.Namespace) -> int:
     return _preview(args, session, prompt, label, info.name)
 
 
-def _sweep(args: argparse.Namespace, session: Session, prompt: Any, label: str, name: str) -> int:
+def _sweep(
+    args: argparse.Namespace, session: Session, prompt: FewShotPrompt, label: str, name: str
+) -> int:
     from tokenscope.service import Sweep
     from tokenscope.service.records import SweepSeries
 
@@ -104,7 +109,9 @@ def _sweep(args: argparse.Namespace, session: Session, prompt: Any, label: str, 
     return 0
 
 
-def _preview(args: argparse.Namespace, session: Session, prompt: Any, label: str, name: str) -> int:
+def _preview(
+    args: argparse.Namespace, session: Session, prompt: FewShotPrompt, label: str, name: str
+) -> int:
     from tokenscope.service import FewShotPreview
 
     view = session.run(FewShotPreview(prompt, top_k=args.top))

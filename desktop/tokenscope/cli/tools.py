@@ -4,12 +4,16 @@ a model (serving one, training one, saving one, and what this installation has).
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
-from tokenscope.cli.common import DEFAULT_KEY_ENV, add_dtype_option, print_json
+from tokenscope.cli.common import (
+    DEFAULT_KEY_ENV,
+    add_dtype_option,
+    add_threads_option,
+    print_json,
+)
 
 
-def register(sub: Any) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     d = sub.add_parser("doctor", help="what this installation has and where it keeps things")
     d.add_argument("--json", action="store_true")
     d.set_defaults(handler=doctor)
@@ -29,9 +33,11 @@ def register(sub: Any) -> None:
     s = sub.add_parser(
         "serve",
         help="serve a model as an OpenAI-compatible server with full log-probabilities",
-        description="Serve a model (one you trained, say) over HTTP: /v1/completions with "
-        "top-k log-probabilities, the prompt's own (echo), streaming and token-id prompts; "
-        "/v1/models; /tokenize. Needs the serve extra: pip install 'tokenscope[serve]'.",
+        description="Serve a model (one you trained, say) over HTTP as OpenAI's API does: "
+        "/v1/completions (any prompt shape, n, stop, usage, top-k log-probabilities, the "
+        "prompt's own with echo, streaming) and /v1/chat/completions (for a model with a chat "
+        "template); /v1/models; /tokenize, /detokenize and /tokenizer_info (lm-evaluation-"
+        "harness uses them). Needs the serve extra: pip install 'tokenscope[serve]'.",
     )
     s.add_argument("--model", "-m", default="builtin", help="what to serve (as for predict)")
     add_dtype_option(s)
@@ -49,6 +55,7 @@ def register(sub: Any) -> None:
         help=f"require the key in this environment variable (Authorization: Bearer KEY), "
         f"e.g. {DEFAULT_KEY_ENV}",
     )
+    add_threads_option(s)
     s.set_defaults(handler=serve)
 
 
@@ -66,6 +73,7 @@ def serve(args: argparse.Namespace) -> int:
         max_logprobs=args.max_logprobs,
         api_key_env=args.api_key_env,
         dtype=None if args.dtype == "auto" else args.dtype,
+        threads=args.threads,
         announce=lambda line: print(line, flush=True),
     )
     return 0

@@ -74,6 +74,9 @@ class Generation(Iterator[GenerationStep]):
         self.prompt_ids = ids[self.dropped_prompt_tokens :]
         self.steps: list[GenerationStep] = []
         self.stop_reason: str | None = None
+        # The bytes of a character the last token left unfinished, as U+FFFD: text that
+        # belongs to no step (set when generation ends by max_tokens).
+        self.flushed = ""
         self.context_shifts = 0
         self._model = model
         self._max_tokens = max_tokens
@@ -218,4 +221,5 @@ class Generation(Iterator[GenerationStep]):
         tail = decoder.flush()
         if tail:
             self._text_parts.append(tail)
+            self.flushed = tail
         self.stop_reason = "max_tokens"

@@ -31,6 +31,9 @@ from tokenscope.lm.sampling import SamplingSettings, sampling_distribution
 from tokenscope.lm.tokenizer import Tokenizer
 from tokenscope.lm.tokens import ContinuationScore, GenerationStep, Token
 
+#: the most logits one scoring batch holds at once (prompts x positions x vocabulary): 256 MB
+LOGITS_BUDGET = 64 * 2**20
+
 if TYPE_CHECKING:
     from tokenscope.lm.compiled import CompiledDecoder
     from tokenscope.lm.inside import Surprisal
@@ -331,23 +334,65 @@ class LanguageModel:
         """For each token of `ids` after the first: log P(token | the tokens before it) and the
         `top_k` most likely (id, log-probability) there, from one forward pass (what a server's
         "echo" returns). The ids must fit the context window."""
-        ids = arguments.token_ids("ids", ids, self.config.vocab_size)
-        if len(ids) > self.config.context_length:
-            raise ValueError(
-                f"{len(ids)} tokens do not fit the context window ({self.config.context_length})"
-            )
-        if len(ids) < 2:
-            return []
-        x = torch.tensor([ids], device=self.device)
-        logp = torch.log_softmax(self.transformer(x)[0, :-1].float(), dim=-1)  # (T-1, V)
-        own = logp.gather(1, x[0, 1:, None])[:, 0].tolist()
-        if top_k <= 0:
-            return [(v, []) for v in own]
-        values, indices = logp.topk(min(top_k, logp.shape[-1]), dim=-1)
-        return [
-            (v, list(zip(i, lp, strict=True)))
-            for v, i, lp in zip(own, indices.tolist(), values.tolist(), strict=True)
-        ]
+        return self.prompt_logprobs_batch([ids], top_k)[0]
+
+    @torch.inference_mode()
+    def prompt_logprobs_batch(
+        self, batch: Sequence[Sequence[int]], top_k: int = 0
+    ) -> list[list[tuple[float, list[tuple[int, float]]]]]:
+        """`prompt_logprobs` of several prompts. Plain float weights: scored together, padded
+        at the end to one length and run as one batch (a causal model's positions never see
+        the padding after them, so each prompt's numbers are its own to ~1e-5), a few
+        prompts at a time so that the logits stay within LOGITS_BUDGET values. Packed weights
+        (int4, int8): one prompt after another, because their kernels round differently with
+        the number of rows (up to 0.05 nats on SmolLM2), and a prompt must score the same
+        alone or in company."""
+        window, vocab = self.config.context_length, self.config.vocab_size
+        checked = [arguments.token_ids("ids", ids, vocab) for ids in batch]
+        for ids in checked:
+            if len(ids) > window:
+                raise ValueError(f"{len(ids)} tokens do not fit the context window ({window})")
+        out: list[list[tuple[float, list[tuple[int, float]]]]] = [[] for _ in checked]
+        todo = sorted((i for i, ids in enumerate(checked) if len(ids) >= 2),
+                      key=lambda i: len(checked[i]))  # fmt: skip
+        if self.packing is not None:  # (see above) one prompt at a time
+            for i in todo:
+                out[i] = self._score_prompts([checked[i]], top_k)[0]
+            return out
+        while todo:
+            longest = len(checked[todo[0]])
+            take = 0
+            for i in todo:  # shortest first: similar lengths share a batch, little padding
+                longest = max(longest, len(checked[i]))
+                if take and (take + 1) * longest * vocab > LOGITS_BUDGET:
+                    break
+                take += 1
+            group, todo = todo[:take], todo[take:]
+            for i, scores in zip(group, self._score_prompts([checked[i] for i in group], top_k),
+                                 strict=True):  # fmt: skip
+                out[i] = scores
+        return out
+
+    def _score_prompts(
+        self, prompts: list[list[int]], top_k: int
+    ) -> list[list[tuple[float, list[tuple[int, float]]]]]:
+        longest = max(len(p) for p in prompts)
+        x = torch.tensor([p + [0] * (longest - len(p)) for p in prompts], device=self.device)
+        logits = self.transformer(x)  # (B, T, V); positions past a prompt's end are padding
+        out: list[list[tuple[float, list[tuple[int, float]]]]] = []
+        for b, p in enumerate(prompts):
+            logp = torch.log_softmax(logits[b, : len(p) - 1].float(), dim=-1)  # (T-1, V)
+            target = x[b, 1 : len(p), None]
+            own = logp.gather(1, target)[:, 0].tolist()
+            if top_k <= 0:
+                out.append([(v, []) for v in own])
+                continue
+            values, indices = logp.topk(min(top_k, logp.shape[-1]), dim=-1)
+            out.append([
+                (v, list(zip(i, lp, strict=True)))
+                for v, i, lp in zip(own, indices.tolist(), values.tolist(), strict=True)
+            ])  # fmt: skip
+        return out
 
     @torch.inference_mode()
     def score_continuation(

@@ -17,10 +17,15 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.routing import APIRoute
 
 from tokenscope import __version__
-from tokenscope.serve import completions
+from tokenscope.serve import chat, completions
 from tokenscope.serve.auth import RequireKey
-from tokenscope.serve.errors import engine_refusals, install_error_handlers
-from tokenscope.serve.schemas import CompletionRequest, TokenizeRequest
+from tokenscope.serve.errors import Refusal, engine_refusals, install_error_handlers
+from tokenscope.serve.schemas import (
+    ChatRequest,
+    CompletionRequest,
+    DetokenizeRequest,
+    TokenizeRequest,
+)
 from tokenscope.serve.state import DEFAULT_MAX_LOGPROBS, Served
 
 
@@ -37,10 +42,14 @@ router = APIRouter()
 async def models(served: Model) -> dict[str, Any]:
     """The one model served, with its sizes where llama.cpp and vLLM put them."""
     window = served.window
-    meta = {"n_params": served.parameters, "n_ctx": window,
-            "n_vocab": served.tokenizer.vocab_size}  # fmt: skip
-    entry = {"id": served.name, "object": "model", "owned_by": "tokenscope",
-             "max_model_len": window, "meta": meta}  # fmt: skip
+    meta = {"n_params": served.parameters, "n_ctx": window, "n_vocab": served.tokenizer.vocab_size}
+    entry = {
+        "id": served.name,
+        "object": "model",
+        "owned_by": "tokenscope",
+        "max_model_len": window,
+        "meta": meta,
+    }
     return {"object": "list", "data": [entry]}
 
 
@@ -48,8 +57,12 @@ async def models(served: Model) -> dict[str, Any]:
 async def about(served: Model) -> dict[str, Any]:
     """What tells a client this is Tokenscope (lm/remote.py reads `max_logprobs`): raw
     log-probabilities, of the prompt too, and its tokenizer."""
-    return {"name": served.name, "version": __version__, "max_logprobs": served.max_logprobs,
-            "context_length": served.window}  # fmt: skip
+    return {
+        "name": served.name,
+        "version": __version__,
+        "max_logprobs": served.max_logprobs,
+        "context_length": served.window,
+    }
 
 
 @router.post("/tokenize")
@@ -61,20 +74,64 @@ def tokenize(request: TokenizeRequest, served: Model) -> JSONResponse:
             model._context_ids(text, "prompt") if request.add_special_tokens else model.encode(text)
         )
         strs = [served.tokenizer.token_text(i) for i in ids]
-    return JSONResponse({"tokens": ids, "token_strs": strs, "count": len(ids),
-                         "max_model_len": served.window})  # fmt: skip
+    return JSONResponse(
+        {"tokens": ids, "token_strs": strs, "count": len(ids), "max_model_len": served.window}
+    )
+
+
+@router.post("/detokenize")
+def detokenize(request: DetokenizeRequest, served: Model) -> JSONResponse:
+    """Token ids back to text (vLLM's /detokenize)."""
+    vocab = served.vocab_size
+    if any(not 0 <= i < vocab for i in request.tokens):
+        raise Refusal(400, f"a token id is outside the vocabulary (0..{vocab - 1})", "tokens")
+    with served.lock:
+        text = served.tokenizer.decode(request.tokens)
+    return JSONResponse({"prompt": text})
+
+
+@router.get("/tokenizer_info")
+def tokenizer_info(served: Model) -> JSONResponse:
+    """The special tokens and the chat template (vLLM's /tokenizer_info: lm-evaluation-harness
+    uses the server's own tokenizer through it and /tokenize, with nothing to download)."""
+    tok, model = served.tokenizer, served.model
+
+    def text(i: int | None) -> str | None:
+        return tok.token_text(i) if i is not None else None
+
+    return JSONResponse(
+        {
+            "tokenizer_class": "tokenscope",
+            "eos_token": text(tok.eos_id),
+            "bos_token": text(tok.bos_id),
+            "pad_token": text(tok.eos_id),
+            "chat_template": model.chat_template,
+            "model_max_length": served.window,
+            "vocab_size": tok.vocab_size,
+        }
+    )
 
 
 @router.post("/v1/completions", response_model=None)
 def complete(request: CompletionRequest, served: Model) -> JSONResponse | StreamingResponse:
-    """A completion with log-probabilities: whole, or streamed as server-sent events."""
+    """Completions with log-probabilities: whole, or streamed as server-sent events."""
     with served.lock, engine_refusals():
         job = completions.prepare(served, request)
-        if not request.stream:
+    if not request.stream:
+        with engine_refusals():
             return JSONResponse(completions.complete(served, job))
-        gen = completions.start(served, job)
-    stream = completions.events(served, job, gen)  # takes the lock itself, step by step
-    return StreamingResponse(stream, media_type="text/event-stream")
+    return StreamingResponse(completions.events(served, job), media_type="text/event-stream")
+
+
+@router.post("/v1/chat/completions", response_model=None)
+def chat_complete(request: ChatRequest, served: Model) -> JSONResponse | StreamingResponse:
+    """Chat completions through the model's chat template: whole, or streamed."""
+    with served.lock, engine_refusals():
+        job = chat.prepare(served, request)
+    if not request.stream:
+        with engine_refusals():
+            return JSONResponse(chat.complete(served, job))
+    return StreamingResponse(chat.events(served, job), media_type="text/event-stream")
 
 
 def create_app(

@@ -39,29 +39,33 @@ def by_text(tok: Any, ids_and_logprobs: list[tuple[int, float]]) -> dict[str, fl
     return out
 
 
-def echoed(model: Any, ids: list[int], spans: list[tuple[int, int, int]], k: int) -> Part:
-    """The prompt's own tokens (`spans`: id, start, end) with their log-probabilities, from one
-    forward pass over `ids` (the first has none unless the model puts BOS before it)."""
+def echoed(
+    model: Any, prompts: list[tuple[list[int], list[tuple[int, int, int]]]], k: int
+) -> list[Part]:
+    """The prompts' own tokens (`spans`: id, start, end of each of `ids`'s own tokens) with
+    their log-probabilities, the prompts scored together (LanguageModel.prompt_logprobs_batch);
+    the first token has none unless the model puts BOS before it."""
     tok = model.tokenizer
-    scored = model.prompt_logprobs(ids, k)
-    lead = len(ids) - len(spans)  # BOS the model added
-    part: Part = {key: [] for key in KEYS}
-    for j, (i, start, _end) in enumerate(spans):
-        at = lead + j - 1  # scored[at] is about ids[at + 1]
-        own, top = scored[at] if at >= 0 else (None, None)
-        part["tokens"].append(tok.token_text(i))
-        part["token_logprobs"].append(own)
-        part["top_logprobs"].append(by_text(tok, top) if k and top is not None else None)
-        part["text_offset"].append(start)
-        part["content"].append(position(tok, i, own, top or []))
-    return part
+    scored_all = model.prompt_logprobs_batch([ids for ids, _spans in prompts], k)
+    parts = []
+    for (ids, spans), scored in zip(prompts, scored_all, strict=True):
+        lead = len(ids) - len(spans)  # BOS the model added
+        part: Part = {key: [] for key in KEYS}
+        for j, (i, start, _end) in enumerate(spans):
+            at = lead + j - 1  # scored[at] is about ids[at + 1]
+            own, top = scored[at] if at >= 0 else (None, None)
+            part["tokens"].append(tok.token_text(i))
+            part["token_logprobs"].append(own)
+            part["top_logprobs"].append(by_text(tok, top) if k and top is not None else None)
+            part["text_offset"].append(start)
+            part["content"].append(position(tok, i, own, top or []))
+        parts.append(part)
+    return parts
 
 
 def generated(tok: Any, step: Any, k: int, offset: int) -> Part:
     """One generated token (a GenerationStep) at character `offset` of the choice's text."""
-    top = [(a.token_id, math.log(a.probability)) for a in step.top_raw if a.probability > 0]
-    own = math.log(step.probability) if step.probability > 0 else -math.inf
-    own = own if math.isfinite(own) else -9999.0  # (JSON has no -Infinity)
+    own, top = _logprobs(step)
     return {
         "tokens": [tok.token_text(step.token_id)],
         "token_logprobs": [own],
@@ -69,6 +73,19 @@ def generated(tok: Any, step: Any, k: int, offset: int) -> Part:
         "text_offset": [offset],
         "content": [position(tok, step.token_id, own, top[:k])],
     }
+
+
+def chat_position(tok: Any, step: Any, k: int) -> dict[str, Any]:
+    """One generated token in the chat API's shape ({"token", "logprob", "bytes",
+    "top_logprobs": [...]}, each with its id too)."""
+    own, top = _logprobs(step)
+    return position(tok, step.token_id, own, top[:k])
+
+
+def _logprobs(step: Any) -> tuple[float, list[tuple[int, float]]]:
+    top = [(a.token_id, math.log(a.probability)) for a in step.top_raw if a.probability > 0]
+    own = math.log(step.probability) if step.probability > 0 else -math.inf
+    return (own if math.isfinite(own) else -9999.0), top  # (JSON has no -Infinity)
 
 
 def merged(parts: list[Part]) -> Part:

@@ -27,23 +27,52 @@ from pydantic_core import PydanticCustomError
 
 from tokenscope.lm.arguments import MAX_REPETITION_PENALTY, MAX_SEED, MAX_TEMPERATURE
 
+#: the most prompts one request may carry, and the most choices (prompts x n) it may ask for
+MAX_PROMPTS = 256
+MAX_N = 16
+MAX_CHOICES = 256
+MAX_STOP = 4  # stop sequences, as OpenAI's API allows
+MAX_STOP_CHARS = 1_000
 
-def _one_prompt(value: Any, handler: ValidatorFunctionWrapHandler) -> str | list[int]:
-    # One error for the whole field, not one per member of the union (str | list[int]).
-    if isinstance(value, list) and len(value) == 1 and isinstance(value[0], str):
-        value = value[0]  # ["text"]: how the OpenAI client sends a single prompt
+
+def _prompts(value: Any, handler: ValidatorFunctionWrapHandler) -> list[str | list[int]]:
+    """Every shape OpenAI's API takes for `prompt` (a text, texts, token ids, lists of token
+    ids), as a list of prompts; one error for the whole field, not one per union member."""
+    if isinstance(value, str) or (
+        isinstance(value, list) and value and all(_is_id(v) for v in value)
+    ):
+        value = [value]  # one prompt
     try:
         return handler(value)
     except ValidationError:
         raise PydanticCustomError(
             "prompt_type",
-            "Input should be text or a non-empty list of token ids (one prompt a request)",
+            "Input should be text, a list of texts, a non-empty list of token ids or a list "
+            "of such lists",
         ) from None
 
 
-#: a text, or the token ids the model reads (no BOS added unless the model adds one)
-Prompt = Annotated[
-    str | Annotated[list[StrictInt], Field(min_length=1)], WrapValidator(_one_prompt)
+def _is_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _stops(value: Any, handler: ValidatorFunctionWrapHandler) -> list[str]:
+    """`stop` as a list (a single text is one stop sequence)."""
+    return handler([value] if isinstance(value, str) else value)
+
+
+#: one prompt: a text, or the token ids the model reads (no BOS added unless the model adds one)
+OnePrompt = StrictStr | Annotated[list[StrictInt], Field(min_length=1)]
+Prompts = Annotated[
+    Annotated[list[OnePrompt], Field(min_length=1, max_length=MAX_PROMPTS)],
+    WrapValidator(_prompts),
+]
+Stops = Annotated[
+    Annotated[
+        list[Annotated[StrictStr, Field(min_length=1, max_length=MAX_STOP_CHARS)]],
+        Field(max_length=MAX_STOP),
+    ],
+    WrapValidator(_stops),
 ]
 Whole = Annotated[int, Field(strict=True)]
 Number = Annotated[float, Field(strict=True)]  # (strict still takes a whole number: 1 is 1.0)
@@ -65,21 +94,54 @@ class Body(BaseModel):
         return data
 
 
-class CompletionRequest(Body):
-    """POST /v1/completions (OpenAI's legacy completions, with vLLM's sampling extras)."""
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
-    prompt: Prompt
+    include_usage: bool = False  # a last chunk with the request's token counts
+
+
+class Sampling(Body):
+    """What completions and chat completions share: the knobs, `n`, stop and streaming."""
+
     model: StrictStr | None = None  # None: the one model served
-    max_tokens: Annotated[Whole, Field(ge=0)] = 16  # at most the context: completions.py
-    logprobs: Whole | None = None  # how many alternatives per position (None: no log-probs)
-    echo: bool = False  # the prompt's own tokens too, each with its log-probability
+    n: Annotated[Whole, Field(ge=1, le=MAX_N)] = 1  # choices for each prompt
+    stop: Stops = []  # cut the text before the first of these; finish_reason "stop"
     stream: bool = False  # server-sent events, one per token
+    stream_options: StreamOptions | None = None
     temperature: Annotated[Number, Field(ge=0, le=MAX_TEMPERATURE)] = 1.0
     top_k: Annotated[Whole, Field(ge=-1, le=10**9)] = 0  # 0 or -1 (vLLM's word): off
     top_p: Annotated[Number, Field(gt=0, le=1)] = 1.0
     min_p: Annotated[Number, Field(ge=0, le=1)] = 0.0
     repetition_penalty: Annotated[Number, Field(gt=0, le=MAX_REPETITION_PENALTY)] = 1.0
     seed: Annotated[Whole, Field(ge=0, le=MAX_SEED)] | None = None
+
+
+class CompletionRequest(Sampling):
+    """POST /v1/completions (OpenAI's legacy completions, with vLLM's sampling extras)."""
+
+    prompt: Prompts  # one or more prompts: one choice per prompt (and per n), in order
+    max_tokens: Annotated[Whole, Field(ge=0)] = 16  # at most the context: completions.py
+    # How many alternatives per position, 0..5 in OpenAI's API, up to --max-logprobs here
+    # (checked in completions.py); None: no log-probabilities.
+    logprobs: Annotated[Whole, Field(ge=0)] | None = None
+    echo: bool = False  # the prompt's own tokens too, each with its log-probability
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    role: Annotated[StrictStr, Field(min_length=1, max_length=64)]
+    content: StrictStr
+
+
+class ChatRequest(Sampling):
+    """POST /v1/chat/completions: messages laid out by the model's chat template."""
+
+    messages: Annotated[list[ChatMessage], Field(min_length=1, max_length=1_000)]
+    max_tokens: Annotated[Whole, Field(ge=1)] | None = None  # None: as the context allows
+    max_completion_tokens: Annotated[Whole, Field(ge=1)] | None = None  # OpenAI's newer name
+    logprobs: bool = False  # each token's log-probability
+    top_logprobs: Annotated[Whole, Field(ge=0, le=20)] | None = None  # alternatives a token
 
 
 class TokenizeRequest(Body):
@@ -89,3 +151,9 @@ class TokenizeRequest(Body):
     add_special_tokens: bool = Field(
         False, validation_alias=AliasChoices("add_special_tokens", "add_special")
     )  # with the tokens the model puts before a prompt (BOS)
+
+
+class DetokenizeRequest(Body):
+    """POST /detokenize (vLLM's): token ids back to text."""
+
+    tokens: list[StrictInt]

@@ -21,9 +21,11 @@ def serve(
     max_logprobs: int = DEFAULT_MAX_LOGPROBS,
     api_key_env: str | None = None,
     dtype: str | None = None,
+    threads: int | None = None,
     announce: Any = print,
 ) -> None:
-    """Load `target` and serve it until interrupted (port 0: a free one, announced)."""
+    """Load `target` and serve it until interrupted (port 0: a free one, announced), on
+    `threads` CPU threads (None: chosen from the model's size, as everywhere)."""
     try:
         import uvicorn
 
@@ -42,11 +44,23 @@ def serve(
     model = load_model(target, dtype=dtype)
     name = model.name or Path(target).name or target
     app = create_app(model, name=name, max_logprobs=max_logprobs, api_key=api_key or None)
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(128)  # connections wait from now on, so the announced address answers at once
+    model.set_threads(threads)
+    sock = listening_socket(host, port)
     shown = f"[{host}]" if ":" in host else host
     announce(f"serving {name} at http://{shown}:{sock.getsockname()[1]}/v1 (Ctrl+C stops)")
     config = uvicorn.Config(app, log_level="warning", access_log=False)
     uvicorn.Server(config).run(sockets=[sock])
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A socket listening at (host, port): connections wait from now on, so the address
+    announced answers at once."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted connections inherit it: without, a response written in two pieces (headers,
+    # body) waits for the client's delayed ACK, 40 ms a request (measured: 44 ms for
+    # /v1/models, 0.9 ms with it).
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.bind((host, port))
+    sock.listen(128)
+    return sock

@@ -74,6 +74,7 @@ class FaultyServer:
         self.seen_keys: list[str] = []  # the Authorization headers received
         self.release = threading.Event()
         self.holding = threading.Event()  # mode "slow" has a request waiting
+        self.words: dict[str, int] = {}  # mode "topk": its vocabulary, word by word
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -106,6 +107,8 @@ class FaultyServer:
                     return
                 if self.path == "/v1/models":
                     return self._send(200, json.dumps({"data": [{"id": "tiny"}]}).encode())
+                if self.path == "/version" and owner.mode == "topk":  # as vLLM answers
+                    return self._send(200, b'{"version": "test"}')
                 self._send(404, b'{"error": "not found"}')
 
             def do_POST(self) -> None:
@@ -132,6 +135,15 @@ class FaultyServer:
                     return self._send(200, b'{"choices": [ {"text": ')
                 if mode == "nologprobs":
                     return self._send(200, json.dumps({"choices": [{"text": " x"}]}).encode())
+                if mode == "topk":  # vLLM-like: shows its tokens (words), lists its top 2 only
+                    if self.path == "/tokenize":
+                        words = re.findall(r"\s*\S+|\s+", body["prompt"])
+                        ids = [owner.words.setdefault(w, len(owner.words)) for w in words]
+                        return self._send(200, json.dumps(
+                            {"tokens": ids, "token_strs": words}).encode())  # fmt: skip
+                    answer = {"choices": [{"text": " a", "logprobs": {"tokens": [" a"],
+                              "top_logprobs": [{" a": -0.2, " b": -1.9}]}}]}  # fmt: skip
+                    return self._send(200, json.dumps(answer).encode())
                 if body.get("echo") and owner.echo:
                     # Words as tokens: the prompt's, each with a log-probability (the first
                     # none), then one generated token.

@@ -37,7 +37,7 @@ def test_connecting_reports_llama_cpp_and_what_it_can_do(llama):
     assert s.max_top_k >= 20 and s.probabilities == "raw" and not s.prompt_logprobs
     c = model.capabilities
     assert c.label == f"remote · top-{c.max_top_k} · raw" and c.kind == "llama.cpp"
-    assert not c.full_vocabulary and not c.internals and not c.exact_scores and c.can_score
+    assert not c.full_vocabulary and not c.internals and c.exact_scores and c.can_score
 
 
 def test_remote_top_k_agrees_with_the_local_engine(llama):
@@ -194,7 +194,7 @@ def test_a_continuation_is_scored_where_the_server_echoes_the_prompt(faulty, lla
 def test_llama_cpp_scores_a_continuation_token_by_token_through_its_top_k(llama):
     llama = RemoteModel(llama)
     assert not llama.info.prompt_logprobs and llama.info.tokenizes
-    assert llama.capabilities.can_score and not llama.capabilities.exact_scores
+    assert llama.capabilities.can_score and llama.capabilities.exact_scores  # (its whole list)
     score = llama.score_continuation("The capital of Indonesia is", " Jakarta")
     # " Jakarta" is " Jak" + "arta" here: each read off its own top-k.
     first = llama.predict_next_token_probabilities("The capital of Indonesia is")
@@ -202,9 +202,27 @@ def test_llama_cpp_scores_a_continuation_token_by_token_through_its_top_k(llama)
     expected = first.probability_of(" Jak") * second.probability_of("arta")
     assert score.probability == pytest.approx(expected, rel=1e-6) and not score.upper_bound
     assert score.first_rank == 1 and score.top_text == " Jak" and len(score.logprobs) == 2
-    unlikely = llama.score_continuation("The capital of Indonesia is", " zzzqxv")
-    assert unlikely.upper_bound and unlikely.probability < 1e-4
-    assert unlikely.first_rank is None and unlikely.rank_above == llama.info.max_top_k
+    # A token below the top 100: read off llama.cpp's whole distribution, exactly (it was
+    # an upper bound, the last listed token's probability, 11x the true value on a sweep).
+    assert llama.info.lists_all and llama.capabilities.exact_scores
+    context = "The capital of Indonesia is"
+    unlikely = llama.score_continuation(context, " zzzqxv")
+    assert not unlikely.upper_bound and unlikely.first_rank > llama.info.max_top_k
+    tokens = llama.tokenize(context + " zzzqxv", special=True)
+    head = len(llama.tokenize(context, special=True))
+    expected, rank = 1.0, None
+    for at in range(head, len(tokens)):
+        ids = [t.token_id for t in tokens[:at]]
+        full = llama._completion(ids, None, max_tokens=1, temperature=0.0,
+                                 logprobs=llama.info.vocab_size)  # fmt: skip
+        listed = full["logprobs"]["content"][0]["top_logprobs"]
+        assert len(listed) == llama.info.vocab_size
+        mine = next(t for t in listed if t["id"] == tokens[at].token_id)
+        expected *= float(np.exp(mine["logprob"]))
+        if rank is None:
+            rank = 1 + sum(t["logprob"] > mine["logprob"] for t in listed)
+    assert unlikely.probability == pytest.approx(expected, rel=1e-6)
+    assert unlikely.first_rank == rank
 
 
 def test_a_request_waiting_on_the_server_is_cancelled_at_once(faulty):
@@ -331,6 +349,8 @@ def test_the_command_line_sweeps_few_shot_on_a_server(llama):
         shot = prompt.with_shots(p["shots"])
         score = model.score_continuation(shot.assemble().text, shot.answer_text(prompt.expected))
         assert p["probability"] == pytest.approx(score.probability, rel=1e-6)
+        # llama.cpp lists its whole vocabulary when asked: exact values, exact ranks.
+        assert p["upper_bound"] is False and isinstance(p["rank"], int)
     # Without --sweep: the prompt's chart and its expected answer, scored as the window does.
     proc = subprocess.run(
         [sys.executable, "-m", "tokenscope", "fewshot", "capitals", "-m", llama, "--json"],
@@ -342,3 +362,53 @@ def test_the_command_line_sweeps_few_shot_on_a_server(llama):
     assert out["text"] == text and out["top"] and out["other"] > 0
     score = model.score_continuation(text, prompt.answer_text(prompt.expected))
     assert out["expected"]["probability"] == pytest.approx(score.probability, rel=1e-6)
+
+
+def test_a_server_that_lists_only_its_top_tokens_gives_bounds_marked_as_bounds(faulty):
+    """A vLLM-like server (it shows its tokens but lists its top 2 only, no echo): a score
+    through its list is an upper bound with its rank unknown beyond the list, and the
+    command line says so in its text and its JSON, as the window does."""
+
+    from ...cli_run import run_cli
+
+    faulty.mode = "topk"
+    model = RemoteModel(faulty.url)
+    c = model.capabilities
+    assert c.kind == "vLLM" and c.can_score and not c.exact_scores
+    score = model.score_continuation("The capital of France is", " Paris")
+    assert score.upper_bound and score.first_rank is None and score.rank_above == 2
+    assert score.probability == pytest.approx(np.exp(-1.9))  # at most the last listed one's
+    out = json.loads(run_cli("fewshot", "capitals", "--sweep", "-k", "1", "-m", faulty.url,
+                             "--json").stdout)  # fmt: skip
+    assert out["points"] and all(
+        p["upper_bound"] and p["rank"] is None and p["rank_above"] == 2 for p in out["points"]
+    )
+    assert "upper bounds" in out["note"]
+    text = run_cli("fewshot", "capitals", "--sweep", "-k", "1", "-m", faulty.url).stdout
+    rows = [line for line in text.splitlines() if line.strip().startswith(("0", "1"))]
+    assert rows and all("≤" in row and "> 2" in row for row in rows), text
+    preview = json.loads(run_cli("fewshot", "capitals", "-m", faulty.url, "--json").stdout)
+    assert preview["expected"]["upper_bound"] and preview["upper_bound"]
+    assert preview["expected"]["first_token_rank"] is None
+
+
+def test_servers_running_here_are_found_on_their_ports(llama, make_model):
+    import socket
+
+    from tokenscope.lm.remote.discover import find_local_servers
+    from tokenscope.serve import create_app
+
+    from ...serve_run import running
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        free = s.getsockname()[1]  # nothing listens here
+    llama_port = int(llama.rsplit(":", 1)[1].split("/")[0])
+    with running(create_app(make_model("tiny"), name="tiny")) as root:
+        ours = int(root.rsplit(":", 1)[1])
+        found = find_local_servers(((free, "?"), (ours, "tokenscope"), (llama_port, "llama")))
+    assert [(f.url, f.kind) for f in found] == [
+        (f"http://127.0.0.1:{ours}/v1", "Tokenscope"),
+        (f"http://127.0.0.1:{llama_port}/v1", "llama.cpp"),
+    ]
+    assert found[0].models == ("tiny",) and found[1].models[0].endswith(".gguf")

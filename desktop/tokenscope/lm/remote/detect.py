@@ -33,6 +33,9 @@ class ServerInfo:
     context_length: int = 0
     vocab_size: int = 0
     tokenizes: bool = False  # it shows how it splits a text into tokens (/tokenize)
+    # It lists every token when asked for as many as its vocabulary holds (llama.cpp does):
+    # a token below the usual list is then read off the whole distribution, exactly.
+    lists_all: bool = False
 
     @property
     def label(self) -> str:
@@ -71,9 +74,11 @@ def detect(server: Server, wanted: str | None, cancel: CancelToken | None = None
         return ServerInfo("Tokenscope", wanted, models, top, True, "raw", *size, True)
     props = server.probe("/props", cancel)
     if isinstance(props, dict) and "default_generation_settings" in props:
-        # llama.cpp: any number of alternatives; probabilities before sampling unless a
-        # request asks for post_sampling_probs; no log-probs of the prompt itself.
-        return ServerInfo("llama.cpp", wanted, models, 100, False, "raw", *size, True)
+        # llama.cpp: any number of alternatives, up to its whole vocabulary; probabilities
+        # before sampling unless a request asks for post_sampling_probs; no log-probs of the
+        # prompt itself.
+        full = size[2] > 0  # (its listing says how many tokens it has)
+        return ServerInfo("llama.cpp", wanted, models, 100, False, "raw", *size, True, full)
     top = _largest_top_k(server, wanted, cancel)
     echo = _echoes(server, wanted, cancel)
     answer = server.probe("/tokenize", cancel, {"model": wanted, "prompt": "a"})
