@@ -102,6 +102,27 @@ def test_greedy_generation_streams_the_engines_tokens(served, local):
     assert len(steps[0].top_raw) == 20 and steps[0].token_id == mine[0].token_id
 
 
+def test_a_stop_sequence_ends_a_remote_generation_and_held_back_text_still_arrives(served, local):
+    model = RemoteModel(served)
+    mine = local.generate("The capital of", max_tokens=16, sampling=GREEDY)
+    steps = list(mine)
+    text = "".join("" if local.tokenizer.is_special(s.token_id) else s.text for s in steps)
+    text += mine.flushed
+    assert len(text) >= 4
+    stop = text[len(text) // 2 : len(text) // 2 + 2]
+    gen = model.generate("The capital of", max_tokens=16, sampling=GREEDY, stop=[stop])
+    list(gen)
+    assert gen.text == text[: text.index(stop)] and gen.stop_reason == "stop_string"
+    # A stop sequence that begins with the last character but never comes: the server holds
+    # that character back to the end, and it arrives with no token of its own.
+    never = text[-1] + "\x01never"
+    gen = model.generate("The capital of", max_tokens=len(steps), sampling=GREEDY, stop=[never])
+    got = list(gen)
+    assert gen.text == text and gen.flushed.endswith(text[-1])
+    assert [s.token_id for s in got] == [s.token_id for s in steps]
+    assert gen.stop_reason == mine.stop_reason
+
+
 def test_refusals_are_clear(served, local):
     model = RemoteModel(served)
     with pytest.raises(RemoteError, match=r"prompt has \d+ tokens; this model's context is"):

@@ -85,6 +85,26 @@ def test_stop_cuts_the_text_before_the_stop_sequence(client, model):
         client.completions.create(model="tiny-chat", prompt=PROMPT, stop=["a", "b", "c", "d", "e"])
 
 
+def test_offsets_count_every_tokens_text_and_the_stop_that_ended_it_is_named(client, model):
+    text, _ = greedy_text(model, PROMPT, 24)
+    stop = text[len(text) // 2 : len(text) // 2 + 2]
+    # A stop sequence that begins mid-way but never comes holds text back for a while.
+    for stops in ([stop], [text[3] + "\x01never"]):
+        kwargs = {"model": "tiny-chat", "prompt": PROMPT, "max_tokens": 24, "temperature": 0,
+                  "stop": stops, "logprobs": 1}  # fmt: skip
+        choice = client.completions.create(**kwargs).choices[0]
+        lp = choice.logprobs
+        for i in range(len(lp.tokens) - 1):  # (the last may be the end-of-text token)
+            assert lp.text_offset[i + 1] - lp.text_offset[i] == len(lp.tokens[i])
+        ended = stop in text and stops == [stop]
+        if ended:
+            assert choice.finish_reason == "stop"
+        assert choice.stop_reason == (stop if ended else None)
+        last = list(client.completions.create(**kwargs, stream=True))[-1].choices[0]
+        assert last.finish_reason == choice.finish_reason
+        assert last.stop_reason == choice.stop_reason
+
+
 def test_n_choices_with_a_seed_are_drawn_again_alike_and_usage_counts_them(client, model):
     kwargs = {"model": "tiny-chat", "prompt": [PROMPT, "Once"], "max_tokens": 6, "n": 2,
               "temperature": 1.0, "seed": 7}  # fmt: skip
@@ -147,6 +167,9 @@ def test_chat_completions_through_the_models_template(client, model):
     chunks = list(stream)
     streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert streamed == text and chunks[-1].usage.completion_tokens == r.usage.completion_tokens // 2
+    with pytest.raises(openai.BadRequestError, match="greater than max allowed: 5"):
+        client.chat.completions.create(model="tiny-chat", messages=messages, logprobs=True,
+                                       top_logprobs=6)  # fmt: skip
 
 
 def test_chat_on_a_model_without_a_template_says_why(make_model):

@@ -22,11 +22,17 @@ APP = "tokenscope"
 
 
 def data_dir() -> Path:
-    """Where Tokenscope keeps its own files: TOKENSCOPE_HOME, else the platform's data folder."""
+    """Where Tokenscope keeps its own files: TOKENSCOPE_HOME, else the platform's data folder
+    (on macOS and Windows, the folder earlier versions used, ~/.local/share/tokenscope, while
+    it is there and the platform's is not: settings and runs are not left behind)."""
     home = os.environ.get("TOKENSCOPE_HOME")
     if home:
         return Path(home).expanduser()
-    return Path(platformdirs.user_data_dir(APP, appauthor=False))
+    platform = Path(platformdirs.user_data_dir(APP, appauthor=False))
+    earlier = Path.home() / ".local" / "share" / APP
+    if platform != earlier and earlier.is_dir() and not platform.exists():
+        return earlier
+    return platform
 
 
 def cache_dir() -> Path:

@@ -100,3 +100,16 @@ def test_lasting_interventions_are_replaced_by_kind_and_drop_the_prefix_cache(mo
     model.intervene("steering", None)
     assert model.intervention("steering") is None and not is_hooked(t)
     assert (model.predict_next_token_probabilities(PROMPT).vector() == first).all()
+
+
+def test_an_intervention_with_a_wrong_name_changes_nothing(model):
+    t = model.transformer
+    model.intervene("steering", "v", [("blocks.0.resid_post", lambda x, _n: x * 0.5)])
+    with pytest.raises(ValueError, match=r"no hook point 'blocks\.99\.resid_post'"):
+        model.intervene("steering", "w", [("blocks.1.resid_post", lambda x, _n: x * 0),
+                                          ("blocks.99.resid_post", lambda x, _n: x)])  # fmt: skip
+    assert model.intervention("steering") == "v"  # the one before stays, whole
+    points = hook_points(t)
+    assert points["blocks.0.resid_post"].active and not points["blocks.1.resid_post"].active
+    model.intervene("steering", None)
+    assert not is_hooked(t)

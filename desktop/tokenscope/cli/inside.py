@@ -149,6 +149,8 @@ def attention(args: argparse.Namespace) -> int:
         for layer, row in enumerate(scores):
             print(f"{layer:>5}  " + "  ".join(f"{v:5.3f}" for v in row))
         return 0
+    if not info.capabilities.internals:  # (a server: the job says why, in its own words)
+        session.run(AttentionMap(args.prompt, layer=args.layer, head=args.head))
     if not 0 <= args.layer < info.layers:
         raise ValueError(f"--layer must be from 0 to {info.layers - 1}")
     if args.head is not None and not 0 <= args.head < info.heads:

@@ -159,7 +159,7 @@ def generate(args: argparse.Namespace) -> int:
             }
         )
     else:
-        print(flush=True)  # end the streamed line
+        print(done.tail, flush=True)  # what came after the last token, and the line's end
         print(
             f"[{done.tokens} tokens, {done.tokens_per_second:.1f} tokens/s, stopped: "
             f"{done.reason}]",

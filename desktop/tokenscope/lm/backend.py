@@ -143,6 +143,12 @@ class GenerationStream(Protocol):
     @property
     def text(self) -> str: ...
 
+    @property
+    def flushed(self) -> str:
+        """Text after the last step's: bytes of a character left unfinished (as U+FFFD), or
+        what a server held back as a possible stop sequence."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -100,6 +100,11 @@ def hook_points(transformer: Transformer) -> dict[str, HookPoint]:
     return {p.name: p for b in transformer.blocks for p in cast("Block", b).hook_points()}
 
 
+def hook_point(transformer: Transformer, name: str) -> HookPoint:
+    """The hook point called `name`; ValueError naming the points there are if none is."""
+    return _point(transformer, name)
+
+
 def _point(transformer: Transformer, name: str) -> HookPoint:
     points = hook_points(transformer)
     if name not in points:

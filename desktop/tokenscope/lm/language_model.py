@@ -24,7 +24,7 @@ from tokenscope.lm.cancel import CancelToken
 from tokenscope.lm.config import ModelConfig
 from tokenscope.lm.distribution import NextTokenDistribution
 from tokenscope.lm.generation import Generation, choose_alternative
-from tokenscope.lm.hooks import HookFn, HookHandle, add_hook, is_hooked
+from tokenscope.lm.hooks import HookFn, HookHandle, hook_point, is_hooked
 from tokenscope.lm.kv_cache import KVCache
 from tokenscope.lm.model import Transformer
 from tokenscope.lm.sampling import SamplingSettings, sampling_distribution
@@ -241,14 +241,14 @@ class LanguageModel:
         """Make `fns` (hook point name, hook) the lasting change called `kind`, replacing the
         one of that kind before (no hooks: undo it). Every forward pass respects it until
         changed: the chart, generation, sweeps. `value` says what it is, for whoever asks
-        (`intervention(kind)`)."""
+        (`intervention(kind)`). A name that is no hook point is refused (ValueError) with
+        nothing changed."""
+        points = [(hook_point(self.transformer, name), fn) for name, fn in fns]  # all, first
         _old, handles = self.interventions.pop(kind, (None, []))
         for handle in handles:
             handle.remove()
-        try:
-            new = [add_hook(self.transformer, name, fn) for name, fn in fns]
-        finally:
-            self.forget_cache()  # what it holds was computed without the change
+        new = [point.add(fn) for point, fn in points]
+        self.forget_cache()  # what it holds was computed without the change
         if new:
             self.interventions[kind] = (value, new)
 

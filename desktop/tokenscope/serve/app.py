@@ -55,7 +55,7 @@ async def models(served: Model) -> dict[str, Any]:
 
 @router.get("/tokenscope")
 async def about(served: Model) -> dict[str, Any]:
-    """What tells a client this is Tokenscope (lm/remote.py reads `max_logprobs`): raw
+    """What tells a client this is Tokenscope (lm/remote/detect.py reads `max_logprobs`): raw
     log-probabilities, of the prompt too, and its tokenizer."""
     return {
         "name": served.name,

@@ -72,6 +72,12 @@ def prepare(served: Served, request: ChatRequest) -> ChatJob:
         )
         raise Refusal(400, message, "max_tokens")
     k = request.top_logprobs or 0
+    if k > served.max_logprobs:
+        message = (
+            f"Requested top_logprobs of {k}, which is greater than max allowed: "
+            f"{served.max_logprobs}"
+        )
+        raise Refusal(400, message, "top_logprobs")
     settings = Settings(asked or room, sampling_of(request), tuple(request.stop), k)
     include = bool(request.stream_options and request.stream_options.include_usage)
     return ChatJob(

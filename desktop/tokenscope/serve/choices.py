@@ -28,14 +28,16 @@ class StopText:
         self.stops = tuple(s for s in stops if s)
         self.held = ""
         self.stopped = False
+        self.matched: str | None = None  # the stop sequence that ended the text
 
     def feed(self, piece: str) -> str:
         if self.stopped:
             return ""
         self.held += piece
-        hits = [i for s in self.stops if (i := self.held.find(s)) >= 0]
+        hits = [(i, s) for s in self.stops if (i := self.held.find(s)) >= 0]
         if hits:
-            out, self.held, self.stopped = self.held[: min(hits)], "", True
+            at, self.matched = min(hits)
+            out, self.held, self.stopped = self.held[:at], "", True
             return out
         keep = self._partial()
         out = self.held[: len(self.held) - keep]
@@ -59,10 +61,12 @@ class StopText:
 @dataclass(frozen=True)
 class Token:
     """A generated token: its step (for the log-probabilities), the text it lets the client
-    see now, and whether the choice ends here."""
+    see now, its own text (where it stands in the choice's text: `text_offset`), and whether
+    the choice ends here."""
 
     step: GenerationStep
     text: str
+    own: str  # the token's text as the model made it ("" for a special token)
     stopped: bool
 
 
@@ -92,6 +96,7 @@ class Outcome:
 
     tokens: int = 0
     finish_reason: str = "length"  # "stop": the model ended the text, or a stop sequence
+    stop_sequence: str | None = None  # the one that ended it (vLLM's "stop_reason")
     tail: str = ""  # text held back as a possible stop sequence, and none came: send it last
 
 
@@ -112,12 +117,14 @@ def walk(served: Served, ids: list[int], settings: Settings, outcome: Outcome) -
             if step is None:
                 break
             outcome.tokens += 1
-            text = cut.feed("" if tok.is_special(step.token_id) else step.text)
+            own = "" if tok.is_special(step.token_id) else step.text
+            text = cut.feed(own)
             if cut.stopped or step.is_eos:
                 outcome.finish_reason = "stop"
-                yield Token(step, text, True)
+                outcome.stop_sequence = cut.matched
+                yield Token(step, text, own, True)
                 break
-            yield Token(step, text, False)
+            yield Token(step, text, own, False)
         # What was held back as a possible stop sequence, and a character the last token left
         # unfinished (as U+FFFD).
         outcome.tail = cut.feed(gen.flushed) + cut.flush()

@@ -86,7 +86,7 @@ def prepare(served: Served, request: CompletionRequest) -> Job:
     Hold the model's lock."""
     check_model(served, request, len(request.prompt))
     if request.logprobs is not None and request.logprobs > served.max_logprobs:
-        # vLLM's words: clients (our RemoteModel among them) read the number allowed from them.
+        # In the form vLLM uses: clients (our RemoteModel among them) read the limit from it.
         message = (
             f"Requested logprobs of {request.logprobs}, which is greater than max allowed: "
             f"{served.max_logprobs}"
@@ -180,7 +180,7 @@ def complete(served: Served, job: Job) -> dict[str, Any]:
                 with served.lock:
                     parts.append(logprobs.generated(served.tokenizer, token.step, job.k, offset))
                 text += token.text
-                offset += len(token.text)
+                offset += len(token.own)  # where the next token stands, held-back text or not
             text += outcome.tail
             made += outcome.tokens
             choices.append(
@@ -188,6 +188,7 @@ def complete(served: Served, job: Job) -> dict[str, Any]:
                     "index": p * job.n + j,
                     "text": text,
                     "finish_reason": outcome.finish_reason,
+                    "stop_reason": outcome.stop_sequence,
                     "logprobs": logprobs.merged(parts) if job.wants_logprobs else None,
                 }
             )
@@ -211,10 +212,11 @@ def events(served: Served, job: Job) -> Iterator[bytes]:
             for token in walk(served, prompt.ids, choice_settings(job.settings, j), outcome):
                 with served.lock:
                     part = logprobs.generated(served.tokenizer, token.step, job.k, offset)
-                offset += len(token.text)
+                offset += len(token.own)
                 yield _event(head, index, token.text, None, part if job.wants_logprobs else None)
             made += outcome.tokens
-            yield _event(head, index, outcome.tail, outcome.finish_reason, None)
+            yield _event(head, index, outcome.tail, outcome.finish_reason, None,
+                         outcome.stop_sequence)  # fmt: skip
     if job.include_usage:
         prompt_tokens = sum(len(p.ids) for p in job.prompts)
         yield sse({**head, "choices": [], "usage": usage(prompt_tokens, made)})
@@ -225,6 +227,15 @@ def sse(payload: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(payload).encode() + b"\n\n"
 
 
-def _event(head: dict[str, Any], index: int, text: str, finish: str | None, part: Any) -> bytes:
+def _event(
+    head: dict[str, Any],
+    index: int,
+    text: str,
+    finish: str | None,
+    part: Any,
+    stop_sequence: str | None = None,
+) -> bytes:
     choice = {"index": index, "text": text, "finish_reason": finish, "logprobs": part}
+    if finish is not None:  # (as vLLM: the stop sequence that ended it, or null)
+        choice["stop_reason"] = stop_sequence
     return sse({**head, "choices": [choice]})

@@ -33,6 +33,7 @@ MAX_N = 16
 MAX_CHOICES = 256
 MAX_STOP = 4  # stop sequences, as OpenAI's API allows
 MAX_STOP_CHARS = 1_000
+MAX_TOKENIZE_CHARS = 1_000_000  # for /tokenize and /detokenize (characters, token ids)
 
 
 def _prompts(value: Any, handler: ValidatorFunctionWrapHandler) -> list[str | list[int]]:
@@ -147,7 +148,11 @@ class ChatRequest(Sampling):
 class TokenizeRequest(Body):
     """POST /tokenize, under vLLM's names or llama.cpp's (`content`, `add_special`)."""
 
-    prompt: StrictStr = Field(validation_alias=AliasChoices("prompt", "content"))
+    # (a whole document may be tokenized, beyond the context; not without end: the model is
+    # held while it is)
+    prompt: Annotated[StrictStr, Field(max_length=MAX_TOKENIZE_CHARS)] = Field(
+        validation_alias=AliasChoices("prompt", "content")
+    )
     add_special_tokens: bool = Field(
         False, validation_alias=AliasChoices("add_special_tokens", "add_special")
     )  # with the tokens the model puts before a prompt (BOS)
@@ -156,4 +161,4 @@ class TokenizeRequest(Body):
 class DetokenizeRequest(Body):
     """POST /detokenize (vLLM's): token ids back to text."""
 
-    tokens: list[StrictInt]
+    tokens: Annotated[list[StrictInt], Field(max_length=MAX_TOKENIZE_CHARS)]

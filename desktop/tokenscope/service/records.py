@@ -101,6 +101,7 @@ class GenerationDone:
     tokens: int
     seconds: float
     text: str = ""
+    tail: str = ""  # text after the last step's (see GenerationStream.flushed)
 
     @property
     def tokens_per_second(self) -> float:

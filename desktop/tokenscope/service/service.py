@@ -279,7 +279,9 @@ class ModelService:
         finally:
             gen.close()
         seconds = time.perf_counter() - started
-        return GenerationDone(gen.stop_reason or "max_tokens", count, seconds, gen.text)
+        return GenerationDone(
+            gen.stop_reason or "max_tokens", count, seconds, gen.text, gen.flushed
+        )
 
     # ----- looking inside ------------------------------------------------------------------
 

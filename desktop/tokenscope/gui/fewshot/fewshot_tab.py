@@ -27,6 +27,7 @@ from tokenscope.gui.widgets.next_token_chart import ChartData, NextTokenChart
 from tokenscope.gui.widgets.plots import format_probability
 from tokenscope.service.jobs import FewShotPreview, Sweep
 from tokenscope.service.records import FewShotView, Progress, SweepSeries
+from tokenscope.units import bound_mark, format_rank
 
 if TYPE_CHECKING:
     from tokenscope.lm.fewshot.prompt import FewShotPrompt
@@ -284,8 +285,9 @@ class FewShotTab(QWidget):
             e = p.expected
             lines.append(
                 f"P(<b>{html.escape(repr(e.continuation))}</b>) = "
-                f"{format_probability(e.probability)} "
-                f"(first token rank {e.first_token_rank}); the model's top: "
+                f"{bound_mark(e.upper_bound)}{format_probability(e.probability)} "
+                f"(first token rank {html.escape(format_rank(e.first_token_rank, e.rank_above))});"
+                " the model's top: "
                 f"{html.escape(repr(e.top_prediction))} {format_probability(e.top_probability)}"
             )
         if p.candidates:

@@ -140,7 +140,8 @@ class ServerDialog(QDialog):
         for server in reversed(self.found):
             if server.url not in known:
                 self.url.insertItem(0, server.url)
-        if not recent_servers(self.settings):  # nothing chosen before: the first one found
+        if self.address() == DEFAULT_URL and not recent_servers(self.settings):
+            # Nothing chosen before and nothing typed since: the first server found.
             self.url.setCurrentText(self.found[0].url)
         if not still_looking:
             return

@@ -35,7 +35,7 @@ def find_local_servers(
     found = []
     for port, _usual in USUAL_PORTS if ports is None else ports:
         url = f"http://127.0.0.1:{port}/v1"
-        server = Server(url, timeout=timeout)
+        server = Server(url, timeout=timeout, keyless=True)  # no key for whoever is there
         try:
             listing = server.json("/v1/models")
         except RemoteError:

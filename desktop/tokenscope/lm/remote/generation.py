@@ -25,8 +25,9 @@ from tokenscope.lm.tokens import GenerationStep, TokenProbability
 if TYPE_CHECKING:
     from tokenscope.lm.sampling import SamplingSettings
 
-#: a server's finish_reason as Generation's stop_reason
-STOP_REASONS = {"stop": "eos", "length": "max_tokens"}
+#: events read after the last token asked for (the held-back text and the finish reason
+#: come then); a server that goes on beyond them is not listened to
+EVENTS_AFTER_THE_LAST = 8
 
 
 class RemoteGeneration(Iterator[GenerationStep]):
@@ -43,10 +44,14 @@ class RemoteGeneration(Iterator[GenerationStep]):
         top_k: int,
         ids: StandIns,
         first: GenerationStep | None = None,
+        stops: bool = False,
     ) -> None:
         self.prompt_ids: list[int] = []  # the server does not say how it split the prompt
         self.steps: list[GenerationStep] = []
         self.stop_reason: str | None = None
+        self.tail = ""  # text that came with no token of its own (held back, then released)
+        self._listed = False  # the server gave tokens with their log-probabilities
+        self._stops = stops
         self._exchange, self._max = exchange, max_tokens
         self._sampling, self._top_k, self._ids = sampling, top_k, ids
         self._first = first
@@ -54,7 +59,24 @@ class RemoteGeneration(Iterator[GenerationStep]):
 
     @property
     def text(self) -> str:
-        return "".join(s.text for s in self.steps)
+        return "".join(s.text for s in self.steps) + self.tail
+
+    @property
+    def flushed(self) -> str:
+        return self.tail
+
+    def _stop_reason(self, reason: str, choice: dict[str, Any]) -> str:
+        """Generation's stop_reason for a server's finish_reason. "stop" is the end of the
+        text or a stop sequence: vLLM (and tokenscope serve) say which in `stop_reason` (the
+        sequence, or null / a token id); llama.cpp does not, and a request that sent stop
+        sequences counts as stopped by one."""
+        if reason == "length":
+            return "max_tokens"
+        if reason != "stop":
+            return "max_tokens"
+        if "stop_reason" in choice:
+            return "stop_string" if isinstance(choice["stop_reason"], str) else "eos"
+        return "stop_string" if self._stops else "eos"
 
     def __next__(self) -> GenerationStep:
         return next(self._steps)
@@ -78,7 +100,7 @@ class RemoteGeneration(Iterator[GenerationStep]):
 
     def _read(self, exchange: Exchange) -> Iterator[GenerationStep]:
         root = exchange.server.root
-        finished = False
+        finished, after_last = False, 0
         last = time.perf_counter()
         try:
             for raw in exchange.lines():
@@ -89,13 +111,26 @@ class RemoteGeneration(Iterator[GenerationStep]):
                 if payload == "[DONE]":
                     finished = True
                     break
+                if len(self.steps) >= self._max:
+                    after_last += 1  # whatever the server means to send: a few events more
+                    if after_last > EVENTS_AFTER_THE_LAST:
+                        break
                 choice = _choice(payload, root, len(self.steps))
                 raw_text = choice.get("text")
                 text = raw_text if isinstance(raw_text, str) else ""
                 found = positions(choice.get("logprobs"), self._ids)
-                if not found and text:  # a server without log-probs
-                    found = [(None, [])]
+                if not found and text:
+                    if self._listed or len(self.steps) >= self._max:
+                        # Text with no token of its own, after tokens that had theirs: text a
+                        # server held back as a possible stop sequence (tokenscope serve).
+                        self.tail += text
+                        text = ""
+                    else:
+                        found = [(None, [])]  # a server without log-probs: the text as a step
                 for token, top in found:
+                    if len(self.steps) >= self._max:
+                        break
+                    self._listed = self._listed or token is not None
                     now = time.perf_counter()
                     # One token per event (llama.cpp, vLLM streaming): the event's text is the
                     # server's own decoding, whole characters even where one is split across
@@ -105,13 +140,10 @@ class RemoteGeneration(Iterator[GenerationStep]):
                     self.steps.append(step)
                     yield step
                     last = time.perf_counter()
-                    if len(self.steps) >= self._max:  # whatever the server means to send
-                        self.stop_reason = "max_tokens"
-                        return
                 reason = choice.get("finish_reason")
                 if reason:
                     finished = True
-                    self.stop_reason = STOP_REASONS.get(str(reason), "max_tokens")
+                    self.stop_reason = self._stop_reason(str(reason), choice)
         except (OSError, http.client.HTTPException) as e:
             if exchange.cancelled:
                 raise Cancelled from None
@@ -123,7 +155,7 @@ class RemoteGeneration(Iterator[GenerationStep]):
             ) from None
         if exchange.cancelled:
             raise Cancelled
-        if not finished:
+        if not finished and len(self.steps) < self._max:
             raise RemoteError(
                 f"{root} ended the stream after {len(self.steps)} tokens without finishing; "
                 "the tokens that arrived are kept"

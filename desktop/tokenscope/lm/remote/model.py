@@ -354,6 +354,7 @@ class RemoteModel:
             top_k=top_k,
             ids=self._ids,
             first=first,
+            stops=bool(stop),
         )
 
     def _generation_body(

@@ -191,12 +191,16 @@ class Server:
         api_key: str | None = None,
         api_key_env: str = DEFAULT_KEY_ENV,
         timeout: float = TIMEOUT_S,
+        keyless: bool = False,
     ) -> None:
+        """`keyless`: send no key at all (looking around, a key is not for whoever answers)."""
         self.root = server_root(url)
         self.url = self.root + "/v1"
         self.api_key_env = api_key_env
         # The key: given, else from the environment variable, else kept in the keyring.
-        given = api_key or os.environ.get(api_key_env) or stored_key(self.root) or ""
+        given = ""
+        if not keyless:
+            given = api_key or os.environ.get(api_key_env) or stored_key(self.root) or ""
         key = given.strip()  # (an env file written on Windows leaves a "\r")
         if key and (not key.isascii() or not key.isprintable()):
             raise RemoteError(
