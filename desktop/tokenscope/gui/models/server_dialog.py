@@ -90,7 +90,8 @@ class ServerDialog(QDialog):
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.status.setMinimumWidth(460)
         help_text = QLabel(
-            "llama.cpp (llama-server), vLLM, SGLang, Ollama or any OpenAI-compatible server. "
+            "tokenscope serve, llama.cpp (llama-server), vLLM, SGLang, Ollama or any "
+            "OpenAI-compatible server. "
             "Charts show the top tokens the server returns, and the rest of the vocabulary as "
             "one grey bar.",
             wordWrap=True,
