@@ -29,3 +29,30 @@ def unescape(text: str) -> str:
 
 def escape(text: str) -> str:
     return "".join(_ESCAPE.get(char, char) for char in text)
+
+
+#: characters that move a terminal's cursor or change what it shows (C0 and C1 controls, DEL),
+#: and those that reorder or hide text (bidirectional overrides, isolates)
+_CONTROLS = {*range(0x00, 0x20), 0x7F, *range(0x80, 0xA0)}
+_HIDDEN = {0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)}
+
+
+def printable(text: str, keep: str = "") -> str:
+    """`text` safe to show in a terminal or a one-line label: control characters (an escape
+    sequence's ESC among them), bidirectional overrides and lone surrogates written as \\xNN,
+    \\uNNNN; the characters in `keep` (e.g. "\\n\\t" for a text shown whole) stay as they are.
+    Text from a server, a file or a model goes through here before it reaches a terminal."""
+    if text.isprintable() and not any(ord(c) in _HIDDEN for c in text):
+        return text  # (the common case, at C speed)
+    out: list[str] = []
+    for char in text:
+        code = ord(char)
+        if char in keep:
+            out.append(char)
+        elif code in _CONTROLS:
+            out.append(f"\\x{code:02x}")
+        elif code in _HIDDEN or 0xD800 <= code <= 0xDFFF:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(char)
+    return "".join(out)

@@ -18,12 +18,13 @@ def _ours(thread: threading.Thread) -> bool:
     """A running thread of the app's: not the shared pool's idle workers (tokenscope.gui.
     background keeps them for the next call; what matters is that no call is still running),
     nor a request thread of a test's own loopback server (a client may keep its connection),
-    nor tqdm's monitor (started once for the process by any progress bar)."""
+    nor tqdm's monitor (started once for the process by any progress bar), nor the network's
+    deadline watchdog (one for the process, started by the first request: lm/net.py)."""
     from tokenscope.gui import background
 
     if not thread.is_alive() or "process_request_thread" in thread.name:
         return False
-    if thread.name == "tqdm_monitor":  # tqdm's one per process (a fixture's progress bar)
+    if thread.name in ("tqdm_monitor", "net-deadlines"):  # one per process each
         return False
     if thread.name.startswith("background"):
         with background._lock:

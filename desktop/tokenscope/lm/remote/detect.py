@@ -17,6 +17,13 @@ from tokenscope.lm.remote.parsing import sizes
 from tokenscope.lm.remote.transport import RemoteError, Server
 
 DEFAULT_TOP_K = 20
+#: connecting (the listing and every question about what the server can do) ends within this
+CONNECT_BUDGET_S = 15.0
+#: more alternatives than any server lists per token (llama.cpp can list its whole vocabulary
+#: when asked, which is asked for by vocab_size, not this)
+MOST_TOP_K = 1000
+#: the largest vocabulary read whole (about 100 bytes a token: 26 MB, within a body's bound)
+MOST_LISTED = 2**18
 
 
 @dataclass(frozen=True)
@@ -44,7 +51,8 @@ class ServerInfo:
 
 def list_models(server: Server, cancel: CancelToken | None = None) -> dict[str, dict[str, Any]]:
     """The server's models by id, with what its listing says of each (GET /v1/models)."""
-    listing = server.json("/v1/models", cancel=cancel)
+    with server.within(CONNECT_BUDGET_S):
+        listing = server.json("/v1/models", cancel=cancel)
     data = listing.get("data") if isinstance(listing, dict) else None
     if not isinstance(data, list):
         raise RemoteError(f"{server.url}/models does not list models: not an OpenAI-style API")
@@ -52,7 +60,13 @@ def list_models(server: Server, cancel: CancelToken | None = None) -> dict[str, 
 
 
 def detect(server: Server, wanted: str | None, cancel: CancelToken | None = None) -> ServerInfo:
-    """Ask the server what it serves and what it returns; `wanted` None: its one model."""
+    """Ask the server what it serves and what it returns; `wanted` None: its one model. All
+    the asking ends within CONNECT_BUDGET_S."""
+    with server.within(CONNECT_BUDGET_S):
+        return _detect(server, wanted, cancel)
+
+
+def _detect(server: Server, wanted: str | None, cancel: CancelToken | None) -> ServerInfo:
     entries = list_models(server, cancel)
     models = tuple(entries)
     if wanted is None:
@@ -70,14 +84,16 @@ def detect(server: Server, wanted: str | None, cancel: CancelToken | None = None
     ours = server.probe("/tokenscope", cancel)
     if isinstance(ours, dict) and isinstance(ours.get("max_logprobs"), int):
         # `tokenscope serve`: raw log-probabilities, of the prompt too, and its tokens.
-        top = max(1, ours["max_logprobs"])
+        top = min(max(1, ours["max_logprobs"]), MOST_TOP_K)
         return ServerInfo("Tokenscope", wanted, models, top, True, "raw", *size, True)
     props = server.probe("/props", cancel)
     if isinstance(props, dict) and "default_generation_settings" in props:
         # llama.cpp: any number of alternatives, up to its whole vocabulary; probabilities
         # before sampling unless a request asks for post_sampling_probs; no log-probs of the
         # prompt itself.
-        full = size[2] > 0  # (its listing says how many tokens it has)
+        # (its listing says how many tokens it has; a whole list of a vocabulary beyond
+        # MOST_LISTED would be a body no answer should be)
+        full = 0 < size[2] <= MOST_LISTED
         return ServerInfo("llama.cpp", wanted, models, 100, False, "raw", *size, True, full)
     top = _largest_top_k(server, wanted, cancel)
     echo = _echoes(server, wanted, cancel)

@@ -10,7 +10,6 @@ arrived, which the caller keeps.
 from __future__ import annotations
 
 import dataclasses
-import http.client
 import json
 import time
 from collections.abc import Generator, Iterator
@@ -28,6 +27,9 @@ if TYPE_CHECKING:
 #: events read after the last token asked for (the held-back text and the finish reason
 #: come then); a server that goes on beyond them is not listened to
 EVENTS_AFTER_THE_LAST = 8
+#: lines of an event stream per token asked for, at most (one event is "data: ..." and a
+#: blank line; servers add comments and keep-alives)
+LINES_PER_TOKEN = 16
 
 
 class RemoteGeneration(Iterator[GenerationStep]):
@@ -101,9 +103,17 @@ class RemoteGeneration(Iterator[GenerationStep]):
     def _read(self, exchange: Exchange) -> Iterator[GenerationStep]:
         root = exchange.server.root
         finished, after_last = False, 0
+        # Blank lines, comments and events without a token count too: a server that sends
+        # nothing else forever is stopped.
+        most_lines = LINES_PER_TOKEN * (self._max + EVENTS_AFTER_THE_LAST)
         last = time.perf_counter()
         try:
-            for raw in exchange.lines():
+            for count, raw in enumerate(exchange.lines(), 1):
+                if count > most_lines:
+                    raise RemoteError(
+                        f"{root} sent {most_lines} lines for a stream of {self._max} tokens "
+                        "without finishing"
+                    )
                 line = raw.decode("utf-8", errors="replace").strip()
                 if not line.startswith("data:"):
                     continue
@@ -118,7 +128,7 @@ class RemoteGeneration(Iterator[GenerationStep]):
                 choice = _choice(payload, root, len(self.steps))
                 raw_text = choice.get("text")
                 text = raw_text if isinstance(raw_text, str) else ""
-                found = positions(choice.get("logprobs"), self._ids)
+                found = positions(choice.get("logprobs"), self._ids, root)
                 if not found and text:
                     if self._listed or len(self.steps) >= self._max:
                         # Text with no token of its own, after tokens that had theirs: text a
@@ -144,14 +154,12 @@ class RemoteGeneration(Iterator[GenerationStep]):
                 if reason:
                     finished = True
                     self.stop_reason = self._stop_reason(str(reason), choice)
-        except (OSError, http.client.HTTPException) as e:
+        except RemoteError as e:
             if exchange.cancelled:
                 raise Cancelled from None
-            if isinstance(e, TimeoutError):
-                raise exchange.server.timeout_error() from None
             raise RemoteError(
-                f"{root} closed the stream after {len(self.steps)} tokens ({type(e).__name__}); "
-                "the tokens that arrived are kept"
+                f"{e} (the stream stopped after {len(self.steps)} tokens; the tokens that "
+                "arrived are kept)"
             ) from None
         if exchange.cancelled:
             raise Cancelled
@@ -178,7 +186,9 @@ class RemoteGeneration(Iterator[GenerationStep]):
         if self._sampling is not None and top:
             dist = dist.with_sampling(self._sampling)
         if token is None:
-            token = TokenProbability(self._ids.id_for(None, text), text, display(text, None), 0, 0)
+            token = TokenProbability(
+                self._ids.id_for(None, text), text, display(text, None), 0.0, 0.0
+            )
         sampled = {t.token_id: t.sampled_probability for t in dist.tokens}
         by_sampled = sorted(
             (t for t in dist.tokens if t.sampled_probability > 0),

@@ -26,7 +26,7 @@ from tokenscope.lm.cancel import CancelToken
 from tokenscope.lm.remote.detect import ServerInfo, detect, list_models
 from tokenscope.lm.remote.distribution import RemoteDistribution
 from tokenscope.lm.remote.generation import RemoteGeneration, forced_step
-from tokenscope.lm.remote.parsing import StandIns, positions, same_token, spans
+from tokenscope.lm.remote.parsing import Malformed, StandIns, logprob, positions, same_token, spans
 from tokenscope.lm.remote.transport import (
     DEFAULT_KEY_ENV,
     TIMEOUT_S,
@@ -171,7 +171,7 @@ class RemoteModel:
         if not isinstance(context, str):
             raise ValueError("a model on a server takes its context as text, not token ids")
         choice = self._completion(context, cancel, max_tokens=1, temperature=0.0)
-        found = positions(choice.get("logprobs"), self._ids)
+        found = positions(choice.get("logprobs"), self._ids, self.root)
         if not found or not found[0][1]:
             raise RemoteError(f"{self.root} returned no log-probabilities for this prompt")
         top = found[0][1][: self.info.max_top_k]
@@ -240,7 +240,9 @@ class RemoteModel:
                 "llama.cpp can; or open the model locally)"
             )
         choice = self._completion(context + continuation, cancel, max_tokens=1, echo=True)
-        logprobs = choice.get("logprobs") or {}
+        logprobs = choice.get("logprobs")
+        if not isinstance(logprobs, dict):
+            raise RemoteError(f"{self.root} did not return the prompt's log-probabilities")
         offsets, values = logprobs.get("text_offset"), logprobs.get("token_logprobs")
         if not isinstance(offsets, list) or not isinstance(values, list):
             raise RemoteError(f"{self.root} did not return the prompt's log-probabilities")
@@ -256,10 +258,13 @@ class RemoteModel:
         for offset, value in zip(offsets[first:], values[first:], strict=False):
             if not isinstance(offset, int) or offset >= end:
                 break  # the generated token after the prompt
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value > 0:
-                raise RemoteError(f"{self.root} gave a prompt token no usable log-probability")
-            scores.append(float(value))
-        found = positions(logprobs, self._ids)
+            try:
+                scores.append(logprob(value))
+            except Malformed as e:
+                raise RemoteError(f"{self.root} gave a prompt token {e}") from None
+        if not scores or not all(math.isfinite(v) for v in scores):
+            raise RemoteError(f"{self.root} gave the continuation no usable log-probabilities")
+        found = positions(logprobs, self._ids, self.root)
         rank, above, top_text, top_p = None, 0, "", 0.0
         if first < len(found) and found[first][1]:
             token, top = found[first]
@@ -292,7 +297,7 @@ class RemoteModel:
         above, top_text, top_p, bound = 0, "", 0.0, False
         for at in range(len(head), len(ids)):
             choice = self._completion(ids[:at], cancel, max_tokens=1, temperature=0.0)
-            found = positions(choice.get("logprobs"), self._ids)
+            found = positions(choice.get("logprobs"), self._ids, self.root)
             if not found or not found[0][1]:
                 raise RemoteError(f"{self.root} returned no log-probabilities for this prompt")
             top = found[0][1]
@@ -300,7 +305,7 @@ class RemoteModel:
             if hit is None and self.info.lists_all:
                 everything = self._completion(ids[:at], cancel, max_tokens=1, temperature=0.0,
                                               logprobs=self.info.vocab_size)  # fmt: skip
-                found = positions(everything.get("logprobs"), self._ids)
+                found = positions(everything.get("logprobs"), self._ids, self.root)
                 top = found[0][1] if found and found[0][1] else top
                 hit = next((i for i, t in enumerate(top) if same_token(t, whole[at])), None)
             if hit is None:

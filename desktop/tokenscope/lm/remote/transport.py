@@ -2,31 +2,33 @@
 
 The standard library's client is enough (plain JSON requests and a text event stream). Every
 request belongs to the caller's CancelToken: cancelling shuts its socket, which wakes a
-thread blocked waiting on the server, and the call raises Cancelled. Reads are bounded: a
-JSON body by MAX_BODY_BYTES, an event-stream line by MAX_LINE_BYTES.
+thread blocked waiting on the server, and the call raises Cancelled. Every request has a
+deadline (twice the timeout; connecting, 15 s for all its requests together: `within`) and
+every read a bound: a JSON body by MAX_BODY_BYTES, an event-stream line by MAX_LINE_BYTES and
+its time by the timeout (tokenscope.lm.net does the work).
 """
 
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
 import os
 import re
-import socket
+import time
 import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
+from tokenscope.escapes import printable
 from tokenscope.lm.cancel import Cancelled, CancelToken
 from tokenscope.lm.errors import TokenscopeError
+from tokenscope.lm.net import CONNECT_S, Call, Limits, NetError, open_call, parse_json
 
 DEFAULT_KEY_ENV = "TOKENSCOPE_API_KEY"
 KEYRING_SERVICE = "tokenscope"
 TIMEOUT_S = 60.0
-#: at most this long to open a connection (a cancel cannot cut it short: the socket is not
-#: there to shut until it is open)
-CONNECT_TIMEOUT_S = 10.0
+#: the most of an error's body read (its message is in the first lines)
+ERROR_BODY_BYTES = 8192
 #: the largest JSON answer read (a top-100 list for a few hundred prompt tokens is ~1 MB)
 MAX_BODY_BYTES = 64 * 1024 * 1024
 #: the longest line of an event stream (one token's event is a few KB)
@@ -34,11 +36,15 @@ MAX_LINE_BYTES = 1024 * 1024
 
 
 class RemoteError(TokenscopeError):
-    """The server could not be reached or answered something unusable; the message says which.
-    `status` and `detail`: the HTTP status and the server's own message, where it answered."""
+    """The server could not be reached or answered something unusable; the message says which
+    (in one line: whatever the server put in it is escaped). `status` and `detail`: the HTTP
+    status and the server's own message, where it answered."""
 
     status: int | None = None
     detail: str = ""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(printable(message))
 
 
 def remote_target(url: str, model: str | None = None) -> str:
@@ -93,42 +99,25 @@ def store_key(root: str, key: str) -> None:
 def error_text(text: str) -> str:
     """The message in a JSON error body ({"error": {"message": ...}} or {"error": "..."})."""
     try:
-        data = json.loads(text)
+        data = parse_json(text)
     except ValueError:
-        return text.strip().splitlines()[0][:200] if text.strip() else ""
+        return printable(text.strip().splitlines()[0][:200]) if text.strip() else ""
     error = data.get("error", data) if isinstance(data, dict) else data
     if isinstance(error, dict):
         error = error.get("message") or error.get("detail") or error
-    return str(error)[:200]
+    return printable(str(error)[:200])
 
 
 class Exchange:
-    """A request in flight: its connection and, once headers came, its response. While it is
-    open, cancelling the caller's token shuts its socket."""
+    """A request to a model server in flight (a net.Call and the server it went to). While it
+    is open, cancelling the caller's token, or its deadline, shuts its socket."""
 
-    def __init__(
-        self,
-        server: Server,
-        connection: http.client.HTTPConnection,
-        cancel: CancelToken | None,
-    ) -> None:
-        self.server, self.connection = server, connection
-        self.response: http.client.HTTPResponse | None = None
-        self.sock: socket.socket | None = None  # once connected (a response may take it over)
-        self.cancelled = False
-        self._stack = contextlib.ExitStack()
-        if cancel is not None:
-            self._stack.enter_context(cancel.calling(self._on_cancel))
+    def __init__(self, server: Server, call: Call) -> None:
+        self.server, self.call = server, call
 
-    def _on_cancel(self) -> None:
-        self.cancelled = True
-        self.shut()
-
-    def attach(self, sock: socket.socket) -> None:
-        """The connection is open: a cancel shuts this socket (one that came meanwhile, now)."""
-        self.sock = sock
-        if self.cancelled:
-            self.shut()
+    @property
+    def cancelled(self) -> bool:
+        return self.call.cancelled
 
     def __enter__(self) -> Exchange:
         return self
@@ -138,47 +127,36 @@ class Exchange:
 
     def read(self) -> bytes:
         """The whole body, at most MAX_BODY_BYTES."""
-        assert self.response is not None
         try:
-            data = self.response.read(MAX_BODY_BYTES + 1)
-        except BaseException as e:
-            raise self.server.network_error(e, self) from None
+            data = self.call.read(MAX_BODY_BYTES, "an answer")
+        except NetError as e:
+            raise self.server.error(e) from None
         if self.cancelled:  # it came whole before the cancel could cut it
             raise Cancelled
-        if len(data) > MAX_BODY_BYTES:
-            raise RemoteError(
-                f"{self.server.root} sent an answer larger than {MAX_BODY_BYTES // 2**20} MB; "
-                "no request of Tokenscope's needs that much"
-            )
         return data
 
-    def lines(self) -> Iterator[bytes]:
-        """The body line by line (an event stream), each at most MAX_LINE_BYTES."""
-        assert self.response is not None
-        while not self.cancelled:
-            line = self.response.readline(MAX_LINE_BYTES + 1)
-            if not line:
+    def lines(self, per_line_s: float | None = None) -> Iterator[bytes]:
+        """The body line by line (an event stream), each at most MAX_LINE_BYTES and each within
+        `per_line_s` (the server's timeout): a stream has no total deadline of its own, as
+        long as its events keep coming, but no event may take longer than that."""
+        per_line = per_line_s if per_line_s is not None else self.server.timeout
+        source = self.call.lines(MAX_LINE_BYTES, "a stream line")
+        while True:
+            self.call.deadline(per_line)
+            try:
+                line = next(source, None)
+            except NetError as e:
+                raise self.server.error(e) from None
+            self.call.pause()  # (the caller's time between lines is not the server's)
+            if line is None:
                 return
-            if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
-                raise RemoteError(
-                    f"{self.server.root} sent a stream line longer than "
-                    f"{MAX_LINE_BYTES // 1024} KB; no token's event is that long"
-                )
             yield line
 
     def shut(self) -> None:
-        """Wake a thread blocked on this connection (cancel). The socket kept when it opened:
-        a response that closes the connection when done takes it from the connection."""
-        sock = self.sock
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+        self.call.shut()
 
     def close(self) -> None:
-        self._stack.close()
-        if self.response is not None:
-            self.response.close()
-        self.connection.close()
+        self.call.close()
 
 
 class Server:
@@ -193,7 +171,8 @@ class Server:
         timeout: float = TIMEOUT_S,
         keyless: bool = False,
     ) -> None:
-        """`keyless`: send no key at all (looking around, a key is not for whoever answers)."""
+        """`keyless`: send no key at all (looking around, a key is not for whoever answers).
+        `timeout`: the longest any read waits; a whole request has twice that."""
         self.root = server_root(url)
         self.url = self.root + "/v1"
         self.api_key_env = api_key_env
@@ -209,6 +188,7 @@ class Server:
             )
         self._key = key or None
         self.timeout = timeout
+        self._budget: tuple[float, float] | None = None  # (ends at, seconds), see within()
 
     def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
@@ -216,65 +196,73 @@ class Server:
             headers["Authorization"] = f"Bearer {self._key}"
         return headers
 
+    @contextlib.contextmanager
+    def within(self, seconds: float) -> Iterator[None]:
+        """Every request inside ends within `seconds` of entering, all of them together
+        (connecting: finding out what the server is takes many small requests)."""
+        saved = self._budget
+        ends = time.monotonic() + seconds
+        if saved is None or saved[0] > ends:  # (inside another, the sooner end holds)
+            self._budget = (ends, seconds)
+        try:
+            yield
+        finally:
+            self._budget = saved
+
+    def _limits(self) -> tuple[Limits, str]:
+        total, why = 2 * self.timeout, ""
+        if self._budget is not None:
+            ends, seconds = self._budget
+            left = ends - time.monotonic()
+            if left <= 0:
+                raise RemoteError(
+                    f"{self.root} did not finish answering within {seconds:g} s while connecting"
+                )
+            if left < total:
+                total, why = left, f"{seconds:g} s while connecting"
+        return Limits(total_s=total, read_s=self.timeout, connect_s=min(CONNECT_S, total)), why
+
     def open(
         self, path: str, body: dict[str, Any] | None = None, cancel: CancelToken | None = None
     ) -> Exchange:
         """One request; its response (read it inside `with`). Cancelling `cancel` from
         another thread ends it at once, waiting or reading."""
-        url = urllib.parse.urlsplit(self.root + path)
-        connection_class = (
-            http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
-        )
-        connect_timeout = min(self.timeout, CONNECT_TIMEOUT_S)
-        connection = connection_class(url.hostname or "", url.port, timeout=connect_timeout)
-        exchange = Exchange(self, connection, cancel)
+        limits, why = self._limits()
+        data = None if body is None else json.dumps(body).encode()
         try:
-            if exchange.cancelled:
-                raise Cancelled
-            try:
-                connection.connect()
-            except TimeoutError:
-                raise RemoteError(
-                    f"{self.root} cannot be reached (no connection within {connect_timeout:g} "
-                    "s): is the address right and the server up?"
-                ) from None
-            assert connection.sock is not None
-            connection.sock.settimeout(self.timeout)
-            exchange.attach(connection.sock)  # from now on a cancel shuts it
-            data = None if body is None else json.dumps(body).encode()
-            target = url.path + (f"?{url.query}" if url.query else "")
-            connection.request(
-                "GET" if body is None else "POST", target, body=data, headers=self._headers()
-            )
-            response = connection.getresponse()
-        except (RemoteError, Cancelled):
-            exchange.close()
-            raise
-        except BaseException as e:
-            exchange.close()
-            raise self.network_error(e, exchange) from None
-        exchange.response = response
+            call = open_call(self.root + path, method="GET" if body is None else "POST",
+                             headers=self._headers(), body=data, limits=limits,
+                             cancel=cancel)  # fmt: skip
+        except NetError as e:
+            raise self.error(e, why) from None
+        exchange = Exchange(self, call)
+        response = call.response
+        assert response is not None
         if response.status >= 400:
             try:
-                text = response.read(2000).decode("utf-8", errors="replace")
-            except OSError:
+                text = call.read(ERROR_BODY_BYTES, "an error").decode("utf-8", errors="replace")
+            except NetError:
                 text = ""
             exchange.close()
             raise self.http_error(response.status, response.reason, response.headers, text, path)
         return exchange
 
-    def network_error(self, e: BaseException, exchange: Exchange) -> BaseException:
-        if exchange.cancelled or isinstance(e, Cancelled):
-            return Cancelled()
-        if isinstance(e, ConnectionRefusedError):
+    def error(self, e: NetError, why: str = "") -> RemoteError:
+        """A NetError as this server's RemoteError, in words that say what to check."""
+        root = self.root
+        if e.reason == "refused":
             return RemoteError(
-                f"nothing answers at {self.root} (connection refused): is the server running?"
+                f"nothing answers at {root} (connection refused): is the server running?"
             )
-        if isinstance(e, TimeoutError):
-            return self.timeout_error()
-        if isinstance(e, (OSError, http.client.HTTPException)):
-            return RemoteError(f"{self.root} cannot be reached ({e})")
-        return e  # (KeyboardInterrupt and the like go on as they are)
+        if e.reason == "silent":
+            return RemoteError(f"{root} did not answer within {self.timeout:g} s")
+        if e.reason == "expired" and why:
+            return RemoteError(f"{root} did not finish answering within {why}")
+        # (the address as the person gave it, not just its host and port)
+        message = str(e).replace(urllib.parse.urlsplit(root).netloc, root, 1)
+        if e.reason == "no connection":
+            message += ": is the address right and the server up?"
+        return RemoteError(message)
 
     def timeout_error(self) -> RemoteError:
         return RemoteError(f"{self.root} did not answer within {self.timeout:g} s")
@@ -306,12 +294,9 @@ class Server:
         with self.open(path, body, cancel) as exchange:
             raw = exchange.read()
         try:
-            return json.loads(raw)
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            shown = raw[:80].decode("utf-8", errors="replace")
-            raise RemoteError(
-                f"{self.root}{path} answered something that is not JSON: {shown!r}"
-            ) from None
+            return parse_json(raw)
+        except ValueError as e:
+            raise RemoteError(f"{self.root}{path} answered {e}") from None
 
     def probe(
         self, path: str, cancel: CancelToken | None = None, body: dict[str, Any] | None = None
