@@ -7,31 +7,39 @@ Files go to the standard Hugging Face cache (HF_HUB_CACHE, HF_HOME, ~/.cache/hug
 models other tools downloaded are found, and what is pulled here serves them too. HF_TOKEN or
 `hf auth login`, HF_ENDPOINT and HF_HUB_OFFLINE are honoured as the client honours them.
 Only what Tokenscope reads is fetched: config and tokenizer files and safetensors weights, or
-the one GGUF; never pickles. Each weight file is checked against the SHA-256 the Hub lists.
+the one GGUF; never pickles. The requests are made by tokenscope.lm.hub_download, which
+checks every name and number the Hub sends before it touches the file system, and every file
+against the size and hash the listing gives.
 
-Resuming: a dropped connection resumes inside the file (the client retries with a Range
-request); a cancelled pull keeps every file it finished, and what it had of the file it was
-fetching, and the next pull continues from there.
+Resuming: a dropped connection resumes inside the file (a Range request); a cancelled pull
+keeps every file it finished, and what it had of the file it was fetching, and the next pull
+continues from there.
 """
 
 from __future__ import annotations
 
 import fnmatch
-import hashlib
-import os
 import re
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-from tokenscope.lm.errors import ModelFormatError, ModelNotFoundError, TokenscopeError
+from tokenscope.lm.errors import ModelFormatError, ModelNotFoundError
+from tokenscope.lm.hub_download import (
+    DownloadCancelled,
+    HubAnswerError,
+    HubFile,
+    Progress,
+    api_json,
+    fetch_file,
+    fetch_listing,
+    record_revision,
+    repo_folder,
+)
 
-if TYPE_CHECKING:
-    from huggingface_hub import HfApi
-    from tqdm.auto import tqdm
+__all__ = ["DownloadCancelled", "HubRef", "Transfer", "cached_path", "parse_ref", "pull"]
 
 PREFIX = "hf:"
 # The files a safetensors folder needs; weights are only ever *.safetensors.
@@ -46,13 +54,9 @@ FOLDER_FILES = (
     "*.safetensors",
 )
 INDEX = "model.safetensors.index.json"
-PROGRESS_CHUNK = 1024 * 1024
 PICKLES = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl", "*.pickle")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
-
-
-class DownloadCancelled(TokenscopeError):
-    """The person stopped a download (what finished stays in the cache)."""
+_REVISION = re.compile(r"^[A-Za-z0-9._/-]{1,200}$")
 
 
 @dataclass(frozen=True)
@@ -88,14 +92,12 @@ def parse_ref(text: str) -> HubRef:
         raise ModelNotFoundError(
             f"{text!r}: only a .gguf file can be named inside a repository ({usage})"
         )
-    if revision and (
-        not re.match(r"^[A-Za-z0-9._/-]{1,200}$", revision) or ".." in revision.split("/")
-    ):
+    if revision and (not _REVISION.match(revision) or {"", ".", ".."} & set(revision.split("/"))):
         raise ModelNotFoundError(f"{text!r}: {revision!r} is not a branch, tag or commit")
     return HubRef("/".join(parts[:2]), file, revision or None)
 
 
-# ----- progress and cancellation ----------------------------------------------------------
+# ----- progress ----------------------------------------------------------------------------
 
 
 @dataclass
@@ -132,48 +134,7 @@ class Transfer:
         return (self.total - self.done) / speed if speed > 0 and self.total else None
 
 
-def _progress_class(
-    transfer: Transfer,
-    on_progress: Callable[[Transfer], None] | None,
-    cancel: threading.Event | None,
-) -> type[tqdm]:
-    """A tqdm class for the client's byte counts: forwards them, and stops when cancelled."""
-    from tqdm.auto import tqdm
-
-    class _Bar(tqdm):  # type: ignore[misc]  # tqdm ships no type information
-        # tqdm would start a monitor thread that outlives the download; our bars draw nothing.
-        monitor_interval = 0
-
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            kwargs["disable"] = True
-            super().__init__(*args, **kwargs)
-            # A resumed file starts part-way.
-            transfer.set(transfer.done + int(kwargs.get("initial") or 0))
-
-        def update_transfer(self, n: float | None = 1) -> None:
-            """Network bytes, as opposed to bytes written: the client then keeps one bar per
-            file (with Xet storage it would make two, counting every byte twice)."""
-
-        def update(self, n: float | None = 1) -> bool | None:
-            transfer.add(int(n or 0))
-            if on_progress is not None:
-                on_progress(transfer)
-            if cancel is not None and cancel.is_set():
-                raise DownloadCancelled("the download was cancelled")
-            updated: bool | None = super().update(n)
-            return updated
-
-    return _Bar
-
-
 # ----- what a repository holds -------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RemoteFile:
-    name: str
-    size: int
-    sha256: str | None  # for files stored with git-lfs (all weights)
 
 
 def is_wanted_file(name: str, ref: HubRef) -> bool:
@@ -183,66 +144,23 @@ def is_wanted_file(name: str, ref: HubRef) -> bool:
     return "/" not in name and any(fnmatch.fnmatch(base, p) for p in FOLDER_FILES)
 
 
-def hub_api() -> HfApi:
-    from huggingface_hub import HfApi
-
-    return HfApi()
-
-
-def _explain(error: Exception, ref: HubRef, file: str | None = None) -> TokenscopeError:
-    """A clear message for what the client raised."""
-    from huggingface_hub import errors
-
-    if isinstance(error, errors.LocalEntryNotFoundError):  # the client could not get it
-        return ModelNotFoundError(
-            f"the Hub cannot be reached for {ref}, and it is not in the Hugging Face cache "
-            f"({first_line(error)})"
-        )
-    if isinstance(error, errors.GatedRepoError):
-        return ModelNotFoundError(
-            f"{ref.repo} is gated: accept its licence on {ref.page} (signed in to Hugging Face), "
-            "then log in here with `hf auth login` or set HF_TOKEN to a token of that account"
-        )
-    if isinstance(error, errors.RevisionNotFoundError):
-        return ModelNotFoundError(f"{ref.repo} has no revision {ref.revision!r}")
-    if isinstance(error, errors.RepositoryNotFoundError):
-        return ModelNotFoundError(
-            f"{ref.repo} was not found on the Hub (or it is private: log in with "
-            "`hf auth login` or set HF_TOKEN)"
-        )
-    if isinstance(error, errors.EntryNotFoundError):
-        return ModelNotFoundError(f"{ref.repo} has no file {file or ref.file or '(unnamed)'!r}")
-    if isinstance(error, errors.OfflineModeIsEnabled):
-        return ModelNotFoundError(
-            f"HF_HUB_OFFLINE is set and {ref} is not in the Hugging Face cache"
-        )
-    if isinstance(error, errors.HfHubHTTPError):
-        status = getattr(error.response, "status_code", "?")
-        return ModelNotFoundError(f"the Hub answered {status} for {ref}: {first_line(error)}")
-    return ModelNotFoundError(f"the Hub cannot be reached for {ref} ({first_line(error)})")
-
-
 def first_line(error: BaseException) -> str:
     lines = str(error).strip().splitlines()
     return lines[0][:200] if lines else type(error).__name__
 
 
-def remote_files(ref: HubRef) -> list[RemoteFile]:
-    """The files a pull of `ref` fetches, asking the Hub; refuses a repository whose
-    weights are only pickles, and a GGUF file that is not there."""
-    try:
-        info = hub_api().model_info(ref.repo, revision=ref.revision, files_metadata=True)
-    except Exception as e:
-        raise _explain(e, ref) from None
-    siblings = info.siblings or []
-    files = [
-        RemoteFile(s.rfilename, int(s.size or (s.lfs.size if s.lfs else 0) or 0),
-                   s.lfs.sha256 if s.lfs else None)
-        for s in siblings
-        if is_wanted_file(s.rfilename, ref)
-    ]  # fmt: skip
-    names = [s.rfilename for s in siblings]
+def remote_files(ref: HubRef) -> tuple[str, list[HubFile]]:
+    """The commit `ref` names and the files a pull of it fetches, asking the Hub; refuses a
+    repository whose weights are only pickles, and a GGUF file that is not there."""
+    listing = fetch_listing(ref)
+    files = [f for f in listing.files if is_wanted_file(f.name, ref)]
+    names = [f.name for f in listing.files]
     if ref.file is not None and not files:
+        if ref.file in listing.skipped:
+            raise HubAnswerError(
+                f"the Hub's listing of {ref.repo} gives {ref.file} a name, size or hash that "
+                "is not one; it is not downloaded"
+            )
         ggufs = [n for n in names if n.lower().endswith(".gguf")]
         hint = f" (it has {', '.join(ggufs[:6])})" if ggufs else " (it has no GGUF files)"
         raise ModelNotFoundError(f"{ref.repo} has no file {ref.file!r}{hint}")
@@ -263,18 +181,22 @@ def remote_files(ref: HubRef) -> list[RemoteFile]:
         raise ModelFormatError(f"{ref.repo} has no safetensors weights")
     if ref.file is None and "config.json" not in [f.name for f in files]:
         raise ModelFormatError(f"{ref.repo} has no config.json: not a transformers model folder")
-    return files
+    return listing.commit, files
 
 
 def revisions(repo: str) -> list[str]:
     """A repository's branches and tags, main first, then in natural order (step1000 before
-    step10000): Pythia publishes each training checkpoint as a branch."""
+    step10000): Pythia publishes each training checkpoint as a branch. Names that are not
+    names of a revision (checked as parse_ref checks a typed one) are left out."""
     ref = parse_ref(f"{PREFIX}{repo}")
-    try:
-        refs = hub_api().list_repo_refs(ref.repo)
-    except Exception as e:  # every client failure becomes one clear message
-        raise _explain(e, ref) from None
-    names = {r.name for r in [*refs.branches, *refs.tags]}
+    answer = api_json(f"/api/models/{ref.repo}/refs", ref)
+    names: set[str] = set()
+    for kind in ("branches", "tags"):
+        entries = answer.get(kind) if isinstance(answer, dict) else None
+        for entry in entries if isinstance(entries, list) else []:
+            name = entry.get("name") if isinstance(entry, dict) else None
+            if isinstance(name, str) and _REVISION.match(name) and ".." not in name.split("/"):
+                names.add(name)
 
     def natural(name: str) -> tuple[int | str, ...]:
         return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name))
@@ -295,23 +217,17 @@ def choices(repo: str, revision: str | None = None) -> list[Choice]:
     """What can be pulled from `repo`: the safetensors folder (if it is one) and each GGUF
     file, smallest GGUF first; a message when there is nothing Tokenscope can read."""
     ref = parse_ref(f"{PREFIX}{repo}" + (f"@{revision}" if revision else ""))
-    try:
-        info = hub_api().model_info(ref.repo, revision=ref.revision, files_metadata=True)
-    except Exception as e:
-        raise _explain(e, ref) from None
-    siblings = info.siblings or []
+    listing = fetch_listing(ref)
     at = f"@{revision}" if revision else ""
     found: list[Choice] = []
-    folder = [s for s in siblings if is_wanted_file(s.rfilename, ref)]
-    names = {s.rfilename for s in folder}
+    folder = [f for f in listing.files if is_wanted_file(f.name, ref)]
+    names = {f.name for f in folder}
     if "config.json" in names and any(n.endswith(".safetensors") for n in names):
-        size = sum(int(s.size or 0) for s in folder)
-        found.append(Choice(str(ref), "safetensors folder", size))
-    ggufs = sorted(
-        (s for s in siblings if s.rfilename.lower().endswith(".gguf")), key=lambda s: s.size or 0
-    )
-    for s in ggufs:
-        found.append(Choice(f"{PREFIX}{repo}/{s.rfilename}{at}", s.rfilename, int(s.size or 0)))
+        found.append(Choice(str(ref), "safetensors folder", sum(f.size for f in folder)))
+    ggufs = sorted((f for f in listing.files if f.name.lower().endswith(".gguf")),
+                   key=lambda f: f.size)  # fmt: skip
+    for f in ggufs:
+        found.append(Choice(f"{PREFIX}{repo}/{f.name}{at}", f.name, f.size))
     if not found:
         raise ModelFormatError(
             f"{repo} has neither a safetensors folder (config.json and *.safetensors) nor a GGUF "
@@ -327,11 +243,11 @@ def pull(
 ) -> Path:
     """Download `ref` into the Hugging Face cache; the GGUF file or the snapshot folder.
 
-    Files already in the cache are not fetched again. Each weight file's SHA-256 is checked
+    Files already in the cache are not fetched again. Each file's size and hash are checked
     against the Hub's listing; a damaged one is removed, with a message. Raises
     DownloadCancelled when `cancel` is set (what came stays for the next pull).
     """
-    from huggingface_hub import constants, hf_hub_download
+    from huggingface_hub import constants
 
     ref = parse_ref(ref) if isinstance(ref, str) else ref
     if constants.HF_HUB_OFFLINE:
@@ -341,49 +257,31 @@ def pull(
                 f"HF_HUB_OFFLINE is set and {ref} is not in the Hugging Face cache"
             )
         return path
-    files = remote_files(ref)
-    # The client reports (and can resume) per chunk read; its 10 MB chunks would leave a
-    # progress bar still for seconds on a slow line.
-    constants.DOWNLOAD_CHUNK_SIZE = min(constants.DOWNLOAD_CHUNK_SIZE, PROGRESS_CHUNK)
+    commit, files = remote_files(ref)
+    cache = Path(cache_folder())
     transfer = Transfer(total=sum(f.size for f in files))
-    bar = _progress_class(transfer, on_progress, cancel)
+    finished = [0]
 
-    def fetch(f: RemoteFile) -> Path:
-        if cancel is not None and cancel.is_set():
-            raise DownloadCancelled("the download was cancelled")
-        transfer.file = f.name
-        try:
-            if f.sha256 is not None:  # a weight file: what a cancel left of it is kept
-                _fetch_blob(ref, f, bar)
-            # By the revision's name: the client records which commit it names in the cache,
-            # so that `@revision` is found there offline. With the blob in place it only links.
-            path = Path(
-                hf_hub_download(
-                    ref.repo,
-                    f.name,
-                    revision=ref.revision,
-                    tqdm_class=bar,
-                    cache_dir=cache_folder(),
-                )
-            )
-        except TokenscopeError:  # cancelled, damaged, busy: said already
-            raise
-        except Exception as e:
-            raise _explain(e, ref, f.name) from None
-        return path
+    def added(n: int) -> None:
+        transfer.set(transfer.done + n)
+        if on_progress is not None:
+            on_progress(transfer)
 
+    progress = Progress(added, cancel)
     # Small files first: config.json says whether Tokenscope can open the model at all before
     # gigabytes of weights come, and the index says which weight files it needs.
     files.sort(key=lambda f: (f.name.endswith((".safetensors", ".gguf")), f.name))
-    finished = 0
     local: Path | None = None
     for f in list(files):
         if f not in files:
             continue  # a weight file the index does not list
-        transfer.set(finished)
-        local = fetch(f)
-        finished += f.size
-        transfer.set(finished)
+        if cancel is not None and cancel.is_set():
+            raise DownloadCancelled("the download was cancelled")
+        transfer.file = f.name
+        transfer.set(finished[0])
+        local = fetch_file(ref, cache, commit, f, progress)
+        finished[0] += f.size
+        transfer.set(finished[0])
         if on_progress is not None:
             on_progress(transfer)
         if f.name == "config.json":
@@ -393,62 +291,9 @@ def pull(
             files = [g for g in files if not g.name.endswith(".safetensors") or g.name in listed]
             transfer.total = sum(g.size for g in files)
     assert local is not None
+    # The revision's name records its commit, so that `@revision` is found offline.
+    record_revision(repo_folder(cache, ref.repo), ref.revision or "main", commit)
     return local if ref.file else local.parent
-
-
-PARTIAL = ".tokenscope-partial"
-
-
-def _fetch_blob(ref: HubRef, f: RemoteFile, bar: type[tqdm]) -> None:
-    """Download a weight file into the cache's blob store through the client's own `http_get`,
-    into a partial file that a cancel leaves in place and the next pull continues with a
-    Range request (the client's own download deletes its partial file on any failure). The
-    blob is named by its SHA-256, as the client names it; hf_hub_download then links it."""
-    from filelock import FileLock, Timeout
-    from huggingface_hub import constants, hf_hub_url
-    from huggingface_hub.file_download import http_get, repo_folder_name
-    from huggingface_hub.utils import build_hf_headers
-
-    folder = Path(cache_folder()) / repo_folder_name(repo_id=ref.repo, repo_type="model")
-    blob = folder / "blobs" / str(f.sha256)
-    if blob.is_file():
-        return
-    blob.parent.mkdir(parents=True, exist_ok=True)
-    partial = blob.with_name(blob.name + PARTIAL)
-    try:
-        lock = FileLock(str(partial) + ".lock", timeout=0)
-        lock.acquire()
-    except Timeout:
-        raise ModelNotFoundError(
-            f"{f.name} is being downloaded by another Tokenscope already; wait for it"
-        ) from None
-    try:
-        url = hf_hub_url(ref.repo, f.name, revision=ref.revision, endpoint=constants.ENDPOINT)
-        with partial.open("ab") as out:
-            have = out.tell()
-            if have > f.size:  # not this file: start over
-                out.truncate(0)
-                have = 0
-            http_get(url, out, resume_size=have, headers=build_hf_headers(), expected_size=f.size,
-                     tqdm_class=bar)  # fmt: skip
-        if _sha256_of(partial) != f.sha256:
-            partial.unlink(missing_ok=True)
-            raise ModelFormatError(
-                f"{f.name} arrived damaged (its SHA-256 differs from the Hub's); it was removed: "
-                "pull again"
-            )
-        os.replace(partial, blob)
-    finally:
-        lock.release()
-        Path(str(partial) + ".lock").unlink(missing_ok=True)
-
-
-def _sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as source:
-        while block := source.read(1 << 22):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _check_config(path: Path, ref: HubRef) -> None:

@@ -11,18 +11,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from tokenscope.escapes import printable
 from tokenscope.lm.errors import ModelNotFoundError
 from tokenscope.lm.hub import (
     PREFIX,
+    HubRef,
     cache_folder,
     cached_path,
     first_line,
-    hub_api,
     is_complete_snapshot,
     is_wanted_file,
     parse_ref,
 )
+from tokenscope.lm.hub_download import api_json
 
 
 @dataclass(frozen=True)
@@ -40,43 +43,67 @@ class HubModel:
 
 
 def search(query: str, limit: int = 30) -> list[HubModel]:
-    """Text-generation models on the Hub matching `query`, most downloaded first."""
-    try:
-        found = hub_api().list_models(
-            search=query or None,
-            pipeline_tag="text-generation",
-            sort="downloads",
-            limit=limit,
-            expand=["downloads", "gated", "tags", "safetensors", "gguf", "usedStorage",
-                    "pipeline_tag"],
-        )  # fmt: skip
-        found = list(found)
-    except Exception as e:  # every client failure becomes one clear message
-        from huggingface_hub import errors
+    """Text-generation models on the Hub matching `query`, most downloaded first. What the
+    Hub sends is read field by field: a result with a wrong type somewhere is left out, a
+    field of a wrong type is taken as unknown."""
+    from huggingface_hub import constants
 
-        if isinstance(e, errors.OfflineModeIsEnabled):
-            raise ModelNotFoundError("HF_HUB_OFFLINE is set: the Hub cannot be searched") from None
+    if constants.HF_HUB_OFFLINE:
+        raise ModelNotFoundError("HF_HUB_OFFLINE is set: the Hub cannot be searched")
+    params: dict[str, Any] = {
+        "pipeline_tag": "text-generation",
+        "sort": "downloads",
+        "direction": -1,
+        "limit": limit,
+        "expand": ["downloads", "gated", "tags", "safetensors", "gguf", "usedStorage",
+                   "pipeline_tag"],
+    }  # fmt: skip
+    if query:
+        params["search"] = query
+    where = HubRef("search/results")  # (only for the messages)
+    try:
+        found = api_json("/api/models", where, params)
+    except ModelNotFoundError as e:
         raise ModelNotFoundError(f"the Hub cannot be searched now ({first_line(e)})") from None
-    results = []
-    for m in found:
-        tags = list(m.tags or [])
-        formats = tuple(f for f in ("safetensors", "gguf") if f in tags or getattr(m, f, None))
-        license_tag = next((t.split(":", 1)[1] for t in tags if t.startswith("license:")), None)
-        params = getattr(m.safetensors, "total", None) if m.safetensors else None
-        gguf = m.gguf if isinstance(m.gguf, dict) else {}
-        results.append(
-            HubModel(
-                id=m.id,
-                downloads=m.downloads,
-                parameters=params or gguf.get("total"),
-                formats=formats,
-                license=license_tag,
-                gated=bool(m.gated),
-                size_bytes=m.used_storage,
-                architecture=gguf.get("architecture"),
-            )
-        )
+    if not isinstance(found, list):
+        raise ModelNotFoundError("the Hub answered the search with something that is not a list")
+    results = [m for m in (_hub_model(item) for item in found[:limit]) if m is not None]
     return results
+
+
+def _hub_model(item: Any) -> HubModel | None:
+    if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+        return None
+    try:
+        ref = parse_ref(PREFIX + item["id"])  # a name that is not a repository's: left out
+    except ModelNotFoundError:
+        return None
+    tags = [t for t in item.get("tags") or [] if isinstance(t, str)] if isinstance(
+        item.get("tags"), list) else []  # fmt: skip
+    safetensors, gguf = _object(item.get("safetensors")), _object(item.get("gguf"))
+    formats = tuple(f for f in ("safetensors", "gguf") if f in tags or item.get(f))
+    license_tag = next((t.split(":", 1)[1] for t in tags if t.startswith("license:")), None)
+    architecture = gguf.get("architecture")
+    return HubModel(
+        id=ref.repo,
+        downloads=_count(item.get("downloads")),
+        parameters=_count(safetensors.get("total")) or _count(gguf.get("total")),
+        formats=formats,
+        license=printable(license_tag[:60]) if license_tag else None,
+        gated=bool(item.get("gated")),
+        size_bytes=_count(item.get("usedStorage")),
+        architecture=printable(architecture[:60]) if isinstance(architecture, str) else None,
+    )
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _count(value: Any) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**53:
+        return value
+    return None
 
 
 @dataclass(frozen=True)

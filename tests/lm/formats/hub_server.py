@@ -11,7 +11,8 @@ tests build (point HF_ENDPOINT at `server.url`):
 
 and misbehaves on request: a gated repository answers 401 with GatedRepo, an unknown one 404,
 a file in `drop_once` is cut off two thirds of the way the first time it is sent, a file in
-`corrupt` is sent with other bytes than its listed SHA-256; `throttle` slows file bodies.
+`corrupt` is sent with other bytes than its listed SHA-256; `throttle` slows file bodies;
+`file_headers` and `edit_listing` put hostile headers and values in what is sent.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ class HubServer:
         self.drop_once: set[str] = set()
         self.corrupt: set[str] = set()
         self.throttle: int | None = None  # bytes a second for file bodies, None: at once
+        self.file_headers: dict[str, str] = {}  # put over every file's headers (hostile ones)
+        self.edit_listing = None  # a function changing each listing before it is sent
         self.requests: list[tuple[str, str, str | None]] = []  # method, path, Range header
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
@@ -182,7 +185,10 @@ def _handler(hub: HubServer):
                 return self._error(401, "RepoNotFound", "Repository not found")
             if name is None:
                 return self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
-            body = json.dumps(hub.listing(repo, entry, name)).encode()
+            listing = hub.listing(repo, entry, name)
+            if hub.edit_listing is not None:
+                listing = hub.edit_listing(listing)
+            body = json.dumps(listing).encode()
             self._send(200, body, {"Content-Type": "application/json"})
 
         def _resolve(self) -> None:
@@ -205,7 +211,7 @@ def _handler(hub: HubServer):
             lfs = file.endswith(LFS_SUFFIXES)
             etag = hashlib.sha256(data).hexdigest() if lfs else _git_sha(data)
             headers = {"X-Repo-Commit": entry.commit(name), "ETag": f'"{etag}"',
-                       "Accept-Ranges": "bytes"}  # fmt: skip
+                       "Accept-Ranges": "bytes", **hub.file_headers}  # fmt: skip
             if file in hub.corrupt:
                 data = bytes(b ^ 0x55 for b in data[:64]) + data[64:]
             start = 0

@@ -414,3 +414,58 @@ def test_revisions_are_listed_main_first_then_as_numbers(hub, pythia):
     assert revisions(PYTHIA) == ["main", "step200", "step1000", "step10000"]
     with pytest.raises(ModelNotFoundError, match="was not found on the Hub"):
         revisions("acme/no-such-model")
+
+
+def test_hostile_headers_never_name_a_path(hub, tmp_path):
+    """huggingface_hub named a blob after the server's ETag: `../../x` or an absolute path
+    wrote outside the cache. The ETag, the commit header and the like are not read now."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    hub.file_headers = {"ETag": '"../../../../outside/pwned"', "X-Repo-Commit": "../../x",
+                        "X-Linked-Etag": f'"{outside}/pwned-abs"'}  # fmt: skip
+    proc = pull(hub, "hf:acme/tiny-GGUF/tiny-f32.gguf")
+    assert proc.returncode == 0, proc.stderr
+    assert not list(outside.iterdir())
+    cache = Path(hub.env["HF_HUB_CACHE"])
+    written = [p for p in tmp_path.rglob("*") if p.is_file() and cache not in p.parents]
+    assert all("pwned" not in p.name for p in written)
+
+
+@pytest.mark.parametrize("sha256", ["/etc/hostname", "../../../../outside/x", "A" * 64, "0" * 63])
+def test_a_listing_whose_hash_is_not_one_is_refused(hub, tmp_path, sha256):
+    """A SHA-256 that was an existing file's absolute path counted as 'already downloaded' and
+    let a damaged file into the cache with exit 0."""
+
+    def lie(listing):
+        for sibling in listing["siblings"]:
+            if "lfs" in sibling:
+                sibling["lfs"]["sha256"] = sha256
+        return listing
+
+    hub.edit_listing = lie
+    hub.corrupt.add("tiny-f32.gguf")
+    proc = pull(hub, "hf:acme/tiny-GGUF/tiny-f32.gguf")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "gives tiny-f32.gguf a name, size or hash that is not one" in proc.stderr
+    cache = Path(hub.env["HF_HUB_CACHE"])
+    assert not [p for p in cache.rglob("*.gguf")]
+
+
+def test_what_is_pulled_here_is_read_by_huggingface_hub_and_transformers_offline(hub):
+    """The cache keeps the Hugging Face layout: the ecosystem's own clients find the files."""
+    import transformers
+    from huggingface_hub import hf_hub_download, scan_cache_dir
+
+    from tokenscope.lm import hub as hub_module
+
+    folder = hub_module.pull(f"hf:{PYTHIA}@step1000")
+    cache = hub.env["HF_HUB_CACHE"]
+    found = hf_hub_download(PYTHIA, "config.json", revision="step1000", cache_dir=cache,
+                            local_files_only=True)  # fmt: skip
+    assert Path(found) == folder / "config.json"
+    config = transformers.AutoConfig.from_pretrained(
+        PYTHIA, revision="step1000", cache_dir=cache, local_files_only=True
+    )
+    assert config.model_type == "gpt_neox"
+    repos = {r.repo_id: r for r in scan_cache_dir(cache).repos}
+    assert "step1000" in {ref for rev in repos[PYTHIA].revisions for ref in rev.refs}
