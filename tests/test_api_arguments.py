@@ -88,3 +88,45 @@ def test_non_finite_logits_are_a_damaged_model_not_a_sampler_crash():
     logits = torch.tensor([0.1, float("nan"), 0.3])
     with pytest.raises(ModelFormatError, match="NaN or infinite"):
         sampling_distribution(logits, SamplingSettings(temperature=0.7, top_k=2))
+
+
+@pytest.mark.parametrize(
+    "call, words",
+    [
+        (lambda m: m.predict_next_token_probabilities("a\ud800b"), ["context", "character 2"]),
+        (lambda m: m.generate("caf\udce9"), ["prompt", "byte 0xE9", "not UTF-8"]),
+        (lambda m: m.score("\udfff"), ["text", "\\udfff", "half of a surrogate pair"]),
+        (lambda m: m.score_continuation("a", " \udcff"), ["continuation", "character 2"]),
+        (lambda m: m.encode("x\ud800"), ["text", "\\ud800"]),
+        (lambda m: m.tokenize("x\ud800"), ["text", "\\ud800"]),
+        (lambda m: m.generate("x", stop=["\ud800"]), ["stop", "\\ud800"]),
+    ],
+)
+def test_text_with_a_lone_surrogate_is_refused_saying_where(tiny_model, call, words):
+    # (the tokenizer itself would fail with "TypeError: TextInputSequence must be str")
+    with pytest.raises(InvalidArgumentError) as caught:
+        call(tiny_model)
+    message = str(caught.value)
+    for word in words:
+        assert word in message, message
+    assert message.isprintable()  # (the surrogate is named, not put in the message)
+
+
+def test_a_surrogate_pair_is_text():
+    from tokenscope.lm.arguments import lone_surrogate, unicode_text
+
+    emoji = "\U0001f44d"  # one character in a str; two halves only in JSON's "\ud83d\udc4d"
+    assert unicode_text("prompt", f"ok {emoji}") == f"ok {emoji}"
+    assert lone_surrogate("ok") is None
+    assert lone_surrogate("ab\ud83d") == (
+        "character 3 is \\ud83d, half of a surrogate pair without the other half"
+    )
+
+
+def test_a_few_shot_prompt_with_a_lone_surrogate_names_the_part():
+    from tokenscope.lm.fewshot.prompt import Example, FewShotPrompt
+
+    with pytest.raises(InvalidArgumentError, match="example 2's output is not valid text"):
+        FewShotPrompt(examples=[Example("a", "b"), Example("c", "d\ud800")], query="e")
+    with pytest.raises(InvalidArgumentError, match="query is not valid text"):
+        FewShotPrompt(query="\udcff")

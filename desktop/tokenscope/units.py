@@ -47,3 +47,23 @@ def format_rank(rank: int | None, above: int = 0) -> str:
 def bound_mark(upper_bound: bool) -> str:
     """ "≤" before a probability that is only an upper bound (a server's top-k list)."""
     return "≤" if upper_bound else ""
+
+
+#: how far a probability may stray past 0 or 1 by rounding (float32 sums) and still be shown,
+#: as the edge it rounded past
+PROBABILITY_ROUNDING = 1e-4
+
+
+def probability(p: float | None) -> float | None:
+    """`p` as it may be shown or written: within 0..1, a value rounded just past an edge taken
+    back to it; None for what no probability can be (NaN, below 0, above 1: e^5 from a server
+    that sent a log-probability of +5), so that no view prints an impossible number."""
+    if p is None or not -PROBABILITY_ROUNDING <= p <= 1 + PROBABILITY_ROUNDING:
+        return None  # (NaN fails every comparison)
+    return min(1.0, max(0.0, float(p)))
+
+
+def format_probability(p: float | None, spec: str = ".4f") -> str:
+    """`p` formatted by `spec` ("0.1234", "1.234e-05"), or "?" where it is no probability."""
+    shown = probability(p)
+    return "?" if shown is None else format(shown, spec)

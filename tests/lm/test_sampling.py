@@ -133,3 +133,92 @@ def test_entropy_bits():
 def test_bad_settings_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         SamplingSettings(**kwargs)
+
+
+# ----- extremes: every knob at its edge gives a distribution, never NaN ----------------------
+
+
+def _is_distribution(probs: torch.Tensor) -> bool:
+    return bool(torch.isfinite(probs).all() and (probs >= 0).all()) and float(probs.sum()) == (
+        pytest.approx(1.0, abs=1e-5)
+    )
+
+
+@pytest.mark.parametrize("temperature", [1e-45, 1e-308, 5e-324, 1e-6, 0.0])
+def test_a_temperature_below_the_threshold_is_greedy(temperature):
+    from tokenscope.lm.sampling import MIN_TEMPERATURE
+
+    logits = torch.tensor([1.0, 3.0, 2.9, -5.0])
+    settings = SamplingSettings(temperature=temperature)
+    assert settings.greedy and temperature < MIN_TEMPERATURE
+    _, sampled = sampling_distribution(logits, settings)
+    assert sampled.tolist() == [0.0, 1.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize("temperature", [1e-5, 3e-5, 1e-3, 100.0])
+def test_small_and_large_temperatures_on_huge_logits_stay_finite(temperature):
+    # Logits near float32's largest: dividing them by a small temperature would overflow to
+    # inf, and inf - inf in the softmax is NaN.
+    big = torch.finfo(torch.float32).max
+    logits = torch.tensor([big, big * 0.5, -big, 0.0])
+    _, sampled = sampling_distribution(logits, SamplingSettings(temperature=temperature))
+    assert _is_distribution(sampled)
+    assert int(sampled.argmax()) == 0
+
+
+@pytest.mark.parametrize("penalty", [1e-300, 1e-38, 1e-3, 100.0])
+def test_a_repetition_penalty_far_from_one_stays_finite(penalty):
+    big = torch.finfo(torch.float32).max / 2
+    logits = torch.tensor([big, -big, 2.0, 1.0])
+    penalised = apply_repetition_penalty(logits, [0, 1, 2], penalty)
+    assert bool(torch.isfinite(penalised).all())
+    for temperature in (0.0, 1e-5, 0.7, 1.0):
+        _, sampled = sampling_distribution(
+            logits, SamplingSettings(temperature=temperature, repetition_penalty=penalty), [0, 1, 2]
+        )
+        assert _is_distribution(sampled)
+
+
+def test_a_tiny_penalty_makes_seen_tokens_overwhelmingly_likely():
+    logits = torch.tensor([1.0, 5.0, 2.0])
+    _, sampled = sampling_distribution(
+        logits, SamplingSettings(temperature=1.0, repetition_penalty=1e-300), previous_ids=[0]
+    )
+    assert sampled[0] == pytest.approx(1.0)
+
+
+def test_filters_at_their_edges_keep_the_top_token():
+    logits = torch.randn(50, generator=torch.Generator().manual_seed(2)) * 4
+    top = int(logits.argmax())
+    for settings in (
+        SamplingSettings(top_k=10**30),  # more than the vocabulary: off
+        SamplingSettings(top_p=1e-300),
+        SamplingSettings(top_p=5e-324),
+        SamplingSettings(min_p=1.0),
+        SamplingSettings(top_k=1, top_p=1e-9, min_p=1.0, temperature=1e-5),
+    ):
+        _, sampled = sampling_distribution(logits, settings)
+        assert _is_distribution(sampled) and int(sampled.argmax()) == top
+    _, everything = sampling_distribution(logits, SamplingSettings(top_k=10**30, temperature=0.5))
+    assert int((everything > 0).sum()) == 50
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"temperature": float("nan")},
+        {"temperature": float("inf")},
+        {"temperature": -1e-300},
+        {"repetition_penalty": float("nan")},
+        {"repetition_penalty": float("inf")},
+        {"repetition_penalty": -1.0},
+        {"repetition_penalty": 0.0},
+        {"top_p": float("nan")},
+        {"min_p": float("-inf")},
+        {"top_k": -1},
+    ],
+)
+def test_nonsense_values_are_refused_naming_the_knob(kwargs):
+    (name,) = kwargs
+    with pytest.raises(ValueError, match=name):
+        SamplingSettings(**kwargs)

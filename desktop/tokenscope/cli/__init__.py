@@ -34,6 +34,7 @@ from tokenscope.cli.parser import (
     EXIT_INTERRUPTED,
     build_parser,
 )
+from tokenscope.escapes import printable
 
 __all__ = [
     "EXIT_BAD_INPUT",
@@ -118,14 +119,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         if known is None:
             print(
-                f"tokenscope: internal error: {type(e).__name__}: {e}\n"
+                f"tokenscope: internal error: {type(e).__name__}: {printable(str(e))}\n"
                 "This is a bug in Tokenscope. Please report it with the lines above and the "
                 "command you ran.",
                 file=sys.stderr,
             )
             return EXIT_BUG
         message, status = known
-        print(f"tokenscope: error: {message}", file=sys.stderr)
+        # One line, whatever the message holds: a server's error body or a file's name may
+        # carry newlines or escape sequences that would repaint the terminal.
+        print(f"tokenscope: error: {printable(message)}", file=sys.stderr)
         return status
 
 

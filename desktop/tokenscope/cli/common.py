@@ -13,10 +13,14 @@ import json
 import math
 import sys
 from collections.abc import Callable
+from numbers import Real
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tokenscope.escapes import printable
+from tokenscope.lm.arguments import lone_surrogate
 from tokenscope.lm.weight_modes import DTYPE_CHOICES
+from tokenscope.units import probability
 
 if TYPE_CHECKING:
     from tokenscope.lm.sampling import SamplingSettings
@@ -171,29 +175,48 @@ def _remember(target: str) -> None:
     try:
         remember(target)
     except OSError as e:  # the list is a convenience; never fail a command over it
-        print(f"(could not update the recently opened list: {e})", file=sys.stderr)
+        print(f"(could not update the recently opened list: {printable(str(e))})", file=sys.stderr)
 
 
-def bar(p: float) -> str:
-    eighths = round(max(0.0, min(1.0, p)) * BAR_WIDTH * 8)
+def bar(p: float | None) -> str:
+    """A bar of BAR_WIDTH blocks at most; empty for what is no probability (NaN, None)."""
+    eighths = round((probability(p) or 0.0) * BAR_WIDTH * 8)
     full, rest = divmod(eighths, 8)
     return "█" * full + (" ▏▎▍▌▋▊▉"[rest] if rest else "")
 
 
 def _finite(value: Any) -> Any:
-    """JSON has no NaN or infinity: they become null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
+    """JSON has no NaN or infinity: they become null. Other real numbers (numpy's) become
+    plain floats, tuples lists."""
     if isinstance(value, dict):
         return {k: _finite(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_finite(v) for v in value]
+    if isinstance(value, (bool, int, str)) or value is None:
+        return value
+    if isinstance(value, Real):
+        x = float(value)
+        return x if math.isfinite(x) else None
     return value
 
 
+def json_text(value: Any, **options: Any) -> str:
+    """`value` as strict JSON, on one line unless `options` say otherwise: NaN and infinity
+    as null (Python writes them as NaN and Infinity, which JSON parsers refuse), and a lone
+    surrogate (a file name that is not UTF-8) as its \\u escape, which UTF-8 cannot carry."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False, **options)
+    except (TypeError, ValueError):  # (the usual case needs no walk over the whole value)
+        text = json.dumps(_finite(value), ensure_ascii=False, allow_nan=False, **options)
+    if lone_surrogate(text) is not None:
+        text = json.dumps(_finite(value), ensure_ascii=True, allow_nan=False, **options)
+    return text
+
+
 def print_json(value: Any, **options: Any) -> None:
-    """One JSON document on stdout (NaN and infinity as null, so it always parses)."""
-    print(json.dumps(_finite(value), ensure_ascii=False, allow_nan=False, **options), flush=True)
+    """One JSON document on stdout, always strict JSON (see json_text): every --json prints
+    through here."""
+    print(json_text(value, **options), flush=True)
 
 
 def read_text_argument(path: str) -> str:

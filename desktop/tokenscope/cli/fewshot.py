@@ -22,7 +22,8 @@ from tokenscope.cli.common import (
     print_json,
 )
 from tokenscope.cli.predict import token_json
-from tokenscope.units import bound_mark, format_rank
+from tokenscope.escapes import printable
+from tokenscope.units import bound_mark, format_probability, format_rank, probability
 
 if TYPE_CHECKING:
     from tokenscope.lm.fewshot.prompt import FewShotPrompt
@@ -52,8 +53,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def probability_text(p: float, upper_bound: bool) -> str:
-    """1.234e-05, or ≤1.234e-05 for a bound."""
-    return f"{bound_mark(upper_bound)}{p:.3e}"
+    """1.234e-05, or ≤1.234e-05 for a bound ("?" for what no probability can be)."""
+    shown = format_probability(p, ".3e")
+    return shown if shown == "?" else f"{bound_mark(upper_bound)}{shown}"
 
 
 def fewshot(args: argparse.Namespace) -> int:
@@ -64,7 +66,7 @@ def fewshot(args: argparse.Namespace) -> int:
         prompt = prompt.with_shots(args.max_shots)
     session = Session()
     info = session.load(args)
-    label = prompt.name or args.preset
+    label = prompt.name or args.preset  # (from a file: shown through printable())
     if args.sweep:
         return _sweep(args, session, prompt, label, info.name)
     return _preview(args, session, prompt, label, info.name)
@@ -92,20 +94,23 @@ def _sweep(
             }
         )
         return 0
-    print(f"{label} on {name}: P({prompt.answer_text(prompt.expected)!r}) by shots")
+    print(
+        f"{printable(label)} on {printable(name)}: "
+        f"P({prompt.answer_text(prompt.expected)!r}) by shots"
+    )
     print("(order 0: the examples as given; 1 and up: the same examples shuffled)")
     norm = "  normalised" if prompt.candidates else ""
     print(f"{'shots':>5}  {'order':>5}  {'P(expected)':>11}  {'rank':>6}{norm}  top prediction")
     for p in points:
-        share = f"  {p.normalised:10.4f}" if p.normalised is not None else ""
+        share = f"  {format_probability(p.normalised):>10}" if p.normalised is not None else ""
         cut = f"  ({p.dropped_tokens} tokens dropped)" if p.dropped_tokens else ""
         print(
             f"{p.shots:>5}  {p.order:>5}  {probability_text(p.probability, p.upper_bound):>11}"
             f"  {format_rank(p.rank, p.rank_above):>6}{share}  "
-            f"{p.top_prediction!r} {p.top_probability:.3f}{cut}"
+            f"{p.top_prediction!r} {format_probability(p.top_probability, '.3f')}{cut}"
         )
     if note:
-        print(f"({note})")
+        print(f"({printable(note)})")
     return 0
 
 
@@ -125,7 +130,7 @@ def _preview(
                 "token_count": view.token_count,
                 "dropped_tokens": chart.dropped_tokens,
                 "top": [token_json(t) for t in chart.rows],
-                "other": chart.other,
+                "other": probability(chart.other),
                 "expected": None if expected is None else asdict(expected),
                 "candidates": [
                     {"candidate": c, "probability": p, "normalised": n}
@@ -137,16 +142,19 @@ def _preview(
         )
         return 0
     tokens = f", {view.token_count} tokens" if view.token_count else ""
-    print(f"{label}: {len(prompt.examples)}-shot{tokens}")
-    print(view.text)
+    print(f"{printable(label)}: {len(prompt.examples)}-shot{tokens}")
+    print(printable(view.text, keep="\n\t"))  # (the file's text, laid out: lines kept)
     print("-" * BAR_WIDTH)
     if chart.dropped_tokens:
         print(f"(the prompt was too long: its first {chart.dropped_tokens} tokens were dropped)")
-    width = max([len(t.display) for t in chart.rows] + [5])
-    for rank, t in enumerate(chart.rows, 1):
-        print(f"{rank:>4}  {t.display:<{width}}  {t.probability:6.4f}  {bar(t.probability)}")
+    rows = [(printable(t.display), t) for t in chart.rows]
+    width = max([len(shown) for shown, _ in rows] + [5])
+    for rank, (shown, t) in enumerate(rows, 1):
+        p = f"{format_probability(t.probability):>6}"
+        print(f"{rank:>4}  {shown:<{width}}  {p}  {bar(t.probability)}")
     if chart.other is not None:
-        print(f"{'':>4}  {'other':<{width}}  {chart.other:6.4f}  {bar(chart.other)}")
+        p = f"{format_probability(chart.other):>6}"
+        print(f"{'':>4}  {'other':<{width}}  {p}  {bar(chart.other)}")
     if expected is not None:
         p = probability_text(expected.probability, expected.upper_bound)
         print(
@@ -155,7 +163,8 @@ def _preview(
             f"{format_rank(expected.first_token_rank, expected.rank_above)}"
         )
     for c, p, n in view.candidates:
-        print(f"candidate {c!r}: P = {p:.3e}, normalised {n:.4f}")
+        shown_p, shown_n = format_probability(p, ".3e"), format_probability(n)
+        print(f"candidate {c!r}: P = {shown_p}, normalised {shown_n}")
     if view.note:
-        print(f"({view.note})")
+        print(f"({printable(view.note)})")
     return 0

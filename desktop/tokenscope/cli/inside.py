@@ -18,6 +18,8 @@ from tokenscope.cli.common import (
     print_json,
     read_text_argument,
 )
+from tokenscope.escapes import printable
+from tokenscope.units import format_probability
 
 if TYPE_CHECKING:
     from tokenscope.lm.inside import Surprisal as SurprisalResult
@@ -117,17 +119,19 @@ def lens(args: argparse.Namespace) -> int:
         return 0
     first = view.first_top_layer
     print(
-        f"{info.name}: the logit lens at token {view.position + 1} of {len(view.labels)}; "
+        f"{printable(info.name)}: the logit lens at token {view.position + 1} of "
+        f"{len(view.labels)}; "
         f"the model predicts {view.target_label!r}"
         + (f", top-1 from layer {first} on" if first is not None else "")
     )
     print(f"{'layer':>5}  {'rank':>6}  {'P(final)':>8}  {'bits':>5}  top tokens")
     for r in view.rows:
         name = "emb" if r.layer == 0 else str(r.layer)
-        tops = "  ".join(f"{label} {p:.3f}" for _i, label, p in r.top[:3])
-        print(
-            f"{name:>5}  {r.target_rank:>6}  {r.target_probability:8.4f}  {r.entropy:5.2f}  {tops}"
+        tops = "  ".join(
+            f"{printable(label)} {format_probability(p, '.3f')}" for _i, label, p in r.top[:3]
         )
+        target = format_probability(r.target_probability)
+        print(f"{name:>5}  {r.target_rank:>6}  {target:>8}  {r.entropy:5.2f}  {tops}")
     return 0
 
 
@@ -142,7 +146,7 @@ def attention(args: argparse.Namespace) -> int:
             print_json({"model": info.name, "induction_scores": scores.tolist()})
             return 0
         print(
-            f"{info.name}: induction score per head (attention to the token after the "
+            f"{printable(info.name)}: induction score per head (attention to the token after the "
             "earlier occurrence, on a repeated random sequence; 1 copies, 0 does not)"
         )
         print("layer  " + "  ".join(f"h{h:<4}" for h in range(scores.shape[1])))
@@ -169,9 +173,9 @@ def attention(args: argparse.Namespace) -> int:
         )
         return 0
     which = "heads averaged" if args.head is None else f"head {args.head}"
-    print(f"{info.name}: layer {args.layer}, {which}; what the last token attends to")
+    print(f"{printable(info.name)}: layer {args.layer}, {which}; what the last token attends to")
     for label, w in zip(view.labels, view.weights[-1], strict=True):
-        print(f"{w:7.4f}  {bar(float(w))}  {label}")
+        print(f"{w:7.4f}  {bar(float(w))}  {printable(label)}")
     return 0
 
 
@@ -205,17 +209,19 @@ def surprisal(args: argparse.Namespace) -> int:
         return 0
     for r in results:
         print(
-            f"{r.model}: {len(r.scored):,} tokens scored, {r.bits_per_token:.3f} bits per "
-            f"token, {r.bits_per_byte:.3f} bits per byte, perplexity {r.perplexity:.2f}"
+            f"{printable(r.model)}: {len(r.scored):,} tokens scored, "
+            f"{r.bits_per_token:.3f} bits per token, {r.bits_per_byte:.3f} bits per byte, "
+            f"perplexity {r.perplexity:.2f}"
         )
     if len(results) == 1:
         print(f"{'bits':>7}  {'rank':>6}  token")
         for t in results[0].tokens:
             bits = "" if t.bits is None else f"{t.bits:7.2f}"
             rank = "" if t.rank is None else str(t.rank)
-            print(f"{bits:>7}  {rank:>6}  {t.display}")
+            print(f"{bits:>7}  {rank:>6}  {printable(t.display)}")
     else:
-        print(f"where they disagree most ({results[0].model} minus {results[1].model}, bits):")
+        first, second = printable(results[0].model), printable(results[1].model)
+        print(f"where they disagree most ({first} minus {second}, bits):")
         for s, e, a, b in disagreements:
             print(f"{a - b:+7.2f}  {text[s:e]!r}  (at character {s})")
     return 0

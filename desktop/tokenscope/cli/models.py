@@ -10,19 +10,17 @@ tokenscope models search WORDS      search the Hugging Face Hub
 from __future__ import annotations
 
 import argparse
-import json
+import math
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from tokenscope.cli.common import print_json
+from tokenscope.escapes import printable
 from tokenscope.units import format_bytes
 
 if TYPE_CHECKING:
     from tokenscope.lm.hub import Transfer
-
-
-def _dumps(value: Any, **options: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, **options)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -61,22 +59,32 @@ def list_models(args: argparse.Namespace) -> int:
 
     entries = catalog()
     if args.json:
-        print(_dumps([vars(e) for e in entries]))
+        print_json([vars(e) for e in entries])
         return 0
-    width = max(len(e.name) for e in entries)
+    # Names, notes and paths come from files on disk (a config's name, a folder's): shown
+    # through printable(), so that none can move the cursor or repaint the terminal.
+    names = [printable(e.name) for e in entries]
+    width = max(len(name) for name in names)
     print(
         f"{'name':<{width}}  {'kind':<9}  {'size':>8}  {'parameters':>10}  architecture  "
         f"{'quant':<8}  where"
     )
-    for e in entries:
+    for name, e in zip(names, entries, strict=True):
+        path = printable(str(e.path)) if e.path else ""
         if e.note:
-            print(f"{e.name:<{width}}  {e.kind:<9}  {e.note}" + (f"  {e.path}" if e.path else ""))
+            print(
+                f"{name:<{width}}  {e.kind:<9}  {printable(e.note)}" + (f"  {path}" if path else "")
+            )
             continue
         params = f"{e.parameters / 1e6:,.1f}M" if e.parameters is not None else "?"
         size = format_bytes(e.size_bytes) or "?"
+        architecture, quantization = (
+            printable(e.architecture or "?"),
+            printable(e.quantization or "?"),
+        )
         print(
-            f"{e.name:<{width}}  {e.kind:<9}  {size:>8}  {params:>10}  "
-            f"{e.architecture or '?':<12}  {e.quantization or '?':<8}  {e.path or ''}"
+            f"{name:<{width}}  {e.kind:<9}  {size:>8}  {params:>10}  "
+            f"{architecture:<12}  {quantization:<8}  {path}"
         )
     return 0
 
@@ -84,24 +92,22 @@ def list_models(args: argparse.Namespace) -> int:
 def _show_transfer(transfer: Transfer, as_json: bool) -> None:
     """One progress line (rewritten in place), or one JSON object a line for the window."""
     if as_json:
-        print(
-            _dumps(
-                {
-                    "file": transfer.file,
-                    "done": transfer.done,
-                    "total": transfer.total,
-                    "speed": round(transfer.speed),
-                    "left": transfer.seconds_left,
-                }
-            ),
-            flush=True,
+        speed = transfer.speed
+        print_json(
+            {
+                "file": transfer.file,
+                "done": transfer.done,
+                "total": transfer.total,
+                "speed": round(speed) if math.isfinite(speed) else None,
+                "left": transfer.seconds_left,
+            }
         )
         return
     percent = 100 * transfer.done / transfer.total if transfer.total else 0.0
     left = transfer.seconds_left
     eta = f", {left:,.0f} s left" if left is not None else ""
     print(
-        f"\r{transfer.file}: {percent:5.1f}% of {format_bytes(transfer.total)}, "
+        f"\r{printable(transfer.file)}: {percent:5.1f}% of {format_bytes(transfer.total)}, "
         f"{format_bytes(int(transfer.speed))}/s{eta}    ",
         end="",
         flush=True,
@@ -195,18 +201,21 @@ def search(args: argparse.Namespace) -> int:
 
     found = search(args.query, limit=args.limit)
     if args.json:
-        print(_dumps([vars(m) for m in found]))
+        print_json([vars(m) for m in found])
         return 0
     if not found:
         print(f"no models on the Hub match {args.query!r}")
         return 0
-    width = max(len(m.id) for m in found)
+    # (what the Hub says, ids and licences, is a server's text: printable() before the terminal)
+    ids = [printable(m.id) for m in found]
+    width = max(len(i) for i in ids)
     print(f"{'model':<{width}}  {'parameters':>10}  {'size':>8}  {'format':<17}  licence")
-    for m in found:
+    for shown, m in zip(ids, found, strict=True):
         params = f"{m.parameters / 1e6:,.1f}M" if m.parameters else "?"
         gated = ", gated" if m.gated else ""
+        formats = printable("+".join(m.formats)) or "?"
         print(
-            f"{m.id:<{width}}  {params:>10}  {format_bytes(m.size_bytes) or '?':>8}  "
-            f"{'+'.join(m.formats) or '?':<17}  {m.license or '?'}{gated}"
+            f"{shown:<{width}}  {params:>10}  {format_bytes(m.size_bytes) or '?':>8}  "
+            f"{formats:<17}  {printable(m.license or '?')}{gated}"
         )
     return 0

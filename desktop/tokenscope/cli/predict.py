@@ -19,7 +19,8 @@ from tokenscope.cli.common import (
     print_json,
     sampling,
 )
-from tokenscope.escapes import unescape
+from tokenscope.escapes import printable, unescape
+from tokenscope.units import format_probability, probability
 
 if TYPE_CHECKING:
     from tokenscope.lm.tokens import TokenProbability
@@ -51,13 +52,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def token_json(t: TokenProbability) -> dict[str, Any]:
-    """A TokenProbability in the command line's JSON (the engine's own field names)."""
+    """A TokenProbability in the command line's JSON (the engine's own field names); a value
+    no probability can be (a server's log-probability above 0, say) is null."""
     return {
         "token_id": t.token_id,
         "text": t.text,
         "display": t.display,
-        "probability": t.probability,
-        "sampled_probability": t.sampled_probability,
+        "probability": probability(t.probability),
+        "sampled_probability": probability(t.sampled_probability),
     }
 
 
@@ -79,33 +81,36 @@ def predict(args: argparse.Namespace) -> int:
                 "dropped_tokens": view.dropped_tokens,
                 "entropy_bits": view.entropy_bits,
                 "entropy_exact": view.entropy_exact,
-                "other": view.other,
+                "other": probability(view.other),
                 "sampling": None if settings.is_identity else vars(settings),
-                "sampled_other": None if settings.is_identity else view.other_sampled,
+                "sampled_other": None if settings.is_identity else probability(view.other_sampled),
                 "sampled_exact": not view.approximate,
                 "top": [token_json(t) for t in view.rows],
             }
         )
         return 0
+    # Names, labels and tokens may come from a server or a model's files: printable() keeps
+    # their control characters from reaching the terminal; probabilities are shown only
+    # within 0..1 (format_probability), whatever a server sent.
     context = f"{len(view.context_ids)} context tokens, " if view.context_ids else ""
     at_least = "" if view.entropy_exact else "at least "
-    where = "" if c.full_vocabulary else f" ({c.kind}: {view.label})"
-    print(f"{info.name}{where}: {context}entropy {at_least}{view.entropy_bits:.2f} bits")
+    where = "" if c.full_vocabulary else f" ({c.kind}: {printable(view.label)})"
+    print(f"{printable(info.name)}{where}: {context}entropy {at_least}{view.entropy_bits:.2f} bits")
     if view.dropped_tokens:
         print(f"(the prompt was too long: its first {view.dropped_tokens} tokens were dropped)")
-    rows = list(view.rows)
-    width = max([len(t.display) for t in rows] + [5])
+    rows = [(printable(t.display), t) for t in view.rows]
+    width = max([len(shown) for shown, _ in rows] + [5])
     show_sampled = not settings.is_identity
     sampled = "  sampled" + (" (approximate)" if view.approximate else "") if show_sampled else ""
     print(f"{'rank':>4}  {'token':<{width}}  {'prob':>6}{sampled}")
-    for rank, t in enumerate(rows, 1):
-        column = f"  {t.sampled_probability:7.4f}" if show_sampled else ""
-        print(
-            f"{rank:>4}  {t.display:<{width}}  {t.probability:6.4f}{column}  {bar(t.probability)}"
-        )
+    for rank, (shown, t) in enumerate(rows, 1):
+        column = f"  {format_probability(t.sampled_probability):>7}" if show_sampled else ""
+        p = f"{format_probability(t.probability):>6}"
+        print(f"{rank:>4}  {shown:<{width}}  {p}{column}  {bar(t.probability)}")
     if view.other is not None:
-        column = f"  {view.other_sampled:7.4f}" if show_sampled else ""
-        print(f"{'':>4}  {'other':<{width}}  {view.other:6.4f}{column}  {bar(view.other)}")
+        column = f"  {format_probability(view.other_sampled):>7}" if show_sampled else ""
+        p = f"{format_probability(view.other):>6}"
+        print(f"{'':>4}  {'other':<{width}}  {p}{column}  {bar(view.other)}")
     return 0
 
 
@@ -136,15 +141,15 @@ def generate(args: argparse.Namespace) -> int:
                     "token_id": record.token_id,
                     "text": record.text,
                     "display": record.display,
-                    "probability": record.probability,
-                    "sampled_probability": record.sampled_probability,
+                    "probability": probability(record.probability),
+                    "sampled_probability": probability(record.sampled_probability),
                     "entropy_bits": record.entropy,
                     "elapsed_s": record.elapsed,
-                    "top": [[a.display, a.probability] for a in record.top_raw[:5]],
+                    "top": [[a.display, probability(a.probability)] for a in record.top_raw[:5]],
                 }
             )
-        else:
-            sys.stdout.write(record.text)
+        else:  # (the model's text: its newlines and tabs, but no escape sequence, go through)
+            sys.stdout.write(printable(record.text, keep="\n\t"))
             sys.stdout.flush()
 
     done = session.run(job, show)
@@ -159,10 +164,11 @@ def generate(args: argparse.Namespace) -> int:
             }
         )
     else:
-        print(done.tail, flush=True)  # what came after the last token, and the line's end
+        # what came after the last token, and the line's end
+        print(printable(done.tail, keep="\n\t"), flush=True)
         print(
             f"[{done.tokens} tokens, {done.tokens_per_second:.1f} tokens/s, stopped: "
-            f"{done.reason}]",
+            f"{printable(done.reason)}]",
             file=sys.stderr,
         )
     return 0

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 
 from tokenscope.cli.common import Session, print_json
 from tokenscope.cli.fewshot import probability_text
-from tokenscope.units import format_rank
+from tokenscope.escapes import printable
+from tokenscope.units import format_probability, format_rank
 
 if TYPE_CHECKING:
     from tokenscope.lm.fewshot.prompt import FewShotPrompt
@@ -71,7 +72,7 @@ def scale(args: argparse.Namespace) -> int:
         if isinstance(r, ScaleResult):
             results.append(r)
         elif isinstance(r, Progress) and r.label and r.total and not args.json:
-            print(f"({r.done + 1}/{r.total}) {r.label}…", file=sys.stderr, flush=True)
+            print(f"({r.done + 1}/{r.total}) {printable(r.label)}…", file=sys.stderr, flush=True)
 
     job = ScaleRun(
         _targets(args.models),
@@ -82,8 +83,8 @@ def scale(args: argparse.Namespace) -> int:
     )
     Session().run(job, record)
     errors = [r for r in results if r.error]
-    for r in errors:
-        print(f"tokenscope: {r.target}: {r.error}", file=sys.stderr)
+    for r in errors:  # (a server's own words among them: one line each, nothing raw)
+        print(f"tokenscope: {printable(r.target)}: {printable(r.error)}", file=sys.stderr)
     if prompt is not None:
         _print_sweeps(args, prompt, [r.sweep for r in results if r.sweep is not None])
     else:
@@ -121,7 +122,7 @@ def _print_sweeps(
         values = "  ".join(
             f"{probability_text(p.probability, p.upper_bound):>10}" for p in s.points
         )
-        print(f"{s.name[:28]:<28} {s.parameters:>12,}  {values}")
+        print(f"{printable(s.name)[:28]:<28} {s.parameters:>12,}  {values}")
 
 
 def _print_points(
@@ -142,13 +143,14 @@ def _print_points(
     print(f"{'model':<28} {'parameters':>12}  {'P(answer)':>10}  {'rank':>6}  top prediction")
     for p in points:
         print(
-            f"{p.name[:28]:<28} {p.parameters:>12,}  "
+            f"{printable(p.name)[:28]:<28} {p.parameters:>12,}  "
             f"{probability_text(p.probability, p.upper_bound):>10}  "
             f"{format_rank(p.rank, p.rank_above):>6}  "
-            f"{p.top_prediction!r} {p.top_probability:.3f}"
+            f"{p.top_prediction!r} {format_probability(p.top_probability, '.3f')}"
         )
     for c in curves:
-        print(f"\n{c.name} ({c.parameters:,} parameters) during training")
+        print(f"\n{printable(c.name)} ({c.parameters:,} parameters) during training")
         print(f"{'step':>8}  {'training tokens':>15}  {'P(answer)':>10}  {'rank':>6}")
         for pt in c.points:
-            print(f"{pt.step:>8,}  {pt.tokens:>15,}  {pt.probability:10.4f}  {pt.rank:>6}")
+            shown = format_probability(pt.probability)
+            print(f"{pt.step:>8,}  {pt.tokens:>15,}  {shown:>10}  {pt.rank:>6}")

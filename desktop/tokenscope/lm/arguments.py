@@ -13,6 +13,7 @@ a string that looks like a number is still a string: the CLI converts, the API d
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from numbers import Integral, Real
 from typing import Any
@@ -90,14 +91,46 @@ def whole(name: str, value: Any, *, low: int | None = None, high: int | None = N
 
 
 def text(name: str, value: Any, *, max_chars: int = MAX_TEXT_CHARS) -> str:
-    """`value` if it is a str of at most `max_chars` characters, else raise."""
+    """`value` if it is a str of at most `max_chars` characters of real text, else raise."""
     if not isinstance(value, str):
         raise InvalidArgumentError(f"{name} must be text (str), not {type(value).__name__}")
     if len(value) > max_chars:
         raise InvalidArgumentError(
             f"{name} is {len(value):,} characters long; the most is {max_chars:,}"
         )
+    return unicode_text(name, value)
+
+
+_SURROGATE = re.compile("[\\ud800-\\udfff]")
+
+
+def unicode_text(name: str, value: str) -> str:
+    """`value` if it holds no lone surrogate, else raise naming the first (lone_surrogate).
+
+    A str can hold what no text can: Python reads bytes that are not UTF-8 on a command line
+    as U+DC80..U+DCFF (surrogateescape), and JSON's "\\ud800" without its pair is one too.
+    No tokenizer can encode them (the Rust one fails with a TypeError). Such text is refused
+    with where it breaks, never repaired: replacing it with U+FFFD would show the model
+    something other than what was given, and the numbers would be about that."""
+    where = lone_surrogate(value)
+    if where is not None:
+        raise InvalidArgumentError(f"{name} is not valid text: {where}")
     return value
+
+
+def lone_surrogate(value: str) -> str | None:
+    """Where `value` stops being text ("character 3 is the byte 0xFF, which is not UTF-8"),
+    or None when it holds no lone surrogate."""
+    lone = _SURROGATE.search(value)
+    if lone is None:
+        return None
+    code = ord(lone.group())
+    what = (
+        f"the byte 0x{code - 0xDC00:02X}, which is not UTF-8"
+        if 0xDC80 <= code <= 0xDCFF
+        else f"\\u{code:04x}, half of a surrogate pair without the other half"
+    )
+    return f"character {lone.start() + 1:,} is {what}"
 
 
 def strings(name: str, value: Any, *, most: int, max_chars: int) -> tuple[str, ...]:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from tokenscope.lm.arguments import unicode_text
 from tokenscope.lm.hooks import run_with_cache
 
 if TYPE_CHECKING:
@@ -314,7 +315,7 @@ def surprisal(
     every token sees at least half a window (the same as `LanguageModel.score`); `progress`
     is called with (windows done, windows in all) and may raise to cancel."""
     tok = model.tokenizer
-    pieces = tok.encode_with_offsets(text)
+    pieces = tok.encode_with_offsets(unicode_text("text", text))
     ids = [i for i, _s, _e in pieces]
     start_id = tok.bos_id if tok.bos_id is not None else tok.eos_id
     full = ([start_id] if start_id is not None else []) + ids

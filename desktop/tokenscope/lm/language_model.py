@@ -154,14 +154,16 @@ class LanguageModel:
     # ----- text <-> tokens -----------------------------------------------------------------
 
     def encode(self, text: str) -> list[int]:
-        return self.tokenizer.encode(text)
+        # (text with a lone surrogate is refused here with a message, not by the tokenizer
+        # with a TypeError: arguments.unicode_text says why)
+        return self.tokenizer.encode(arguments.unicode_text("text", text))
 
     def tokenize(self, text: str, *, cancel: CancelToken | None = None) -> list[Token]:
         """The text split into tokens, each with its id, readable label and character span."""
         tok = self.tokenizer
         return [
             Token(i, tok.token_text(i), tok.display(i), start, end)
-            for i, start, end in tok.encode_with_offsets(text)
+            for i, start, end in tok.encode_with_offsets(arguments.unicode_text("text", text))
         ]
 
     def _context_ids(self, context: str | Sequence[int], name: str = "context") -> list[int]:

@@ -5,8 +5,9 @@ what a token is actually drawn from after the knobs are applied, in this order:
 
     repetition penalty -> temperature -> top-k -> top-p -> min-p -> renormalise
 
-Temperature 0 means greedy: all mass on the most likely token (after the repetition penalty).
-Each filter keeps at least one token, so the sampled distribution always sums to 1.
+Temperature 0 means greedy: all mass on the most likely token (after the repetition penalty),
+and so does any temperature below MIN_TEMPERATURE. Each filter keeps at least one token, so the
+sampled distribution always sums to 1, and no finite knob within its range makes it NaN.
 """
 
 from __future__ import annotations
@@ -24,6 +25,11 @@ from tokenscope.lm.arguments import (
     number,
     whole,
 )
+
+#: temperatures below this sample greedily, as vLLM does (its _SAMPLING_EPS): dividing by
+#: 1e-45 or 1e-308 in float32 is dividing by zero, and a temperature this small already puts
+#: all but ~e^-100000 of the mass on the top token for logits 1 apart
+MIN_TEMPERATURE = 1e-5
 
 
 @dataclass(frozen=True)
@@ -58,7 +64,8 @@ class SamplingSettings:
 
     @property
     def greedy(self) -> bool:
-        return self.temperature == 0
+        """All mass on the most likely token: temperature 0, or below MIN_TEMPERATURE."""
+        return self.temperature < MIN_TEMPERATURE
 
     @property
     def is_identity(self) -> bool:
@@ -84,13 +91,19 @@ def apply_repetition_penalty(
     logits: torch.Tensor, previous_ids: Iterable[int], penalty: float
 ) -> torch.Tensor:
     """Make tokens already seen less likely: positive logits divided by, negative multiplied by,
-    the penalty (the CTRL paper's rule). Returns a new tensor."""
+    the penalty (the CTRL paper's rule). Returns a new tensor, every value finite.
+
+    A penalty far from 1 (1e-300 is in range) would overflow float32 to infinity and the
+    softmax after it to NaN; the result is kept within the dtype's finite range instead, which
+    is where the exact answer lies for any distribution a person can tell apart."""
     ids = torch.tensor(sorted(set(previous_ids)), dtype=torch.long, device=logits.device)
     if penalty == 1.0 or ids.numel() == 0:
         return logits
     out = logits.clone()
     seen = out[ids]
-    out[ids] = torch.where(seen > 0, seen / penalty, seen * penalty)
+    largest = torch.finfo(out.dtype).max
+    penalised = torch.where(seen > 0, seen / penalty, seen * penalty)
+    out[ids] = penalised.nan_to_num(posinf=largest, neginf=-largest)
     return out
 
 
@@ -152,11 +165,18 @@ def sampling_distribution(
         sampled = torch.zeros_like(raw)
         sampled[int(torch.argmax(x))] = 1.0
         return raw, sampled
-    probs = softmax(x / settings.temperature)
+    probs = softmax(_cooled(x, settings.temperature))
     probs = top_k_filter(probs, settings.top_k)
     probs = top_p_filter(probs, settings.top_p)
     probs = min_p_filter(probs, settings.min_p)
     return raw, probs
+
+
+def _cooled(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """logits / temperature, shifted so that the largest is 0 first: the same softmax, but a
+    small temperature can only push the others towards -inf (probability 0), never the top
+    one to +inf (inf - inf is NaN)."""
+    return (logits - logits.max()) / temperature
 
 
 def draw(probs: torch.Tensor, generator: torch.Generator | None = None) -> int:

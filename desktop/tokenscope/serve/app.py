@@ -13,13 +13,14 @@ either. The two that only read what create_app counted are `async`.
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 from fastapi.routing import APIRoute
 
 from tokenscope import __version__
 from tokenscope.serve import chat, completions
 from tokenscope.serve.auth import RequireKey
 from tokenscope.serve.errors import Refusal, engine_refusals, install_error_handlers
+from tokenscope.serve.limits import MAX_BODY_BYTES, BodyLimit
 from tokenscope.serve.schemas import (
     ChatRequest,
     CompletionRequest,
@@ -27,6 +28,7 @@ from tokenscope.serve.schemas import (
     TokenizeRequest,
 )
 from tokenscope.serve.state import DEFAULT_MAX_LOGPROBS, Served
+from tokenscope.serve.strict_json import StrictJSONResponse as JSONResponse
 
 
 async def _served(request: Request) -> Served:
@@ -139,10 +141,19 @@ def create_app(
 ) -> FastAPI:
     """The FastAPI application serving `model` (a tokenscope LanguageModel) as `name`;
     with `api_key`, every request must bring it (`Authorization: Bearer <key>`)."""
-    app = FastAPI(title="Tokenscope", version=__version__, docs_url=None, redoc_url=None)
+    # (every answer strict JSON, those FastAPI encodes from a dict too: strict_json.py)
+    app = FastAPI(
+        title="Tokenscope",
+        version=__version__,
+        docs_url=None,
+        redoc_url=None,
+        default_response_class=JSONResponse,
+    )
     app.state.served = Served.of(model, name, max_logprobs)
     install_error_handlers(app, _endpoints())
     app.include_router(router)
+    # (added last runs first: the key is checked before a body is read)
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     if api_key:
         app.add_middleware(RequireKey, key=api_key)
     return app

@@ -14,7 +14,6 @@ generate run one after another. Streaming equals non-streaming: both walk the sa
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ from tokenscope.serve.choices import Outcome, Settings, choice_settings, walk
 from tokenscope.serve.errors import Refusal
 from tokenscope.serve.schemas import MAX_CHOICES, CompletionRequest, Sampling
 from tokenscope.serve.state import Served
+from tokenscope.serve.strict_json import encoded
 
 _OBJECT = "text_completion"
 #: a text longer than this many characters per token of the context cannot fit it: refused
@@ -224,7 +224,8 @@ def events(served: Served, job: Job) -> Iterator[bytes]:
 
 
 def sse(payload: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(payload).encode() + b"\n\n"
+    """One server-sent event, strict JSON (strict_json.py) as the whole answers are."""
+    return b"data: " + encoded(payload) + b"\n\n"
 
 
 def _event(

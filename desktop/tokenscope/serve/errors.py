@@ -8,16 +8,18 @@ unexpected failures all answer this way, so a client reads one shape whatever we
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from tokenscope.lm.arguments import lone_surrogate
 from tokenscope.lm.errors import TokenscopeError
+from tokenscope.serve.strict_json import StrictJSONResponse as JSONResponse
 
 _KINDS = {401: "authentication_error", 500: "server_error"}
 _MOST_SHOWN = 3  # problems named in one message; the rest are counted
@@ -56,7 +58,9 @@ def install_error_handlers(app: FastAPI, endpoints: str) -> None:
     async def http(request: Request, e: Exception) -> JSONResponse:
         assert isinstance(e, HTTPException)
         asked = f"{request.method} {request.url.path}"
-        if e.status_code == 404:
+        if e.status_code == 400 and e.__cause__ is not None:  # a body the parser gave up on
+            message = _unreadable(e.__cause__)
+        elif e.status_code == 404:
             message = f"this server has no {asked}; it answers {endpoints}"
         elif e.status_code == 405:
             allowed = (e.headers or {}).get("Allow", "another method")
@@ -81,8 +85,33 @@ def _field(loc: tuple[Any, ...]) -> str | None:
     return name or None
 
 
+def _unreadable(cause: BaseException) -> str:
+    """Why a body that FastAPI could not parse was refused, in words (FastAPI says only
+    "There was an error parsing the body", whatever the reason)."""
+    if isinstance(cause, RecursionError):  # (Python's parser recurses once a level)
+        return (
+            "the request body is nested too deeply to read (arrays or objects hundreds of "
+            "levels inside each other)"
+        )
+    if isinstance(cause, UnicodeDecodeError):
+        return "the request body is not UTF-8 text"
+    if isinstance(cause, ValueError) and "integer string conversion" in str(cause):
+        return (
+            "the request body holds a number too long to read (at most "
+            f"{sys.get_int_max_str_digits():,} digits)"
+        )
+    return f"the request body could not be read as JSON ({type(cause).__name__})"
+
+
 def _shown(value: Any) -> str:
-    text = json.dumps(value, default=repr)
+    """What came, cut to 40 characters; never an error of its own (a value nested hundreds
+    of levels deep is too deep to dump again, a huge text is cut before it is dumped)."""
+    if isinstance(value, str) and len(value) > 40:
+        value = value[:40]
+    try:
+        text = json.dumps(value, default=repr)
+    except (RecursionError, ValueError):
+        return "a value nested too deeply to show"
     return text if len(text) <= 40 else text[:37] + "..."
 
 
@@ -96,6 +125,12 @@ def _sentence(error: dict[str, Any]) -> tuple[str, str | None]:
         return f"the request body must be a JSON object, sent as {_JSON}", None
     if kind == "missing":
         return f"{field} is required", field
+    if kind == "string_unicode" and isinstance(error.get("input"), str):
+        # Pydantic's own refusal of a lone surrogate (where a length is checked), in the words
+        # schemas.py uses for the same thing elsewhere
+        where = lone_surrogate(error["input"])
+        if where is not None:
+            return f"{field} is not valid text: {where} (got {_shown(error['input'])})", field
     message = str(error.get("msg", "is not valid"))  # "Input should be ...": Pydantic's words
     message = f"{field} {message[6:]}" if message.startswith("Input ") else f"{field}: {message}"
     return f"{message} (got {_shown(error.get('input'))})", field

@@ -3,8 +3,9 @@
 What depends on the model served (the context length, the vocabulary, --max-logprobs) is
 checked in completions.py; everything else is here, and a body that fails comes back as a 400
 naming the field (errors.py). Whole numbers are strict (`16.0`, `"16"` and `true` are
-mistakes, not 16), numbers must be finite, and JSON `null` means "the default", as OpenAI's
-API reads it.
+mistakes, not 16), numbers must be finite (1e999 reads as infinity: refused), texts must be
+text (a lone "\\ud800" is refused, see lm.arguments.unicode_text), and JSON `null` means "the
+default", as OpenAI's API reads it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     AliasChoices,
     BaseModel,
     ConfigDict,
@@ -25,7 +27,12 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from tokenscope.lm.arguments import MAX_REPETITION_PENALTY, MAX_SEED, MAX_TEMPERATURE
+from tokenscope.lm.arguments import (
+    MAX_REPETITION_PENALTY,
+    MAX_SEED,
+    MAX_TEMPERATURE,
+    lone_surrogate,
+)
 
 #: the most prompts one request may carry, and the most choices (prompts x n) it may ask for
 MAX_PROMPTS = 256
@@ -34,6 +41,7 @@ MAX_CHOICES = 256
 MAX_STOP = 4  # stop sequences, as OpenAI's API allows
 MAX_STOP_CHARS = 1_000
 MAX_TOKENIZE_CHARS = 1_000_000  # for /tokenize and /detokenize (characters, token ids)
+MAX_NAME_CHARS = 1_000  # a model's name: it is echoed in the refusal of a wrong one
 
 
 def _prompts(value: Any, handler: ValidatorFunctionWrapHandler) -> list[str | list[int]]:
@@ -44,13 +52,33 @@ def _prompts(value: Any, handler: ValidatorFunctionWrapHandler) -> list[str | li
     ):
         value = [value]  # one prompt
     try:
-        return handler(value)
+        prompts: list[str | list[int]] = handler(value)
     except ValidationError:
         raise PydanticCustomError(
             "prompt_type",
             "Input should be text, a list of texts, a non-empty list of token ids or a list "
             "of such lists",
         ) from None
+    for n, prompt in enumerate(prompts, 1):
+        if isinstance(prompt, str):  # (checked here: inside the union, the error would be lost)
+            _check_text(prompt, f" (text {n} of {len(prompts)})" if len(prompts) > 1 else "")
+    return prompts
+
+
+def _text(value: str) -> str:
+    """`value` if it is text: a lone surrogate is refused (lm.arguments.unicode_text says why)."""
+    _check_text(value, "")
+    return value
+
+
+def _check_text(value: str, which: str) -> None:
+    where = lone_surrogate(value)
+    if where is not None:
+        raise PydanticCustomError(
+            "lone_surrogate",
+            "Input is not valid text{which}: {where}",
+            {"which": which, "where": where},
+        )
 
 
 def _is_id(value: Any) -> bool:
@@ -62,6 +90,9 @@ def _stops(value: Any, handler: ValidatorFunctionWrapHandler) -> list[str]:
     return handler([value] if isinstance(value, str) else value)
 
 
+#: after a StrictStr and its length limits: a string that is text (no lone surrogate)
+Checked = AfterValidator(_text)
+Text = Annotated[StrictStr, Checked]
 #: one prompt: a text, or the token ids the model reads (no BOS added unless the model adds one)
 OnePrompt = StrictStr | Annotated[list[StrictInt], Field(min_length=1)]
 Prompts = Annotated[
@@ -70,7 +101,7 @@ Prompts = Annotated[
 ]
 Stops = Annotated[
     Annotated[
-        list[Annotated[StrictStr, Field(min_length=1, max_length=MAX_STOP_CHARS)]],
+        list[Annotated[StrictStr, Field(min_length=1, max_length=MAX_STOP_CHARS), Checked]],
         Field(max_length=MAX_STOP),
     ],
     WrapValidator(_stops),
@@ -104,7 +135,8 @@ class StreamOptions(BaseModel):
 class Sampling(Body):
     """What completions and chat completions share: the knobs, `n`, stop and streaming."""
 
-    model: StrictStr | None = None  # None: the one model served
+    # None: the one model served
+    model: Annotated[StrictStr, Field(max_length=MAX_NAME_CHARS), Checked] | None = None
     n: Annotated[Whole, Field(ge=1, le=MAX_N)] = 1  # choices for each prompt
     stop: Stops = []  # cut the text before the first of these; finish_reason "stop"
     stream: bool = False  # server-sent events, one per token
@@ -131,8 +163,8 @@ class CompletionRequest(Sampling):
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    role: Annotated[StrictStr, Field(min_length=1, max_length=64)]
-    content: StrictStr
+    role: Annotated[StrictStr, Field(min_length=1, max_length=64), Checked]
+    content: Text
 
 
 class ChatRequest(Sampling):
@@ -150,7 +182,7 @@ class TokenizeRequest(Body):
 
     # (a whole document may be tokenized, beyond the context; not without end: the model is
     # held while it is)
-    prompt: Annotated[StrictStr, Field(max_length=MAX_TOKENIZE_CHARS)] = Field(
+    prompt: Annotated[StrictStr, Field(max_length=MAX_TOKENIZE_CHARS), Checked] = Field(
         validation_alias=AliasChoices("prompt", "content")
     )
     add_special_tokens: bool = Field(
