@@ -170,14 +170,16 @@ def test_a_damaged_session_shows_the_banner_and_changes_nothing(qtbot, window, t
         else:
             path.write_text(json.dumps(content))
         window.hide_error()
-        window.open_session(str(path))
+        with qtbot.waitSignal(pg.session_failed, timeout=30_000):
+            window.open_session(str(path))
         assert window.banner.isVisibleTo(window), what
         assert window.banner.text().startswith("Could not open the session"), what
         assert len(window.banner.text()) < 600, what
         assert (pg.prompt.toPlainText(), list(pg.branches), pg.sampling.values()) == before, what
     # and the good file still opens
     window.hide_error()
-    window.open_session(str(good))
+    with qtbot.waitSignal(pg.session_opened, timeout=30_000):
+        window.open_session(str(good))
     assert not window.banner.isVisibleTo(window)
 
 
@@ -252,3 +254,111 @@ def test_a_session_the_window_saved_opens_again(qtbot, window, tmp_path):
     path.write_text(json.dumps(data))
     _fields, branches = read_session(path)
     assert len(branches[0].steps) == len(pg.branches[0].steps)
+
+
+def _long_session(path, steps: int, chars: int = 2048):
+    """A session file of one branch of `steps` generated tokens of `chars` characters each
+    (words and spaces, no line break: one long paragraph, the costliest to lay out)."""
+    from tokenscope.gui.playground.session import Branch, write_session
+    from tokenscope.lm.tokens import GenerationStep, TokenProbability
+
+    rng = random.Random(steps)
+    words = ["token", "model", "the", "probability", "of", "a", "capital", "Jakarta"]
+    alternatives = tuple(TokenProbability(i, f"w{i}", f"w{i}", 0.1, 0.1) for i in range(5))
+    generated = []
+    for i in range(steps):
+        text = " ".join(rng.choice(words) for _ in range(chars))[:chars]
+        step = GenerationStep(index=i, token_id=i % 300, display=text[:12], text=text,
+                              probability=rng.random(), sampled_probability=0.5,
+                              top_raw=alternatives, top_sampled=alternatives, entropy=1.0,
+                              elapsed=0.01)  # fmt: skip
+        generated.append(step)
+    fields = {"prompt": "Once upon a time", "sampling": {}, "model": "", "current": 0}
+    write_session(path, fields, [Branch("Once upon a time", [1, 2], generated)])
+    return path
+
+
+def _open_and_watch(qtbot, window, path, steps: int) -> tuple[float, int, float]:
+    """Open the session as the File menu does; return (seconds until every token is on
+    screen, timer ticks while the file was read, seconds the call itself took)."""
+    from time import perf_counter
+
+    from PySide6.QtCore import QTimer
+
+    pg = window.playground
+    ticks: list[float] = []
+    timer = QTimer(interval=5)
+    timer.timeout.connect(lambda: ticks.append(perf_counter()))
+    timer.start()
+    shown = pg.branches
+    start = perf_counter()
+    try:
+        with qtbot.waitSignal(pg.session_opened, timeout=600_000):
+            window.open_session(str(path))
+            returned = perf_counter() - start
+            # The call came back before reading: what was shown still is, and the status bar
+            # says what is going on.
+            assert pg.branches is shown
+            assert window.statusBar().currentMessage().startswith("Opening the session")
+        assert pg.branches is not shown
+        read_at = perf_counter()
+        qtbot.waitUntil(lambda: pg.text.token_count() == steps, timeout=600_000)
+        elapsed = perf_counter() - start
+    finally:
+        timer.stop()
+    return elapsed, sum(1 for t in ticks if t < read_at), returned
+
+
+def test_a_long_session_opens_in_time_linear_in_its_size_off_the_gui_thread(
+    qtbot, window, tmp_path
+):
+    """2,000 tokens of 2 KB each held the window over ten minutes: each token laid the
+    growing paragraph out again, quadratic (200 took 6 s here, 400 took 24 s). Now ten times
+    the tokens take about ten times as long, and the file is read off the GUI thread: a timer
+    there keeps firing meanwhile. (Ratios of one run, never absolute times.)"""
+    small = _long_session(tmp_path / "small.json", 200)
+    large = _long_session(tmp_path / "large.json", 2000)
+    times = []
+    for _ in range(3):  # the median: a small load is easily slowed by a busy machine
+        times.append(_open_and_watch(qtbot, window, small, 200)[0])
+    small_s = sorted(times)[1]
+    large_s, ticks, returned = _open_and_watch(qtbot, window, large, 2000)
+    assert large_s < 20 * small_s, (large_s, small_s)
+    assert ticks >= 5, ticks  # the GUI thread ran while the 10 MB file was read and checked
+    assert returned < large_s / 10, (returned, large_s)
+    assert window.statusBar().currentMessage().startswith("Opened the session")
+    assert not window.banner.isVisibleTo(window)
+    assert len(window.playground.branches[0].steps) == 2000
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder", "dev-zero"])
+def test_a_settings_file_that_is_no_file_is_set_aside_and_the_window_starts(
+    qtbot, private_home, kind
+):
+    """A FIFO (whose open() waits for a writer), a folder or a link to /dev/zero (which
+    never ends) where the settings file belongs: the window starts with its defaults."""
+    from ..special_files import replace_with
+
+    private_home.mkdir(parents=True, exist_ok=True)
+    replace_with(_settings_path(private_home), kind)
+    w = _start(qtbot)
+    assert w.banner.isVisibleTo(w)
+    assert "settings file was damaged (it is not a regular file)" in w.banner.text()
+    (aside,) = private_home.glob("settings.damaged-*")
+    assert not aside.is_file()  # the thing itself, moved aside as it was
+    w.close()
+    assert _settings_path(private_home).is_file()  # written anew on closing
+
+
+def test_a_session_path_that_is_no_file_is_one_clear_line(qtbot, window, tmp_path):
+    from ..special_files import replace_with
+
+    for kind, said in [("fifo", "a named pipe (FIFO)"), ("folder", "a folder"),
+                       ("dev-zero", "a character device")]:  # fmt: skip
+        path = replace_with(tmp_path / f"{kind}.json", kind)
+        window.hide_error()
+        with qtbot.waitSignal(window.playground.session_failed, timeout=30_000):
+            window.open_session(str(path))
+        text = window.banner.text()
+        assert text.startswith(f"Could not open the session {path}: {path} is {said}"), text
+        assert "\n" not in text and window.statusBar().currentMessage() == ""

@@ -4,6 +4,8 @@ surprisal view with a second model, Cancel, exports, and a server model refused 
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from PySide6.QtCore import Qt
@@ -121,6 +123,13 @@ def test_surprisal_of_a_text_and_two_models(
     ins.surprisal.load_file(binary)
     assert messages and "is not text" in messages[-1]
     assert ins.surprisal.text.toPlainText() == text  # nothing lost
+    fifo = tmp_path / "fifo.txt"
+    os.mkfifo(fifo)
+    ins.surprisal.load_file(fifo)  # open() of a FIFO would wait for a writer: the window froze
+    assert (
+        messages[-1] == f"{fifo} is a named pipe (FIFO), not a regular file; expected a text file"
+    )
+    assert ins.surprisal.text.toPlainText() == text
 
 
 def test_a_long_surprisal_run_can_be_cancelled(qtbot, window):

@@ -192,10 +192,11 @@ def test_session_round_trip(qtbot, window, tmp_path):
     pg.save_session(path)
     saved = json.loads(path.read_text())
     assert saved["branches"][0]["steps"][0]["top_raw"]
-    steps = list(pg.branches[0].steps)
-    pg.branches.clear()
-    assert pg.open_session(path) == window.model_id
-    assert pg.branches[0].steps == steps
+    steps, shown = list(pg.branches[0].steps), pg.branches
+    with qtbot.waitSignal(pg.session_opened, timeout=30_000) as opened:
+        pg.open_session(path)
+    assert opened.args == [str(path), window.model_id]
+    assert pg.branches is not shown and pg.branches[0].steps == steps  # read from the file
 
 
 def test_chart_exports(qtbot, window, tmp_path):

@@ -153,9 +153,10 @@ def test_generate_branch_and_step_on_a_server(qtbot, window, llama, tmp_path):
 
     path = tmp_path / "remote-session.json"
     pg.save_session(path)
-    kept = [list(b.steps) for b in pg.branches]
-    pg.branches.clear()
-    pg.open_session(path)
+    kept, shown = [list(b.steps) for b in pg.branches], pg.branches
+    with qtbot.waitSignal(pg.session_opened, timeout=30_000):
+        pg.open_session(path)
+    assert pg.branches is not shown  # read from the file
     assert [list(b.steps) for b in pg.branches] == kept  # the alternatives' texts included
 
 

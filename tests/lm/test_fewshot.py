@@ -157,6 +157,32 @@ def test_unknown_keys_and_bad_values_are_refused(tmp_path):
         FewShotPrompt.load(typo)
 
 
+@pytest.mark.parametrize(
+    ("kind", "said"),
+    [
+        ("fifo", "named pipe"),
+        ("folder", "a folder"),
+        ("dev-zero", "character device"),
+        ("deep", "nested too deeply"),
+        ("nested 100", "more than 64 levels"),
+    ],
+)
+def test_a_prompt_file_that_is_no_file_or_nests_deeply_is_one_clear_error(tmp_path, kind, said):
+    from ..special_files import call_unblocked, replace_with
+
+    path = tmp_path / "prompt.json"
+    if kind == "deep":
+        path.write_text("[" * 100_000 + "]" * 100_000)
+    elif kind == "nested 100":
+        path.write_text('{"query": ' + "[" * 100 + "]" * 100 + "}")
+    else:
+        replace_with(path, kind)
+    with pytest.raises(ValueError) as caught:
+        call_unblocked(lambda: FewShotPrompt.load(path), path if kind == "fifo" else None)
+    message = str(caught.value)
+    assert said in message and str(path) in message and "\n" not in message
+
+
 # ----- scoring -----------------------------------------------------------------------------
 
 

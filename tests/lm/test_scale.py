@@ -79,3 +79,106 @@ def test_the_bundled_model_is_keyed_by_its_files():
     from tokenscope.lm.scale import model_key
 
     assert model_key("builtin") == model_key(str(builtin_model_path()))
+
+
+def _cache_files() -> list:
+    return sorted(cache_dir().rglob("probe-*.json"))
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        [1, 2, 3],  # a list where the entry is an object
+        {"version": 1, "point": [0.5, 1]},
+        {"version": 1, "point": "measured"},
+        "[" * 100_000 + "]" * 100_000,  # RecursionError inside json.loads
+    ],
+    ids=["list", "point a list", "point a string", "deep nesting"],
+)
+def test_a_cache_entry_of_the_wrong_shape_is_measured_again(checkpoint, content):
+    first = run_probe([str(checkpoint)], PROBE)[0]
+    (path,) = _cache_files()
+    path.write_text(content if isinstance(content, str) else json.dumps(content))
+    again = run_probe([str(checkpoint)], PROBE)[0]
+    assert not again.cached and again.probability == first.probability
+    assert run_probe([str(checkpoint)], PROBE)[0].cached  # the entry was written anew
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("probability", "0.5"),
+        ("probability", float("nan")),
+        ("probability", 7.0),
+        ("parameters", -3),
+        ("parameters", "many"),
+        ("rank", 0),
+        ("top_prediction", None),
+        ("cached", "yes"),
+        ("unknown_field", 1),
+    ],
+)
+def test_a_cached_field_of_the_wrong_type_is_not_trusted(checkpoint, field, value):
+    first = run_probe([str(checkpoint)], PROBE)[0]
+    (path,) = _cache_files()
+    data = json.loads(path.read_text())
+    data["point"][field] = value
+    path.write_text(json.dumps(data))  # (json writes NaN as the bare word NaN, as it reads it)
+    again = run_probe([str(checkpoint)], PROBE)[0]
+    assert not again.cached and again.probability == first.probability
+
+
+def test_a_cached_sweep_with_a_bad_point_is_measured_again(checkpoint):
+    prompt = FewShotPrompt(
+        examples=(Example("France", "Paris"),),
+        query="Indonesia",
+        expected="Jakarta",
+        template="The capital of {input} is {output}.",
+    )
+    first = run_sweeps([str(checkpoint)], prompt)[0]
+    (path,) = sorted(cache_dir().rglob("sweep-*.json"))
+    for damage in ({"probability": float("inf")}, {"shots": "1"}, {"normalised": []}):
+        data = json.loads(path.read_text())
+        data["points"][0].update(damage)
+        path.write_text(json.dumps(data))
+        again = run_sweeps([str(checkpoint)], prompt)[0]
+        assert not again.cached, damage
+        assert [p.probability for p in again.points] == [p.probability for p in first.points]
+    path.write_text(json.dumps({**json.loads(path.read_text()), "parameters": "12"}))
+    assert not run_sweeps([str(checkpoint)], prompt)[0].cached
+
+
+def test_a_folder_in_place_of_a_cache_file_is_measured_around(checkpoint):
+    run_probe([str(checkpoint)], PROBE)
+    (path,) = _cache_files()
+    path.unlink()
+    path.mkdir()
+    again = run_probe([str(checkpoint)], PROBE)[0]
+    assert not again.cached and path.is_dir()  # measured; the folder is not the cache's to remove
+
+
+def test_tokenscope_scale_does_not_hang_on_a_fifo_or_dev_zero_in_its_cache(
+    tmp_path, checkpoint, other_checkpoint
+):
+    """A real process, as a person meets it: a FIFO in place of a cache file used to block
+    `tokenscope scale` forever (open() waits for a writer), and /dev/zero never ends."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cli-cache"), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "tokenscope", "scale", PROBE.prompt, PROBE.continuation,
+               "-m", str(checkpoint), "-m", str(other_checkpoint), "--json"]  # fmt: skip
+    first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    files = sorted((tmp_path / "cli-cache").rglob("probe-*.json"))
+    assert len(files) == 2
+    files[0].unlink()
+    os.mkfifo(files[0])
+    files[1].unlink()
+    files[1].symlink_to("/dev/zero")
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert [m["cached"] for m in json.loads(again.stdout)["models"]] == [False, False]
+    assert json.loads(again.stdout)["models"] == [
+        {**m, "cached": False} for m in json.loads(first.stdout)["models"]
+    ]

@@ -306,6 +306,66 @@ def test_from_str_rejects_foreign_json() -> None:
         Tokenizer.from_str(json.dumps({"hello": 1}))
 
 
+# -- pipelines that blow text up -------------------------------------------------------------
+
+
+def _replace(pattern: str, content: str) -> dict:
+    return {"type": "Replace", "pattern": {"String": pattern}, "content": content}
+
+
+def _with(bpe: Tokenizer, tmp_path, **sections) -> os.PathLike[str]:
+    """A real tokenizer.json: the trained BPE one with these pipeline sections."""
+    data = json.loads(bpe.to_str())
+    data.update(sections)
+    path = tmp_path / "tokenizer.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("sections", "said"),
+    [
+        # The file that made `predict` grow past 5 GB: "a" became 1 MB.
+        ({"normalizer": _replace("a", "x" * 1_000_000)}, "normalizer step Replace inserts a "
+         "text of 1,000,000 characters"),
+        ({"normalizer": {"type": "Prepend", "prepend": "▁" * 300}}, "step Prepend inserts"),
+        ({"normalizer": {"type": "Sequence", "normalizers": [
+            {"type": "Lowercase"},
+            {"type": "Sequence", "normalizers": [_replace(" ", "▁" * 257)]},
+        ]}}, "normalizer step Replace inserts a text of 257"),
+        ({"pre_tokenizer": {"type": "Metaspace", "replacement": "▁" * 300,
+                            "prepend_scheme": "always", "split": True}}, "pre_tokenizer step"),
+        ({"decoder": _replace("a", "y" * 5000)}, "decoder step Replace inserts"),
+        # Each step within bounds, together 200 x 200: found by normalizing, step by step.
+        ({"normalizer": {"type": "Sequence", "normalizers": [
+            _replace("a", "b" * 200), _replace("b", "c" * 200), _replace("c", "d" * 200),
+        ]}}, "at its Replace step) makes text over 64 times longer"),
+        # One rare character made 100 characters long: found on that character.
+        ({"normalizer": _replace("ꙮ", "z" * 100)}, "makes text over 64 times longer"),
+        ({"decoder": {"type": "Sequence", "decoders": [
+            _replace("a", "b" * 200), _replace("b", "c" * 200),
+        ]}}, "decoding makes text over 64 times longer"),
+    ],
+)  # fmt: skip
+def test_a_pipeline_that_blows_text_up_is_refused_naming_the_file(
+    bpe: Tokenizer, tmp_path, sections: dict, said: str
+) -> None:
+    path = _with(bpe, tmp_path, **sections)
+    with pytest.raises(ModelFormatError) as caught:
+        Tokenizer.from_file(path)
+    message = str(caught.value)
+    assert str(path) in message and said in message and "\n" not in message, message
+
+
+def test_pipelines_that_insert_a_little_still_load(bpe: Tokenizer, tmp_path) -> None:
+    """Llama / SentencePiece style: a "▁" put before the text and for every space."""
+    normalizer = {"type": "Sequence", "normalizers": [
+        {"type": "Prepend", "prepend": "▁"}, _replace(" ", "▁"), _replace("\t", "<tab>"),
+    ]}  # fmt: skip
+    tok = Tokenizer.from_file(_with(bpe, tmp_path, normalizer=normalizer))
+    assert tok.backend.normalizer.normalize_str("a b") == "▁a▁b"
+
+
 # -- offsets -------------------------------------------------------------------------------
 
 

@@ -287,3 +287,76 @@ def test_a_sparse_multi_gb_file_is_skipped_in_bounded_memory(tmp_path, tools):
     peak = int(proc.stdout.split("PEAK")[-1])
     assert peak < 2e9  # never the 4 GB files in memory
     assert events[-1].status == "completed"
+
+
+def _checkpoints_a(kind: str):
+    def damage(run):
+        os.replace(run / "checkpoints", run / "checkpoints-moved")
+        if kind == "file":
+            (run / "checkpoints").write_text("not a folder")
+        else:
+            os.mkfifo(run / "checkpoints")
+
+    return damage
+
+
+def _state_file(content: str | None):
+    def damage(run):
+        state = run / "checkpoints" / "step-000002" / "training_state.json"
+        state.unlink()
+        if content is None:
+            os.mkfifo(state)  # reading it would wait for a writer forever
+        else:
+            state.write_text(content)
+
+    return damage
+
+
+def _unlistable(run):
+    os.chmod(run / "checkpoints", 0)
+
+
+RESUME_DAMAGE = [
+    ("checkpoints is a file", _checkpoints_a("file"), "is a file, not a folder of checkpoints"),
+    ("checkpoints is a FIFO", _checkpoints_a("fifo"), "named pipe (FIFO), not a folder"),
+    ("training state not JSON", _state_file("{ cut"), "is not valid JSON"),
+    ("training state nested", _state_file("[" * 100_000), "nested too deeply"),
+    ("training state a FIFO", _state_file(None), "newest checkpoint is incomplete or damaged"),
+    ("training state of another shape", _state_file('{"step": "2"}'), "training state"),
+]
+
+
+@pytest.mark.slow
+def test_a_resume_whose_checkpoints_cannot_be_read_says_so_and_stops(tmp_path, tools):
+    """A resume used to take checkpoints it could not list or read for no checkpoints at
+    all and start again from step 0 (in a real process, as the Training tab starts it). Now it
+    stops at once with one line saying which path is wrong; nothing is trained or changed.
+    (chmod 000 stops only a user who is not root: tests may run as root, so the damage here
+    is what stops root too, and the unreadable folder is tried where it can be.)"""
+    import shutil
+
+    config = tools.run_config(tmp_path, steps=4, checkpoint_every=2, eval_every=2)
+    first, _ = tools.train("--config", config, "--stop-at-step", 2)
+    assert first[-1].status == "stopped" and first[-1].step == 2
+    cases = list(RESUME_DAMAGE)
+    if os.geteuid() != 0:
+        cases.append(("checkpoints unreadable", _unlistable, "cannot be read (Permission"))
+    for what, damage, said in cases:
+        run = tmp_path / what.replace(" ", "-")
+        shutil.copytree(tmp_path / "run", run, symlinks=True)
+        damage(run)
+        proc = subprocess.run(
+            tools.train_command("--run", run, "--resume"),
+            capture_output=True, text=True, timeout=120,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )  # fmt: skip
+        os.chmod(run, 0o755)
+        if (run / "checkpoints").is_dir():
+            os.chmod(run / "checkpoints", 0o755)
+        events = [e for line in proc.stdout.splitlines() if (e := parse_event(line))]
+        assert proc.returncode == 1, (what, proc.stderr[-2000:])
+        assert "Traceback" not in proc.stderr, what
+        assert [type(e) for e in events] == [ErrorEvent, DoneEvent], (what, events)
+        message = events[0].message
+        assert said in message and str(run) in message and "\n" not in message, (what, message)
+        assert events[-1].status == "failed"

@@ -191,6 +191,38 @@ def test_a_ladders_events_are_every_sizes_then_its_summary(tmp_path):
     assert [type(e) for e in read_run_events(run)] == [StartEvent, StepEvent]
 
 
+@pytest.mark.parametrize("kind", ["fifo", "folder", "dev-zero"])
+def test_a_runs_files_that_are_no_files_read_as_absent_without_blocking(tmp_path, kind):
+    """The window lists runs in its thread pool: a FIFO (open() waits for a writer), a folder
+    or a link to /dev/zero (which never ends) in place of a run's reports must not hang or
+    fill the memory; each reads as absent."""
+    from tokenscope.lm.run_checkpoints import best_checkpoint
+    from tokenscope.train.events import read_events
+    from tokenscope.train.token_files import read_manifest
+
+    from ..special_files import call_unblocked, replace_with
+
+    run = make_run(tmp_path / "run", StartEvent(), StepEvent(step=5), checkpoints=[5])
+    ladder = make_ladder(tmp_path / "ladder", 2)
+    (run / "data").mkdir()
+    paths = [run / "events.jsonl", run / "run.json", ladder / "ladder.json",
+             run / "checkpoints" / "best.json", run / "data" / "manifest.json"]  # fmt: skip
+    for path in paths:
+        replace_with(path, kind)
+
+    def read_all():
+        info = read_run_info(run)
+        return (info.status, info.steps, read_events(run / "events.jsonl"), planned_steps(run),
+                [type(e) for e in read_ladder_events(ladder)], best_checkpoint(run),
+                read_manifest(run / "data"))  # fmt: skip
+
+    fifos = paths if kind == "fifo" else None
+    status, steps, events, planned, ladder_events, best, manifest = call_unblocked(read_all, fifos)
+    assert (status, steps, events, planned) == ("not started", None, [], None)
+    assert ladder_events == [StartEvent, EvalEvent, StartEvent, EvalEvent]  # the sizes still show
+    assert best is None and manifest is None
+
+
 def test_tokens_per_step_come_from_the_run_or_its_config(tmp_path):
     run = make_run(tmp_path / "run", StartEvent(), StepEvent(step=4, tokens=4 * 96))
     assert tokens_per_step(run) == 96.0  # what the run counted (every process, accumulation)

@@ -207,6 +207,38 @@ def test_tokenscope_train_is_the_same_command(tmp_path, tools):
     assert events[-1].status == "completed" and events[-1].step == 2
 
 
+def test_tokenscope_train_run_resumes_a_run_folder_or_trains_it_anew(tmp_path, tools):
+    """`tokenscope train --run DIR` once failed before doing anything ("'PosixPath' object is
+    not callable": the value of --run took the place of the command's handler). Through the
+    command line's own entry (cli.main, in this process), on a real run folder: with
+    --resume the run continues from its checkpoint; without, a new run starts there and the
+    earlier one is set aside, as the Training tab's buttons do it."""
+    from ..cli_run import run_cli
+
+    config = tools.run_config(tmp_path, steps=4, eval_every=2, checkpoint_every=2)
+    run = tmp_path / "run"
+
+    def events(*args) -> list:
+        out = run_cli("train", *args).stdout
+        return [e for line in out.splitlines() if (e := parse_event(line))]
+
+    first = events("--config", config, "--stop-at-step", 2)
+    assert first[-1].status == "stopped" and first[-1].step == 2
+
+    resumed = events("--run", run, "--resume")
+    assert tools.of_kind(resumed, StartEvent)[0].resumed_from == 2
+    assert [e.step for e in tools.of_kind(resumed, StepEvent)] == [3, 4]
+    assert resumed[-1].status == "completed" and resumed[-1].step == 4
+    assert resumed[-1].checkpoint == str(run / "checkpoints" / "step-000004")
+
+    anew = events("--run", run, "--set", "steps=2")
+    assert tools.of_kind(anew, StartEvent)[0].resumed_from is None
+    assert [e.step for e in tools.of_kind(anew, StepEvent)] == [1, 2]
+    assert any("held an earlier run" in w.message for w in tools.of_kind(anew, WarningEvent))
+    (earlier,) = (run / "earlier-runs").iterdir()
+    assert (earlier / "checkpoints" / "step-000004").is_dir()  # nothing trained is lost
+
+
 def test_measure_steps_times_the_planned_model_without_a_corpus(tmp_path):
     import json
     import subprocess

@@ -30,7 +30,7 @@ from tokenscope.gui.models.models_tab import ModelsTab
 from tokenscope.gui.playground.playground import Playground
 from tokenscope.gui.scale.scale_tab import ScaleTab
 from tokenscope.gui.service_bridge import JobHandle, ServiceBridge
-from tokenscope.gui.settings_file import MAX_PROMPT_CHARS, open_settings
+from tokenscope.gui.settings_file import MAX_PROMPT_CHARS, json_setting, open_settings
 from tokenscope.gui.training.training_tab import TrainingTab
 from tokenscope.lm.threads import cpu_cores
 from tokenscope.lm.weight_modes import DTYPE_CHOICES
@@ -127,7 +127,7 @@ class MainWindow(QMainWindow):
         self.load_progress.setRange(0, 0)
         self.load_progress.setTextVisible(False)
         self.cancel_load = QPushButton("Cancel", objectName="cancelLoadButton", visible=False)
-        self.load_label = QLabel(objectName="loadStatus")
+        self.load_label = QLabel(textFormat=Qt.TextFormat.PlainText, objectName="loadStatus")
         # A widget in a toolbar is shown and hidden through its action.
         self._loading_actions = [toolbar.addWidget(self.load_progress),
                                  toolbar.addWidget(self.cancel_load)]  # fmt: skip
@@ -135,6 +135,7 @@ class MainWindow(QMainWindow):
         toolbar.addWidget(self.load_label)
 
         self.banner = QLabel(objectName="errorBanner", wordWrap=True, visible=False)
+        self.banner.setTextFormat(Qt.TextFormat.PlainText)  # (messages quote servers and files)
         self.banner.setStyleSheet("background:#fde2e1; color:#7a1212; padding:6px;")
         self.banner.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.banner_close = QPushButton("Dismiss", objectName="dismissErrorButton", visible=False)
@@ -198,6 +199,8 @@ class MainWindow(QMainWindow):
             lambda rate: self.status_speed.setText(f"{rate:.1f} tokens/s")
         )
         self.playground.message.connect(self.show_message)
+        self.playground.session_opened.connect(self._on_playground_session_opened)
+        self.playground.session_failed.connect(self._on_playground_session_failed)
         self.fewshot.message.connect(self.show_message)
         self.inside.message.connect(self.show_message)
         self.scale.message.connect(self.show_message)
@@ -214,11 +217,7 @@ class MainWindow(QMainWindow):
         if geometry is None or not self.restoreGeometry(geometry):
             self.resize(1280, 820)
         self._fit_screen()
-        try:
-            sampling = json.loads(str(self.settings.value("playground/sampling", "{}")))
-            self.playground.sampling.set_values(sampling if isinstance(sampling, dict) else {})
-        except (ValueError, TypeError):
-            pass  # unreadable settings: keep the defaults
+        self.playground.sampling.set_values(json_setting(self.settings, "playground/sampling"))
         self.threads.blockSignals(True)
         self.threads.setValue(_int_setting(self.settings.value("model/threads", 0)))
         self.threads.blockSignals(False)
@@ -232,8 +231,7 @@ class MainWindow(QMainWindow):
         prompt = self.settings.value("playground/prompt", "The capital of Indonesia is")
         self.playground.prompt.setPlainText(str(prompt))
         try:
-            scale = json.loads(str(self.settings.value("scale/settings", "{}")))
-            values = scale if isinstance(scale, dict) else {}
+            values = json_setting(self.settings, "scale/settings")
             self._scale_ticked = self.scale.restore_settings(values)
         except (ValueError, TypeError):
             self._scale_ticked = []
@@ -556,13 +554,18 @@ class MainWindow(QMainWindow):
             self.open_session(path)
 
     def open_session(self, path: str) -> None:
-        try:
-            model_id = self.playground.open_session(path)
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            self.show_error(f"Could not open the session {path}: {e}")
-            return
+        """Read off the GUI thread (seconds for a large file): the status bar says so."""
+        self.statusBar().showMessage(f"Opening the session {Path(path).name}…")
+        self.playground.open_session(path)
+
+    def _on_playground_session_opened(self, path: str, model_id: str) -> None:
+        self.show_message(f"Opened the session {Path(path).name}")
         if model_id and model_id != self.model_id:
             self.load_model(model_id)
+
+    def _on_playground_session_failed(self, path: str, message: str) -> None:
+        self.statusBar().clearMessage()
+        self.show_error(f"Could not open the session {path}: {message}")
 
     def export_chart_dialog(self) -> None:
         path, _ = QFileDialog.getSaveFileName(

@@ -18,6 +18,7 @@ from typing import Any
 
 from PySide6.QtCore import QByteArray, QSettings
 
+from tokenscope.files import FileReadError, read_file
 from tokenscope.gui.playground.sampling_panel import check_values
 
 #: a real settings file is a few KB; the saved prompt is the only long value
@@ -77,7 +78,12 @@ def check_settings_file(path: Path) -> str | None:
     size = path.stat().st_size
     if size > MAX_FILE_BYTES:
         return f"it is {size:,} bytes long"
-    raw = path.read_bytes()
+    try:
+        # Regular files only, bounded: swapped for a FIFO after the look above, a plain read
+        # would block the window's start for good.
+        raw = read_file(path, MAX_FILE_BYTES, "the window's settings (INI)")
+    except FileReadError as e:
+        return str(e)
     try:
         raw.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -115,3 +121,12 @@ def open_settings(path: Path) -> tuple[QSettings, str | None]:
     if problem is not None and path.exists():  # could not be moved: start from nothing
         settings.clear()
     return settings, note
+
+
+def json_setting(settings: QSettings, key: str) -> dict[str, Any]:
+    """A setting kept as a JSON object; {} where it is missing or unreadable (the defaults)."""
+    try:
+        value = json.loads(str(settings.value(key, "{}")))
+    except (ValueError, TypeError, RecursionError):
+        return {}
+    return value if isinstance(value, dict) else {}

@@ -222,6 +222,11 @@ def assemble(name: str, progress: Callable[[int, int], None] | None = None) -> P
         raise _not_installed(model)
     expected = _expected_sha256(model)
     target = assembled_path(model)
+    if target.is_dir() and not target.is_symlink():  # (a FIFO or a link is simply replaced)
+        raise ModelNotFoundError(
+            f"{target} is a folder where {name}'s assembled model file belongs (in Tokenscope's "
+            "cache): remove it, and the file is made again"
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     # A file of its own: two assemblies at once (the window opening the model while a pull
     # runs) must not write into each other's.
@@ -358,12 +363,11 @@ def recent_models() -> list[str]:
     The list is checked as a whole: an unreadable or damaged file (too big, not JSON, nested
     too deeply) counts as empty and is replaced at the next `remember`; entries that are not
     plausible paths are left out."""
-    path = data_dir() / RECENT_FILE
+    from tokenscope.files import FileReadError, load_json
+
     try:
-        if not path.is_file() or path.stat().st_size > 1024 * 1024:
-            return []
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        data = load_json(data_dir() / RECENT_FILE, 1024 * 1024, "the recent models list")
+    except FileReadError:  # (a FIFO there included: a plain open() would block on it)
         return []
     items = data.get("recent") if isinstance(data, dict) else None
     if not isinstance(items, list):

@@ -10,9 +10,10 @@ window's Models tab, `tokenscope models list`); writing checkpoints is tokenscop
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
+
+from tokenscope.files import FileReadError, load_json
 
 STATE_FILE, BEST_FILE = "training_state.json", "best.json"
 _STEP_NAME = re.compile(r"step-\d{1,12}")
@@ -43,11 +44,10 @@ def best_checkpoint(run_dir: Path) -> Path | None:
     """The checkpoint best.json names, if it is there (a name that is not a step folder of
     this run, "../x" say, is not followed)."""
     try:
-        name = json.loads((checkpoint_dir(run_dir) / BEST_FILE).read_text(encoding="utf-8"))[
-            "checkpoint"
-        ]
-    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        data = load_json(checkpoint_dir(run_dir) / BEST_FILE, 64 * 1024, "a run's best.json")
+    except FileReadError:  # absent, damaged, or not a file (a FIFO would block open())
         return None
+    name = data.get("checkpoint") if isinstance(data, dict) else None
     if not isinstance(name, str) or not _STEP_NAME.fullmatch(name):
         return None
     path = checkpoint_dir(run_dir) / name

@@ -19,10 +19,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Callable, Iterator, Sequence
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from tokenscope.lm.backend import ModelBackend, is_server
 from tokenscope.lm.backend import open_model as _open
@@ -97,12 +98,91 @@ def _name(model: ModelBackend, target: str) -> str:
     return model.name or Path(target).name or target
 
 
+#: a cached probe is a few hundred bytes, a sweep a few hundred per point
+MAX_CACHE_BYTES = 4 << 20
+#: a probability computed in float32 may come out a hair above 1
+P_MAX = 1.001
+
+
 def _read(path: Path) -> dict[str, Any] | None:
+    from tokenscope.files import FileReadError, load_json
+
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None  # absent or damaged: measured again
+        data = load_json(path, MAX_CACHE_BYTES, "a cached scale result")
+    except FileReadError:
+        # Absent, damaged, or not a file at all (a FIFO there would block a plain open):
+        # measured again, and the new result replaces whatever was there.
+        return None
     return data if isinstance(data, dict) and data.get("version") == CACHE_VERSION else None
+
+
+def _is_count(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_probability(value: Any) -> bool:
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and 0.0 <= value <= P_MAX
+    )
+
+
+def _is_rank(value: Any) -> bool:
+    return value is None or (_is_count(value) and value >= 1)
+
+
+def _is_text(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _is_flag(value: Any) -> bool:
+    return isinstance(value, bool)
+
+
+# What each field of a cached record may hold: a cache file is read back, not trusted (a
+# string for a number, NaN or a list for a record would otherwise reach a chart or a format).
+_Check = Callable[[Any], bool]
+_POINT_FIELDS: dict[str, _Check] = {
+    "model": _is_text, "name": _is_text, "parameters": _is_count, "probability": _is_probability,
+    "rank": _is_rank, "top_prediction": _is_text, "top_probability": _is_probability,
+    "cached": _is_flag, "upper_bound": _is_flag, "rank_above": _is_count,
+}  # fmt: skip
+_SWEEP_POINT_FIELDS: dict[str, _Check] = {
+    "shots": _is_count, "order": _is_count, "probability": _is_probability, "rank": _is_rank,
+    "top_prediction": _is_text, "top_probability": _is_probability,
+    "normalised": lambda v: v is None or _is_probability(v), "dropped_tokens": _is_count,
+    "upper_bound": _is_flag, "rank_above": _is_count,
+}  # fmt: skip
+
+
+def _record(cls: Callable[..., Any], values: Any, fields: Mapping[str, _Check]) -> Any:
+    """`cls(**values)` when `values` is an object whose every field holds what it should;
+    None otherwise (another version's record or a damaged one: measured again)."""
+    if not isinstance(values, dict) or not set(values) <= set(fields):
+        return None
+    if not all(fields[key](value) for key, value in values.items()):
+        return None
+    try:
+        return cls(**values)
+    except TypeError:  # a field missing
+        return None
+
+
+def _cached_point(got: dict[str, Any]) -> ScalePoint | None:
+    point = _record(ScalePoint, got.get("point"), _POINT_FIELDS)
+    return point if isinstance(point, ScalePoint) else None
+
+
+def _cached_sweep(target: str, got: dict[str, Any]) -> ScaleSweep | None:
+    raw, name, parameters = got.get("points"), got.get("name"), got.get("parameters")
+    if not (isinstance(raw, list) and isinstance(name, str) and _is_count(parameters)):
+        return None
+    points = [_record(SweepPoint, p, _SWEEP_POINT_FIELDS) for p in raw]
+    if any(p is None for p in points):
+        return None
+    return ScaleSweep(target, name, parameters, tuple(points), cached=True)
 
 
 def _write(path: Path, data: dict[str, Any]) -> None:
@@ -128,11 +208,9 @@ def measure_probe(
     and kept."""
     path = cache_dir() / model_key(target) / f"probe-{probe.key()}.json"
     got = _read(path) if use_cache and _cacheable(target) else None
-    if got is not None and "point" in got:
-        try:
-            return dataclasses.replace(ScalePoint(**got["point"]), model=target, cached=True)
-        except TypeError:
-            pass  # written by another version: measured again
+    cached = _cached_point(got) if got is not None else None
+    if cached is not None:
+        return dataclasses.replace(cached, model=target, cached=True)
     model = (open_model or _open)(target)
     score = score_answer(model, probe.prompt, probe.continuation, cancel=cancel)
     point = ScalePoint(
@@ -196,12 +274,9 @@ def measure_sweep(
     key = _digest({"prompt": prompt.to_dict(), "max_shots": max_shots})
     path = cache_dir() / model_key(target) / f"sweep-{key}.json"
     got = _read(path) if use_cache and _cacheable(target) else None
-    if got is not None and "points" in got:
-        try:
-            stored = tuple(SweepPoint(**p) for p in got["points"])
-            return ScaleSweep(target, got["name"], got["parameters"], stored, cached=True)
-        except (TypeError, KeyError):
-            pass  # written by another version: measured again
+    cached = _cached_sweep(target, got) if got is not None else None
+    if cached is not None:
+        return cached
     model = (open_model or _open)(target)
     points = []
     for point in iter_sweep(model, prompt, max_shots=max_shots, cancel=cancel):

@@ -9,11 +9,13 @@ hard texts (`probe_backend`) before any prompt of a person's reaches it.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from typing import Any, TypeGuard
 
 import tokenizers
+from tokenizers import normalizers
 
 from tokenscope.lm.config import MAX_VOCAB_SIZE
 from tokenscope.lm.errors import ModelFormatError
@@ -40,6 +42,17 @@ _PROBE_TEXTS = (
     "aA1 " * 12 + "\u0000",
 )
 
+
+#: Characters a pipeline step may insert (a Replace's content, a Prepend, a Metaspace
+#: replacement, a decoder's prefix): real tokenizers insert one or a few. A normalizer that
+#: replaced "a" with 1 MB made every prompt a thousand times its length (5 GB for `predict`).
+MAX_INSERTED_CHARS = 256
+_INSERTING_KEYS = ("content", "prepend", "replacement", "prefix", "suffix")
+_PIPELINE = ("normalizer", "pre_tokenizer", "decoder")
+#: How much longer normalizing may make a text (real ones: the same length, or a character
+#: more), measured step by step on a sample so that a chain of steps cannot compound unseen.
+MAX_NORMALIZED_GROWTH = 64
+_GROWTH_SAMPLE = "Hello, World! It's 42: ünïcödé 语言 👍🏽 a\tb\n  x\u0000"
 
 #: What a check raises: refuse("reason") names the file and the reason.
 _Refuse = Callable[[str], ModelFormatError]
@@ -145,6 +158,29 @@ def _post_processor_ids(node: Any) -> list[Any]:
     return found
 
 
+def _check_inserted_texts(data: dict[str, Any], refuse: _Refuse) -> None:
+    """Refuse a normalizer, pre-tokenizer or decoder step (in a Sequence too) that inserts
+    more than MAX_INSERTED_CHARS characters."""
+    for section in _PIPELINE:
+        stack = [data.get(section)]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, list):
+                stack.extend(node)
+            elif isinstance(node, dict):
+                for key, value in node.items():
+                    if key in _INSERTING_KEYS and isinstance(value, str):
+                        if len(value) > MAX_INSERTED_CHARS:
+                            step = str(node.get("type", "?"))[:40]
+                            raise refuse(
+                                f"its {section} step {step} inserts a text of {len(value):,} "
+                                f"characters ({key}); a tokenizer inserts a few at most "
+                                f"(here: {MAX_INSERTED_CHARS})"
+                            )
+                    elif isinstance(value, (dict, list)):
+                        stack.append(value)
+
+
 def check_tokenizer_spec(data: dict[str, Any], where: str) -> None:
     """Check tokenizer.json data before the Rust library sees it.
 
@@ -160,6 +196,7 @@ def check_tokenizer_spec(data: dict[str, Any], where: str) -> None:
     rest = {key: value for key, value in data.items() if key != "model"}
     rest["model"] = {key: value for key, value in model.items() if key not in ("vocab", "merges")}
     check_depth(rest, where)
+    _check_inserted_texts(data, refuse)
     ids = set(_check_vocabulary(model, refuse))
     ids.update(_check_added_tokens(data.get("added_tokens"), refuse))
     if not ids:
@@ -183,11 +220,75 @@ def first_error_line(error: BaseException) -> str:
     return _first_line(str(error))[:300]
 
 
+def _normalizer_steps(backend: tokenizers.Tokenizer) -> list[dict[str, Any]]:
+    """The backend's normalizer as its steps in order, nested Sequences flattened."""
+    if backend.normalizer is None:
+        return []
+    steps: list[dict[str, Any]] = []
+    stack = [json.loads(backend.normalizer.__getstate__())]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict) and node.get("type") == "Sequence":
+            stack.extend(reversed(node.get("normalizers") or []))
+        elif isinstance(node, dict):
+            steps.append(node)
+    return steps
+
+
+def _growth_probes(steps: list[dict[str, Any]]) -> list[str]:
+    """Texts to normalize: a sample of varied characters, and what the steps look for and
+    put in (a step that lengthens one rare character, or a chain of steps each feeding the
+    next, shows only on those)."""
+    probes = [_GROWTH_SAMPLE]
+    for spec in steps:
+        pattern = spec.get("pattern")
+        found = pattern.get("String") if isinstance(pattern, dict) else None
+        for text in (found, spec.get("content"), spec.get("prepend")):
+            if isinstance(text, str) and text and text not in probes:
+                probes.append(text[:MAX_INSERTED_CHARS])
+    return probes[:64]
+
+
+def check_normalizer_growth(backend: tokenizers.Tokenizer, where: str) -> None:
+    """Refuse a normalizer that makes text more than MAX_NORMALIZED_GROWTH times longer.
+
+    Its steps run one at a time, each result checked before the next step: a chain of steps
+    that each lengthen text within bounds (256 times, three times over: 16 M) is stopped at
+    the first step past the limit, never computed whole."""
+    steps = _normalizer_steps(backend)
+    built = []
+    for spec in steps:
+        step = normalizers.Sequence([])
+        try:
+            step.__setstate__(json.dumps(spec).encode())  # this one step, from its JSON
+        except Exception as err:
+            raise ModelFormatError(f"{where} has a normalizer step that cannot be built: "
+                                   f"{first_error_line(err)}") from None  # fmt: skip
+        built.append((str(spec.get("type", "?"))[:40], step))
+    for probe in _growth_probes(steps):
+        text = probe
+        for kind, step in built:
+            try:
+                text = step.normalize_str(text)
+            except Exception as err:
+                raise ModelFormatError(
+                    f"{where} cannot normalize text: {first_error_line(err)}"
+                ) from None
+            if len(text) > MAX_NORMALIZED_GROWTH * max(len(probe), 1):
+                raise ModelFormatError(
+                    f"{where} is not a usable tokenizer: its normalizer (at its {kind} step) "
+                    f"makes text over {MAX_NORMALIZED_GROWTH} times longer ({len(probe)} "
+                    f"characters became {len(text):,}): a prompt would grow alike"
+                )
+
+
 def probe_backend(backend: tokenizers.Tokenizer, where: str) -> None:
-    """Encode and decode a few texts, so that a tokenizer that fails on text fails now."""
+    """Normalize a sample, then encode and decode a few texts, so that a tokenizer that
+    fails on text (or blows it up) fails now."""
+    check_normalizer_growth(backend, where)
     for text in _PROBE_TEXTS:
         try:
-            backend.decode(backend.encode(text, add_special_tokens=False).ids)
+            decoded = backend.decode(backend.encode(text, add_special_tokens=False).ids)
         except Exception as err:
             raise ModelFormatError(
                 f"{where} cannot tokenize text: {first_error_line(err)}"
@@ -199,6 +300,12 @@ def probe_backend(backend: tokenizers.Tokenizer, where: str) -> None:
                 f"{where} cannot tokenize text (its splitting rules fail, e.g. a regular "
                 f"expression that backtracks without end): {first_error_line(err)}"
             ) from None
+        if len(decoded) > MAX_NORMALIZED_GROWTH * (len(text) + 1):
+            raise ModelFormatError(
+                f"{where} is not a usable tokenizer: decoding makes text over "
+                f"{MAX_NORMALIZED_GROWTH} times longer ({len(text)} characters became "
+                f"{len(decoded):,})"
+            )
 
 
 def parse_backend(text: str, where: str) -> tokenizers.Tokenizer:

@@ -16,6 +16,7 @@ import json
 import os
 import re
 import shutil
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,10 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from tokenscope.files import atomic_write
+from tokenscope.files import FileReadError, atomic_write, load_json, open_regular_file
 from tokenscope.lm.checkpoint import write_checkpoint
 from tokenscope.lm.errors import TokenscopeError
+from tokenscope.lm.formats.safe_io import kind_of
 from tokenscope.lm.model import Transformer
 from tokenscope.lm.tokenizer import Tokenizer
 from tokenscope.train.run_folder import (
@@ -41,6 +43,7 @@ from tokenscope.train.run_folder import (
 __all__ = [
     "CheckpointError",
     "best_checkpoint",
+    "checkpoint_to_resume",
     "latest_checkpoint",
     "list_checkpoints",
     "load_training_state",
@@ -50,6 +53,8 @@ __all__ = [
 ]
 
 OPTIMIZER_FILE = "optimizer.safetensors"
+#: training_state.json: the step, the best loss and the optimizer's settings (a few KB)
+MAX_STATE_BYTES = 16 << 20
 
 
 def _optimizer_tensors(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict]:
@@ -148,9 +153,35 @@ def load_training_state(checkpoint: Path, optimizer: torch.optim.Optimizer) -> d
 
 def read_training_state(checkpoint: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """The optimizer's state dict, as `optimizer.state_dict()` gives it in one process, and
-    the training state (step, best...) of a checkpoint."""
-    payload = json.loads((checkpoint / STATE_FILE).read_text())
-    tensors = load_file(str(checkpoint / OPTIMIZER_FILE))
+    the training state (step, best...) of a checkpoint. CheckpointError, naming the file,
+    when either is unreadable or not what a checkpoint holds."""
+    optimizer_file = checkpoint / OPTIMIZER_FILE
+    try:
+        payload = load_json(checkpoint / STATE_FILE, MAX_STATE_BYTES, "a training state")
+        # safetensors opens the file itself, and its open() would block on a FIFO.
+        open_regular_file(optimizer_file, "the optimizer's state (safetensors)").close()
+    except FileReadError as e:  # (its message names the file)
+        raise CheckpointError(f"cannot resume: {e}") from None
+    try:
+        tensors = load_file(str(optimizer_file))
+    except (SafetensorError, OSError) as e:
+        why = _why(e)
+        raise CheckpointError(f"cannot resume: {optimizer_file} cannot be read ({why})") from None
+    try:
+        return _optimizer_state(tensors, payload), payload
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise CheckpointError(
+            f"cannot resume from {checkpoint}: its {STATE_FILE} is not a training state this "
+            f"version can read ({type(e).__name__}: {e})"
+        ) from None
+
+
+def _optimizer_state(tensors: dict[str, torch.Tensor], payload: Any) -> dict[str, Any]:
+    """The optimizer's state dict from the saved tensors and the state file's other values
+    (the optimizer's part is taken out of `payload`)."""
+    step = payload["step"]
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise ValueError(f"step should be a whole number, not {step!r}")
     meta = payload.pop("optimizer")
     per_param: dict[int, dict[str, Any]] = {}
     for key, value in tensors.items():
@@ -158,4 +189,47 @@ def read_training_state(checkpoint: Path) -> tuple[dict[str, Any], dict[str, Any
         per_param.setdefault(int(index), {})[name] = value
     for index, values in meta["scalars"].items():
         per_param.setdefault(int(index), {}).update(values)
-    return {"state": per_param, "param_groups": meta["param_groups"]}, payload
+    return {"state": per_param, "param_groups": meta["param_groups"]}
+
+
+def checkpoint_to_resume(run_dir: Path) -> Path | None:
+    """The checkpoint a resume continues from: the newest, which must be complete. None when
+    the run has none yet (no checkpoints folder, or nothing in it).
+
+    CheckpointError when checkpoints may be there but cannot be read: a checkpoints "folder"
+    that is a file or a FIFO, one that cannot be listed, a newest checkpoint that is damaged.
+    Starting again from step 0 instead would quietly throw the run away."""
+    folder = checkpoint_dir(run_dir)
+    names = _listing(folder)
+    steps = sorted(name for name in names or () if name.startswith("step-"))
+    if not steps:
+        return None
+    newest = folder / steps[-1]
+    try:
+        if not newest.is_dir():
+            raise FileReadError(f"{newest} is not a folder")
+        open_regular_file(newest / STATE_FILE, "a training state").close()
+    except FileReadError as e:
+        raise CheckpointError(
+            f"cannot resume: the newest checkpoint is incomplete or damaged ({e}); remove "
+            f"{newest.name} to resume from the one before it, or start a new run"
+        ) from None
+    return newest
+
+
+def _listing(folder: Path) -> list[str] | None:
+    """The names in a checkpoints folder; None when there is none."""
+    try:
+        mode = os.stat(folder).st_mode
+        if not stat.S_ISDIR(mode):
+            raise CheckpointError(
+                f"cannot resume: {folder} is {kind_of(mode)}, not a folder of checkpoints; "
+                "move it aside, or start a new run"
+            )
+        return os.listdir(folder)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise CheckpointError(
+            f"cannot resume: the checkpoints folder {folder} cannot be read ({_why(e)})"
+        ) from None

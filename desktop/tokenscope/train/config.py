@@ -147,25 +147,14 @@ class TrainConfig:
 
     @classmethod
     def from_file(cls, path: str | Path) -> TrainConfig:
+        from tokenscope.files import FileReadError, load_json
+
         path = Path(path)
         try:
-            size = path.stat().st_size
-            if size > MAX_CONFIG_BYTES:
-                raise ValueError(
-                    f"{path} is too large for a training config ({size:,} bytes; at most "
-                    f"{MAX_CONFIG_BYTES:,})"
-                )
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ValueError(f"no training config at {path}") from None
-        except OSError as e:
-            raise ValueError(f"cannot read the training config {path}: {e.strerror or e}") from None
-        except UnicodeDecodeError:
-            raise ValueError(f"{path} is not a text file (a training config is JSON)") from None
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path} is not valid JSON: {e}") from None
-        except RecursionError:
-            raise ValueError(f"{path} is nested too deeply to be a training config") from None
+            # Bounded and regular files only: a FIFO given as --config would block open().
+            data = load_json(path, MAX_CONFIG_BYTES, "a training config (JSON)")
+        except FileReadError as e:
+            raise ValueError(f"cannot read the training config: {e}") from None
         return cls.from_dict(data, base_dir=path.parent)
 
     def to_json(self) -> str:

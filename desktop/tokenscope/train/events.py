@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import io
 import json
 import math
 import sys
@@ -443,8 +444,11 @@ def parse_event(line: str | bytes) -> Event | None:
 
 def read_events(path: str | Path) -> list[Event]:
     """All events in an events.jsonl file (a run folder's history), skipping damaged lines."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    with open(path, encoding="utf-8", errors="replace") as f:
-        return [e for line in f if (e := parse_event(line)) is not None]
+    from tokenscope.files import FileReadError, open_regular_file
+
+    try:
+        f = open_regular_file(path, "a run's events (JSON lines)")
+    except FileReadError:
+        return []  # none yet, or something that is not a file (open() blocks on a FIFO)
+    with io.TextIOWrapper(f, encoding="utf-8", errors="replace") as text:
+        return [e for line in text if (e := parse_event(line)) is not None]

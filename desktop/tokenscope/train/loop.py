@@ -342,7 +342,7 @@ class Trainer:
         if rt.is_main:
             # A STOP file asks the run in progress to stop; a run starting now is a new request.
             (self.run_dir / STOP_FILE).unlink(missing_ok=True)
-        resume_from = ckpt.latest_checkpoint(self.run_dir) if self.resume else None
+        resume_from = ckpt.checkpoint_to_resume(self.run_dir) if self.resume else None
         if self.resume and resume_from is None and rt.is_main:
             self.events.emit(WarningEvent(message="nothing to resume: starting a new run"))
         if resume_from is None and not c.init_from and c.tokenizer == "bpe":

@@ -15,12 +15,12 @@ thread pool, the command line measures them.
 
 from __future__ import annotations
 
-import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tokenscope.files import atomic_write_text
+from tokenscope.files import FileReadError, atomic_write_text, load_json, open_regular_file
 from tokenscope.train.events import (
     VERSION,
     CheckpointEvent,
@@ -50,6 +50,8 @@ SIZE_PREFIX = "size-"
 #: listing reads only the tail of each run's events (a long run's file holds many thousands of
 #: lines)
 TAIL_BYTES = 64 * 1024
+#: run.json and ladder.json: a few KB (a config is at most tokenscope.train.config's 10 MB)
+MAX_SUMMARY_BYTES = 10 << 20
 RUNNING = "running or interrupted"
 
 
@@ -92,8 +94,8 @@ def read_run_settings(run_dir: str | Path) -> dict[str, Any]:
     """A run's run.json as it is ({} when it cannot be read): no checks, so that a run an
     older or newer version wrote still lists."""
     try:
-        settings = json.loads((Path(run_dir) / RUN_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        settings = load_json(Path(run_dir) / RUN_FILE, MAX_SUMMARY_BYTES, "a run's config")
+    except FileReadError:  # (a FIFO or a folder there included: open() would block on a FIFO)
         return {}
     return settings if isinstance(settings, dict) else {}
 
@@ -130,10 +132,10 @@ def read_run_events(folder: str | Path) -> list[Event]:
 
 
 def _tail_events(events_file: Path) -> list[Event]:
-    """The events in the last TAIL_BYTES of a file (the first line read may be cut: skipped)."""
-    size = events_file.stat().st_size
-    with open(events_file, "rb") as f:
-        f.seek(max(0, size - TAIL_BYTES))
+    """The events in the last TAIL_BYTES of a file (the first line read may be cut: skipped).
+    FileReadError when it is not a regular file (a plain open() blocks on a FIFO)."""
+    with open_regular_file(events_file, "a run's events (JSON lines)") as f:
+        f.seek(max(0, os.fstat(f.fileno()).st_size - TAIL_BYTES))
         tail = f.read().splitlines()
     return [e for line in tail if (e := parse_event(line)) is not None]
 
@@ -166,7 +168,7 @@ def read_run_info(folder: Path) -> RunInfo:
     try:
         events = _tail_events(folder / EVENTS_FILE)
         modified = (folder / EVENTS_FILE).stat().st_mtime
-    except OSError:
+    except (OSError, FileReadError):
         events, modified = [], folder.stat().st_mtime
     if events:
         status = RUNNING
@@ -227,9 +229,9 @@ def read_ladder_events(folder: Path) -> list[Event]:
     for size in ladder_sizes(folder):
         events += read_events(size / EVENTS_FILE)
     try:
-        summary = json.loads((folder / LADDER_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return events  # not finished (or not written): the sizes still show
+        summary = load_json(folder / LADDER_FILE, MAX_SUMMARY_BYTES, "a ladder's summary")
+    except FileReadError:
+        return events  # not finished (or not written, or damaged): the sizes still show
     if isinstance(summary, dict):
         ladder = event_from_dict({**summary, "v": VERSION, "event": LadderEvent.kind})
         if ladder is not None:

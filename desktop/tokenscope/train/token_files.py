@@ -38,6 +38,8 @@ COPY_TOKENS = 1 << 20  # tokens moved at a time when the splits are redrawn
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "tokenscope-token-files"
 MANIFEST_VERSION = 1
+#: the manifest lists every corpus file (path, size, time): ~100 bytes each
+MAX_MANIFEST_BYTES = 256 << 20
 SPLITS = ("train.bin", "val.bin")
 
 
@@ -242,10 +244,12 @@ def tokenize_corpus(
 
 def read_manifest(out_dir: Path) -> dict[str, Any] | None:
     """The token files' manifest, or None when it is missing or damaged."""
+    from tokenscope.files import FileReadError, load_json
+
     try:
-        manifest = json.loads((out_dir / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+        manifest = load_json(out_dir / MANIFEST, MAX_MANIFEST_BYTES, "a token files' manifest")
+    except FileReadError:
+        return None  # made again from the corpus
     if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
         return None
     if manifest.get("version") != MANIFEST_VERSION:

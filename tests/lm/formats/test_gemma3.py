@@ -125,3 +125,28 @@ def test_the_command_line_predicts_with_gemma(gguf_path):
     assert proc.returncode == 0, proc.stderr
     top = json.loads(proc.stdout)["top"]
     assert top[0]["text"] == " Jakarta" and top[0]["probability"] == pytest.approx(0.31, abs=0.02)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "folder"])
+def test_something_else_where_the_assembled_file_belongs_is_made_again_or_named(
+    tmp_path, monkeypatch, kind
+):
+    """The models cache read back: a FIFO or a link to /dev/zero where the assembled file
+    belongs is made again (never opened); a folder there is named in one line."""
+    from tokenscope.lm.errors import ModelNotFoundError
+    from tokenscope.lm.registry import KNOWN_MODELS, assembled_path
+
+    from ...special_files import call_unblocked, replace_with
+
+    assert parts_installed("gemma3-270m")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    target = assembled_path(KNOWN_MODELS["gemma3-270m"])
+    target.parent.mkdir(parents=True)
+    replace_with(target, kind)
+    if kind == "folder":
+        with pytest.raises(ModelNotFoundError, match="is a folder where gemma3-270m's"):
+            resolve_known("gemma3-270m")
+        return
+    path = call_unblocked(lambda: resolve_known("gemma3-270m"), target if kind == "fifo" else None)
+    assert path == target and target.is_file() and not target.is_symlink()
+    assert target.stat().st_size > 100_000_000

@@ -180,6 +180,22 @@ def test_deeply_nested_json_is_refused(tmp_path, bpe_tokenizer):
             Tokenizer.from_file(path)
 
 
+@pytest.mark.parametrize("name", ["config.json", "generation_config.json"])
+def test_a_hub_config_nested_100000_deep_is_the_files_clear_error(
+    tmp_path, hf_models, bpe_tokenizer, name
+):
+    """A Hugging Face folder read from disk: json.loads raises RecursionError on such a file;
+    loading says which file and what is wrong, in one line."""
+    folder = tmp_path / "hf"
+    hf_models["llama"].save_pretrained(folder)
+    bpe_tokenizer.save(folder / "tokenizer.json")
+    (folder / name).write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ModelFormatError) as caught:
+        load_model(folder)
+    message = str(caught.value)
+    assert str(folder / name) in message and "too deeply" in message and "\n" not in message
+
+
 def test_ids_a_model_has_but_its_tokenizer_lacks_read_as_empty(tmp_path, bpe_tokenizer):
     """Vocabularies padded to a round size: the padding rows can be predicted and shown."""
     config = preset("tiny", vocab_size=bpe_tokenizer.vocab_size + 12)

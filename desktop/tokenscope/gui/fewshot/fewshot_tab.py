@@ -77,7 +77,9 @@ class FewShotTab(QWidget):
         self.sweep_button = QPushButton("Run sweep", objectName="sweepButton")
         self.cancel_button = QPushButton("Cancel", objectName="cancelSweepButton", enabled=False)
         self.progress = QProgressBar(objectName="sweepProgress")
-        self.sweep_status = QLabel(objectName="sweepStatus", wordWrap=True)
+        self.sweep_status = QLabel(
+            textFormat=Qt.TextFormat.PlainText, objectName="sweepStatus", wordWrap=True
+        )
         self.task_notes = QLabel(objectName="fewshotTaskNotes", wordWrap=True, visible=False)
         self.task_notes.setStyleSheet("background:#eef4fb; color:#1f3b57; padding:4px;")
         self.task_notes.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)

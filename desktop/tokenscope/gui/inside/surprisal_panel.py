@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from tokenscope.files import FileReadError, open_regular_file
 from tokenscope.gui.inside.common import Exportable, surprise_color
 from tokenscope.gui.widgets.long_text import PlainTextEditor
 from tokenscope.service.records import Progress, SurprisalView
@@ -102,7 +103,13 @@ class SurprisalPanel(Exportable):
         """Put a UTF-8 text file in the editor; a binary or huge one is refused, saying why."""
         p = Path(path)
         try:
-            data = p.read_bytes()[: MAX_SURPRISAL_CHARS * 4 + 1]
+            # A FIFO would block the window (open() waits for a writer), /dev/zero never ends,
+            # and a huge file needs reading only as far as the limit.
+            with open_regular_file(p, "a text file") as f:
+                data = f.read(MAX_SURPRISAL_CHARS * 4 + 1)
+        except FileReadError as e:
+            self.message.emit(str(e))
+            return
         except OSError as e:
             self.message.emit(f"Could not read {p.name}: {e.strerror or e}")
             return

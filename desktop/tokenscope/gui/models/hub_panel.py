@@ -95,7 +95,9 @@ class HubPanel(QGroupBox):
         self.cancel_button = QPushButton("Cancel", objectName="hubCancelButton")
         self.progress = QProgressBar(objectName="hubProgress", visible=False)
         self.progress.setTextVisible(True)
-        self.status = QLabel(objectName="hubStatus", wordWrap=True)
+        self.status = QLabel(
+            textFormat=Qt.TextFormat.PlainText, objectName="hubStatus", wordWrap=True
+        )
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.status.setText(
             "Downloads go to the Hugging Face cache, shared with other tools. Set HF_TOKEN or run "

@@ -87,7 +87,9 @@ class ModelsTab(QWidget):
             "package index"
         )
         self.progress = QProgressBar(objectName="installProgress", visible=False)
-        self.status = QLabel(objectName="installStatus", wordWrap=True)
+        self.status = QLabel(
+            textFormat=Qt.TextFormat.PlainText, objectName="installStatus", wordWrap=True
+        )
         self.hub = HubPanel()
         buttons = QHBoxLayout()
         for b in (

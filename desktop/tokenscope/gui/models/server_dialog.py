@@ -86,7 +86,9 @@ class ServerDialog(QDialog):
             "The key is kept by the desktop's keyring (GNOME Keyring, KWallet, macOS Keychain, "
             "Windows Credential Locker), never in Tokenscope's settings file"
         )
-        self.status = QLabel(objectName="serverStatus", wordWrap=True)
+        self.status = QLabel(
+            textFormat=Qt.TextFormat.PlainText, objectName="serverStatus", wordWrap=True
+        )
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.status.setMinimumWidth(460)
         help_text = QLabel(

@@ -99,12 +99,17 @@ class GeneratedTextView(QTextBrowser):
     def _insert_tokens(self, cursor: QTextCursor, indices: range) -> None:
         # Plain text with a format per token, never HTML: HTML would fold the spaces that
         # start most tokens (" Jakarta") and change the font where it is inserted.
+        # One edit block: the document is laid out once at its end. Without it every token
+        # laid out its whole paragraph again, so n tokens cost n^2 (a saved session of 2,000
+        # tokens of 2 KB each: over ten minutes; now about two seconds).
+        cursor.beginEditBlock()
         for i in indices:
             step = self._steps[i]
             start = cursor.position()
             cursor.insertText(_shown(step.text if step.text else step.display),
                               self._token_format(i, step))  # fmt: skip
             self._spans.append((start, cursor.position()))
+        cursor.endEditBlock()
 
     def _render(self) -> None:
         self._dirty = False

@@ -32,8 +32,9 @@ from PySide6.QtWidgets import (
 
 from tokenscope.gui.playground.generated_text import GeneratedTextView
 from tokenscope.gui.playground.probability_strip import ProbabilityStrip
-from tokenscope.gui.playground.sampling_panel import SamplingPanel, check_values
-from tokenscope.gui.playground.session import Branch, read_session, write_session
+from tokenscope.gui.playground.sampling_panel import SamplingPanel
+from tokenscope.gui.playground.session import Branch, write_session
+from tokenscope.gui.playground.session_opener import OpenedSession, SessionOpener
 from tokenscope.gui.playground.token_view import TokenView
 from tokenscope.gui.service_bridge import JobHandle, ServiceBridge
 from tokenscope.gui.widgets.long_text import PlainTextEditor
@@ -57,6 +58,10 @@ class Playground(QWidget):
     #: (NextTokenView) — a live prediction arrived (its `recomputed` says whether the model
     #: ran or only the knobs were applied again); GUI thread
     prediction_arrived = Signal(object)
+    #: (path, model id) — a session file was read, checked and is now shown; GUI thread
+    session_opened = Signal(str, str)
+    #: (path, message) — a session file could not be opened; nothing changed; GUI thread
+    session_failed = Signal(str, str)
 
     def __init__(self, bridge: ServiceBridge, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -106,6 +111,7 @@ class Playground(QWidget):
         self.branch_picker = QComboBox(objectName="branchPicker")
         self.branch_picker.setAccessibleName("Branch")
         self.text = GeneratedTextView()
+        self.session_opener = SessionOpener(self)
         self.strip = ProbabilityStrip()
         self.alternatives = QListWidget(objectName="alternativesList")
         self.alternatives.setAccessibleName("Alternatives for the selected token")
@@ -191,6 +197,8 @@ class Playground(QWidget):
         self.stop_button.clicked.connect(self.stop)
         self.branch_button.clicked.connect(self.continue_with_alternative)
         self.branch_picker.activated.connect(self._on_branch_picked)
+        self.session_opener.opened.connect(self._on_session_opener_opened)
+        self.session_opener.failed.connect(self.session_failed)
         self.text.token_clicked.connect(self.select_token)
         self.alternatives.currentRowChanged.connect(self._update_buttons)
         QShortcut(QKeySequence("Ctrl+Return"), self, self.generate)
@@ -493,6 +501,8 @@ class Playground(QWidget):
 
     def _on_generation_done(self, result: GenerationDone | None, outcome: str) -> None:
         self._update_buttons()
+        if not 0 <= self._gen_branch < len(self.branches):
+            return  # its branch went with a session opened meanwhile
         steps = self.branches[self._gen_branch].steps
         if self._follow and outcome == "completed" and self.current == self._gen_branch and steps:
             self.select_token(len(steps) - 1)
@@ -557,17 +567,28 @@ class Playground(QWidget):
         }
         write_session(path, fields, self.branches)
 
-    def open_session(self, path: str | Path) -> str:
-        """Restore a saved session; returns the model id it was made with."""
-        data, branches = read_session(path)  # the whole file is checked before anything changes
-        knobs = check_values(data.get("sampling", {}))
+    def open_session(self, path: str | Path) -> None:
+        """Open a saved session: read and checked in the background (a large file takes
+        seconds), then shown; `session_opened` or `session_failed` follows."""
+        self.session_opener.open(path)
+
+    def _on_session_opener_opened(self, path: str, session: OpenedSession) -> None:
+        self.show_session(session)
+        self.session_opened.emit(path, str(session.fields.get("model", "")))
+
+    def show_session(self, session: OpenedSession) -> None:
+        """Show a session read by the opener. A generation in progress stops: its branch
+        goes with the old session."""
+        data, branches = session.fields, session.branches
+        self.stop()
+        self._gen_branch = -1
         # The old branches go first: setting the prompt redraws, and must not reach for a
         # token of a branch the opened session does not have.
         self.selected, self.current = None, -1
         self.alternatives.clear()
         self.prompt.setPlainText(data["prompt"])
         self.watch.setText(data.get("watch", ""))
-        self.sampling.set_values(knobs)
+        self.sampling.set_values(session.knobs)
         self.branches = branches
         self.branch_picker.clear()
         for i, b in enumerate(self.branches):
@@ -576,4 +597,3 @@ class Playground(QWidget):
         self.branch_picker.setCurrentIndex(self.current)
         self.selected = None
         self._refresh_generation()
-        return str(data.get("model", ""))

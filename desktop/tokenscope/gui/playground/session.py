@@ -13,7 +13,7 @@ from pathlib import Path
 from types import EllipsisType
 from typing import TYPE_CHECKING, Any, overload
 
-from tokenscope.files import atomic_write_text
+from tokenscope.files import FileReadError, atomic_write_text, load_json
 
 if TYPE_CHECKING:
     from tokenscope.lm.tokens import GenerationStep, TokenProbability
@@ -218,24 +218,15 @@ def read_session(path: str | Path) -> tuple[dict[str, Any], list[Branch]]:
     """The fields and branches of a session file.
 
     The whole file is checked before anything is shown: SessionError (a ValueError) names the
-    first thing wrong ("branches[2].steps[5].text should be text ..."); OSError if it cannot
-    be read at all."""
+    first thing wrong ("branches[2].steps[5].text should be text ...") or why the file cannot
+    be read at all. Blocking, and seconds for a large file: call it off the GUI thread."""
     path = Path(path)
-    if not path.is_file():
-        raise SessionError(f"{path} is not a file")
-    size = path.stat().st_size
-    if size > MAX_FILE_BYTES:
-        raise SessionError(
-            f"{path} is {size:,} bytes; a session file is at most {MAX_FILE_BYTES:,}"
-        )
     try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
-    except UnicodeDecodeError as e:
-        raise SessionError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start})") from None
-    except RecursionError:
-        raise SessionError(f"{path} nests its JSON too deeply to be a session") from None
-    except json.JSONDecodeError as e:
-        raise SessionError(f"{path} is not valid JSON ({e.msg}, line {e.lineno})") from None
+        # A FIFO, a folder or /dev/zero at the path, a file too large, JSON nested too deeply:
+        # each one line naming the file.
+        data = load_json(path, MAX_FILE_BYTES, "a Tokenscope session (JSON)")
+    except FileReadError as e:
+        raise SessionError(str(e)) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise SessionError(f"{path} is not a Tokenscope session file")
     version: Any = data.get("version")  # JSON, checked here

@@ -135,7 +135,9 @@ class ScaleTab(Exportable):
         self.progress = QProgressBar(objectName="scaleProgress")
         self.progress.setTextVisible(True)
         self.progress.setFormat("")
-        self.status = QLabel(objectName="scaleStatus", wordWrap=True)
+        self.status = QLabel(
+            textFormat=Qt.TextFormat.PlainText, objectName="scaleStatus", wordWrap=True
+        )
         self.metric = QComboBox(objectName="scaleMetric")
         self.metric.addItem("P(answer)", "probability")
         self.metric.addItem("rank of the answer", "rank")

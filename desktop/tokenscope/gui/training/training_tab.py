@@ -127,7 +127,12 @@ class TrainingTab(QWidget):
         self.ladder_button = self.controls.ladder
         self.ladder_chart = LadderChart()
         self.status = QLabel("No run yet.", objectName="trainingStatus", wordWrap=True)
-        self.error = QLabel(objectName="trainingError", wordWrap=True, visible=False)
+        self.error = QLabel(
+            textFormat=Qt.TextFormat.PlainText,
+            objectName="trainingError",
+            wordWrap=True,
+            visible=False,
+        )
         self.error.setStyleSheet("background:#fde2e1; color:#7a1212; padding:6px;")
         self.baselines_label = QLabel(objectName="baselinesResult", wordWrap=True)
         self.charts = TrainingCharts()

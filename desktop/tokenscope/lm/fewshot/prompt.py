@@ -15,12 +15,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tokenscope.files import resource_path
+from tokenscope.lm.arguments import unicode_text
 
 if TYPE_CHECKING:
     from tokenscope.lm.tokenizer import Tokenizer
 
 INPUT = "{input}"
 OUTPUT = "{output}"
+#: a few-shot prompt file: presets are a few KB; thousands of long examples fit in this
+MAX_PROMPT_FILE_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -110,14 +113,18 @@ class FewShotPrompt:
             value = getattr(self, f)
             if not isinstance(value, str):
                 raise ValueError(f"{f} must be text (got {type(value).__name__})")
+            unicode_text(f, value)  # (a file's "\\ud800" is refused here, naming the field)
         examples = tuple(self.examples)
-        for e in examples:
+        for n, e in enumerate(examples, 1):
             if not isinstance(e, Example):
                 raise ValueError(f"examples must be Example objects (got {type(e).__name__})")
+            unicode_text(f"example {n}'s input", e.input)
+            unicode_text(f"example {n}'s output", e.output)
         candidates = tuple(self.candidates)
         for c in candidates:
             if not isinstance(c, str):
                 raise ValueError(f"candidates must be text (got {type(c).__name__})")
+            unicode_text("a candidate", c)
         # Frozen, yet callers may pass lists; tuples keep the prompt hashable and immutable.
         object.__setattr__(self, "examples", examples)
         object.__setattr__(self, "candidates", candidates)
@@ -229,15 +236,14 @@ class FewShotPrompt:
     @classmethod
     def load(cls, path: str | Path) -> FewShotPrompt:
         """Read a prompt saved by `save` (or a preset); ValueError naming the file if it is bad."""
+        from tokenscope.files import FileReadError, load_json
+
         path = Path(path)
         try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise ValueError(f"cannot read the few-shot prompt {path}: {e}") from e
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path} is not valid JSON: {e}") from e
+            # A FIFO or /dev/zero at the path, or JSON nested 100,000 deep: one clear line.
+            data = load_json(path, MAX_PROMPT_FILE_BYTES, "a few-shot prompt (JSON)")
+        except FileReadError as e:
+            raise ValueError(f"cannot read the few-shot prompt: {e}") from None
         try:
             return cls.from_dict(data)
         except (TypeError, ValueError) as e:
