@@ -32,6 +32,7 @@ def test_the_earlier_folder_is_kept_where_the_platform_has_another(tmp_path, mon
     under ~/.local/share/tokenscope are still found, until the platform's folder exists."""
     monkeypatch.delenv("TOKENSCOPE_HOME", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setattr(paths.sys, "platform", "darwin")
     elsewhere = tmp_path / "Library" / "Application Support" / "tokenscope"
     monkeypatch.setattr(platformdirs, "user_data_dir", lambda *a, **k: str(elsewhere))
     assert paths.data_dir() == elsewhere  # nothing earlier: the platform's
@@ -41,6 +42,15 @@ def test_the_earlier_folder_is_kept_where_the_platform_has_another(tmp_path, mon
     assert paths.data_dir() == earlier
     elsewhere.mkdir(parents=True)
     assert paths.data_dir() == elsewhere  # once the platform's exists, it is the one
+
+
+def test_on_linux_xdg_wins_over_an_existing_local_share(tmp_path, monkeypatch):
+    monkeypatch.delenv("TOKENSCOPE_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setattr(paths.sys, "platform", "linux")
+    (tmp_path / ".local" / "share" / "tokenscope").mkdir(parents=True)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert paths.data_dir() == tmp_path / "xdg" / "tokenscope"
 
 
 def test_nothing_is_created_by_asking(tmp_path, monkeypatch):

@@ -14,6 +14,7 @@ nothing here creates them: whoever writes first does.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import platformdirs
@@ -29,9 +30,10 @@ def data_dir() -> Path:
     if home:
         return Path(home).expanduser()
     platform = Path(platformdirs.user_data_dir(APP, appauthor=False))
-    earlier = Path.home() / ".local" / "share" / APP
-    if platform != earlier and earlier.is_dir() and not platform.exists():
-        return earlier
+    if sys.platform in ("darwin", "win32"):  # (on Linux that folder is the platform's own)
+        earlier = Path.home() / ".local" / "share" / APP
+        if platform != earlier and earlier.is_dir() and not platform.exists():
+            return earlier
     return platform
 
 
