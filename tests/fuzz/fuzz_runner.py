@@ -33,19 +33,20 @@ from typing import Any
 
 WORKER = Path(__file__).resolve().parent / "fuzz_worker.py"
 KINDS = ("gguf", "safetensors", "config", "tokenizer", "special")
-GOOD = ("clean", "loaded")
+GOOD = ("clean", "loaded", "ok")  # ("ok": a correct result, for the network cases)
 STARTUP_TIMEOUT_S = 300
 
 
 class _Worker:
     """One worker process and the bytes read from it so far."""
 
-    def __init__(self, work: Path, cap_mb: int, python: str, log: Path) -> None:
+    def __init__(self, work: Path, cap_mb: int, python: str, log: Path,
+                 script: Path = WORKER) -> None:  # fmt: skip
         self.log = log
         log_file = open(log, "ab")  # noqa: SIM115  handed to the child, closed below
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
         self.proc = subprocess.Popen(
-            [python, str(WORKER)],
+            [python, str(script)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=log_file,
@@ -165,6 +166,7 @@ def run_cases(
     python: str = sys.executable,
     on_result: Callable[[dict], None] | None = None,
     named: bool = False,
+    worker_script: Path = WORKER,
 ) -> dict[str, Any]:
     """Run every case; returns {"results": [...], "workers": n, "baseline_mb": ..., ...}.
 
@@ -179,7 +181,7 @@ def run_cases(
     starts, baseline, started = 0, 0.0, time.monotonic()
     try:
         if named:
-            worker = _Worker(work, cap_mb, python, work / "worker.log")
+            worker = _Worker(work, cap_mb, python, work / "worker.log", worker_script)
             starts, baseline = 1, worker.ready["baseline_mb"]
             first = [
                 {"kind": kind, "seed": f"named:{name}"} for kind, name in worker.ready["named"]
@@ -187,12 +189,14 @@ def run_cases(
             cases = [{**case, "case": i} for i, case in enumerate([*first, *cases])]
         for case in cases:
             if worker is None:
-                worker = _Worker(work, cap_mb, python, work / "worker.log")
+                worker = _Worker(work, cap_mb, python, work / "worker.log", worker_script)
                 starts += 1
                 baseline = max(baseline, worker.ready["baseline_mb"])
             began = time.monotonic()
             answer = worker.ask(case, timeout_s)
             if answer == "hang":
+                time.sleep(1)  # (a worker may dump its threads' stacks when a case runs long)
+                case = {**case, "where": worker.tail(40)}
                 worker.kill()
                 worker = None
                 result = {**case, "outcome": "hang", "seconds": round(time.monotonic() - began, 1)}
@@ -232,10 +236,10 @@ def problems(results: list[dict], cap_mb: int) -> list[dict]:
     return bad
 
 
-def summarize(results: list[dict], cap_mb: int) -> list[dict]:
+def summarize(results: list[dict], cap_mb: int, kinds: tuple[str, ...] = KINDS) -> list[dict]:
     """One row per file kind (and a total): the counts the README reports."""
     rows = []
-    for kind in [*KINDS, "all"]:
+    for kind in [*kinds, "all"]:
         mine = [r for r in results if kind == "all" or r["kind"] == kind]
         if not mine:
             continue
