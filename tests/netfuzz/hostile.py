@@ -181,7 +181,12 @@ class HostileServer:
 
     def __exit__(self, *exc: Any) -> None:
         self.stopping.set()
-        self._server.shutdown()
+        # socketserver's shutdown() waits for serve_forever without a limit; once in 2,000
+        # soak cases it never returned (the client had long finished). The loop thread is a
+        # daemon, so a server that will not stop in 5 s is left to the process's end.
+        stopper = threading.Thread(target=self._server.shutdown, daemon=True)
+        stopper.start()
+        stopper.join(5)
         self._server.server_close()
 
 
