@@ -60,3 +60,21 @@ def test_surprisal_on_the_command_line_is_the_api(checkpoint, other_checkpoint, 
     empty.write_text("  \n", encoding="utf-8")
     proc = run_cli("surprisal", str(empty), ok=False)
     assert proc.returncode == 2 and "has no text to score" in proc.stderr
+
+
+def test_icl_on_the_command_line_is_the_api(checkpoint, tmp_path):
+    from tokenscope.lm import icl
+
+    text = "The capital of Indonesia is Jakarta. The capital of France is Paris. " * 20
+    path = tmp_path / "text.txt"
+    path.write_text(text, encoding="utf-8")
+    out = _run("icl", "-m", str(checkpoint), "--text", str(path), "--windows", "3")
+    mine = icl.report(tokenscope.load_model(str(checkpoint)), text, count=3)
+    assert out["icl_score"] == pytest.approx(mine.icl_score, rel=1e-5)
+    assert out["icl_score_without_strongest"] == pytest.approx(mine.icl_without_strongest, rel=1e-5)
+    assert out["strongest_induction_head"] == list(mine.strongest_head)
+    assert np.allclose(out["previous_token_scores"], mine.heads.previous_token, atol=1e-6)
+    default = _run("icl", "-m", str(checkpoint))  # held-out lines of the induction corpus
+    assert default["text"] == "induction corpus" and default["windows"] == 8
+    short = run_cli("icl", "-m", str(checkpoint), "--text", "-", stdin="a b c", ok=False)
+    assert short.returncode != 0 and "too short" in short.stderr

@@ -1,4 +1,4 @@
-"""`tokenscope lens`, `attention` and `surprisal`: looking inside the forward pass.
+"""`tokenscope lens`, `attention`, `surprisal` and `icl`: looking inside the forward pass.
 
 The Lens, SetAblation, AttentionMap, Induction and Surprisal jobs of the model service, as
 the Inside tab runs them (they need the model's forward pass: a model on a server says so).
@@ -69,6 +69,23 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sp.add_argument("--json", action="store_true")
     add_threads_option(sp)
     sp.set_defaults(handler=surprisal)
+    register_icl(sub)
+
+
+def register_icl(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    ic = sub.add_parser(
+        "icl",
+        help="in-context learning: late minus early loss on a text, the induction heads, and "
+        "the score again without the strongest one",
+    )
+    add_model_options(ic, chat=False)
+    ic.add_argument("--text", metavar="FILE",
+                    help="a UTF-8 text file, or - for standard input (default: held-out lines "
+                    "of the induction corpus: random strings, each said twice)")  # fmt: skip
+    ic.add_argument("--windows", type=int, default=8, help="windows of the text to average")
+    ic.add_argument("--seed", type=int, default=0, help="for the induction test sequences")
+    ic.add_argument("--json", action="store_true")
+    ic.set_defaults(handler=icl)
 
 
 def heads(text: str | None) -> frozenset[tuple[int, int]]:
@@ -177,6 +194,49 @@ def attention(args: argparse.Namespace) -> int:
     for label, w in zip(view.labels, view.weights[-1], strict=True):
         print(f"{w:7.4f}  {bar(float(w))}  {printable(label)}")
     return 0
+
+
+def icl(args: argparse.Namespace) -> int:
+    from tokenscope.service import InContext
+    from tokenscope.train import induction_corpus
+
+    if not 1 <= args.windows <= 64:
+        raise ValueError("--windows must be from 1 to 64")
+    if args.text is None:
+        text, source = induction_corpus.build(seed=HELD_OUT_SEED, lines=2000), "induction corpus"
+    else:
+        text, source = read_text_argument(args.text), args.text
+    session = Session()
+    info = session.load(args)
+    r = session.run(InContext(text, windows=args.windows, seed=args.seed))
+    layer, head = r.strongest_head
+    if args.json:
+        print_json({
+            "model": info.name, "text": source, "window": r.window, "windows": r.windows,
+            "icl_score": r.icl_score, "induction_max": r.heads.induction_max,
+            "strongest_induction_head": [layer, head],
+            "icl_score_without_strongest": r.icl_without_strongest, "undone": r.undone,
+            "induction_scores": r.heads.induction.tolist(),
+            "previous_token_scores": r.heads.previous_token.tolist(),
+        })  # fmt: skip
+        return 0
+    print(f"{printable(info.name)} on {printable(source)} ({r.windows} windows of {r.window} "
+          "tokens)")  # fmt: skip
+    print(
+        f"ICL score (late minus early loss): {r.icl_score:+.3f} nats"
+        + ("  (negative: it predicts better with more context)" if r.icl_score < 0 else "")
+    )
+    print(f"strongest induction head: layer {layer}, head {head} "
+          f"(score {r.heads.induction_max:.3f}); previous-token max "
+          f"{r.heads.previous_token_max:.3f}")  # fmt: skip
+    undone = "" if r.undone is None else f"  ({100 * r.undone:.0f}% of it undone)"
+    print(f"ICL score with that head silenced: {r.icl_without_strongest:+.3f} nats{undone}")
+    return 0
+
+
+#: the seed of the induction corpus lines the ICL score is measured on by default (the recipe
+#: trains on seed 0's)
+HELD_OUT_SEED = 99
 
 
 def surprisal(args: argparse.Namespace) -> int:

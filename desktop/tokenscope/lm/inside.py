@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from tokenscope.lm import icl
 from tokenscope.lm.arguments import unicode_text
 from tokenscope.lm.hooks import run_with_cache
 
@@ -163,31 +164,20 @@ def induction_scores(
     """(layers, heads): how much each head attends, in the second copy of a repeated random
     token sequence, to the token just after the earlier occurrence of the current one — the
     pattern an induction head follows to copy ("A B ... A" -> B). Near 1 for a head that
-    copies, near 0 for one that does not; averaged over `repeats` random sequences."""
-    window = model.config.context_length
-    n = length or min(50, (window - 1) // 2)
-    if not 2 <= n <= (window - 1) // 2:
-        raise ValueError(f"length must be from 2 to {(window - 1) // 2} for this model")
-    rng = np.random.default_rng(seed)
+    copies, near 0 for one that does not; averaged over `repeats` random sequences
+    (tokenscope.lm.icl.head_scores, which also gives the previous-token scores)."""
+    return head_scores(model, length=length, seed=seed, repeats=repeats).induction
+
+
+@torch.inference_mode()
+def head_scores(
+    model: LanguageModel, *, length: int | None = None, seed: int = 0, repeats: int = 4
+) -> icl.HeadScores:
+    """Every head's induction and previous-token scores, from the same forward passes."""
     tok = model.tokenizer
-    special = {i for i in (tok.bos_id, tok.eos_id) if i is not None}
-    pool = np.array([i for i in range(min(tok.vocab_size, model.config.vocab_size))
-                     if i not in special])  # fmt: skip
-    total: torch.Tensor | None = None
-    for _ in range(repeats):
-        half = rng.choice(pool, size=n, replace=len(pool) < n).tolist()
-        start = [tok.bos_id] if tok.bos_id is not None else []
-        ids = start + half + half
-        w = _patterns(model, ids)  # (L, H, T, T)
-        offset = len(start)
-        # Position offset + n + i (the second copy's i-th token) should look at
-        # offset + i + 1 (the token after the first copy's i-th).
-        queries = torch.arange(offset + n, offset + 2 * n - 1)
-        keys = queries - n + 1
-        score = w[:, :, queries, keys].mean(-1)  # (L, H)
-        total = score if total is None else total + score
-    assert total is not None, "repeats must be at least 1"
-    return (total / repeats).cpu().numpy()
+    pool = icl.token_pool(tok, model.config.vocab_size)
+    return icl.head_scores(model.transformer, pool, length=length, seed=seed, repeats=repeats,
+                           bos_id=tok.bos_id)  # fmt: skip
 
 
 @contextlib.contextmanager

@@ -112,8 +112,9 @@ class _Watchdog:
             with self._cond:
                 while True:
                     # Drop entries moved or disarmed since they were pushed.
-                    while self._heap and self._due.get(self._heap[0][1], (None,))[0] != (
-                        self._heap[0][0]
+                    while (
+                        self._heap
+                        and self._due.get(self._heap[0][1], (None,))[0] != (self._heap[0][0])
                     ):
                         heapq.heappop(self._heap)
                     if not self._heap:

@@ -186,6 +186,19 @@ class Induction(Job):
 
 
 @dataclass(frozen=True)
+class InContext(Job):
+    """In-context learning on `text` (tokenscope.lm.icl.report): the ICL score, every head's
+    induction and previous-token score, and the ICL score with the strongest induction head
+    silenced."""
+
+    interactive: ClassVar[bool] = True
+
+    text: str
+    windows: int = 8
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class SetAblation(Job):
     """Silence exactly these (layer, head) pairs from now on (none: the model as trained)."""
 

@@ -27,6 +27,7 @@ from tokenscope.service.jobs import (
     ChatPrompt,
     FewShotPreview,
     Generate,
+    InContext,
     Induction,
     Job,
     Lens,
@@ -58,6 +59,7 @@ if TYPE_CHECKING:
 
     from tokenscope.lm.backend import Distribution
     from tokenscope.lm.fewshot.scoring import AnswerScore
+    from tokenscope.lm.icl import ICLReport
     from tokenscope.lm.inside import AttentionMaps
     from tokenscope.lm.tokens import GenerationStep, Token
 
@@ -344,6 +346,12 @@ class ModelService:
         from tokenscope.lm.inside import induction_scores
 
         return induction_scores(require_internals(self.model, "the induction score"), seed=job.seed)
+
+    def _incontext(self, job: InContext, ctx: JobContext) -> ICLReport:
+        from tokenscope.lm.icl import report
+
+        model = require_internals(self.model, "the in-context learning score")
+        return report(model, job.text, count=job.windows, seed=job.seed)
 
     def _setablation(self, job: SetAblation, ctx: JobContext) -> frozenset[tuple[int, int]]:
         from tokenscope.lm.inside import ablation, set_ablation

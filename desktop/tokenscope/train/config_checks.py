@@ -183,7 +183,7 @@ def field_problems(c: TrainConfig, presets: Sequence[str]) -> list[str]:
         p.append(f"data must be a list of file or folder paths (got {_got(c.data)})")
     p += text("out_dir", c.out_dir, max_chars=4096, empty_ok=False)
     if c.corpus_recipe is not None:
-        p += choice("corpus_recipe", c.corpus_recipe, ("default",))
+        p += choice("corpus_recipe", c.corpus_recipe, ("default", "induction"))
     p += choice("tokenizer", c.tokenizer, ("char", "bpe", "model"))
     p += whole("vocab_size", c.vocab_size, 2, MAX_VOCAB)
     p += choice("preset", c.preset, tuple(presets))

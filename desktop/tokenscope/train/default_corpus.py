@@ -202,9 +202,13 @@ def build(seed: int = 0, scale: int = 1) -> str:
 def write(path: str | Path, seed: int = 0, scale: int = 1) -> Path:
     """Write the corpus to `path`, atomically; a file that already holds it is left as it is
     (so token files made from it stay current)."""
+    return write_text(path, build(seed, scale))
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Write a built corpus to `path`, atomically, unless the file already holds it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = build(seed, scale)
     try:
         if path.read_bytes() == text.encode("utf-8"):
             return path

@@ -100,6 +100,14 @@ class EvalEvent(Event):
     val_loss: float | None = None
     val_perplexity: float | None = None
     best: bool = False
+    # In-context learning (tokenscope.lm.icl): validation loss late in the window minus early
+    # (negative: the model uses what it has read), and every head's induction and
+    # previous-token scores (layers x heads) on repeated random tokens.
+    icl_score: float | None = None
+    induction_scores: tuple[tuple[float, ...], ...] = ()
+    induction_max: float | None = None
+    previous_token_scores: tuple[tuple[float, ...], ...] = ()
+    previous_token_max: float | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -32,6 +32,7 @@ from tokenscope.lm.errors import TokenscopeError
 from tokenscope.lm.model import Transformer
 from tokenscope.lm.tokenizer import Tokenizer
 from tokenscope.train import checkpoints as ckpt
+from tokenscope.train import icl_eval
 from tokenscope.train.config import TrainConfig
 from tokenscope.train.corpus import CorpusError, Interrupted
 from tokenscope.train.devices import peak_flops
@@ -242,7 +243,9 @@ class Trainer:
     def _rows(self, data: TokenDataset, stream: int, count: int, length: int) -> np.ndarray:
         return data.window_starts(self.config.seed, stream, count, length)
 
-    def _loss(self, model: torch.nn.Module, x: np.ndarray, y: np.ndarray) -> torch.Tensor:
+    def _loss(self, model: torch.nn.Module, x: np.ndarray, y: np.ndarray, *,
+              per_token: bool = False) -> torch.Tensor:  # fmt: skip
+        """The mean loss, or with `per_token` every token's (B, T)."""
         device = self.rt.device
         xt = torch.from_numpy(x).to(device, non_blocking=True)
         yt = torch.from_numpy(y).to(device, non_blocking=True)
@@ -250,24 +253,35 @@ class Trainer:
         ctx = torch.autocast(device.type, dtype=dtype) if dtype else nullcontext()
         with ctx:
             logits = model(xt)  # (B, T, V)
-        return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), yt.reshape(-1))
+        loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), yt.reshape(-1),
+                               reduction="none" if per_token else "mean")  # fmt: skip
+        return loss.reshape(yt.shape) if per_token else loss
 
     @torch.no_grad()
-    def _evaluate(self, model: Transformer, train: TokenDataset, val: TokenDataset) -> dict:
+    def _evaluate(self, model: Transformer, train: TokenDataset, val: TokenDataset,
+                  tokenizer: Tokenizer) -> dict:  # fmt: skip
         """Mean losses over the same batches every time, on every rank: each takes its share
         of the rows, as in training (under FSDP every rank must run the forward pass anyway:
-        it gathers the weights), and all learn the same figures."""
+        it gathers the weights), and all learn the same figures. Also the in-context learning
+        measures (tokenscope.train.icl_eval): the validation loss by position in the window,
+        and on the main process every head's induction and previous-token score."""
         rt = self.rt
         model.eval()
-        means = []
+        means, by_position = [], None
         for data in (train, val):
             length = min(self.context, len(data) - 1)
             total = 0.0
             for i in range(self.config.eval_batches):
                 starts = self._rows(data, EVAL_SEED_OFFSET + i, self.micro_global, length)
                 x, y = data.batch(starts[rt.rank :: rt.world], length)
-                total += float(self._loss(model, x, y))
+                loss = self._loss(model, x, y, per_token=data is val)
+                if data is val:
+                    mean = loss.mean(0)
+                    by_position = mean if by_position is None else by_position + mean
+                total += float(loss.mean())
             means.append(total / self.config.eval_batches)
+        metrics = icl_eval.measure(model, tokenizer, by_position, self.config.eval_batches,
+                                   mean=rt.mean, heads=rt.is_main and not self.sharded)  # fmt: skip
         model.train()
         model._head_copy = None  # no copy of the whole head outlives the evaluation
         train_loss, val_loss = self.rt.mean(means)
@@ -275,6 +289,7 @@ class Trainer:
             "train_loss": train_loss,
             "val_loss": val_loss,
             "val_perplexity": math.exp(min(val_loss, 50.0)),
+            **metrics,
         }
 
     # ----- the run -------------------------------------------------------------------------
@@ -530,7 +545,7 @@ class Trainer:
         sample = bool(c.sample_prompts) and (step % c.sample_every == 0 or is_last)
         improved = False
         if evaluate:  # on every rank, so every rank knows whether this is the best so far
-            metrics = self._evaluate(state.model, state.train, state.val)
+            metrics = self._evaluate(state.model, state.train, state.val, state.tokenizer)
             improved = metrics["val_loss"] < state.best_val
             state.best_val = min(state.best_val, metrics["val_loss"])
             self.events.emit(EvalEvent(step=step, **metrics, best=improved))

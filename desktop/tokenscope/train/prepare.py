@@ -34,7 +34,11 @@ def prepare_data(
     """
     c, tok_path, data_dir = config, run_dir / "tokenizer.json", run_dir / "data"
     data = list(c.data)
-    if c.corpus_recipe:
+    if c.corpus_recipe == "induction":
+        from tokenscope.train import induction_corpus
+
+        data.append(str(induction_corpus.write(run_dir / "corpus" / "induction.txt")))
+    elif c.corpus_recipe:
         from tokenscope.train import default_corpus
 
         data.append(str(default_corpus.write(run_dir / "corpus" / "default.txt")))

@@ -85,8 +85,10 @@ class StandIns:
     def id_for(self, token_id: Any, text: str) -> int:
         if token_id is None:
             return self._ids.setdefault(text, STAND_IN_BASE + len(self._ids))
-        if isinstance(token_id, bool) or not isinstance(token_id, int) or not (
-            0 <= token_id < STAND_IN_BASE
+        if (
+            isinstance(token_id, bool)
+            or not isinstance(token_id, int)
+            or not (0 <= token_id < STAND_IN_BASE)
         ):
             raise Malformed(f"a token id that is not a token id: {_shown(token_id)}")
         return token_id
