@@ -198,14 +198,10 @@ def attention(args: argparse.Namespace) -> int:
 
 def icl(args: argparse.Namespace) -> int:
     from tokenscope.service import InContext
-    from tokenscope.train import induction_corpus
 
     if not 1 <= args.windows <= 64:
         raise ValueError("--windows must be from 1 to 64")
-    if args.text is None:
-        text, source = induction_corpus.build(seed=HELD_OUT_SEED, lines=2000), "induction corpus"
-    else:
-        text, source = read_text_argument(args.text), args.text
+    text, source = icl_text(args.text)
     session = Session()
     info = session.load(args)
     r = session.run(InContext(text, windows=args.windows, seed=args.seed))
@@ -232,6 +228,16 @@ def icl(args: argparse.Namespace) -> int:
     undone = "" if r.undone is None else f"  ({100 * r.undone:.0f}% of it undone)"
     print(f"ICL score with that head silenced: {r.icl_without_strongest:+.3f} nats{undone}")
     return 0
+
+
+def icl_text(path: str | None) -> tuple[str, str]:
+    """The text to measure in-context learning on, and how to name it: a file, standard input
+    ("-"), or by default held-out lines of the induction corpus."""
+    if path is None:
+        from tokenscope.train import induction_corpus
+
+        return induction_corpus.build(seed=HELD_OUT_SEED, lines=2000), "induction corpus"
+    return read_text_argument(path), path
 
 
 #: the seed of the induction corpus lines the ICL score is measured on by default (the recipe

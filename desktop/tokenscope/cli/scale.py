@@ -1,4 +1,5 @@
-"""`tokenscope scale`: one probe, or a few-shot sweep, across models, smallest first.
+"""`tokenscope scale`: one probe, a few-shot sweep or the ICL score across models, smallest
+first.
 
 The ScaleRun job of the model service, as the Scale tab runs it: runs and ladders count as
 their latest checkpoint and, with a probe, are measured at every checkpoint too; a model
@@ -20,6 +21,7 @@ from tokenscope.units import format_probability, format_rank
 if TYPE_CHECKING:
     from tokenscope.lm.fewshot.prompt import FewShotPrompt
     from tokenscope.lm.scale import Probe, ScalePoint, ScaleSweep
+    from tokenscope.service.records import ScaleResult
     from tokenscope.train.probe_runs import TrainingCurve
 
 
@@ -36,6 +38,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sc.add_argument("--model", "-m", dest="models", action="append", help="a model (repeat)")
     sc.add_argument("--fewshot", metavar="PRESET", help="a few-shot preset or JSON file: sweep")
     sc.add_argument("--max-shots", "-k", type=int, default=None)
+    sc.add_argument("--icl", action="store_true",
+                    help="instead: the in-context learning score (late minus early loss on "
+                    "--text) and the strongest induction head of each model")  # fmt: skip
+    sc.add_argument("--text", metavar="FILE", help="with --icl: the text (default: held-out "
+                    "lines of the induction corpus)")  # fmt: skip
     sc.add_argument("--no-cache", action="store_true", help="measure again")
     sc.add_argument("--json", action="store_true")
     sc.set_defaults(handler=scale)
@@ -55,8 +62,16 @@ def scale(args: argparse.Namespace) -> int:
     from tokenscope.service import ScaleRun
     from tokenscope.service.records import Progress, ScaleResult
 
-    probe, prompt = None, None
-    if args.fewshot:
+    probe, prompt, icl_text = None, None, None
+    if args.icl:
+        from tokenscope.cli.inside import icl_text as read_icl_text
+
+        if args.prompt or args.answer or args.fewshot:
+            raise ValueError("--icl measures on --text: give no PROMPT, ANSWER or --fewshot")
+        icl_text, _source = read_icl_text(args.text)
+    elif args.text:
+        raise ValueError("--text goes with --icl")
+    elif args.fewshot:
         from tokenscope.lm.fewshot import load_prompt
 
         if args.prompt or args.answer:
@@ -80,12 +95,15 @@ def scale(args: argparse.Namespace) -> int:
         prompt=prompt,
         max_shots=args.max_shots,
         use_cache=not args.no_cache,
+        icl_text=icl_text,
     )
     Session().run(job, record)
     errors = [r for r in results if r.error]
     for r in errors:  # (a server's own words among them: one line each, nothing raw)
         print(f"tokenscope: {printable(r.target)}: {printable(r.error)}", file=sys.stderr)
-    if prompt is not None:
+    if icl_text is not None:
+        _print_icl(args, [r for r in results if r.icl is not None])
+    elif prompt is not None:
         _print_sweeps(args, prompt, [r.sweep for r in results if r.sweep is not None])
     else:
         assert probe is not None
@@ -154,3 +172,31 @@ def _print_points(
         for pt in c.points:
             shown = format_probability(pt.probability)
             print(f"{pt.step:>8,}  {pt.tokens:>15,}  {shown:>10}  {pt.rank:>6}")
+
+
+def _print_icl(args: argparse.Namespace, results: list[ScaleResult]) -> None:
+    results.sort(key=lambda r: r.icl.parameters if r.icl else 0)
+    if args.json:
+        print_json({"text": args.text or "induction corpus", "models": [
+            {**asdict(r.icl), "checkpoints": [asdict(p) for p in r.icl_curve]}
+            for r in results if r.icl is not None
+        ]})  # fmt: skip
+        return
+    print("In-context learning (late minus early loss, nats; negative learns from context), "
+          "smallest model first")  # fmt: skip
+    print(f"{'model':<28} {'parameters':>12}  {'ICL score':>9}  {'induction':>9}  "
+          f"{'strongest':>9}  {'without it':>10}")  # fmt: skip
+    for r in results:
+        i = r.icl
+        assert i is not None
+        head = f"L{i.strongest_head[0]} H{i.strongest_head[1]}"
+        print(f"{printable(i.name)[:28]:<28} {i.parameters:>12,}  {i.icl_score:>+9.3f}  "
+              f"{i.induction_max:>9.3f}  {head:>9}  "
+              f"{i.icl_without_strongest:>+10.3f}")  # fmt: skip
+    for r in results:
+        if r.icl_curve and r.icl is not None:
+            print(f"\n{printable(r.icl.name)} during training")
+            print(f"{'step':>8}  {'training tokens':>15}  {'ICL score':>9}  {'induction':>9}")
+            for pt in r.icl_curve:
+                print(f"{pt.step:>8,}  {pt.tokens:>15,}  {pt.icl_score:>+9.3f}  "
+                      f"{pt.induction_max:>9.3f}")  # fmt: skip

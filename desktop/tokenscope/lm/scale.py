@@ -31,8 +31,8 @@ from tokenscope.lm.cancel import CancelToken
 from tokenscope.lm.fewshot import FewShotPrompt, SweepPoint, iter_sweep, score_answer
 from tokenscope.lm.probe import Probe
 
-__all__ = ["Probe", "ScalePoint", "ScaleSweep", "measure_probe", "measure_sweep", "run_probe",
-           "run_sweeps"]  # fmt: skip
+__all__ = ["Probe", "ScaleICL", "ScalePoint", "ScaleSweep", "measure_icl", "measure_probe",
+           "measure_sweep", "run_probe", "run_sweeps"]  # fmt: skip
 
 CACHE_VERSION = 1
 
@@ -305,3 +305,69 @@ def run_sweeps(
             progress(target, n, len(targets))
         out.append(measure_sweep(target, prompt, max_shots=max_shots, use_cache=use_cache))
     return out
+
+
+# ----- in-context learning across models ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScaleICL:
+    """One model's in-context learning on a text (tokenscope.lm.icl.report)."""
+
+    model: str
+    name: str
+    parameters: int
+    icl_score: float  # late minus early loss, nats: negative learns from context
+    induction_max: float
+    previous_token_max: float
+    strongest_head: tuple[int, int]
+    icl_without_strongest: float
+    cached: bool = False
+
+
+def _is_score(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_head(value: Any) -> bool:
+    return isinstance(value, list) and len(value) == 2 and all(_is_count(v) for v in value)
+
+
+_ICL_FIELDS: dict[str, _Check] = {
+    "model": _is_text, "name": _is_text, "parameters": _is_count, "icl_score": _is_score,
+    "induction_max": _is_probability, "previous_token_max": _is_probability,
+    "strongest_head": _is_head, "icl_without_strongest": _is_score, "cached": _is_flag,
+}  # fmt: skip
+
+
+def measure_icl(
+    target: str,
+    text: str,
+    *,
+    use_cache: bool = True,
+    open_model: Callable[[str], ModelBackend] | None = None,
+) -> ScaleICL:
+    """The ICL score and induction heads of one model on `text`, cached like a probe. A
+    model without its forward pass here (a server) raises ValueError saying so."""
+    from tokenscope.lm.backend import require_internals
+    from tokenscope.lm.icl import report
+
+    path = cache_dir() / model_key(target) / f"icl-{_digest({'text': text})}.json"
+    got = _read(path) if use_cache and _cacheable(target) else None
+    cached = _record(ScaleICL, got.get("icl"), _ICL_FIELDS) if got is not None else None
+    if isinstance(cached, ScaleICL):  # (the head comes back from JSON as a list)
+        head = (cached.strongest_head[0], cached.strongest_head[1])
+        return dataclasses.replace(cached, model=target, cached=True, strongest_head=head)
+    backend = (open_model or _open)(target)
+    r = report(require_internals(backend, "the in-context learning score"), text)
+    result = ScaleICL(
+        model=target, name=_name(backend, target), parameters=backend.facts().parameters,
+        icl_score=r.icl_score, induction_max=r.heads.induction_max,
+        previous_token_max=r.heads.previous_token_max, strongest_head=r.strongest_head,
+        icl_without_strongest=r.icl_without_strongest,
+    )  # fmt: skip
+    del backend
+    record = dataclasses.asdict(result)
+    record["strongest_head"] = list(result.strongest_head)
+    _write(path, {"icl": record})
+    return result

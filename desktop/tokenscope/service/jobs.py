@@ -148,6 +148,9 @@ class ScaleRun(Job):
     prompt: FewShotPrompt | None = None
     max_shots: int | None = None
     use_cache: bool = True
+    # Instead of a probe or a sweep: the in-context learning score on this text and the
+    # induction heads (tokenscope.lm.scale.measure_icl), and for a run at each checkpoint.
+    icl_text: str | None = None
 
 
 # ----- looking inside (tokenscope.lm.inside) -----------------------------------------------------

@@ -20,8 +20,8 @@ if TYPE_CHECKING:  # for the types only: importing tokenscope.lm.inside imports 
     from tokenscope.lm.fewshot.scoring import AnswerScore, SweepPoint
     from tokenscope.lm.inside import LensRow
     from tokenscope.lm.inside import Surprisal as SurprisalResult
-    from tokenscope.lm.scale import ScalePoint, ScaleSweep
-    from tokenscope.train.probe_runs import TrainingCurve
+    from tokenscope.lm.scale import ScaleICL, ScalePoint, ScaleSweep
+    from tokenscope.train.probe_runs import ICLCurvePoint, TrainingCurve
 
 
 @dataclass(frozen=True)
@@ -178,4 +178,6 @@ class ScaleResult:
     point: ScalePoint | None = None
     sweep: ScaleSweep | None = None
     curve: TrainingCurve | None = None  # for a run
+    icl: ScaleICL | None = None  # in-context learning (a ScaleRun with icl_text)
+    icl_curve: tuple[ICLCurvePoint, ...] = ()  # for a run: at each checkpoint
     error: str = ""

@@ -1,4 +1,5 @@
-"""The ScaleRun job: one probe, or a few-shot sweep, on each of several models in turn.
+"""The ScaleRun job: one probe, a few-shot sweep or the in-context learning score, on each
+of several models in turn.
 
 Runs and ladders count as their latest checkpoint on the size chart, and with a probe they
 are also measured at every checkpoint (P against training tokens). One model's trouble
@@ -28,15 +29,16 @@ def run_scale(
     from tokenscope.train import runs
     from tokenscope.train.run_folder import list_checkpoints
 
-    if (job.probe is None) == (job.prompt is None):
-        raise ValueError("a scale run measures either a probe or a few-shot task")
+    if sum(x is not None for x in (job.probe, job.prompt, job.icl_text)) != 1:
+        raise ValueError("a scale run measures one thing: a probe, a few-shot task or the "
+                         "in-context learning score")  # fmt: skip
     # Every run (a ladder: every size) counts as one model; its checkpoints as units too.
     units: list[tuple[str, Path | None]] = []
     for target in job.targets:
         sizes = runs.run_sizes(target) if runs.is_run_folder(target) else []
         units += [(str(size), size) for size in sizes] or [(target, None)]
     total = len(units)
-    if job.probe is not None:
+    if job.probe is not None or job.icl_text is not None:
         total += sum(len(list_checkpoints(run)) for _t, run in units if run is not None)
     done = 0
 
@@ -93,6 +95,17 @@ def _measure(
                 progress=lambda label, _n, _t: ctx.emit(step(label)),
             )
         return ScaleResult(target, point=point, curve=curve)
+    if job.icl_text is not None:
+        icl = scale.measure_icl(model_target, job.icl_text, use_cache=job.use_cache,
+                                open_model=opener)  # fmt: skip
+        points: tuple[probe_runs.ICLCurvePoint, ...] = ()
+        if run is not None:
+            icl = dataclasses.replace(icl, name=runs.run_label(run))
+            points = probe_runs.icl_curve(
+                run, job.icl_text, use_cache=job.use_cache, open_model=opener,
+                progress=lambda label, _n, _t: ctx.emit(step(label)),
+            )  # fmt: skip
+        return ScaleResult(target, icl=icl, icl_curve=points)
     assert job.prompt is not None
     sweep = scale.measure_sweep(
         model_target,

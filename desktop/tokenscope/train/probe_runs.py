@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tokenscope.lm.errors import TokenscopeError
-from tokenscope.lm.scale import Probe, measure_probe
+from tokenscope.lm.scale import Probe, measure_icl, measure_probe
 from tokenscope.train.run_folder import list_checkpoints
 
 # for tokenscope.cli and the service until they import them from there.
@@ -73,3 +73,42 @@ def training_curve(
         assert point.rank is not None  # a local model ranks its whole vocabulary
         points.append(CurvePoint(step, round(step * per_step), point.probability, point.rank))
     return TrainingCurve(str(run_dir), run_label(run_dir), parameters, tuple(points))
+
+
+@dataclass(frozen=True)
+class ICLCurvePoint:
+    """In-context learning at one checkpoint of a run."""
+
+    step: int
+    tokens: int
+    icl_score: float
+    induction_max: float
+
+
+def icl_curve(
+    run_dir: str | Path,
+    text: str,
+    *,
+    use_cache: bool = True,
+    open_model: Callable[[str], ModelBackend] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> tuple[ICLCurvePoint, ...]:
+    """The ICL score and the strongest induction head's score at each checkpoint of a run,
+    against the training tokens it had seen (each checkpoint cached like any model)."""
+    run_dir = Path(run_dir).expanduser()
+    checkpoints = list_checkpoints(run_dir)
+    per_step = tokens_per_step(run_dir)
+    points = []
+    for n, folder in enumerate(checkpoints):
+        if progress is not None:
+            progress(str(folder), n, len(checkpoints))
+        step = int(folder.name.split("-")[1])
+        try:
+            got = measure_icl(str(folder), text, use_cache=use_cache, open_model=open_model)
+        except (TokenscopeError, OSError):
+            if folder.exists():
+                raise
+            continue  # removed meanwhile by the run that is still training
+        points.append(ICLCurvePoint(step, round(step * per_step), got.icl_score,
+                                    got.induction_max))  # fmt: skip
+    return tuple(points)
