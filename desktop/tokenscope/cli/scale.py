@@ -43,6 +43,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                     "--text) and the strongest induction head of each model")  # fmt: skip
     sc.add_argument("--text", metavar="FILE", help="with --icl: the text (default: held-out "
                     "lines of the induction corpus)")  # fmt: skip
+    sc.add_argument("--hub-checkpoints", metavar="REPO",
+                    help="the training checkpoints a Hub repository publishes as stepN "
+                    "revisions (Pythia), downloaded one after the other")  # fmt: skip
+    sc.add_argument("--count", type=int, default=6, help="with --hub-checkpoints: how many, "
+                    "spread on a log scale of the step (default: 6)")  # fmt: skip
     sc.add_argument("--no-cache", action="store_true", help="measure again")
     sc.add_argument("--json", action="store_true")
     sc.set_defaults(handler=scale)
@@ -89,13 +94,23 @@ def scale(args: argparse.Namespace) -> int:
         elif isinstance(r, Progress) and r.label and r.total and not args.json:
             print(f"({r.done + 1}/{r.total}) {printable(r.label)}…", file=sys.stderr, flush=True)
 
+    targets = _targets(args.models)
+    if args.hub_checkpoints:
+        from tokenscope.lm import hub
+
+        names = hub.training_checkpoints(args.hub_checkpoints, args.count)
+        if not names:
+            raise ValueError(f"{args.hub_checkpoints} publishes no stepN revisions")
+        targets = [f"{hub.PREFIX}{args.hub_checkpoints}@{name}" for name in names]
+        targets = (args.models or []) + targets
     job = ScaleRun(
-        _targets(args.models),
+        targets,
         probe=probe,
         prompt=prompt,
         max_shots=args.max_shots,
         use_cache=not args.no_cache,
         icl_text=icl_text,
+        pull=bool(args.hub_checkpoints),
     )
     Session().run(job, record)
     errors = [r for r in results if r.error]

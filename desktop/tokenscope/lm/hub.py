@@ -19,6 +19,7 @@ continues from there.
 from __future__ import annotations
 
 import fnmatch
+import math
 import re
 import threading
 import time
@@ -202,6 +203,25 @@ def revisions(repo: str) -> list[str]:
         return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name))
 
     return sorted(names, key=lambda n: (n != "main", natural(n)))
+
+
+def training_checkpoints(repo: str, count: int | None = None) -> list[str]:
+    """The revisions of `repo` that are training checkpoints (`step1000`: Pythia's naming),
+    earliest first; with `count`, that many spread evenly on a log scale of the step (the
+    first and the last always among them), since most change happens early."""
+    steps = sorted((int(name[4:]), name) for name in revisions(repo)
+                   if re.fullmatch(r"step\d{1,12}", name))  # fmt: skip
+    if count is None or count >= len(steps):
+        return [name for _step, name in steps]
+    if count < 2:
+        raise ValueError("choose at least 2 checkpoints")
+    low, high = math.log1p(steps[0][0]), math.log1p(steps[-1][0])
+    chosen: list[str] = []
+    for i in range(count):
+        goal = low + (high - low) * i / (count - 1)
+        left = [s for s in steps if s[1] not in chosen]
+        chosen.append(min(left, key=lambda s: abs(math.log1p(s[0]) - goal))[1])
+    return sorted(chosen, key=lambda name: int(name[4:]))
 
 
 @dataclass(frozen=True)

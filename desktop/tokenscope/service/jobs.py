@@ -151,6 +151,9 @@ class ScaleRun(Job):
     # Instead of a probe or a sweep: the in-context learning score on this text and the
     # induction heads (tokenscope.lm.scale.measure_icl), and for a run at each checkpoint.
     icl_text: str | None = None
+    # Download Hub models (`hf:...`, a training checkpoint `hf:REPO@step1000`) not yet in the
+    # cache before measuring them, one after the other, with progress.
+    pull: bool = False
 
 
 # ----- looking inside (tokenscope.lm.inside) -----------------------------------------------------

@@ -51,6 +51,8 @@ def run_scale(
     for target, run in units:
         yield step(target)
         try:
+            if job.pull:
+                _pull_if_missing(target, ctx, done - 1, total)
             yield _measure(job, ctx, target, run, opener, step)
         except JobCancelled:
             raise
@@ -62,6 +64,32 @@ def run_scale(
     return "completed"
 
 
+def _pull_if_missing(target: str, ctx: JobContext, done: int, total: int) -> None:
+    """Download a Hub model that is not in the cache yet, saying how far it is (in the
+    label: the progress bar counts models); Cancel stops the download."""
+    import threading
+    import time
+
+    from tokenscope.lm import hub
+
+    if not hub.is_hub_ref(target) or hub.cached_path(target) is not None:
+        return
+    stop, last = threading.Event(), [0.0]
+
+    def progress(t: hub.Transfer) -> None:
+        now = time.monotonic()
+        if now - last[0] >= 0.2:
+            last[0] = now
+            mb = f"{t.done / 1e6:.1f} of {t.total / 1e6:.1f} MB" if t.total else ""
+            ctx.emit(Progress(f"downloading {target} {mb}".strip(), done, total))
+
+    with ctx.token.calling(stop.set):
+        try:
+            hub.pull(target, on_progress=progress, cancel=stop)
+        except hub.DownloadCancelled:
+            raise JobCancelled from None
+
+
 def _measure(
     job: ScaleRun,
     ctx: JobContext,
@@ -70,7 +98,7 @@ def _measure(
     opener: Callable[[str], ModelBackend],
     step: Callable[[str], Progress],
 ) -> ScaleResult:
-    from tokenscope.lm import scale
+    from tokenscope.lm import hub, scale
     from tokenscope.train import probe_runs, runs
     from tokenscope.train.run_folder import latest_checkpoint
 
@@ -94,10 +122,14 @@ def _measure(
                 open_model=opener,
                 progress=lambda label, _n, _t: ctx.emit(step(label)),
             )
+        if hub.is_hub_ref(target) and "@" in target:
+            point = dataclasses.replace(point, name=target.removeprefix(hub.PREFIX))
         return ScaleResult(target, point=point, curve=curve)
     if job.icl_text is not None:
         icl = scale.measure_icl(model_target, job.icl_text, use_cache=job.use_cache,
                                 open_model=opener)  # fmt: skip
+        if hub.is_hub_ref(target) and "@" in target:  # a training checkpoint: name its step
+            icl = dataclasses.replace(icl, name=target.removeprefix(hub.PREFIX))
         points: tuple[probe_runs.ICLCurvePoint, ...] = ()
         if run is not None:
             icl = dataclasses.replace(icl, name=runs.run_label(run))

@@ -4,6 +4,7 @@ no other network here. `tokenscope models pull` runs as a person runs it, in a s
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -469,3 +470,43 @@ def test_what_is_pulled_here_is_read_by_huggingface_hub_and_transformers_offline
     assert config.model_type == "gpt_neox"
     repos = {r.repo_id: r for r in scan_cache_dir(cache).repos}
     assert "step1000" in {ref for rev in repos[PYTHIA].revisions for ref in rev.refs}
+
+
+def test_a_familys_training_checkpoints_are_pulled_one_after_another_and_measured(
+    hub, pythia, tmp_path
+):
+    """`tokenscope scale --icl --hub-checkpoints REPO`: the stepN revisions, spread on a log
+    scale, downloaded in turn with progress, each measured as itself."""
+    from tokenscope.lm import icl
+    from tokenscope.lm.hub import training_checkpoints
+
+    for step in ("step10000", "step200", "step3000"):
+        hub.add_folder(PYTHIA, step, pythia["main" if step != "step200" else "step1000"][0])
+    assert training_checkpoints(PYTHIA) == ["step200", "step1000", "step3000", "step10000"]
+    assert training_checkpoints(PYTHIA, 2) == ["step200", "step10000"]
+    assert training_checkpoints(PYTHIA, 3) == ["step200", "step1000", "step10000"]
+    text = tmp_path / "text.txt"
+    text.write_text("The capital of Indonesia is Jakarta. The capital of France is Paris. " * 40)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tokenscope", "scale", "--icl", "--text", str(text),
+         "--hub-checkpoints", PYTHIA, "--count", "3", "--json"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, **hub.env},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    from tokenscope.lm.hub import cached_path
+
+    for step in ("step200", "step1000", "step10000"):  # each revision in the cache now
+        assert cached_path(f"hf:{PYTHIA}@{step}") is not None, step
+    assert cached_path(f"hf:{PYTHIA}@step3000") is None  # not chosen, not fetched
+    rows = json.loads(proc.stdout)["models"]
+    assert [r["name"] for r in rows] == [f"{PYTHIA}@{s}" for s in ("step200", "step1000",
+                                                                    "step10000")]  # fmt: skip
+    for row in rows:
+        model = load_model(f"hf:{row['name']}")  # in the cache now, found offline
+        assert row["icl_score"] == pytest.approx(icl.report(model, text.read_text()).icl_score,
+                                                 rel=1e-5)  # fmt: skip
+    assert rows[0]["icl_score"] != pytest.approx(rows[-1]["icl_score"])  # other weights
+    none = subprocess.run([sys.executable, "-m", "tokenscope", "scale", "--icl",
+                           "--hub-checkpoints", "acme/sharded"], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, **hub.env})  # fmt: skip
+    assert none.returncode != 0 and "publishes no stepN revisions" in none.stderr
