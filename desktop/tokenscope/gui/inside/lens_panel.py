@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
 )
 
 from tokenscope.gui.inside.common import Exportable, heat
+from tokenscope.gui.widgets.theme import set_tone
 from tokenscope.service.records import LensView
 
 # ----- the logit lens ---------------------------------------------------------------------------
@@ -50,7 +51,7 @@ class LensPanel(Exportable):
             "last row is the model's prediction.",
             wordWrap=True,
         )
-        note.setStyleSheet("color:#555")
+        set_tone(note, "muted")
         layout = QVBoxLayout(self)
         layout.addWidget(self.summary)
         layout.addLayout(row)

@@ -576,6 +576,10 @@ class Playground(QWidget):
         self.show_session(session)
         self.session_opened.emit(path, str(session.fields.get("model", "")))
 
+    def set_prompt(self, text: str) -> None:
+        """Put `text` in the prompt as one edit: Ctrl+Z brings back what was there."""
+        self.prompt.replace_text(text)
+
     def show_session(self, session: OpenedSession) -> None:
         """Show a session read by the opener. A generation in progress stops: its branch
         goes with the old session."""
@@ -586,7 +590,7 @@ class Playground(QWidget):
         # token of a branch the opened session does not have.
         self.selected, self.current = None, -1
         self.alternatives.clear()
-        self.prompt.setPlainText(data["prompt"])
+        self.set_prompt(data["prompt"])
         self.watch.setText(data.get("watch", ""))
         self.sampling.set_values(session.knobs)
         self.branches = branches

@@ -14,6 +14,7 @@ import pyqtgraph as pg
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from tokenscope.gui.widgets.plots import quiet_plot
+from tokenscope.gui.widgets.theme import chart_widget
 
 if TYPE_CHECKING:
     from tokenscope.lm.tokens import GenerationStep
@@ -35,7 +36,7 @@ class ProbabilityStrip(QWidget):
             "distribution, bits (right)",
             objectName="stripLegend",
         )
-        self.plot = pg.PlotWidget(background="w")
+        self.plot = chart_widget()
         self.plot.setMinimumHeight(90)
         item = quiet_plot(self.plot)
         item.setLabel("bottom", "token")
