@@ -292,8 +292,8 @@ class FewShotEditor(QWidget):
             ", ".join(p.candidates),
         )
         rows = tuple((e.input, e.output) for e in p.examples)
+        before = self._state
         self._show_state(EditorState(fields, rows, p.name, p.notes))
-        before, self._state = self._state, self.state()
         if before != self._state:
             self.history.push(_Change(self, before, self._state, "prompt"))
 

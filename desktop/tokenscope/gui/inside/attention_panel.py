@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from tokenscope.gui.inside.common import Exportable, heat
+from tokenscope.gui.inside.common import HEAT_INK, Exportable, heat
 from tokenscope.gui.widgets.plots import quiet_plot
 from tokenscope.gui.widgets.theme import chart_widget, set_tone
 from tokenscope.service.records import AttentionView
@@ -196,6 +196,7 @@ class AttentionPanel(Exportable):
                 off = (layer, h) in self.ablated
                 item = QTableWidgetItem(f"{text} off" if off else text)
                 item.setBackground(QColor("#f3b8b8") if off else heat(score or 0.0))
+                item.setForeground(HEAT_INK)
                 self.heads_table.setItem(layer, h, item)
         best = ""
         if self.scores is not None and self.scores.size:

@@ -39,6 +39,7 @@ from tokenscope.gui.playground.token_view import TokenView
 from tokenscope.gui.service_bridge import JobHandle, ServiceBridge
 from tokenscope.gui.widgets.long_text import PlainTextEditor
 from tokenscope.gui.widgets.next_token_chart import ChartData, NextTokenChart
+from tokenscope.gui.widgets.theme import set_tone
 from tokenscope.service.jobs import Generate, Predict, Tokenize
 from tokenscope.service.records import GenerationDone, GenerationStarted, NextTokenView
 
@@ -291,7 +292,7 @@ class Playground(QWidget):
             n = len(self.tokens.spans)
             window = f"{info.context_length:,}" if info.context_length else "its"
             used = f"{n:,} of {window}" if n else f"up to {window}"
-            self.context_info.setStyleSheet("color:#555")
+            set_tone(self.context_info, "muted")
             self.context_info.setText(
                 f"On a server ({c.kind} · {c.label}): {used} context tokens; the server cuts "
                 "nothing and refuses a longer prompt."
@@ -299,13 +300,13 @@ class Playground(QWidget):
             return
         seen = len(view.context_ids)
         if view.dropped_tokens:
-            self.context_info.setStyleSheet("color:#9a3412")
+            set_tone(self.context_info, "warning")
             self.context_info.setText(
                 f"The prompt is longer than the context ({info.context_length} tokens): its "
                 f"first {view.dropped_tokens:,} tokens are not seen by the model."
             )
         else:
-            self.context_info.setStyleSheet("color:#555")
+            set_tone(self.context_info, "muted")
             self.context_info.setText(f"{seen} of {info.context_length} context tokens used")
 
     def _on_tokens_done(self, tokens: tuple[Token, ...] | None, outcome: str) -> None:
