@@ -52,7 +52,7 @@ class Appearance(QObject):
         self.zoom = _zoom_setting(percent)
         self.settings.setValue(ZOOM_KEY, self.zoom)
         self._apply_zoom()
-        restyle_all()
+        restyle_all(fit_columns=True)
 
     def zoom_in(self) -> None:
         self.set_zoom(next((z for z in ZOOM_STEPS if z > self.zoom), ZOOM_STEPS[-1]))
@@ -135,7 +135,7 @@ class Appearance(QObject):
         """Zoom and theme as remembered (at start)."""
         self._apply_zoom()
         self._apply_theme()
-        restyle_all()
+        restyle_all(fit_columns=self.zoom != 100)
 
 
 def _zoom_setting(value: object) -> int:

@@ -158,7 +158,6 @@ class Playground(QWidget):
         gv.addLayout(controls)
         gv.addWidget(self.text, 3)
         gv.addWidget(self.strip, 1)
-        self.strip.setMaximumHeight(130)
         alt_row = QHBoxLayout()
         alt_row.addWidget(self.alternatives, 1)
         alt_row.addWidget(self.branch_button, 0, Qt.AlignmentFlag.AlignTop)

@@ -14,8 +14,9 @@ from __future__ import annotations
 from typing import Any
 
 import pyqtgraph as pg
+from PySide6.QtCore import QTimer
 from PySide6.QtGui import QColor, QFont, QGuiApplication, QPalette
-from PySide6.QtWidgets import QApplication, QWidget
+from PySide6.QtWidgets import QApplication, QHeaderView, QTableView, QWidget
 
 #: where a chart's text item keeps its role (QGraphicsItem.data key)
 ROLE_KEY = 0x7453
@@ -167,9 +168,10 @@ def style_chart(plot: pg.PlotWidget) -> None:
                 child.setFont(ticks)
 
 
-def restyle_all() -> None:
+def restyle_all(*, fit_columns: bool = False) -> None:
     """Every chart and every toned label of the application, after a change of palette or
-    font."""
+    font; `fit_columns` (the font changed): tables whose columns are sized once (interactive
+    columns) fit them to the new text again, so that headers are not cut."""
     background, ink, _ = chart_colors()
     # Items made later without chart_widget (a plot's own defaults) start from these.
     pg.setConfigOptions(background=background, foreground=ink)
@@ -180,5 +182,10 @@ def restyle_all() -> None:
             tone = widget.property("tone")
             if isinstance(tone, str) and tone in TONES:
                 widget.setStyleSheet(f"color:{tone_color(tone)}")
-        if isinstance(widget, QWidget) and widget.isVisible():
+        if fit_columns and isinstance(widget, QTableView):
+            header = widget.horizontalHeader()
+            if header.count() and header.sectionResizeMode(0) == QHeaderView.ResizeMode.Interactive:
+                # After the new font has reached the header (its size hints follow it).
+                QTimer.singleShot(0, widget, widget.resizeColumnsToContents)
+        if widget.isVisible():
             widget.update()
