@@ -43,7 +43,6 @@ class Appearance(QObject):
         self.zoom = _zoom_setting(settings.value(ZOOM_KEY, 100))
         theme = str(settings.value(THEME_KEY, "system"))
         self.theme = theme if theme in THEMES else "system"
-        app.installEventFilter(self)
         QGuiApplication.styleHints().colorSchemeChanged.connect(self._on_system_scheme_changed)
 
     # ----- zoom ----------------------------------------------------------------------------
@@ -120,11 +119,11 @@ class Appearance(QObject):
             restyle_all()
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
-        """A palette set from outside (the platform's theme changing, a style): the charts
-        and notes follow whatever the window now shows."""
+        """Installed on the window (not the application, which would put every event of
+        every widget through Python): a palette set from outside (the platform's theme
+        changing, a style) reaches the window, and the charts and notes follow it."""
         if (
-            event.type() == QEvent.Type.ApplicationPaletteChange
-            and watched is QApplication.instance()
+            event.type() == QEvent.Type.PaletteChange
             and not self._applying
             and self.theme == "system"
         ):
@@ -152,6 +151,7 @@ class ViewMenu(QObject):
     def __init__(self, window: QMainWindow, settings: QSettings) -> None:
         super().__init__(window)
         self.appearance = Appearance(settings, self)
+        window.installEventFilter(self.appearance)
         self.menu: QMenu = window.menuBar().addMenu("&View")
         self.zoom_in = self._action(
             "Zoom &in", ["Ctrl+=", "Ctrl++"], self.appearance.zoom_in, "Larger text and charts"
