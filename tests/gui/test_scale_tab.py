@@ -76,7 +76,7 @@ def test_the_size_chart_is_each_models_next_token_probability(
         assert x == pytest.approx(math.log10(n))
         assert p == pytest.approx(dist.probability_of(answer), rel=1e-5)
     # The rank view: the answer's place in each model's own distribution.
-    tab.metric.setCurrentIndex(tab.metric.findData("rank"))
+    tab.metric_picker.setCurrentIndex(tab.metric_picker.findData("rank"))
     for (_name, _x, rank), (_n, dist) in zip(tab.size_chart.data(), expected, strict=True):
         p = dist.probability_of(answer)
         assert rank == 1 + sum(q > p for q in dist.vector())
@@ -84,7 +84,7 @@ def test_the_size_chart_is_each_models_next_token_probability(
     assert sorted(n for _name, n in tab.size_chart.reference.marks) == [e[0] for e in expected]
     assert tab.table.rowCount() == 2
     # Asked again, the answers come from the cache, unchanged.
-    tab.metric.setCurrentIndex(tab.metric.findData("probability"))
+    tab.metric_picker.setCurrentIndex(tab.metric_picker.findData("probability"))
     _run(qtbot, tab)
     assert "2 from the cache" in tab.status.text()
     assert [d[2] for d in tab.size_chart.data()] == pytest.approx([d[2] for d in data])

@@ -24,14 +24,16 @@ from PySide6.QtWidgets import (
 )
 
 from tokenscope.gui import background, heap
+from tokenscope.gui.edit_menu import EditMenu
 from tokenscope.gui.fewshot.fewshot_tab import FewShotTab
 from tokenscope.gui.inside.inside_tab import InsideTab
 from tokenscope.gui.models.models_tab import ModelsTab
 from tokenscope.gui.playground.playground import Playground
 from tokenscope.gui.scale.scale_tab import ScaleTab
 from tokenscope.gui.service_bridge import JobHandle, ServiceBridge
-from tokenscope.gui.settings_file import MAX_PROMPT_CHARS, json_setting, open_settings
+from tokenscope.gui.settings_file import MAX_PROMPT_CHARS, int_setting, json_setting, open_settings
 from tokenscope.gui.training.training_tab import TrainingTab
+from tokenscope.gui.view_menu import ViewMenu
 from tokenscope.lm.threads import cpu_cores
 from tokenscope.lm.weight_modes import DTYPE_CHOICES
 from tokenscope.service.jobs import SetThreads
@@ -41,13 +43,6 @@ OPEN_OTHER = "Open file or folder…"
 CONNECT = "Connect to a server…"
 MESSAGE_MS = 12_000
 POOL_WAIT_S = 30
-
-
-def _int_setting(value: object, default: int = 0) -> int:
-    try:
-        return int(value)  # type: ignore[call-overload]
-    except (TypeError, ValueError):
-        return default
 
 
 def settings_store() -> tuple[QSettings, str | None]:
@@ -174,6 +169,7 @@ class MainWindow(QMainWindow):
         self._action(menu, "&Export chart…", "Ctrl+E", self.export_chart_dialog)
         menu.addSeparator()
         self._action(menu, "&Quit", "Ctrl+Q", self.close)
+        self.edit_menu, self.view_menu = EditMenu(self), ViewMenu(self, self.settings)
 
     def _action(self, menu, text: str, shortcut: str, slot) -> QAction:
         action = QAction(text, self)
@@ -219,7 +215,7 @@ class MainWindow(QMainWindow):
         self._fit_screen()
         self.playground.sampling.set_values(json_setting(self.settings, "playground/sampling"))
         self.threads.blockSignals(True)
-        self.threads.setValue(_int_setting(self.settings.value("model/threads", 0)))
+        self.threads.setValue(int_setting(self.settings.value("model/threads", 0)))
         self.threads.blockSignals(False)
         for widget in (self.weights, self.compiled):
             widget.blockSignals(True)

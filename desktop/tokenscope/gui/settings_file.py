@@ -123,6 +123,14 @@ def open_settings(path: Path) -> tuple[QSettings, str | None]:
     return settings, note
 
 
+def int_setting(value: object, default: int = 0) -> int:
+    """A whole-number setting; `default` where it is not one."""
+    try:
+        return int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return default
+
+
 def json_setting(settings: QSettings, key: str) -> dict[str, Any]:
     """A setting kept as a JSON object; {} where it is missing or unreadable (the defaults)."""
     try:

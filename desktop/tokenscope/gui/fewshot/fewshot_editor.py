@@ -3,14 +3,27 @@
 Examples can be added, removed, duplicated, reordered by dragging and pasted from a
 spreadsheet (tab-separated rows). Any edit emits `prompt_changed`; `prompt()` reads the
 fields as a tokenscope.lm.fewshot.FewShotPrompt.
+
+The editor keeps one undo history for all its parts (`history`): typing in a field, a row
+added, removed, moved or edited, a whole preset chosen: each is one step of Ctrl+Z (Ctrl+Shift+Z
+or Ctrl+Y redoes), whichever part has the focus. Consecutive typing in one field is one step.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QDropEvent, QGuiApplication, QKeySequence, QShortcut
+from PySide6.QtCore import QEvent, QObject, Qt, Signal
+from PySide6.QtGui import (
+    QDropEvent,
+    QGuiApplication,
+    QKeyEvent,
+    QKeySequence,
+    QShortcut,
+    QUndoCommand,
+    QUndoStack,
+)
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFormLayout,
@@ -101,6 +114,58 @@ def parse_rows(text: str) -> list[tuple[str, str]]:
     return rows
 
 
+def undo_key(event: QKeyEvent) -> str | None:
+    """ "undo", "redo" or None: what a key press asks of an editor's history."""
+    if event.matches(QKeySequence.StandardKey.Undo):
+        return "undo"
+    ctrl_y = (
+        event.key() == Qt.Key.Key_Y and event.modifiers() == Qt.KeyboardModifier.ControlModifier
+    )
+    if event.matches(QKeySequence.StandardKey.Redo) or ctrl_y:
+        return "redo"
+    return None
+
+
+@dataclass(frozen=True)
+class EditorState:
+    """Everything the editor holds, as typed (a template being typed need not be valid)."""
+
+    fields: tuple[str, ...]  # the line edits' texts, in FewShotEditor.fields order
+    rows: tuple[tuple[str, str], ...]
+    name: str
+    notes: str
+
+
+class _Change(QUndoCommand):
+    """One step of the editor's history: the state before and after."""
+
+    def __init__(self, editor: FewShotEditor, before: EditorState, after: EditorState, part: str):
+        super().__init__(part)
+        self.editor, self.before, self.after, self.part = editor, before, after, part
+        self._done = True  # pushed after the change was made: the first redo has nothing to do
+
+    def id(self) -> int:
+        return 1
+
+    def mergeWith(self, other: QUndoCommand) -> bool:
+        # Typing on in the same field is one step; rows and whole prompts never merge.
+        if not isinstance(other, _Change) or other.part != self.part or self.part in (
+            "rows", "prompt"
+        ):  # fmt: skip
+            return False
+        self.after = other.after
+        return True
+
+    def redo(self) -> None:
+        if self._done:
+            self._done = False
+            return
+        self.editor._show_state(self.after)
+
+    def undo(self) -> None:
+        self.editor._show_state(self.before)
+
+
 class FewShotEditor(QWidget):
     #: () — any part of the prompt changed (GUI thread)
     prompt_changed = Signal()
@@ -151,7 +216,7 @@ class FewShotEditor(QWidget):
         self.paste_button.clicked.connect(self.paste_rows)
         QShortcut(QKeySequence.StandardKey.Paste, self.examples, self.paste_rows)
         self.examples.rows_changed.connect(self.prompt_changed)
-        for w in (
+        self.fields = (
             self.instruction,
             self.query,
             self.template,
@@ -159,8 +224,15 @@ class FewShotEditor(QWidget):
             self.header,
             self.expected,
             self.candidates,
-        ):
+        )
+        for w in self.fields:
             w.textChanged.connect(self.prompt_changed)
+        self.history = QUndoStack(self)
+        self._state = self.state()
+        self._restoring = False
+        self.prompt_changed.connect(self._record)
+        for part in (*self.fields, self.examples):
+            part.installEventFilter(self)
 
     def _line(self, name: str, label: str) -> QLineEdit:
         edit = QLineEdit(objectName=name)
@@ -209,26 +281,71 @@ class FewShotEditor(QWidget):
         )
 
     def set_prompt(self, p: FewShotPrompt) -> None:
-        widgets = (
-            self.instruction,
-            self.query,
-            self.template,
-            self.separator,
-            self.header,
-            self.expected,
-            self.candidates,
+        """Show `p`: one step of the history (Ctrl+Z brings back what was there)."""
+        fields = (
+            p.instruction,
+            p.query,
+            escape(p.template),
+            escape(p.separator),
+            p.query_header,
+            p.expected,
+            ", ".join(p.candidates),
         )
-        for w in widgets:
-            w.blockSignals(True)
-        self.name = p.name
-        self.notes = p.notes
-        self.instruction.setText(p.instruction)
-        self.query.setText(p.query)
-        self.template.setText(escape(p.template))
-        self.separator.setText(escape(p.separator))
-        self.header.setText(p.query_header)
-        self.expected.setText(p.expected)
-        self.candidates.setText(", ".join(p.candidates))
-        for w in widgets:
-            w.blockSignals(False)
-        self.examples.set_rows([(e.input, e.output) for e in p.examples])
+        rows = tuple((e.input, e.output) for e in p.examples)
+        before = self._state
+        self._show_state(EditorState(fields, rows, p.name, p.notes))
+        if before != self._state:
+            self.history.push(_Change(self, before, self._state, "prompt"))
+
+    # ----- the history ---------------------------------------------------------------------
+
+    def state(self) -> EditorState:
+        rows = tuple(self.examples.rows())
+        return EditorState(tuple(w.text() for w in self.fields), rows, self.name, self.notes)
+
+    def _show_state(self, state: EditorState) -> None:
+        """Put `state` in the widgets (without recording it) and say the prompt changed."""
+        self._restoring = True
+        try:
+            for w, text in zip(self.fields, state.fields, strict=True):
+                w.blockSignals(True)
+                w.setText(text)
+                w.blockSignals(False)
+            self.name, self.notes = state.name, state.notes
+            if tuple(self.examples.rows()) != state.rows:
+                self.examples.set_rows(list(state.rows))
+        finally:
+            self._restoring = False
+        self._state = self.state()
+        self.prompt_changed.emit()
+
+    def _record(self) -> None:
+        if self._restoring:
+            return
+        after = self.state()
+        if after == self._state:
+            return
+        before, self._state = self._state, after
+        changed = [
+            i for i, (a, b) in enumerate(zip(before.fields, after.fields, strict=True)) if a != b
+        ]
+        if before.rows != after.rows or before.name != after.name:
+            part = "rows" if not changed and before.name == after.name else "prompt"
+        else:
+            part = self.fields[changed[0]].objectName() if len(changed) == 1 else "prompt"
+        self.history.push(_Change(self, before, after, part))
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        """Ctrl+Z and Ctrl+Shift+Z / Ctrl+Y in any part of the editor go to its history (a
+        field's own history would not know about rows or presets)."""
+        kind = event.type()
+        if kind in (QEvent.Type.ShortcutOverride, QEvent.Type.KeyPress) and isinstance(
+            event, QKeyEvent
+        ):
+            wanted = undo_key(event)
+            if wanted is not None:
+                event.accept()
+                if kind == QEvent.Type.KeyPress:
+                    self.history.undo() if wanted == "undo" else self.history.redo()
+                return True
+        return super().eventFilter(watched, event)

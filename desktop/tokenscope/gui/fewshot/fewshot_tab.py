@@ -25,6 +25,7 @@ from tokenscope.gui.fewshot.sweep_chart import SweepChart
 from tokenscope.gui.service_bridge import JobHandle, ServiceBridge
 from tokenscope.gui.widgets.next_token_chart import ChartData, NextTokenChart
 from tokenscope.gui.widgets.plots import format_probability
+from tokenscope.gui.widgets.theme import set_tone, tone_color
 from tokenscope.service.jobs import FewShotPreview, Sweep
 from tokenscope.service.records import FewShotView, Progress, SweepSeries
 from tokenscope.units import bound_mark, format_rank
@@ -84,7 +85,7 @@ class FewShotTab(QWidget):
         self.task_notes.setStyleSheet("background:#eef4fb; color:#1f3b57; padding:4px;")
         self.task_notes.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.sweep_reading = QLabel(objectName="sweepReading", wordWrap=True)
-        self.sweep_reading.setStyleSheet("color:#1f3b57")
+        set_tone(self.sweep_reading, "info")
         self.sweep_chart = SweepChart()
         self.sweep_plot = self.sweep_chart.plot
         for b in (self.open_button, self.save_button, self.sweep_button, self.cancel_button):
@@ -170,6 +171,8 @@ class FewShotTab(QWidget):
             self.presets.addItem(name)
         if self.presets.count():
             self.load_preset(self.presets.itemText(0))
+        self.editor.history.clear()  # the first preset is where the history starts
+        self.editor.prompt_changed.connect(self._show_task_notes)
 
     # ----- presets -------------------------------------------------------------------------
 
@@ -188,6 +191,12 @@ class FewShotTab(QWidget):
         self.task_notes.setVisible(bool(prompt.notes))
         self.max_shots.setMaximum(len(prompt.examples))
         self.max_shots.setValue(len(prompt.examples))
+
+    def _show_task_notes(self) -> None:
+        """The notes of the task in the editor (they change back when a preset is undone)."""
+        if self.task_notes.text() != self.editor.notes:
+            self.task_notes.setText(self.editor.notes)
+            self.task_notes.setVisible(bool(self.editor.notes))
 
     def _on_preset_picked(self, index: int) -> None:
         self.load_preset(self.presets.itemText(index))
@@ -263,7 +272,7 @@ class FewShotTab(QWidget):
             color = PART_COLORS.get(part.kind, "#eee")
             cells.append(shown(p.text[position : part.start]))
             cells.append(
-                f'<span style="background-color:{color}">'
+                f'<span style="background-color:{color}; color:#111111">'
                 f"{shown(p.text[part.start : part.end])}</span>"
             )
             position = part.end
@@ -282,7 +291,8 @@ class FewShotTab(QWidget):
             )
         lines = []
         if p.note:
-            lines.append(f'<span style="color:#9a3412">{html.escape(p.note)}</span>')
+            warn = tone_color("warning")
+            lines.append(f'<span style="color:{warn}">{html.escape(p.note)}</span>')
         if p.expected is not None:
             e = p.expected
             lines.append(
@@ -371,7 +381,7 @@ class FewShotTab(QWidget):
             self._notes.append(f"{series.model}: {series.note}")
 
     def _say_sweep(self, text: str, *, error: bool = False) -> None:
-        self.sweep_status.setStyleSheet("color:#9a1b1b" if error else "color:#555")
+        set_tone(self.sweep_status, "error" if error else "muted")
         self.sweep_status.setText(text)
 
     def _on_sweep_failed(self, message: str) -> None:

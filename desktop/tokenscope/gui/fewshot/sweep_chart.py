@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING
 
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QFont
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QTextBrowser, QVBoxLayout, QWidget
 
 from tokenscope.gui.widgets.plots import ProbabilityAxis, format_probability, quiet_plot
+from tokenscope.gui.widgets.theme import ACCENT, chart_text, chart_widget
 from tokenscope.units import bound_mark, format_rank
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ class SweepChart(QWidget):
         self.legend = QLabel(objectName="sweepLegend", wordWrap=True)
         self.log_scale = QCheckBox("log scale", objectName="sweepLogScale")
         self.log_scale.setToolTip("Show small probabilities too: each grid step is 10x smaller")
-        self.plot = pg.PlotWidget(background="w", axisItems={"left": ProbabilityAxis("left")})
+        self.plot = chart_widget(axisItems={"left": ProbabilityAxis("left")})
         self.plot.setObjectName("sweepChart")
         self.plot.setAccessibleName("Probability of the expected answer against shots")
         item = quiet_plot(self.plot)
@@ -88,7 +88,6 @@ class SweepChart(QWidget):
         axis = item.getAxis("left")
         axis.log = log
         swatches, lowest, widest = [], 1.0, 0
-        font = QFont(self.font().family(), 8)
         for n, (name, points) in enumerate(self.series.items()):
             color = LINE_COLORS[n % len(LINE_COLORS)]
             by_shots: dict[int, list[float]] = {}
@@ -112,10 +111,10 @@ class SweepChart(QWidget):
                 if pt.order != 0:
                     continue
                 above = (pt.shots + n) % 2 == 0  # neighbours and models take turns
-                label = pg.TextItem(
-                    _short(pt.top_prediction), color=color, anchor=(0.5, 1.15 if above else -0.15)
-                )
-                label.setFont(font)
+                label = chart_text(
+                    _short(pt.top_prediction), ACCENT, color=color,
+                    anchor=(0.5, 1.15 if above else -0.15),
+                )  # fmt: skip
                 label.setPos(pt.shots, self._y(pt.probability))
                 item.addItem(label)
                 self.labels.append((name, pt.shots, pt.top_prediction))

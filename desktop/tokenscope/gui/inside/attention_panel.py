@@ -24,8 +24,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from tokenscope.gui.inside.common import Exportable, heat
+from tokenscope.gui.inside.common import HEAT_INK, Exportable, heat
 from tokenscope.gui.widgets.plots import quiet_plot
+from tokenscope.gui.widgets.theme import chart_widget, set_tone
 from tokenscope.service.records import AttentionView
 
 # ----- attention ----------------------------------------------------------------------------
@@ -73,9 +74,7 @@ class AttentionPanel(Exportable):
         self.head.addItem("heads averaged", None)
         self.caption = QLabel(objectName="attentionCaption", wordWrap=True)
         self.left_axis, self.bottom_axis = _LabelAxis("left"), _LabelAxis("bottom")
-        self.plot = pg.PlotWidget(
-            background="w", axisItems={"left": self.left_axis, "bottom": self.bottom_axis}
-        )
+        self.plot = chart_widget(axisItems={"left": self.left_axis, "bottom": self.bottom_axis})
         quiet_plot(self.plot)
         self.plot.setObjectName("attentionMap")
         self.image = pg.ImageItem(axisOrder="row-major")
@@ -85,7 +84,7 @@ class AttentionPanel(Exportable):
         self.plot.getPlotItem().setLabel("left", "query (attends from)")
         self.plot.getPlotItem().setLabel("bottom", "key (attends to)")
         self.strip_axis = _LabelAxis("bottom")
-        self.strip = pg.PlotWidget(background="w", axisItems={"bottom": self.strip_axis})
+        self.strip = chart_widget(axisItems={"bottom": self.strip_axis})
         quiet_plot(self.strip)
         self.strip.setObjectName("lastTokenStrip")
         self.strip.setMaximumHeight(120)
@@ -104,7 +103,7 @@ class AttentionPanel(Exportable):
         self.heads_table.setToolTip("Click a head to silence it (ablation); click again to restore")
         self.heads_table.horizontalHeader().setDefaultSectionSize(54)
         self.heads_note = QLabel(objectName="headsNote", wordWrap=True)
-        self.heads_note.setStyleSheet("color:#555")
+        set_tone(self.heads_note, "muted")
         controls = QHBoxLayout()
         controls.addWidget(QLabel("layer"))
         controls.addWidget(self.layer)
@@ -197,6 +196,7 @@ class AttentionPanel(Exportable):
                 off = (layer, h) in self.ablated
                 item = QTableWidgetItem(f"{text} off" if off else text)
                 item.setBackground(QColor("#f3b8b8") if off else heat(score or 0.0))
+                item.setForeground(HEAT_INK)
                 self.heads_table.setItem(layer, h, item)
         best = ""
         if self.scores is not None and self.scores.size:

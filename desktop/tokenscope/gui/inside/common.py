@@ -7,7 +7,10 @@ from PySide6.QtGui import QColor
 
 from tokenscope.gui.widgets.exporting import Exportable, export_widget
 
-__all__ = ["Exportable", "export_widget", "heat", "surprise_color"]
+__all__ = ["HEAT_INK", "Exportable", "export_widget", "heat", "surprise_color"]
+
+#: text on a heat colour, on a light or a dark window alike
+HEAT_INK = QColor("#111111")
 
 
 def heat(p: float) -> QColor:

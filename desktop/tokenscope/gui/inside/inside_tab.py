@@ -30,6 +30,7 @@ from tokenscope.gui.inside.lens_panel import LensPanel
 from tokenscope.gui.inside.surprisal_panel import SurprisalPanel
 from tokenscope.gui.service_bridge import JobHandle, ServiceBridge
 from tokenscope.gui.widgets.long_text import PlainTextEditor
+from tokenscope.gui.widgets.theme import set_tone
 from tokenscope.service.jobs import AttentionMap, Induction, Lens, SetAblation, Surprisal
 from tokenscope.service.records import AttentionView, LensView, ModelInfo, Progress, SurprisalView
 
@@ -62,7 +63,7 @@ class InsideTab(QWidget):
         self.prompt.setPlaceholderText("A prompt: the views show how the model reads it")
         self.prompt.setMaximumHeight(90)
         self.note = QLabel(objectName="insideNote", wordWrap=True)
-        self.note.setStyleSheet("color:#9a3412")
+        set_tone(self.note, "warning")
         self.lens = LensPanel()
         self.attention = AttentionPanel()
         self.surprisal = SurprisalPanel()

@@ -17,7 +17,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from tokenscope.gui.inside.common import Exportable, heat
+from tokenscope.gui.inside.common import HEAT_INK, Exportable, heat
+from tokenscope.gui.widgets.theme import set_tone
 from tokenscope.service.records import LensView
 
 # ----- the logit lens ---------------------------------------------------------------------------
@@ -50,7 +51,7 @@ class LensPanel(Exportable):
             "last row is the model's prediction.",
             wordWrap=True,
         )
-        note.setStyleSheet("color:#555")
+        set_tone(note, "muted")
         layout = QVBoxLayout(self)
         layout.addWidget(self.summary)
         layout.addLayout(row)
@@ -74,6 +75,7 @@ class LensPanel(Exportable):
             for j, (text, p) in enumerate(cells):
                 item = QTableWidgetItem(text)
                 item.setBackground(heat(p))
+                item.setForeground(HEAT_INK)
                 if j >= 2 and r.top[j - 2][1] == view.target_label:
                     font = item.font()
                     font.setBold(True)

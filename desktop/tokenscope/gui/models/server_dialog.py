@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from tokenscope.gui.background import run_in_background
+from tokenscope.gui.widgets.theme import set_tone
 
 if TYPE_CHECKING:
     from tokenscope.lm.remote.discover import FoundServer
@@ -98,7 +99,7 @@ class ServerDialog(QDialog):
             "one grey bar.",
             wordWrap=True,
         )
-        help_text.setStyleSheet("color:#555")
+        set_tone(help_text, "muted")
         url_row = QHBoxLayout()
         url_row.addWidget(self.url, 1)
         url_row.addWidget(self.list_button)

@@ -14,6 +14,7 @@ from PySide6.QtGui import QColor, QCursor, QFont, QTextCharFormat, QTextCursor
 from PySide6.QtWidgets import QTextBrowser, QToolTip, QWidget
 
 from tokenscope.gui.widgets.long_text import wrap_for
+from tokenscope.gui.widgets.theme import tone_color
 
 if TYPE_CHECKING:
     from tokenscope.lm.tokens import GenerationStep
@@ -126,7 +127,7 @@ class GeneratedTextView(QTextBrowser):
             self.document().clear()
             self._spans = []
             prompt = QTextCharFormat()
-            prompt.setForeground(QColor("#555555"))
+            prompt.setForeground(QColor(tone_color("muted")))
             shown = _shown(self._prompt)
             if len(shown) > MAX_PROMPT_SHOWN:  # the model sees far less; laying it out is slow
                 shown = "…" + shown[-MAX_PROMPT_SHOWN:]

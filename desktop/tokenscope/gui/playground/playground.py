@@ -39,6 +39,7 @@ from tokenscope.gui.playground.token_view import TokenView
 from tokenscope.gui.service_bridge import JobHandle, ServiceBridge
 from tokenscope.gui.widgets.long_text import PlainTextEditor
 from tokenscope.gui.widgets.next_token_chart import ChartData, NextTokenChart
+from tokenscope.gui.widgets.theme import set_tone
 from tokenscope.service.jobs import Generate, Predict, Tokenize
 from tokenscope.service.records import GenerationDone, GenerationStarted, NextTokenView
 
@@ -157,7 +158,6 @@ class Playground(QWidget):
         gv.addLayout(controls)
         gv.addWidget(self.text, 3)
         gv.addWidget(self.strip, 1)
-        self.strip.setMaximumHeight(130)
         alt_row = QHBoxLayout()
         alt_row.addWidget(self.alternatives, 1)
         alt_row.addWidget(self.branch_button, 0, Qt.AlignmentFlag.AlignTop)
@@ -291,7 +291,7 @@ class Playground(QWidget):
             n = len(self.tokens.spans)
             window = f"{info.context_length:,}" if info.context_length else "its"
             used = f"{n:,} of {window}" if n else f"up to {window}"
-            self.context_info.setStyleSheet("color:#555")
+            set_tone(self.context_info, "muted")
             self.context_info.setText(
                 f"On a server ({c.kind} · {c.label}): {used} context tokens; the server cuts "
                 "nothing and refuses a longer prompt."
@@ -299,13 +299,13 @@ class Playground(QWidget):
             return
         seen = len(view.context_ids)
         if view.dropped_tokens:
-            self.context_info.setStyleSheet("color:#9a3412")
+            set_tone(self.context_info, "warning")
             self.context_info.setText(
                 f"The prompt is longer than the context ({info.context_length} tokens): its "
                 f"first {view.dropped_tokens:,} tokens are not seen by the model."
             )
         else:
-            self.context_info.setStyleSheet("color:#555")
+            set_tone(self.context_info, "muted")
             self.context_info.setText(f"{seen} of {info.context_length} context tokens used")
 
     def _on_tokens_done(self, tokens: tuple[Token, ...] | None, outcome: str) -> None:
@@ -576,6 +576,10 @@ class Playground(QWidget):
         self.show_session(session)
         self.session_opened.emit(path, str(session.fields.get("model", "")))
 
+    def set_prompt(self, text: str) -> None:
+        """Put `text` in the prompt as one edit: Ctrl+Z brings back what was there."""
+        self.prompt.replace_text(text)
+
     def show_session(self, session: OpenedSession) -> None:
         """Show a session read by the opener. A generation in progress stops: its branch
         goes with the old session."""
@@ -586,7 +590,7 @@ class Playground(QWidget):
         # token of a branch the opened session does not have.
         self.selected, self.current = None, -1
         self.alternatives.clear()
-        self.prompt.setPlainText(data["prompt"])
+        self.set_prompt(data["prompt"])
         self.watch.setText(data.get("watch", ""))
         self.sampling.set_values(session.knobs)
         self.branches = branches

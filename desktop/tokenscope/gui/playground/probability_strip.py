@@ -11,15 +11,20 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import pyqtgraph as pg
+from PySide6.QtCore import QEvent
+from PySide6.QtGui import QFontMetrics
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from tokenscope.gui.widgets.plots import quiet_plot
+from tokenscope.gui.widgets.theme import chart_widget
 
 if TYPE_CHECKING:
     from tokenscope.lm.tokens import GenerationStep
 
 BAR_COLOR = (70, 130, 200)
 ENTROPY_COLOR = (200, 60, 60)
+MIN_PLOT_HEIGHT = 90  # px at 100%
+MAX_HEIGHT = 130  # px at 100%: the generated text above keeps the room
 
 
 class ProbabilityStrip(QWidget):
@@ -35,14 +40,15 @@ class ProbabilityStrip(QWidget):
             "distribution, bits (right)",
             objectName="stripLegend",
         )
-        self.plot = pg.PlotWidget(background="w")
-        self.plot.setMinimumHeight(90)
+        self.plot = chart_widget()
         item = quiet_plot(self.plot)
         item.setLabel("bottom", "token")
         item.setLabel("left", "p")
         item.showAxis("right")
         item.setLabel("right", "bits")
         item.getAxis("left").enableAutoSIPrefix(False)
+        # Three ticks: a short strip has room for no more at a large zoom.
+        item.getAxis("left").setTicks([[(0.0, "0"), (0.5, "0.5"), (1.0, "1")]])
         self.bars = pg.BarGraphItem(x=[], height=[], width=0.8, brush=BAR_COLOR)
         item.addItem(self.bars)
         self.entropy_box = pg.ViewBox()
@@ -61,6 +67,18 @@ class ProbabilityStrip(QWidget):
         layout.addWidget(self.plot, 1)
         self.shown = 0
         self.set_steps([])
+        self._fit_height()
+
+    def changeEvent(self, event: QEvent) -> None:
+        """Zoomed: the strip's height keeps room for its labels (about 8 lines of text)."""
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.FontChange:
+            self._fit_height()
+
+    def _fit_height(self) -> None:
+        line = QFontMetrics(self.font()).height()
+        self.plot.setMinimumHeight(max(MIN_PLOT_HEIGHT, round(5 * line)))
+        self.setMaximumHeight(max(MAX_HEIGHT, round(8 * line)))
 
     def _on_plot_resized(self) -> None:
         self.entropy_box.setGeometry(self.plot.getPlotItem().vb.sceneBoundingRect())

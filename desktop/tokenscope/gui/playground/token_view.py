@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtWidgets import QTextBrowser, QWidget
 
+from tokenscope.gui.widgets.theme import tone_color
+
 if TYPE_CHECKING:
     from tokenscope.lm.tokens import Token
 
@@ -31,9 +33,11 @@ class TokenView(QTextBrowser):
         """Show TokenSpan records (token_id, display)."""
         self.spans = spans
         first = max(0, len(spans) - MAX_SHOWN)
+        muted = tone_color("muted")  # (dark ink on the light chips, whatever the palette)
         cells = [
-            f'<span style="background-color:{COLORS[i % 2]}">{html.escape(_label(s.display))}'
-            f'</span><sub style="color:#777">{s.token_id}</sub> '
+            f'<span style="background-color:{COLORS[i % 2]}; color:#111111">'
+            f"{html.escape(_label(s.display))}"
+            f'</span><sub style="color:{muted}">{s.token_id}</sub> '
             for i, s in enumerate(spans[first:], start=first)
         ]
         hidden = f" (the first {first:,} not shown)" if first else ""
@@ -42,7 +46,7 @@ class TokenView(QTextBrowser):
     def show_note(self, text: str) -> None:
         """No tokens to show, and why (a server that does not tokenize for its clients)."""
         self.spans = ()
-        self.setHtml(f'<div style="color:#777">{html.escape(text)}</div>')
+        self.setHtml(f'<div style="color:{tone_color("muted")}">{html.escape(text)}</div>')
 
 
 def _label(display: str) -> str:

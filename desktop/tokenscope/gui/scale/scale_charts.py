@@ -13,6 +13,7 @@ from PySide6.QtWidgets import QSplitter, QVBoxLayout, QWidget
 
 from tokenscope.gui.widgets.model_scale_chart import ModelScaleChart
 from tokenscope.gui.widgets.plots import log_ticks, size_colors, titled_plot
+from tokenscope.gui.widgets.theme import MUTED, chart_text
 from tokenscope.units import bound_mark, format_count, format_rank
 
 if TYPE_CHECKING:
@@ -30,14 +31,10 @@ class SizeChart(QWidget):
     """P(answer), or its rank, against parameters (log scale), under the reference chart of
     well-known models with the same axis: the probed models are marked on it too."""
 
-    # A name QWidget has as a method (metric()); the attribute hides it from Python (Qt calls
-    # the C++ one). Renaming it would change what tests and callers use.
-    metric: str  # type: ignore[assignment]
-
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("scaleSizeChart")
-        self.metric = "probability"
+        self.shown_metric = "probability"
         self.points: list[ScalePoint] = []  # smallest first
         self.reference = ModelScaleChart()
         self.reference.plot.setMinimumHeight(140)
@@ -73,7 +70,7 @@ class SizeChart(QWidget):
 
     def set_metric(self, metric: str) -> None:
         """ "probability" or "rank" (of the answer's first token; 1 at the top, log scale)."""
-        self.metric = metric
+        self.shown_metric = metric
         self._draw()
 
     def data(self) -> list[tuple[str, float, float]]:
@@ -90,7 +87,7 @@ class SizeChart(QWidget):
 
     def _value(self, p: ScalePoint) -> float:
         """P, or the rank (below a server's list: the first rank it could have)."""
-        if self.metric != "rank":
+        if self.shown_metric != "rank":
             return p.probability
         return float(p.rank if p.rank is not None else p.rank_above + 1)
 
@@ -99,7 +96,7 @@ class SizeChart(QWidget):
         for label in self._labels:
             item.removeItem(label)
         self._labels = []
-        rank = self.metric == "rank"
+        rank = self.shown_metric == "rank"
         item.setLogMode(x=False, y=rank)
         item.invertY(rank)
         item.setLabel("left", "rank of the answer (1 = top)" if rank else "P(answer)")
@@ -114,7 +111,7 @@ class SizeChart(QWidget):
             )
             text = f"{p.name}\n{shown}"
             # Neighbours alternate above and below their point, so close sizes stay legible.
-            label = pg.TextItem(text, color=(60, 60, 60), anchor=(0, 1 if n % 2 == 0 else 0))
+            label = chart_text(text, anchor=(0, 1 if n % 2 == 0 else 0))
             label.setPos(x + 0.05, math.log10(max(y, 1)) if rank else y)
             item.addItem(label)
             self._labels.append(label)
@@ -135,7 +132,7 @@ class _CurvesChart(QWidget):
         self.setObjectName(name)
         self.plot = titled_plot(title, bottom, left)
         self.legend = self.plot.getPlotItem().addLegend(offset=(-10, -10))
-        self.empty = pg.TextItem(hint, color=(110, 110, 110), anchor=(0.5, 0.5))
+        self.empty = chart_text(hint, MUTED, anchor=(0.5, 0.5))
         self.plot.addItem(self.empty)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)

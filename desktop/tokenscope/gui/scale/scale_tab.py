@@ -71,10 +71,6 @@ class ScaleTab(Exportable):
     #: set_editor_prompt (GUI thread)
     editor_prompt_wanted = Signal()
 
-    # A name QWidget has as a method (metric()); the attribute hides it from Python (Qt calls
-    # the C++ one). Renaming it would change what tests and callers use.
-    metric: QComboBox  # type: ignore[assignment]
-
     def __init__(self, bridge: ServiceBridge, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("scaleTab")
@@ -138,10 +134,10 @@ class ScaleTab(Exportable):
         self.status = QLabel(
             textFormat=Qt.TextFormat.PlainText, objectName="scaleStatus", wordWrap=True
         )
-        self.metric = QComboBox(objectName="scaleMetric")
-        self.metric.addItem("P(answer)", "probability")
-        self.metric.addItem("rank of the answer", "rank")
-        self.metric.setAccessibleName("What the size chart shows")
+        self.metric_picker = QComboBox(objectName="scaleMetric")
+        self.metric_picker.addItem("P(answer)", "probability")
+        self.metric_picker.addItem("rank of the answer", "rank")
+        self.metric_picker.setAccessibleName("What the size chart shows")
 
         self.size_chart = SizeChart()
         self.training_chart = TrainingChart()
@@ -194,7 +190,7 @@ class ScaleTab(Exportable):
         rv.setContentsMargins(0, 0, 0, 0)
         top = QHBoxLayout()
         top.addWidget(QLabel("Size chart shows"))
-        top.addWidget(self.metric)
+        top.addWidget(self.metric_picker)
         top.addStretch(1)
         top.addWidget(self._export_button("scale"))
         rv.addLayout(top)
@@ -222,8 +218,8 @@ class ScaleTab(Exportable):
         self.add_path_button.clicked.connect(self._browse)
         self.add_server_button.clicked.connect(self._ask_server)
         self.mode_probe.toggled.connect(lambda _on: self._on_mode_changed())
-        self.metric.currentIndexChanged.connect(
-            lambda _i: self.size_chart.set_metric(self.metric.currentData())
+        self.metric_picker.currentIndexChanged.connect(
+            lambda _i: self.size_chart.set_metric(self.metric_picker.currentData())
         )
         for keys in ("Ctrl+Return", "Ctrl+Enter"):
             shortcut = QShortcut(QKeySequence(keys), self)

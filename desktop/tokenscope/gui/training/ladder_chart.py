@@ -17,6 +17,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QSplitter, QVBoxLayout, QWidget
 
 from tokenscope.gui.widgets.plots import log_ticks, size_colors, titled_plot
+from tokenscope.gui.widgets.theme import ACCENT, chart_text, set_tone
 from tokenscope.train.events import (
     EvalEvent,
     Event,
@@ -81,11 +82,11 @@ class LadderChart(QWidget):
         self._next = pg.ScatterPlotItem(
             size=14, symbol="star", brush=pg.mkBrush(*FIT_COLOR), pen=pg.mkPen(None)
         )
-        self._next_label = pg.TextItem("", color=FIT_COLOR, anchor=(1, 1))
+        self._next_label = chart_text("", ACCENT, color=FIT_COLOR, anchor=(1, 1))
         for thing in (self._points, self._fit_line, self._next, self._next_label):
             self.loss_plot.addItem(thing)
         self.probe_key = QLabel(objectName="ladderProbeKey", wordWrap=True)
-        self.probe_key.setStyleSheet("color:#555")
+        set_tone(self.probe_key, "muted")
         probes = QWidget()
         pv = QVBoxLayout(probes)
         pv.setContentsMargins(0, 0, 0, 0)

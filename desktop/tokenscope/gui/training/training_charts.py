@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from tokenscope.gui.widgets.theme import chart_widget, style_chart
 from tokenscope.train.events import (
     BaselineEvent,
     EvalEvent,
@@ -56,7 +57,7 @@ def smooth(values: list[float], weight: float) -> list[float]:
 
 
 def _plot(title: str, left: str, object_name: str) -> pg.PlotWidget:
-    plot = pg.PlotWidget(background="w", objectName=object_name)
+    plot = chart_widget(objectName=object_name)
     plot.setAccessibleName(title)
     item = plot.getPlotItem()
     item.setTitle(title, size="9pt")
@@ -65,6 +66,7 @@ def _plot(title: str, left: str, object_name: str) -> pg.PlotWidget:
     item.showGrid(x=True, y=True, alpha=0.2)
     item.setMenuEnabled(False)
     plot.setMinimumHeight(140)
+    style_chart(plot)  # the title and names just set
     return plot
 
 

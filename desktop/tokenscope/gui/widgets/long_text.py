@@ -52,6 +52,14 @@ class PlainTextEditor(QPlainTextEdit):
             self.setWordWrapMode(ANYWHERE)
         super().setPlainText(text)
 
+    def replace_text(self, text: str) -> None:
+        """Set the text as one edit that Ctrl+Z takes back (setPlainText clears the history)."""
+        from tokenscope.gui.widgets.undoable import replace_text
+
+        if has_unbroken_run(text):
+            self.setWordWrapMode(ANYWHERE)
+        replace_text(self, text)
+
     def insertFromMimeData(self, source: QMimeData) -> None:
         if source.hasText() and has_unbroken_run(source.text()):
             self.setWordWrapMode(ANYWHERE)

@@ -18,6 +18,7 @@ from PySide6.QtGui import QFontMetrics
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 from tokenscope.files import resource_path
+from tokenscope.gui.widgets.theme import ACCENT, chart_text, chart_widget
 from tokenscope.units import format_count
 
 KNOWN_COLOR = (70, 130, 200)
@@ -62,7 +63,7 @@ class ModelScaleChart(QWidget):
         self.planned_parameters: int | None = None
         self.marks: list[tuple[str, int]] = []  # models measured elsewhere (the Scale tab)
         self._mark_lines: list[pg.InfiniteLine] = []
-        self.plot = pg.PlotWidget(background="w")
+        self.plot = chart_widget()
         self.plot.setMinimumHeight(300)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -83,7 +84,7 @@ class ModelScaleChart(QWidget):
         item.addItem(self._scatter)
         self._labels: dict[str, pg.TextItem] = {}
         for ref in self.references:
-            label = pg.TextItem(ref.name, color=(60, 60, 60), anchor=(0, 0.5))
+            label = chart_text(ref.name, anchor=(0, 0.5))
             label.setToolTip(
                 f"{ref.name}: {ref.parameters:,} parameters ({ref.year})\n{ref.source}"
             )
@@ -94,7 +95,7 @@ class ModelScaleChart(QWidget):
         self._planned_dot = pg.ScatterPlotItem(
             size=14, symbol="star", brush=pg.mkBrush(*PLANNED_COLOR), pen=pg.mkPen(None)
         )
-        self._planned_label = pg.TextItem("", color=PLANNED_COLOR, anchor=(0, 1))
+        self._planned_label = chart_text("", ACCENT, color=PLANNED_COLOR, anchor=(0, 1))
         for thing in (self._planned_line, self._planned_dot, self._planned_label):
             thing.setVisible(False)
             item.addItem(thing)

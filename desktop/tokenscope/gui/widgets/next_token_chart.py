@@ -18,8 +18,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pyqtgraph as pg
-from PySide6.QtCore import QRectF, QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QFont, QImage, QPainter
+from PySide6.QtCore import QEvent, QRectF, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QColor, QFontMetrics, QImage, QPainter
 from PySide6.QtWidgets import (
     QCheckBox,
     QHBoxLayout,
@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 
 from tokenscope.files import atomic_write_text
 from tokenscope.gui.widgets.plots import ProbabilityAxis, format_probability, quiet_plot
+from tokenscope.gui.widgets.theme import chart_font, chart_text, chart_widget, set_tone
 from tokenscope.lm.tokens import TokenProbability
 from tokenscope.service.records import NextTokenView
 
@@ -124,10 +125,10 @@ class NextTokenChart(QWidget):
             objectName="chartLegend",
         )
         self.note = QLabel(objectName="chartNote", wordWrap=True)
-        self.note.setStyleSheet("color:#555")
+        set_tone(self.note, "muted")
         self.log_scale = QCheckBox("log scale", objectName="chartLogScale")
         self.log_scale.setToolTip("Show small probabilities too: each grid step is 10x smaller")
-        self.plot = pg.PlotWidget(background="w", axisItems={"bottom": ProbabilityAxis("bottom")})
+        self.plot = chart_widget(axisItems={"bottom": ProbabilityAxis("bottom")})
         quiet_plot(self.plot)
         item = self.plot.getPlotItem()
         item.showGrid(x=True, y=False, alpha=0.2)
@@ -145,7 +146,7 @@ class NextTokenChart(QWidget):
             alignment=Qt.AlignmentFlag.AlignCenter,
             objectName="chartPlaceholder",
         )
-        self.placeholder.setStyleSheet("color:#777")
+        set_tone(self.placeholder, "muted")
         self.stack = QStackedWidget()
         self.stack.addWidget(self.placeholder)
         self.stack.addWidget(self.scroll)
@@ -208,6 +209,13 @@ class NextTokenChart(QWidget):
         self.legend.setVisible(False)
         self.stack.setCurrentWidget(self.placeholder)
 
+    def changeEvent(self, event: QEvent) -> None:
+        """Zoomed (the application's font changed): rows and labels take the new size."""
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.FontChange and self._shown is not None:
+            self._pending = self._shown
+            self._timer.start()
+
     def _on_log_scale_toggled(self, _on: bool) -> None:
         if self._shown is not None:
             self._pending = self._shown
@@ -221,8 +229,7 @@ class NextTokenChart(QWidget):
 
     def _value_label(self, i: int) -> pg.TextItem:
         while len(self._values) <= i:
-            label = pg.TextItem(anchor=(0, 0.5), color=(60, 60, 60))
-            label.setFont(QFont(self.font().family(), 8))
+            label = chart_text(anchor=(0, 0.5))
             self.plot.getPlotItem().addItem(label)
             self._values.append(label)
         return self._values[i]
@@ -286,7 +293,9 @@ class NextTokenChart(QWidget):
         span = top - floor
         item.setXRange(floor, top + 0.22 * span, padding=0)  # room for the value labels
         item.setYRange(0.4, n + 0.6, padding=0)
-        self.plot.setMinimumHeight(n * ROW_PX + 50)  # more bars: taller, and it scrolls
+        # More bars: taller, and it scrolls; a row grows with the zoom.
+        row = max(ROW_PX, round(1.6 * QFontMetrics(chart_font()).height()))
+        self.plot.setMinimumHeight(n * row + 50)
         # A top-k list hides the spread of the rest: its entropy is only a lower bound.
         at_least = "" if data.entropy_exact else "≥ "
         title = data.title + (f" · {data.source}" if data.source else "")

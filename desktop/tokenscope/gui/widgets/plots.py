@@ -21,13 +21,17 @@ def quiet_plot(plot: pg.PlotWidget) -> pg.PlotItem:
 
 
 def titled_plot(title: str, bottom: str, left: str) -> pg.PlotWidget:
-    """A quiet plot on white with a grid, a small title and both axes named."""
-    plot = pg.PlotWidget(background="w")
+    """A quiet plot with a grid, a small title and both axes named (on the window's palette
+    and zoom)."""
+    from tokenscope.gui.widgets.theme import chart_widget, style_chart
+
+    plot = chart_widget()
     item = quiet_plot(plot)
     item.showGrid(x=True, y=True, alpha=0.25)
     item.setTitle(title, size="9pt")
     item.setLabel("bottom", bottom)
     item.setLabel("left", left)
+    style_chart(plot)  # the title and names just set
     return plot
 
 
