@@ -106,7 +106,8 @@ def _step(  # type: ignore[no-untyped-def]
             q, keys[i], values[i], attn_mask=mask, enable_gqa=c.kv_heads != c.n_head
         )
         x = x + attn.out(y.transpose(1, 2).reshape(1, 1, c.d_model))
-        x = x + block.mlp(block.mlp_norm(x))
+        if block.mlp is not None:  # (None: an attention-only block)
+            x = x + block.mlp(block.mlp_norm(x))
     x = t.final_norm(x)
     if head is None:
         return t.output_layer(x)

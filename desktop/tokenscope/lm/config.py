@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 Position = Literal["learned", "rope"]
 Norm = Literal["layernorm", "rmsnorm"]
-Mlp = Literal["gelu", "swiglu", "geglu"]
+Mlp = Literal["gelu", "swiglu", "geglu", "none"]  # "none": attention-only blocks
 NormPlacement = Literal["pre", "post", "sandwich"]
 QkNorm = Literal["none", "head", "full"]
 LAYER_TYPES = ("full", "sliding")
@@ -41,7 +41,7 @@ ROPE_SCALING_KEYS = ("factor", "low_freq_factor", "high_freq_factor", "original_
 _CHOICES = {
     "position": ("learned", "rope"),
     "norm": ("layernorm", "rmsnorm"),
-    "mlp": ("gelu", "swiglu", "geglu"),
+    "mlp": ("gelu", "swiglu", "geglu", "none"),
     "gelu_approximate": ("tanh", "none"),
     "norm_placement": ("pre", "post", "sandwich"),
     "qk_norm": ("none", "head", "full"),
@@ -156,6 +156,8 @@ class ModelConfig:
 
     @property
     def ffn_dim(self) -> int:
+        if self.mlp == "none":
+            return 0
         if self.d_ff is not None:
             return self.d_ff
         if self.mlp == "gelu":
@@ -180,6 +182,8 @@ class ModelConfig:
         if self.out_bias:
             mlp += n_in * self.ffn_dim + d
         norms = 4 if self.norm_placement == "sandwich" else 2
+        if self.mlp == "none":  # attention-only: no MLP and none of its norms
+            mlp, norms = 0, norms // 2
         total = self.n_layer * (attn + mlp + norms * norm) + norm
         embeddings = self.vocab_size * d
         if self.position == "learned":

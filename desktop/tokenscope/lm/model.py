@@ -277,9 +277,10 @@ class Block(nn.Module):
         window = config.sliding_window if config.layer_type(layer) == "sliding" else None
         self.attn = Attention(config, rotary, window)
         self.attn_post_norm = _norm(config) if after else None
-        self.mlp_norm = _norm(config) if before else None
-        self.mlp = Mlp(config)
-        self.mlp_post_norm = _norm(config) if after else None
+        mlp = config.mlp != "none"  # "none": an attention-only block
+        self.mlp_norm = _norm(config) if before and mlp else None
+        self.mlp = Mlp(config) if mlp else None
+        self.mlp_post_norm = _norm(config) if after and mlp else None
         self.parallel = config.parallel_residual
         self.dropout = nn.Dropout(config.dropout)
         self.hook_resid_pre = HookPoint(f"blocks.{layer}.resid_pre")  # (B, T, C)
@@ -300,6 +301,8 @@ class Block(nn.Module):
         x = self.hook_resid_pre(x)  # (B, T, C)
         h = self.attn(_maybe(self.attn_norm, x), layer, start, cache)
         h = self.dropout(_maybe(self.attn_post_norm, h))
+        if self.mlp is None:  # attention-only (mlp_out never fires)
+            return self.hook_resid_post(x + h)
         if self.parallel:  # GPT-NeoX: both sub-layers read the block's input
             m = self.mlp(_maybe(self.mlp_norm, x))
             m = self.hook_mlp_out(self.dropout(_maybe(self.mlp_post_norm, m)))

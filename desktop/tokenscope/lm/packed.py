@@ -421,7 +421,7 @@ def _dense_layers(transformer: Transformer) -> Iterator[tuple[nn.Module, str, De
 
     for block in transformer.blocks:
         block = cast("Block", block)  # nn.ModuleList yields plain Modules to a type checker
-        for parent in (block.attn, block.mlp):
+        for parent in (block.attn, block.mlp) if block.mlp is not None else (block.attn,):
             for name, child in list(parent.named_children()):
                 if isinstance(child, Dense):
                     yield parent, name, child

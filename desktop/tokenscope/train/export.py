@@ -24,6 +24,11 @@ from tokenscope.lm.language_model import LanguageModel
 
 
 def _family(c: ModelConfig) -> str:
+    if c.mlp == "none":
+        raise TokenscopeError(
+            "an attention-only model (no MLP) has no GPT-2 or Llama counterpart to export to; "
+            "it opens in Tokenscope as it is"
+        )
     if not c.classic:
         raise TokenscopeError(
             "only GPT-2-style and Llama-style models can be exported; this one has later "

@@ -54,7 +54,7 @@ def quantize_blocks_int8(transformer: Transformer) -> Transformer:
         raise ValueError("this PyTorch has no int8 matmul kernel (_weight_int8pack_mm)")
     for block in transformer.blocks:
         block = cast(Block, block)  # nn.ModuleList yields plain Modules to a type checker
-        for parent in (block.attn, block.mlp):
+        for parent in (block.attn, block.mlp) if block.mlp is not None else (block.attn,):
             for name, child in list(parent.named_children()):
                 if isinstance(child, Dense):
                     setattr(parent, name, Int8Dense(child))
