@@ -33,7 +33,7 @@ echo "Tokenscope: creating a private environment in $venv"
 mkdir -p "$app_dir" "$bin_dir" "$data_home/applications"
 "$python" -m venv "$venv"
 "$venv/bin/python" -m pip install --quiet --upgrade pip
-# torch 2.13.0: the CPU build these machines install from local disk (see README).
+# torch 2.13.0: the CPU build these machines install from local disk (see docs/install.md).
 "$venv/bin/python" -m pip install --quiet "torch==2.13.0" "$source_dir"
 
 cat > "$bin_dir/tokenscope" <<LAUNCHER

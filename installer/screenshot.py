@@ -1,6 +1,7 @@
 """Take the README's screenshot of the real window on a virtual X screen.
 
-    xvfb-run -s "-screen 0 1440x900x24" python installer/screenshot.py docs/screenshot.png
+    xvfb-run -s "-screen 0 1920x1080x24" python installer/screenshot.py /tmp/playground.png
+    convert /tmp/playground.png -colors 256 PNG8:docs/images/playground.png
 
 Opens the window on the bundled model, types a prompt, generates a few tokens, clicks one so
 the chart shows its captured distribution, then saves an X screenshot of the whole screen
@@ -27,7 +28,7 @@ def main() -> None:
 
     app = QApplication(sys.argv[:1])
     window = MainWindow()
-    window.setGeometry(0, 0, 1440, 900)
+    window.setGeometry(0, 0, 1920, 1080)
     window.show()
     window.start()
 

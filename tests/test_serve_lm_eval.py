@@ -153,7 +153,7 @@ def test_the_harness_gets_on_smollm2_what_llama_cpp_gives_it_on_the_same_file(ta
     as_text = ",tokenizer_backend=None,tokenized_requests=False"
     theirs = evaluate(llama.removesuffix("/v1"), "smollm2", tasks, as_text, ["capitals_gen"])
     theirs = theirs["samples"]["capitals_gen"]
-    for a, b in zip(ours, theirs, strict=True):  # (shown with -s: the figures in the README)
+    for a, b in zip(ours, theirs, strict=True):  # (shown with -s: the figures in docs/servers.md)
         print(f"{a['doc']['country']:<10} ours {a['resps'][0][0]!r:<12} {a['exact_match']:.0f}  "
               f"llama.cpp {b['resps'][0][0]!r:<12} {b['exact_match']:.0f}")  # fmt: skip
     agree = [(a, b) for a, b in zip(ours, theirs, strict=True)
@@ -165,18 +165,19 @@ def test_the_harness_gets_on_smollm2_what_llama_cpp_gives_it_on_the_same_file(ta
     assert ours_em >= theirs_em - (len(ours) - len(agree))  # differences only where texts do
 
 
-def _readme_blocks() -> list[tuple[str, str]]:
-    """(language, code) of each block between the README's serve-commands markers."""
+def _docs_blocks() -> list[tuple[str, str]]:
+    """(language, code) of each block between the serve-commands markers of docs/servers.md."""
     import re
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    section = readme.split("<!-- serve-commands -->")[1].split("<!-- /serve-commands -->")[0]
+    page = Path(__file__).resolve().parents[1] / "docs" / "servers.md"
+    section = page.read_text(encoding="utf-8")
+    section = section.split("<!-- serve-commands -->")[1].split("<!-- /serve-commands -->")[0]
     return re.findall(r"```(\w+)\n(.*?)```", section, re.S)
 
 
-def test_the_readmes_commands_run_as_written(tasks, tmp_path):
-    """The serving section of the README, run: the server command (on a free port), the
+def test_the_serving_pages_commands_run_as_written(tasks, tmp_path):
+    """The serving section of docs/servers.md, run: the server command (on a free port), the
     OpenAI SDK snippet and the lm_eval command (on this test's tasks instead of hellaswag,
     which would be downloaded)."""
     import contextlib
@@ -186,7 +187,7 @@ def test_the_readmes_commands_run_as_written(tasks, tmp_path):
     import sys
     from pathlib import Path
 
-    blocks = _readme_blocks()
+    blocks = _docs_blocks()
     assert [lang for lang, _ in blocks] == ["bash", "python", "bash"]
     serve_line = next(line for line in blocks[0][1].splitlines() if "tokenscope serve" in line)
     args = shlex.split(serve_line.split("#")[0])
@@ -201,7 +202,7 @@ def test_the_readmes_commands_run_as_written(tasks, tmp_path):
         snippet = blocks[1][1].replace("http://127.0.0.1:8000/v1", url)
         printed = io.StringIO()
         with contextlib.redirect_stdout(printed):
-            exec(compile(snippet, "README.md", "exec"), {})
+            exec(compile(snippet, "docs/servers.md", "exec"), {})
         assert "Paris" in printed.getvalue() and "total_tokens" in printed.getvalue()
         command = blocks[2][1].replace("\\\n", " ").replace("http://127.0.0.1:8000", url[:-3])
         args = shlex.split(command)

@@ -237,7 +237,7 @@ def problems(results: list[dict], cap_mb: int) -> list[dict]:
 
 
 def summarize(results: list[dict], cap_mb: int, kinds: tuple[str, ...] = KINDS) -> list[dict]:
-    """One row per file kind (and a total): the counts the README reports."""
+    """One row per file kind (and a total): the counts docs/reliability.md reports."""
     rows = []
     for kind in [*kinds, "all"]:
         mine = [r for r in results if kind == "all" or r["kind"] == kind]

@@ -97,7 +97,7 @@ def test_greedy_generation_names_the_capital(packed):
     assert gen.text.startswith(" Jakarta")
 
 
-# Measured on 31 prompts (see README): top-1 the same on 29; the two others are near ties in
+# Measured on 31 prompts (see docs/models.md): top-1 the same on 29; the two others are near ties in
 # llama.cpp itself (top two 0.004 and 0.018 apart); largest |dP| 0.068 packed, 0.076 float32.
 # llama.cpp rounds activations to 8 bits in its quantized matmuls, which our float32 does not.
 LLAMA_CPP_MAX_DP = 0.1

@@ -24,7 +24,7 @@ from .prompts import PROMPTS
 
 pytestmark = pytest.mark.slow
 
-# Measured (see README): the same top token on every prompt compared but near ties; largest
+# Measured (see docs/servers.md): the same top token on every prompt compared but near ties; largest
 # |dP| 0.057 against the default packed weights (llama.cpp rounds activations to 8 bits).
 MAX_DP = 0.1
 NEAR_TIE = 0.03

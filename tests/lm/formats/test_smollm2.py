@@ -1,7 +1,7 @@
 """SmolLM2-135M-Instruct, the real model, against Hugging Face transformers reading the same
 GGUF file (Q4_1, dequantized to float32 by both).
 
-Needs the model installed: `tokenscope models pull smollm2-135m` (CI does it; see README).
+Needs the model installed: `tokenscope models pull smollm2-135m` (the README's test command does).
 A missing model fails these tests on purpose instead of skipping them.
 """
 
@@ -206,7 +206,7 @@ def _probs(model, prompt):
     return np.asarray(model.predict_next_token_probabilities(prompt).vector(), dtype=np.float64)
 
 
-# Measured on 30 prompts: largest |dP| 0.028 (see README); the bound leaves room for the
+# Measured on 30 prompts: largest |dP| 0.028 (see docs/weights.md); the bound leaves room for the
 # machine kind (AVX2 vs AVX-512 kernels round differently) but not for a wrong layer.
 PACKED_MAX_DP = 0.05
 
