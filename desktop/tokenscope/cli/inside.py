@@ -80,8 +80,7 @@ def register_icl(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     add_model_options(ic, chat=False)
     ic.add_argument("--text", metavar="FILE",
-                    help="a UTF-8 text file, or - for standard input (default: held-out lines "
-                    "of the induction corpus: random strings, each said twice)")  # fmt: skip
+                    help="a UTF-8 text file, or - for standard input ")  # fmt: skip
     ic.add_argument("--windows", type=int, default=8, help="windows of the text to average")
     ic.add_argument("--seed", type=int, default=0, help="for the induction test sequences")
     ic.add_argument("--json", action="store_true")
@@ -232,17 +231,14 @@ def icl(args: argparse.Namespace) -> int:
 
 def icl_text(path: str | None) -> tuple[str, str]:
     """The text to measure in-context learning on, and how to name it: a file, standard input
-    ("-"), or by default held-out lines of the induction corpus."""
+    ("-"), or by default held-out text of the induction corpus."""
     if path is None:
         from tokenscope.train import induction_corpus
 
-        return induction_corpus.build(seed=HELD_OUT_SEED, lines=2000), "induction corpus"
+        return induction_corpus.held_out(), "induction corpus"
     return read_text_argument(path), path
 
 
-#: the seed of the induction corpus lines the ICL score is measured on by default (the recipe
-#: trains on seed 0's)
-HELD_OUT_SEED = 99
 
 
 def surprisal(args: argparse.Namespace) -> int:

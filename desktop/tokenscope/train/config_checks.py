@@ -149,7 +149,7 @@ def model_problems(model: Any) -> list[str]:
         "d_ff": lambda v: whole("model.d_ff", v, 1, MAX_FFN, none_ok=True),
         "position": lambda v: choice("model.position", v, ("learned", "rope")),
         "norm": lambda v: choice("model.norm", v, ("layernorm", "rmsnorm")),
-        "mlp": lambda v: choice("model.mlp", v, ("gelu", "swiglu")),
+        "mlp": lambda v: choice("model.mlp", v, ("gelu", "swiglu", "none")),
         "gelu_approximate": lambda v: choice("model.gelu_approximate", v, ("tanh", "none")),
         "norm_eps": lambda v: number("model.norm_eps", v, 0.0, 1.0, low_open=True),
         "rope_base": lambda v: number("model.rope_base", v, 1.0, low_open=True),

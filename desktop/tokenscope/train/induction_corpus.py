@@ -2,14 +2,14 @@
 
     python -m tokenscope.train.induction_corpus OUT.txt
 
-Each line is a random string of 16-24 characters, a random stretch of up to 12 more, and the
-first string again:
+Random letters, in blocks of 64, and in every block a string of 16-24 letters said twice:
 
-    kaeeUa5bnaehrfkad3ra  xbea  kaeeUa5bnaehrfkad3ra
+    aΘbЖeaçκ1ÉcaпdaTиfäa2bÛkeΣaζcgabÉgaΩ3bcqaфXdaTиfäa2bÛkeΣaζcgabÉgaΩ3bc...
+                  ^^^^^^^^^^^^^^^^^^^^^^^          ^^^^^^^^^^^^^^^^^^^^^^^ the same string
 
-Characters are drawn from 62 letters and digits with Zipf-like frequencies (a few common, many
-rare), so counting letters helps a little; the big win is to notice that the line repeats and
-copy the rest of the string from its first occurrence. That is what an induction head does, and
+Letters come from 200 (Latin, Greek, Cyrillic) with Zipf frequencies (a few common, most rare),
+so counting letters helps a little; the big win is to notice that a string is repeating and to
+copy the rest of it from its first occurrence. That is what an induction head does, and
 a small Transformer trained on this text forms induction heads after a few thousand steps, with
 a sudden drop in the loss on the later characters of its window (the in-context learning score).
 The recipe `tokenscope train --recipe induction` trains one on this corpus.
@@ -25,28 +25,44 @@ import numpy as np
 
 from tokenscope.train.default_corpus import write_text
 
-ALPHABET = string.ascii_lowercase + string.ascii_uppercase + string.digits
+#: 200 letters (Latin, Greek, Cyrillic, accented Latin): with this many, a letter seldom
+#: occurs twice in one string, so the earlier occurrence says unambiguously what comes next
+ALPHABET = (
+    string.ascii_lowercase + string.ascii_uppercase + string.digits
+    + "".join(chr(c) for c in range(0x3B1, 0x3CA))  # α..ω
+    + "".join(chr(c) for c in range(0x391, 0x3AA) if c != 0x3A2)  # Α..Ω
+    + "".join(chr(c) for c in range(0x430, 0x450))  # а..я
+    + "".join(chr(c) for c in range(0x410, 0x430))  # А..Я
+    + "".join(chr(c) for c in range(0xC0, 0xFF) if c not in (0xD7, 0xF7))  # À..þ
+)[:200]
+BLOCK = 64  # characters per block: one repeated string in each
 SPAN = (16, 24)  # the repeated string's length (inclusive)
-GAP = (0, 12)  # what comes between the two copies (inclusive)
-LINES = 40_000  # about 1.9 MB
+BLOCKS = 30_000  # about 1.9 M characters
 
 
-def build(seed: int = 0, lines: int = LINES) -> str:
-    """The whole corpus: `lines` lines, the same for the same seed."""
+def build(seed: int = 0, blocks: int = BLOCKS) -> str:
+    """The whole corpus: `blocks` blocks of BLOCK characters, one after the other, each with
+    one string said twice; the same for the same seed."""
     rng = np.random.default_rng(seed)
-    weights = 1.0 / np.arange(1, len(ALPHABET) + 1) ** 0.8
+    weights = 1.0 / np.arange(1, len(ALPHABET) + 1)  # Zipf: a few letters common, most rare
     weights /= weights.sum()
     letters = np.array(list(ALPHABET))
-    spans = rng.integers(SPAN[0], SPAN[1] + 1, size=lines)
-    gaps = rng.integers(GAP[0], GAP[1] + 1, size=lines)
-    chars = letters[rng.choice(len(ALPHABET), size=int((spans + gaps).sum()), p=weights)]
-    out, at = [], 0
-    for span, gap in zip(spans.tolist(), gaps.tolist(), strict=True):
-        first = "".join(chars[at : at + span])
-        between = "".join(chars[at + span : at + span + gap])
-        at += span + gap
-        out.append(f"{first} {between} {first}" if gap else f"{first} {first}")
-    return "\n".join(out) + "\n"
+    out = letters[rng.choice(len(ALPHABET), size=(blocks, BLOCK), p=weights)]
+    for row in out:
+        span = int(rng.integers(SPAN[0], SPAN[1] + 1))
+        first = int(rng.integers(0, BLOCK - 2 * span + 1))
+        second = int(rng.integers(first + span, BLOCK - span + 1))
+        row[second : second + span] = row[first : first + span]
+    return "".join(out.reshape(-1).tolist())
+
+
+#: the seed of the text the ICL score is measured on by default (the recipe trains on seed 0's)
+HELD_OUT_SEED = 99
+
+
+def held_out(blocks: int = 1000) -> str:
+    """Text of the same kind the recipe never trained on: where its ICL score is measured."""
+    return build(seed=HELD_OUT_SEED, blocks=blocks)
 
 
 def write(path: str | Path, seed: int = 0) -> Path:
