@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QPointF, Qt
 
 from tokenscope.train.events import EvalEvent, EventWriter, StartEvent, read_events
 
@@ -98,6 +98,11 @@ def test_a_real_runs_measures_are_charted(qtbot, tab, induction_run):
         return shown is not None and shown.shape == previous.shape and np.allclose(shown, previous)
 
     qtbot.waitUntil(shows_previous, timeout=5_000)
+    # Pointing at a cell names the head, the step and the score.
+    vb = charts.strip.getPlotItem().vb
+    charts.strip.scene().sigMouseMoved.emit(vb.mapViewToScene(QPointF(len(evals) - 0.5, 6.5)))
+    value = evals[-1].previous_token_scores[1][2]
+    assert charts.strip.toolTip() == f"L1 H2 at step {evals[-1].step:,}: {value:.2f}"
 
     tab.bottom.setCurrentWidget(tab.notes_view)
     assert tab.charts.isVisible()

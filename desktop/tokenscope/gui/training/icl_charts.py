@@ -187,6 +187,7 @@ class ICLCharts(QWidget):
         item.setLabel("bottom", "step")
         item.setLabel("left", left)
         item.showGrid(x=True, y=True, alpha=0.2)
+        item.getAxis("left").enableAutoSIPrefix(False)  # nats as they are, not "x0.001"
         plot.setMinimumHeight(100)
         return plot
 
