@@ -188,12 +188,34 @@ def test_the_causal_test_at_a_real_checkpoint(qtbot, tab, induction_run):
     text = ablation.label.text()
     assert f"L{layer} H{head} silenced" in text
     assert f"{expected.icl_score:+.3f} nats with every head" in text
-    if expected.undone is not None and expected.undone <= 1:
+    if expected.icl_score >= 0:
+        assert "nothing for the head to undo" in text
+    elif expected.icl_score > -0.05:
+        assert "barely below 0" in text
+    elif expected.undone is not None and expected.undone <= 1:
         assert f"undoes {100 * expected.undone:.0f} % of it" in text
     heights = ablation.bars.opts["height"]
     assert list(heights) == pytest.approx([expected.icl_score, expected.icl_without_strongest],
                                           abs=1e-5)  # fmt: skip
     assert ablation.button.isEnabled()
+
+
+def test_the_causal_finding_in_words():
+    from tokenscope.gui.training.icl_ablation import AblationResult
+
+    def said(score: float, without: float) -> str:
+        undone = None if score >= 0 else (score - without) / score
+        return AblationResult("/r/checkpoints/step-006000", score, without, (1, 2), 0.62,
+                              undone, "held-out text").summary()  # fmt: skip
+
+    most = said(-0.8, -0.12)
+    assert most.startswith("At step-006000 (held-out text): ICL score -0.800 nats with every")
+    assert "-0.120 with L1 H2 silenced (its induction score 0.62)" in most
+    assert "Silencing L1 H2 undoes 85 % of it." in most and "carries most" in most
+    assert "undoes 25 % of it." in said(-0.8, -0.6) and "carries" not in said(-0.8, -0.6)
+    assert "more than all of it (150 %;" in said(-0.8, 0.4)
+    assert "barely below 0" in said(-0.02, 0.01) and "undoes" not in said(-0.02, 0.01)
+    assert "nothing for the head to undo" in said(0.1, 0.2)
 
 
 def test_the_induction_recipe_fills_the_settings_and_trains_live(

@@ -37,6 +37,7 @@ from tokenscope.train import run_folder as ckpt
 TIMEOUT_S = 300
 TEXT_CHARS = 200_000  # of a run's own text, from its end (the held-out part)
 LATEST = "latest"
+SMALL_SCORE = 0.05  # nats: an ICL score closer to 0 than this is hardly learning from context
 BAR_COLORS = ((200, 60, 60), (150, 150, 150))
 
 
@@ -75,16 +76,20 @@ class AblationResult:
         if self.undone is None:
             lines.append("The score is not negative: the model does not yet learn from its "
                          "context, so there is nothing for the head to undo.")  # fmt: skip
+        elif self.icl_score > -SMALL_SCORE:
+            lines.append(f"The score is barely below 0: the model hardly uses its context yet, "
+                         f"so what silencing {self.head_name} changes says little (train "
+                         "further and test again).")  # fmt: skip
         else:
             share = f"{100 * self.undone:.0f} %"
             if self.undone > 1:
-                said = (f"more than all of it ({share}): without that head the late tokens "
-                        "are predicted worse than the early ones")  # fmt: skip
+                said = (f"more than all of it ({share}; without that head the late tokens are "
+                        "predicted worse than the early ones)")  # fmt: skip
             else:
                 said = f"{share} of it"
-            lines.append(f"Silencing {self.head_name} undoes {said}"
-                         + (": that one head carries the in-context learning."
-                            if self.undone >= 0.5 else "."))  # fmt: skip
+            lines.append(f"Silencing {self.head_name} undoes {said}.")
+            if self.undone >= 0.5:
+                lines.append("That one head carries most of the in-context learning.")
         return " ".join(lines)
 
 
