@@ -236,6 +236,8 @@ def test_the_induction_recipe_fills_the_settings_and_trains_live(
     assert tab.data.tokenizer_kind() == recipe["tokenizer"]
     assert tab.options.sample_prompt.text() == recipe["sample_prompts"][0]
     assert tab.data.paths() == []  # the recipe brings its own text
+    # Its vocabulary is counted on its own text, for the parameters and the time estimate.
+    qtbot.waitUntil(lambda: plan.vocab_size < 100, timeout=15_000)
 
     # A shorter run than the recipe's, changed by hand; Start needs no files.
     plan.steps.setValue(30)
@@ -257,6 +259,7 @@ def test_the_induction_recipe_fills_the_settings_and_trains_live(
     evals = eval_events(run_dir)
     [start] = [e for e in read_events(run_dir / "events.jsonl") if isinstance(e, StartEvent)]
     assert {k: start.model[k] for k in model} == model  # the recipe's model, d_ff and all
+    assert start.model["vocab_size"] == plan.vocab_size
     assert charts.steps == [e.step for e in evals]
     assert charts.icl_points()[1] == [e.icl_score for e in evals]
     assert charts.heat_strip()[0].shape == (model["n_layer"] * model["n_head"], len(evals))

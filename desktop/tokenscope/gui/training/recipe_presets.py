@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from PySide6.QtWidgets import QComboBox, QGroupBox, QLabel, QVBoxLayout, QWidget
 
+from tokenscope.gui.background import run_in_background
+
 if TYPE_CHECKING:
     from tokenscope.gui.training.run_options import RunOptions
     from tokenscope.gui.training.training_data import TrainingData
@@ -36,6 +38,7 @@ RECIPES = (
 )
 #: model fields the panel shows (the recipe's others are kept as they are)
 SHOWN_MODEL = ("n_layer", "n_head", "d_model", "context_length")
+SAMPLE_LINES = 2000  # of a recipe's made-up text: enough to hold every character it uses
 
 
 def load_recipe(name: str) -> dict[str, Any]:
@@ -46,6 +49,17 @@ def load_recipe(name: str) -> dict[str, Any]:
     if not isinstance(settings, dict):
         raise ValueError(f"the recipe {name!r} is not a JSON object")
     return settings
+
+
+def recipe_vocabulary(recipe: dict[str, Any]) -> int | None:
+    """The vocabulary a recipe's character tokenizer will have on the recipe's own text (the
+    panel cannot preview text it has no files for); None when not known here."""
+    if recipe.get("tokenizer") != "char" or recipe.get("corpus_recipe") != "induction":
+        return None
+    from tokenscope.lm.tokenizer import Tokenizer
+    from tokenscope.train import induction_corpus
+
+    return Tokenizer.train_chars(induction_corpus.build(lines=SAMPLE_LINES)).vocab_size
 
 
 def copy_probe(prompt: str) -> str:
@@ -113,6 +127,12 @@ class RecipeChoice(QGroupBox):
             return
         self.recipe = recipe
         self._fill(recipe)
+        # The model's size, and so the time estimate, depend on the vocabulary.
+        run_in_background(lambda: recipe_vocabulary(recipe), self._on_vocabulary_counted, self)
+
+    def _on_vocabulary_counted(self, vocab: int | None, error: str | None) -> None:
+        if vocab is not None and not error and self.recipe is not None:
+            self.plan.set_vocabulary(vocab)
 
     def _fill(self, r: dict[str, Any]) -> None:
         plan, data, options = self.plan, self.data, self.options
