@@ -26,8 +26,10 @@ from PySide6.QtWidgets import (
 
 from tokenscope.gui import background
 from tokenscope.gui.background import run_in_background
+from tokenscope.gui.training.icl_panel import ICLPanel
 from tokenscope.gui.training.ladder_chart import LadderChart
 from tokenscope.gui.training.learning_notes import LearningNotes
+from tokenscope.gui.training.recipe_presets import RecipeChoice
 from tokenscope.gui.training.run_options import RunOptions
 from tokenscope.gui.training.training_charts import TrainingCharts
 from tokenscope.gui.training.training_controls import TrainingControls
@@ -110,9 +112,10 @@ class TrainingTab(QWidget):
         self.plan = TrainingPlan()
         self.scale_chart = ModelScaleChart()
         self.options = RunOptions()
+        self.recipes = RecipeChoice(self.plan, self.data, self.options)
         setup = QWidget()
         column = QVBoxLayout(setup)
-        for w in (self.data, self.plan, self.options, self.scale_chart):
+        for w in (self.recipes, self.data, self.plan, self.options, self.scale_chart):
             column.addWidget(w)
         scroll = QScrollArea(widgetResizable=True)
         scroll.setWidget(setup)
@@ -151,6 +154,9 @@ class TrainingTab(QWidget):
         self.bottom.addTab(self.log, "Log")
         self.bottom.addTab(self.runs, "Runs")
         self.bottom.addTab(self.ladder_chart, "Ladder")
+        self.icl = ICLPanel()  # in-context learning: its pane takes the charts' place too
+        self.icl.charts.attach_loss_plot(self.charts.loss_plot)
+        self.bottom.addTab(self.icl, "In-context learning")
         right = QWidget()
         rlayout = QVBoxLayout(right)
         rlayout.addWidget(self.controls)
@@ -192,10 +198,10 @@ class TrainingTab(QWidget):
         self.runs.run_chosen.connect(self.open_run)
 
     def _on_details_tab_changed(self, _index: int) -> None:
-        """The Ladder pane holds two charts of its own: while it is shown it takes the place
-        of the run's charts (which come back with any other pane), so that it is readable
-        on a 768-pixel screen too."""
-        self.charts.setVisible(self.bottom.currentWidget() is not self.ladder_chart)
+        """The Ladder and In-context learning panes hold charts of their own: while one is
+        shown it takes the place of the run's charts (which come back with any other pane),
+        so that it is readable on a 768-pixel screen too."""
+        self.charts.setVisible(self.bottom.currentWidget() not in (self.ladder_chart, self.icl))
 
     def showEvent(self, event: QShowEvent) -> None:  # Qt's name
         super().showEvent(event)
@@ -235,7 +241,7 @@ class TrainingTab(QWidget):
         if self.process.is_running():
             return None
         paths = self.data.paths()
-        if not paths:
+        if not paths and not self.recipes.provides_text():
             self.show_error(NO_DATA)
             return None
         processes = self.plan.processes.value()
@@ -249,6 +255,7 @@ class TrainingTab(QWidget):
             "name": run_dir.name,
             **self.plan.config_fields(),
         }
+        fields = self.recipes.merged(fields)  # a ready-made run's other settings
         if fields["tokenizer"] == "model":
             fields["init_from"] = self.data.init_from.text().strip() or "builtin"
         try:
@@ -336,6 +343,7 @@ class TrainingTab(QWidget):
         self.process.shutdown()
         self.status_timer.stop()
         self.charts.shutdown()
+        self.icl.shutdown()
         background.wait_for_all(10)
 
     # ----- showing a run -----------------------------------------------------------------------
@@ -344,6 +352,7 @@ class TrainingTab(QWidget):
         self.run_dir = run_dir
         self.plan.set_run_config(run_dir / "run.json")  # its command for several machines
         self.charts.clear()
+        self.icl.set_run(run_dir)
         self.notes.reset()
         self.notes_view.clear()
         self.samples.clear()
@@ -409,6 +418,7 @@ class TrainingTab(QWidget):
                 self.charts.clear()  # each size's curves on their own
             self.ladder_chart.add_event(event)
         self.charts.add_event(event)
+        self.icl.add_event(event)
         for note in self.notes.feed(event):
             self.notes_view.addItem(note)
             self.notes_view.scrollToBottom()
