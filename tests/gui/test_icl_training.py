@@ -180,7 +180,7 @@ def test_the_causal_test_at_a_real_checkpoint(qtbot, tab, induction_run):
 
     # The same measurement made here, in this process, on the same held-out text.
     model = open_model(str(folders[1]))
-    expected = report(model, induction_corpus.build(seed=HELD_OUT_SEED, lines=2000))
+    expected = report(model, induction_corpus.held_out())
     assert result.icl_score == pytest.approx(expected.icl_score, abs=1e-5)
     assert result.icl_without == pytest.approx(expected.icl_without_strongest, abs=1e-5)
     assert result.head == expected.strongest_head

@@ -90,12 +90,14 @@ def head_scores(
     seed: int = 0, repeats: int = 4, bos_id: int | None = None,
 ) -> HeadScores:  # fmt: skip
     """Induction and previous-token scores of every head on `repeats` repeated random
-    sequences of `length` tokens from `pool` (by default as long as the window allows, at
-    most 50), in one batched forward pass that computes attention explicitly."""
+    sequences of `length` tokens from `pool` (by default a quarter of the window, at most
+    50), in one batched forward pass that computes attention explicitly."""
     window = transformer.config.context_length
     start = 1 if bos_id is not None else 0
     longest = (window - start) // 2
-    n = length or min(50, longest)
+    # A quarter of the window at most: the copy then lies where a model trained on this
+    # window has seen copies (a head may copy only from so far back), 50 tokens at most.
+    n = length or max(2, min(50, window // 4))
     if not 2 <= n <= longest:
         raise ValueError(f"length must be from 2 to {longest} for this model")
     ids = repeated_sequences(pool, n, repeats, seed=seed, bos_id=bos_id)

@@ -2,13 +2,13 @@
 
     python -m tokenscope.train.induction_corpus OUT.txt
 
-Random letters, in blocks of 64, and in every block a string of 16-24 letters said twice:
+Random strings of 8-24 letters, each said twice, one after the other:
 
-    aΘbЖeaçκ1ÉcaпdaTиfäa2bÛkeΣaζcgabÉgaΩ3bcqaфXdaTиfäa2bÛkeΣaζcgabÉgaΩ3bc...
-                  ^^^^^^^^^^^^^^^^^^^^^^^          ^^^^^^^^^^^^^^^^^^^^^^^ the same string
+    Qm3kZr0aPxWQm3kZr0aPxWf8TyLq2Bc9f8TyLq2Bc9...
+    (Qm3kZr0aPxW twice, then f8TyLq2Bc9 twice: there are no spaces)
 
-Letters come from 200 (Latin, Greek, Cyrillic) with Zipf frequencies (a few common, most rare),
-so counting letters helps a little; the big win is to notice that a string is repeating and to
+Each of the 62 letters and digits is as likely as any other, so no counting of letters helps:
+the only way to predict a letter is to notice that a string is repeating and to
 copy the rest of it from its first occurrence. That is what an induction head does, and
 a small Transformer trained on this text forms induction heads after a few thousand steps, with
 a sudden drop in the loss on the later characters of its window (the in-context learning score).
@@ -25,44 +25,35 @@ import numpy as np
 
 from tokenscope.train.default_corpus import write_text
 
-#: 200 letters (Latin, Greek, Cyrillic, accented Latin): with this many, a letter seldom
-#: occurs twice in one string, so the earlier occurrence says unambiguously what comes next
-ALPHABET = (
-    string.ascii_lowercase + string.ascii_uppercase + string.digits
-    + "".join(chr(c) for c in range(0x3B1, 0x3CA))  # α..ω
-    + "".join(chr(c) for c in range(0x391, 0x3AA) if c != 0x3A2)  # Α..Ω
-    + "".join(chr(c) for c in range(0x430, 0x450))  # а..я
-    + "".join(chr(c) for c in range(0x410, 0x430))  # А..Я
-    + "".join(chr(c) for c in range(0xC0, 0xFF) if c not in (0xD7, 0xF7))  # À..þ
-)[:200]
-BLOCK = 64  # characters per block: one repeated string in each
-SPAN = (16, 24)  # the repeated string's length (inclusive)
-BLOCKS = 30_000  # about 1.9 M characters
+ALPHABET = string.ascii_lowercase + string.ascii_uppercase + string.digits  # 62, all as likely
+SPAN = (8, 24)  # the repeated string's length (inclusive)
+CHARACTERS = 1_920_000
 
 
-def build(seed: int = 0, blocks: int = BLOCKS) -> str:
-    """The whole corpus: `blocks` blocks of BLOCK characters, one after the other, each with
-    one string said twice; the same for the same seed."""
+def build(seed: int = 0, characters: int = CHARACTERS) -> str:
+    """The whole corpus: random strings of 8-24 letters, each said twice, one after the other,
+    `characters` long; the same for the same seed."""
     rng = np.random.default_rng(seed)
-    weights = 1.0 / np.arange(1, len(ALPHABET) + 1)  # Zipf: a few letters common, most rare
-    weights /= weights.sum()
     letters = np.array(list(ALPHABET))
-    out = letters[rng.choice(len(ALPHABET), size=(blocks, BLOCK), p=weights)]
-    for row in out:
-        span = int(rng.integers(SPAN[0], SPAN[1] + 1))
-        first = int(rng.integers(0, BLOCK - 2 * span + 1))
-        second = int(rng.integers(first + span, BLOCK - span + 1))
-        row[second : second + span] = row[first : first + span]
-    return "".join(out.reshape(-1).tolist())
+    lengths = rng.integers(SPAN[0], SPAN[1] + 1, size=characters // (2 * SPAN[0]) + 1)
+    strings = letters[rng.integers(0, len(ALPHABET), size=int(lengths.sum()))]
+    out, at, total = [], 0, 0
+    for n in lengths.tolist():
+        piece = "".join(strings[at : at + n].tolist())
+        out += [piece, piece]
+        at, total = at + n, total + 2 * n
+        if total >= characters:
+            break
+    return "".join(out)[:characters]
 
 
 #: the seed of the text the ICL score is measured on by default (the recipe trains on seed 0's)
 HELD_OUT_SEED = 99
 
 
-def held_out(blocks: int = 1000) -> str:
+def held_out(characters: int = 64_000) -> str:
     """Text of the same kind the recipe never trained on: where its ICL score is measured."""
-    return build(seed=HELD_OUT_SEED, blocks=blocks)
+    return build(seed=HELD_OUT_SEED, characters=characters)
 
 
 def write(path: str | Path, seed: int = 0) -> Path:

@@ -38,7 +38,7 @@ RECIPES = (
 )
 #: model fields the panel shows (the recipe's others are kept as they are)
 SHOWN_MODEL = ("n_layer", "n_head", "d_model", "context_length")
-SAMPLE_LINES = 2000  # of a recipe's made-up text: enough to hold every character it uses
+SAMPLE_CHARACTERS = 64_000  # of a recipe's made-up text: enough to hold every character
 
 
 def load_recipe(name: str) -> dict[str, Any]:
@@ -59,17 +59,7 @@ def recipe_vocabulary(recipe: dict[str, Any]) -> int | None:
     from tokenscope.lm.tokenizer import Tokenizer
     from tokenscope.train import induction_corpus
 
-    return Tokenizer.train_chars(induction_corpus.build(lines=SAMPLE_LINES)).vocab_size
-
-
-def copy_probe(prompt: str) -> str:
-    """A probe of copying for a prompt that ends partway into a repeat of its first string
-    ("abcd xy ab" -> "abcd xy ab|c"); "" when the prompt is not of that shape."""
-    words = prompt.split(" ")
-    first, last = words[0], words[-1]
-    if len(words) > 1 and last and first.startswith(last) and len(first) > len(last):
-        return f"{prompt}|{first[len(last)]}"
-    return ""
+    return Tokenizer.train_chars(induction_corpus.build(characters=SAMPLE_CHARACTERS)).vocab_size
 
 
 class RecipeChoice(QGroupBox):
@@ -153,5 +143,7 @@ class RecipeChoice(QGroupBox):
         options.name.setText(str(r.get("name") or ""))
         prompts = r.get("sample_prompts") or []
         options.sample_prompt.setText(str(prompts[0]) if prompts else "")
-        probes = [p for p in (copy_probe(str(p)) for p in prompts) if p]
+        probes = [f"{p['prompt']}|{p['continuation']}" for p in r.get("probes") or []
+                  if isinstance(p, dict) and isinstance(p.get("prompt"), str)
+                  and isinstance(p.get("continuation"), str)]  # fmt: skip
         options.probes.setPlainText("\n".join(probes))
