@@ -161,11 +161,12 @@ def test_the_model_size_chart_never_draws_one_name_over_another(qtbot):
 
     chart = ModelScaleChart()
     qtbot.addWidget(chart)
+    vb = chart.plot.getPlotItem().vb
     for width in (470, 900):
         chart.resize(width, 480)
         chart.show()
-        qtbot.waitUntil(lambda: chart.plot.getPlotItem().vb.width() > 100, timeout=5_000)
-        chart._place_labels()
+        qtbot.waitUntil(lambda w=width: vb.width() > w * 0.7, timeout=5_000)
+        chart.plot.grab()  # painted: each name as on screen
         shown = [t for t in chart._labels.values() if t.isVisible()]
         assert len(shown) >= len(chart._labels) * 2 // 3  # most names are readable
         boxes = [t.sceneBoundingRect() for t in shown]
