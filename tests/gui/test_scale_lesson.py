@@ -6,7 +6,7 @@ the chart of well-known models never cover one another in the real window at 102
 from __future__ import annotations
 
 import pytest
-from PySide6.QtCore import QRectF
+from PySide6.QtCore import QRectF, Qt
 
 
 @pytest.fixture(autouse=True)
@@ -68,3 +68,95 @@ def test_a_short_chart_hides_names_rather_than_stacking_them(qtbot):
     chart.resize(1400, 600)
     qtbot.waitUntil(lambda: chart.plot.getPlotItem().vb.width() > 1000, timeout=5_000)
     assert len(chart.unlabelled) < len(chart.references) // 3
+
+
+@pytest.fixture
+def big_random_checkpoint(tmp_path, make_model):
+    """An untrained model with more parameters than the bundled one: it knows nothing."""
+    model = make_model("tiny", seed=3, d_model=256, n_head=4)
+    assert model.parameter_count > 1_100_000
+    return model.save(tmp_path / "big-random")
+
+
+def _tick_only(qtbot, window, *targets):
+    tab = window.scale
+    window.tabs.setCurrentWidget(tab)
+    qtbot.waitUntil(lambda: tab.models.count() > 0)
+    for i in range(tab.models.count()):
+        tab.models.item(i).setCheckState(Qt.CheckState.Unchecked)
+    for t in targets:
+        tab.add_target(str(t))
+    return tab
+
+
+def _run(qtbot, tab):
+    tab.run()
+    qtbot.waitUntil(lambda: not tab.running, timeout=120_000)
+
+
+def test_the_tab_opens_on_the_in_context_task(qtbot, window, checkpoint, big_random_checkpoint):
+    tab = window.scale
+    assert tab.mode_task.isChecked() and not tab.prompt.isEnabled()
+    assert tab.task.currentData() == "invented-language"
+    assert tab.max_shots.value() == 4
+    assert not tab.explanation.isVisible()
+    # Run as it opens: each model's sweep, and on the size chart its P with four examples.
+    tab = _tick_only(qtbot, window, big_random_checkpoint, checkpoint)
+    tab.mode_task.setChecked(True)
+    _run(qtbot, tab)
+    assert tab.status.text().startswith("2 model(s) measured"), tab.status.text()
+    sweeps = {name: ps for name, _shots, ps in tab.sweep_chart.data()}
+    assert all(len(ps) == 5 for ps in sweeps.values())  # 0..4 examples
+    size = tab.size_chart.data()
+    assert [x for _n, x, _p in size] == sorted(x for _n, x, _p in size)
+    for name, _x, p in size:
+        assert p == pytest.approx(sweeps[name][-1])
+    title = tab.size_chart.plot.getPlotItem().titleLabel.text
+    assert "4 example" in title
+
+
+def test_a_probe_whose_p_falls_with_size_is_explained(qtbot, window, big_random_checkpoint):
+    # The bundled model learned " Jakarta" by heart; an untrained bigger model has not.
+    tab = _tick_only(qtbot, window, big_random_checkpoint, "builtin")
+    tab.mode_probe.setChecked(True)
+    tab.prompt.setText("The capital of Indonesia is")
+    tab.answer.setText(" Jakarta")
+    _run(qtbot, tab)
+    points = {p.model: p for p in tab.size_chart.points}
+    small, big = points["builtin"], points[str(big_random_checkpoint)]
+    assert small.parameters < big.parameters and small.probability > 0.5 > big.probability
+    assert tab.explanation.isVisible()
+    text = tab.explanation.text()
+    assert "falls with size" in text and "memory, not ability" in text
+    assert f"{small.probability:.3f}" in text and f"{big.probability:.3f}" in text
+    assert small.name in text and big.name in text
+    # Rows in size order (the bigger model was ticked, and came back, first).
+    names = [tab.table.item(r, 0).text() for r in range(tab.table.rowCount())]
+    sizes = [int(tab.table.item(r, 1).text().replace(",", "")) for r in range(len(names))]
+    assert sizes == sorted(sizes) and names[0] == small.name
+    # An answer the bigger model ranks no lower: nothing to explain.
+    tab.answer.setText(big.top_prediction)
+    _run(qtbot, tab)
+    got = {p.model: p.probability for p in tab.size_chart.points}
+    if got[str(big_random_checkpoint)] >= 0.75 * got["builtin"]:
+        assert not tab.explanation.isVisible()
+
+
+def test_the_explanation_comes_from_the_numbers():
+    from tokenscope.lm.scale import ScalePoint, falls_with_size
+
+    def point(name, n, p, model=None):
+        return ScalePoint(model or name, name, n, p, 1, " x", p)
+
+    rising = [point("a", 10**6, 0.1), point("b", 10**8, 0.5), point("c", 3 * 10**8, 0.9)]
+    assert falls_with_size(rising) == ""
+    small_drop = [point("a", 10**6, 0.50), point("b", 10**8, 0.45)]
+    assert falls_with_size(small_drop) == ""
+    unsure = [point("a", 10**6, 0.2), point("b", 10**8, 0.01)]  # never sure of it: no lesson
+    assert falls_with_size(unsure) == ""
+    falling = [point("big", 10**8, 0.35), point("small", 10**6, 0.99, "builtin")]
+    text = falls_with_size(falling)
+    assert "small (1M) 0.990, big (100M) 0.350" in text and "bundled" in text
+    assert "Few-shot" in text  # a probe: points to the task where size shows
+    task = falls_with_size([point("x", 10**6, 0.99), point("y", 10**8, 0.1)], shots=4)
+    assert "with 4 examples" in task and "bundled" not in task

@@ -42,7 +42,9 @@ class SizeChart(QWidget):
         self.reference = ModelScaleChart()
         self.reference.plot.setMinimumHeight(140)
         self.reference.plot.getPlotItem().setTitle(
-            "Well-known language models (red lines: the models measured here)", size="9pt"
+            "Well-known language models (red lines: the models measured here; hover a dot for its "
+            "name)",
+            size="9pt",
         )
         self.plot = titled_plot("", "parameters (log scale)", "P(answer)")
         self.plot.setMinimumHeight(160)
@@ -70,6 +72,10 @@ class SizeChart(QWidget):
         self.points = sorted((p for p in points if p.parameters > 0), key=lambda p: p.parameters)
         self.reference.set_marks([(p.name, p.parameters) for p in self.points])
         self._draw()
+
+    def set_title(self, title: str) -> None:
+        """What the lower plot shows (a probe's P(answer), or a task's at k examples)."""
+        self.plot.getPlotItem().setTitle(title, size="9pt")
 
     def set_metric(self, metric: str) -> None:
         """ "probability" or "rank" (of the answer's first token; 1 at the top, log scale)."""
