@@ -71,6 +71,8 @@ class AttentionPanel(Exportable):
         self.head = QComboBox(objectName="attentionHead")
         self.head.setAccessibleName("Head")
         self.head.addItem("heads averaged", None)
+        self.update_button = QPushButton("Update", objectName="attentionUpdateButton")
+        self.update_button.setToolTip("Compute the attention on the prompt as it is (Ctrl+L)")
         self.caption = QLabel(objectName="attentionCaption", wordWrap=True)
         self.left_axis, self.bottom_axis = _LabelAxis("left"), _LabelAxis("bottom")
         self.plot = pg.PlotWidget(
@@ -110,6 +112,7 @@ class AttentionPanel(Exportable):
         controls.addWidget(self.layer)
         controls.addWidget(QLabel("head"))
         controls.addWidget(self.head)
+        controls.addWidget(self.update_button)
         controls.addStretch(1)
         controls.addWidget(self._export_button("attention"))
         maps = QWidget()
