@@ -38,6 +38,18 @@ class ReferenceModel:
     source: str
 
 
+def _spread(references: list[ReferenceModel]) -> list[ReferenceModel]:
+    """The order names claim room in: the smallest of each decade of sizes first, then the
+    second of each, and so on, so that when room runs out every decade keeps a name."""
+    seen: dict[int, int] = {}
+    keyed = []
+    for ref in sorted(references, key=lambda r: r.parameters):
+        decade = int(math.log10(ref.parameters))
+        keyed.append((seen.get(decade, 0), ref.parameters, ref))
+        seen[decade] = seen.get(decade, 0) + 1
+    return [ref for _n, _p, ref in sorted(keyed, key=lambda k: (k[0], k[1]))]
+
+
 def reference_path() -> Path:
     """The bundled data file of model sizes."""
     return resource_path("reference", "model_sizes.json")
@@ -181,7 +193,7 @@ class ModelScaleChart(QWidget):
             taken.append(self._view_rect(self._planned_label))
         dots = {r.name: pixel(math.log10(r.parameters), r.year) for r in self.references}
         half = POINT_SIZE / 2 + 1
-        for ref in sorted(self.references, key=lambda r: r.parameters):
+        for ref in _spread(self.references):
             label = self._labels[ref.name]
             px, py = dots[ref.name]
             box = label.boundingRect()
