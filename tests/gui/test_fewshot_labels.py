@@ -87,3 +87,37 @@ def test_a_prompt_longer_than_the_context_is_said_to_be_cut(qtbot, window, check
     # The reading speaks of the points that fit only: its last k is below the first cut.
     if "with no example to" in reading:
         assert f"with {cut[0] - 1}:" in reading or f"with {cut[0] - 1}." in reading
+
+
+def _assert_labels_fit(qtbot, tab):
+    chart = tab.sweep_chart
+    chart.plot.setMaximumHeight(130)  # as short as it gets at 1024x768 under a long reading
+    vb = chart.plot.getPlotItem().vb
+    qtbot.waitUntil(lambda: 40 < vb.height() < 130, timeout=5_000)
+    chart.plot.grab()
+    labels = [i for i in chart.plot.getPlotItem().items if isinstance(i, pg.TextItem)]
+    for label in labels:
+        label.updateTransform(force=True)
+    boxes = [label.sceneBoundingRect() for label in labels]
+    area = vb.sceneBoundingRect()
+    for i, a in enumerate(boxes):
+        assert area.contains(a), (a, area)  # not cut by the top or bottom edge
+        for b in boxes[i + 1 :]:
+            assert not a.intersects(b), (a, b)
+    return labels
+
+
+def test_labels_near_100_and_0_percent_stay_inside_a_short_chart(qtbot, make_window):
+    window = make_window("builtin")  # the bundled model: 0.055 % with no example, ~99 % after
+    window.resize(1024, 768)
+    tab = window.fewshot
+    window.tabs.setCurrentWidget(tab)
+    tab.load_preset("invented-language")
+    tab.max_shots.setValue(4)
+    qtbot.mouseClick(tab.sweep_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: tab.progress.format() == "completed", timeout=60_000)
+    (points,) = tab.sweep_points().values()
+    assert points[0].probability < 0.01 < 0.9 < min(p.probability for p in points[1:])
+    labels = _assert_labels_fit(qtbot, tab)
+    assert len(labels) == 5
+    assert "the answer's first token" in tab.sweep_reading.text()  # rank 1, P 0.055 %

@@ -432,6 +432,8 @@ class FewShotTab(QWidget):
             (name, read_sweep([p for p in points if not p.dropped_tokens]))
             for name, points in series.items()
         ]
+        lines = [(name, text + _first_token_note(points)) for (name, text), points in
+                 zip(lines, series.values(), strict=True)]  # fmt: skip
         lines = [(name, text) for name, text in lines if text]
         if len(lines) == 1:
             return lines[0][1]
@@ -445,3 +447,19 @@ class FewShotTab(QWidget):
     def sweep_labels(self) -> list[tuple[str, int, str]]:
         """(model, shots, top prediction) of every labelled point."""
         return self.sweep_chart.labels
+
+
+def _first_token_note(points: list[SweepPoint]) -> str:
+    """Where the answer's first token is already the model's top guess but the whole answer
+    is improbable (" cloud" before an ending it has to guess), say so: the rank of 1 and the
+    low P are both true."""
+    for p in sorted((p for p in points if p.order == 0), key=lambda p: p.shots):
+        if p.rank == 1 and p.probability < 0.05 and not p.dropped_tokens:
+            shots = "no example" if p.shots == 0 else f"{p.shots} example(s)"
+            return (
+                f" With {shots} the answer's first token {p.top_prediction!r} is "
+                f"already the top guess ({format_probability(p.top_probability)}), yet the "
+                f"whole answer has P = {format_probability(p.probability)}: the rest of it is "
+                "what the model has to take from the examples."
+            )
+    return ""

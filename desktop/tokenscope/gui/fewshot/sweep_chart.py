@@ -136,7 +136,13 @@ class SweepChart(QWidget):
             for pt in points:
                 if pt.order != 0:
                     continue
-                above = (pt.shots + n) % 2 == 0  # neighbours and models take turns
+                # Neighbours and models take turns, except near the top (the label goes under
+                # its point) and the bottom (over it): a label is never cut by the plot's edge.
+                above = (pt.shots + n) % 2 == 0
+                if pt.probability > (0.5 if log else 0.85):
+                    above = False
+                elif not log and pt.probability < 0.15:
+                    above = True
                 text = point_label(pt)
                 label = pg.TextItem(text, color=color, anchor=(0.5, 1.15 if above else -0.15))
                 label.setFont(font)
