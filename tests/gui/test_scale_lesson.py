@@ -100,6 +100,7 @@ def test_the_tab_opens_on_the_in_context_task(qtbot, window, checkpoint, big_ran
     assert tab.task.currentData() == "invented-language"
     assert tab.max_shots.value() == 4
     assert not tab.explanation.isVisible()
+    assert tab.size_chart.empty.isVisible()  # the empty chart says what Run will put there
     # Run as it opens: each model's sweep, and on the size chart its P with four examples.
     tab = _tick_only(qtbot, window, big_random_checkpoint, checkpoint)
     tab.mode_task.setChecked(True)
@@ -113,6 +114,7 @@ def test_the_tab_opens_on_the_in_context_task(qtbot, window, checkpoint, big_ran
         assert p == pytest.approx(sweeps[name][-1])
     title = tab.size_chart.plot.getPlotItem().titleLabel.text
     assert "4 example" in title
+    assert not tab.size_chart.empty.isVisible()
 
 
 def test_a_probe_whose_p_falls_with_size_is_explained(qtbot, window, big_random_checkpoint):

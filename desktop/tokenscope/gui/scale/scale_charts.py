@@ -56,6 +56,12 @@ class SizeChart(QWidget):
             symbolBrush=pg.mkBrush(*POINT_COLOR), symbolPen=pg.mkPen(None),
         )  # fmt: skip
         self.plot.addItem(self._curve)
+        self.empty = pg.TextItem(
+            "Press Run: each ticked model's P(answer) appears here, against its size",
+            color=(110, 110, 110), anchor=(0.5, 0.5),
+        )  # fmt: skip
+        self.empty.setPos(9.5, 0.5)  # (about the middle of the axis the reference sets)
+        self.plot.addItem(self.empty, ignoreBounds=True)
         self._labels: list[pg.TextItem] = []
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(self.reference)
@@ -112,6 +118,7 @@ class SizeChart(QWidget):
         xs = [math.log10(p.parameters) for p in self.points]
         ys = [self._value(p) for p in self.points]
         self._curve.setData(xs, ys)
+        self.empty.setVisible(not self.points and not rank)
         for n, (p, x, y) in enumerate(zip(self.points, xs, ys, strict=True)):
             shown = (
                 "#" + format_rank(p.rank, p.rank_above)
