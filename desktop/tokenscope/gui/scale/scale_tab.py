@@ -11,6 +11,11 @@ charts show:
   per run (a ladder: one per size);
 - Few-shot: the 0..k sweep of the task on every model, one curve each.
 Every chart exports PNG, SVG or CSV.
+
+It opens on the lesson: the invented-language task (a language no training text holds) at
+0..4 examples, each model's P with four examples on the size chart. Whenever P falls from a
+smaller model to a larger one, a paragraph says why in plain words (memory, not ability:
+lm.scale.falls_with_size, from the numbers). The table lists the models smallest first.
 """
 
 from __future__ import annotations
@@ -194,7 +199,7 @@ class ScaleTab(Exportable):
         lv.addWidget(self.progress)
         lv.addWidget(self.status)
         lv.addWidget(self.explanation)
-        lv.addWidget(QLabel("Models (ticked ones are measured, smallest first on the charts)",
+        lv.addWidget(QLabel("Models (ticked ones are measured, smallest first in the results)",
                             wordWrap=True))  # fmt: skip
         lv.addWidget(self.models, 1)
         adds = QHBoxLayout()
