@@ -89,9 +89,11 @@ def test_sweep_charts_every_shot_count_and_compares_two_models(qtbot, window, ot
     )
     assert [p.probability for p in b] == [p.probability for p in expected]
     assert len(tab.sweep_plot.getPlotItem().listDataItems()) == 2
-    # Each point of the given order is labelled with the model's top prediction there.
+    # Each point of the given order is labelled with what it measures.
+    from tokenscope.gui.fewshot.sweep_chart import point_label
+
     for name, series in points.items():
-        expected_labels = [(name, p.shots, p.top_prediction) for p in series if p.order == 0]
+        expected_labels = [(name, p.shots, point_label(p)) for p in series if p.order == 0]
         assert [lab for lab in tab.sweep_labels if lab[0] == name] == expected_labels
     assert tab.progress.format() == "completed"
 

@@ -45,6 +45,7 @@ def _scale(qtbot, window, *targets):
         tab.models.item(i).setCheckState(Qt.CheckState.Unchecked)
     for t in targets:
         tab.add_target(str(t))
+    tab.mode_probe.setChecked(True)  # (the tab opens on the few-shot task)
     return tab
 
 

@@ -239,8 +239,6 @@ def icl_text(path: str | None) -> tuple[str, str]:
     return read_text_argument(path), path
 
 
-
-
 def surprisal(args: argparse.Namespace) -> int:
     from tokenscope.service import Surprisal
 

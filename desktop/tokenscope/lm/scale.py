@@ -31,8 +31,8 @@ from tokenscope.lm.cancel import CancelToken
 from tokenscope.lm.fewshot import FewShotPrompt, SweepPoint, iter_sweep, score_answer
 from tokenscope.lm.probe import Probe
 
-__all__ = ["Probe", "ScaleICL", "ScalePoint", "ScaleSweep", "measure_icl", "measure_probe",
-           "measure_sweep", "run_probe", "run_sweeps"]  # fmt: skip
+__all__ = ["Probe", "ScaleICL", "ScalePoint", "ScaleSweep", "falls_with_size", "measure_icl",
+           "measure_probe", "measure_sweep", "run_probe", "run_sweeps", "sweep_end"]  # fmt: skip
 
 CACHE_VERSION = 1
 
@@ -371,3 +371,79 @@ def measure_icl(
     record["strongest_head"] = list(result.strongest_head)
     _write(path, {"icl": record})
     return result
+
+
+def sweep_end(sweep: ScaleSweep) -> ScalePoint:
+    """A sweep's last point (the most examples) as a point of the size chart."""
+    last = sweep.points[-1]
+    return ScalePoint(
+        model=sweep.model,
+        name=sweep.name,
+        parameters=sweep.parameters,
+        probability=last.probability,
+        rank=last.rank,
+        top_prediction=last.top_prediction,
+        top_probability=last.top_probability,
+        cached=sweep.cached,
+        upper_bound=last.upper_bound,
+        rank_above=last.rank_above,
+    )
+
+
+#: a fall in P with size worth explaining: the smaller model at least this sure...
+FALL_FROM = 0.3
+#: ...and the larger one below this share of it, by at least FALL_BY
+FALL_SHARE = 0.75
+FALL_BY = 0.1
+
+
+def _count(n: int) -> str:
+    from tokenscope.units import format_count
+
+    return format_count(n)
+
+
+def falls_with_size(points: Sequence[ScalePoint], shots: int | None = None) -> str:
+    """Plain words for a probe whose P(answer) falls from a smaller model to a larger one
+    (the largest such fall among `points`), which would otherwise read as "bigger models know
+    less"; "" when P does not fall with size. `shots`: the points are a few-shot task's
+    probabilities with that many examples."""
+    sized = sorted((p for p in points if p.parameters > 0), key=lambda p: p.parameters)
+    fall: tuple[float, ScalePoint, ScalePoint] | None = None
+    for i, small in enumerate(sized):
+        for big in sized[i + 1 :]:
+            if big.parameters <= small.parameters or small.probability < FALL_FROM:
+                continue
+            drop = small.probability - big.probability
+            fell = big.probability < FALL_SHARE * small.probability and drop >= FALL_BY
+            if fell and (fall is None or drop > fall[0]):
+                fall = (drop, small, big)
+    if fall is None:
+        return ""
+    _drop, small, big = fall
+    where = f" (with {shots} examples)" if shots is not None else ""
+    text = (
+        f"P falls with size here{where}: {small.name} ({_count(small.parameters)}) "
+        f"{small.probability:.3f}, {big.name} ({_count(big.parameters)}) "
+        f"{big.probability:.3f}. Not because bigger models know less: a small model trained "
+        "on this very fact, or this very kind of task, again and again puts nearly all its "
+        "probability on it. That is memory, not ability"
+    )
+    if small.model == "builtin":
+        text += (
+            " (the bundled model's 2.5 MB of training text is full of such tables and of "
+            "lists in invented languages)"
+        )
+    text += (
+        ". A bigger model, trained on far more varied text, spreads its probability over "
+        f"many plausible continuations ({big.name}'s top guess: {big.top_prediction!r} "
+        f"{big.top_probability:.3f})."
+    )
+    if shots is None:
+        text += (
+            " Size shows where memory cannot help: a task the prompt itself defines (Few-shot "
+            "task, invented-language)."
+        )
+    else:
+        text += " Compare the larger models with one another: there size shows."
+    return text

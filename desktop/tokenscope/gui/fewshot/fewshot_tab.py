@@ -141,10 +141,10 @@ class FewShotTab(QWidget):
         right.addWidget(preview)
         right.addWidget(sweep)
         right.setChildrenCollapsible(False)
-        # Even halves: the sweep, its reading and its chart need room on a 768-pixel screen.
-        right.setStretchFactor(0, 1)
-        right.setStretchFactor(1, 1)
-        right.setSizes([500, 500])
+        # The sweep, its reading and its chart need the larger share on a 768-pixel screen.
+        right.setStretchFactor(0, 2)
+        right.setStretchFactor(1, 3)
+        right.setSizes([400, 600])
 
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(left)
@@ -400,14 +400,50 @@ class FewShotTab(QWidget):
                 f"{points} points: P(expected answer) with 0 to {self.max_shots.value()} "
                 "examples in the prompt." + "".join(f" ({n})" for n in self._notes)
             )
-            self.sweep_reading.setText(self._read_sweep())
+            cut = self._cut_note()
+            reading = self._read_sweep()
+            if cut:
+                self.sweep_reading.setStyleSheet("color:#9a3412")
+                self.sweep_reading.setText(cut + (f"  {reading}" if reading else ""))
+            else:
+                self.sweep_reading.setStyleSheet("color:#1f3b57")
+                self.sweep_reading.setText(reading)
+
+    def _cut_note(self) -> str:
+        """Plain words for the points whose prompt was longer than the model's context: their
+        start was cut off, so they do not measure that many examples."""
+        notes = []
+        for n, (name, points) in enumerate(self.sweep_chart.series.items()):
+            cut = sorted({p.shots for p in points if p.dropped_tokens})
+            if not cut:
+                continue
+            context = ""  # (the preview is of the loaded model: the first line)
+            if n == 0 and self.preview is not None and self.preview.context_length:
+                context = f" ({self.preview.context_length:,} tokens)"
+            shots = f"{cut[0]}" if len(cut) == 1 else f"{cut[0]} to {cut[-1]}"
+            who = f"{name}: " if len(self.sweep_chart.series) > 1 else ""
+            notes.append(
+                f"{who}with {shots} example(s) the prompt is longer than the model's "
+                f"context{context}: its start is cut off, so those points (hollow) do not "
+                "measure that many examples; the reading leaves them out."
+            )
+        if not notes:
+            return ""
+        text = " ".join(notes)
+        return text[0].upper() + text[1:]
 
     def _read_sweep(self) -> str:
-        """A sentence per model on what its curve says (memorised, learned in context, ...)."""
+        """A sentence per model on what its curve says (memorised, learned in context, ...),
+        from the points whose prompt fitted the model's context."""
         from tokenscope.lm.fewshot.scoring import read_sweep
 
         series = self.sweep_chart.series
-        lines = [(name, read_sweep(points)) for name, points in series.items()]
+        lines = [
+            (name, read_sweep([p for p in points if not p.dropped_tokens]))
+            for name, points in series.items()
+        ]
+        lines = [(name, text + _first_token_note(points)) for (name, text), points in
+                 zip(lines, series.values(), strict=True)]  # fmt: skip
         lines = [(name, text) for name, text in lines if text]
         if len(lines) == 1:
             return lines[0][1]
@@ -421,3 +457,19 @@ class FewShotTab(QWidget):
     def sweep_labels(self) -> list[tuple[str, int, str]]:
         """(model, shots, top prediction) of every labelled point."""
         return self.sweep_chart.labels
+
+
+def _first_token_note(points: list[SweepPoint]) -> str:
+    """Where the answer's first token is already the model's top guess but the whole answer
+    is improbable (" cloud" before an ending it has to guess), say so: the rank of 1 and the
+    low P are both true."""
+    for p in sorted((p for p in points if p.order == 0), key=lambda p: p.shots):
+        if p.rank == 1 and p.probability < 0.05 and not p.dropped_tokens:
+            shots = "no example" if p.shots == 0 else f"{p.shots} example(s)"
+            return (
+                f" With {shots} the answer's first token {p.top_prediction!r} is "
+                f"already the top guess ({format_probability(p.top_probability)}), yet the "
+                f"whole answer has P = {format_probability(p.probability)}: the rest of it is "
+                "what the model has to take from the examples."
+            )
+    return ""

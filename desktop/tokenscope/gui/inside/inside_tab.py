@@ -17,7 +17,8 @@ from __future__ import annotations
 from functools import partial
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QSize, QTimer, Signal
+from PySide6.QtCore import QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QLabel,
     QTabWidget,
@@ -57,6 +58,9 @@ class InsideTab(QWidget):
         self.bridge = bridge
         self.model_ready = False
         self.live = True
+        # views whose picture is not of the present model, prompt and heads: drawn when shown,
+        # even for a large model (else the Attention view stayed empty until a layer changed)
+        self._stale: set[QWidget] = set()
         self._surprisal: JobHandle | None = None
         self.prompt = PlainTextEditor(objectName="insidePrompt")
         self.prompt.setAccessibleName("Prompt to look inside")
@@ -82,6 +86,10 @@ class InsideTab(QWidget):
         self.prompt.cursorPositionChanged.connect(self._on_cursor_moved)
         self.views.currentChanged.connect(lambda _i: self.refresh())
         self.lens.update_button.clicked.connect(lambda: self.refresh(force=True))
+        self.attention.update_button.clicked.connect(lambda: self.refresh(force=True))
+        update = QShortcut(QKeySequence("Ctrl+L"), self)  # (the Update buttons' tooltips say so)
+        update.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        update.activated.connect(lambda: self.refresh(force=True))
         self.lens.follow.toggled.connect(lambda _on: self.refresh(force=True))
         self.attention.layer.valueChanged.connect(lambda _v: self.request_attention())
         self.attention.head.currentIndexChanged.connect(lambda _i: self.request_attention())
@@ -114,6 +122,7 @@ class InsideTab(QWidget):
             self.note.setText("")
         for w in (self.lens, self.attention, self.surprisal):
             w.setEnabled(self.model_ready)
+        self._stale = {self.lens, self.attention}
         self.refresh(force=True)
 
     def _heads(self, info: ModelInfo) -> int:
@@ -122,6 +131,7 @@ class InsideTab(QWidget):
     # ----- requests -----------------------------------------------------------------------
 
     def _on_prompt_settled(self) -> None:
+        self._stale = {self.lens, self.attention}
         if self.live:
             self.refresh()
 
@@ -130,10 +140,12 @@ class InsideTab(QWidget):
             self._debounce.start()
 
     def refresh(self, force: bool = False) -> None:
-        """Ask for the view on show (the one the person is looking at)."""
-        if not self.model_ready or (not self.live and not force):
-            return
+        """Ask for the view on show (the one the person is looking at): always when `force`
+        (Update) or for a small model, else when it has not been drawn for this model, prompt
+        and heads yet."""
         current = self.views.currentWidget()
+        if not self.model_ready or (not self.live and not force and current not in self._stale):
+            return
         if current is self.lens:
             self.request_lens()
         elif current is self.attention:
@@ -141,9 +153,12 @@ class InsideTab(QWidget):
 
     def request_lens(self) -> None:
         text = self.prompt.toPlainText()
+        self._stale.discard(self.lens)
         if not self.live:  # a large model: say it is working (one forward pass, seconds)
             self.lens.summary.setText("computing the lens (one forward pass of the model)…")
         cursor = self.prompt.textCursor().position() if self.lens.follow.isChecked() else None
+        if cursor == 0:  # no token before it (a prompt put there, not typed): the next token,
+            cursor = None  # rather than a start-of-text token's guess, which means nothing
         self.bridge.submit(
             Lens(text, cursor=cursor, top_k=8),
             lane="inside.lens",
@@ -158,6 +173,7 @@ class InsideTab(QWidget):
     def request_attention(self) -> None:
         if not self.model_ready:
             return
+        self._stale.discard(self.attention)
         if not self.live:
             self.attention.caption.setText("computing the attention weights…")
         self.bridge.submit(
@@ -197,6 +213,7 @@ class InsideTab(QWidget):
             return
         self.attention.show_ablation(heads)
         self.ablation_changed.emit()
+        self._stale = {self.lens, self.attention}
         self.refresh(force=True)
         n = len(heads)
         self.message.emit(

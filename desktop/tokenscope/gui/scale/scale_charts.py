@@ -39,7 +39,9 @@ class SizeChart(QWidget):
         self.reference = ModelScaleChart()
         self.reference.plot.setMinimumHeight(140)
         self.reference.plot.getPlotItem().setTitle(
-            "Well-known language models (red lines: the models measured here)", size="9pt"
+            "Well-known language models (red lines: the models measured here; hover a dot for its "
+            "name)",
+            size="9pt",
         )
         self.plot = titled_plot("", "parameters (log scale)", "P(answer)")
         self.plot.setMinimumHeight(160)
@@ -51,6 +53,12 @@ class SizeChart(QWidget):
             symbolBrush=pg.mkBrush(*POINT_COLOR), symbolPen=pg.mkPen(None),
         )  # fmt: skip
         self.plot.addItem(self._curve)
+        self.empty = chart_text(
+            "Press Run: each ticked model's P(answer) appears here, against its size",
+            MUTED, anchor=(0.5, 0.5),
+        )  # fmt: skip
+        self.empty.setPos(9.5, 0.5)  # (about the middle of the axis the reference sets)
+        self.plot.addItem(self.empty, ignoreBounds=True)
         self._labels: list[pg.TextItem] = []
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(self.reference)
@@ -67,6 +75,10 @@ class SizeChart(QWidget):
         self.points = sorted((p for p in points if p.parameters > 0), key=lambda p: p.parameters)
         self.reference.set_marks([(p.name, p.parameters) for p in self.points])
         self._draw()
+
+    def set_title(self, title: str) -> None:
+        """What the lower plot shows (a probe's P(answer), or a task's at k examples)."""
+        self.plot.getPlotItem().setTitle(title, size="9pt")
 
     def set_metric(self, metric: str) -> None:
         """ "probability" or "rank" (of the answer's first token; 1 at the top, log scale)."""
@@ -103,6 +115,7 @@ class SizeChart(QWidget):
         xs = [math.log10(p.parameters) for p in self.points]
         ys = [self._value(p) for p in self.points]
         self._curve.setData(xs, ys)
+        self.empty.setVisible(not self.points and not rank)
         for n, (p, x, y) in enumerate(zip(self.points, xs, ys, strict=True)):
             shown = (
                 "#" + format_rank(p.rank, p.rank_above)

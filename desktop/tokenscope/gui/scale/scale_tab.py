@@ -11,6 +11,11 @@ charts show:
   per run (a ladder: one per size);
 - Few-shot: the 0..k sweep of the task on every model, one curve each.
 Every chart exports PNG, SVG or CSV.
+
+It opens on the lesson: the invented-language task (a language no training text holds) at
+0..4 examples, each model's P with four examples on the size chart. Whenever P falls from a
+smaller model to a larger one, a paragraph says why in plain words (memory, not ability:
+lm.scale.falls_with_size, from the numbers). The table lists the models smallest first.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
     QFormLayout,
+    QFrame,
     QHBoxLayout,
     QHeaderView,
     QInputDialog,
@@ -60,6 +66,9 @@ DEFAULT_ANSWER = " Jakarta"
 #: the few-shot task list's entry for the Few-shot tab's current prompt
 EDITOR_TASK = "(the Few-shot tab's prompt)"
 DEFAULT_TASK = "invented-language"
+#: the tab opens on the task at this many examples: where size shows (README: Gemma 3 270M
+#: reads the invented ending off four examples, SmolLM2-135M hardly)
+DEFAULT_SHOTS = 4
 TARGET_ROLE = Qt.ItemDataRole.UserRole
 RIGHT = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
 
@@ -100,7 +109,7 @@ class ScaleTab(Exportable):
 
         self.mode_probe = QRadioButton("Prompt and answer", objectName="scaleModeProbe")
         self.mode_task = QRadioButton("Few-shot task", objectName="scaleModeTask")
-        self.mode_probe.setChecked(True)
+        self.mode_task.setChecked(True)  # the lesson: an ability that appears with size
         self._modes = QButtonGroup(self)
         self._modes.addButton(self.mode_probe)
         self._modes.addButton(self.mode_task)
@@ -121,6 +130,7 @@ class ScaleTab(Exportable):
         self.max_shots = QSpinBox(objectName="scaleMaxShots")
         self.max_shots.setRange(0, 64)
         self.max_shots.setSpecialValueText("all")
+        self.max_shots.setValue(DEFAULT_SHOTS)
         self.max_shots.setToolTip("Sweep 0..k examples (all: every example of the task)")
         self.fresh = QCheckBox("Measure anew", objectName="scaleFresh")
         self.fresh.setToolTip("Ignore cached results (they are kept per model as it is on disk)")
@@ -146,6 +156,13 @@ class ScaleTab(Exportable):
         self.charts.addTab(self.size_chart, "By size")
         self.charts.addTab(self.training_chart, "During training")
         self.charts.addTab(self.sweep_chart, "Few-shot by size")
+        self.explanation = QLabel(
+            textFormat=Qt.TextFormat.PlainText, objectName="scaleExplanation", wordWrap=True
+        )
+        self.explanation.setAccessibleName("What the numbers say")
+        self.explanation.setFrameShape(QFrame.Shape.StyledPanel)
+        self.explanation.setMargin(4)
+        self.explanation.setVisible(False)
         self.table = QTableWidget(0, 5, objectName="scaleTable")
         self.table.setHorizontalHeaderLabels(
             ["model", "parameters", "P(answer)", "rank", "top prediction / note"]
@@ -177,7 +194,8 @@ class ScaleTab(Exportable):
         lv.addLayout(buttons)
         lv.addWidget(self.progress)
         lv.addWidget(self.status)
-        lv.addWidget(QLabel("Models (ticked ones are measured, smallest first on the charts)",
+        lv.addWidget(self.explanation)
+        lv.addWidget(QLabel("Models (ticked ones are measured, smallest first in the results)",
                             wordWrap=True))  # fmt: skip
         lv.addWidget(self.models, 1)
         adds = QHBoxLayout()
@@ -435,14 +453,29 @@ class ScaleTab(Exportable):
 
     def _show_results(self) -> None:
         points = [r.point for r in self.results if r.point is not None]
+        sweeps = [r.sweep for r in self.results if r.sweep is not None and r.sweep.points]
+        from tokenscope.lm.scale import falls_with_size, sweep_end
+
+        if sweeps and not points:  # a task: each model at its last point (k examples)
+            points = [sweep_end(s) for s in sweeps]
+            shots = max(s.points[-1].shots for s in sweeps)
+            self.size_chart.set_title(f"P(expected answer) with {shots} example(s), by size")
+            text = falls_with_size(points, shots=shots)
+        else:
+            self.size_chart.set_title("P(answer) by size")
+            text = falls_with_size(points)
         self.size_chart.set_points(points)
+        self.explanation.setText(text)
+        self.explanation.setVisible(bool(text))
         self.training_chart.set_curves([r.curve for r in self.results if r.curve is not None])
         self.sweep_chart.set_sweeps([r.sweep for r in self.results if r.sweep is not None])
         self._fill_table()
 
     def _fill_table(self) -> None:
+        """One row per model, smallest first (models of unknown size, and those that could
+        not be measured, after them; ties keep the order they came in)."""
         rows: list[list[str]] = []
-        for r in self.results:
+        for r in sorted(self.results, key=_size_order):
             if r.error:
                 rows.append([Path(r.target).name or r.target, "", "", "", r.error])
             elif r.point is not None:
@@ -501,7 +534,8 @@ class ScaleTab(Exportable):
             self.prompt.setText(values["prompt"])
         if isinstance(values.get("answer"), str) and values["answer"]:
             self.answer.setText(values["answer"])
-        (self.mode_task if values.get("mode") == "task" else self.mode_probe).setChecked(True)
+        if values.get("mode") in ("task", "probe"):  # (none saved: the tab opens on the task)
+            (self.mode_task if values["mode"] == "task" else self.mode_probe).setChecked(True)
         index = self.task.findData(values.get("task"))
         if index >= 0:
             self.task.setCurrentIndex(index)
@@ -513,3 +547,10 @@ class ScaleTab(Exportable):
             if "://" in target or Path(target).expanduser().exists():
                 self.add_target(target)
         return models
+
+
+def _size_order(result: ScaleResult) -> tuple[int, int]:
+    """Smallest model first; unknown sizes and errors last."""
+    shown = result.point or result.sweep or result.curve
+    n = shown.parameters if shown is not None and not result.error else 0
+    return (0, n) if n > 0 else (1, 0)

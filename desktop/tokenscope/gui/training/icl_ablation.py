@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 
 from tokenscope.gui.background import run_in_background
 from tokenscope.gui.widgets.plots import quiet_plot
+from tokenscope.gui.widgets.theme import chart_widget
 from tokenscope.train import run_folder as ckpt
 
 TIMEOUT_S = 300
@@ -157,7 +158,7 @@ class ICLAblation(QGroupBox):
         self.label = QLabel(objectName="iclAblationResult", wordWrap=True)
         self.label.setTextFormat(Qt.TextFormat.PlainText)
         self.label.setText("Choose a checkpoint of the run to test it.")
-        self.bars_plot = pg.PlotWidget(background="w", objectName="iclAblationBars")
+        self.bars_plot = chart_widget(objectName="iclAblationBars")
         item = quiet_plot(self.bars_plot)
         item.setTitle("ICL score (nats)", size="8pt")
         item.getAxis("bottom").setTicks([[(0, "every head"), (1, "head silenced")]])

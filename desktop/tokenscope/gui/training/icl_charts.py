@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from tokenscope.gui.widgets.plots import quiet_plot
+from tokenscope.gui.widgets.theme import chart_widget
 from tokenscope.train.events import EvalEvent, Event, StartEvent
 
 REPAINT_MS = 33
@@ -132,7 +133,7 @@ class ICLCharts(QWidget):
         self.max_plot.addItem(self.icl_marks[1])
 
         self.row_axis, self.column_axis = _TickAxis("left"), _TickAxis("bottom")
-        self.strip = pg.PlotWidget(background="w", objectName="headStrip",
+        self.strip = chart_widget(objectName="headStrip",
                                    axisItems={"left": self.row_axis,
                                               "bottom": self.column_axis})  # fmt: skip
         self.strip.setAccessibleName("Heads by evaluation: each head's score, 0 to 1")
@@ -180,7 +181,7 @@ class ICLCharts(QWidget):
         layout.addWidget(self.strip, 2)
 
     def _line_plot(self, title: str, left: str, name: str) -> pg.PlotWidget:
-        plot = pg.PlotWidget(background="w", objectName=name)
+        plot = chart_widget(objectName=name)
         plot.setAccessibleName(title)
         item = quiet_plot(plot)
         item.setTitle(title, size="9pt")

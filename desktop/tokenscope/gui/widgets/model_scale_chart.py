@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyqtgraph as pg
-from PySide6.QtGui import QFontMetrics
+from PySide6.QtCore import QRectF
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 from tokenscope.files import resource_path
@@ -23,9 +23,10 @@ from tokenscope.units import format_count
 
 KNOWN_COLOR = (70, 130, 200)
 PLANNED_COLOR = (220, 60, 40)
-# Labels of one year are spread over these offsets from the year (in years).
-LANES = (0.0, 0.25, -0.25, 0.5, -0.5)
-LABEL_GAP_PX = 6  # free space kept between two labels of one lane
+POINT_SIZE = 8
+# Where a name may go around its point, tried in turn: (horizontal, vertical) with -1 left
+# or above, 0 centred, 1 right or below.
+LABEL_SPOTS = ((1, 0), (-1, 0), (1, -1), (1, 1), (-1, -1), (-1, 1), (0, -1), (0, 1))
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,18 @@ class ReferenceModel:
     parameters: int
     year: int
     source: str
+
+
+def _spread(references: list[ReferenceModel]) -> list[ReferenceModel]:
+    """The order names claim room in: the smallest of each decade of sizes first, then the
+    second of each, and so on, so that when room runs out every decade keeps a name."""
+    seen: dict[int, int] = {}
+    keyed = []
+    for ref in sorted(references, key=lambda r: r.parameters):
+        decade = int(math.log10(ref.parameters))
+        keyed.append((seen.get(decade, 0), ref.parameters, ref))
+        seen[decade] = seen.get(decade, 0) + 1
+    return [ref for _n, _p, ref in sorted(keyed, key=lambda k: (k[0], k[1]))]
 
 
 def reference_path() -> Path:
@@ -79,18 +92,23 @@ class ModelScaleChart(QWidget):
         ticks = [(e, format_count(10**e)) for e in range(3, 13)]
         item.getAxis("bottom").setTicks([ticks])
         self._scatter = pg.ScatterPlotItem(
-            size=8, brush=pg.mkBrush(*KNOWN_COLOR), pen=pg.mkPen(None)
-        )
+            size=POINT_SIZE, brush=pg.mkBrush(*KNOWN_COLOR), pen=pg.mkPen(None),
+            hoverable=True, tip=self._tip,
+        )  # fmt: skip
+        self.unlabelled: list[str] = []  # names with no room beside their point
         item.addItem(self._scatter)
         self._labels: dict[str, pg.TextItem] = {}
         for ref in self.references:
-            label = chart_text(ref.name, anchor=(0, 0.5))
+            label = chart_text(ref.name, anchor=(0, 0))
+            label.textItem.document().setDocumentMargin(1)
             label.setToolTip(
                 f"{ref.name}: {ref.parameters:,} parameters ({ref.year})\n{ref.source}"
             )
             item.addItem(label)
             self._labels[ref.name] = label
         item.vb.sigResized.connect(self._place_labels)
+        # (the Scale tab links its own plot's axis to this one: a range set there moves these)
+        item.vb.sigXRangeChanged.connect(self._place_labels)
         self._planned_line = pg.InfiniteLine(angle=90, pen=pg.mkPen(PLANNED_COLOR, width=2))
         self._planned_dot = pg.ScatterPlotItem(
             size=14, symbol="star", brush=pg.mkBrush(*PLANNED_COLOR), pen=pg.mkPen(None)
@@ -102,6 +120,13 @@ class ModelScaleChart(QWidget):
         years = [r.year for r in self.references] or [datetime.date.today().year]
         self._year_range = (min(years) - 1, max(max(years), datetime.date.today().year) + 1)
         self._fit_view()
+
+    def _tip(self, x: float, y: float, data: object) -> str:
+        """A point's tooltip: its name, count, year and source."""
+        ref = next((r for r in self.references if r.name == data), None)
+        if ref is None:
+            return str(data)
+        return f"{ref.name}: {ref.parameters:,} parameters ({ref.year})\n{ref.source}"
 
     def set_planned(self, parameters: int | None) -> None:
         """Show the planned model at `parameters` (None hides it)."""
@@ -142,42 +167,70 @@ class ModelScaleChart(QWidget):
             shown.append(("your model", self.planned_parameters))
         return shown
 
-    def _decades_per_pixel(self) -> float:
-        vb = self.plot.getPlotItem().vb
-        (x0, x1), width = vb.viewRange()[0], max(1.0, vb.width())
-        return (x1 - x0) / width if width > 1 else 0.01
-
     def _place_labels(self) -> None:
-        """Put each label in a lane near its year where it overlaps no other, measured in
-        pixels at the chart's present size; a label with no free lane is hidden (its point
-        keeps a tooltip)."""
-        spots = []
-        for ref, y, show in self._layout():
-            x = math.log10(ref.parameters)
-            spots.append({"pos": (x, y), "data": ref.name})
-            label = self._labels[ref.name]
-            label.setPos(x + 0.04, y)
-            label.setVisible(show)
+        """Put each name beside its point where, measured in pixels at the chart's present
+        size, it covers no other name, no other point and does not leave the plot: to the
+        right, else to the left, else above or below on either side. A name with no room is
+        hidden (its point answers on hover) and listed in `unlabelled`."""
+        item = self.plot.getPlotItem()
+        vb = item.vb
+        spots = [
+            {"pos": (math.log10(r.parameters), r.year), "data": r.name} for r in self.references
+        ]
         self._scatter.setData(spots=spots)
+        self.unlabelled = []
+        (x0, x1), (y0, y1) = vb.viewRange()
+        width, height = vb.width(), vb.height()
+        if width < 2 or height < 2 or x1 <= x0 or y1 <= y0:
+            return
+        sx, sy = width / (x1 - x0), height / (y1 - y0)
 
-    def _layout(self) -> list[tuple[ReferenceModel, float, bool]]:
-        """A y position near its year for each model, so that labels of one year do not overlap;
-        a label with no free lane is hidden."""
-        per_pixel = self._decades_per_pixel()
-        metrics = QFontMetrics(self.font())
-        placed = []
-        for year in sorted({r.year for r in self.references}):
-            lane_end = dict.fromkeys(LANES, -math.inf)  # where each lane's last label ends
-            for ref in sorted(
-                (r for r in self.references if r.year == year), key=lambda r: r.parameters
-            ):
-                x = math.log10(ref.parameters)
-                lane = next((lane for lane in LANES if lane_end[lane] < x), None)
-                if lane is not None:
-                    width_px = metrics.horizontalAdvance(ref.name) + LABEL_GAP_PX + 8
-                    lane_end[lane] = x + 0.04 + per_pixel * width_px
-                placed.append((ref, year + (lane or 0.0), lane is not None))
-        return placed
+        def pixel(x: float, y: float) -> tuple[float, float]:
+            return (x - x0) * sx, (y1 - y) * sy  # y grows downwards on the screen
+
+        area = QRectF(0, 0, width, height)
+        taken: list[QRectF] = []
+        if self._planned_label.isVisible():
+            taken.append(self._view_rect(self._planned_label))
+        dots = {r.name: pixel(math.log10(r.parameters), r.year) for r in self.references}
+        half = POINT_SIZE / 2 + 1
+        for ref in _spread(self.references):
+            label = self._labels[ref.name]
+            px, py = dots[ref.name]
+            box = label.boundingRect()
+            w, h = box.width(), box.height()
+            others = [
+                QRectF(x - half, y - half, 2 * half, 2 * half)
+                for name, (x, y) in dots.items()
+                if name != ref.name
+            ]
+            chosen = None
+            for ax, ay in LABEL_SPOTS:
+                left = px + ax * (half + 1) - (w if ax < 0 else 0 if ax > 0 else w / 2)
+                top = py - h / 2 + ay * (h / 2 + half)
+                rect = QRectF(left, top, w, h)
+                if not area.contains(rect):
+                    continue
+                if any(rect.intersects(t) for t in taken + others):
+                    continue
+                chosen = rect
+                break
+            if chosen is None:
+                label.setVisible(False)
+                self.unlabelled.append(ref.name)
+                continue
+            taken.append(chosen)
+            label.setAnchor((0, 0))
+            label.setPos(x0 + chosen.left() / sx, y1 - chosen.top() / sy)
+            label.setVisible(True)
+            label.updateTransform(force=True)  # (else it takes the view's scale at paint)
+
+    def _view_rect(self, label: pg.TextItem) -> QRectF:
+        """A label's rectangle in the plot's pixels (0, 0: the plot's top left)."""
+        vb = self.plot.getPlotItem().vb
+        label.updateTransform(force=True)
+        scene = label.sceneBoundingRect()
+        return vb.mapRectFromScene(scene)
 
     def _fit_view(self) -> None:
         xs = [math.log10(r.parameters) for r in self.references]
