@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from tokenscope.gui.main_window import MainWindow
 
 NATIVE = QKeySequence.SequenceFormat.NativeText
+COURSE_WIDTH = 340  # pixels: a lesson's paragraph reads well at this width
 
 
 def _version(package: str, module: str | None = None) -> str:
@@ -202,9 +203,21 @@ class HelpMenu(QObject):
         if self.dock is None:
             self.dock = CourseDock(self.w)
             self.w.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
-            self.w.resizeDocks(
-                [self.dock], [max(260, self.w.width() // 4)], Qt.Orientation.Horizontal
-            )
+            screen = self.w.screen().availableGeometry()
+            tabs = self.w.centralWidget()
+            central = tabs.minimumSizeHint().width() if tabs is not None else 0
+            if screen.width() - central < COURSE_WIDTH:
+                # No room beside the tabs (a 1024-pixel screen): the course floats at the
+                # screen's right edge, over the window, where it can be moved or docked.
+                self.dock.setFloating(True)
+                self.dock.setGeometry(
+                    screen.right() - COURSE_WIDTH,
+                    screen.top() + 90,
+                    COURSE_WIDTH,
+                    max(400, screen.height() - 180),
+                )
+            else:
+                self.w.resizeDocks([self.dock], [COURSE_WIDTH], Qt.Orientation.Horizontal)
         return self.dock
 
     def open_course(self) -> None:

@@ -88,7 +88,7 @@ def prompt_tokens(w: MainWindow, lesson: Lesson, seen: Seen, c: dict[str, Any]) 
     if not spans or spans[-1].end != len(text):
         return Verdict(WAITING, "Waiting for the tokens of the prompt…")
     pieces = " | ".join(s.display for s in spans[:24]) + (" | …" if len(spans) > 24 else "")
-    said = f"{len(text)} characters became {len(spans)} tokens on {_model(w)}: {pieces}."
+    said = f"{len(text)} characters became {len(spans)} tokens on {_model(w)}: [{pieces}]."
     word = str(c.get("split_word", ""))
     start = text.find(word) if word else -1
     if len(spans) >= len(text):
