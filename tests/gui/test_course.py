@@ -288,3 +288,34 @@ def test_the_help_menu_lists_real_shortcuts_and_about_names_the_versions(window,
     for value in about.values():
         assert value in dialog.label.text()
     dialog.deleteLater()
+
+
+@pytest.mark.slow
+def test_the_baselines_check_reads_the_three_perplexities(qtbot, bundled):
+    """The before-Transformers lesson on a real (short) run and its real baselines: the line
+    names the three validation perplexities and ranks them as the numbers say."""
+    import math
+
+    w = bundled
+    panel = go(w, "04-before-transformers")
+    panel.show_me()
+    t = w.training
+    qtbot.waitUntil(lambda: "characters" in t.data.summary_label.text(), timeout=WAIT_MS)
+    t.plan.steps.setValue(40)  # shorter than the lesson's run: the check is what is tested
+    qtbot.mouseClick(t.start_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: t.done_event is not None and not t.process.is_running(),
+                    timeout=240_000)  # fmt: skip
+    (v,) = verdicts_settle(qtbot, panel, [checks.WAITING])
+    assert "press Baselines" in v.text
+    qtbot.mouseClick(t.baselines_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: len(t.charts.baselines()) == 2 and not t.process.is_running(),
+                    timeout=240_000)  # fmt: skip
+    panel.refresh_checks()
+    (v,) = panel.verdicts
+    ppl = {name: math.exp(loss) for name, loss in t.charts.baselines().items()}
+    ours = math.exp(min(loss for _s, loss in t.charts.curve_points("val")))
+    for name, p in ppl.items():
+        assert f"{name} {p:,.2f}" in v.text
+    assert f"the Transformer {ours:,.2f}" in v.text
+    best = all(ours <= p for p in ppl.values())
+    assert v.state == (checks.SHOWN if best else checks.NOT_SHOWN)

@@ -73,6 +73,12 @@ def top_token(w: MainWindow, lesson: Lesson, seen: Seen, c: dict[str, Any]) -> V
     said = f"The top bar on {_model(w)} is {top.text!r} with P = {top.probability:.3f}"
     if top.text in wanted and top.probability >= least:
         return Verdict(SHOWN, said + ".")
+    if top.text in wanted:
+        return Verdict(
+            NOT_SHOWN,
+            f"{said}: the expected token, but below {least:g}; this model is less sure "
+            "than the lesson says.",
+        )
     expected = " or ".join(repr(t) for t in wanted)
     return Verdict(
         NOT_SHOWN, f"{said}, not {expected} above {least:g}: this model does not show it."
@@ -149,16 +155,15 @@ def baselines(w: MainWindow, lesson: Lesson, seen: Seen, c: dict[str, Any]) -> V
         + ", ".join(f"{n} {p:,.2f}" for n, p in ppl.items())
         + f", the Transformer {ours:,.2f}"
     )
-    ngram = ppl.get("ngram", math.inf)
-    if ours < ngram and all(ours <= p for p in ppl.values()):
+    ahead = [name for name, p in ppl.items() if p < ours]
+    if not ahead:
         return Verdict(SHOWN, said + ": the Transformer predicts this text best.")
-    if ours < ngram:
-        return Verdict(
-            NOT_SHOWN,
-            said + ": the Transformer beats the n-gram but not the "
-            "LSTM on this short run; train longer (Resume with more steps).",
-        )
-    return Verdict(NOT_SHOWN, said + ": this run has not yet passed the baselines.")
+    return Verdict(
+        NOT_SHOWN,
+        said + f": on this run {' and '.join(ahead)} predict(s) the text better than the "
+        "Transformer. Resume with more steps (or a larger preset), press Baselines again, "
+        "and compare.",
+    )
 
 
 def reference_models(w: MainWindow, lesson: Lesson, seen: Seen, c: dict[str, Any]) -> Verdict:
@@ -333,6 +338,12 @@ def lens(w: MainWindow, lesson: Lesson, seen: Seen, c: dict[str, Any]) -> Verdic
     if first == 0:
         return Verdict(
             NOT_SHOWN, said + " is already first in the embeddings: no layer had to work it out."
+        )
+    if first == layers:
+        return Verdict(
+            SHOWN,
+            said + f" becomes the top guess only at the last layer ({first} of {layers}): "
+            "the layers before it work towards it unseen.",
         )
     return Verdict(
         SHOWN,
