@@ -319,3 +319,21 @@ def test_the_baselines_check_reads_the_three_perplexities(qtbot, bundled):
     assert f"the Transformer {ours:,.2f}" in v.text
     best = all(ours <= p for p in ppl.values())
     assert v.state == (checks.SHOWN if best else checks.NOT_SHOWN)
+
+
+def test_the_app_opens_the_course_on_its_first_start_only(tmp_path):
+    """`tokenscope` itself: the first start opens the course and says so in the settings;
+    the settings keep it from opening again."""
+    import os
+    import subprocess
+    import sys
+
+    from PySide6.QtCore import QSettings
+
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "TOKENSCOPE_HOME": str(tmp_path),
+           "TOKENSCOPE_QUIT_AFTER_MS": "3000"}  # fmt: skip
+    proc = subprocess.run([sys.executable, "-m", "tokenscope"], env=env, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    assert settings.value("course/opened") == "true"
