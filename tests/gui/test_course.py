@@ -272,7 +272,9 @@ def test_the_help_menu_lists_real_shortcuts_and_about_names_the_versions(window,
     generate = [r for r in rows if r[1] == "Generate tokens from the prompt"]
     assert generate == [("Ctrl+Return or Ctrl+Enter", "Generate tokens from the prompt",
                          "Playground tab")]  # fmt: skip
-    assert any(r[0] == "Esc" and r[2] == "Scale tab" for r in rows)
+    assert ("Esc", "Stop measuring", "Scale tab") in rows  # each tab's own button, not another's
+    assert ("Esc", "Stop generating", "Playground tab") in rows
+    assert ("Ctrl+V", "Paste (in Examples)", "Few-shot tab") in rows
     dialog = ShortcutsDialog(window)
     assert dialog.table.rowCount() == len(rows)
     dialog.deleteLater()
@@ -337,3 +339,18 @@ def test_the_app_opens_the_course_on_its_first_start_only(tmp_path):
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
     settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
     assert settings.value("course/opened") == "true"
+
+
+def test_a_lessons_model_is_opened_by_show_me(qtbot, make_window, checkpoint, private_home):
+    """A teacher's lesson names a model: Show me opens it like the picker would."""
+    folder = private_home / "course"
+    folder.mkdir(parents=True)
+    lesson = {**GOOD, "show": {"model": str(checkpoint), "tab": "inside"}}
+    _write(folder, lesson, "00-own-model.json")
+    w = make_window("builtin")
+    w.help.open_course()
+    panel = go(w, "00-own-model")
+    panel.show_me()
+    assert w.tabs.currentWidget() is w.inside
+    qtbot.waitUntil(lambda: w.model_id == str(checkpoint), timeout=WAIT_MS)
+    assert w.picker.currentData() == str(checkpoint)

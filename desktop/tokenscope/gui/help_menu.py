@@ -93,22 +93,36 @@ def _where(w: MainWindow, widget: QObject | None) -> str:
     return "window"
 
 
-def _what(shortcut: QShortcut) -> str:
-    """What a QShortcut does: its whatsThis, or the tooltip of a button near it naming its keys."""
+def _what(w: MainWindow, shortcut: QShortcut) -> str:
+    """What a QShortcut does: its whatsThis, or the tooltip of a button in its own tab (or
+    window part) that names its keys; else the name of the widget it belongs to."""
     if shortcut.whatsThis():
         return shortcut.whatsThis()
     keys = _keys(shortcut.key())
     parent = shortcut.parent()
+    pages = [w.tabs.widget(i) for i in range(w.tabs.count())]
     scope = parent if isinstance(parent, QWidget) else None
     while scope is not None:
-        for child in scope.findChildren(QWidget):
+        for child in [scope, *scope.findChildren(QWidget)]:
             tip = child.toolTip()
             named = re.search(r"\(([^()]+)\)\s*$", tip)
             if named and _same_keys(named.group(1), keys):
                 return tip[: named.start()].strip()
+        if scope in pages:  # never another tab's button
+            break
         scope = scope.parentWidget()
+    standard = {
+        QKeySequence.StandardKey.Paste: "Paste",
+        QKeySequence.StandardKey.Copy: "Copy",
+        QKeySequence.StandardKey.Cut: "Cut",
+        QKeySequence.StandardKey.Undo: "Undo",
+        QKeySequence.StandardKey.Redo: "Redo",
+    }
+    verb = next(
+        (v for k, v in standard.items() if shortcut.key() in QKeySequence.keyBindings(k)), ""
+    )
     name = parent.accessibleName() if isinstance(parent, QWidget) else ""
-    return f"a shortcut of {name}" if name else "a shortcut"
+    return " ".join(x for x in (verb, f"(in {name})" if name else "") if x) or "(no description)"
 
 
 def shortcut_rows(w: MainWindow) -> list[tuple[str, str, str]]:
@@ -124,7 +138,7 @@ def shortcut_rows(w: MainWindow) -> list[tuple[str, str, str]]:
     for shortcut in w.findChildren(QShortcut):
         if shortcut.key().isEmpty() or not shortcut.isEnabled():
             continue
-        what, where = _what(shortcut), _where(w, shortcut.parent())
+        what, where = _what(w, shortcut), _where(w, shortcut.parent())
         combos = grouped.setdefault((what, where), [])
         if _keys(shortcut.key()) not in combos:
             combos.append(_keys(shortcut.key()))
