@@ -220,7 +220,8 @@ def test_the_training_lessons_set_up_the_tab(qtbot, bundled, private_home):
     qtbot.waitUntil(lambda: t.data.paths() == [str(corpus)], timeout=WAIT_MS)
     assert corpus.stat().st_size > 1_000_000  # the text the bundled model learned
     (v,) = verdicts_settle(qtbot, panel, [checks.WAITING])
-    assert "press Start" in v.text
+    assert f"press {t.start_button.text()}" in v.text  # the buttons' own names
+    assert t.baselines_button.text() in v.text and t.baselines_button.text() in panel.lesson.text
     assert t.start_button.isEnabled()  # one click from the run the lesson describes
 
     panel = go(w, "06-data-and-compute")
@@ -230,7 +231,7 @@ def test_the_training_lessons_set_up_the_tab(qtbot, bundled, private_home):
     compute, ladder = verdicts_settle(qtbot, panel, [checks.SHOWN, checks.WAITING])
     n = t.plan.model_config().parameter_count()
     assert f"N = {n:,} parameters" in compute.text
-    assert "Train a ladder" in ladder.text
+    assert t.ladder_button.text() in ladder.text and t.ladder_button.text() in panel.lesson.text
     assert t.data.paths() == [str(corpus)]  # added once
 
 
@@ -308,7 +309,7 @@ def test_the_baselines_check_reads_the_three_perplexities(qtbot, bundled):
     qtbot.waitUntil(lambda: t.done_event is not None and not t.process.is_running(),
                     timeout=240_000)  # fmt: skip
     (v,) = verdicts_settle(qtbot, panel, [checks.WAITING])
-    assert "press Baselines" in v.text
+    assert f"press {t.baselines_button.text()}" in v.text
     qtbot.mouseClick(t.baselines_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: len(t.charts.baselines()) == 2 and not t.process.is_running(),
                     timeout=240_000)  # fmt: skip

@@ -141,12 +141,14 @@ def baselines(w: MainWindow, lesson: Lesson, seen: Seen, c: dict[str, Any]) -> V
     if not val:
         return Verdict(
             WAITING,
-            "No run shown yet: press Start (about a minute), then Baselines when it has finished.",
+            f"No run shown yet: press {t.start_button.text()}, then "
+            f"{t.baselines_button.text()} when it has finished.",
         )
     if len(found) < 2:
         return Verdict(
             WAITING,
-            "The run is there; press Baselines to train the n-gram and the LSTM on the same text.",
+            f"The run is there: press {t.baselines_button.text()} to train the n-gram and the "
+            "LSTM on the same text.",
         )
     ppl = {name: math.exp(v) for name, v in found.items()}
     ours = math.exp(min(val))
@@ -161,7 +163,8 @@ def baselines(w: MainWindow, lesson: Lesson, seen: Seen, c: dict[str, Any]) -> V
     return Verdict(
         NOT_SHOWN,
         said + f": on this run {' and '.join(ahead)} predict(s) the text better than the "
-        "Transformer. Resume with more steps (or a larger preset), press Baselines again, "
+        f"Transformer. Resume with more steps (or a larger preset), press "
+        f"{t.baselines_button.text()} again, "
         "and compare.",
     )
 
@@ -211,7 +214,7 @@ def ladder_fit(w: MainWindow, lesson: Lesson, seen: Seen, c: dict[str, Any]) -> 
     if len(points) < 2:
         return Verdict(
             WAITING,
-            f"{len(points)} size(s) trained: press 'Train a ladder' (four "
+            f"{len(points)} size(s) trained: press {w.training.ladder_button.text()} (four "
             "sizes, a few minutes) for the power law.",
         )
     from tokenscope.train.ladder import fit_power_law
