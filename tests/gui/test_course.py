@@ -355,3 +355,16 @@ def test_a_lessons_model_is_opened_by_show_me(qtbot, make_window, checkpoint, pr
     assert w.tabs.currentWidget() is w.inside
     qtbot.waitUntil(lambda: w.model_id == str(checkpoint), timeout=WAIT_MS)
     assert w.picker.currentData() == str(checkpoint)
+
+
+def test_a_prediction_made_before_the_course_opened_is_judged(qtbot, make_window):
+    """The window opens on the Jakarta prompt; the course, opened later, judges the chart the
+    learner already sees without waiting for Show me."""
+    w = make_window("builtin")
+    assert w.playground.prompt.toPlainText() == "The capital of Indonesia is"
+    qtbot.waitUntil(lambda: w.playground.predicted_text == "The capital of Indonesia is",
+                    timeout=WAIT_MS)  # fmt: skip
+    w.help.open_course()
+    panel = go(w, "02-next-token")
+    (v,) = verdicts_settle(qtbot, panel, [checks.SHOWN])
+    assert "' Jakarta' with P = 0.99" in v.text

@@ -27,10 +27,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from tokenscope.gui.course.checks import Seen
 from tokenscope.gui.course.course_panel import CourseDock
 
 if TYPE_CHECKING:
     from tokenscope.gui.main_window import MainWindow
+    from tokenscope.service.records import NextTokenView
 
 NATIVE = QKeySequence.SequenceFormat.NativeText
 COURSE_WIDTH = 340  # pixels: a lesson's paragraph reads well at this width
@@ -195,6 +197,9 @@ class HelpMenu(QObject):
         super().__init__(w)
         self.w = w
         self.dock: CourseDock | None = None
+        # The Playground's predictions, tracked from the start: the course may open later.
+        self.seen = Seen()
+        w.playground.prediction_arrived.connect(self._on_playground_prediction_arrived)
         menu = w.menuBar().addMenu("&Help")
         self.course_action = self._add(
             menu, "&Course…", QKeySequence.StandardKey.HelpContents, self.open_course
@@ -213,9 +218,12 @@ class HelpMenu(QObject):
         menu.addAction(action)
         return action
 
+    def _on_playground_prediction_arrived(self, view: NextTokenView) -> None:
+        self.seen.take(view, self.w.playground.predicted_text)
+
     def course(self) -> CourseDock:
         if self.dock is None:
-            self.dock = CourseDock(self.w)
+            self.dock = CourseDock(self.w, self.seen)
             self.w.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
             screen = self.w.screen().availableGeometry()
             tabs = self.w.centralWidget()
@@ -240,7 +248,8 @@ class HelpMenu(QObject):
         dock.raise_()
 
     def open_course_on_first_start(self) -> None:
-        """The course opens by itself once, the first time the app starts."""
+        """The course opens by itself once, the first time the app starts (called by
+        tokenscope.gui.app, not by the window: windows built in tests do not open it)."""
         if str(self.w.settings.value("course/opened", "")) != "true":
             self.w.settings.setValue("course/opened", "true")
             self.open_course()

@@ -36,6 +36,9 @@ class Seen:
     prediction: NextTokenView | None = None
     predicted_text: str | None = None
 
+    def take(self, view: NextTokenView, text: str | None) -> None:
+        self.prediction, self.predicted_text = view, text
+
 
 def _model(w: MainWindow) -> str:
     return w.model_info.name if w.model_info is not None else "no model"

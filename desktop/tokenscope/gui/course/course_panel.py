@@ -29,7 +29,6 @@ from tokenscope.gui.course.lessons import Lesson, load_lessons
 
 if TYPE_CHECKING:
     from tokenscope.gui.main_window import MainWindow
-    from tokenscope.service.records import NextTokenView
 
 CHECK_MS = 500
 MARKS = {
@@ -53,13 +52,15 @@ def _label(name: str, *, bold: bool = False) -> QLabel:
 class CoursePanel(QWidget):
     """The lessons and their checks, for one main window."""
 
-    def __init__(self, window: MainWindow, parent: QWidget | None = None) -> None:
+    def __init__(
+        self, window: MainWindow, seen: checks.Seen, parent: QWidget | None = None
+    ) -> None:
         super().__init__(parent)
         self.setObjectName("coursePanel")
         self.window_ = window
         self.lessons, self.problems = load_lessons()
         self.index = 0
-        self.seen = checks.Seen()
+        self.seen = seen  # what the window received, tracked from its start
         self.verdicts: list[checks.Verdict] = []
         self.picker = QComboBox(objectName="courseLessonPicker")
         self.picker.setAccessibleName("Lesson")
@@ -120,7 +121,6 @@ class CoursePanel(QWidget):
         self.previous.clicked.connect(lambda: self.go(self.index - 1))
         self.next.clicked.connect(lambda: self.go(self.index + 1))
         self.picker.activated.connect(self.go)
-        window.playground.prediction_arrived.connect(self._on_playground_prediction_arrived)
         remembered = str(window.settings.value("course/lesson", ""))
         keys = [lesson.key for lesson in self.lessons]
         self.go(keys.index(remembered) if remembered in keys else 0, remember=False)
@@ -152,10 +152,6 @@ class CoursePanel(QWidget):
         if self.lesson is not None:
             show_me.show(self.window_, self.lesson)
             self.refresh_checks()
-
-    def _on_playground_prediction_arrived(self, view: NextTokenView) -> None:
-        self.seen.prediction = view
-        self.seen.predicted_text = self.window_.playground.predicted_text
 
     def refresh_checks(self) -> None:
         """Judge the lesson's checks on the window as it is now (only the text that changed
@@ -194,10 +190,10 @@ class CoursePanel(QWidget):
 class CourseDock(QDockWidget):
     """The course panel as a dock on the right of the main window."""
 
-    def __init__(self, window: MainWindow) -> None:
+    def __init__(self, window: MainWindow, seen: checks.Seen) -> None:
         super().__init__("Course", window)
         self.setObjectName("courseDock")
-        self.panel = CoursePanel(window, self)
+        self.panel = CoursePanel(window, seen, self)
         self.setWidget(self.panel)
         self.setAllowedAreas(
             Qt.DockWidgetArea.LeftDockWidgetArea | Qt.DockWidgetArea.RightDockWidgetArea
