@@ -53,6 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     window = MainWindow()
     window.show()
     QTimer.singleShot(0, window.start)
+    QTimer.singleShot(0, window.help.open_course_on_first_start)  # once, at the very first start
     quit_after = os.environ.get("TOKENSCOPE_QUIT_AFTER_MS")
     if quit_after:
         QTimer.singleShot(int(quit_after), window.close)

@@ -26,8 +26,10 @@ from PySide6.QtWidgets import (
 from tokenscope.gui import background, heap
 from tokenscope.gui.edit_menu import EditMenu
 from tokenscope.gui.fewshot.fewshot_tab import FewShotTab
+from tokenscope.gui.help_menu import HelpMenu
 from tokenscope.gui.inside.inside_tab import InsideTab
 from tokenscope.gui.models.models_tab import ModelsTab
+from tokenscope.gui.models.picker_label import picker_label
 from tokenscope.gui.playground.playground import Playground
 from tokenscope.gui.scale.scale_tab import ScaleTab
 from tokenscope.gui.service_bridge import JobHandle, ServiceBridge
@@ -170,6 +172,7 @@ class MainWindow(QMainWindow):
         menu.addSeparator()
         self._action(menu, "&Quit", "Ctrl+Q", self.close)
         self.edit_menu, self.view_menu = EditMenu(self), ViewMenu(self, self.settings)
+        self.help = HelpMenu(self)  # the course, keyboard shortcuts, About
 
     def _action(self, menu, text: str, shortcut: str, slot) -> QAction:
         action = QAction(text, self)
@@ -312,7 +315,7 @@ class MainWindow(QMainWindow):
         """Show `target` in the picker (adding it if the model list has not been read yet)."""
         index = self.picker.findData(target)
         if index < 0:
-            self.picker.insertItem(0, _picker_label(target), target)
+            self.picker.insertItem(0, picker_label(target), target)
             index = 0
         self.picker.setCurrentIndex(index)
 
@@ -580,17 +583,3 @@ class MainWindow(QMainWindow):
             prompt = "…" + prompt[-119:]
         name = self.model_info.name if self.model_info else "no model"
         return f"Tokenscope · model {name} · prompt {prompt!r}"
-
-
-def _picker_label(target: str) -> str:
-    """How the model picker names a target it has no entry for."""
-    from tokenscope.lm.backend import is_server
-    from tokenscope.lm.remote import split_target
-
-    if is_server(target):
-        from urllib.parse import urlsplit
-
-        url, model = split_target(target)
-        name = (model or "model").rsplit("/", 1)[-1]
-        return f"{name} @ {urlsplit(url).netloc}  (server)"
-    return Path(target).name or target

@@ -138,6 +138,7 @@ class ScaleTab(Exportable):
         self.run_button = QPushButton("Run", objectName="scaleRunButton")
         self.run_button.setToolTip("Measure every ticked model (Ctrl+Return)")
         self.cancel_button = QPushButton("Cancel", objectName="scaleCancelButton")
+        self.cancel_button.setToolTip("Stop measuring (Esc)")
         self.progress = QProgressBar(objectName="scaleProgress")
         self.progress.setTextVisible(True)
         self.progress.setFormat("")
