@@ -145,15 +145,15 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, TypeError, TokenscopeError) as e:
         return _refuse(args, str(e), 2)
     if args.measure_steps:
-        from tokenscope.train.measure import seconds_per_step
+        from tokenscope.train.measure import measure_run
 
         try:
             # The vocabulary the tokenizer would have; the window passes it with --set.
-            seconds = seconds_per_step(config, config.vocab_size, args.measure_steps)
+            parts = measure_run(config, config.vocab_size, args.measure_steps)
         except TokenscopeError as e:
             return _refuse(args, str(e), 1)
-        print(json.dumps({"event": "measure", "seconds_per_step": seconds,
-                          "threads": config.threads, "steps": args.measure_steps}))  # fmt: skip
+        print(json.dumps({"event": "measure", **parts, "threads": config.threads,
+                          "steps": args.measure_steps}))  # fmt: skip
         return 0
     if args.baselines:
         from tokenscope.train.baselines import run_baselines
