@@ -152,8 +152,7 @@ def run(args: argparse.Namespace) -> int:
             parts = measure_run(config, config.vocab_size, args.measure_steps)
         except TokenscopeError as e:
             return _refuse(args, str(e), 1)
-        print(json.dumps({"event": "measure", **parts, "threads": config.threads,
-                          "steps": args.measure_steps}))  # fmt: skip
+        print(json.dumps({"event": "measure", **parts, "threads": config.threads}))
         return 0
     if args.baselines:
         from tokenscope.train.baselines import run_baselines

@@ -30,10 +30,13 @@ from tokenscope.train.memory import check_fits
 
 # Tokenizing is timed on this much of the corpus and scaled to all of it.
 PREPARE_SAMPLE_CHARS = 200_000
+STEPS_FOR_SECONDS = 2.0  # fast steps are timed for this long at least...
+MAX_STEPS = 100  # ...but no more than this many
 
 
 def seconds_per_step(config: TrainConfig, vocab_size: int, steps: int = 3) -> float:
-    """The median time of `steps` optimizer steps (batch, accumulation, clipping, AdamW)."""
+    """The mean time of at least `steps` optimizer steps (batch, accumulation, clipping,
+    AdamW)."""
     return float(measure_run(config, vocab_size, steps, parts=False)["seconds_per_step"])
 
 
@@ -67,9 +70,12 @@ def measure_run(
         return time.perf_counter() - started
 
     step()  # the first step allocates and warms caches
-    result: dict[str, Any] = {
-        "seconds_per_step": statistics.median(step() for _ in range(max(1, steps)))
-    }
+    # At least `steps` steps and at least STEPS_FOR_SECONDS of them (fast models): the mean
+    # of a longer stretch is what a run sees on a machine that is doing other things too.
+    times = [step() for _ in range(max(1, steps))]
+    while sum(times) < STEPS_FOR_SECONDS and len(times) < MAX_STEPS:
+        times.append(step())
+    result: dict[str, Any] = {"seconds_per_step": statistics.fmean(times), "steps": len(times)}
     if parts:
         result["seconds_per_eval"] = _eval_seconds(model, x, y, config.eval_batches)
         result["seconds_per_sample"] = _sample_seconds(model, config, context)
