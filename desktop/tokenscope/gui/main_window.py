@@ -32,6 +32,7 @@ from tokenscope.gui.scale.scale_tab import ScaleTab
 from tokenscope.gui.service_bridge import JobHandle, ServiceBridge
 from tokenscope.gui.settings_file import MAX_PROMPT_CHARS, json_setting, open_settings
 from tokenscope.gui.training.training_tab import TrainingTab
+from tokenscope.gui.widgets.model_picker import picker_entries, picker_index, picker_label
 from tokenscope.lm.threads import cpu_cores
 from tokenscope.lm.weight_modes import DTYPE_CHOICES
 from tokenscope.service.jobs import SetThreads
@@ -290,9 +291,8 @@ class MainWindow(QMainWindow):
     def _fill_picker(self) -> None:
         self.picker.blockSignals(True)
         self.picker.clear()
-        for e in self.models.entries:
-            if e.openable:
-                self.picker.addItem(f"{e.name}  ({e.kind})", e.target)
+        for e in picker_entries(self.models.entries):  # each model once, its variant said
+            self.picker.addItem(picker_label(e), e.target)
         self.picker.addItem(OPEN_OTHER, OPEN_OTHER)
         self.picker.addItem(CONNECT, CONNECT)
         choices = [
@@ -314,7 +314,7 @@ class MainWindow(QMainWindow):
 
     def _select_in_picker(self, target: str) -> None:
         """Show `target` in the picker (adding it if the model list has not been read yet)."""
-        index = self.picker.findData(target)
+        index = picker_index(self.picker, self.models.entries, target)  # also by its file
         if index < 0:
             self.picker.insertItem(0, _picker_label(target), target)
             index = 0
