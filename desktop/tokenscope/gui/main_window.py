@@ -404,7 +404,7 @@ class MainWindow(QMainWindow):
         self.settings.remove("model/opening")
         self.settings.sync()
         self._show_loading(False)
-        self.load_label.setText("loading cancelled" if outcome == "cancelled" else "")
+        self.load_label.setText("")  # a cancel is said in the status bar, which expires
         if outcome == "cancelled":
             self.show_message("loading cancelled; the model in use stays")
         else:

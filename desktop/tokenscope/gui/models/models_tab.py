@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QFile, Qt, Signal
+from PySide6.QtCore import QFile, Qt, QTimer, Signal
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 COLUMNS = ("Name", "Kind", "Architecture", "Parameters", "Quantization", "Context", "Size",
            "Licence", "Where")  # fmt: skip
 KIND_LABELS = {"hub": "Hub cache", "run": "training run"}
+REPORT_MS = 20_000  # how long a report of something done stays under the list
 
 
 class ModelsTab(QWidget):
@@ -97,6 +98,10 @@ class ModelsTab(QWidget):
             textFormat=Qt.TextFormat.PlainText, objectName="installStatus", wordWrap=True
         )
         self.hub = HubPanel()
+        # A report of something done goes away by itself: it would be stale soon after.
+        self._status_expiry = QTimer(self, singleShot=True, interval=REPORT_MS)
+        self._status_expiry.timeout.connect(self._on_status_expired)
+        self._reported = ""
         buttons = QHBoxLayout()
         for b in (
             self.open_button,
@@ -242,7 +247,7 @@ class ModelsTab(QWidget):
             return
         assert e.path is not None  # a recent model is listed by its path
         forget(e.path)
-        self.status.setText(f"{e.name} is no longer listed (its files are still at {e.path}).")
+        self.report_done(f"{e.name} is no longer listed (its files are still at {e.path}).")
         self.refresh()
 
     def delete_selected(self) -> None:
@@ -291,7 +296,7 @@ class ModelsTab(QWidget):
                 return
             done = f"{e.name} was deleted."
         forget(e.path)
-        self.status.setText(done)
+        self.report_done(done)
         self.refresh()
 
     def _on_open_clicked(self) -> None:
@@ -339,10 +344,21 @@ class ModelsTab(QWidget):
         if error:
             self.status.setText(f"Could not delete {e.name}: {error.partition(': ')[2] or error}")
         else:
-            self.status.setText(f"{e.name} was deleted ({format_bytes(freed)} freed).")
+            self.report_done(f"{e.name} was deleted ({format_bytes(freed)} freed).")
         self.refresh()
 
     # ----- installing known models ---------------------------------------------------------
+
+    def report_done(self, text: str) -> None:
+        """A line about something that finished: shown, then cleared after REPORT_MS
+        (anything said in the meantime stops the clock)."""
+        self.status.setText(text)
+        self._reported = text
+        self._status_expiry.start()
+
+    def _on_status_expired(self) -> None:
+        if self.status.text() == self._reported:  # (not a newer line said since)
+            self.status.clear()
 
     def shutdown(self) -> None:
         """Stop an install or a download in progress (the window is closing)."""
@@ -414,9 +430,9 @@ class ModelsTab(QWidget):
                 f"{title} was uninstalled." if ok else f"Uninstalling {title} failed: {message}"
             )
         elif ok:
-            self.status.setText(f"{title} is installed. Pick it in the list to open it.")
+            self.report_done(f"{title} is installed. Pick it in the list to open it.")
         elif message == "cancelled":
-            self.status.setText(f"Installing {title} was cancelled; nothing of it was left "
+            self.report_done(f"Installing {title} was cancelled; nothing of it was left "
                                 "installed.")  # fmt: skip
         elif offline:
             self.status.setText(
