@@ -2,6 +2,9 @@
 
     python -m tokenscope.train --config run.json           a new run (or --resume it)
     python -m tokenscope.train --recipe default --out DIR  a shipped recipe
+    python -m tokenscope.train --recipe shakespeare        the bundled sample text (eight of
+                                                Shakespeare's works, public domain), ~1 M
+                                                parameters, minutes on a laptop
     python -m tokenscope.train --run DIR --resume          continue a run from its folder
     python -m tokenscope.train --run DIR --baselines       n-gram and LSTM beside the run
     python -m tokenscope.train --config run.json --measure-steps 3   time a few steps
