@@ -144,6 +144,7 @@ class ModelsTab(QWidget):
         self.install_button.clicked.connect(self.install_selected)
         self.pull = PullProcess(self)
         self._installing, self._action = "", "pull"  # what the pull process is doing
+        self._was_installed = False  # the model being installed was installed before
         self.pull.said.connect(self._on_pull_said)
         self.pull.phase.connect(self._on_install_phase)
         self.cancel_install.clicked.connect(self.cancel_installing)
@@ -391,6 +392,7 @@ class ModelsTab(QWidget):
             if box.exec() != QMessageBox.StandardButton.Yes:
                 return
         self._installing, self._action = model.title, "pull"
+        self._was_installed = e is not None and e.kind == "installed"  # (a reinstall)
         self.progress.setRange(0, 0)  # busy until pip says how far its download is
         self.progress.setVisible(True)
         self.cancel_install.setVisible(True)
@@ -432,8 +434,9 @@ class ModelsTab(QWidget):
         elif ok:
             self.report_done(f"{title} is installed. Pick it in the list to open it.")
         elif message == "cancelled":
-            self.report_done(f"Installing {title} was cancelled; nothing of it was left "
-                                "installed.")  # fmt: skip
+            kept = ("the copy installed before is as it was" if self._was_installed
+                    else "nothing of it was left installed")  # fmt: skip
+            self.report_done(f"Installing {title} was cancelled; {kept}.")
         elif offline:
             self.status.setText(
                 f"The package index cannot be reached, so {title} cannot be installed now. "

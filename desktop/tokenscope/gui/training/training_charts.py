@@ -89,7 +89,7 @@ class TrainingCharts(QWidget):
         # Axis titles stay short (the chart's title says the rest): long ones are cut off on
         # a 1024-pixel screen. Legends get a backing so that curves under them stay apart.
         self.loss_plot = _plot("Loss (cross-entropy)", "nats/token", "lossChart")
-        self.loss_plot.addLegend(offset=(-10, 10), brush=LEGEND_BRUSH)
+        self.loss_plot.addLegend(offset=(-10, 10), brush=LEGEND_BRUSH, colCount=2)  # one row
         self.lr_plot = _plot("Learning rate", "lr", "learningRateChart")
         self.grad_plot = _plot("Gradient norm", "before clipping", "gradNormChart")
         self.speed_plot = _plot("Throughput", "tokens/s", "throughputChart")

@@ -144,7 +144,7 @@ class TrainingPlan(QGroupBox):
         shape.addRow("Heads", self.heads)
         shape.addRow("Width", self.width)
         shape.addRow("Context", self.context)
-        budget = QFormLayout()
+        budget = shape  # one form: its fields line up
         budget.addRow("Steps", self.steps)
         budget.addRow("Batch", self.batch)
         budget.addRow("Learning rate", self.lr)
@@ -155,7 +155,6 @@ class TrainingPlan(QGroupBox):
         budget.addRow("Processes", processes)
         layout = QVBoxLayout(self)  # one column: the panel fits beside the charts at 1024 px
         layout.addLayout(shape)
-        layout.addLayout(budget)
         layout.addWidget(self.threads_label)
         layout.addWidget(self.estimates)
         several = QHBoxLayout()
