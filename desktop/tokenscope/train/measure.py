@@ -32,6 +32,7 @@ from tokenscope.train.memory import check_fits
 PREPARE_SAMPLE_CHARS = 200_000
 STEPS_FOR_SECONDS = 2.0  # fast steps are timed for this long at least...
 MAX_STEPS = 100  # ...but no more than this many
+EVAL_PASSES_TIMED = 3
 
 
 def seconds_per_step(config: TrainConfig, vocab_size: int, steps: int = 3) -> float:
@@ -88,17 +89,17 @@ def measure_run(
 @torch.no_grad()
 def _eval_seconds(model: Transformer, x: torch.Tensor, y: torch.Tensor, batches: int) -> float:
     """An evaluation: `batches` forward passes on the training split and as many on the
-    validation split (timed on two, scaled)."""
+    validation split (the mean of three, the first after switching to evaluation as in a
+    run, scaled)."""
     model.eval()
-    times = []
-    for _ in range(2):
-        started = time.perf_counter()
+    started = time.perf_counter()
+    for _ in range(EVAL_PASSES_TIMED):
         logits = model(x)
-        F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
-        times.append(time.perf_counter() - started)
+        F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1))
+    seconds = (time.perf_counter() - started) / EVAL_PASSES_TIMED
     model.train()
     model._head_copy = None
-    return min(times) * 2 * batches
+    return seconds * 2 * batches
 
 
 @torch.no_grad()
