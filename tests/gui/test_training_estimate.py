@@ -125,6 +125,8 @@ def test_the_sample_text_is_bundled_public_domain_and_one_click_away(qtbot, tab)
     assert tab.error.text() == NO_DATA and "Sample text" in NO_DATA
     qtbot.mouseClick(tab.data.use_sample, Qt.MouseButton.LeftButton)
     assert tab.data.paths() == [str(path)]
+    item = tab.data.files.item(0)  # named, not a path cut off at the column's edge
+    assert item.text() == "shakespeare.txt (the sample text)" and item.toolTip() == str(path)
     assert not tab.error.isVisible()
     qtbot.waitUntil(lambda: "940,659 characters" in tab.data.summary_label.text(), timeout=30_000)
     qtbot.mouseClick(tab.data.use_sample, Qt.MouseButton.LeftButton)  # not twice

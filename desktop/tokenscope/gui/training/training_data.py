@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QListWidget,
+    QListWidgetItem,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
@@ -47,6 +48,7 @@ PIECE_NOTES = (
     ("<", "<E4> is one byte of a character"),
 )
 KINDS = (("Characters", "char"), ("Byte-level BPE", "bpe"), ("A model's tokenizer", "model"))
+PATH_ROLE = Qt.ItemDataRole.UserRole  # a list item's whole path (its text is the name)
 SAMPLE_TEXT = ("sample", "shakespeare.txt")  # in resources/: public domain (resources/README.md)
 SAMPLE_TIP = "Eight of Shakespeare's works (public domain), about 0.9 MB: enough to train on"
 EMPTY_HINT = "Add text files or folders (or drop them here), or use the sample text."
@@ -139,7 +141,7 @@ class TrainingData(QGroupBox):
 
     def paths(self) -> list[str]:
         """The files and folders in the list, in order."""
-        return [self.files.item(i).text() for i in range(self.files.count())]
+        return [self.files.item(i).data(PATH_ROLE) for i in range(self.files.count())]
 
     def tokenizer_kind(self) -> str:
         """char, bpe or model (the TrainConfig's tokenizer field)."""
@@ -162,10 +164,19 @@ class TrainingData(QGroupBox):
 
     def add_paths(self, paths: list[str]) -> None:
         """Add files or folders (duplicates are ignored), then read the corpus again."""
+        from tokenscope.files import resource_path
+
         known = set(self.paths())
+        sample = str(resource_path(*SAMPLE_TEXT))
         for p in paths:
             if p and p not in known:
-                self.files.addItem(p)
+                # The name first (a long path would be cut off in a narrow column); the whole
+                # path in the tooltip.
+                name = Path(p).name or p
+                item = QListWidgetItem(f"{name} (the sample text)" if p == sample else name)
+                item.setData(PATH_ROLE, p)
+                item.setToolTip(p)
+                self.files.addItem(item)
                 known.add(p)
         self.refresh()
 
