@@ -228,11 +228,14 @@ def test_the_training_plan_measures_a_few_real_steps(qtbot, window, tmp_path):
     plan.preset.setCurrentIndex(plan.preset.findData("tiny"))
     plan.steps.setValue(200)
     qtbot.waitUntil(lambda: "measured on this machine" in plan.estimates.text(), timeout=120_000)
-    seconds = plan.measured[1]
-    assert 0 < seconds < 60
+    parts = plan.measured[1]
+    assert 0 < parts["seconds_per_step"] < 60
     from tokenscope.units import format_duration
 
-    assert f"about {format_duration(seconds * 200)}" in plan.estimates.text()
+    total = plan.run_estimate.total  # the steps and what a run does besides them
+    assert total > parts["seconds_per_step"] * 200
+    assert f"about {format_duration(total)}" in plan.estimates.text()
+    assert f"200 steps {format_duration(parts['seconds_per_step'] * 200)}" in plan.estimates.text()
     corpus = tmp_path / "small.txt"
     corpus.write_text("The capital of Indonesia is Jakarta.\n" * 20)
     tab.data.add_paths([str(corpus)])

@@ -156,7 +156,16 @@ def pull(args: argparse.Namespace) -> int:
             if answer not in ("y", "yes"):
                 print("Not installed.")
                 return 1
-    code = pull(args.name, lambda command: print("running: " + " ".join(command), flush=True))
+    import signal
+
+    # Stopped from the window (SIGTERM): end like Ctrl-C, so that pip is stopped and what it
+    # installed of the model is taken off again (nothing half-installed stays).
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        code = pull(args.name, lambda command: print("running: " + " ".join(command), flush=True))
+    except KeyboardInterrupt:
+        print("\ncancelled: nothing of the model was left installed", flush=True)
+        return 130
     if code != 0:
         print(f"tokenscope: error: pip failed (exit code {code})", file=sys.stderr)
         return 1

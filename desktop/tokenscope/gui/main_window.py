@@ -29,13 +29,14 @@ from tokenscope.gui.fewshot.fewshot_tab import FewShotTab
 from tokenscope.gui.help_menu import HelpMenu
 from tokenscope.gui.inside.inside_tab import InsideTab
 from tokenscope.gui.models.models_tab import ModelsTab
-from tokenscope.gui.models.picker_label import picker_label
+from tokenscope.gui.models.picker_label import picker_label as target_label
 from tokenscope.gui.playground.playground import Playground
 from tokenscope.gui.scale.scale_tab import ScaleTab
 from tokenscope.gui.service_bridge import JobHandle, ServiceBridge
 from tokenscope.gui.settings_file import MAX_PROMPT_CHARS, int_setting, json_setting, open_settings
 from tokenscope.gui.training.training_tab import TrainingTab
 from tokenscope.gui.view_menu import ViewMenu
+from tokenscope.gui.widgets.model_picker import picker_entries, picker_index, picker_label
 from tokenscope.lm.threads import cpu_cores
 from tokenscope.lm.weight_modes import DTYPE_CHOICES
 from tokenscope.service.jobs import SetThreads
@@ -289,9 +290,8 @@ class MainWindow(QMainWindow):
     def _fill_picker(self) -> None:
         self.picker.blockSignals(True)
         self.picker.clear()
-        for e in self.models.entries:
-            if e.openable:
-                self.picker.addItem(f"{e.name}  ({e.kind})", e.target)
+        for e in picker_entries(self.models.entries):  # each model once, its variant said
+            self.picker.addItem(picker_label(e), e.target)
         self.picker.addItem(OPEN_OTHER, OPEN_OTHER)
         self.picker.addItem(CONNECT, CONNECT)
         choices = [
@@ -313,9 +313,9 @@ class MainWindow(QMainWindow):
 
     def _select_in_picker(self, target: str) -> None:
         """Show `target` in the picker (adding it if the model list has not been read yet)."""
-        index = self.picker.findData(target)
+        index = picker_index(self.picker, self.models.entries, target)  # also by its file
         if index < 0:
-            self.picker.insertItem(0, picker_label(target), target)
+            self.picker.insertItem(0, target_label(target), target)
             index = 0
         self.picker.setCurrentIndex(index)
 
@@ -403,7 +403,7 @@ class MainWindow(QMainWindow):
         self.settings.remove("model/opening")
         self.settings.sync()
         self._show_loading(False)
-        self.load_label.setText("loading cancelled" if outcome == "cancelled" else "")
+        self.load_label.setText("")  # a cancel is said in the status bar, which expires
         if outcome == "cancelled":
             self.show_message("loading cancelled; the model in use stays")
         else:

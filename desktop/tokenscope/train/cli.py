@@ -2,6 +2,9 @@
 
     python -m tokenscope.train --config run.json           a new run (or --resume it)
     python -m tokenscope.train --recipe default --out DIR  a shipped recipe
+    python -m tokenscope.train --recipe shakespeare        the bundled sample text (eight of
+                                                Shakespeare's works, public domain), ~1 M
+                                                parameters, minutes on a laptop
     python -m tokenscope.train --run DIR --resume          continue a run from its folder
     python -m tokenscope.train --run DIR --baselines       n-gram and LSTM beside the run
     python -m tokenscope.train --config run.json --measure-steps 3   time a few steps
@@ -145,15 +148,14 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, TypeError, TokenscopeError) as e:
         return _refuse(args, str(e), 2)
     if args.measure_steps:
-        from tokenscope.train.measure import seconds_per_step
+        from tokenscope.train.measure import measure_run
 
         try:
             # The vocabulary the tokenizer would have; the window passes it with --set.
-            seconds = seconds_per_step(config, config.vocab_size, args.measure_steps)
+            parts = measure_run(config, config.vocab_size, args.measure_steps)
         except TokenscopeError as e:
             return _refuse(args, str(e), 1)
-        print(json.dumps({"event": "measure", "seconds_per_step": seconds,
-                          "threads": config.threads, "steps": args.measure_steps}))  # fmt: skip
+        print(json.dumps({"event": "measure", **parts, "threads": config.threads}))
         return 0
     if args.baselines:
         from tokenscope.train.baselines import run_baselines

@@ -42,6 +42,7 @@ from tokenscope.train.events import (
     ErrorEvent,
     EvalEvent,
     EventWriter,
+    ProgressEvent,
     StartEvent,
     StepEvent,
     WarningEvent,
@@ -374,6 +375,8 @@ class Trainer:
                 f"batch_size / grad_accum = {self.micro_global} must divide evenly over "
                 f"{rt.world} processes"
             )
+        if rt.is_main:  # the window says what is happening between the text and the first step
+            self.events.emit(ProgressEvent(stage="model", done=0, total=1))
         model = self._build_model(tokenizer, resume_from)
         self.context = min(c.context or model.config.context_length, model.config.context_length)
         self.autocast_dtype = autocast_dtype(c, rt.device)
@@ -527,7 +530,8 @@ class Trainer:
         recent = state.step_times[-20:]
         seconds = sum(recent) / len(recent)
         tokens_per_s = self.tokens_per_step / seconds
-        if step % c.log_every == 0 or step == c.steps:
+        # The first step too: on a large plan log_every steps can take minutes to come.
+        if step % c.log_every == 0 or step == c.steps or step == 1:
             self.events.emit(
                 StepEvent(
                     step=step,

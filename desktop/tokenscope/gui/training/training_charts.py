@@ -42,6 +42,8 @@ COLORS = {
 }
 PROBE_COLORS = [(200, 60, 60), (60, 140, 200), (60, 160, 90), (180, 120, 30), (130, 80, 170)]
 BASELINE_COLORS = {"ngram": (150, 150, 150), "lstm": (110, 80, 60)}
+LEGEND_BRUSH = (255, 255, 255, 210)
+LEGEND_CHARS = 18  # a probe's legend entry: its continuation, cut to this (the tooltip: all)
 SMOOTHING = (("none", 0.0), ("light (0.6)", 0.6), ("medium (0.9)", 0.9), ("heavy (0.99)", 0.99))
 
 
@@ -86,13 +88,15 @@ class TrainingCharts(QWidget):
         self.timer.start()
 
     def _build(self) -> None:
-        self.loss_plot = _plot("Loss", "cross-entropy (nats/token)", "lossChart")
-        self.loss_plot.addLegend(offset=(-10, 10))
+        # Axis titles stay short (the chart's title says the rest): long ones are cut off on
+        # a 1024-pixel screen. Legends get a backing so that curves under them stay apart.
+        self.loss_plot = _plot("Loss (cross-entropy)", "nats/token", "lossChart")
+        self.loss_plot.addLegend(offset=(-10, 10), brush=LEGEND_BRUSH, colCount=2)  # one row
         self.lr_plot = _plot("Learning rate", "lr", "learningRateChart")
-        self.grad_plot = _plot("Gradient norm", "norm (before clipping)", "gradNormChart")
+        self.grad_plot = _plot("Gradient norm", "before clipping", "gradNormChart")
         self.speed_plot = _plot("Throughput", "tokens/s", "throughputChart")
-        self.probe_plot = _plot("Probe probabilities", "P(continuation | prompt)", "probeChart")
-        self.probe_plot.addLegend(offset=(10, 10))
+        self.probe_plot = _plot("Probe probabilities", "P(continuation)", "probeChart")
+        self.probe_plot.addLegend(offset=(10, 10), brush=LEGEND_BRUSH)
         self.probe_plot.setYRange(0, 1)
         self.curves: dict[str, pg.PlotDataItem] = {
             "train": self.loss_plot.plot(name="train", pen=pg.mkPen(COLORS["train"], width=2)),
@@ -190,9 +194,13 @@ class TrainingCharts(QWidget):
         if name not in self._probe_names:
             color = PROBE_COLORS[len(self._probe_names) % len(PROBE_COLORS)]
             self._probe_names.append(name)
+            short = repr(event.continuation)
+            if len(short) > LEGEND_CHARS:
+                short = short[: LEGEND_CHARS - 1] + "…"
             self.curves[name] = self.probe_plot.plot(
-                name=name, pen=pg.mkPen(color, width=2), symbol="o", symbolSize=4
+                name=short, pen=pg.mkPen(color, width=2), symbol="o", symbolSize=4
             )
+            self.probe_plot.setToolTip("\n".join(self._probe_names))
         return name
 
     # ----- data out ---------------------------------------------------------------------------

@@ -48,6 +48,11 @@ class TrainingControls(QWidget):
         self.ladder_budget.addItem("1 M tokens each", 1_000_000)
         self.ladder_budget.addItem("4 M tokens each", 4_000_000)
         self.ladder_budget.addItem("compute-optimal (~20 per parameter)", 0)
+        # Sized to a short item: the longest would push the tab past a 1024-pixel screen.
+        self.ladder_budget.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
+        self.ladder_budget.setMinimumContentsLength(14)
         self.ladder_budget.setToolTip(
             "Training tokens for each size: the same budget for all, or about 20 tokens per "
             "parameter (the Chinchilla rule), so larger sizes train longer"

@@ -19,11 +19,12 @@ from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
     QFormLayout,
+    QGridLayout,
     QGroupBox,
-    QHBoxLayout,
     QLabel,
     QLineEdit,
     QListWidget,
+    QListWidgetItem,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
@@ -47,6 +48,10 @@ PIECE_NOTES = (
     ("<", "<E4> is one byte of a character"),
 )
 KINDS = (("Characters", "char"), ("Byte-level BPE", "bpe"), ("A model's tokenizer", "model"))
+PATH_ROLE = Qt.ItemDataRole.UserRole  # a list item's whole path (its text is the name)
+SAMPLE_TEXT = ("sample", "shakespeare.txt")  # in resources/: public domain (resources/README.md)
+SAMPLE_TIP = "Eight of Shakespeare's works (public domain), about 0.9 MB: enough to train on"
+EMPTY_HINT = "Add text files or folders (or drop them here), or use the sample text."
 
 
 class TrainingData(QGroupBox):
@@ -79,14 +84,14 @@ class TrainingData(QGroupBox):
         self.add_files = QPushButton("Add files…", objectName="addFilesButton")
         self.add_folder = QPushButton("Add folder…", objectName="addFolderButton")
         self.remove = QPushButton("Remove", objectName="removeFilesButton")
-        buttons = QHBoxLayout()
-        for b in (self.add_files, self.add_folder, self.remove):
+        self.use_sample = QPushButton("Sample text", objectName="useSampleText")
+        self.use_sample.setToolTip(SAMPLE_TIP)
+        buttons = QGridLayout()  # two rows: the panel fits beside the charts at 1024 px
+        for i, b in enumerate((self.add_files, self.add_folder, self.use_sample, self.remove)):
             b.setAccessibleName(b.text().rstrip("…"))
-            buttons.addWidget(b)
-        buttons.addStretch(1)
-        self.summary_label = QLabel(
-            "Add text files or folders (or drop them here).", objectName="corpusSummary"
-        )
+            buttons.addWidget(b, i // 2, i % 2)
+        self.use_sample.setAccessibleName("Use the sample text")
+        self.summary_label = QLabel(EMPTY_HINT, objectName="corpusSummary")
         self.summary_label.setWordWrap(True)
         self.summary_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
@@ -124,6 +129,7 @@ class TrainingData(QGroupBox):
         self.preview_timer.timeout.connect(self._on_preview_timer_timeout)
         self.add_files.clicked.connect(self._on_add_files_clicked)
         self.add_folder.clicked.connect(self._on_add_folder_clicked)
+        self.use_sample.clicked.connect(self.add_sample_text)
         self.remove.clicked.connect(self._on_remove_clicked)
         self.kind.currentIndexChanged.connect(self._on_kind_changed)
         self.vocab.valueChanged.connect(self.preview_timer.start)
@@ -135,7 +141,7 @@ class TrainingData(QGroupBox):
 
     def paths(self) -> list[str]:
         """The files and folders in the list, in order."""
-        return [self.files.item(i).text() for i in range(self.files.count())]
+        return [self.files.item(i).data(PATH_ROLE) for i in range(self.files.count())]
 
     def tokenizer_kind(self) -> str:
         """char, bpe or model (the TrainConfig's tokenizer field)."""
@@ -158,12 +164,27 @@ class TrainingData(QGroupBox):
 
     def add_paths(self, paths: list[str]) -> None:
         """Add files or folders (duplicates are ignored), then read the corpus again."""
+        from tokenscope.files import resource_path
+
         known = set(self.paths())
+        sample = str(resource_path(*SAMPLE_TEXT))
         for p in paths:
             if p and p not in known:
-                self.files.addItem(p)
+                # The name first (a long path would be cut off in a narrow column); the whole
+                # path in the tooltip.
+                name = Path(p).name or p
+                item = QListWidgetItem(f"{name} (the sample text)" if p == sample else name)
+                item.setData(PATH_ROLE, p)
+                item.setToolTip(p)
+                self.files.addItem(item)
                 known.add(p)
         self.refresh()
+
+    def add_sample_text(self) -> None:
+        """Add the bundled sample text (Shakespeare, public domain) to the list."""
+        from tokenscope.files import resource_path
+
+        self.add_paths([str(resource_path(*SAMPLE_TEXT))])
 
     def refresh(self) -> None:
         """Read the corpus again in the background, then redo the tokenizer preview."""
@@ -174,7 +195,7 @@ class TrainingData(QGroupBox):
         self.corpus_changed.emit()
         if not paths:
             self.summary = None
-            self.summary_label.setText("Add text files or folders (or drop them here).")
+            self.summary_label.setText(EMPTY_HINT)
             self.corpus_summarized.emit(None)
             self.preview_timer.start()
             return

@@ -5,7 +5,8 @@ the time it will take, and the torchrun command that trains the run on several m
 
 The estimates are arithmetic on ModelConfig (no torch). The time starts as a rough guess from
 the device's peak FLOP/s and becomes a measurement: a second after the plan stops changing,
-the trainer times a few real steps of this model and batch in a process of its own.
+the trainer times the parts of the run (start-up, preparing the text, a step, an evaluation, a
+sample, a checkpoint) in a process of its own (RunMeasurer: one at a time, none during a run).
 """
 
 from __future__ import annotations
@@ -30,19 +31,23 @@ from PySide6.QtWidgets import (
 )
 
 from tokenscope.gui.background import run_in_background
+from tokenscope.gui.training.run_measurer import RunMeasurer
 from tokenscope.gui.training.training_process import threads_note, trainer_threads
 from tokenscope.launch import multinode_command
 from tokenscope.lm.config import PRESETS, ModelConfig, preset
 from tokenscope.train.devices import TrainingDevice, detect_device
+from tokenscope.train.estimate import RunEstimate, estimate_run
 from tokenscope.units import format_bytes, format_count, format_duration
 
 CUSTOM = "custom"
+# The bundled model's shape: about a million parameters, minutes on a laptop.
+DEFAULT_PRESET = "mini"
+DEFAULT_STEPS = 500  # with the default batch: a few passes over the sample text
 # Small models reach only a fraction of a device's peak (kernel launches, memory traffic);
 # the run's measured tokens/s replaces this guess once it starts.
 ASSUMED_UTILIZATION = {"cpu": 0.1, "cuda": 0.3}
 ADAM_BYTES_PER_PARAMETER = 16  # float32 weights, gradients and two Adam moments
 MEASURE_AFTER_MS = 1200  # the plan must rest this long before a burst is measured
-MEASURE_STEPS = 3
 MANY_EPOCHS = 10  # more passes over the text than this: say the model will memorise it
 NODES = 2  # machines in the command shown for several machines (more: change --nnodes)
 RDZV_PLACEHOLDER = "HOST:29500"  # one of the machines, as the others reach it
@@ -52,29 +57,6 @@ STRATEGY_TIP = (
     "parameters, gradients and optimizer state across the processes, for models that do not "
     "fit one device. The losses are the same."
 )
-
-
-def measure_step(fields: dict[str, Any], vocab_size: int) -> float:
-    """Seconds per training step of this plan, timed by the trainer in its own process.
-    Runs in a pool thread (it waits for the process)."""
-    import json
-    import subprocess
-    import tempfile
-    from pathlib import Path
-
-    from tokenscope.gui.training.training_process import train_command
-
-    with tempfile.TemporaryDirectory(prefix="tokenscope-measure-") as tmp:
-        config = {**fields, "data": ["(not read)"], "out_dir": tmp, "tokenizer": "bpe",
-                  "vocab_size": vocab_size}  # fmt: skip
-        path = Path(tmp) / "run.json"
-        path.write_text(json.dumps(config), encoding="utf-8")
-        command = train_command(["--config", str(path), "--measure-steps", str(MEASURE_STEPS)])
-        done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
-    for line in reversed(done.stdout.splitlines()):
-        if line.startswith("{"):
-            return float(json.loads(line)["seconds_per_step"])
-    raise RuntimeError((done.stderr.strip().splitlines() or ["no answer"])[-1])
 
 
 class TrainingPlan(QGroupBox):
@@ -93,11 +75,19 @@ class TrainingPlan(QGroupBox):
         self.setObjectName("trainingPlan")
         self.vocab_size = 2048
         self.device: TrainingDevice | None = None
-        self._base = "small"  # the preset a custom shape starts from (GPT-2 or Llama style)
+        self._base = DEFAULT_PRESET  # the preset a custom shape starts from (GPT-2 or Llama style)
         self._device_id = 0
         self.corpus_tokens: int | None = None  # of the text chosen, as estimated
-        self.measured: tuple[tuple, float] | None = None  # (what was measured, s per step)
-        self._measure_id = 0
+        self.corpus_chars: int | None = None
+        self.data_paths: list[str] = []
+        self.tokenizer_kind = "bpe"
+        # (what was measured, the parts, the process's start-up seconds)
+        self.measured: tuple[tuple, dict[str, Any], float] | None = None
+        self.run_estimate: RunEstimate | None = None  # the latest, from a measurement
+        self.training = False  # a run is going: nothing is measured beside it
+        self.measurer = RunMeasurer(self)
+        self.measurer.measured.connect(self._on_measured)
+        self.measurer.failed.connect(self._on_measure_failed)
         self._measure_timer = QTimer(self, singleShot=True, interval=MEASURE_AFTER_MS)
         self._measure_timer.timeout.connect(self.measure)
         self._build()
@@ -115,13 +105,13 @@ class TrainingPlan(QGroupBox):
         for name in PRESETS:
             self.preset.addItem(name, name)
         self.preset.addItem(CUSTOM, CUSTOM)
-        self.preset.setCurrentIndex(self.preset.findData("small"))
+        self.preset.setCurrentIndex(self.preset.findData(DEFAULT_PRESET))
         self.layers = spin("layersControl", 1, 96, 4, "Layers")
         self.heads = spin("headsControl", 1, 128, 4, "Attention heads")
         self.width = spin("widthControl", 8, 16384, 256, "Width (d_model)")
         self.width.setSingleStep(32)
         self.context = spin("contextControl", 8, 131072, 256, "Context length")
-        self.steps = spin("stepsControl", 1, 10_000_000, 1000, "Training steps")
+        self.steps = spin("stepsControl", 1, 10_000_000, DEFAULT_STEPS, "Training steps")
         self.batch = spin("batchControl", 1, 4096, 16, "Batch size (sequences per step)")
         self.eval_every = spin("evalEveryControl", 1, 1_000_000, 100, "Evaluate every N steps")
         self.processes = spin("processesControl", 1, 64, 1, "Processes")
@@ -145,7 +135,7 @@ class TrainingPlan(QGroupBox):
         self.lr.setSingleStep(1e-4)
         self.lr.setValue(3e-3)
         self.lr.setAccessibleName("Peak learning rate")
-        self.threads_label = QLabel(objectName="threadsInfo")
+        self.threads_label = QLabel(objectName="threadsInfo", wordWrap=True)
         self.estimates = QLabel(objectName="modelEstimates", wordWrap=True)
 
         shape = QFormLayout()
@@ -154,7 +144,7 @@ class TrainingPlan(QGroupBox):
         shape.addRow("Heads", self.heads)
         shape.addRow("Width", self.width)
         shape.addRow("Context", self.context)
-        budget = QFormLayout()
+        budget = shape  # one form: its fields line up
         budget.addRow("Steps", self.steps)
         budget.addRow("Batch", self.batch)
         budget.addRow("Learning rate", self.lr)
@@ -163,17 +153,14 @@ class TrainingPlan(QGroupBox):
         processes.addWidget(self.processes)
         processes.addWidget(self.strategy)
         budget.addRow("Processes", processes)
-        columns = QHBoxLayout()
-        columns.addLayout(shape)
-        columns.addLayout(budget)
-        layout = QVBoxLayout(self)
-        layout.addLayout(columns)
+        layout = QVBoxLayout(self)  # one column: the panel fits beside the charts at 1024 px
+        layout.addLayout(shape)
         layout.addWidget(self.threads_label)
         layout.addWidget(self.estimates)
         several = QHBoxLayout()
-        several.addWidget(QLabel("On several machines:"))
         several.addWidget(self.multinode, 1)
         several.addWidget(self.copy_multinode)
+        layout.addWidget(QLabel("On several machines:"))
         layout.addLayout(several)
 
         self.preset.currentIndexChanged.connect(self._on_preset_changed)
@@ -268,35 +255,68 @@ class TrainingPlan(QGroupBox):
         self.corpus_tokens = tokens
         self._update_estimates()
 
+    def set_corpus_text(self, paths: list[str], characters: int | None, kind: str) -> None:
+        """The text the run will prepare (its files, characters) and the tokenizer kind: the
+        time to prepare it is measured on it."""
+        self.data_paths, self.corpus_chars, self.tokenizer_kind = list(paths), characters, kind
+        self._update_estimates()
+
+    def set_training(self, running: bool) -> None:
+        """A run started (any measurement is killed: it would slow the run and be slowed by
+        it) or ended (the plan is measured again when it rests)."""
+        self.training = running
+        if running:
+            self._measure_timer.stop()
+            self.measurer.stop()
+        else:
+            self._measure_timer.start()
+
     def _measure_key(self) -> tuple:
-        """What the time per step depends on."""
+        """What the measured parts depend on."""
         return (self.base_preset(), tuple(sorted(self.model_overrides().items())),
                 self.batch.value(), self.context.value(), self.vocab_size,
-                trainer_threads(self.processes.value()))  # fmt: skip
+                trainer_threads(self.processes.value()), tuple(self.data_paths),
+                self.tokenizer_kind)  # fmt: skip
 
     def measure(self) -> None:
-        """Time a few steps of the planned run (in the background; the estimate follows)."""
-        if not self.isVisible():
-            return  # measured when someone looks (the tab is shown again)
+        """Time the parts of the planned run (in a process of its own; the estimate follows).
+        Any measurement still running for an earlier plan is killed first."""
+        if not self.isVisible() or self.training:
+            return  # measured when someone looks (the tab is shown again), between runs
         key = self._measure_key()
         if self.measured is not None and self.measured[0] == key:
             return
-        self._measure_id += 1
-        request, fields = self._measure_id, self.config_fields()
-        vocab = self.vocab_size
-        run_in_background(
-            lambda: measure_step(fields, vocab),
-            lambda result, error: self._on_measured(request, key, result, error),
-            self,
-        )
+        if self.measurer.is_running() and self.measurer.key == key:
+            return  # already on its way
+        fields = {**self.config_fields(), "data": self.data_paths or ["(not read)"],
+                  "tokenizer": self.tokenizer_kind if self.tokenizer_kind != "model" else "bpe",
+                  "vocab_size": self.vocab_size}  # fmt: skip
+        self.measurer.start(key, fields, trainer_threads(self.processes.value()))
 
-    def _on_measured(
-        self, request: int, key: tuple, seconds: float | None, error: str | None
-    ) -> None:
-        if request != self._measure_id or error or seconds is None:
-            return  # superseded, or it could not run: the rough guess stays
-        self.measured = (key, float(seconds))
+    def _on_measured(self, key: tuple, parts: dict[str, Any], start: float) -> None:
+        self.measured = (key, parts, start)
         self._update_estimates()
+
+    def _on_measure_failed(self, _key: tuple, _message: str) -> None:
+        pass  # it could not run: the rough guess stays
+
+    def _time_line(self, parts: dict[str, Any], start: float, processes: int) -> str:
+        """The run's time from its measured parts, and what it is made of."""
+        fields = self.config_fields()
+        e = estimate_run(parts, fields, start_seconds=start, corpus_chars=self.corpus_chars,
+                         processes=processes)  # fmt: skip
+        self.run_estimate = e
+        steps = fields["steps"]
+        made_of = [f"starting {format_duration(e.start)}"]
+        if e.prepare:
+            made_of.append(f"preparing the text {format_duration(e.prepare)}")
+        made_of.append(f"{steps:,} steps {format_duration(e.steps)} "
+                       f"({parts['seconds_per_step']:.3f} s each)")  # fmt: skip
+        made_of.append(f"evaluations, samples and checkpoints "
+                       f"{format_duration(e.evals + e.samples + e.checkpoints)}")  # fmt: skip
+        one = ", with one process" if processes > 1 else ""
+        return (f"Time: about {format_duration(e.total)} — " + ", ".join(made_of)
+                + f" (measured on this machine{one})")  # fmt: skip
 
     def set_vocabulary(self, vocab_size: int) -> None:
         """The tokenizer's size changed: the embedding and head change with it."""
@@ -400,12 +420,9 @@ class TrainingPlan(QGroupBox):
                 )
             lines.append(line)
         measured = self.measured
+        self.run_estimate = None
         if measured is not None and measured[0] == self._measure_key():
-            seconds = measured[1] * self.steps.value() / max(1, processes)
-            lines.append(
-                f"Time: about {format_duration(seconds)} ({measured[1]:.2f} s per step, "
-                "measured on this machine" + (", with one process)" if processes > 1 else ")")
-            )
+            lines.append(self._time_line(measured[1], measured[2], processes))
         elif self.device is None:
             lines.append("Time: detecting the device…")
         else:
@@ -413,8 +430,10 @@ class TrainingPlan(QGroupBox):
             seconds = compute / (self.device.peak_flops * utilization)
             lines.append(
                 f"Time: about {format_duration(seconds)} on {self.device.label} (a rough "
-                f"guess at {utilization:.0%} of its peak; measuring a few real steps…)"
+                f"guess at {utilization:.0%} of its peak; measuring the run's parts…)"
             )
+            if self.measurer.is_running() and self.measurer.key != self._measure_key():
+                self.measurer.stop()  # measuring a plan that is no longer the plan
             self._measure_timer.start()
         self.estimates.setText("\n".join(lines))
         self.plan_changed.emit(config)

@@ -25,6 +25,8 @@ class TrainingRuns(QGroupBox):
 
     #: (run folder) — the person chose this run to look at; GUI thread
     run_chosen = Signal(str)
+    #: (list of RunInfo, newest first) — the runs folder was read; GUI thread
+    listed = Signal(object)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("Runs", parent)
@@ -73,6 +75,7 @@ class TrainingRuns(QGroupBox):
                 self.list.setCurrentItem(item)
         if error:
             self.list.addItem(f"(cannot list the runs: {error})")
+        self.listed.emit(self.runs)
 
     def selected_path(self) -> str | None:
         """The folder of the selected run, if any."""

@@ -68,11 +68,14 @@ STATUS_MS = 33
 PROGRESS_STAGES = {
     "tokenizer": "Preparing data (training the tokenizer)",
     "tokenize": "Preparing data (tokenizing the text)",
+    "model": "Building the model and its optimizer",
     "ngram": "Baselines: counting the n-gram model's trigrams",
     "lstm": "Baselines: training the LSTM",
 }
-NO_DATA = "Add some text to train on first (files or folders)."
+NO_DATA = "Add some text to train on first (files or folders), or click Sample text."
 LOG_LINES = 5000
+SETTINGS_MIN_WIDTH = 340  # the settings column, in pixels, beside the charts
+SETTINGS_MAX_WIDTH = 560
 
 
 class TrainingTab(QWidget):
@@ -99,6 +102,7 @@ class TrainingTab(QWidget):
         self._baseline_ppl: dict[str, float] = {}
         self._logged_decile: dict[str, int] = {}
         self._ladder_replay = False  # the run shown is a ladder's folder
+        self._last_run_shown = False  # the newest run was shown when the tab was made
         self.process = TrainingProcess(self)
         self._build()
         self._connect()
@@ -117,8 +121,12 @@ class TrainingTab(QWidget):
         column = QVBoxLayout(setup)
         for w in (self.recipes, self.data, self.plan, self.options, self.scale_chart):
             column.addWidget(w)
-        scroll = QScrollArea(widgetResizable=True)
+        scroll = QScrollArea(widgetResizable=True, objectName="trainingSettings")
         scroll.setWidget(setup)
+        # Only up and down: the settings wrap to the panel's width rather than hide beyond it.
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setMinimumWidth(SETTINGS_MIN_WIDTH)
+        self.settings_scroll = scroll
 
         self.controls = TrainingControls()
         self.start_button = self.controls.start
@@ -168,9 +176,10 @@ class TrainingTab(QWidget):
         inner.setStretchFactor(0, 3)
         inner.setStretchFactor(1, 2)
         rlayout.addWidget(inner, 1)
-        splitter = QSplitter(objectName="trainingSplitter")
+        splitter = self.splitter = QSplitter(objectName="trainingSplitter")
         splitter.addWidget(scroll)
         splitter.addWidget(right)
+        splitter.setStretchFactor(0, 0)
         splitter.setStretchFactor(1, 1)
         layout = QVBoxLayout(self)
         layout.addWidget(splitter)
@@ -182,6 +191,7 @@ class TrainingTab(QWidget):
         self.data.vocabulary_estimated.connect(self.plan.set_vocabulary)
         self.data.corpus_changed.connect(self._on_data_corpus_changed)
         self.data.corpus_summarized.connect(self.plan.set_corpus_tokens)
+        self.data.corpus_summarized.connect(self._on_corpus_summarized)
         self.plan.plan_changed.connect(self._on_plan_changed)
         self.plan.set_vocabulary(self.data.estimated_vocabulary())
         self.start_button.clicked.connect(self.start)
@@ -196,6 +206,17 @@ class TrainingTab(QWidget):
         self.process.process_finished.connect(self._on_process_finished)
         self.process.start_failed.connect(self._on_process_start_failed)
         self.runs.run_chosen.connect(self.open_run)
+        self.runs.listed.connect(self._on_runs_listed)
+
+    def _on_runs_listed(self, runs: list) -> None:
+        """The first time the runs are listed, the newest is shown (not "No run yet." after a
+        restart while runs exist)."""
+        if self._last_run_shown:
+            return
+        self._last_run_shown = True
+        if runs and self.run_dir is None and not self.process.is_running():
+            self.open_run(runs[0].path)
+            self.runs.select(runs[0].path)
 
     def _on_details_tab_changed(self, _index: int) -> None:
         """The Ladder and In-context learning panes hold charts of their own: while one is
@@ -207,6 +228,8 @@ class TrainingTab(QWidget):
         super().showEvent(event)
         if not self._shown_once:  # torch is imported for this: only once someone looks
             self._shown_once = True
+            left = max(SETTINGS_MIN_WIDTH, min(SETTINGS_MAX_WIDTH, int(self.width() * 0.38)))
+            self.splitter.setSizes([left, max(1, self.width() - left)])
             self.plan.detect_device()
 
     # ----- actions -----------------------------------------------------------------------------
@@ -333,6 +356,7 @@ class TrainingTab(QWidget):
         self.hide_error()
         command = train_command(args, processes)
         self.log.appendPlainText("$ " + " ".join(command))
+        self.plan.set_training(True)  # no measurement competes with the run for the cores
         self.process.start(command, self.run_dir, trainer_threads(processes))
         starting = "Starting the trainer…" if mode in ("train", "ladder") else self.status.text()
         self.status.setText(starting)
@@ -341,6 +365,7 @@ class TrainingTab(QWidget):
     def shutdown(self) -> None:
         """Stop any run (it saves a checkpoint) and background work; the window is closing."""
         self.process.shutdown()
+        self.plan.measurer.stop()
         self.status_timer.stop()
         self.charts.shutdown()
         self.icl.shutdown()
@@ -434,6 +459,11 @@ class TrainingTab(QWidget):
                     f"start: {event.parameters:,} parameters on {event.device} "
                     f"({event.world_size} process(es), {event.threads} threads)"
                 )
+                if live:
+                    self.status.setText(
+                        f"Training: the first step of {event.parameters:,} parameters is "
+                        "running (the first is the slowest)…"
+                    )
             case ProgressEvent() if live:
                 self._show_progress(event)
             case SampleEvent():
@@ -459,6 +489,10 @@ class TrainingTab(QWidget):
         stage, done, total = event.stage, event.done, event.total or 1
         what = PROGRESS_STAGES.get(stage, stage)
         text = f"{what}: {done / total:.0%}"
+        if stage in ("tokenizer", "model") and event.total <= 1:
+            text = f"{what}…" if done < total else f"{what}: done"
+        elif stage == "tokenize" and done >= total:
+            text = f"{what}: done; writing the token files…"
         if stage == "lstm":
             text += f" (step {done:,} of {total:,}"
             if event.eta_s is not None:
@@ -491,6 +525,7 @@ class TrainingTab(QWidget):
 
     def _on_process_finished(self, code: int, crashed: bool) -> None:
         mode, self.mode = self.mode, None
+        self.plan.set_training(False)
         done = self.done_event
         if mode == "train" and (done is None or crashed):
             tail = "\n".join(self.log.toPlainText().splitlines()[-8:])
@@ -517,6 +552,7 @@ class TrainingTab(QWidget):
 
     def _on_process_start_failed(self, message: str) -> None:
         self.mode = None
+        self.plan.set_training(False)
         self.show_error(f"Could not start the trainer: {message}")
         self._update_buttons()
 
@@ -558,6 +594,11 @@ class TrainingTab(QWidget):
     def _on_data_corpus_changed(self) -> None:
         if self.error.isVisible() and self.last_error == NO_DATA and self.data.paths():
             self.hide_error()  # it is no longer true
+
+    def _on_corpus_summarized(self, _tokens: int | None) -> None:
+        summary = self.data.summary
+        chars = summary.characters if summary is not None else None
+        self.plan.set_corpus_text(self.data.paths(), chars, self.data.tokenizer_kind())
 
     def _on_plan_changed(self, config: ModelConfig | None) -> None:
         self._plan_valid = config is not None
