@@ -78,3 +78,20 @@ def test_icl_on_the_command_line_is_the_api(checkpoint, tmp_path):
     assert default["text"] == "induction corpus" and default["windows"] == 8
     short = run_cli("icl", "-m", str(checkpoint), "--text", "-", stdin="a b c", ok=False)
     assert short.returncode != 0 and "too short" in short.stderr
+
+
+def test_a_fewshot_sweep_without_a_head_is_the_api_under_that_ablation(checkpoint):
+    """The causal test for few-shot prompting: `tokenscope fewshot --sweep --ablate L.H`."""
+    from tokenscope.lm.fewshot import load_prompt, sweep
+    from tokenscope.lm.inside import ablated
+
+    args = ("fewshot", "capitals", "--sweep", "-k", "2", "-m", str(checkpoint))
+    plain = _run(*args)
+    silenced = _run(*args, "--ablate", "1.0,1.1")
+    model = tokenscope.load_model(str(checkpoint))
+    prompt = load_prompt("capitals")
+    with ablated(model, {(1, 0), (1, 1)}):
+        mine = sweep(model, prompt, max_shots=2)
+    got = [p["probability"] for p in silenced["points"]]
+    assert got == pytest.approx([p.probability for p in mine], rel=1e-5)
+    assert got != pytest.approx([p["probability"] for p in plain["points"]], rel=1e-3)

@@ -158,7 +158,6 @@ def test_the_transition_is_marked_on_the_loss_curve_with_a_note(qtbot, tab, tmp_
 
 
 def test_the_causal_test_at_a_real_checkpoint(qtbot, tab, induction_run):
-    from tokenscope.cli.inside import HELD_OUT_SEED
     from tokenscope.lm import open_model
     from tokenscope.lm.icl import report
     from tokenscope.train import induction_corpus

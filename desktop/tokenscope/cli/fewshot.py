@@ -47,6 +47,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     f.add_argument("--orders", type=int, default=1, help="example orders to sweep (1: as given)")
     f.add_argument("--seed", type=int, default=0, help="seed for the shuffled orders")
     f.add_argument("--top", type=int, default=5, help="how many next tokens to show")
+    f.add_argument(
+        "--ablate", metavar="L.H,...", help="silence these heads first (the sweep without them)"
+    )
     f.add_argument("--json", action="store_true", help="print one JSON object")
     add_threads_option(f)
     f.set_defaults(handler=fewshot)
@@ -66,6 +69,11 @@ def fewshot(args: argparse.Namespace) -> int:
         prompt = prompt.with_shots(args.max_shots)
     session = Session()
     info = session.load(args)
+    if args.ablate:
+        from tokenscope.cli.inside import heads
+        from tokenscope.service import SetAblation
+
+        session.run(SetAblation(heads(args.ablate)))
     label = prompt.name or args.preset  # (from a file: shown through printable())
     if args.sweep:
         return _sweep(args, session, prompt, label, info.name)

@@ -4,7 +4,7 @@ with every head and again with the strongest induction head silenced.
 The measurement is `tokenscope icl -m CHECKPOINT --json` (the InContext job of the model
 service, tokenscope.lm.icl.report) in a process of its own, waited on in the thread pool: the
 window's model (the playground's) stays loaded, and no torch work shares the GUI's
-interpreter. Runs on the induction corpus are measured on held-out lines of it (the command's
+interpreter. Runs on the induction corpus are measured on held-out text of it (the command's
 default: another seed); other runs on the end of their own text, where their validation part
 comes from.
 """
@@ -95,13 +95,13 @@ class AblationResult:
 
 
 def run_text(run_dir: Path) -> tuple[str | None, str]:
-    """The text to measure a run on: None for the induction corpus's held-out lines (the
+    """The text to measure a run on: None for the induction corpus's held-out text (the
     command's default), else the end of the run's own text; and how to say which."""
     from tokenscope.train.corpus import find_files
 
     settings = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
     if settings.get("corpus_recipe") == "induction":
-        return None, "held-out lines of the induction corpus"
+        return None, "held-out text of the induction corpus"
     data = [str(p) for p in settings.get("data") or []]
     if settings.get("corpus_recipe"):
         data += [str(p) for p in (run_dir / "corpus").glob("*.txt")]
