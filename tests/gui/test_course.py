@@ -28,7 +28,7 @@ WAIT_MS = 60_000
 def test_every_bundled_lesson_loads():
     lessons, problems = load_lessons()
     assert problems == []
-    assert 7 <= len(lessons) <= 9
+    assert 7 <= len(lessons) <= 10
     assert [lesson.key for lesson in lessons] == sorted(p.stem for p in bundled_folder().glob("*"))
     for lesson in lessons:
         assert lesson.title and lesson.text and lesson.notice
@@ -146,7 +146,7 @@ def test_the_playground_lessons_set_up_and_check_on_the_bundled_model(qtbot, bun
     # The learner edits the prompt: the check no longer claims anything about it.
     w.playground.prompt.setPlainText("The capital of France is")
     (v,) = verdicts_settle(qtbot, panel, [checks.WAITING])
-    assert "not the lesson's" in v.text
+    assert "does not hold this lesson's prompt" in v.text
 
     panel = go(w, "03-sampling")
     panel.show_me()
@@ -235,6 +235,32 @@ def test_the_training_lessons_set_up_the_tab(qtbot, bundled, private_home):
     assert t.data.paths() == [str(corpus)]  # added once
 
 
+def test_the_in_context_learning_lesson_chooses_the_recipe_and_reads_the_icl_pane(qtbot, bundled):
+    from tokenscope.train.events import EvalEvent
+
+    w = bundled
+    panel = go(w, "10-in-context-learning")
+    panel.show_me()
+    t = w.training
+    assert w.tabs.currentWidget() is t and t.bottom.currentWidget() is t.icl
+    assert t.recipes.choice.currentData() == "induction"
+    assert t.plan.steps.value() == 4000 and t.data.tokenizer_kind() == "char"
+    (v,) = verdicts_settle(qtbot, panel, [checks.WAITING])
+    assert t.start_button.text() in v.text
+    # The pane as a run fills it: flat, then a fall of a nat (the check reads the pane).
+    flat = [-0.05, -0.08, -0.1, -0.12]
+    for i, score in enumerate([*flat, -0.7, -1.05, -1.15], start=1):
+        t.icl.add_event(EvalEvent(step=100 * i, val_loss=4.0, icl_score=score,
+                                  induction_max=0.05))  # fmt: skip
+    (v,) = verdicts_settle(qtbot, panel, [checks.SHOWN])
+    assert "-0.05 to -1.15" in v.text and "step 500" in v.text
+    t.icl.set_run(None)
+    for i, score in enumerate(flat, start=1):
+        t.icl.add_event(EvalEvent(step=100 * i, val_loss=4.0, icl_score=score))
+    (v,) = verdicts_settle(qtbot, panel, [checks.NOT_SHOWN])
+    assert "no fall of 0.3 nats" in v.text
+
+
 def test_previous_next_and_the_lesson_is_remembered(qtbot, make_window):
     w = make_window("builtin")
     w.help.open_course_on_first_start()  # the first start: it opens
@@ -243,7 +269,7 @@ def test_previous_next_and_the_lesson_is_remembered(qtbot, make_window):
     assert not panel.previous.isEnabled()
     qtbot.mouseClick(panel.next, Qt.MouseButton.LeftButton)
     qtbot.mouseClick(panel.next, Qt.MouseButton.LeftButton)
-    assert panel.index == 2 and panel.title.text().startswith("Lesson 3 of 9")
+    assert panel.index == 2 and panel.title.text().startswith(f"Lesson 3 of {len(panel.lessons)}")
     key = panel.lesson.key
     w.close()
 

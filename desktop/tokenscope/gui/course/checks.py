@@ -50,7 +50,7 @@ def _lesson_prompt(w: MainWindow, lesson: Lesson) -> Verdict | None:
     if wanted is not None and w.playground.prompt.toPlainText() != wanted:
         return Verdict(
             WAITING,
-            "The Playground's prompt is not the lesson's any more: press Show me to set it again.",
+            "The Playground does not hold this lesson's prompt: press Show me to set it.",
         )
     return None
 
@@ -382,6 +382,31 @@ def induction(w: MainWindow, lesson: Lesson, seen: Seen, c: dict[str, Any]) -> V
     )
 
 
+def icl_transition(w: MainWindow, lesson: Lesson, seen: Seen, c: dict[str, Any]) -> Verdict:
+    """The Training tab's in-context learning pane: did the ICL score fall, and where."""
+    t = w.training
+    charts = t.icl.charts
+    scores = [(s, v) for s, v in zip(charts.steps, charts.icl, strict=True) if v is not None]
+    if len(scores) < 2:
+        return Verdict(WAITING, f"No run with ICL scores shown yet: press {t.start_button.text()} "
+                       "(about a minute and a half on a small computer).")  # fmt: skip
+    least = float(c.get("min_fall", 0.3))
+    first, last = scores[0][1], min(v for _s, v in scores)
+    said = f"The ICL score went from {first:+.2f} to {last:+.2f} nats"
+    if charts.transition_step is not None and first - last >= least:
+        return Verdict(
+            SHOWN,
+            said + f", falling fastest around step {charts.transition_step:,}: from there the "
+            "model predicts the late letters of its window from the early ones.",
+        )
+    return Verdict(
+        WAITING if t.mode == "train" else NOT_SHOWN,
+        said
+        + f"; no fall of {least:g} nats yet"
+        + (" (the run is still going)." if t.mode == "train" else ": try more steps."),
+    )
+
+
 KINDS = {
     "top_token": top_token,
     "prompt_tokens": prompt_tokens,
@@ -394,6 +419,7 @@ KINDS = {
     "fewshot_by_size": fewshot_by_size,
     "lens": lens,
     "induction": induction,
+    "icl_transition": icl_transition,
 }
 
 

@@ -50,7 +50,8 @@ SHOW_FIELDS: dict[str, dict[str, Any]] = {
         "context": int,
         "tokenizer": ("char", "bpe", "model"),
         "corpus": ("default",),
-        "details": ("notes", "samples", "log", "runs", "ladder"),
+        "recipe": str,  # a ready-made run of "Start from" (e.g. "induction")
+        "details": ("notes", "samples", "log", "runs", "ladder", "icl"),
     },
 }
 
@@ -67,6 +68,7 @@ CHECK_FIELDS: dict[str, dict[str, Any]] = {
     "fewshot_by_size": {"exclude": list, "min_probability": float},
     "lens": {},
     "induction": {"min_score": float},
+    "icl_transition": {"min_fall": float},
 }
 
 

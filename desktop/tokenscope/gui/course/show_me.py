@@ -106,6 +106,13 @@ def _scale(w: MainWindow, p: dict[str, Any]) -> None:
 
 def _training(w: MainWindow, p: dict[str, Any]) -> None:
     t = w.training
+    if "recipe" in p:  # a ready-made run: it fills the settings below itself
+        index = t.recipes.choice.findData(p["recipe"])
+        if index < 0:
+            w.show_message(f"The course asks for the ready-made run {p['recipe']!r}, which "
+                           "this version does not have.")  # fmt: skip
+        else:
+            t.recipes.choice.setCurrentIndex(index)
     if "tokenizer" in p:
         t.data.kind.setCurrentIndex(t.data.kind.findData(p["tokenizer"]))
     if "preset" in p:
@@ -119,6 +126,7 @@ def _training(w: MainWindow, p: dict[str, Any]) -> None:
         "log": t.log,
         "runs": t.runs,
         "ladder": t.ladder_chart,
+        "icl": t.icl,
     }
     if "details" in p:
         t.bottom.setCurrentWidget(details[p["details"]])
