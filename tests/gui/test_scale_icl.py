@@ -215,10 +215,18 @@ def test_hub_checkpoints_are_listed_downloaded_and_measured(qtbot, window, hub):
 
     text = induction_corpus.held_out()
     rows = _table(tab)
+    scores = []
     for ref, row in zip(refs, rows, strict=True):
         assert row[0] == ref.removeprefix("hf:")
         model = tokenscope.load_model(str(hub_module.cached_path(ref)))
-        _check_row(row, report(model, text), model.parameter_count)
+        r = report(model, text)
+        _check_row(row, r, model.parameter_count)
+        scores.append(r.icl_score)
+    # Pythia's checkpoints on the training chart: 1,024 x 2,048 tokens a step (step 0 has
+    # no place on a log axis).
+    [(name, tokens, ys)] = tab.icl.training_chart.data()
+    assert name == REPO and tokens == [143000 * 1024 * 2048]
+    assert ys == pytest.approx(scores[1:], abs=1e-5)
 
 
 def test_the_tab_remembers_the_icl_mode(qtbot, make_window, checkpoint):

@@ -168,8 +168,8 @@ class IclTrainingChart(_CurvesChart):
             "In-context learning as training goes on (one curve per run)",
             "training tokens (log scale)",
             SCORE_AXIS,
-            "Add a training run's folder (Add run…) or Hub checkpoints: each checkpoint's "
-            "ICL score appears here.",
+            "Add a training run's folder (Add run…) or Pythia's Hub checkpoints: each "
+            "checkpoint's ICL score appears here.",
         )
         self.curves: list[tuple[ScaleICL, list[int], list[float]]] = []
         layout = self.layout()
@@ -186,6 +186,7 @@ class IclTrainingChart(_CurvesChart):
             if r.icl is not None and points:
                 self.curves.append((r.icl, [p.tokens for p in points],
                                     [p.icl_score for p in points]))  # fmt: skip
+        self.curves += _hub_curves(results)
         self.curves.sort(key=lambda c: c[0].parameters)
         self._draw([(f"{s.name} ({format_count(s.parameters)})", xs, ys)
                     for s, xs, ys in self.curves])  # fmt: skip
@@ -212,6 +213,35 @@ class IclTrainingChart(_CurvesChart):
         for s, xs, ys in self.curves:
             out += [[s.model, s.parameters, x, y] for x, y in zip(xs, ys, strict=True)]
         return out
+
+
+def _hub_curves(results: list[ScaleResult]) -> list[tuple[ScaleICL, list[int], list[float]]]:
+    """Hub training checkpoints (`hf:REPO@stepN`) of a family whose tokens per step are
+    known, one curve per repository."""
+    import dataclasses
+    import re
+
+    from tokenscope.lm import hub
+
+    found: dict[str, list[tuple[int, ScaleICL]]] = {}
+    for r in results:
+        got = re.fullmatch(r"([^@]+)@step(\d+)", r.target.removeprefix(hub.PREFIX))
+        if r.icl is not None and got and hub.is_hub_ref(r.target) and int(got[2]) > 0:
+            per_step = _tokens_per_step(got[1])
+            if per_step:
+                found.setdefault(got[1], []).append((int(got[2]) * per_step, r.icl))
+    curves = []
+    for repo, points in found.items():
+        points.sort(key=lambda p: p[0])
+        first = dataclasses.replace(points[0][1], name=repo, model=hub.PREFIX + repo)
+        curves.append((first, [t for t, _s in points], [s.icl_score for _t, s in points]))
+    return curves
+
+
+def _tokens_per_step(repo: str) -> int:
+    """Training tokens per step of a model family, where known (Pythia: 1,024 sequences of
+    2,048 tokens a step); 0 otherwise."""
+    return 1024 * 2048 if repo.lower().startswith("eleutherai/pythia") else 0
 
 
 class HubCheckpointsDialog(QDialog):

@@ -270,7 +270,7 @@ class ScaleTab(Exportable):
         shown = self.charts.currentIndex() % 3  # the same place among the mode's charts
         for i in range(self.charts.count()):
             self.charts.setTabVisible(i, (i >= 3) == icl)
-        self.charts.setCurrentIndex(3 + min(shown, 1) if icl else shown)
+        self.charts.setCurrentIndex(3 + (shown == 1) if icl else shown)
 
     # ----- models --------------------------------------------------------------------------
 
