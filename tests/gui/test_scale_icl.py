@@ -238,3 +238,25 @@ def test_the_tab_remembers_the_icl_mode(qtbot, make_window, checkpoint):
     window.scale.restore_settings(values)
     assert window.scale.icl.radio.isChecked()
     assert not window.scale.task.isEnabled() and window.scale.icl.text_choice.isEnabled()
+
+
+def test_ctrl_enter_runs_and_escape_cancels_in_icl_mode(qtbot, window, checkpoint, tmp_path):
+    copies = []
+    for n in range(6):  # several models, measured anew: time enough to cancel
+        folder = tmp_path / f"copy-{n}"
+        folder.mkdir()
+        for f in checkpoint.iterdir():
+            (folder / f.name).write_bytes(f.read_bytes())
+        copies.append(folder)
+    tab = _icl_tab(qtbot, window, *copies)
+    tab.fresh.setChecked(True)
+    tab.icl.text_choice.setFocus()
+    qtbot.keyClick(tab.icl.text_choice, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+    assert tab.running
+    started = lambda: tab.progress.maximum() > 0 and tab.progress.value() >= 1  # noqa: E731
+    qtbot.waitUntil(started, timeout=20_000)
+    qtbot.keyClick(tab.icl.text_choice, Qt.Key.Key_Escape)
+    qtbot.waitUntil(lambda: not tab.running, timeout=20_000)
+    assert tab.status.text().startswith("Cancelled after"), tab.status.text()
+    assert len(tab.results) < len(copies)
+    assert tab.run_button.isEnabled() and not tab.cancel_button.isEnabled()

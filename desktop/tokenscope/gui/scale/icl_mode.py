@@ -140,7 +140,7 @@ class IclSizeChart(QWidget):
         low, high = min([*ys, -0.5]), max([*ys, 0.1])
         item.setYRange(low - 0.15 * (high - low), high + 0.25 * (high - low), padding=0)
         if xs:
-            item.setXRange(min(xs) - 0.3, max(xs) + 0.8, padding=0)
+            item.setXRange(min(xs) - 0.3, max(xs) + 1.2, padding=0)  # (room for labels)
         else:
             item.setXRange(5, 10, padding=0)
             self.empty.setPos(7.5, (low + high) / 2)
@@ -172,6 +172,7 @@ class IclTrainingChart(_CurvesChart):
             "checkpoint's ICL score appears here.",
         )
         self.curves: list[tuple[ScaleICL, list[int], list[float]]] = []
+        self.legend.setOffset((-10, 10))  # top right: the scores lie low, below 0
         layout = self.layout()
         assert isinstance(layout, QVBoxLayout)
         layout.addWidget(_note())
@@ -252,6 +253,7 @@ class HubCheckpointsDialog(QDialog):
         super().__init__(parent)
         self.setObjectName("scaleHubDialog")
         self.setWindowTitle("Training checkpoints from the Hub")
+        self.setMinimumWidth(520)
         self._names: list[str] = []
         self._repo = ""
         self.repo = QLineEdit("EleutherAI/pythia-14m", objectName="scaleHubRepo")
@@ -305,8 +307,7 @@ class HubCheckpointsDialog(QDialog):
         self.list_button.setEnabled(True)
         if error is not None or names is None:
             self._names = []
-            self.message.setText(f"Could not list {repo}: {_message(error or '')} "
-                                 "(the Hub needs the internet).")  # fmt: skip
+            self.message.setText(f"Could not list {repo}: {_message(error or '')}")
         elif not names:
             self._names = []
             self.message.setText(f"{repo} has no training checkpoints (revisions named stepN).")
