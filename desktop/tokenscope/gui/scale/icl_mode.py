@@ -111,6 +111,7 @@ class IclSizeChart(QWidget):
             symbolBrush=pg.mkBrush(*POINT_COLOR), symbolPen=pg.mkPen(None),
         )  # fmt: skip
         self.plot.addItem(self._curve)
+        self.plot.getPlotItem().getAxis("left").enableAutoSIPrefix(False)
         self.plot.addLine(y=0, pen=pg.mkPen(chart_colors()[2], style=Qt.PenStyle.DashLine))
         self.empty = chart_text("Press Run: each ticked model's ICL score appears here, "
                                 "against its size", MUTED, anchor=(0.5, 0.5))  # fmt: skip
@@ -177,6 +178,8 @@ class IclTrainingChart(_CurvesChart):
         assert isinstance(layout, QVBoxLayout)
         layout.addWidget(_note())
         self.plot.getPlotItem().setLogMode(x=True, y=False)
+        for side in ("left", "bottom"):  # (plain numbers, no "x0.001" beside the axis name)
+            self.plot.getPlotItem().getAxis(side).enableAutoSIPrefix(False)
         self.plot.addLine(y=0, pen=pg.mkPen(chart_colors()[2], style=Qt.PenStyle.DashLine))
         self.set_results([])
 

@@ -271,6 +271,7 @@ class ScaleTab(Exportable):
         for i in range(self.charts.count()):
             self.charts.setTabVisible(i, (i >= 3) == icl)
         self.charts.setCurrentIndex(3 + (shown == 1) if icl else shown)
+        self._show_results()  # (the table's columns are the mode's)
 
     # ----- models --------------------------------------------------------------------------
 
