@@ -209,7 +209,12 @@ def training_checkpoints(repo: str, count: int | None = None) -> list[str]:
     """The revisions of `repo` that are training checkpoints (`step1000`: Pythia's naming),
     earliest first; with `count`, that many spread evenly on a log scale of the step (the
     first and the last always among them), since most change happens early."""
-    steps = sorted((int(name[4:]), name) for name in revisions(repo)
+    return spread_checkpoints(revisions(repo), count)
+
+
+def spread_checkpoints(names: list[str], count: int | None = None) -> list[str]:
+    """training_checkpoints on a list of revision names already fetched (no network)."""
+    steps = sorted((int(name[4:]), name) for name in names
                    if re.fullmatch(r"step\d{1,12}", name))  # fmt: skip
     if count is None or count >= len(steps):
         return [name for _step, name in steps]

@@ -51,6 +51,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from tokenscope.gui.scale.icl_mode import IclMode, IclSizeChart, IclTrainingChart
 from tokenscope.gui.scale.scale_charts import SizeChart, SweepChart, TrainingChart
 from tokenscope.gui.service_bridge import JobHandle, ServiceBridge
 from tokenscope.gui.widgets.exporting import Exportable
@@ -71,6 +72,9 @@ DEFAULT_TASK = "invented-language"
 DEFAULT_SHOTS = 4
 TARGET_ROLE = Qt.ItemDataRole.UserRole
 RIGHT = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
+COLUMNS = ["model", "parameters", "P(answer)", "rank", "top prediction / note"]
+MODES = ("probe", "task", "icl")
+Charts = SizeChart | TrainingChart | SweepChart | IclSizeChart | IclTrainingChart
 
 
 class ScaleTab(Exportable):
@@ -113,6 +117,8 @@ class ScaleTab(Exportable):
         self._modes = QButtonGroup(self)
         self._modes.addButton(self.mode_probe)
         self._modes.addButton(self.mode_task)
+        self.icl = IclMode(self)  # the third mode: in-context learning (gui/scale/icl_mode.py)
+        self._modes.addButton(self.icl.radio)
         self.prompt = QLineEdit(DEFAULT_PROMPT, objectName="scalePrompt")
         self.prompt.setAccessibleName("Probe prompt")
         self.answer = QLineEdit(DEFAULT_ANSWER, objectName="scaleAnswer")
@@ -157,6 +163,8 @@ class ScaleTab(Exportable):
         self.charts.addTab(self.size_chart, "By size")
         self.charts.addTab(self.training_chart, "During training")
         self.charts.addTab(self.sweep_chart, "Few-shot by size")
+        self.charts.addTab(self.icl.size_chart, "By size")
+        self.charts.addTab(self.icl.training_chart, "During training")
         self.explanation = QLabel(
             textFormat=Qt.TextFormat.PlainText, objectName="scaleExplanation", wordWrap=True
         )
@@ -164,10 +172,8 @@ class ScaleTab(Exportable):
         self.explanation.setFrameShape(QFrame.Shape.StyledPanel)
         self.explanation.setMargin(4)
         self.explanation.setVisible(False)
-        self.table = QTableWidget(0, 5, objectName="scaleTable")
-        self.table.setHorizontalHeaderLabels(
-            ["model", "parameters", "P(answer)", "rank", "top prediction / note"]
-        )
+        self.table = QTableWidget(0, len(COLUMNS), objectName="scaleTable")
+        self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.verticalHeader().setVisible(False)
@@ -187,6 +193,9 @@ class ScaleTab(Exportable):
         task_row.addWidget(QLabel("up to"))
         task_row.addWidget(self.max_shots)
         probe.addRow("Task", task_row)
+        probe.addRow(self.icl.radio)
+        probe.addRow("Text", self.icl.text_choice)
+        probe.addRow(self.icl.message)
         lv.addLayout(probe)
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button)
@@ -202,6 +211,7 @@ class ScaleTab(Exportable):
         adds = QHBoxLayout()
         adds.addWidget(self.add_path_button)
         adds.addWidget(self.add_server_button)
+        adds.addWidget(self.icl.hub_button)
         lv.addLayout(adds)
 
         right = QWidget()
@@ -236,7 +246,8 @@ class ScaleTab(Exportable):
         self.cancel_button.clicked.connect(self.cancel)
         self.add_path_button.clicked.connect(self._browse)
         self.add_server_button.clicked.connect(self._ask_server)
-        self.mode_probe.toggled.connect(lambda _on: self._on_mode_changed())
+        for mode in (self.mode_probe, self.mode_task, self.icl.radio):
+            mode.toggled.connect(lambda _on: self._on_mode_changed())
         self.metric_picker.currentIndexChanged.connect(
             lambda _i: self.size_chart.set_metric(self.metric_picker.currentData())
         )
@@ -249,11 +260,18 @@ class ScaleTab(Exportable):
         escape.activated.connect(self.cancel)
 
     def _on_mode_changed(self) -> None:
-        probe = self.mode_probe.isChecked()
+        probe, icl = self.mode_probe.isChecked(), self.icl.radio.isChecked()
         self.prompt.setEnabled(probe)
         self.answer.setEnabled(probe)
-        self.task.setEnabled(not probe)
-        self.max_shots.setEnabled(not probe)
+        self.task.setEnabled(self.mode_task.isChecked())
+        self.max_shots.setEnabled(self.mode_task.isChecked())
+        self.icl.text_choice.setEnabled(icl)
+        self.metric_picker.setEnabled(not icl)
+        shown = self.charts.currentIndex() % 3  # the same place among the mode's charts
+        for i in range(self.charts.count()):
+            self.charts.setTabVisible(i, (i >= 3) == icl)
+        self.charts.setCurrentIndex(3 + (shown == 1) if icl else shown)
+        self._show_results()  # (the table's columns are the mode's)
 
     # ----- models --------------------------------------------------------------------------
 
@@ -348,6 +366,8 @@ class ScaleTab(Exportable):
         if not targets:
             raise ValueError("Tick at least one model to measure.")
         use_cache = not self.fresh.isChecked()
+        if self.icl.radio.isChecked():
+            return self.icl.job(targets, use_cache)
         if self.mode_probe.isChecked():
             from tokenscope.lm.scale import Probe
 
@@ -383,7 +403,10 @@ class ScaleTab(Exportable):
         self._error = ""
         self._show_results()
         self.status.setText("")
-        if job.prompt is not None:
+        if job.icl_text is not None:
+            if self.charts.currentWidget() is not self.icl.training_chart:
+                self.charts.setCurrentWidget(self.icl.size_chart)
+        elif job.prompt is not None:
             self.charts.setCurrentWidget(self.sweep_chart)
         elif self.charts.currentWidget() is self.sweep_chart:
             self.charts.setCurrentWidget(self.size_chart)
@@ -419,7 +442,8 @@ class ScaleTab(Exportable):
         if isinstance(record, Progress):
             self.progress.setRange(0, max(1, record.total))
             self.progress.setValue(record.done)
-            name = Path(record.label).name or record.label
+            label = record.label  # (a download says how far it is: shown whole)
+            name = label if label.startswith("downloading") else Path(label).name or label
             self.progress.setFormat(
                 f"{record.done} of {record.total}: {name}" if record.label else "done"
             )
@@ -432,7 +456,7 @@ class ScaleTab(Exportable):
         self._set_running(False)
         errors = [r for r in self.results if r.error]
         measured = len(self.results) - len(errors)
-        cached = sum(bool(shown.cached) for r in self.results if (shown := r.point or r.sweep))
+        cached = sum(bool(s.cached) for r in self.results if (s := r.point or r.sweep or r.icl))
         if outcome == "completed":
             self.progress.setRange(0, 1)
             self.progress.setValue(1)
@@ -453,6 +477,10 @@ class ScaleTab(Exportable):
     # ----- showing -------------------------------------------------------------------------
 
     def _show_results(self) -> None:
+        if self.icl.radio.isChecked() or any(r.icl for r in self.results):
+            self.explanation.setVisible(False)
+            self.icl.show(sorted(self.results, key=_size_order), self.table)
+            return
         points = [r.point for r in self.results if r.point is not None]
         sweeps = [r.sweep for r in self.results if r.sweep is not None and r.sweep.points]
         from tokenscope.lm.scale import falls_with_size, sweep_end
@@ -496,6 +524,8 @@ class ScaleTab(Exportable):
                              f"{first.probability:.3f} → {last.probability:.3f}",
                              format_rank(last.rank, last.rank_above),
                              f"0..{last.shots} shots: {values}"])  # fmt: skip
+        self.table.setColumnCount(len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.setRowCount(len(rows))
         for i, row in enumerate(rows):
             for j, text in enumerate(row):
@@ -507,8 +537,8 @@ class ScaleTab(Exportable):
 
     # ----- export --------------------------------------------------------------------------
 
-    def current_chart(self) -> SizeChart | TrainingChart | SweepChart:
-        return cast("SizeChart | TrainingChart | SweepChart", self.charts.currentWidget())
+    def current_chart(self) -> Charts:
+        return cast("Charts", self.charts.currentWidget())
 
     def rows(self) -> list[list[Any]]:
         return self.current_chart().rows()
@@ -522,7 +552,11 @@ class ScaleTab(Exportable):
         return {
             "prompt": self.prompt.text()[:2000],
             "answer": self.answer.text()[:500],
-            "mode": "task" if self.mode_task.isChecked() else "probe",
+            "mode": MODES[
+                [self.mode_probe, self.mode_task, self.icl.radio].index(
+                    cast("QRadioButton", self._modes.checkedButton())
+                )
+            ],
             "task": self.task.currentData(),
             "max_shots": self.max_shots.value(),
             "models": self.targets(),
@@ -535,8 +569,9 @@ class ScaleTab(Exportable):
             self.prompt.setText(values["prompt"])
         if isinstance(values.get("answer"), str) and values["answer"]:
             self.answer.setText(values["answer"])
-        if values.get("mode") in ("task", "probe"):  # (none saved: the tab opens on the task)
-            (self.mode_task if values["mode"] == "task" else self.mode_probe).setChecked(True)
+        if values.get("mode") in MODES:  # (none saved: the tab opens on the task)
+            [self.mode_probe, self.mode_task, self.icl.radio][MODES.index(values["mode"])
+                                                              ].setChecked(True)  # fmt: skip
         index = self.task.findData(values.get("task"))
         if index >= 0:
             self.task.setCurrentIndex(index)
@@ -552,6 +587,6 @@ class ScaleTab(Exportable):
 
 def _size_order(result: ScaleResult) -> tuple[int, int]:
     """Smallest model first; unknown sizes and errors last."""
-    shown = result.point or result.sweep or result.curve
+    shown = result.point or result.sweep or result.curve or result.icl
     n = shown.parameters if shown is not None and not result.error else 0
     return (0, n) if n > 0 else (1, 0)
