@@ -74,8 +74,11 @@ def test_icl_on_the_command_line_is_the_api(checkpoint, tmp_path):
     assert out["icl_score_without_strongest"] == pytest.approx(mine.icl_without_strongest, rel=1e-5)
     assert out["strongest_induction_head"] == list(mine.strongest_head)
     assert np.allclose(out["previous_token_scores"], mine.heads.previous_token, atol=1e-6)
-    default = _run("icl", "-m", str(checkpoint))  # held-out lines of the induction corpus
-    assert default["text"] == "induction corpus" and default["windows"] == 8
+    default = _run("icl", "-m", str(checkpoint))  # the bundled Shakespeare sample
+    assert default["text"].startswith("the bundled Shakespeare sample") and default["windows"] == 8
+    induction = _run("icl", "-m", str(checkpoint), "--text", "induction")
+    assert induction["text"] == "held-out text of the induction corpus"
+    assert induction["icl_score"] != pytest.approx(default["icl_score"])
     short = run_cli("icl", "-m", str(checkpoint), "--text", "-", stdin="a b c", ok=False)
     assert short.returncode != 0 and "too short" in short.stderr
 

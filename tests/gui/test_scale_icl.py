@@ -14,6 +14,7 @@ from PySide6.QtCore import Qt
 import tokenscope
 from tokenscope.lm.icl import report
 from tokenscope.train import induction_corpus
+from tokenscope.train.icl_texts import icl_text
 
 from ..lm.formats.hub_server import HubServer
 from .test_scale_tab import _train_tiny_run
@@ -77,11 +78,16 @@ def test_icl_mode_shows_each_models_own_report(qtbot, window, checkpoint, bigger
     headers = [tab.table.horizontalHeaderItem(j).text() for j in range(tab.table.columnCount())]
     assert headers == ["model", "parameters", "ICL score", "strongest induction head",
                        "its score", "ICL score without it"]  # fmt: skip
-    text = induction_corpus.held_out()
+    text = icl_text("shakespeare")[0]  # the default: natural prose
     models = sorted((tokenscope.load_model(str(c)) for c in (checkpoint, bigger_checkpoint)),
                     key=lambda m: m.parameter_count)  # fmt: skip
     assert models[0].parameter_count < models[1].parameter_count
     reports = [report(m, text) for m in models]
+    choice = tab.icl.text_choice
+    assert [choice.itemData(i) for i in range(2)] == ["", "induction"]
+    choice.setCurrentIndex(1)
+    assert tab.icl.text() == induction_corpus.held_out()
+    choice.setCurrentIndex(0)
     rows = _table(tab)
     assert len(rows) == 2
     for row, r, m in zip(rows, reports, models, strict=True):
@@ -103,7 +109,7 @@ def test_icl_on_a_text_file_and_bad_files_are_named(qtbot, window, checkpoint, t
     for name, words in (("empty.txt", "has no text"), ("binary.bin", "binary")):
         tab.icl.open_text(str(tmp_path / name))
         qtbot.waitUntil(lambda w=words: w in tab.icl.message.text())
-        assert tab.icl.text_choice.currentData() == ""  # still the held-out text
+        assert tab.icl.text_choice.currentData() == ""  # still the default text
     own = "one two three four five six seven eight nine ten. " * 40
     (tmp_path / "mine.txt").write_text(own)
     tab.icl.open_text(str(tmp_path / "mine.txt"))
@@ -124,7 +130,7 @@ def test_a_run_gives_the_icl_score_at_each_checkpoint(qtbot, window, tmp_path):
     assert len(tokens) == len(checkpoints) >= 2
     steps = [int(f.name.split("-")[1]) for f in checkpoints]
     assert tokens == [step * 8 * 32 for step in steps]  # steps x batch x context
-    text = induction_corpus.held_out()
+    text = icl_text("shakespeare")[0]  # the default: natural prose
     for folder, score in zip(checkpoints, scores, strict=True):
         expected = report(tokenscope.load_model(str(folder)), text).icl_score
         assert score == pytest.approx(expected, abs=1e-4)
@@ -213,7 +219,7 @@ def test_hub_checkpoints_are_listed_downloaded_and_measured(qtbot, window, hub):
     assert any(f"downloading hf:{REPO}@step0" in x and " MB" in x for x in labels), labels
     from tokenscope.lm import hub as hub_module
 
-    text = induction_corpus.held_out()
+    text = icl_text("shakespeare")[0]  # the default: natural prose
     rows = _table(tab)
     scores = []
     for ref, row in zip(refs, rows, strict=True):

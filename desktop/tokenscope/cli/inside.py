@@ -80,7 +80,9 @@ def register_icl(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     add_model_options(ic, chat=False)
     ic.add_argument("--text", metavar="FILE",
-                    help="a UTF-8 text file, or - for standard input ")  # fmt: skip
+                    help="a UTF-8 text file, - for standard input, or a named text: "
+                    "shakespeare (the default: natural prose) or induction (held-out text of "
+                    "the induction corpus)")  # fmt: skip
     ic.add_argument("--windows", type=int, default=8, help="windows of the text to average")
     ic.add_argument("--seed", type=int, default=0, help="for the induction test sequences")
     ic.add_argument("--json", action="store_true")
@@ -231,11 +233,14 @@ def icl(args: argparse.Namespace) -> int:
 
 def icl_text(path: str | None) -> tuple[str, str]:
     """The text to measure in-context learning on, and how to name it: a file, standard input
-    ("-"), or by default held-out text of the induction corpus."""
-    if path is None:
-        from tokenscope.train import induction_corpus
+    ("-"), a named text (`shakespeare`, the default; `induction`; see train/icl_texts.py)."""
+    from pathlib import Path
 
-        return induction_corpus.held_out(), "induction corpus"
+    from tokenscope.train.icl_texts import NAMES
+    from tokenscope.train.icl_texts import icl_text as named
+
+    if path is None or (path in NAMES and not Path(path).exists()):
+        return named(path or "shakespeare")
     return read_text_argument(path), path
 
 

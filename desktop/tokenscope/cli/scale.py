@@ -41,8 +41,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sc.add_argument("--icl", action="store_true",
                     help="instead: the in-context learning score (late minus early loss on "
                     "--text) and the strongest induction head of each model")  # fmt: skip
-    sc.add_argument("--text", metavar="FILE", help="with --icl: the text (default: held-out "
-                    "lines of the induction corpus)")  # fmt: skip
+    sc.add_argument("--text", metavar="FILE", help="with --icl: a text file, or a named text: "
+                    "shakespeare (the default) or induction")  # fmt: skip
     sc.add_argument("--hub-checkpoints", metavar="REPO",
                     help="the training checkpoints a Hub repository publishes as stepN "
                     "revisions (Pythia), downloaded one after the other")  # fmt: skip
@@ -73,7 +73,7 @@ def scale(args: argparse.Namespace) -> int:
 
         if args.prompt or args.answer or args.fewshot:
             raise ValueError("--icl measures on --text: give no PROMPT, ANSWER or --fewshot")
-        icl_text, _source = read_icl_text(args.text)
+        icl_text, source = read_icl_text(args.text)
     elif args.text:
         raise ValueError("--text goes with --icl")
     elif args.fewshot:
@@ -117,7 +117,7 @@ def scale(args: argparse.Namespace) -> int:
     for r in errors:  # (a server's own words among them: one line each, nothing raw)
         print(f"tokenscope: {printable(r.target)}: {printable(r.error)}", file=sys.stderr)
     if icl_text is not None:
-        _print_icl(args, [r for r in results if r.icl is not None])
+        _print_icl(args, source, [r for r in results if r.icl is not None])
     elif prompt is not None:
         _print_sweeps(args, prompt, [r.sweep for r in results if r.sweep is not None])
     else:
@@ -189,16 +189,16 @@ def _print_points(
             print(f"{pt.step:>8,}  {pt.tokens:>15,}  {shown:>10}  {pt.rank:>6}")
 
 
-def _print_icl(args: argparse.Namespace, results: list[ScaleResult]) -> None:
+def _print_icl(args: argparse.Namespace, source: str, results: list[ScaleResult]) -> None:
     results.sort(key=lambda r: r.icl.parameters if r.icl else 0)
     if args.json:
-        print_json({"text": args.text or "induction corpus", "models": [
+        print_json({"text": source, "models": [
             {**asdict(r.icl), "checkpoints": [asdict(p) for p in r.icl_curve]}
             for r in results if r.icl is not None
         ]})  # fmt: skip
         return
-    print("In-context learning (late minus early loss, nats; negative learns from context), "
-          "smallest model first")  # fmt: skip
+    print(f"In-context learning on {printable(source)} (late minus early loss, nats; negative "
+          "learns from context), smallest model first")  # fmt: skip
     print(f"{'model':<28} {'parameters':>12}  {'ICL score':>9}  {'induction':>9}  "
           f"{'strongest':>9}  {'without it':>10}")  # fmt: skip
     for r in results:

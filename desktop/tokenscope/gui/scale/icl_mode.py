@@ -1,6 +1,7 @@
 """The Scale tab's third mode: in-context learning across sizes and across training.
 
-Each ticked model reads a text (by default held-out text of the induction corpus, or a text
+Each ticked model reads a text (by default the bundled Shakespeare sample; held-out text of the
+induction corpus; or a text
 file the person opens); its ICL score is its loss on late tokens minus its loss on early
 tokens (nats: negative means it uses what it read), with its strongest induction head and the
 score again with that head silenced (tokenscope.lm.scale.measure_icl). The size chart shows the
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
     from tokenscope.lm.scale import ScaleICL
     from tokenscope.service.records import ScaleResult
 
+SHAKESPEARE = "Shakespeare (the bundled sample)"
 HELD_OUT = "Held-out induction text"
 OPEN_FILE = "Open text file…"
 #: a text file is read up to this many bytes (the score needs a few thousand tokens at most)
@@ -345,10 +347,12 @@ class IclMode(QObject):
         self.radio.setToolTip("How much each model learns from the text it reads (ICL score)")
         self.text_choice = QComboBox(objectName="scaleIclText")
         self.text_choice.setAccessibleName("Text to measure in-context learning on")
-        self.text_choice.addItem(HELD_OUT, "")
+        self.text_choice.addItem(SHAKESPEARE, "")
+        self.text_choice.addItem(HELD_OUT, "induction")
         self.text_choice.addItem(OPEN_FILE, OPEN_FILE)
-        self.text_choice.setToolTip("Held-out text of the induction corpus (never trained on), "
-                                    "or a text file of your own")  # fmt: skip
+        self.text_choice.setToolTip("Natural prose (the fair text across sizes), held-out text "
+                                    "of the induction corpus (random strings said twice: only "
+                                    "copying helps), or a text file of your own")  # fmt: skip
         self.hub_button = QPushButton("Hub checkpoints…", objectName="scaleHubCheckpoints")
         self.hub_button.setToolTip("A model family's training checkpoints from the Hub "
                                    "(e.g. Pythia's stepN revisions)")  # fmt: skip
@@ -405,9 +409,9 @@ class IclMode(QObject):
         path = self.text_choice.currentData()
         if path and path in self._texts:
             return self._texts[path]
-        from tokenscope.train import induction_corpus
+        from tokenscope.train.icl_texts import icl_text
 
-        return induction_corpus.held_out()
+        return icl_text(path if path == "induction" else "shakespeare")[0]
 
     # ----- the job -------------------------------------------------------------------------
 

@@ -124,7 +124,9 @@ def measure(checkpoint: Path, run_dir: Path) -> AblationResult:
     text, source = run_text(run_dir)
     with tempfile.TemporaryDirectory(prefix="tokenscope-icl-") as tmp:
         args = ["icl", "-m", str(checkpoint), "--json", "--threads", "1"]
-        if text is not None:
+        if text is None:
+            args += ["--text", "induction"]
+        else:
             path = Path(tmp) / "text.txt"
             path.write_text(text, encoding="utf-8")
             args += ["--text", str(path)]
