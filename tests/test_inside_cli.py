@@ -75,7 +75,7 @@ def test_icl_on_the_command_line_is_the_api(checkpoint, tmp_path):
     assert out["strongest_induction_head"] == list(mine.strongest_head)
     assert np.allclose(out["previous_token_scores"], mine.heads.previous_token, atol=1e-6)
     default = _run("icl", "-m", str(checkpoint))  # the bundled Shakespeare sample
-    assert default["text"].startswith("the bundled Shakespeare sample") and default["windows"] == 8
+    assert default["text"].startswith("the bundled Shakespeare sample") and default["windows"] == 32
     induction = _run("icl", "-m", str(checkpoint), "--text", "induction")
     assert induction["text"] == "held-out text of the induction corpus"
     assert induction["icl_score"] != pytest.approx(default["icl_score"])

@@ -83,7 +83,7 @@ def register_icl(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
                     help="a UTF-8 text file, - for standard input, or a named text: "
                     "shakespeare (the default: natural prose) or induction (held-out text of "
                     "the induction corpus)")  # fmt: skip
-    ic.add_argument("--windows", type=int, default=8, help="windows of the text to average")
+    ic.add_argument("--windows", type=int, default=32, help="windows of the text to average")
     ic.add_argument("--seed", type=int, default=0, help="for the induction test sequences")
     ic.add_argument("--json", action="store_true")
     ic.set_defaults(handler=icl)

@@ -350,9 +350,10 @@ def measure_icl(
     """The ICL score and induction heads of one model on `text`, cached like a probe. A
     model without its forward pass here (a server) raises ValueError saying so."""
     from tokenscope.lm.backend import require_internals
-    from tokenscope.lm.icl import report
+    from tokenscope.lm.icl import WINDOWS, report
 
-    path = cache_dir() / model_key(target) / f"icl-{_digest({'text': text})}.json"
+    key = _digest({"text": text, "windows": WINDOWS})
+    path = cache_dir() / model_key(target) / f"icl-{key}.json"
     got = _read(path) if use_cache and _cacheable(target) else None
     cached = _record(ScaleICL, got.get("icl"), _ICL_FIELDS) if got is not None else None
     if isinstance(cached, ScaleICL):  # (the head comes back from JSON as a list)

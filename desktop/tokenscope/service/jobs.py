@@ -200,7 +200,7 @@ class InContext(Job):
     interactive: ClassVar[bool] = True
 
     text: str
-    windows: int = 8
+    windows: int = 32
     seed: int = 0
 
 
