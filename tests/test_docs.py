@@ -145,7 +145,6 @@ def _environment(home: Path) -> dict[str, str]:
         HF_HUB_CACHE=str(home / "hf-cache"),
         QT_QPA_PLATFORM="offscreen",
         OMP_NUM_THREADS="1",
-        PYTHONPATH=os.pathsep.join([str(ROOT / "desktop"), env.get("PYTHONPATH", "")]),
     )
     return env
 

@@ -77,6 +77,7 @@ def test_generate_shows_n_coloured_tokens_and_the_captured_distribution(qtbot, w
     assert [c for _, _, c in shown] == [probability_color(s.probability) for s in steps]
     assert pg.strip.shown == len(steps)
     # Click the third token: the chart shows the distribution captured when it was drawn.
+    pg.text.verticalScrollBar().setValue(0)  # (the box follows the newest text)
     rect = pg.text.token_rect(2)
     qtbot.mouseClick(pg.text.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
     qtbot.waitUntil(lambda: pg.selected == 2, timeout=5_000)

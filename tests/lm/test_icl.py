@@ -90,3 +90,19 @@ def test_the_report_of_a_copier_on_repeating_text_says_its_head_carries_it(bpe_t
     assert r.icl_score < 0 and r.undone is not None and r.undone > 0.5, r
     with pytest.raises(ValueError, match="too short"):
         icl.report(copier, "a b", count=1)
+
+
+def test_position_losses_are_the_full_forward_passes_made_a_slice_at_a_time(
+    make_model, monkeypatch
+):
+    import torch.nn.functional as F
+
+    model = make_model("tiny", seed=5)
+    v = model.config.vocab_size
+    windows = torch.randint(0, v, (3, 40), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        logits = model.transformer(windows[:, :-1]).float()
+    expected = F.cross_entropy(logits.reshape(-1, v), windows[:, 1:].reshape(-1),
+                               reduction="none").reshape(3, 39)  # fmt: skip
+    monkeypatch.setattr(icl, "LOGITS_AT_ONCE", 7 * v)  # 7 positions' logits at a time
+    assert torch.allclose(icl.position_losses(model.transformer, windows), expected, atol=1e-5)

@@ -138,22 +138,45 @@ def icl_from_losses(losses: np.ndarray | torch.Tensor) -> float:
     return float(per_position[late].mean() - per_position[early].mean())
 
 
+#: logits made at once when scoring positions, at most (rows x vocabulary): a 262,144-token
+#: vocabulary (Gemma 3) over 32 windows of 511 positions would be 17 GB in one go
+LOGITS_AT_ONCE = 1 << 24
+
+
 @torch.no_grad()
 def position_losses(transformer: Transformer, windows: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """(B, T - 1): the loss on each next token of each window of token ids (B, T)."""
+    """(B, T - 1): the loss on each next token of each window of token ids (B, T). One
+    window's forward pass at a time, its logits made a slice of positions at a time from the
+    last block's output, so memory stays bounded whatever the vocabulary."""
+    from tokenscope.lm.hooks import hooks
+
     x = torch.as_tensor(windows, dtype=torch.long)
     device = next(transformer.parameters()).device
-    x = x.to(device)
+    last = f"blocks.{len(transformer.blocks) - 1}.resid_post"
+    rows = max(1, LOGITS_AT_ONCE // transformer.config.vocab_size)
+    out = torch.empty(x.shape[0], x.shape[1] - 1)
     was_training = transformer.training
     transformer.eval()
     try:
-        logits = transformer(x[:, :-1]).float()
+        for b in range(x.shape[0]):
+            row = x[b : b + 1].to(device)
+            seen: dict[str, torch.Tensor] = {}
+
+            def keep(h: torch.Tensor, _name: str, seen: dict[str, torch.Tensor] = seen) -> None:
+                seen["h"] = h
+
+            with hooks(transformer, [(last, keep)]):
+                transformer(row[:, :-1], last_only=True)  # (only the last logits are made)
+            hidden = seen["h"][0]  # (T - 1, C)
+            for at in range(0, hidden.shape[0], rows):
+                logits = transformer.unembed(hidden[at : at + rows]).float()
+                targets = row[0, 1 + at : 1 + at + logits.shape[0]]
+                out[b, at : at + logits.shape[0]] = F.cross_entropy(
+                    logits, targets, reduction="none"
+                ).cpu()
     finally:
         transformer.train(was_training)
-    targets = x[:, 1:]
-    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
-                           reduction="none")  # fmt: skip
-    return loss.reshape(targets.shape).cpu()
+    return out
 
 
 def icl_score(transformer: Transformer, windows: np.ndarray | torch.Tensor) -> float:
