@@ -21,15 +21,15 @@ MIN_WINDOW = 10
 
 
 def measure(
-    model: Transformer, tokenizer: Tokenizer, by_position: torch.Tensor | None, batches: int,
-    *, mean: Callable[[list[float]], list[float]], heads: bool,
+    model: Transformer, tokenizer: Tokenizer, by_position: torch.Tensor, *,
+    mean: Callable[[list[float]], list[float]], heads: bool,
 ) -> dict[str, Any]:  # fmt: skip
-    """`icl_score` (every process takes part in `mean`) and, when `heads`, the induction and
-    previous-token scores of every head with their maxima; {} where they cannot be measured
-    (a window too short)."""
+    """`icl_score` from the validation loss by position (every process takes part in
+    `mean`) and, when `heads`, the induction and previous-token scores of every head with
+    their maxima; {} where they cannot be measured (a window too short)."""
     out: dict[str, Any] = {}
-    if by_position is not None and by_position.shape[0] >= MIN_WINDOW:
-        (out["icl_score"],) = mean([icl.icl_from_losses(by_position / batches)])
+    if by_position.shape[0] >= MIN_WINDOW:
+        (out["icl_score"],) = mean([icl.icl_from_losses(by_position)])
     if heads:
         pool = icl.token_pool(tokenizer, model.config.vocab_size)
         if model.config.context_length >= 5 and pool.size >= 2:

@@ -7,9 +7,8 @@ tokenscope.train.fsdp).
     python -m tokenscope.train.torchrun ...    the same, exiting 0 after a clean SIGTERM stop
 
 Every process draws the same global batch for a step (it depends only on seed and step) and
-takes its share of rows, so N processes follow the same trajectory as one; evaluation shares
-its rows the same way. Rank 0 alone writes events and checkpoints, and holds the run folder's
-lock while it does.
+takes its share of rows (in evaluations too), so N processes follow the same trajectory as one.
+Rank 0 alone writes events and checkpoints, and holds the run folder's lock while it does.
 """
 
 from __future__ import annotations
@@ -244,9 +243,8 @@ class Trainer:
     def _rows(self, data: TokenDataset, stream: int, count: int, length: int) -> np.ndarray:
         return data.window_starts(self.config.seed, stream, count, length)
 
-    def _loss(self, model: torch.nn.Module, x: np.ndarray, y: np.ndarray, *,
-              per_token: bool = False) -> torch.Tensor:  # fmt: skip
-        """The mean loss, or with `per_token` every token's (B, T)."""
+    def _loss(self, model: torch.nn.Module, x: np.ndarray, y: np.ndarray) -> torch.Tensor:
+        """Every token's loss (B, T)."""
         device = self.rt.device
         xt = torch.from_numpy(x).to(device, non_blocking=True)
         yt = torch.from_numpy(y).to(device, non_blocking=True)
@@ -255,34 +253,28 @@ class Trainer:
         with ctx:
             logits = model(xt)  # (B, T, V)
         loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), yt.reshape(-1),
-                               reduction="none" if per_token else "mean")  # fmt: skip
-        return loss.reshape(yt.shape) if per_token else loss
+                               reduction="none")  # fmt: skip
+        return loss.reshape(yt.shape)
 
     @torch.no_grad()
     def _evaluate(self, model: Transformer, train: TokenDataset, val: TokenDataset,
                   tokenizer: Tokenizer) -> dict:  # fmt: skip
-        """Mean losses over the same batches every time, on every rank: each takes its share
-        of the rows, as in training (under FSDP every rank must run the forward pass anyway:
-        it gathers the weights), and all learn the same figures. Also the in-context learning
-        measures (tokenscope.train.icl_eval): the validation loss by position in the window,
-        and on the main process every head's induction and previous-token score."""
-        rt = self.rt
+        """Mean losses on the same batches every time, on every rank (each its share of the
+        rows), and the ICL measures (icl_eval) from the validation loss by position."""
+        rt, batches = self.rt, self.config.eval_batches
         model.eval()
-        means, by_position = [], None
+        means = []
         for data in (train, val):
             length = min(self.context, len(data) - 1)
-            total = 0.0
-            for i in range(self.config.eval_batches):
+            rows = []
+            for i in range(batches):
                 starts = self._rows(data, EVAL_SEED_OFFSET + i, self.micro_global, length)
                 x, y = data.batch(starts[rt.rank :: rt.world], length)
-                loss = self._loss(model, x, y, per_token=data is val)
-                if data is val:
-                    mean = loss.mean(0)
-                    by_position = mean if by_position is None else by_position + mean
-                total += float(loss.mean())
-            means.append(total / self.config.eval_batches)
-        metrics = icl_eval.measure(model, tokenizer, by_position, self.config.eval_batches,
-                                   mean=rt.mean, heads=rt.is_main and not self.sharded)  # fmt: skip
+                rows.append(self._loss(model, x, y).mean(0))
+            by_position = torch.stack(rows).mean(0)  # (T,): the last split's is val's
+            means.append(float(by_position.mean()))
+        metrics = icl_eval.measure(model, tokenizer, by_position, mean=rt.mean,
+                                   heads=rt.is_main and not self.sharded)  # fmt: skip
         model.train()
         model._head_copy = None  # no copy of the whole head outlives the evaluation
         train_loss, val_loss = self.rt.mean(means)
@@ -489,7 +481,7 @@ class Trainer:
             x, y = state.train.batch(starts[rt.rank :: rt.world], self.context)
             sync = micro == c.grad_accum - 1 or rt.world == 1
             with nullcontext() if sync else self._no_sync(state):
-                loss = self._loss(state.training_model, x, y) / c.grad_accum
+                loss = self._loss(state.training_model, x, y).mean() / c.grad_accum
                 state.scaler.scale(loss).backward()
             total += loss.detach()
         if rt.world > 1:

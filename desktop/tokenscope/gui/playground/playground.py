@@ -331,7 +331,7 @@ class Playground(QWidget):
             steps = self.branches[self.current].steps
             if self.selected < len(steps):
                 self.chart.show_data(
-                    self._captured_chart(self.selected, steps[self.selected], self.chart_k.value())
+                    ChartData.of_step(self.selected, steps[self.selected], self.chart_k.value())
                 )
                 return
         view = self._prediction
@@ -344,27 +344,6 @@ class Playground(QWidget):
         self.refresh_chart()
         if self.selected is None:
             self.request_prediction()
-
-    @staticmethod
-    def _captured_chart(index: int, step: GenerationStep, k: int) -> ChartData:
-        sampled = {a.token_id: a.sampled_probability for a in step.top_sampled}
-        rows = tuple(
-            dataclasses.replace(a, sampled_probability=sampled.get(a.token_id, 0.0))
-            for a in step.top_raw[:k]
-        )
-        title = f"token {index + 1} {step.display!r} (captured when generated)"
-        if not step.full_vocabulary:  # from a server: only its top tokens are known
-            return ChartData(
-                title,
-                rows,
-                step.entropy,
-                step.removed_mass,
-                other=max(0.0, 1.0 - sum(r.probability for r in rows)),
-                other_sampled=max(0.0, 1.0 - sum(r.sampled_probability for r in rows)),
-                source=f"remote · kept top-{len(step.top_raw)}",
-                entropy_exact=False,
-            )
-        return ChartData(title, rows, step.entropy, step.removed_mass)
 
     # ----- generation ----------------------------------------------------------------------
 

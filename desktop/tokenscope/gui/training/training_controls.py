@@ -1,9 +1,12 @@
-"""The Training tab's rows of actions: start, stop, resume, a size ladder, open in the
-playground, baselines."""
+"""The Training tab's rows of actions (start, stop, resume, a size ladder, open in the
+playground, baselines) and the status line a run's progress gives."""
 
 from __future__ import annotations
 
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QPushButton, QVBoxLayout, QWidget
+
+from tokenscope.train.events import ProgressEvent
+from tokenscope.units import format_duration
 
 
 def _button(text: str, name: str, tip: str) -> QPushButton:
@@ -70,3 +73,29 @@ class TrainingControls(QWidget):
         result.addStretch(1)
         layout.addLayout(run)
         layout.addLayout(result)
+
+
+PROGRESS_STAGES = {
+    "tokenizer": "Preparing data (training the tokenizer)",
+    "tokenize": "Preparing data (tokenizing the text)",
+    "model": "Building the model and its optimizer",
+    "ngram": "Baselines: counting the n-gram model's trigrams",
+    "lstm": "Baselines: training the LSTM",
+}
+
+
+def progress_text(event: ProgressEvent) -> str:
+    """The status line for a run's progress event: the phase, and how far it is."""
+    stage, done, total = event.stage, event.done, event.total or 1
+    what = PROGRESS_STAGES.get(stage, stage)
+    text = f"{what}: {done / total:.0%}"
+    if stage in ("tokenizer", "model") and event.total <= 1:
+        text = f"{what}…" if done < total else f"{what}: done"
+    elif stage == "tokenize" and done >= total:
+        text = f"{what}: done; writing the token files…"
+    if stage == "lstm":
+        text += f" (step {done:,} of {total:,}"
+        if event.eta_s is not None:
+            text += f", about {format_duration(event.eta_s)} left"
+        text += ")"
+    return text

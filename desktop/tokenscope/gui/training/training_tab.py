@@ -32,7 +32,7 @@ from tokenscope.gui.training.learning_notes import LearningNotes
 from tokenscope.gui.training.recipe_presets import RecipeChoice
 from tokenscope.gui.training.run_options import RunOptions
 from tokenscope.gui.training.training_charts import TrainingCharts
-from tokenscope.gui.training.training_controls import TrainingControls
+from tokenscope.gui.training.training_controls import TrainingControls, progress_text
 from tokenscope.gui.training.training_data import TrainingData
 from tokenscope.gui.training.training_plan import TrainingPlan
 from tokenscope.gui.training.training_process import TrainingProcess, train_command, trainer_threads
@@ -65,13 +65,6 @@ if TYPE_CHECKING:
     from tokenscope.lm.config import ModelConfig
 
 STATUS_MS = 33
-PROGRESS_STAGES = {
-    "tokenizer": "Preparing data (training the tokenizer)",
-    "tokenize": "Preparing data (tokenizing the text)",
-    "model": "Building the model and its optimizer",
-    "ngram": "Baselines: counting the n-gram model's trigrams",
-    "lstm": "Baselines: training the LSTM",
-}
 NO_DATA = "Add some text to train on first (files or folders), or click Sample text."
 LOG_LINES = 5000
 SETTINGS_MIN_WIDTH = 340  # the settings column, in pixels, beside the charts
@@ -487,17 +480,7 @@ class TrainingTab(QWidget):
 
     def _show_progress(self, event: ProgressEvent) -> None:
         stage, done, total = event.stage, event.done, event.total or 1
-        what = PROGRESS_STAGES.get(stage, stage)
-        text = f"{what}: {done / total:.0%}"
-        if stage in ("tokenizer", "model") and event.total <= 1:
-            text = f"{what}…" if done < total else f"{what}: done"
-        elif stage == "tokenize" and done >= total:
-            text = f"{what}: done; writing the token files…"
-        if stage == "lstm":
-            text += f" (step {done:,} of {total:,}"
-            if event.eta_s is not None:
-                text += f", about {format_duration(event.eta_s)} left"
-            text += ")"
+        text = progress_text(event)
         self.status.setText(text)
         if stage in ("ngram", "lstm"):
             self.baselines_label.setText(text)

@@ -14,7 +14,7 @@ import csv
 import io
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import pyqtgraph as pg
@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
 from tokenscope.files import atomic_write_text
 from tokenscope.gui.widgets.plots import ProbabilityAxis, format_probability, quiet_plot
 from tokenscope.gui.widgets.theme import chart_font, chart_text, chart_widget, set_tone
-from tokenscope.lm.tokens import TokenProbability
+from tokenscope.lm.tokens import GenerationStep, TokenProbability
 from tokenscope.service.records import NextTokenView
 
 REPAINT_MS = 33
@@ -89,6 +89,27 @@ class ChartData:
             view.approximate,
             view.watch_note,
             view.entropy_exact,
+        )
+
+    @classmethod
+    def of_step(cls, index: int, step: GenerationStep, k: int) -> ChartData:
+        """The distribution a generated token was drawn from (captured then), top `k`."""
+        sampled = {a.token_id: a.sampled_probability for a in step.top_sampled}
+        rows = tuple(
+            replace(a, sampled_probability=sampled.get(a.token_id, 0.0)) for a in step.top_raw[:k]
+        )
+        title = f"token {index + 1} {step.display!r} (captured when generated)"
+        if step.full_vocabulary:
+            return cls(title, rows, step.entropy, step.removed_mass)
+        return cls(  # from a server: only its top tokens are known
+            title,
+            rows,
+            step.entropy,
+            step.removed_mass,
+            other=max(0.0, 1.0 - sum(r.probability for r in rows)),
+            other_sampled=max(0.0, 1.0 - sum(r.sampled_probability for r in rows)),
+            source=f"remote · kept top-{len(step.top_raw)}",
+            entropy_exact=False,
         )
 
 
