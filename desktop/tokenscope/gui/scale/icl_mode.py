@@ -39,9 +39,9 @@ from PySide6.QtWidgets import (
 )
 
 from tokenscope.gui.background import run_in_background
-from tokenscope.gui.scale.scale_charts import POINT_COLOR, _CurvesChart
-from tokenscope.gui.widgets.plots import log_ticks, titled_plot
-from tokenscope.gui.widgets.theme import MUTED, chart_colors, chart_text
+from tokenscope.gui.scale.scale_charts import _CurvesChart, size_plot
+from tokenscope.gui.widgets.plots import log_ticks
+from tokenscope.gui.widgets.theme import chart_colors, chart_text
 from tokenscope.service.jobs import ScaleRun
 from tokenscope.units import format_count
 
@@ -104,20 +104,12 @@ class IclSizeChart(QWidget):
         super().__init__()
         self.setObjectName("scaleIclSizeChart")
         self.scores: list[ScaleICL] = []  # smallest first
-        self.plot = titled_plot("In-context learning by size", "parameters (log scale)",
-                                SCORE_AXIS)  # fmt: skip
-        ticks = [(e, format_count(10**e)) for e in range(3, 13)]
-        self.plot.getPlotItem().getAxis("bottom").setTicks([ticks])
-        self._curve = pg.PlotDataItem(
-            pen=pg.mkPen(POINT_COLOR, width=2), symbol="o", symbolSize=10,
-            symbolBrush=pg.mkBrush(*POINT_COLOR), symbolPen=pg.mkPen(None),
+        self.plot, self._curve, self.empty = size_plot(
+            "In-context learning by size", SCORE_AXIS,
+            "Press Run: each ticked model's ICL score appears here, against its size",
         )  # fmt: skip
-        self.plot.addItem(self._curve)
         self.plot.getPlotItem().getAxis("left").enableAutoSIPrefix(False)
         self.plot.addLine(y=0, pen=pg.mkPen(chart_colors()[2], style=Qt.PenStyle.DashLine))
-        self.empty = chart_text("Press Run: each ticked model's ICL score appears here, "
-                                "against its size", MUTED, anchor=(0.5, 0.5))  # fmt: skip
-        self.plot.addItem(self.empty, ignoreBounds=True)
         self._labels: list[pg.TextItem] = []
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)

@@ -23,6 +23,23 @@ if TYPE_CHECKING:
 POINT_COLOR = (220, 60, 40)
 
 
+def size_plot(title: str, y_label: str, empty: str) -> tuple[pg.PlotWidget, pg.PlotDataItem,
+                                                               pg.TextItem]:  # fmt: skip
+    """A chart of one value per model against parameters (log scale): the plot, its curve of
+    points and the line it shows before a run."""
+    plot = titled_plot(title, "parameters (log scale)", y_label)
+    ticks = [(e, format_count(10**e)) for e in range(3, 13)]
+    plot.getPlotItem().getAxis("bottom").setTicks([ticks])
+    curve = pg.PlotDataItem(
+        pen=pg.mkPen(POINT_COLOR, width=2), symbol="o", symbolSize=10,
+        symbolBrush=pg.mkBrush(*POINT_COLOR), symbolPen=pg.mkPen(None),
+    )  # fmt: skip
+    plot.addItem(curve)
+    text = chart_text(empty, MUTED, anchor=(0.5, 0.5))
+    plot.addItem(text, ignoreBounds=True)
+    return plot, curve, text
+
+
 def _label(p: ScalePoint | TrainingCurve | ScaleSweep) -> str:
     return f"{p.name} ({format_count(p.parameters)})" if p.parameters else p.name
 
@@ -43,22 +60,13 @@ class SizeChart(QWidget):
             "name)",
             size="9pt",
         )
-        self.plot = titled_plot("", "parameters (log scale)", "P(answer)")
+        self.plot, self._curve, self.empty = size_plot(
+            "", "P(answer)",
+            "Press Run: each ticked model's P(answer) appears here, against its size",
+        )  # fmt: skip
         self.plot.setMinimumHeight(160)
         self.plot.setXLink(self.reference.plot)
-        ticks = [(e, format_count(10**e)) for e in range(3, 13)]
-        self.plot.getPlotItem().getAxis("bottom").setTicks([ticks])
-        self._curve = pg.PlotDataItem(
-            pen=pg.mkPen(POINT_COLOR, width=2), symbol="o", symbolSize=10,
-            symbolBrush=pg.mkBrush(*POINT_COLOR), symbolPen=pg.mkPen(None),
-        )  # fmt: skip
-        self.plot.addItem(self._curve)
-        self.empty = chart_text(
-            "Press Run: each ticked model's P(answer) appears here, against its size",
-            MUTED, anchor=(0.5, 0.5),
-        )  # fmt: skip
         self.empty.setPos(9.5, 0.5)  # (about the middle of the axis the reference sets)
-        self.plot.addItem(self.empty, ignoreBounds=True)
         self._labels: list[pg.TextItem] = []
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(self.reference)
