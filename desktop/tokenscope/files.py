@@ -79,22 +79,24 @@ class FileReadError(ValueError):
     line that names the file and says what is wrong."""
 
 
-def _shown(path: str | os.PathLike[str]) -> str:
+def shown(path: str | os.PathLike[str]) -> str:
+    """A path for a message: very long ones are cut in the middle."""
     text = os.fspath(path)
     return text if len(text) <= 300 else f"{text[:140]}...{text[-140:]}"
 
 
-def _kind_of(mode: int) -> str:
+def kind_of(mode: int) -> str:
+    """What a stat mode describes, e.g. "a named pipe (FIFO)"; "a file" for regular files."""
     for test, name in _KINDS:
         if test(mode):
             return name
-    return "a special file"
+    return "a file" if stat.S_ISREG(mode) else "a special file"
 
 
 def _refuse_special(path: str | os.PathLike[str], mode: int, what: str) -> None:
     if not stat.S_ISREG(mode):
         raise FileReadError(
-            f"{_shown(path)} is {_kind_of(mode)}, not a regular file; expected {what}"
+            f"{shown(path)} is {kind_of(mode)}, not a regular file; expected {what}"
         )
 
 
@@ -103,11 +105,11 @@ def _os_call(path: str | os.PathLike[str], what: str, call: Callable[[], int]) -
     try:
         return call()
     except FileNotFoundError:
-        raise FileReadError(f"{_shown(path)} does not exist; expected {what}") from None
+        raise FileReadError(f"{shown(path)} does not exist; expected {what}") from None
     except OSError as e:
-        raise FileReadError(f"{_shown(path)} cannot be opened: {e.strerror or e}") from None
+        raise FileReadError(f"{shown(path)} cannot be opened: {e.strerror or e}") from None
     except ValueError as e:  # a NUL byte in the name
-        raise FileReadError(f"{_shown(path)!r} is not a usable path ({e})") from None
+        raise FileReadError(f"{shown(path)!r} is not a usable path ({e})") from None
 
 
 def open_regular_file(path: str | os.PathLike[str], what: str) -> BinaryIO:
@@ -137,7 +139,7 @@ def read_file(path: str | os.PathLike[str], max_bytes: int, what: str) -> bytes:
         size = os.fstat(f.fileno()).st_size
         if size > max_bytes:
             raise FileReadError(
-                f"{_shown(path)} has {size:,} bytes; {what} is never larger than {max_bytes:,}"
+                f"{shown(path)} has {size:,} bytes; {what} is never larger than {max_bytes:,}"
             )
         try:
             # Never f.read(max_bytes): Python allocates the whole buffer before it reads.
@@ -148,9 +150,9 @@ def read_file(path: str | os.PathLike[str], max_bytes: int, what: str) -> bytes:
                     break
                 data += chunk
         except OSError as e:
-            raise FileReadError(f"{_shown(path)} cannot be read: {e.strerror or e}") from None
+            raise FileReadError(f"{shown(path)} cannot be read: {e.strerror or e}") from None
     if len(data) > max_bytes:
-        raise FileReadError(f"{_shown(path)} grew past {max_bytes:,} bytes while it was read")
+        raise FileReadError(f"{shown(path)} grew past {max_bytes:,} bytes while it was read")
     return data
 
 
@@ -161,7 +163,7 @@ def read_text_file(path: str | os.PathLike[str], max_bytes: int, what: str) -> s
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise FileReadError(
-            f"{_shown(path)} is not UTF-8 text (byte {e.start:,}); expected {what}"
+            f"{shown(path)} is not UTF-8 text (byte {e.start:,}); expected {what}"
         ) from None
 
 
@@ -210,4 +212,4 @@ def load_json(path: str | os.PathLike[str], max_bytes: int, what: str) -> Any:
     """The JSON value in the regular file at `path` (at most `max_bytes` of UTF-8 text,
     nested at most MAX_JSON_DEPTH levels); FileReadError, one line naming the file, for
     anything else. The value is not checked further: that is the caller's job."""
-    return parse_json_text(read_text_file(path, max_bytes, what), _shown(path), what)
+    return parse_json_text(read_text_file(path, max_bytes, what), shown(path), what)

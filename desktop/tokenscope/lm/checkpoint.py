@@ -24,16 +24,10 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from tokenscope import __version__
-from tokenscope.files import atomic_write
+from tokenscope.files import atomic_write, kind_of, shown
 from tokenscope.lm.config import ModelConfig, model_name
 from tokenscope.lm.errors import ModelFormatError
-from tokenscope.lm.formats.safe_io import (
-    kind_of,
-    read_json_object,
-    require_file,
-    shown,
-    stat_path,
-)
+from tokenscope.lm.formats.safe_io import read_json_object, require_file, stat_path
 from tokenscope.lm.model import Transformer
 from tokenscope.lm.progress import report
 from tokenscope.lm.tokenizer import Tokenizer

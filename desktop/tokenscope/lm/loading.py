@@ -8,10 +8,10 @@ from pathlib import Path
 
 import torch
 
-from tokenscope.files import resource_path
+from tokenscope.files import kind_of, resource_path, shown
 from tokenscope.lm.checkpoint import EXPECTED, PICKLE_SUFFIXES, load_checkpoint
 from tokenscope.lm.errors import ModelFormatError, ModelNotFoundError
-from tokenscope.lm.formats.safe_io import kind_of, open_file, shown, stat_path
+from tokenscope.lm.formats.safe_io import open_file, stat_path
 from tokenscope.lm.hub import is_hub_ref
 from tokenscope.lm.hub import resolve as hub_resolve
 from tokenscope.lm.language_model import LanguageModel

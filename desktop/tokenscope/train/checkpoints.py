@@ -24,10 +24,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from tokenscope.files import FileReadError, atomic_write, load_json, open_regular_file
+from tokenscope.files import FileReadError, atomic_write, kind_of, load_json, open_regular_file
 from tokenscope.lm.checkpoint import write_checkpoint
 from tokenscope.lm.errors import TokenscopeError
-from tokenscope.lm.formats.safe_io import kind_of
 from tokenscope.lm.model import Transformer
 from tokenscope.lm.tokenizer import Tokenizer
 from tokenscope.train.run_folder import (

@@ -17,6 +17,7 @@ import stat
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from tokenscope.files import kind_of, shown
 from tokenscope.lm.errors import ModelFormatError, ModelNotFoundError
 
 #: config.json, tokenizer_config.json, generation_config.json, the shard index: real ones are
@@ -28,28 +29,6 @@ MAX_TOKENIZER_BYTES = 512 << 20
 MAX_TEMPLATE_BYTES = 1 << 20
 #: nesting of JSON objects and arrays; real model files nest fewer than 10 levels.
 MAX_JSON_DEPTH = 64
-
-_KINDS = (
-    (stat.S_ISDIR, "a folder"),
-    (stat.S_ISFIFO, "a named pipe (FIFO)"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISSOCK, "a socket"),
-)
-
-
-def shown(path: str | os.PathLike[str]) -> str:
-    """A path for a message: very long ones are cut in the middle."""
-    text = os.fspath(path)
-    return text if len(text) <= 300 else f"{text[:140]}...{text[-140:]}"
-
-
-def kind_of(mode: int) -> str:
-    """What a stat mode describes, e.g. "a named pipe (FIFO)"; "a file" for regular files."""
-    for test, name in _KINDS:
-        if test(mode):
-            return name
-    return "a file" if stat.S_ISREG(mode) else "a special file"
 
 
 def stat_path(path: str | os.PathLike[str]) -> os.stat_result | None:
