@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 REPAINT_MS = 33
 #: characters of the prompt drawn at most (its end): the model sees far fewer
 MAX_PROMPT_SHOWN = 20_000
-MIN_LINES = 5  # the box never shrinks below this many lines
+MIN_LINES = 3  # the box never shrinks below this many lines (it follows the newest text)
 
 
 def probability_color(p: float) -> str:
