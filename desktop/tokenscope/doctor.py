@@ -102,6 +102,9 @@ def report() -> dict[str, Any]:
             if torch.cuda.is_available()
             else "none (CPU only)"
         )
+        from tokenscope.lm.memory_probe import report as memory_report
+
+        facts.update(memory_report())
     except ImportError as e:
         facts["torch"] = f"cannot import: {e}"
     facts["tokenizers"] = _version("tokenizers")
@@ -136,7 +139,7 @@ def report() -> dict[str, Any]:
 
 
 def print_report(facts: dict[str, Any]) -> None:
-    width = 14
+    width = 24
     for key, value in facts.items():
         if key == "models":
             print(f"{'models':<{width}}")

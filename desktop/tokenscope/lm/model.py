@@ -341,6 +341,8 @@ class Transformer(nn.Module):
         # of its own, used instead of `head` or the tied embedding.
         self.output_layer: nn.Module | None = None
         self._head_copy: tuple[tuple[object, ...], torch.Tensor] | None = None
+        # The mapped file packed layers' tensors live in (lm.formats.packed_cache), kept open.
+        self.weight_map: object | None = None
 
     def set_output_layer(self, layer: nn.Module | None) -> None:
         """Compute logits with `layer` (a packed head) from now on; drop the untied head and

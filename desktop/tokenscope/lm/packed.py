@@ -12,8 +12,12 @@ Here they stay small:
                    bfloat16 activations only (float32 ones fall back to scalar code, ~30x
                    slower), so activations are rounded to bfloat16 for these matmuls.
     Fp16Linear     float16 weights packed for fbgemm's fp16 GEMM (float32 activations):
-                   5-, 6- and 8-bit blocks, float16 tensors and every output head (the head
-                   sees the whole vocabulary; it is never 4-bit).
+                   5-, 6- and 8-bit blocks, float16 tensors, and an output head the file
+                   stores in float (the head sees the whole vocabulary).
+    Int8Linear     8-bit groups (Q8_0: an output head tied to a Q8_0 embedding, as llama.cpp
+                   reads it) exactly, as two 4-bit planes for the int4 kernel: q + 128 =
+                   16 * high + low, so w = 16 s (high - 8) + s (low - 8) + 8 s. Half the bytes
+                   of float16 (1.25 a weight with the scales), no rounding of the weights.
     HalfLinear     bfloat16 or float16 weights laid out (out, in) for F.linear: the fallback
                    where the packed kernels are missing (CUDA, builds without fbgemm), and
                    the bfloat16 mode. Half weights multiply ~10x faster in this layout than in
@@ -47,8 +51,9 @@ if TYPE_CHECKING:
 
 GROUP = 32
 # The output head is split into slices of this many rows: packing a slice needs it in float32
-# (9 MB here, instead of 113 MB for SmolLM2's whole 49,152 x 576 head).
-HEAD_SLICE_ROWS = 4096
+# (38 MB here, instead of 113 MB for SmolLM2's whole 49,152 x 576 head). Each slice costs a
+# call per token: 4,096-row slices made SmolLM2's fp16 head 3.0 ms a token instead of 1.8.
+HEAD_SLICE_ROWS = 16384
 
 
 @dataclass
@@ -75,6 +80,20 @@ class Groups:
 
     def take_rows(self, index: torch.Tensor) -> Groups:
         return Groups(self.q[index], self.scale[index], self.bias[index], self.bits)
+
+    def rows(self, start: int, stop: int) -> Groups:
+        return Groups(self.q[start:stop], self.scale[start:stop], self.bias[start:stop], self.bits)
+
+    def planes(self) -> Groups:
+        """8-bit groups as 4-bit groups over twice the columns, exactly (see Int8Linear):
+        columns 0..C-1 hold the high nibbles of q + 128, C..2C-1 the low ones."""
+        if self.bits != 8:
+            raise ValueError("planes() splits 8-bit groups")
+        u = self.q.to(torch.int16) + 128  # 0..255
+        q = torch.cat([u >> 4, u & 15], dim=1).to(torch.uint8)
+        scale = torch.cat([16 * self.scale, self.scale], dim=1)
+        bias = torch.cat([self.bias - 128 * self.scale, torch.zeros_like(self.bias)], dim=1)
+        return Groups(q, scale, bias, 4)
 
     @staticmethod
     def cat(parts: Sequence[Groups]) -> Groups:
@@ -183,14 +202,17 @@ class Int4Linear(nn.Module):
         # alike (SmolLM2: P(" Jak") 0.523 instead of 0.547). So the kernel gets zero points of
         # 0 and they are added in float32: sum_g zero[n, g] * (sum of x over group g), a
         # matmul 32 times smaller than the layer's.
-        scale_zero = torch.stack([scale, torch.zeros_like(scale)], dim=-1).transpose(0, 1)
+        # Where every zero point is exact in bfloat16 (0 for Q4_0's symmetric blocks), it is
+        # folded into the kernel's own and nothing is added.
+        folded = bool((zero.to(torch.bfloat16).float() == zero).all())
+        kernel_zero = zero if folded else torch.zeros_like(scale)
+        scale_zero = torch.stack([scale, kernel_zero], dim=-1).transpose(0, 1)
         self.register_buffer("packed", packed, persistent=False)
         self.register_buffer(
             "scale_zero", scale_zero.contiguous().to(torch.bfloat16), persistent=False
         )
-        has_zero = bool(zero.any())  # Q4_0 blocks are symmetric: nothing to add
         self.register_buffer(
-            "zeros", zero.t().contiguous() if has_zero else None, persistent=False
+            "zeros", None if folded else zero.t().contiguous(), persistent=False
         )  # (cols / 32, rows)
         self.bias = _bias_parameter(bias, self.out_features)
 
@@ -221,6 +243,38 @@ class Int4Linear(nn.Module):
         return f"{self.in_features} -> {self.out_features}, int4 groups of {GROUP}"
 
 
+class Int8Linear(Int4Linear):
+    """y = x W^T + b with W as 8-bit groups of 32, exactly, as two 4-bit planes (module notes).
+
+    The int4 kernel computes x' W'^T for x' = [x, x] and W' = [16 s high | s low]; the
+    constant part of each group (8 s, with q + 128 = 16 high + low) is a float32 zero point."""
+
+    def __init__(self, groups: Groups, bias: torch.Tensor | None = None) -> None:
+        super().__init__(groups.planes(), bias)
+        self.in_features = groups.shape[1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(torch.cat([x, x], dim=-1))
+
+    def extra_repr(self) -> str:
+        return f"{self.in_features} -> {self.out_features}, int8 groups of {GROUP} (two planes)"
+
+
+_KEEP_SOURCES = False
+
+
+@contextlib.contextmanager
+def keeping_sources() -> Iterator[None]:
+    """Fp16Linear layers made meanwhile keep their float16 weights as `source` (fbgemm's
+    packed form cannot be written out; tokenscope.lm.formats.packed_cache writes these)."""
+    global _KEEP_SOURCES
+    saved, _KEEP_SOURCES = _KEEP_SOURCES, True
+    try:
+        yield
+    finally:
+        _KEEP_SOURCES = saved
+
+
 class Fp16Linear(nn.Module):
     """y = x W^T + b with W in float16, packed for fbgemm (float32 in, float32 out)."""
 
@@ -229,6 +283,7 @@ class Fp16Linear(nn.Module):
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None) -> None:
         super().__init__()
         self.out_features, self.in_features = weight.shape
+        self.source = weight.to(torch.float16) if _KEEP_SOURCES else None
         with _quiet_stderr():
             packed = torch.ops._quantized.wrapped_fbgemm_pack_gemm_matrix_fp16(
                 weight.float().contiguous()
@@ -284,11 +339,12 @@ class HalfLinear(nn.Module):
 class SlicedHead(nn.Module):
     """An output head made of row slices (see HEAD_SLICE_ROWS); logits are their concatenation."""
 
-    def __init__(self, parts: Sequence[Fp16Linear | HalfLinear]) -> None:
+    def __init__(self, parts: Sequence[nn.Module]) -> None:
         super().__init__()
         self.parts = nn.ModuleList(parts)
-        self.in_features = parts[0].in_features
-        self.out_features = sum(p.out_features for p in parts)
+        sizes = [(int(getattr(p, "in_features")), int(getattr(p, "out_features"))) for p in parts]  # noqa: B009
+        self.in_features = sizes[0][0]
+        self.out_features = sum(n for _, n in sizes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if len(self.parts) == 1:
@@ -313,6 +369,11 @@ class GroupEmbedding(nn.Module):
         self.register_buffer("q", groups.q, persistent=False)
         self.register_buffer("scale", groups.scale, persistent=False)
         self.register_buffer("bias", groups.bias, persistent=False)
+        self.bits = groups.bits
+
+    @property
+    def groups(self) -> Groups:
+        return Groups(self.q, self.scale, self.bias, self.bits)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         n = self.embedding_dim // GROUP
@@ -352,6 +413,7 @@ class HalfEmbedding(nn.Module):
 
 
 PACKED_TYPES = (Int4Linear, Fp16Linear, HalfLinear, SlicedHead, GroupEmbedding, HalfEmbedding)
+# (Int8Linear is an Int4Linear.)
 
 
 @runtime_checkable
@@ -407,11 +469,23 @@ def half_or_fp16(w: torch.Tensor, fp16: bool, bias: torch.Tensor | None = None) 
 def head_from_rows(rows: Callable[[int, int], torch.Tensor], vocab: int, fp16: bool) -> nn.Module:
     """An output head (vocab outputs) from `rows(start, stop)` -> float32 (n, C) slices."""
     # The head is read in full for every token: fbgemm's speed is worth its padding here.
-    parts: list[Fp16Linear | HalfLinear] = []
+    parts: list[nn.Module] = []
     for start in range(0, vocab, HEAD_SLICE_ROWS):
         w = rows(start, min(vocab, start + HEAD_SLICE_ROWS))
         parts.append(Fp16Linear(w) if fp16 else HalfLinear(w, dtype=torch.bfloat16))
         del w
+        trim()
+    return SlicedHead(parts)
+
+
+def head_from_groups(groups: Groups) -> nn.Module:
+    """An output head from group-quantized rows, exactly: 4-bit groups as Int4Linear, 8-bit
+    ones as Int8Linear (the int4 kernel must be available), in slices of HEAD_SLICE_ROWS."""
+    kind = Int8Linear if groups.bits == 8 else Int4Linear
+    rows = groups.shape[0]
+    parts: list[nn.Module] = []
+    for start in range(0, rows, HEAD_SLICE_ROWS):
+        parts.append(kind(groups.rows(start, min(rows, start + HEAD_SLICE_ROWS))))
         trim()
     return SlicedHead(parts)
 

@@ -116,8 +116,10 @@ def write_gguf(
     extra: dict | None = None,
     tensors: dict[str, np.ndarray] | None = None,
     chat_template: str | None = None,
+    types: dict[str, GGMLQuantizationType] | None = None,
 ):
-    """Write `hf` (a transformers model) as a GGUF file; 2-D weights stored as `qtype`.
+    """Write `hf` (a transformers model) as a GGUF file; 2-D weights stored as `qtype`
+    (or as `types` says for a tensor by name).
 
     `raw` replaces tensors by ready-made bytes of a type (for K-quants, which gguf cannot
     quantize); `tensors` adds float32 tensors (e.g. rope_freqs). Returns the path.
@@ -153,9 +155,10 @@ def write_gguf(
         if raw and name in raw:
             data, raw_type = raw[name]
             w.add_tensor(name, data, raw_dtype=raw_type)  # rows of bytes, as NumPy holds them
-        elif value.ndim == 2 and qtype != F32:
-            data = quantize(value, qtype)  # float16 for F16, rows of block bytes otherwise
-            w.add_tensor(name, data, raw_dtype=qtype if data.dtype == np.uint8 else None)
+        elif value.ndim == 2 and (types or {}).get(name, qtype) != F32:
+            kind = (types or {}).get(name, qtype)
+            data = quantize(value, kind)  # float16 for F16, rows of block bytes otherwise
+            w.add_tensor(name, data, raw_dtype=kind if data.dtype == np.uint8 else None)
         else:
             w.add_tensor(name, np.ascontiguousarray(value, dtype=np.float32))
     w.write_header_to_file()

@@ -7,6 +7,7 @@ tokenscope.lm.hf_names (GGUF_ARCHITECTURES). Nothing in the file is ever execute
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import EllipsisType
@@ -28,15 +29,17 @@ from tokenscope.lm.config import (
     model_name,
 )
 from tokenscope.lm.errors import ModelFormatError
+from tokenscope.lm.formats import packed_cache
 from tokenscope.lm.formats.dequantize import check_readable, dequantize
 from tokenscope.lm.formats.empty_model import empty_transformer
 from tokenscope.lm.formats.gguf_file import GGUFFile, TensorInfo
-from tokenscope.lm.formats.gguf_packing import finish_tied_head, pack_gguf
+from tokenscope.lm.formats.gguf_packing import finish_tied_head, install, pack_gguf
 from tokenscope.lm.formats.gguf_tokenizer import tokenizer_from_gguf
 from tokenscope.lm.heap import fix_mmap_threshold, trim
 from tokenscope.lm.hf_names import GGUF_ARCHITECTURES, apply_rules, plan_shapes
 from tokenscope.lm.language_model import LanguageModel
 from tokenscope.lm.model import RotaryEmbedding, Transformer
+from tokenscope.lm.packed import Fp16Linear, keeping_sources
 from tokenscope.lm.progress import report
 
 
@@ -344,11 +347,16 @@ def load_gguf(
         # before a single tensor is dequantized.
         _check_plan(gf, config, spec, transformer, targets)
         packed_label = None
+        cached = _from_cache(path, packing, transformer) if device == "cpu" else None
         try:
-            if packing is not None:
-                done, packed_label = pack_gguf(
-                    gf, config, spec, transformer, targets, packing, device
-                )
+            if cached is not None:
+                done, packed_label, mapping = cached
+                targets -= done
+            elif packing is not None:
+                with keeping_sources():
+                    done, packed_label = pack_gguf(
+                        gf, config, spec, transformer, targets, packing, device
+                    )
                 targets -= done
             state = apply_rules(
                 _Tensors(gf, config, spec["rows_permuted"]), spec["rules"], config, targets
@@ -382,8 +390,49 @@ def load_gguf(
         finish_tied_head(model.transformer, device)
         model.packing = packed_label
         model.forget_cache()
+        if cached is not None:
+            model.transformer.weight_map = mapping  # the layers' tensors live in it
+        elif packing is not None and device == "cpu":
+            _to_cache(model.transformer, path, packing, done, packed_label)
     trim()
     return model
+
+
+def _from_cache(
+    path: Path, packing: str | None, transformer: Transformer
+) -> tuple[set[str], str, Any] | None:
+    """Put the cached packed layers of this file into `transformer` (see packed_cache);
+    None where there are none that fit (then the file is packed and the cache written)."""
+    if packing is None or os.environ.get("TOKENSCOPE_PACKED_CACHE") == "0":
+        return None
+    try:
+        modules, done, label, mapping = packed_cache.load(path, packing)
+    except (OSError, packed_cache.CacheMismatch):
+        return None
+    report("mapping the packed weights")
+    for where, module in modules.items():
+        if where == "output_layer":
+            transformer.set_output_layer(module)
+        else:
+            install(transformer, where + ".weight", module)
+    return done, label, mapping
+
+
+def _to_cache(
+    transformer: Transformer, path: Path, packing: str, done: set[str], label: str
+) -> None:
+    """Write the packed layers for the next load; a cache that cannot be written is no error
+    (the next load packs again)."""
+    try:
+        if os.environ.get("TOKENSCOPE_PACKED_CACHE") != "0":
+            report("keeping the packed weights for the next load")
+            packed_cache.save(transformer, packed_cache.key_for(path, packing), done, label)
+    except (OSError, ValueError):
+        pass
+    finally:
+        for _, module in transformer.named_modules():
+            if isinstance(module, Fp16Linear):
+                module.source = None
 
 
 def _check_plan(

@@ -7,7 +7,8 @@ the float32 model is never materialised:
         4-bit blocks (Q4_0, Q4_1, Q4_K)        -> Int4Linear, repacked exactly
         other blocks and float16 (Q5_*, Q6_K, Q8_0, F16, BF16, ...) -> Fp16Linear
         float32 matrices                       -> left to the float32 path (as before)
-        the output head                        -> Fp16Linear slices, never 4-bit
+        the output head (or the tied embedding) as the file stores it: Q8_0 -> Int8Linear,
+            4-bit -> Int4Linear (both exact, as llama.cpp reads it), else Fp16Linear slices
         the token embedding                    -> GroupEmbedding for Q8_0 and 4-bit rows
     mode "int4": as auto, but every block matrix is 4-bit (re-quantized where the file
         holds more bits) and float32 matrices are packed too;
@@ -39,9 +40,11 @@ from tokenscope.lm.packed import (
     HalfEmbedding,
     HalfLinear,
     Int4Linear,
+    Int8Linear,
     SlicedHead,
     fp16_available,
     half_or_fp16,
+    head_from_groups,
     head_from_rows,
     int4_available,
 )
@@ -138,18 +141,18 @@ def pack_gguf(
         if name == "embed.weight":
             module = _embedding(source, names[0], types[0], mode)
         elif name == "head.weight":
-            module = (
-                None
-                if mode == "auto" and types[0] == Q.F32  # float32 as before
-                else head_from_rows(
-                    functools.partial(source.floats, names[0]), config.vocab_size, fp16_ok
-                )
-            )
+            if mode == "auto" and types[0] == Q.F32:  # float32 as before
+                module = None
+            elif int4_ok and types[0] in GROUP_TYPES:
+                module = head_from_groups(source.groups(names[0]))
+            else:
+                rows = functools.partial(source.floats, names[0])
+                module = head_from_rows(rows, config.vocab_size, fp16_ok)
         else:
             module = _block_matrix(source, names, types, mode, int4_ok, fp16_ok)
         if module is None:
             continue
-        _install(transformer, name, module)
+        install(transformer, name, module)
         trim()  # the float32 temporaries of this matrix: give them back before the next
         done.add(name)
         used.add(_kind(module))
@@ -157,12 +160,16 @@ def pack_gguf(
         report("packing the weights", total - 1, total)
         embed = transformer.embed
         assert isinstance(embed, (GroupEmbedding, HalfEmbedding))  # packed above
-        transformer.set_output_layer(head_from_rows(embed.rows, config.vocab_size, fp16_ok))
-        used.add("fp16 head" if fp16_ok else "bf16 head")
+        if int4_ok and isinstance(embed, GroupEmbedding):
+            head = head_from_groups(embed.groups)
+        else:
+            head = head_from_rows(embed.rows, config.vocab_size, fp16_ok)
+        transformer.set_output_layer(head)
+        used.add(_kind(head))
     if not done:
         return set(), None
-    order = [f"int4 g{GROUP}", "fp16", "bf16", "fp16 head", "bf16 head", "grouped embedding",
-             "fp16 embedding"]  # fmt: skip
+    order = [f"int4 g{GROUP}", "int8 g32", "fp16", "bf16", "int8 head", "int4 head",
+             "fp16 head", "bf16 head", "grouped embedding", "fp16 embedding"]  # fmt: skip
     return done, " + ".join(k for k in order if k in used)
 
 
@@ -178,6 +185,8 @@ def finish_tied_head(transformer: Transformer, device: str) -> None:
 
 
 def _kind(module: nn.Module) -> str:
+    if isinstance(module, Int8Linear):
+        return "int8 g32"
     if isinstance(module, Int4Linear):
         return f"int4 g{GROUP}"
     if isinstance(module, Fp16Linear):
@@ -189,7 +198,12 @@ def _kind(module: nn.Module) -> str:
     if isinstance(module, HalfEmbedding):
         return "fp16 embedding"
     head = cast(SlicedHead, module)  # what is left: a packed output head
-    return "fp16 head" if isinstance(head.parts[0], Fp16Linear) else "bf16 head"
+    part = head.parts[0]
+    if isinstance(part, Int8Linear):
+        return "int8 head"
+    if isinstance(part, Int4Linear):
+        return "int4 head"
+    return "fp16 head" if isinstance(part, Fp16Linear) else "bf16 head"
 
 
 def _embedding(source: _Source, name: str, qtype: Q, mode: str) -> nn.Module | None:
@@ -214,7 +228,7 @@ def _block_matrix(
     return half_or_fp16(w, fp16_ok)
 
 
-def _install(transformer: Transformer, name: str, module: nn.Module) -> None:
+def install(transformer: Transformer, name: str, module: nn.Module) -> None:
     """Replace the layer owning `name` (e.g. blocks.3.attn.qkv.weight) with `module`; a bias
     the old layer had stays a (meta) parameter for the state dict to fill."""
     path = name.removesuffix(".weight")
