@@ -2,16 +2,22 @@
 
     python benchmarks/pretrained.py                       # SmolLM2-135M Q4_1, 1 and 2 threads
     python benchmarks/pretrained.py --rounds 5 --new 128
-    python benchmarks/pretrained.py --model qwen1.5b-shapes --tools auto,llama.cpp --rounds 1
     python benchmarks/pretrained.py --tools auto,compiled,llama.cpp --threads 1
+    python benchmarks/pretrained.py --model gemma3-270m --tools auto,llama.cpp --threads 1
+    python benchmarks/pretrained.py --model llama1b-q4_k_m --tools auto,llama.cpp --rounds 1
+    python benchmarks/pretrained.py --model llama1b-q4_0 --tools auto,llama.cpp --rounds 1
+    python benchmarks/pretrained.py --model qwen1.5b-shapes --tools auto,llama.cpp --rounds 1
 
 Every (tool, thread count) runs in a fresh process per round, in alternating order, so load
 time and peak memory are its own and machine noise hits all alike. Printed per tool: load
-time (open the file to ready; imports excluded), prefill tokens/s on a ~250-token passage,
+time (open the file to ready; imports excluded), prefill tokens/s on a 512-token prompt (a
+passage repeated, cut to exactly 512 ids of the file's tokenizer, BOS first where the model
+wants one; the same ids go to llama.cpp, whose /completion takes a list of ids as they are),
 batch-1 greedy decode tokens/s after a 6-token prompt (the first token, which includes the
 prompt, not counted), peak resident memory of the whole process, the part of it the load
 added ("model": peak minus the memory before loading; Python, torch and the tokenizer
-library alone take ~220 MB), and decode speed as a ratio to llama.cpp in the same run.
+library alone take ~220 MB), and prefill and decode speed each as a ratio to llama.cpp in
+the same run.
 
 Tools: tokenscope-f32 (every weight float32, the reference numbers), tokenscope-auto (the
 default: 4-bit blocks as int4 groups, the rest float16, see tokenscope.lm.formats.
@@ -20,13 +26,25 @@ disk-cache load is reported, not counted in the load), tokenscope-bf16, tokensco
 transformers-f32 (SmolLM2 only) and llama.cpp through the package `xllamacpp` (its own HTTP
 server in-process; decode and prefill speeds are llama.cpp's own timings).
 
-Accuracy, on a varied prompt set, against Tokenscope float32: the largest difference in any
-next-token probability, how many top-1 tokens agree, and how many 32-token greedy
-continuations are identical; llama.cpp's top-1 and its top-20 probabilities likewise.
+Models: smollm2 (SmolLM2-135M-Instruct Q4_1) and gemma3-270m (Gemma 3 270M Q4_K_M), the
+known models as `tokenscope models pull` installs them; and three random-weight files that
+benchmarks/random_gguf.py writes once into the benchmark cache folder
+(~/.cache/tokenscope/benchmarks) with the `gguf` package, SmolLM2's tokenizer padded to
+their vocabulary:
 
-`--model qwen1.5b-shapes` writes a random-weight Q4_0 GGUF with Qwen2.5-1.5B's shapes
-(28 layers, width 1536, FFN 8960, 12 heads, 2 KV heads, tied vocabulary of 151,936) with
-the `gguf` package, once, into the benchmark cache folder (~0.9 GB): speed and memory only.
+    qwen1.5b-shapes  Qwen2.5-1.5B's shapes (28 layers, width 1536, FFN 8960, 12 heads, 2 KV
+                     heads, tied vocabulary of 151,936), every matrix Q4_0 (~0.8 GB)
+    llama1b-q4_0     Llama 3.2 1B's shapes (16 layers, width 2048, FFN 8192, 32 heads, 8 KV
+                     heads of 64, tied vocabulary of 128,256, RoPE base 500,000, plain RoPE):
+                     every block matrix Q4_0, the tied embedding Q8_0 (~0.8 GB)
+    llama1b-q4_k_m   the same shapes in llama.cpp's Q4_K_M mix: Q4_K, with attn_v and
+                     ffn_down Q6_K in llama.cpp's `use_more_bits` layers (0, 1, 4, 7, 10, 13,
+                     14, 15), the tied embedding Q6_K (~0.8 GB)
+
+Accuracy (real models only; the random ones print speed and memory), on a varied prompt
+set, against Tokenscope float32: the largest difference in any next-token probability, how
+many top-1 tokens agree, and how many 32-token greedy continuations are identical;
+llama.cpp's top-1 and its top-20 probabilities likewise.
 """
 
 from __future__ import annotations
