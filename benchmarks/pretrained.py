@@ -2,16 +2,22 @@
 
     python benchmarks/pretrained.py                       # SmolLM2-135M Q4_1, 1 and 2 threads
     python benchmarks/pretrained.py --rounds 5 --new 128
-    python benchmarks/pretrained.py --model qwen1.5b-shapes --tools auto,llama.cpp --rounds 1
     python benchmarks/pretrained.py --tools auto,compiled,llama.cpp --threads 1
+    python benchmarks/pretrained.py --model gemma3-270m --tools auto,llama.cpp --threads 1
+    python benchmarks/pretrained.py --model llama1b-q4_k_m --tools auto,llama.cpp --rounds 1
+    python benchmarks/pretrained.py --model llama1b-q4_0 --tools auto,llama.cpp --rounds 1
+    python benchmarks/pretrained.py --model qwen1.5b-shapes --tools auto,llama.cpp --rounds 1
 
 Every (tool, thread count) runs in a fresh process per round, in alternating order, so load
 time and peak memory are its own and machine noise hits all alike. Printed per tool: load
-time (open the file to ready; imports excluded), prefill tokens/s on a ~250-token passage,
+time (open the file to ready; imports excluded), prefill tokens/s on a 512-token prompt (a
+passage repeated, cut to exactly 512 ids of the file's tokenizer, BOS first where the model
+wants one; the same ids go to llama.cpp, whose /completion takes a list of ids as they are),
 batch-1 greedy decode tokens/s after a 6-token prompt (the first token, which includes the
 prompt, not counted), peak resident memory of the whole process, the part of it the load
 added ("model": peak minus the memory before loading; Python, torch and the tokenizer
-library alone take ~220 MB), and decode speed as a ratio to llama.cpp in the same run.
+library alone take ~220 MB), and prefill and decode speed each as a ratio to llama.cpp in
+the same run.
 
 Tools: tokenscope-f32 (every weight float32, the reference numbers), tokenscope-auto (the
 default: 4-bit blocks as int4 groups, the rest float16, see tokenscope.lm.formats.
@@ -20,13 +26,25 @@ disk-cache load is reported, not counted in the load), tokenscope-bf16, tokensco
 transformers-f32 (SmolLM2 only) and llama.cpp through the package `xllamacpp` (its own HTTP
 server in-process; decode and prefill speeds are llama.cpp's own timings).
 
-Accuracy, on a varied prompt set, against Tokenscope float32: the largest difference in any
-next-token probability, how many top-1 tokens agree, and how many 32-token greedy
-continuations are identical; llama.cpp's top-1 and its top-20 probabilities likewise.
+Models: smollm2 (SmolLM2-135M-Instruct Q4_1) and gemma3-270m (Gemma 3 270M Q4_K_M), the
+known models as `tokenscope models pull` installs them; and three random-weight files that
+benchmarks/random_gguf.py writes once into the benchmark cache folder
+(~/.cache/tokenscope/benchmarks) with the `gguf` package, SmolLM2's tokenizer padded to
+their vocabulary:
 
-`--model qwen1.5b-shapes` writes a random-weight Q4_0 GGUF with Qwen2.5-1.5B's shapes
-(28 layers, width 1536, FFN 8960, 12 heads, 2 KV heads, tied vocabulary of 151,936) with
-the `gguf` package, once, into the benchmark cache folder (~0.9 GB): speed and memory only.
+    qwen1.5b-shapes  Qwen2.5-1.5B's shapes (28 layers, width 1536, FFN 8960, 12 heads, 2 KV
+                     heads, tied vocabulary of 151,936), every matrix Q4_0 (~0.8 GB)
+    llama1b-q4_0     Llama 3.2 1B's shapes (16 layers, width 2048, FFN 8192, 32 heads, 8 KV
+                     heads of 64, tied vocabulary of 128,256, RoPE base 500,000, plain RoPE):
+                     every block matrix Q4_0, the tied embedding Q8_0 (~0.8 GB)
+    llama1b-q4_k_m   the same shapes in llama.cpp's Q4_K_M mix: Q4_K, with attn_v and
+                     ffn_down Q6_K in llama.cpp's `use_more_bits` layers (0, 1, 4, 7, 10, 13,
+                     14, 15), the tied embedding Q6_K (~0.8 GB)
+
+Accuracy (real models only; the random ones print speed and memory), on a varied prompt
+set, against Tokenscope float32: the largest difference in any next-token probability, how
+many top-1 tokens agree, and how many 32-token greedy continuations are identical;
+llama.cpp's top-1 and its top-20 probabilities likewise.
 """
 
 from __future__ import annotations
@@ -83,12 +101,36 @@ def _status_mb(key: str) -> float:
     return float("nan")
 
 
-def _model_path(model: str) -> str:
-    if model == "smollm2":
-        from tokenscope.lm.registry import resolve_known
+# name -> the known model's name, or (file name, shape table, mix, embedding type) for the
+# random-weight files written into the benchmark cache folder (see random_gguf).
+REAL_MODELS = {"smollm2": "smollm2-135m", "gemma3-270m": "gemma3-270m"}
+RANDOM_MODELS = {
+    "qwen1.5b-shapes": ("qwen2.5-1.5b-shapes-random.Q4_0.gguf", "QWEN_1_5B", "q4_0", "Q4_0"),
+    "llama1b-q4_0": ("llama3.2-1b-shapes-random.Q4_0.gguf", "LLAMA_1B", "q4_0", "Q8_0"),
+    "llama1b-q4_k_m": ("llama3.2-1b-shapes-random.Q4_K_M.gguf", "LLAMA_1B", "q4_k_m", "Q6_K"),
+}
+MODELS = [*REAL_MODELS, *RANDOM_MODELS]
+PREFILL_TOKENS = 512
 
-        return str(resolve_known("smollm2-135m"))
-    return str(_qwen_shapes_file())
+
+def _model_path(model: str) -> str:
+    from tokenscope.lm.registry import resolve_known
+
+    if model in REAL_MODELS:
+        return str(resolve_known(REAL_MODELS[model]))
+    from gguf import GGMLQuantizationType
+
+    import random_gguf
+
+    name, shapes, mix, embedding = RANDOM_MODELS[model]
+    path = random_gguf.cached(
+        _cache_folder() / name,
+        getattr(random_gguf, shapes),
+        mix,
+        resolve_known("smollm2-135m"),  # its tokenizer, padded to the vocabulary
+        embedding=GGMLQuantizationType[embedding],
+    )
+    return str(path)
 
 
 def _cache_folder() -> Path:
@@ -96,80 +138,24 @@ def _cache_folder() -> Path:
     return Path(base) / "tokenscope" / "benchmarks"
 
 
-def _qwen_shapes_file() -> Path:
-    """A random Q4_0 GGUF with Qwen2.5-1.5B's shapes and SmolLM2's tokenizer, padded."""
-    import numpy as np
-    from gguf import GGMLQuantizationType as Q
-    from gguf import GGUFReader, GGUFWriter
+def _prefill_ids(path: str) -> list[int]:
+    """Exactly PREFILL_TOKENS ids of the passage, repeated, in the file's own tokenizer (with
+    its BOS first where the model wants one): both tools prefill the very same ids."""
+    from tokenscope.lm.formats.gguf_file import GGUFFile
+    from tokenscope.lm.formats.gguf_tokenizer import tokenizer_from_gguf
 
-    path = _cache_folder() / "qwen2.5-1.5b-shapes-random.Q4_0.gguf"
-    if path.exists():
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    vocab, d, ffn, layers, heads, kv = 151936, 1536, 8960, 28, 12, 2
-    hs = d // heads
-    print(f"writing {path} (random weights, once)", file=sys.stderr)
-    tok = GGUFReader(_model_path("smollm2"))
-    fields = tok.fields
-    tokens = [bytes(fields["tokenizer.ggml.tokens"].parts[i]).decode("utf-8", "replace")
-              for i in fields["tokenizer.ggml.tokens"].data]  # fmt: skip
-    types = [int(fields["tokenizer.ggml.token_type"].parts[i][0])
-             for i in fields["tokenizer.ggml.token_type"].data]  # fmt: skip
-    merges = [bytes(fields["tokenizer.ggml.merges"].parts[i]).decode("utf-8", "replace")
-              for i in fields["tokenizer.ggml.merges"].data]  # fmt: skip
-    extra = vocab - len(tokens)
-    tokens += [f"<|extra_{i}|>" for i in range(extra)]
-    types += [3] * extra  # control tokens: never produced by the BPE merges
-    rng = np.random.default_rng(0)
-
-    def q4_0(rows: int, cols: int) -> np.ndarray:
-        blocks = rng.integers(0, 256, size=(rows * cols // 32, 18), dtype=np.uint8)
-        scale = np.full(len(blocks), 0.02 / 8 if cols < 4096 else 0.01 / 8, dtype=np.float16)
-        blocks[:, :2] = scale.view(np.uint8).reshape(-1, 2)
-        return blocks.reshape(rows, -1)
-
-    w = GGUFWriter(str(path), "qwen2")
-    w.add_name("qwen2.5-1.5b-shapes-random")
-    w.add_context_length(32768)
-    w.add_embedding_length(d)
-    w.add_feed_forward_length(ffn)
-    w.add_block_count(layers)
-    w.add_head_count(heads)
-    w.add_head_count_kv(kv)
-    w.add_rope_freq_base(1000000.0)
-    w.add_layer_norm_rms_eps(1e-6)
-    w.add_file_type(2)  # MOSTLY_Q4_0
-    w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre("smollm")
-    w.add_token_list(tokens)
-    w.add_token_types(types)
-    w.add_token_merges(merges)
-    w.add_bos_token_id(1)
-    w.add_eos_token_id(2)
-    w.add_add_bos_token(False)
-    w.add_tensor("token_embd.weight", q4_0(vocab, d), raw_dtype=Q.Q4_0)
-    for i in range(layers):
-        b = f"blk.{i}."
-        for name, rows, cols in [("attn_q", d, d), ("attn_k", kv * hs, d), ("attn_v", kv * hs, d),
-                                 ("attn_output", d, d), ("ffn_gate", ffn, d), ("ffn_up", ffn, d),
-                                 ("ffn_down", d, ffn)]:  # fmt: skip
-            w.add_tensor(b + name + ".weight", q4_0(rows, cols), raw_dtype=Q.Q4_0)
-        for name, n in [("attn_q", d), ("attn_k", kv * hs), ("attn_v", kv * hs)]:
-            w.add_tensor(b + name + ".bias", np.zeros(n, dtype=np.float32))
-        w.add_tensor(b + "attn_norm.weight", np.ones(d, dtype=np.float32))
-        w.add_tensor(b + "ffn_norm.weight", np.ones(d, dtype=np.float32))
-    w.add_tensor("output_norm.weight", np.ones(d, dtype=np.float32))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    return path
+    with GGUFFile(path) as gf:
+        tokenizer, add_bos = tokenizer_from_gguf(gf.metadata, source=path)
+    ids = [tokenizer.bos_id] if add_bos and tokenizer.bos_id is not None else []
+    while len(ids) < PREFILL_TOKENS:
+        ids += tokenizer.encode(PASSAGE + "\n\n")
+    return ids[:PREFILL_TOKENS]
 
 
 # ----- one tool, one process ------------------------------------------------------------------
 
 
-def _tokenscope(tool: str, path: str, new: int) -> dict:
+def _tokenscope(tool: str, path: str, new: int, prefill_ids: list[int]) -> dict:
     import torch
 
     from tokenscope.lm import GREEDY, load_model
@@ -181,8 +167,8 @@ def _tokenscope(tool: str, path: str, new: int) -> dict:
     extra = {}
     if tool == "compiled":
         extra["compile_s"] = model.compile_decoding()
-    # Prefill: the passage's forward pass (a fresh cache each time), best of 2.
-    ids = torch.tensor([model.encode(PASSAGE)])
+    # Prefill: the prompt's forward pass (a fresh cache each time), best of 2.
+    ids = torch.tensor([prefill_ids])
     prefill = []
     with torch.inference_mode():
         for _ in range(2):
@@ -200,7 +186,7 @@ def _tokenscope(tool: str, path: str, new: int) -> dict:
             "text": gen.text[:40], **extra}  # fmt: skip
 
 
-def _transformers(path: str, new: int) -> dict:
+def _transformers(path: str, new: int, prefill_ids: list[int]) -> dict:
     import torch
     import transformers
 
@@ -213,7 +199,7 @@ def _transformers(path: str, new: int) -> dict:
     tok = transformers.AutoTokenizer.from_pretrained(folder, gguf_file=name)
     load = time.perf_counter() - started
     ids = torch.tensor([tok.encode(PROMPT, add_special_tokens=False)])
-    passage = torch.tensor([tok.encode(PASSAGE, add_special_tokens=False)])
+    passage = torch.tensor([prefill_ids])
     kwargs = dict(attention_mask=torch.ones_like(ids), do_sample=False, pad_token_id=2)
     with torch.inference_mode():
         t0 = time.perf_counter()
@@ -255,12 +241,16 @@ class LlamaServer:
             return json.loads(response.read())
 
 
-def _llama(path: str, new: int, threads: int) -> dict:
+def _llama(path: str, new: int, threads: int, prefill_ids: list[int]) -> dict:
     before = _status_mb("VmRSS")
     started = time.perf_counter()
     server = LlamaServer(path, threads)
     load = time.perf_counter() - started
-    passage = server.complete({"prompt": PASSAGE, "n_predict": 1, "cache_prompt": False})
+    # Token ids as the prompt: llama.cpp takes them as they are (no BOS added).
+    passage = server.complete({"prompt": prefill_ids, "n_predict": 1, "cache_prompt": False})
+    if passage["timings"]["prompt_n"] != len(prefill_ids):
+        raise RuntimeError(f"llama.cpp prefilled {passage['timings']['prompt_n']} tokens, "
+                           f"not the {len(prefill_ids)} sent")  # fmt: skip
     out = server.complete({"prompt": PROMPT, "n_predict": new, "temperature": 0, "top_k": 1,
                            "cache_prompt": False, "ignore_eos": True})  # fmt: skip
     return {"load_s": load, "tok_s": out["timings"]["predicted_per_second"],
@@ -268,17 +258,18 @@ def _llama(path: str, new: int, threads: int) -> dict:
             "text": out["content"][:40]}  # fmt: skip
 
 
-def _worker(tool: str, model: str, new: int, threads: int) -> dict:
+def _worker(tool: str, model: str, new: int, threads: int, ids_file: str) -> dict:
     import torch
 
     torch.set_num_threads(threads)
     path = _model_path(model)
+    ids = json.loads(Path(ids_file).read_text())
     if tool == "transformers":
-        result = _transformers(path, new)
+        result = _transformers(path, new, ids)
     elif tool == "llama.cpp":
-        result = _llama(path, new, threads)
+        result = _llama(path, new, threads, ids)
     else:
-        result = _tokenscope(tool, path, new)
+        result = _tokenscope(tool, path, new, ids)
     result["peak_mb"] = _status_mb("VmHWM")
     result["model_mb"] = result["peak_mb"] - result.pop("before_mb")
     return result
@@ -354,7 +345,7 @@ def _run(args: list[str]) -> dict | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", choices=("smollm2", "qwen1.5b-shapes"), default="smollm2")
+    parser.add_argument("--model", choices=MODELS, default="smollm2")
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--new", type=int, default=64, help="tokens to generate")
@@ -362,6 +353,7 @@ def main() -> None:
     parser.add_argument("--no-accuracy", action="store_true")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--accuracy", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--ids", help=argparse.SUPPRESS)  # the prefill ids (a JSON file)
     args = parser.parse_args()
     tools = [t for t in args.tools.split(",") if t]
     unknown = set(tools) - set(TOOLS)
@@ -371,26 +363,30 @@ def main() -> None:
         tools.remove("transformers")
     threads = [int(t) for t in args.threads.split(",")]
     if args.worker:
-        print(json.dumps(_worker(args.worker, args.model, args.new, threads[0])))
+        print(json.dumps(_worker(args.worker, args.model, args.new, threads[0], args.ids)))
         return
     if args.accuracy:
         print(json.dumps(_accuracy(args.model, tools)))
         return
 
-    path = _model_path(args.model)  # written once here for the random model
+    path = _model_path(args.model)  # written once here for the random models
+    ids_file = _cache_folder() / f"prefill-{args.model}.json"
+    ids_file.parent.mkdir(parents=True, exist_ok=True)
+    ids_file.write_text(json.dumps(_prefill_ids(path)))
+    model_args = ["--model", args.model, "--ids", str(ids_file)]
     if "compiled" in tools:  # fill inductor's disk cache once, outside the timed rounds
-        _run(["--worker", "compiled", "--model", args.model, "--new", "2", "--threads", "1"])
+        _run(["--worker", "compiled", *model_args, "--new", "2", "--threads", "1"])
     results: dict[tuple[str, int], list[dict]] = {(t, n): [] for t in tools for n in threads}
     for r in range(args.rounds):
         order = list(results) if r % 2 == 0 else list(results)[::-1]
         for tool, n in order:
-            common = ["--model", args.model, "--new", str(args.new), "--threads", str(n)]
+            common = [*model_args, "--new", str(args.new), "--threads", str(n)]
             result = _run(["--worker", tool, *common])
             if result:
                 results[(tool, n)].append(result)
         print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
     accuracy = {}
-    if not args.no_accuracy and args.model == "smollm2":
+    if not args.no_accuracy and args.model in REAL_MODELS:
         accuracy = _run(["--accuracy", "--model", args.model, "--tools", ",".join(tools)]) or {}
 
     import torch
@@ -399,32 +395,35 @@ def main() -> None:
     name = Path(path).name
     capability = torch.backends.cpu.get_cpu_capability()
     print(
-        f"{name} ({size_mb:.0f} MB), batch 1, greedy, {args.new} new tokens, median of "
-        f"{args.rounds} rounds; torch {torch.__version__} ({capability}), "
-        f"{platform.machine()}, {os.cpu_count()} cores"
+        f"{name} ({size_mb:.0f} MB), batch 1, prefill {PREFILL_TOKENS} tokens, greedy decode "
+        f"of {args.new} new tokens, median of {args.rounds} rounds; torch {torch.__version__} "
+        f"({capability}), {platform.machine()}, {os.cpu_count()} cores"
     )
     print()
     print(
-        "| tool | threads | load (s) | prefill (tok/s) | decode (tok/s) | vs llama.cpp "
-        "| peak RSS (MB) | model (MB) | model / file |"
+        "| tool | threads | load (s) | prefill (tok/s) | vs llama.cpp | decode (tok/s) "
+        "| vs llama.cpp | peak RSS (MB) | model (MB) | model / file |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 
     def med(tool: str, n: int, key: str) -> float | None:
         runs = results.get((tool, n)) or []
         values = [r[key] for r in runs if key in r]
         return statistics.median(values) if values else None
 
+    def vs(tool: str, n: int, key: str) -> str:
+        mine, llama = med(tool, n, key), med("llama.cpp", n, key)
+        return f"{mine / llama:.2f}x" if mine and llama else "-"
+
     for tool, n in results:
         if not results[(tool, n)]:
-            print(f"| {tool} | {n} | - | - | - | - | - | - | failed |")
+            print(f"| {tool} | {n} | - | - | - | - | - | - | - | failed |")
             continue
-        rate, llama = med(tool, n, "tok_s"), med("llama.cpp", n, "tok_s")
-        vs = f"{rate / llama:.2f}x" if llama else "-"
-        model_mb = med(tool, n, "model_mb")
+        model_mb = med(tool, n, "model_mb") or 0.0
         print(
             f"| {tool} | {n} | {med(tool, n, 'load_s'):.2f} | {med(tool, n, 'prefill_tok_s'):.0f} "
-            f"| {rate:.1f} | {vs} | {med(tool, n, 'peak_mb'):.0f} | {model_mb:.0f} "
+            f"| {vs(tool, n, 'prefill_tok_s')} | {med(tool, n, 'tok_s'):.1f} "
+            f"| {vs(tool, n, 'tok_s')} | {med(tool, n, 'peak_mb'):.0f} | {model_mb:.0f} "
             f"| {model_mb / size_mb:.1f}x |"
         )
     compile_s = [r["compile_s"] for (t, _), rs in results.items() if t == "compiled" for r in rs]
