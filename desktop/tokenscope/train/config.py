@@ -58,6 +58,9 @@ class TrainConfig:
     # fit one device. The same losses either way; one process trains the same with both.
     strategy: Strategy = "ddp"
     threads: int | None = None  # CPU threads for torch; None: torch's default
+    # torch.compile the training steps' forward and backward (opt-in: compiling takes seconds
+    # to minutes first; a run where it fails warns and trains uncompiled).
+    compile: bool = False
     seed: int = 1337
     val_fraction: float = 0.1
     # What to report, and when.

@@ -207,6 +207,7 @@ def field_problems(c: TrainConfig, presets: Sequence[str]) -> list[str]:
         p.append(f"device must be one of {DEVICE_TEXT} (got {_got(c.device)})")
     p += choice("strategy", c.strategy, STRATEGIES)
     p += whole("threads", c.threads, 1, MAX_THREADS, none_ok=True)
+    p += flag("compile", c.compile)
     p += whole("seed", c.seed, 0, MAX_SEED)
     p += number("val_fraction", c.val_fraction, 0.0, 0.5, low_open=True, high_open=True)
     for name in ("log_every", "eval_every", "eval_batches", "sample_every", "checkpoint_every"):

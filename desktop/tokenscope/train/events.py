@@ -57,6 +57,7 @@ class StartEvent(Event):
     world_size: int = 1
     threads: int | None = None
     precision: str = ""
+    compiled: bool | None = None  # with config compile: whether torch.compile worked
     peak_flops: float | None = None  # FLOP/s of all processes together, roughly
     tokens_per_step: int = 0
     resumed_from: int | None = None  # the checkpoint's step, when resuming

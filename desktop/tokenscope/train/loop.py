@@ -65,6 +65,7 @@ from tokenscope.train.runtime import (
     ranks,
     start_runtime,
 )
+from tokenscope.train.speed import adamw, compile_for_training
 from tokenscope.train.stop_request import StopRequested
 from tokenscope.train.token_files import TokenDataset
 
@@ -228,16 +229,6 @@ class Trainer:
         shards = self.rt.world if self.sharded else 1
         check_fits(model_config, micro, context, self.rt.device, shards=shards)
 
-    def _optimizer(self, model: Transformer) -> torch.optim.Optimizer:
-        c = self.config
-        decay = [p for p in model.parameters() if p.dim() >= 2]
-        no_decay = [p for p in model.parameters() if p.dim() < 2]
-        groups = [
-            {"params": decay, "weight_decay": c.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ]
-        return torch.optim.AdamW(groups, lr=c.learning_rate, betas=(c.beta1, c.beta2))
-
     # ----- batches and losses --------------------------------------------------------------
 
     def _rows(self, data: TokenDataset, stream: int, count: int, length: int) -> np.ndarray:
@@ -381,7 +372,14 @@ class Trainer:
                 "use more text or a shorter context"
             )
         training_model = self._distribute(model)
-        optimizer = self._optimizer(model)  # after sharding: it must hold the shards
+        self.compiled: bool | None = None  # not asked for
+        if c.compile:  # one trial step of the training shape compiles it (or says why not)
+            starts = self._rows(train, 0, self.micro_global, self.context)[rt.rank :: rt.world]
+            x, y = train.batch(starts, self.context)
+            training_model, self.compiled = compile_for_training(
+                training_model, lambda m: self._loss(m, x, y).mean(), rt.any,
+                lambda text: self.events.emit(WarningEvent(message=text)))  # fmt: skip
+        optimizer = adamw(model, c, rt.device)  # after sharding: it must hold the shards
         state = _RunState(model, tokenizer, optimizer, train, val, resumed_from=resume_from,
                           training_model=training_model)  # fmt: skip
         if resume_from is not None:
@@ -442,6 +440,7 @@ class Trainer:
                 world_size=rt.world,
                 threads=threads,
                 precision=str(self.autocast_dtype or torch.float32).replace("torch.", ""),
+                compiled=self.compiled,
                 peak_flops=self.peak,
                 tokens_per_step=self.tokens_per_step,
                 resumed_from=state.step if state.resumed_from else None,
