@@ -118,7 +118,7 @@ w.close()
 def test_the_weights_box_reopens_the_model_and_is_remembered(qtbot, window, checkpoint):
     from tokenscope.gui.main_window import MainWindow
 
-    assert window.weights.currentText() == "auto" and not window.compiled.isChecked()
+    assert window.weights.currentText() == "auto" and window.compiled.isChecked()
     assert window.model_info.packing is None  # a native checkpoint under auto: float32
     first_epoch = window.model_info.epoch
     window.weights.setCurrentText("int4")

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 
 import tokenscope
-from tokenscope.lm import SamplingSettings
+from tokenscope.lm import GREEDY, SamplingSettings
 from tokenscope.lm.fewshot import load_prompt
 from tokenscope.lm.tokens import GenerationStep
 from tokenscope.service import (
+    CompileStatus,
     FewShotPreview,
     Generate,
     Load,
@@ -249,15 +250,56 @@ def test_shutdown_cancels_a_running_generation(harness, endless_checkpoint):
         harness.submit(Predict("The"))
 
 
+def _status(harness) -> ModelInfo:
+    done = harness.finished(harness.submit(CompileStatus()))
+    assert done.outcome == "completed"
+    return done.payload
+
+
+def _greedy(harness) -> list[int]:
+    ticket = harness.submit(Generate("The capital of", max_tokens=6, sampling=GREEDY))
+    assert harness.finished(ticket, 120).outcome == "completed"
+    return [s.token_id for s in harness.yielded(ticket) if isinstance(s, GenerationStep)]
+
+
 @pytest.mark.slow
-def test_a_load_can_warm_the_compiled_decode_step(harness, checkpoint, tmp_path, monkeypatch):
-    ticket = harness.submit(Load(str(checkpoint), compile=True))
-    done = harness.finished(ticket, timeout=600)
-    assert done.outcome == "completed" and done.payload.compiled and not done.payload.note
-    stages = [r.label for r in harness.yielded(ticket) if isinstance(r, Progress)]
-    assert any(s.startswith("compiling the decode step") for s in stages)
-    steps = harness.finished(harness.submit(Generate("The capital of", max_tokens=5)), 120)
-    assert steps.outcome == "completed"
+def test_a_load_compiles_the_decode_step_in_the_background(harness, checkpoint, monkeypatch):
+    from tokenscope.lm import background_compile
+
+    monkeypatch.setattr(background_compile, "WORTH_COMPILING", 0)  # the tiny model too
+    done = harness.finished(harness.submit(Load(str(checkpoint), compile=True)))
+    assert done.outcome == "completed"
+    assert done.payload.compiling and not done.payload.compiled and not done.payload.note
+    eager = _greedy(harness)  # the eager model answers while the step is built
+    assert harness.service._compiling.wait(600) == "ready"
+    info = _status(harness)
+    assert info.compiled and not info.compiling and not info.note
+    assert harness.service.model.internals()._decoder is not None
+    assert _greedy(harness) == eager  # the compiled step decodes the same tokens
+
+
+@pytest.mark.slow
+def test_a_compile_that_fails_leaves_the_model_eager_and_says_why(
+    harness, checkpoint, monkeypatch, tmp_path
+):
+    from tokenscope.lm import background_compile
+
+    monkeypatch.setattr(background_compile, "WORTH_COMPILING", 0)
+    # A compiler that is not there, and a cache with nothing in it: the first compile's
+    # process fails, and the reason comes back.
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    harness.finished(harness.submit(Load(str(checkpoint), compile=True)))
+    assert harness.service._compiling.wait(600) == "failed"
+    info = _status(harness)
+    assert not info.compiled and not info.compiling
+    assert info.note.startswith("compiled decoding unavailable (")
+    assert len(_greedy(harness)) == 6
+
+
+def test_small_models_are_not_compiled(harness, checkpoint):
+    done = harness.finished(harness.submit(Load(str(checkpoint), compile=True)))
+    assert not done.payload.compiling and not done.payload.compiled and not done.payload.note
 
 
 def test_a_cancel_callback_that_fails_leaves_the_others_called():

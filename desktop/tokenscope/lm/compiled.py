@@ -46,7 +46,7 @@ def _has_guard_skipping() -> bool:
 _STANCE = _has_guard_skipping()
 
 
-def _use_disk_cache() -> None:
+def use_disk_cache() -> None:
     """Inductor keeps compiled code between runs in Tokenscope's cache folder
     (TORCHINDUCTOR_CACHE_DIR wins)."""
     from tokenscope.paths import inductor_cache_dir
@@ -123,7 +123,7 @@ class CompiledDecoder:
                 "compiled decoding covers GPT-2 and Llama-style blocks; this model's "
                 "(QK-norm, sliding windows, extra norms, ...) decode in eager mode"
             )
-        _use_disk_cache()
+        use_disk_cache()
         # One model is compiled at a time: forget the graphs of earlier ones (torch keeps at
         # most 8 per function and then refuses to compile another).
         torch.compiler.reset()

@@ -35,6 +35,7 @@ from tokenscope.lm.tokens import ContinuationScore, GenerationStep, Token
 LOGITS_BUDGET = 64 * 2**20
 
 if TYPE_CHECKING:
+    from tokenscope.lm.background_compile import BackgroundCompile
     from tokenscope.lm.compiled import CompiledDecoder
     from tokenscope.lm.inside import Surprisal
 
@@ -76,6 +77,7 @@ class LanguageModel:
         # Set by compile_decoding: the compiled one-token step (lm.compiled), which `forward`
         # uses for single new tokens while no hook is attached.
         self._decoder: CompiledDecoder | None = None
+        self.compile_note = ""  # why decoding stays eager, where compile_in_background says
         # Lasting changes to the forward pass by name ("ablation"; steering would be another):
         # what each one is, and the hooks that make it (see `intervene`).
         self.interventions: dict[str, tuple[object, list[HookHandle]]] = {}
@@ -219,6 +221,26 @@ class LanguageModel:
         self._decoder = decoder
         self.forget_cache()
         return seconds
+
+    def adopt_decoder(self, decoder: CompiledDecoder) -> None:
+        """Use `decoder` (built for this model's transformer) for single new tokens from the
+        next forward on; the KV cache's layout is the same, so a generation may be mid-way."""
+        if decoder.transformer is not self.transformer:
+            raise ValueError("that compiled step belongs to another model")
+        self._decoder = decoder
+
+    def compile_in_background(
+        self, dtype: str | None = None, *, minimum: int | None = None
+    ) -> BackgroundCompile | None:
+        """Start compiling the decode step in the background (tokenscope.lm.background_compile);
+        None, with `compile_note` saying why, where this model decodes eagerly."""
+        from tokenscope.lm import background_compile as bc
+
+        reason = bc.why_not(self, bc.WORTH_COMPILING if minimum is None else minimum)
+        self.compile_note = reason or ""
+        if reason is not None:
+            return None
+        return bc.BackgroundCompile(self, dtype).start()
 
     @property
     def compiled(self) -> bool:

@@ -21,6 +21,7 @@ from tokenscope.service.cancel import CancelToken, JobCancelled
 from tokenscope.service.jobs import (
     AttentionMap,
     ChatPrompt,
+    CompileStatus,
     FewShotPreview,
     Generate,
     InContext,
@@ -43,6 +44,7 @@ __all__ = [
     "AttentionMap",
     "CancelToken",
     "ChatPrompt",
+    "CompileStatus",
     "FewShotPreview",
     "Generate",
     "InContext",

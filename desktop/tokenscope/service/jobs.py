@@ -42,7 +42,9 @@ class Load(Job):
     target: str
     dtype: str | None = None  # see tokenscope.lm.loading.DTYPE_CHOICES; None: auto
     threads: int | None = None  # torch threads for this model; None: chosen from its size
-    compile: bool = False  # decode through a compiled step (lm.compiled), warmed here
+    # Decode through a compiled step (lm.compiled), built in the background (see
+    # lm.background_compile): the eager model serves until it takes over; CompileStatus tells.
+    compile: bool = False
     # A model on a server (target "http://HOST:PORT/v1#NAME"): its API key when typed in;
     # None: the environment variable, else the system keyring. Never shown in a repr.
     api_key: str | None = field(default=None, repr=False)
@@ -57,6 +59,14 @@ class SetThreads(Job):
     interactive: ClassVar[bool] = True
 
     threads: int | None = None
+
+
+@dataclass(frozen=True)
+class CompileStatus(Job):
+    """Whether the background compile of the decode step (Load with `compile`) is done:
+    finishes at once with the updated ModelInfo (`compiling`, `compiled`, `note`)."""
+
+    interactive: ClassVar[bool] = True
 
 
 @dataclass(frozen=True)

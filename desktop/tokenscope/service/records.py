@@ -43,6 +43,7 @@ class ModelInfo:
     capabilities: Capabilities
     packing: str | None = None  # how the weights are held, e.g. "fp16 head + int4 g32"
     compiled: bool = False  # decoding through the compiled step
+    compiling: bool = False  # the compiled step is being built in the background
     note: str = ""  # something the person should know about this load, e.g. why not compiled
     heads: int = 0  # attention heads per layer (0: not known, a model on a server)
 

@@ -21,10 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 from tokenscope.lm.backend import ModelBackend, open_model, require_internals
 from tokenscope.lm.errors import TokenscopeError
-from tokenscope.service.cancel import CancelToken, JobCancelled
+from tokenscope.service.cancel import CancelToken
 from tokenscope.service.jobs import (
     AttentionMap,
     ChatPrompt,
+    CompileStatus,
     FewShotPreview,
     Generate,
     InContext,
@@ -58,6 +59,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from tokenscope.lm.backend import Distribution
+    from tokenscope.lm.background_compile import BackgroundCompile
     from tokenscope.lm.fewshot.scoring import AnswerScore
     from tokenscope.lm.icl import ICLReport
     from tokenscope.lm.inside import AttentionMaps
@@ -134,6 +136,7 @@ class ModelService:
         self._last: tuple[str, Distribution] | None = None  # (text, its prediction)
         self._watch: tuple[str, str, float, str] | None = None  # (text, watch, P, note)
         self._maps: tuple[str, AttentionMaps] | None = None  # the last map and its text
+        self._compiling: BackgroundCompile | None = None  # the current model's, while it runs
 
     @property
     def model(self) -> ModelBackend:
@@ -167,19 +170,34 @@ class ModelService:
             cancel=ctx.token,
         )
         ctx.check()  # cancelled at the last moment: keep the current model
+        yield from ()  # (a generator, as every load: its progress comes from the reporter)
         threads = model.set_threads(job.threads)
+        if self._compiling is not None:
+            self._compiling.cancel()  # the old model's: its result is not wanted
+            self._compiling = None
         note = ""
-        try:
-            if job.compile and model.capabilities.local_weights:
-                yield Progress("compiling the decode step (minutes the first time, then seconds)")
-                note = _compile(model, ctx)
-            ctx.check()
-        except JobCancelled:
-            self._restore_threads()  # the current model stays, as it was
-            raise
+        if job.compile and model.capabilities.local_weights:
+            lm = model.internals()
+            self._compiling = lm.compile_in_background(job.dtype)
+            if self._compiling is None and "small" not in lm.compile_note:
+                note = f"decoding eagerly: {lm.compile_note}"
         self.backend, self.epoch = model, self.epoch + 1
         self._forget()
         self.info = _model_info(model, self.epoch, job.target, threads, note)
+        self.info = dataclasses.replace(self.info, compiling=self._compiling is not None)
+        return self.info
+
+    def _compilestatus(self, job: CompileStatus, ctx: JobContext) -> ModelInfo:
+        assert self.info is not None
+        c = self._compiling
+        if c is not None and c.state != "compiling":
+            self._compiling = None
+        self.info = dataclasses.replace(
+            self.info,
+            compiling=c is not None and c.state == "compiling",
+            compiled=self.model.facts().compiled,
+            note=c.note if c is not None and c.state == "failed" else self.info.note,
+        )
         return self.info
 
     def _restore_threads(self) -> None:
@@ -470,19 +488,6 @@ class ModelService:
         from tokenscope.service.scale_job import run_scale
 
         return (yield from run_scale(job, ctx, lambda target: self._open(target, ctx)))
-
-
-def _compile(model: ModelBackend, ctx: JobContext) -> str:
-    """Compile the decode step; a note saying why not where it cannot (the eager model is
-    still good: no C++ compiler, an unsupported torch)."""
-    try:
-        model.compile_decoding(progress=ctx.load_reporter())
-    except JobCancelled:
-        raise
-    except Exception as e:
-        lines = str(e).strip().splitlines()
-        return f"compiled decoding unavailable ({lines[0] if lines else type(e).__name__})"
-    return ""
 
 
 def _model_info(model: ModelBackend, epoch: int, target: str, threads: int, note: str) -> ModelInfo:
