@@ -466,13 +466,19 @@ def half_or_fp16(w: torch.Tensor, fp16: bool, bias: torch.Tensor | None = None) 
     return HalfLinear(w, bias, dtype=torch.bfloat16)
 
 
-def head_from_rows(rows: Callable[[int, int], torch.Tensor], vocab: int, fp16: bool) -> nn.Module:
-    """An output head (vocab outputs) from `rows(start, stop)` -> float32 (n, C) slices."""
-    # The head is read in full for every token: fbgemm's speed is worth its padding here.
+def head_from_rows(
+    rows: Callable[[int, int], torch.Tensor], vocab: int, fp16: bool, *, int4: bool = False
+) -> nn.Module:
+    """An output head (vocab outputs) from `rows(start, stop)` -> float32 (n, C) slices:
+    float16 (fbgemm's speed is worth its padding for a matrix read in full every token), or
+    with `int4` rounded to 4-bit groups (the int4 weight mode: the smallest, not exact)."""
     parts: list[nn.Module] = []
     for start in range(0, vocab, HEAD_SLICE_ROWS):
         w = rows(start, min(vocab, start + HEAD_SLICE_ROWS))
-        parts.append(Fp16Linear(w) if fp16 else HalfLinear(w, dtype=torch.bfloat16))
+        if int4 and w.shape[1] % GROUP == 0:
+            parts.append(Int4Linear(Groups.quantize4(w)))
+        else:
+            parts.append(Fp16Linear(w) if fp16 else HalfLinear(w, dtype=torch.bfloat16))
         del w
         trim()
     return SlicedHead(parts)
@@ -520,7 +526,7 @@ def half_layout(transformer: Transformer) -> None:
 
 
 def quantize_int4(transformer: Transformer, device: str = "cpu") -> None:
-    """A loaded float model's block matrices as 4-bit groups (rounded), the head float16.
+    """A loaded float model's block matrices and its head as 4-bit groups (rounded).
 
     Matrices whose input size is not a multiple of 32 stay as they are."""
     if device != "cpu" or not int4_available():
@@ -540,5 +546,5 @@ def quantize_int4(transformer: Transformer, device: str = "cpu") -> None:
         e = transformer.embed.weight.detach()
         rows = lambda a, b: e[a:b].float()  # noqa: E731
     transformer.set_output_layer(
-        head_from_rows(rows, transformer.config.vocab_size, fp16_available())
+        head_from_rows(rows, transformer.config.vocab_size, fp16_available(), int4=True)
     )

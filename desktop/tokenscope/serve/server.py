@@ -45,9 +45,14 @@ def serve(
     name = model.name or Path(target).name or target
     app = create_app(model, name=name, max_logprobs=max_logprobs, api_key=api_key or None)
     model.set_threads(threads)
+    # Decoding compiles in the background where it pays (lm.background_compile); requests
+    # are answered eagerly until the compiled step takes over.
+    compiling = model.compile_in_background(dtype) is not None
     sock = listening_socket(host, port)
     shown = f"[{host}]" if ":" in host else host
     announce(f"serving {name} at http://{shown}:{sock.getsockname()[1]}/v1 (Ctrl+C stops)")
+    if compiling:
+        announce("compiling the decode step in the background; answers are eager until then")
     config = uvicorn.Config(app, log_level="warning", access_log=False)
     uvicorn.Server(config).run(sockets=[sock])
 

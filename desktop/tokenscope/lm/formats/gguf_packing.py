@@ -10,8 +10,8 @@ the float32 model is never materialised:
         the output head (or the tied embedding) as the file stores it: Q8_0 -> Int8Linear,
             4-bit -> Int4Linear (both exact, as llama.cpp reads it), else Fp16Linear slices
         the token embedding                    -> GroupEmbedding for Q8_0 and 4-bit rows
-    mode "int4": as auto, but every block matrix is 4-bit (re-quantized where the file
-        holds more bits) and float32 matrices are packed too;
+    mode "int4": as auto, but every block matrix and the head are 4-bit (re-quantized where
+        the file holds more bits) and float32 matrices are packed too;
     on a CUDA device (or a torch without the CPU kernels): HalfLinear in bfloat16.
 
 Where a matrix is made of several file tensors (q, k, v into qkv), they are packed together
@@ -143,11 +143,13 @@ def pack_gguf(
         elif name == "head.weight":
             if mode == "auto" and types[0] == Q.F32:  # float32 as before
                 module = None
-            elif int4_ok and types[0] in GROUP_TYPES:
+            elif (
+                int4_ok and types[0] in GROUP_TYPES and not (mode == "int4" and types[0] == Q.Q8_0)
+            ):
                 module = head_from_groups(source.groups(names[0]))
             else:
                 rows = functools.partial(source.floats, names[0])
-                module = head_from_rows(rows, config.vocab_size, fp16_ok)
+                module = head_from_rows(rows, config.vocab_size, fp16_ok, int4=mode == "int4")
         else:
             module = _block_matrix(source, names, types, mode, int4_ok, fp16_ok)
         if module is None:
@@ -160,10 +162,14 @@ def pack_gguf(
         report("packing the weights", total - 1, total)
         embed = transformer.embed
         assert isinstance(embed, (GroupEmbedding, HalfEmbedding))  # packed above
-        if int4_ok and isinstance(embed, GroupEmbedding):
+        if (
+            int4_ok
+            and isinstance(embed, GroupEmbedding)
+            and not (mode == "int4" and embed.bits == 8)
+        ):
             head = head_from_groups(embed.groups)
         else:
-            head = head_from_rows(embed.rows, config.vocab_size, fp16_ok)
+            head = head_from_rows(embed.rows, config.vocab_size, fp16_ok, int4=mode == "int4")
         transformer.set_output_layer(head)
         used.add(_kind(head))
     if not done:
