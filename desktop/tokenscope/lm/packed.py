@@ -356,6 +356,35 @@ class SlicedHead(nn.Module):
         return self.in_features * self.out_features
 
 
+class ColumnSplit(nn.Module):
+    """x W^T with W's columns in two layers: fbgemm float16 over the first multiple of 512
+    inputs (where its packing is compact) and bfloat16 over the rest. SmolLM2's 576-input
+    head: 55 MB and 1.9 ms a token, against 96 MB for fbgemm padding all 576 to 1024."""
+
+    def __init__(self, first: nn.Module, rest: nn.Module, split: int) -> None:
+        super().__init__()
+        self.first, self.rest, self.split = first, rest, split
+        self.in_features: int = split + int(getattr(rest, "in_features"))  # noqa: B009
+        self.out_features: int = int(getattr(first, "out_features"))  # noqa: B009
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.first(x[..., : self.split]) + self.rest(x[..., self.split :])
+
+    @property
+    def weight_count(self) -> int:
+        return self.in_features * self.out_features
+
+
+def fp16_layer(w: torch.Tensor) -> nn.Module:
+    """fbgemm float16 for a (out, in) matrix, split by columns where padding would waste."""
+    cols = w.shape[1]
+    if fp16_fits(cols) or cols < 512:
+        return Fp16Linear(w)
+    split = cols // 512 * 512
+    rest = HalfLinear(w[:, split:], dtype=torch.bfloat16)
+    return ColumnSplit(Fp16Linear(w[:, :split].contiguous()), rest, split)
+
+
 class GroupEmbedding(nn.Module):
     """Token embedding rows kept as groups (8- or 4-bit), decoded to float32 on lookup."""
 
@@ -412,7 +441,15 @@ class HalfEmbedding(nn.Module):
         return self.num_embeddings * self.embedding_dim
 
 
-PACKED_TYPES = (Int4Linear, Fp16Linear, HalfLinear, SlicedHead, GroupEmbedding, HalfEmbedding)
+PACKED_TYPES = (
+    Int4Linear,
+    Fp16Linear,
+    HalfLinear,
+    SlicedHead,
+    ColumnSplit,
+    GroupEmbedding,
+    HalfEmbedding,
+)
 # (Int8Linear is an Int4Linear.)
 
 
@@ -440,7 +477,9 @@ def packed_weight_count(transformer: Transformer) -> int:
     return sum(
         m.weight_count
         for m in transformer.modules()
-        if isinstance(m, _CountsWeights) and not isinstance(m, SlicedHead) and id(m) not in skip
+        if isinstance(m, _CountsWeights)
+        and not isinstance(m, (SlicedHead, ColumnSplit))
+        and id(m) not in skip
     )
 
 
@@ -478,7 +517,7 @@ def head_from_rows(
         if int4 and w.shape[1] % GROUP == 0:
             parts.append(Int4Linear(Groups.quantize4(w)))
         else:
-            parts.append(Fp16Linear(w) if fp16 else HalfLinear(w, dtype=torch.bfloat16))
+            parts.append(fp16_layer(w) if fp16 else HalfLinear(w, dtype=torch.bfloat16))
         del w
         trim()
     return SlicedHead(parts)

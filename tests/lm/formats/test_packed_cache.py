@@ -155,3 +155,50 @@ def test_float16_layers_are_kept_and_packed_again(tmp_path, hf_models, bpe_token
     assert second.transformer.weight_map is not None
     assert type(second.transformer.blocks[0].mlp.down) is type(first.transformer.blocks[0].mlp.down)
     assert torch.equal(_logits(first), _logits(second))
+
+
+def test_a_float16_head_splits_its_columns_where_fbgemm_would_pad():
+    from tokenscope.lm.packed import ColumnSplit, Fp16Linear, fp16_layer
+
+    torch.manual_seed(2)
+    w = torch.randn(40, 576)
+    layer = fp16_layer(w)
+    assert isinstance(layer, ColumnSplit) and isinstance(layer.first, Fp16Linear)
+    assert (layer.split, layer.in_features, layer.out_features) == (512, 576, 40)
+    x = torch.randn(3, 576)
+    expected = x @ w.t()
+    assert torch.allclose(layer(x), expected, atol=0.05, rtol=0.01)
+    assert isinstance(fp16_layer(w[:, :512].contiguous()), Fp16Linear)  # fits: one layer
+
+
+@pytest.fixture(scope="session")
+def llama_576(bpe_tokenizer):
+    """One layer, 576 wide (SmolLM2's width), tied."""
+    import transformers
+
+    torch.manual_seed(3)
+    return transformers.LlamaForCausalLM(
+        transformers.LlamaConfig(
+            vocab_size=bpe_tokenizer.vocab_size, hidden_size=576, intermediate_size=1536,
+            num_hidden_layers=1, num_attention_heads=9, num_key_value_heads=3,
+            max_position_embeddings=64, tie_word_embeddings=True,
+        )
+    ).eval()  # fmt: skip
+
+
+def test_a_split_float16_head_is_cached_and_its_source_pages_given_back(
+    tmp_path, llama_576, bpe_tokenizer
+):
+    from tokenscope.lm.packed import ColumnSplit
+
+    path = write_gguf(
+        tmp_path / "f16-embed.gguf", llama_576, bpe_tokenizer, qtype=Q.Q4_0,
+        types={"token_embd.weight": Q.F16},
+    )  # fmt: skip
+    first = load_model(path)
+    second = load_model(path)
+    assert second.transformer.weight_map is not None
+    head = second.transformer.output_layer
+    assert isinstance(head, SlicedHead) and isinstance(head.parts[0], ColumnSplit)
+    assert "fp16 head" in second.packing
+    assert torch.equal(_logits(first), _logits(second))

@@ -34,6 +34,7 @@ from tokenscope.lm.heap import trim
 from tokenscope.lm.hf_names import wanted
 from tokenscope.lm.packed import (
     GROUP,
+    ColumnSplit,
     Fp16Linear,
     GroupEmbedding,
     Groups,
@@ -205,6 +206,8 @@ def _kind(module: nn.Module) -> str:
         return "fp16 embedding"
     head = cast(SlicedHead, module)  # what is left: a packed output head
     part = head.parts[0]
+    if isinstance(part, ColumnSplit):
+        part = part.first
     if isinstance(part, Int8Linear):
         return "int8 head"
     if isinstance(part, Int4Linear):

@@ -102,6 +102,9 @@ def _record(module: nn.Module, tensors: _Tensors) -> dict[str, Any]:
     buffers = {n: b for n, b in module.named_buffers(recurse=False) if b is not None}
     if isinstance(module, pk.SlicedHead):
         return {"kind": "sliced", "parts": [_record(p, tensors) for p in module.parts]}
+    if isinstance(module, pk.ColumnSplit):
+        parts = [_record(module.first, tensors), _record(module.rest, tensors)]
+        return {"kind": "columns", "attrs": {"split": module.split}, "parts": parts}
     if isinstance(module, pk.Fp16Linear):
         source = getattr(module, "source", None)
         if source is None:
@@ -264,9 +267,15 @@ def _build(record: Any, data: torch.Tensor) -> nn.Module:
     kind = record.get("kind")
     if kind == "sliced":
         return pk.SlicedHead([_build(p, data) for p in record.get("parts", [])])
+    if kind == "columns":
+        try:
+            first, rest = (_build(p, data) for p in record["parts"])
+            return pk.ColumnSplit(first, rest, int(record["attrs"]["split"]))
+        except (KeyError, TypeError, ValueError):
+            raise CacheMismatch("bad column split") from None
     t = {n: _tensor(data, s) for n, s in dict(record.get("tensors", {})).items()}
     attrs = dict(record.get("attrs", {}))
-    if kind not in ("group_embedding", "half_embedding"):
+    if kind not in ("group_embedding", "half_embedding", "fp16"):
         for tensor in t.values():
             _touch(tensor)
     try:
@@ -291,6 +300,29 @@ def _build(record: Any, data: torch.Tensor) -> nn.Module:
         raise CacheMismatch(f"incomplete {kind} entry ({e})") from None
 
 
+def _release_fp16_sources(modules: dict[str, Any], mapping: mmap.mmap, data: torch.Tensor) -> None:
+    """fbgemm copied the float16 weights into its own packing: their pages of the mapping are
+    given back (they would otherwise stay resident beside the copy, 55 MB for a SmolLM2-sized
+    head); they are never read again."""
+    if not hasattr(mmap, "MADV_DONTNEED"):
+        return
+    start = data.data_ptr() - torch.frombuffer(mapping, dtype=torch.uint8).data_ptr()
+
+    def walk(record: dict[str, Any]) -> None:
+        if record.get("kind") == "fp16":
+            _, shape, offset = record["tensors"]["weight"]
+            size = 2 * int(torch.tensor(shape).prod())
+            length = size // mmap.PAGESIZE * mmap.PAGESIZE  # whole pages inside the tensor
+            if length:
+                with contextlib.suppress(OSError, ValueError):
+                    mapping.madvise(mmap.MADV_DONTNEED, start + int(offset), length)
+        for part in record.get("parts", []):
+            walk(part)
+
+    for record in modules.values():
+        walk(record)
+
+
 def load(model_file: Path, mode: str) -> tuple[dict[str, nn.Module], set[str], str, mmap.mmap]:
     """(layers by path, state-dict names they fill, the packing label, the mapping to keep
     open) from the cache file for `model_file`; CacheMismatch or OSError when there is none
@@ -300,6 +332,7 @@ def load(model_file: Path, mode: str) -> tuple[dict[str, nn.Module], set[str], s
     if header.get("key") != key:
         raise CacheMismatch("made from another file or setup")
     modules = {str(p): _build(r, data) for p, r in dict(header.get("modules", {})).items()}
+    _release_fp16_sources(header["modules"], mapping, data)
     done = {str(n) for n in header.get("done", [])}
     label = header.get("label")
     if not modules or not isinstance(label, str):
