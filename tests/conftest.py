@@ -20,6 +20,10 @@ os.environ["PYTHON_KEYRING_BACKEND"] = "keyring.backends.null.Keyring"
 # reuses (compiling from an empty cache took 260 of one test's 295 s on a busy 2-core
 # machine), and nothing lands in the person's own cache.
 os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="tokenscope-test-inductor-")
+# No background compile of the decode step unless a test asks for one (tests of it unset
+# this): a window or `tokenscope serve` on SmolLM2 would otherwise compile for minutes
+# beside the test, on CI's two cores.
+os.environ["TOKENSCOPE_COMPILE"] = "0"
 
 #: A test still running after this long is hung, not slow. pytest-timeout (600 s) raises in
 #: Python code, which a Qt slot can swallow and a thread stuck in C never reaches; this

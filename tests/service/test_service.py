@@ -267,6 +267,7 @@ def test_a_load_compiles_the_decode_step_in_the_background(harness, checkpoint, 
     from tokenscope.lm import background_compile
 
     monkeypatch.setattr(background_compile, "WORTH_COMPILING", 0)  # the tiny model too
+    monkeypatch.delenv("TOKENSCOPE_COMPILE")
     done = harness.finished(harness.submit(Load(str(checkpoint), compile=True)))
     assert done.outcome == "completed"
     assert done.payload.compiling and not done.payload.compiled and not done.payload.note
@@ -285,6 +286,7 @@ def test_a_compile_that_fails_leaves_the_model_eager_and_says_why(
     from tokenscope.lm import background_compile
 
     monkeypatch.setattr(background_compile, "WORTH_COMPILING", 0)
+    monkeypatch.delenv("TOKENSCOPE_COMPILE")
     # A compiler that is not there, and a cache with nothing in it: the first compile's
     # process fails, and the reason comes back.
     monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
@@ -297,7 +299,8 @@ def test_a_compile_that_fails_leaves_the_model_eager_and_says_why(
     assert len(_greedy(harness)) == 6
 
 
-def test_small_models_are_not_compiled(harness, checkpoint):
+def test_small_models_are_not_compiled(harness, checkpoint, monkeypatch):
+    monkeypatch.delenv("TOKENSCOPE_COMPILE")
     done = harness.finished(harness.submit(Load(str(checkpoint), compile=True)))
     assert not done.payload.compiling and not done.payload.compiled and not done.payload.note
 

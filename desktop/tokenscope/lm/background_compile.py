@@ -54,6 +54,8 @@ def marker_path(model: LanguageModel) -> Path:
 
 def why_not(model: LanguageModel, minimum: int = WORTH_COMPILING) -> str | None:
     """Why this model decodes eagerly rather than compiled, or None if it should compile."""
+    if os.environ.get("TOKENSCOPE_COMPILE") == "0":
+        return "compiled decoding is turned off (TOKENSCOPE_COMPILE=0)"
     if model.device.type != "cpu":
         return "compiled decoding is for the CPU; this model runs on " + model.device.type
     if not model.config.classic:
@@ -61,6 +63,14 @@ def why_not(model: LanguageModel, minimum: int = WORTH_COMPILING) -> str | None:
     if model.parameter_count < minimum:
         return "small enough to decode fast eagerly"
     return None
+
+
+_QUIET = ("small enough", "compiled decoding is turned off")
+
+
+def worth_saying(reason: str) -> bool:
+    """Whether a reason from `why_not` is news to the person (not: small model, turned off)."""
+    return not reason.startswith(_QUIET)
 
 
 class BackgroundCompile:
@@ -124,7 +134,7 @@ class BackgroundCompile:
             command,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
-            preexec_fn=(lambda: os.nice(10)) if hasattr(os, "nice") else None,
+            preexec_fn=_child_setup if sys.platform.startswith("linux") else None,
         )
         try:
             _, err = self._process.communicate(timeout=COMPILE_LIMIT_S)
@@ -136,6 +146,19 @@ class BackgroundCompile:
         if self._process.returncode != 0 and not self._cancelled:
             tail = [ln for ln in err.decode("utf-8", "replace").splitlines() if ln.strip()]
             raise RuntimeError(tail[-1] if tail else f"exit status {self._process.returncode}")
+
+
+def _child_setup() -> None:
+    """In the compiling process, before it runs: low priority, and killed with its parent
+    (a window or server that ends does not leave minutes of compiling behind)."""
+    import ctypes
+    import signal
+
+    os.nice(10)
+    try:
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _write_marker(marker: Path) -> None:

@@ -237,7 +237,9 @@ class LanguageModel:
         from tokenscope.lm import background_compile as bc
 
         reason = bc.why_not(self, bc.WORTH_COMPILING if minimum is None else minimum)
-        self.compile_note = reason or ""
+        # Worth saying where the person may expect otherwise (not for a small model, nor
+        # where they turned it off).
+        self.compile_note = reason if reason and bc.worth_saying(reason) else ""
         if reason is not None:
             return None
         return bc.BackgroundCompile(self, dtype).start()

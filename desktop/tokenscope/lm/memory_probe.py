@@ -68,7 +68,8 @@ def virtual_machine() -> str | None:
 
 
 def mapping_huge_kb(start: int, length: int) -> int:
-    """Kilobytes of [start, start + length) of this process mapped by huge pages."""
+    """Kilobytes mapped by huge pages in the mappings of this process that hold any of
+    [start, start + length) (all of each such mapping: the heap's, for ordinary memory)."""
     total = 0
     inside = False
     try:

@@ -361,28 +361,32 @@ class ColumnSplit(nn.Module):
     inputs (where its packing is compact) and bfloat16 over the rest. SmolLM2's 576-input
     head: 55 MB and 1.9 ms a token, against 96 MB for fbgemm padding all 576 to 1024."""
 
-    def __init__(self, first: nn.Module, rest: nn.Module, split: int) -> None:
+    def __init__(
+        self, first: nn.Module, rest: nn.Module, split: int, bias: torch.Tensor | None = None
+    ) -> None:
         super().__init__()
         self.first, self.rest, self.split = first, rest, split
         self.in_features: int = split + int(getattr(rest, "in_features"))  # noqa: B009
         self.out_features: int = int(getattr(first, "out_features"))  # noqa: B009
+        self.bias = _bias_parameter(bias, self.out_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.first(x[..., : self.split]) + self.rest(x[..., self.split :])
+        y = self.first(x[..., : self.split]) + self.rest(x[..., self.split :])
+        return y if self.bias is None else y + self.bias
 
     @property
     def weight_count(self) -> int:
         return self.in_features * self.out_features
 
 
-def fp16_layer(w: torch.Tensor) -> nn.Module:
+def fp16_layer(w: torch.Tensor, bias: torch.Tensor | None = None) -> nn.Module:
     """fbgemm float16 for a (out, in) matrix, split by columns where padding would waste."""
     cols = w.shape[1]
     if fp16_fits(cols) or cols < 512:
-        return Fp16Linear(w)
+        return Fp16Linear(w, bias)
     split = cols // 512 * 512
     rest = HalfLinear(w[:, split:], dtype=torch.bfloat16)
-    return ColumnSplit(Fp16Linear(w[:, :split].contiguous()), rest, split)
+    return ColumnSplit(Fp16Linear(w[:, :split].contiguous()), rest, split, bias)
 
 
 class GroupEmbedding(nn.Module):
@@ -499,9 +503,10 @@ def fp16_fits(in_features: int) -> bool:
 
 
 def half_or_fp16(w: torch.Tensor, fp16: bool, bias: torch.Tensor | None = None) -> nn.Module:
-    """Fp16Linear where it is available and compact, else bfloat16 HalfLinear."""
-    if fp16 and fp16_fits(w.shape[1]):
-        return Fp16Linear(w, bias)
+    """fbgemm float16 where it is available (split by columns where its padding would waste,
+    see ColumnSplit; Gemma 3's 640-wide Q5_0 matrices), else bfloat16 HalfLinear."""
+    if fp16 and (fp16_fits(w.shape[1]) or w.shape[1] >= 512):
+        return fp16_layer(w, bias)
     return HalfLinear(w, bias, dtype=torch.bfloat16)
 
 

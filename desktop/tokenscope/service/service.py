@@ -179,7 +179,7 @@ class ModelService:
         if job.compile and model.capabilities.local_weights:
             lm = model.internals()
             self._compiling = lm.compile_in_background(job.dtype)
-            if self._compiling is None and "small" not in lm.compile_note:
+            if self._compiling is None and lm.compile_note:
                 note = f"decoding eagerly: {lm.compile_note}"
         self.backend, self.epoch = model, self.epoch + 1
         self._forget()

@@ -196,7 +196,7 @@ def _kind(module: nn.Module) -> str:
         return "int8 g32"
     if isinstance(module, Int4Linear):
         return f"int4 g{GROUP}"
-    if isinstance(module, Fp16Linear):
+    if isinstance(module, (Fp16Linear, ColumnSplit)):
         return "fp16"
     if isinstance(module, HalfLinear):
         return "bf16"

@@ -12,15 +12,17 @@ copy-on-write) and builds the layers over the mapping, so
 
 A cache file is used only while it belongs to the same model file (path, size and
 modification time), the same packing mode, PyTorch version and CPU kind (the int4 kernel's
-layout depends on them); anything else, or any file that does not read back exactly as
-described, is ignored and packed again. fbgemm's float16 matrices cannot be mapped (their
-packed form is private to fbgemm): they are stored as float16 and packed again at load.
+layout depends on them) and the same packing code (a fingerprint of its source); anything
+else, or any file that does not read back exactly as described, is ignored and packed again.
+fbgemm's float16 matrices cannot be mapped (their packed form is private to fbgemm): they are
+stored as float16 and packed again at load.
 At most KEEP files are kept, the least recently used are removed first.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import mmap
@@ -61,11 +63,24 @@ def folder() -> Path:
     return (Path(home).expanduser() / "cache" if home else cache_dir()) / "packed"
 
 
+@functools.cache
+def _code_version() -> str:
+    """The packing code's own fingerprint: a cache made by other packing code is not used."""
+    from tokenscope.lm.formats import dequantize, gguf_packing
+
+    digest = hashlib.sha256()
+    for module in (pk, gguf_packing, dequantize):
+        digest.update(Path(str(module.__file__)).read_bytes())
+    digest.update(Path(__file__).read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def key_for(model_file: Path, mode: str) -> dict[str, Any]:
     """What a cache file must have been made from to be used for `model_file`."""
     st = model_file.stat()
     return {
         "format": FORMAT,
+        "code": _code_version(),
         "file": str(model_file.resolve()),
         "size": st.st_size,
         "mtime_ns": st.st_mtime_ns,
