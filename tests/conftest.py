@@ -24,6 +24,10 @@ os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="tokenscope-test
 # this): a window or `tokenscope serve` on SmolLM2 would otherwise compile for minutes
 # beside the test, on CI's two cores.
 os.environ["TOKENSCOPE_COMPILE"] = "0"
+# No packed-weights cache either, unless a test asks for one (tests/lm/formats/
+# test_packed_cache.py): every test has a home of its own, so each load of SmolLM2 or Gemma
+# would write 160-630 MB into it. (Mapped or packed afresh, the layers compute the same.)
+os.environ["TOKENSCOPE_PACKED_CACHE"] = "0"
 
 #: A test still running after this long is hung, not slow. pytest-timeout (600 s) raises in
 #: Python code, which a Qt slot can swallow and a thread stuck in C never reaches; this

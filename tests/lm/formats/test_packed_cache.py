@@ -84,6 +84,12 @@ def test_a_q8_0_embedding_gives_an_exact_int8_head(q8_llama, bpe_tokenizer):
     assert _max_prob_diff(packed, reference, bpe_tokenizer) < 0.02
 
 
+@pytest.fixture(autouse=True)
+def cache_on(monkeypatch):
+    """The cache is on by default; the test run turns it off (tests/conftest.py) but here."""
+    monkeypatch.delenv("TOKENSCOPE_PACKED_CACHE", raising=False)
+
+
 def _cache_files():
     folder = packed_cache.folder()
     return sorted(folder.glob("*.tspack")) if folder.is_dir() else []
