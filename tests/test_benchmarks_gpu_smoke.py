@@ -15,7 +15,9 @@ NUMBER = re.compile(r"^-?[\d,]+(\.\d+)?(e-?\d+)?%?$")
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "OMP_NUM_THREADS": "2", "PYTHONPATH": str(SCRIPT.parents[1] / "desktop")}
+    # The installed package, as a person runs the script (a clean checkout's desktop/ folder
+    # alone has no tokenscope.resources).
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
     return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True,
                           timeout=400, env=env)  # fmt: skip
 

@@ -299,6 +299,23 @@ def test_a_compile_that_fails_leaves_the_model_eager_and_says_why(
     assert len(_greedy(harness)) == 6
 
 
+@pytest.mark.slow
+def test_loading_another_model_stops_the_first_ones_compile(
+    harness, checkpoint, endless_checkpoint, monkeypatch, tmp_path
+):
+    from tokenscope.lm import background_compile
+
+    monkeypatch.setattr(background_compile, "WORTH_COMPILING", 0)
+    monkeypatch.delenv("TOKENSCOPE_COMPILE")
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))  # a long compile
+    harness.finished(harness.submit(Load(str(checkpoint), compile=True)))
+    first = harness.service._compiling
+    harness.finished(harness.submit(Load(str(endless_checkpoint))))
+    assert first.wait(600) == "cancelled"
+    assert first._process is None or first._process.poll() is not None  # no compile left
+    assert harness.service._compiling is None and not _status(harness).compiling
+
+
 def test_small_models_are_not_compiled(harness, checkpoint, monkeypatch):
     monkeypatch.delenv("TOKENSCOPE_COMPILE")
     done = harness.finished(harness.submit(Load(str(checkpoint), compile=True)))

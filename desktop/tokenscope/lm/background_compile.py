@@ -74,7 +74,9 @@ def worth_saying(reason: str) -> bool:
 
 
 class BackgroundCompile:
-    """One model's compile in the background; `state` is "compiling", "ready" or "failed"."""
+    """One model's compile in the background; `state` is "compiling", "ready", "failed" or
+    "cancelled". (Its process loads the model again; the packed weights' pages are the page
+    cache's, shared with this process, not a second copy.)"""
 
     def __init__(self, model: LanguageModel, dtype: str | None) -> None:
         self.model = model
@@ -110,12 +112,14 @@ class BackgroundCompile:
             if not marker.exists() and self.model.source and Path(self.model.source).exists():
                 self._compile_elsewhere(marker)
             if self._cancelled:
+                self.state = "cancelled"
                 return
             from tokenscope.lm.compiled import CompiledDecoder
 
             decoder = CompiledDecoder(self.model.transformer)
             decoder.warm()
             if self._cancelled:
+                self.state = "cancelled"
                 return
             self.model.adopt_decoder(decoder)
             _write_marker(marker)
@@ -136,6 +140,8 @@ class BackgroundCompile:
             stderr=subprocess.PIPE,
             preexec_fn=_child_setup if sys.platform.startswith("linux") else None,
         )
+        if self._cancelled:  # cancelled while it was being started (cancel saw no process)
+            self._process.kill()
         try:
             _, err = self._process.communicate(timeout=COMPILE_LIMIT_S)
         except subprocess.TimeoutExpired:
