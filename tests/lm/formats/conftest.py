@@ -235,16 +235,21 @@ def hf_models(bpe_tokenizer):
     return models
 
 
-@pytest.fixture(scope="session")
-def wide_llama(bpe_tokenizer):
-    """A one-layer llama 256 wide: K-quant blocks span 256 weights."""
+def one_layer_llama(tokenizer, width: int, ffn: int, heads: int, kv_heads: int, seed: int):
+    """A one-layer, tied transformers Llama of this width, random weights from `seed`."""
     import transformers
 
-    torch.manual_seed(1)
+    torch.manual_seed(seed)
     return transformers.LlamaForCausalLM(
         transformers.LlamaConfig(
-            vocab_size=bpe_tokenizer.vocab_size, hidden_size=256, intermediate_size=512,
-            num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2,
+            vocab_size=tokenizer.vocab_size, hidden_size=width, intermediate_size=ffn,
+            num_hidden_layers=1, num_attention_heads=heads, num_key_value_heads=kv_heads,
             max_position_embeddings=64, tie_word_embeddings=True,
         )
     ).eval()  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def wide_llama(bpe_tokenizer):
+    """A one-layer llama 256 wide: K-quant blocks span 256 weights."""
+    return one_layer_llama(bpe_tokenizer, 256, 512, heads=4, kv_heads=2, seed=1)

@@ -17,7 +17,7 @@ from tokenscope.lm.formats import packed_cache
 from tokenscope.lm.formats.dequantize import groups
 from tokenscope.lm.packed import Groups, Int4Linear, Int8Linear, SlicedHead
 
-from .conftest import write_gguf
+from .conftest import one_layer_llama, write_gguf
 from .test_packing import TEXT, _max_prob_diff
 
 
@@ -180,16 +180,7 @@ def test_a_float16_head_splits_its_columns_where_fbgemm_would_pad():
 @pytest.fixture(scope="session")
 def llama_576(bpe_tokenizer):
     """One layer, 576 wide (SmolLM2's width), tied."""
-    import transformers
-
-    torch.manual_seed(3)
-    return transformers.LlamaForCausalLM(
-        transformers.LlamaConfig(
-            vocab_size=bpe_tokenizer.vocab_size, hidden_size=576, intermediate_size=1536,
-            num_hidden_layers=1, num_attention_heads=9, num_key_value_heads=3,
-            max_position_embeddings=64, tie_word_embeddings=True,
-        )
-    ).eval()  # fmt: skip
+    return one_layer_llama(bpe_tokenizer, 576, 1536, heads=9, kv_heads=3, seed=3)
 
 
 def test_a_split_float16_head_is_cached_and_its_source_pages_given_back(

@@ -7,7 +7,6 @@ tokenscope.lm.hf_names (GGUF_ARCHITECTURES). Nothing in the file is ever execute
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import EllipsisType
@@ -403,7 +402,7 @@ def _from_cache(
 ) -> tuple[set[str], str, Any] | None:
     """Put the cached packed layers of this file into `transformer` (see packed_cache);
     None where there are none that fit (then the file is packed and the cache written)."""
-    if packing is None or os.environ.get("TOKENSCOPE_PACKED_CACHE") == "0":
+    if packing is None or not packed_cache.enabled():
         return None
     try:
         modules, done, label, mapping = packed_cache.load(path, packing)
@@ -424,7 +423,7 @@ def _to_cache(
     """Write the packed layers for the next load; a cache that cannot be written is no error
     (the next load packs again)."""
     try:
-        if os.environ.get("TOKENSCOPE_PACKED_CACHE") != "0":
+        if packed_cache.enabled():
             report("keeping the packed weights for the next load")
             packed_cache.save(transformer, packed_cache.key_for(path, packing), done, label)
     except (OSError, ValueError):

@@ -54,6 +54,11 @@ _DTYPES = {
 }
 
 
+def enabled() -> bool:
+    """Whether packed weights are kept at all (TOKENSCOPE_PACKED_CACHE=0 turns it off)."""
+    return os.environ.get("TOKENSCOPE_PACKED_CACHE") != "0"
+
+
 def folder() -> Path:
     """Where packed weights are kept: beside TOKENSCOPE_HOME's files when it is set (tests,
     portable installs), else in the platform's cache folder."""
@@ -102,13 +107,13 @@ class _Tensors:
     """The tensors of a file being written, with their offsets from the data's start."""
 
     def __init__(self) -> None:
-        self.items: list[torch.Tensor] = []
+        self.items: list[tuple[torch.Tensor, int]] = []  # (tensor, offset)
         self.end = 0
 
     def add(self, t: torch.Tensor) -> list[Any]:
         t = t.detach().contiguous()
         offset = -(-self.end // ALIGN) * ALIGN
-        self.items.append(t)
+        self.items.append((t, offset))
         self.end = offset + t.numel() * t.element_size()
         return [str(t.dtype).removeprefix("torch."), list(t.shape), offset]
 
@@ -170,7 +175,7 @@ def save(transformer: nn.Module, key: dict[str, Any], done: set[str], label: str
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(MAGIC + struct.pack("<Q", len(header)) + header)
-            for t, (_, _, offset) in zip(tensors.items, _specs(modules), strict=True):
+            for t, offset in tensors.items:
                 f.seek(start + offset)
                 f.write(t.view(-1).view(torch.uint8).numpy().tobytes())
             f.truncate(start + tensors.end)
@@ -181,18 +186,6 @@ def save(transformer: nn.Module, key: dict[str, Any], done: set[str], label: str
         raise
     _evict(target)
     return target
-
-
-def _specs(modules: dict[str, Any]) -> Iterator[list[Any]]:
-    """Every tensor spec of the records, in the order they were added."""
-
-    def walk(record: dict[str, Any]) -> Iterator[list[Any]]:
-        yield from record.get("tensors", {}).values()
-        for part in record.get("parts", []):
-            yield from walk(part)
-
-    for record in modules.values():
-        yield from walk(record)
 
 
 def _evict(keep: Path) -> None:
@@ -209,8 +202,9 @@ class CacheMismatch(ValueError):
     """The cache file is not for this model, or does not read back as described."""
 
 
-def open_mapping(path: Path) -> tuple[dict[str, Any], torch.Tensor, mmap.mmap]:
-    """(header, the data as a uint8 tensor over a private mapping, the mapping)."""
+def open_mapping(path: Path) -> tuple[dict[str, Any], torch.Tensor, mmap.mmap, int]:
+    """(header, the data as a uint8 tensor over a private mapping, the mapping, where in the
+    mapping the data starts)."""
     with open(path, "rb") as f:
         head = f.read(len(MAGIC) + 8)
         if len(head) != len(MAGIC) + 8 or head[: len(MAGIC)] != MAGIC:
@@ -237,7 +231,7 @@ def open_mapping(path: Path) -> tuple[dict[str, Any], torch.Tensor, mmap.mmap]:
             with contextlib.suppress(OSError):
                 mapping.madvise(getattr(mmap, advice))
     data = torch.frombuffer(mapping, dtype=torch.uint8)[start:]
-    return header, data, mapping
+    return header, data, mapping, start
 
 
 def _tensor(data: torch.Tensor, spec: Any) -> torch.Tensor:
@@ -315,13 +309,12 @@ def _build(record: Any, data: torch.Tensor) -> nn.Module:
         raise CacheMismatch(f"incomplete {kind} entry ({e})") from None
 
 
-def _release_fp16_sources(modules: dict[str, Any], mapping: mmap.mmap, data: torch.Tensor) -> None:
+def _release_fp16_sources(modules: dict[str, Any], mapping: mmap.mmap, start: int) -> None:
     """fbgemm copied the float16 weights into its own packing: their pages of the mapping are
     given back (they would otherwise stay resident beside the copy, 55 MB for a SmolLM2-sized
     head); they are never read again."""
     if not hasattr(mmap, "MADV_DONTNEED"):
         return
-    start = data.data_ptr() - torch.frombuffer(mapping, dtype=torch.uint8).data_ptr()
 
     def walk(record: dict[str, Any]) -> None:
         if record.get("kind") == "fp16":
@@ -343,11 +336,11 @@ def load(model_file: Path, mode: str) -> tuple[dict[str, nn.Module], set[str], s
     open) from the cache file for `model_file`; CacheMismatch or OSError when there is none
     that fits."""
     key = key_for(model_file, mode)
-    header, data, mapping = open_mapping(path_for(key))
+    header, data, mapping, start = open_mapping(path_for(key))
     if header.get("key") != key:
         raise CacheMismatch("made from another file or setup")
     modules = {str(p): _build(r, data) for p, r in dict(header.get("modules", {})).items()}
-    _release_fp16_sources(header["modules"], mapping, data)
+    _release_fp16_sources(header["modules"], mapping, start)
     done = {str(n) for n in header.get("done", [])}
     label = header.get("label")
     if not modules or not isinstance(label, str):
